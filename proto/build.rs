@@ -1,0 +1,22 @@
+//! Generates the tonic/prost code for `berth.v1` with Debian's `protoc`.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = [
+        "berth/v1/common.proto",
+        "berth/v1/operator.proto",
+        "berth/v1/agent.proto",
+    ];
+    for p in &protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        // The agent RPC is named `Connect`, which would clash with the generated
+        // `Client::connect` constructor: clients are built from a Channel instead.
+        .build_transport(false)
+        .compile_protos(&protos, &["."])
+        .map_err(|e| {
+            format!("compiling protos failed (is protoc installed? apt-get install protobuf-compiler): {e}")
+        })?;
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! ECS-shaped ARNs: `arn:<partition>:ecs:<region>:<account>:<resource>`.
+//!
+//! Berth has no AWS account, but users' scripts and tools expect ARNs, so
+//! every resource gets one built from the scheduler's configured partition,
+//! region and account. Parsing accepts any partition/region/account: a name
+//! is resolved by its resource part.
+
+use std::fmt;
+
+/// The partition/region/account triple that prefixes every ARN a scheduler
+/// issues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArnPrefix {
+    pub partition: String,
+    pub region: String,
+    pub account: String,
+}
+
+impl Default for ArnPrefix {
+    fn default() -> Self {
+        Self {
+            partition: "berth".to_owned(),
+            region: "local".to_owned(),
+            account: "000000000000".to_owned(),
+        }
+    }
+}
+
+impl ArnPrefix {
+    fn base(&self) -> String {
+        format!("arn:{}:ecs:{}:{}", self.partition, self.region, self.account)
+    }
+
+    pub fn cluster(&self, name: &str) -> String {
+        format!("{}:cluster/{name}", self.base())
+    }
+
+    pub fn task_definition(&self, family: &str, revision: u32) -> String {
+        format!("{}:task-definition/{family}:{revision}", self.base())
+    }
+
+    pub fn container_instance(&self, cluster: &str, id: &str) -> String {
+        format!("{}:container-instance/{cluster}/{id}", self.base())
+    }
+
+    pub fn task(&self, cluster: &str, id: &str) -> String {
+        format!("{}:task/{cluster}/{id}", self.base())
+    }
+
+    pub fn service(&self, cluster: &str, name: &str) -> String {
+        format!("{}:service/{cluster}/{name}", self.base())
+    }
+}
+
+/// The resource part of an ARN (`cluster/default`), or the input itself when
+/// it is not an ARN.
+pub fn resource_part(s: &str) -> &str {
+    if !s.starts_with("arn:") {
+        return s;
+    }
+    // arn:partition:service:region:account:resource — the resource may itself
+    // contain ':' (task-definition/family:3), so split at most six ways.
+    s.splitn(6, ':').nth(5).unwrap_or(s)
+}
+
+/// Cluster name from a name or a cluster ARN.
+pub fn cluster_name(s: &str) -> &str {
+    let r = resource_part(s);
+    r.strip_prefix("cluster/").unwrap_or(r)
+}
+
+/// Last path segment of an id or an ARN (`container-instance/default/abc` → `abc`).
+pub fn short_id(s: &str) -> &str {
+    let r = resource_part(s);
+    r.rsplit('/').next().unwrap_or(r)
+}
+
+/// A reference to a task definition: `family`, `family:revision`, or an ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskDefRef {
+    pub family: String,
+    pub revision: Option<u32>,
+}
+
+/// Why a task-definition reference could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskDefRefError {
+    #[error("task definition reference is empty")]
+    Empty,
+    #[error("revision {revision:?} of {input:?} is not a positive whole number")]
+    BadRevision { input: String, revision: String },
+}
+
+impl TaskDefRef {
+    pub fn parse(s: &str) -> Result<Self, TaskDefRefError> {
+        let r = resource_part(s.trim());
+        let r = r.strip_prefix("task-definition/").unwrap_or(r);
+        if r.is_empty() {
+            return Err(TaskDefRefError::Empty);
+        }
+        match r.rsplit_once(':') {
+            None => Ok(Self {
+                family: r.to_owned(),
+                revision: None,
+            }),
+            Some((family, rev)) => {
+                let revision = rev
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|r| *r > 0)
+                    .ok_or_else(|| TaskDefRefError::BadRevision {
+                        input: s.to_owned(),
+                        revision: rev.to_owned(),
+                    })?;
+                if family.is_empty() {
+                    return Err(TaskDefRefError::Empty);
+                }
+                Ok(Self {
+                    family: family.to_owned(),
+                    revision: Some(revision),
+                })
+            }
+        }
+    }
+}
+
+impl fmt::Display for TaskDefRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.revision {
+            Some(r) => write!(f, "{}:{r}", self.family),
+            None => f.write_str(&self.family),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_ecs_shaped_arns() {
+        let p = ArnPrefix::default();
+        assert_eq!(p.cluster("default"), "arn:berth:ecs:local:000000000000:cluster/default");
+        assert_eq!(
+            p.task_definition("web", 3),
+            "arn:berth:ecs:local:000000000000:task-definition/web:3"
+        );
+    }
+
+    #[test]
+    fn parses_references() {
+        let r = TaskDefRef::parse("arn:aws:ecs:us-east-1:123:task-definition/web:3").unwrap();
+        assert_eq!(r.family, "web");
+        assert_eq!(r.revision, Some(3));
+        assert_eq!(TaskDefRef::parse("web").unwrap().revision, None);
+        assert!(matches!(
+            TaskDefRef::parse("web:0"),
+            Err(TaskDefRefError::BadRevision { .. })
+        ));
+        assert!(matches!(TaskDefRef::parse("web:x"), Err(TaskDefRefError::BadRevision { .. })));
+        assert_eq!(TaskDefRef::parse(""), Err(TaskDefRefError::Empty));
+        assert_eq!(cluster_name("arn:berth:ecs:local:0:cluster/prod"), "prod");
+        assert_eq!(short_id("arn:berth:ecs:local:0:container-instance/prod/abc"), "abc");
+    }
+}
