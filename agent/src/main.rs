@@ -1,1 +1,123 @@
-fn main() {}
+//! The `berth-agent` binary: parses the command line, loads the
+//! configuration, sets up logging and signals, and hands over to
+//! [`berth_agent::run`].
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use berth_agent::config::{self, LogFormat};
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "berth-agent", version = berth_proto::VERSION, about = "Berth's host agent")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Join the cluster and hold the session with the scheduler (the default).
+    Run(RunArgs),
+    /// Print the agent's version.
+    Version,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The scheduler's agent endpoint, e.g. http://scheduler:7070 [env: BERTH_SCHEDULER].
+    #[arg(long, value_name = "URL")]
+    scheduler: Option<String>,
+    /// The cluster to join [env: BERTH_CLUSTER] [default: default].
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
+    /// The configuration file [env: BERTH_CONFIG] [default: /etc/berth/agent.toml].
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Where the agent keeps its identity [env: BERTH_STATE_DIR] [default: /var/lib/berth/agent].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Version) => {
+            println!("berth-agent {}", berth_proto::VERSION);
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Run(args)) => args,
+        None => cli.run,
+    };
+
+    let flags = config::Flags {
+        config: args.config,
+        scheduler: args.scheduler,
+        cluster: args.cluster,
+        state_dir: args.state_dir,
+    };
+    let env: HashMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let config = match config::load(&flags, &env) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("berth-agent: invalid configuration: {e}");
+            return ExitCode::from(berth_agent::EXIT_CONFIG);
+        }
+    };
+    init_logging(config.log_format);
+
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = e
+                .downcast_ref::<berth_agent::AgentError>()
+                .map_or(1, berth_agent::AgentError::exit_code);
+            tracing::error!(cause = %format!("{e:#}"), "berth-agent stopped");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(config: berth_agent::Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the Tokio runtime")?;
+    runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
+        berth_agent::run(config, shutdown).await?;
+        Ok(())
+    })
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "received"),
+            _ = int.recv() => tracing::info!(signal = "SIGINT", "received"),
+        }
+    })
+}
+
+/// Logs to stderr (journald picks it up), filtered by `RUST_LOG` (default
+/// `info`), as text or one JSON object per line.
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,1 +1,17 @@
-//! placeholder
+//! `berth-scheduler`: Berth's control plane.
+//!
+//! - [`server`]: assembles store, services and listener; `run(config, listener, shutdown)`.
+//! - [`api`]: the gRPC edge, one module per service; the only place prost types appear.
+//! - [`db`]: typed, durable operations (clusters, task definitions, instances).
+//! - [`store`]: the narrow storage trait and its sled implementation; the only place sled appears.
+//! - [`sessions`]: live agent sessions and heartbeats, in memory.
+//! - [`records`]: the stored domain records.
+//! - [`config`]: file/env/flag configuration, validated before anything binds.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod records;
+pub mod server;
+pub mod sessions;
+pub mod store;

@@ -1,1 +1,88 @@
-fn main() {}
+//! `berth-scheduler` binary: parse flags, load config, set up logging, bind,
+//! and run until SIGTERM/SIGINT.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use berth_scheduler::config::{Config, LogFormat, Overrides};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for bad configuration (EX_USAGE... sysexits' EX_CONFIG is 78,
+/// but 64 is what operators' scripts commonly check).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(name = "berth-scheduler", version, about = "Berth control plane")]
+struct Cli {
+    /// Config file (TOML).
+    #[arg(long, default_value = berth_scheduler::config::DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Directory of the sled store.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to serve the gRPC API on, e.g. 127.0.0.1:7400.
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal(token: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutdown requested"),
+    }
+    token.cancel();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
+    let flags = Overrides {
+        config: explicit.then(|| cli.config.clone()),
+        listen: cli.listen,
+        data_dir: cli.data_dir,
+    };
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let config = match Config::load(&flags, &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth-scheduler: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_logging(config.log_format);
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listen = %config.listen, cause = %e, "cannot bind");
+            return ExitCode::FAILURE;
+        }
+    };
+    let token = CancellationToken::new();
+    tokio::spawn(shutdown_signal(token.clone()));
+    match berth_scheduler::server::run(config, listener, token).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(cause = %e, "berth-scheduler failed");
+            ExitCode::FAILURE
+        }
+    }
+}

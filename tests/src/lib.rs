@@ -1,1 +1,342 @@
-//! End-to-end test harness.
+//! End-to-end test harness: starts real `berth-scheduler` and `berth-agent`
+//! processes (built by `cargo build --workspace --bins`), talks to them over
+//! loopback gRPC and through the real `berthctl` binary.
+//!
+//! Everything binds 127.0.0.1; data and state live in temp dirs removed with
+//! the test. Processes are killed when their handle drops.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use berth_proto::v1::system_service_client::SystemServiceClient;
+use berth_proto::v1::VersionRequest;
+use tonic::transport::{Channel, Endpoint};
+
+/// Directory holding the workspace's binaries (`target/<profile>`), found
+/// from this test executable's own path (`target/<profile>/deps/test-…`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_owned()
+}
+
+/// Path of a workspace binary; panics with instructions when it is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: the end-to-end tests run the real binaries; build them first with \
+         `cargo build --workspace --bins` (scripts/test does this)",
+        p.display()
+    );
+    p
+}
+
+/// A free loopback port (bound and released; a tiny race is acceptable in tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the child with SIGKILL (no chance to flush or clean up).
+pub fn kill9(child: &mut Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+/// A scheduler process on a loopback port with its own data dir.
+pub struct Scheduler {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Scheduler {
+    /// Starts a scheduler with short heartbeats (200 ms, TTL 1 s).
+    pub async fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[]).await
+    }
+
+    pub async fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut s = Self {
+            child: None,
+            port: free_port(),
+            data_dir: data_dir.to_owned(),
+            log: data_dir.with_extension("scheduler.log"),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        s.spawn().await;
+        s
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(bin("berth-scheduler"));
+        cmd.arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            // Never read the machine's /etc/berth in tests.
+            .arg("--config")
+            .arg("/dev/null")
+            .env("BERTH_HEARTBEAT_INTERVAL", "200ms")
+            .env("BERTH_HEARTBEAT_TTL", "1s")
+            .env("BERTH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().unwrap());
+        self.wait_ready().await;
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Endpoint::from_shared(self.endpoint())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    async fn wait_ready(&mut self) {
+        for _ in 0..200 {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!(
+                    "berth-scheduler exited with {status} during start-up; log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if let Ok(ch) = Endpoint::from_shared(self.endpoint()).unwrap().connect().await {
+                if SystemServiceClient::new(ch)
+                    .version(VersionRequest {})
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "berth-scheduler did not answer within 10s; log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill9(&mut c);
+        }
+    }
+
+    /// Starts the process again on the same port and data dir.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        c.wait().unwrap()
+    }
+
+    /// `berthctl` against this scheduler.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        ctl(&self.endpoint(), args, None)
+    }
+
+    /// `berthctl` with `stdin` piped in.
+    pub fn ctl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        ctl(&self.endpoint(), args, Some(stdin))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs `berthctl` with a clean environment pointing at `endpoint`.
+pub fn ctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(bin("berthctl"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("BERTH_ENDPOINT", endpoint)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// stdout of a successful command; panics with both streams otherwise.
+pub fn ok_stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An agent process with its own state dir.
+pub struct Agent {
+    pub child: Option<Child>,
+    pub state_dir: PathBuf,
+    pub log: PathBuf,
+    scheduler: String,
+    cluster: String,
+}
+
+impl Agent {
+    pub fn start(scheduler: &str, cluster: &str, state_dir: &Path) -> Self {
+        let mut a = Self {
+            child: None,
+            state_dir: state_dir.to_owned(),
+            log: state_dir.with_extension("agent.log"),
+            scheduler: scheduler.to_owned(),
+            cluster: cluster.to_owned(),
+        };
+        a.spawn();
+        a
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(bin("berth-agent"))
+            .arg("--scheduler")
+            .arg(&self.scheduler)
+            .arg("--cluster")
+            .arg(&self.cluster)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--config")
+            .arg("/dev/null")
+            .env("BERTH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill9(&mut c);
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Polls `check` every 100 ms until it returns Some, or panics after `limit`
+/// with `what` and the last observation.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        match check().await {
+            Ok(v) => return v,
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {limit:?} waiting for {what}; last: {last}");
+}
+
+/// Total memory of this host in MiB, from /proc/meminfo.
+pub fn host_memory_mib() -> i64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+/// Online CPUs of this host.
+pub fn host_cpus() -> i64 {
+    std::thread::available_parallelism().unwrap().get() as i64
+}
+
+/// Parses JSON output of a command.
+pub fn json(out: &Output) -> serde_json::Value {
+    let text = ok_stdout(out);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}

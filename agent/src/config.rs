@@ -1,0 +1,964 @@
+//! The agent's configuration: `/etc/berth/agent.toml`, `BERTH_*` environment
+//! variables and command-line flags, layered as flags over environment over
+//! file over defaults, and validated into a [`Config`] before any socket opens.
+//!
+//! Parsing never reads the process environment itself: callers pass the
+//! environment as a map, so tests layer sources without global state. Every
+//! validation error names the setting and where its value came from; `main`
+//! turns any [`ConfigError`] into exit code 64.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+use tonic::codegen::http::Uri;
+
+/// Where the configuration file is read from when neither `--config` nor
+/// `BERTH_CONFIG` names one. A missing default file is not an error.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/agent.toml";
+/// Where the agent keeps its identity unless `state_dir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/berth/agent";
+/// The cluster an agent joins unless told otherwise (ECS's default too).
+pub const DEFAULT_CLUSTER: &str = "default";
+/// Memory (MiB) kept back from tasks for the OS and the agent itself.
+pub const DEFAULT_RESERVED_MEMORY_MIB: u64 = 256;
+/// Dynamic host ports: below the kernel's ephemeral range (32768–60999), so
+/// they never collide with the source ports of outgoing connections.
+pub const DEFAULT_PORT_RANGE: PortRange = PortRange {
+    start: 20000,
+    end: 32767,
+};
+/// The port of the agent's own task-metadata endpoint (as ECS's agent).
+pub const AGENT_METADATA_PORT: u16 = 51679;
+/// TCP ports never handed out unless `reserved_ports` says otherwise.
+pub const DEFAULT_RESERVED_PORTS: [u16; 2] = [22, AGENT_METADATA_PORT];
+
+/// Names of the environment variables, one per setting (`BERTH_<UPPER_SNAKE>`).
+pub mod env {
+    /// Path of the configuration file (same as `--config`).
+    pub const CONFIG: &str = "BERTH_CONFIG";
+    pub const SCHEDULER: &str = "BERTH_SCHEDULER";
+    pub const CLUSTER: &str = "BERTH_CLUSTER";
+    pub const STATE_DIR: &str = "BERTH_STATE_DIR";
+    pub const RESERVED_MEMORY_MIB: &str = "BERTH_RESERVED_MEMORY_MIB";
+    pub const CPU_UNITS: &str = "BERTH_CPU_UNITS";
+    /// `START-END`, e.g. `20000-32767`.
+    pub const PORT_RANGE: &str = "BERTH_PORT_RANGE";
+    /// Comma-separated, e.g. `22,2375`.
+    pub const RESERVED_PORTS: &str = "BERTH_RESERVED_PORTS";
+    /// Comma-separated, e.g. `53,123`.
+    pub const RESERVED_UDP_PORTS: &str = "BERTH_RESERVED_UDP_PORTS";
+    pub const AVAILABILITY_ZONE: &str = "BERTH_AVAILABILITY_ZONE";
+    pub const INSTANCE_TYPE: &str = "BERTH_INSTANCE_TYPE";
+    /// `name=value,name2=value2`.
+    pub const CUSTOM_ATTRIBUTES: &str = "BERTH_CUSTOM_ATTRIBUTES";
+    pub const HOSTNAME: &str = "BERTH_HOSTNAME";
+    /// `text` or `json`.
+    pub const LOG_FORMAT: &str = "BERTH_LOG_FORMAT";
+}
+
+/// The validated configuration the agent runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The scheduler's agent endpoint, e.g. `http://scheduler:7070`.
+    pub scheduler: String,
+    pub cluster: String,
+    pub state_dir: PathBuf,
+    pub reserved_memory_mib: u64,
+    /// Replaces the measured `1024 × online CPUs` when set.
+    pub cpu_units: Option<u64>,
+    pub port_range: PortRange,
+    pub reserved_tcp_ports: BTreeSet<u16>,
+    pub reserved_udp_ports: BTreeSet<u16>,
+    pub availability_zone: Option<String>,
+    pub instance_type: Option<String>,
+    pub custom_attributes: BTreeMap<String, String>,
+    /// Replaces the system's host name when set.
+    pub hostname: Option<String>,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// A configuration with every default, for the given scheduler and cluster.
+    pub fn new(scheduler: impl Into<String>, cluster: impl Into<String>) -> Self {
+        Self {
+            scheduler: scheduler.into(),
+            cluster: cluster.into(),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            reserved_memory_mib: DEFAULT_RESERVED_MEMORY_MIB,
+            cpu_units: None,
+            port_range: DEFAULT_PORT_RANGE,
+            reserved_tcp_ports: DEFAULT_RESERVED_PORTS.into_iter().collect(),
+            reserved_udp_ports: BTreeSet::new(),
+            availability_zone: None,
+            instance_type: None,
+            custom_attributes: BTreeMap::new(),
+            hostname: None,
+            log_format: LogFormat::Text,
+        }
+    }
+
+    /// Where the persisted identity lives.
+    pub fn identity_path(&self) -> PathBuf {
+        self.state_dir.join(crate::identity::IDENTITY_FILE)
+    }
+}
+
+/// An inclusive range of host ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PortRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.start..=self.end).contains(&port)
+    }
+
+    pub fn overlaps(&self, other: &PortRange) -> bool {
+        self.start <= other.end && other.start <= self.end
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.start, self.end)
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| "expected START-END, e.g. 20000-32767".to_owned())?;
+        let port = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("{:?} is not a port number (1-65535)", p.trim()))
+        };
+        let range = PortRange {
+            start: port(a)?,
+            end: port(b)?,
+        };
+        if range.start == 0 {
+            return Err("port 0 is not a usable host port".to_owned());
+        }
+        if range.start > range.end {
+            return Err(format!("start {} is above end {}", range.start, range.end));
+        }
+        Ok(range)
+    }
+}
+
+impl TryFrom<String> for PortRange {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum LogFormat {
+    /// Human-readable lines (journald adds its own timestamps).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("{other:?} is neither \"text\" nor \"json\"")),
+        }
+    }
+}
+
+impl TryFrom<String> for LogFormat {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// Settings given as command-line flags; they win over every other source.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub scheduler: Option<String>,
+    pub cluster: Option<String>,
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Where a setting's value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    Env(&'static str),
+    Flag(&'static str),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("the default"),
+            Origin::File(p) => write!(f, "{}", p.display()),
+            Origin::Env(name) => write!(f, "environment variable {name}"),
+            Origin::Flag(name) => write!(f, "flag {name}"),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded. Every variant means exit code 64.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{setting} is not set: give --{flag}, {env} or `{setting} = ...` in the config file")]
+    Missing {
+        setting: &'static str,
+        flag: &'static str,
+        env: &'static str,
+    },
+    #[error("invalid {setting} {value:?} (from {origin}): {reason}")]
+    Invalid {
+        setting: &'static str,
+        value: String,
+        origin: Origin,
+        reason: String,
+    },
+}
+
+/// The configuration file: every key optional, unknown keys rejected.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    scheduler: Option<String>,
+    cluster: Option<String>,
+    state_dir: Option<PathBuf>,
+    reserved_memory_mib: Option<u64>,
+    cpu_units: Option<u64>,
+    port_range: Option<PortRange>,
+    reserved_ports: Option<Vec<u16>>,
+    reserved_udp_ports: Option<Vec<u16>>,
+    availability_zone: Option<String>,
+    instance_type: Option<String>,
+    custom_attributes: Option<BTreeMap<String, String>>,
+    hostname: Option<String>,
+    log_format: Option<LogFormat>,
+}
+
+/// Loads the configuration: reads the file named by `flags.config`, else by
+/// `BERTH_CONFIG`, else [`DEFAULT_CONFIG_PATH`] if it exists, then layers
+/// `env` and `flags` over it and validates the result.
+pub fn load(flags: &Flags, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+    let explicit = flags
+        .config
+        .clone()
+        .or_else(|| env_value(env, env::CONFIG).map(PathBuf::from));
+    let (path, required) = match explicit {
+        Some(p) => (p, true),
+        None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => None,
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    from_sources(text.as_deref().map(|t| (path.as_path(), t)), env, flags)
+}
+
+/// Layers the sources (flags over `env` over the file's text over defaults)
+/// and validates the result. Pure: reads neither files nor the environment.
+pub fn from_sources(
+    file: Option<(&Path, &str)>,
+    env: &HashMap<String, String>,
+    flags: &Flags,
+) -> Result<Config, ConfigError> {
+    let (file_cfg, file_origin) = match file {
+        Some((path, text)) => {
+            let cfg: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+                path: path.to_owned(),
+                source: Box::new(e),
+            })?;
+            (cfg, Origin::File(path.to_owned()))
+        }
+        None => (FileConfig::default(), Origin::Default),
+    };
+    let layers = Layers {
+        env,
+        file_origin: &file_origin,
+    };
+
+    let (scheduler, scheduler_origin) = layers
+        .string(
+            flags.scheduler.clone(),
+            "--scheduler",
+            env::SCHEDULER,
+            file_cfg.scheduler,
+        )
+        .ok_or(ConfigError::Missing {
+            setting: "scheduler",
+            flag: "scheduler",
+            env: env::SCHEDULER,
+        })?;
+    validate_scheduler(&scheduler).map_err(|reason| ConfigError::Invalid {
+        setting: "scheduler",
+        value: scheduler.clone(),
+        origin: scheduler_origin,
+        reason,
+    })?;
+
+    let (cluster, origin) = layers
+        .string(
+            flags.cluster.clone(),
+            "--cluster",
+            env::CLUSTER,
+            file_cfg.cluster,
+        )
+        .unwrap_or_else(|| (DEFAULT_CLUSTER.to_owned(), Origin::Default));
+    validate_cluster(&cluster).map_err(|reason| invalid("cluster", &cluster, &origin, reason))?;
+
+    let (state_dir, origin) = match (&flags.state_dir, env_value(env, env::STATE_DIR)) {
+        (Some(dir), _) => (dir.clone(), Origin::Flag("--state-dir")),
+        (None, Some(dir)) => (PathBuf::from(dir), Origin::Env(env::STATE_DIR)),
+        (None, None) => match file_cfg.state_dir {
+            Some(dir) => (dir, file_origin.clone()),
+            None => (PathBuf::from(DEFAULT_STATE_DIR), Origin::Default),
+        },
+    };
+    if !state_dir.is_absolute() {
+        return Err(invalid(
+            "state_dir",
+            &state_dir.display().to_string(),
+            &origin,
+            "must be an absolute path".to_owned(),
+        ));
+    }
+
+    let reserved_memory_mib = layers
+        .parsed(
+            env::RESERVED_MEMORY_MIB,
+            "reserved_memory_mib",
+            file_cfg.reserved_memory_mib,
+        )?
+        .map_or(DEFAULT_RESERVED_MEMORY_MIB, |(v, _)| v);
+
+    let cpu_units = match layers.parsed::<u64>(env::CPU_UNITS, "cpu_units", file_cfg.cpu_units)? {
+        Some((0, origin)) => {
+            return Err(invalid(
+                "cpu_units",
+                "0",
+                &origin,
+                "must be at least 1".to_owned(),
+            ))
+        }
+        other => other.map(|(v, _)| v),
+    };
+
+    let port_range = layers
+        .parsed(env::PORT_RANGE, "port_range", file_cfg.port_range)?
+        .map_or(DEFAULT_PORT_RANGE, |(v, _)| v);
+
+    let reserved_tcp_ports = layers
+        .ports(
+            env::RESERVED_PORTS,
+            "reserved_ports",
+            file_cfg.reserved_ports,
+        )?
+        .unwrap_or_else(|| DEFAULT_RESERVED_PORTS.into_iter().collect());
+    let reserved_udp_ports = layers
+        .ports(
+            env::RESERVED_UDP_PORTS,
+            "reserved_udp_ports",
+            file_cfg.reserved_udp_ports,
+        )?
+        .unwrap_or_default();
+
+    let availability_zone =
+        layers.string(None, "", env::AVAILABILITY_ZONE, file_cfg.availability_zone);
+    if let Some((v, origin)) = &availability_zone {
+        validate_attribute_value(v)
+            .map_err(|reason| invalid("availability_zone", v, origin, reason))?;
+    }
+    let instance_type = layers.string(None, "", env::INSTANCE_TYPE, file_cfg.instance_type);
+    if let Some((v, origin)) = &instance_type {
+        validate_attribute_value(v)
+            .map_err(|reason| invalid("instance_type", v, origin, reason))?;
+    }
+
+    let custom_attributes = match env_value(env, env::CUSTOM_ATTRIBUTES) {
+        Some(raw) => (
+            parse_attribute_list(raw).map_err(|reason| {
+                invalid(
+                    "custom_attributes",
+                    raw,
+                    &Origin::Env(env::CUSTOM_ATTRIBUTES),
+                    reason,
+                )
+            })?,
+            Origin::Env(env::CUSTOM_ATTRIBUTES),
+        ),
+        None => (
+            file_cfg.custom_attributes.unwrap_or_default(),
+            file_origin.clone(),
+        ),
+    };
+    for (name, value) in &custom_attributes.0 {
+        validate_custom_attribute(name, value).map_err(|reason| {
+            invalid(
+                "custom_attributes",
+                &format!("{name}={value}"),
+                &custom_attributes.1,
+                reason,
+            )
+        })?;
+    }
+
+    let hostname = layers.string(None, "", env::HOSTNAME, file_cfg.hostname);
+    if let Some((h, origin)) = &hostname {
+        validate_hostname(h).map_err(|reason| invalid("hostname", h, origin, reason))?;
+    }
+
+    let log_format = layers
+        .parsed(env::LOG_FORMAT, "log_format", file_cfg.log_format)?
+        .map_or(LogFormat::Text, |(v, _)| v);
+
+    Ok(Config {
+        scheduler,
+        cluster,
+        state_dir,
+        reserved_memory_mib,
+        cpu_units,
+        port_range,
+        reserved_tcp_ports,
+        reserved_udp_ports,
+        availability_zone: availability_zone.map(|(v, _)| v),
+        instance_type: instance_type.map(|(v, _)| v),
+        custom_attributes: custom_attributes.0,
+        hostname: hostname.map(|(v, _)| v),
+        log_format,
+    })
+}
+
+/// The environment and the file, with the precedence rules between them.
+struct Layers<'a> {
+    env: &'a HashMap<String, String>,
+    file_origin: &'a Origin,
+}
+
+impl Layers<'_> {
+    /// A string setting: flag, else env, else file. Empty values count as unset.
+    fn string(
+        &self,
+        flag: Option<String>,
+        flag_name: &'static str,
+        env_name: &'static str,
+        file: Option<String>,
+    ) -> Option<(String, Origin)> {
+        if let Some(v) = flag.filter(|v| !v.is_empty()) {
+            return Some((v, Origin::Flag(flag_name)));
+        }
+        if let Some(v) = env_value(self.env, env_name) {
+            return Some((v.to_owned(), Origin::Env(env_name)));
+        }
+        file.filter(|v| !v.is_empty())
+            .map(|v| (v, self.file_origin.clone()))
+    }
+
+    /// A setting parsed from its env string with `FromStr`, else the file's
+    /// already-typed value.
+    fn parsed<T>(
+        &self,
+        env_name: &'static str,
+        setting: &'static str,
+        file: Option<T>,
+    ) -> Result<Option<(T, Origin)>, ConfigError>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        match env_value(self.env, env_name) {
+            Some(raw) => raw
+                .parse::<T>()
+                .map(|v| Some((v, Origin::Env(env_name))))
+                .map_err(|e| invalid(setting, raw, &Origin::Env(env_name), e.to_string())),
+            None => Ok(file.map(|v| (v, self.file_origin.clone()))),
+        }
+    }
+
+    /// A port list: comma-separated in the environment, an array in the file.
+    fn ports(
+        &self,
+        env_name: &'static str,
+        setting: &'static str,
+        file: Option<Vec<u16>>,
+    ) -> Result<Option<BTreeSet<u16>>, ConfigError> {
+        let (ports, origin) = match env_value(self.env, env_name) {
+            Some(raw) => {
+                let origin = Origin::Env(env_name);
+                let ports = raw
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        p.parse::<u16>().map_err(|_| {
+                            invalid(setting, raw, &origin, format!("{p:?} is not a port number"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (ports, origin)
+            }
+            None => match file {
+                Some(ports) => (ports, self.file_origin.clone()),
+                None => return Ok(None),
+            },
+        };
+        if ports.contains(&0) {
+            let shown = ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            return Err(invalid(
+                setting,
+                &shown,
+                &origin,
+                "port 0 is not a host port".to_owned(),
+            ));
+        }
+        Ok(Some(ports.into_iter().collect()))
+    }
+}
+
+fn env_value<'a>(env: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    env.get(name).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+fn invalid(setting: &'static str, value: &str, origin: &Origin, reason: String) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        value: value.to_owned(),
+        origin: origin.clone(),
+        reason,
+    }
+}
+
+fn validate_scheduler(url: &str) -> Result<(), String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("not a URL ({e}); expected e.g. http://scheduler:7070"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(
+                "https (mutual TLS) is not supported by this version yet; use http://".into(),
+            )
+        }
+        _ => return Err("expected an http:// URL, e.g. http://scheduler:7070".into()),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err("the URL must not have a path or query".into());
+    }
+    Ok(())
+}
+
+/// ECS cluster names: up to 255 letters, digits, hyphens and underscores.
+fn validate_cluster(name: &str) -> Result<(), String> {
+    if name.len() > 255 {
+        return Err("longer than 255 characters".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err("only letters, digits, hyphens and underscores are allowed".into());
+    }
+    Ok(())
+}
+
+fn validate_hostname(name: &str) -> Result<(), String> {
+    if name.len() > 255 {
+        return Err("longer than 255 characters".into());
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain whitespace".into());
+    }
+    Ok(())
+}
+
+/// `name=value,name2=value2` (values may be empty: presence-only attributes).
+fn parse_attribute_list(raw: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, value) = item.split_once('=').unwrap_or((item, ""));
+        if out
+            .insert(name.trim().to_owned(), value.trim().to_owned())
+            .is_some()
+        {
+            return Err(format!("attribute {:?} is given twice", name.trim()));
+        }
+    }
+    Ok(out)
+}
+
+/// Attribute names: up to 128 letters, digits, `-`, `_`, `/` or `.` (ECS also
+/// allows `\`, which Berth's scheduler does not); names starting with `ecs.`
+/// are the agent's own.
+fn validate_custom_attribute(name: &str, value: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 128 {
+        return Err("attribute names have 1 to 128 characters".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/' | '.'))
+    {
+        return Err(format!(
+            "attribute name {name:?} may only hold letters, digits, '-', '_', '/' and '.'"
+        ));
+    }
+    if name.to_ascii_lowercase().starts_with("ecs.") {
+        return Err(format!(
+            "attribute name {name:?}: the \"ecs.\" prefix is reserved for the agent's own attributes"
+        ));
+    }
+    if value.is_empty() {
+        return Ok(());
+    }
+    validate_attribute_value(value).map_err(|e| format!("value of {name:?}: {e}"))
+}
+
+/// ECS attribute values: up to 128 letters, digits, `-_.@/\:` or spaces, not
+/// starting or ending with a space.
+fn validate_attribute_value(value: &str) -> Result<(), String> {
+    if value.is_empty() || value.len() > 128 {
+        return Err("values have 1 to 128 characters".into());
+    }
+    if value.starts_with(' ') || value.ends_with(' ') {
+        return Err("values must not start or end with a space".into());
+    }
+    if !value.chars().all(|c| {
+        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '/' | '\\' | ':' | ' ')
+    }) {
+        return Err(
+            "values may only hold letters, digits, spaces and '-', '_', '.', '@', '/', '\\', ':'"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn file(text: &str) -> Option<(&'static Path, &str)> {
+        Some((Path::new("/etc/berth/agent.toml"), text))
+    }
+
+    fn flags() -> Flags {
+        Flags::default()
+    }
+
+    const FULL_FILE: &str = r#"
+scheduler = "http://file-scheduler:7070"
+cluster = "file-cluster"
+state_dir = "/srv/berth"
+reserved_memory_mib = 512
+cpu_units = 4096
+port_range = "21000-22000"
+reserved_ports = [22, 2375, 22]
+reserved_udp_ports = [53]
+availability_zone = "rack-1"
+instance_type = "m5.large"
+hostname = "host-a"
+log_format = "json"
+
+[custom_attributes]
+"stack" = "prod"
+"gpu" = ""
+"#;
+
+    #[test]
+    fn defaults_apply_with_only_a_scheduler() {
+        let cfg = from_sources(None, &env(&[(env::SCHEDULER, "http://s:7070")]), &flags())
+            .expect("valid");
+        assert_eq!(cfg, Config::new("http://s:7070", "default"));
+        assert_eq!(
+            cfg.reserved_tcp_ports.iter().copied().collect::<Vec<_>>(),
+            vec![22, 51679]
+        );
+        assert_eq!(
+            cfg.identity_path(),
+            Path::new("/var/lib/berth/agent/identity.json")
+        );
+    }
+
+    #[test]
+    fn file_values_are_read() {
+        let cfg = from_sources(file(FULL_FILE), &env(&[]), &flags()).expect("valid");
+        assert_eq!(cfg.scheduler, "http://file-scheduler:7070");
+        assert_eq!(cfg.cluster, "file-cluster");
+        assert_eq!(cfg.state_dir, Path::new("/srv/berth"));
+        assert_eq!(cfg.reserved_memory_mib, 512);
+        assert_eq!(cfg.cpu_units, Some(4096));
+        assert_eq!(
+            cfg.port_range,
+            PortRange {
+                start: 21000,
+                end: 22000
+            }
+        );
+        assert_eq!(
+            cfg.reserved_tcp_ports.iter().copied().collect::<Vec<_>>(),
+            vec![22, 2375]
+        );
+        assert_eq!(
+            cfg.reserved_udp_ports.iter().copied().collect::<Vec<_>>(),
+            vec![53]
+        );
+        assert_eq!(cfg.availability_zone.as_deref(), Some("rack-1"));
+        assert_eq!(cfg.instance_type.as_deref(), Some("m5.large"));
+        assert_eq!(cfg.hostname.as_deref(), Some("host-a"));
+        assert_eq!(cfg.log_format, LogFormat::Json);
+        assert_eq!(
+            cfg.custom_attributes.get("stack").map(String::as_str),
+            Some("prod")
+        );
+        assert_eq!(
+            cfg.custom_attributes.get("gpu").map(String::as_str),
+            Some("")
+        );
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        let e = env(&[
+            (env::SCHEDULER, "http://env-scheduler:7070"),
+            (env::CLUSTER, "env-cluster"),
+            (env::STATE_DIR, "/env/state"),
+            (env::RESERVED_MEMORY_MIB, "1024"),
+            (env::PORT_RANGE, "23000-24000"),
+            (env::RESERVED_PORTS, "22, 2375"),
+            (env::RESERVED_UDP_PORTS, "123"),
+            (env::AVAILABILITY_ZONE, "rack-2"),
+            (env::INSTANCE_TYPE, "bare-metal"),
+            (env::CUSTOM_ATTRIBUTES, "a=1,b=two words"),
+            (env::HOSTNAME, "host-b"),
+            (env::LOG_FORMAT, "text"),
+            (env::CPU_UNITS, "2048"),
+        ]);
+        let cfg = from_sources(file(FULL_FILE), &e, &flags()).expect("valid");
+        assert_eq!(cfg.scheduler, "http://env-scheduler:7070");
+        assert_eq!(cfg.cluster, "env-cluster");
+        assert_eq!(cfg.state_dir, Path::new("/env/state"));
+        assert_eq!(cfg.reserved_memory_mib, 1024);
+        assert_eq!(cfg.cpu_units, Some(2048));
+        assert_eq!(cfg.port_range.to_string(), "23000-24000");
+        assert_eq!(
+            cfg.reserved_tcp_ports.iter().copied().collect::<Vec<_>>(),
+            vec![22, 2375]
+        );
+        assert_eq!(
+            cfg.reserved_udp_ports.iter().copied().collect::<Vec<_>>(),
+            vec![123]
+        );
+        assert_eq!(cfg.availability_zone.as_deref(), Some("rack-2"));
+        assert_eq!(cfg.instance_type.as_deref(), Some("bare-metal"));
+        assert_eq!(cfg.hostname.as_deref(), Some("host-b"));
+        assert_eq!(cfg.log_format, LogFormat::Text);
+        assert_eq!(
+            cfg.custom_attributes,
+            BTreeMap::from([
+                ("a".to_owned(), "1".to_owned()),
+                ("b".to_owned(), "two words".to_owned())
+            ])
+        );
+
+        let f = Flags {
+            config: None,
+            scheduler: Some("http://flag-scheduler:7070".into()),
+            cluster: Some("flag-cluster".into()),
+            state_dir: Some(PathBuf::from("/flag/state")),
+        };
+        let cfg = from_sources(file(FULL_FILE), &e, &f).expect("valid");
+        assert_eq!(cfg.scheduler, "http://flag-scheduler:7070");
+        assert_eq!(cfg.cluster, "flag-cluster");
+        assert_eq!(cfg.state_dir, Path::new("/flag/state"));
+    }
+
+    #[test]
+    fn empty_env_values_count_as_unset() {
+        let e = env(&[(env::CLUSTER, ""), (env::RESERVED_PORTS, "")]);
+        let cfg = from_sources(file(FULL_FILE), &e, &flags()).expect("valid");
+        assert_eq!(cfg.cluster, "file-cluster");
+        assert_eq!(cfg.reserved_tcp_ports.len(), 2);
+    }
+
+    #[test]
+    fn unknown_file_key_is_rejected() {
+        let err = from_sources(
+            file("scheduler = \"http://s:1\"\ncontainerd_socket = \"/run/x\"\n"),
+            &env(&[]),
+            &flags(),
+        )
+        .expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{msg}");
+        assert!(msg.contains("containerd_socket"), "{msg}");
+        assert!(msg.contains("/etc/berth/agent.toml"), "{msg}");
+    }
+
+    #[test]
+    fn missing_scheduler_names_all_ways_to_set_it() {
+        let err = from_sources(None, &env(&[]), &flags()).expect_err("missing");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--scheduler") && msg.contains("BERTH_SCHEDULER"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_port_ranges_are_rejected_naming_the_setting() {
+        for (raw, needle) in [
+            ("32767-20000", "start 32767 is above end 20000"),
+            ("20000", "START-END"),
+            ("0-100", "port 0"),
+            ("20000-70000", "\"70000\" is not a port number"),
+        ] {
+            let e = env(&[(env::SCHEDULER, "http://s:1"), (env::PORT_RANGE, raw)]);
+            let msg = from_sources(None, &e, &flags()).expect_err(raw).to_string();
+            assert!(msg.contains("port_range"), "{msg}");
+            assert!(msg.contains("BERTH_PORT_RANGE"), "{msg}");
+            assert!(msg.contains(needle), "{raw}: {msg}");
+        }
+        let msg = from_sources(
+            file("scheduler = \"http://s:1\"\nport_range = \"9-3\"\n"),
+            &env(&[]),
+            &flags(),
+        )
+        .expect_err("bad file range")
+        .to_string();
+        assert!(msg.contains("port_range") && msg.contains("above"), "{msg}");
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        let base =
+            |k: &'static str, v: &'static str| env(&[(env::SCHEDULER, "http://s:7070"), (k, v)]);
+        let cases = [
+            (base(env::SCHEDULER, "https://s:7070"), "scheduler"),
+            (base(env::SCHEDULER, "s:7070"), "scheduler"),
+            (base(env::SCHEDULER, "http://s:7070/api"), "scheduler"),
+            (base(env::CLUSTER, "no spaces"), "cluster"),
+            (base(env::STATE_DIR, "relative/dir"), "state_dir"),
+            (base(env::RESERVED_MEMORY_MIB, "-1"), "reserved_memory_mib"),
+            (base(env::CPU_UNITS, "0"), "cpu_units"),
+            (base(env::RESERVED_PORTS, "22,0"), "reserved_ports"),
+            (base(env::RESERVED_PORTS, "22,ssh"), "reserved_ports"),
+            (base(env::RESERVED_UDP_PORTS, "65536"), "reserved_udp_ports"),
+            (
+                base(env::CUSTOM_ATTRIBUTES, "ecs.os-type=windows"),
+                "custom_attributes",
+            ),
+            (base(env::CUSTOM_ATTRIBUTES, "a=1,a=2"), "custom_attributes"),
+            (
+                base(env::CUSTOM_ATTRIBUTES, "bad name=1"),
+                "custom_attributes",
+            ),
+            (base(env::AVAILABILITY_ZONE, "rack#1"), "availability_zone"),
+            (base(env::HOSTNAME, "two words"), "hostname"),
+            (base(env::LOG_FORMAT, "yaml"), "log_format"),
+        ];
+        for (e, setting) in cases {
+            let err = from_sources(None, &e, &flags()).expect_err(setting);
+            match &err {
+                ConfigError::Invalid {
+                    setting: s, origin, ..
+                } => {
+                    assert_eq!(*s, setting, "{err}");
+                    assert!(matches!(origin, Origin::Env(_)), "{err}");
+                }
+                other => panic!("{setting}: unexpected {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn load_reads_explicit_file_and_rejects_a_missing_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "scheduler = \"http://s:7070\"\ncluster = \"c1\"\n").expect("write");
+        let f = Flags {
+            config: Some(path.clone()),
+            ..Flags::default()
+        };
+        assert_eq!(load(&f, &env(&[])).expect("valid").cluster, "c1");
+
+        let via_env = env(&[(env::CONFIG, path.to_str().expect("utf-8 path"))]);
+        assert_eq!(
+            load(&Flags::default(), &via_env).expect("valid").cluster,
+            "c1"
+        );
+
+        let missing = Flags {
+            config: Some(dir.path().join("nope.toml")),
+            ..Flags::default()
+        };
+        let err = load(&missing, &env(&[])).expect_err("missing explicit file");
+        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+        assert!(err.to_string().contains("nope.toml"), "{err}");
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../agent.example.toml");
+        let cfg = from_sources(file(text), &env(&[]), &flags()).expect("example parses");
+        let defaults = Config::new("http://scheduler.example:7070", DEFAULT_CLUSTER);
+        assert_eq!(cfg, defaults, "the example shows the defaults");
+    }
+
+    #[test]
+    fn port_range_overlap() {
+        let r = |start, end| PortRange { start, end };
+        assert!(!DEFAULT_PORT_RANGE.overlaps(&r(32768, 60999)));
+        assert!(r(30000, 40000).overlaps(&r(32768, 60999)));
+        assert!(r(60999, 61000).overlaps(&r(32768, 60999)));
+        assert!(r(32768, 32768).overlaps(&r(32768, 60999)));
+        assert!(DEFAULT_PORT_RANGE.contains(20000) && DEFAULT_PORT_RANGE.contains(32767));
+    }
+}

@@ -1,0 +1,47 @@
+//! What the scheduler wants on this host: the full set of tasks with their
+//! desired status, as the last `DesiredState` message said. The session keeps
+//! the latest one in a `tokio::sync::watch`; the task runtime reconciles
+//! containerd to it (level-triggered: it always gets the whole set).
+
+/// The scheduler's full desired set for this instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredState {
+    /// Rises with every change the scheduler makes to this instance's set.
+    pub generation: u64,
+    pub tasks: Vec<DesiredTask>,
+}
+
+/// One task the scheduler placed on this instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredTask {
+    pub task_arn: String,
+    pub desired_status: DesiredStatus,
+    /// The task definition as ECS JSON, as the scheduler validated it.
+    pub task_definition_json: String,
+}
+
+/// ECS's desiredStatus of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DesiredStatus {
+    Running,
+    Stopped,
+}
+
+impl DesiredStatus {
+    /// ECS's name: `RUNNING` or `STOPPED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesiredStatus::Running => "RUNNING",
+            DesiredStatus::Stopped => "STOPPED",
+        }
+    }
+
+    /// Reads ECS's name; anything else is `None`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "RUNNING" => Some(DesiredStatus::Running),
+            "STOPPED" => Some(DesiredStatus::Stopped),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The edge between the agent and the `berth.v1` `AgentService` messages:
+//! builds the agent's messages from domain types and turns the scheduler's
+//! into validated domain types. No other module builds or reads prost types
+//! except the session, which only moves them between this module and tonic.
+
+use std::time::{Duration, SystemTime};
+
+use berth_proto::v1;
+use tonic::metadata::AsciiMetadataValue;
+
+use crate::desired::{DesiredState, DesiredStatus, DesiredTask};
+use crate::host::HostFacts;
+use crate::identity::Identity;
+
+/// A scheduler message the agent does not accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("{message}.{field} is missing or empty")]
+    Missing {
+        message: &'static str,
+        field: &'static str,
+    },
+    #[error("{message}.{field} is invalid: {reason}")]
+    Invalid {
+        message: &'static str,
+        field: String,
+        reason: String,
+    },
+}
+
+/// What `Welcome` tells the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    pub container_instance_arn: String,
+    pub cluster_arn: String,
+    pub heartbeat_interval: Duration,
+    pub heartbeat_ttl: Duration,
+}
+
+/// A message from the scheduler, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    Welcome(Welcome),
+    DesiredState(DesiredState),
+    /// A message kind this agent does not know (a newer scheduler): ignored.
+    Unknown,
+}
+
+pub fn register_request(cluster: &str, hostname: &str) -> v1::RegisterRequest {
+    v1::RegisterRequest {
+        cluster: cluster.to_owned(),
+        hostname: hostname.to_owned(),
+    }
+}
+
+/// The identity to persist from Register's answer.
+pub fn identity(cluster: &str, r: v1::RegisterResponse) -> Result<Identity, WireError> {
+    const M: &str = "RegisterResponse";
+    let required = |v: &str, field| {
+        if v.is_empty() {
+            Err(WireError::Missing { message: M, field })
+        } else {
+            Ok(())
+        }
+    };
+    required(&r.container_instance_id, "container_instance_id")?;
+    required(&r.container_instance_arn, "container_instance_arn")?;
+    required(&r.cluster_arn, "cluster_arn")?;
+    required(&r.credential, "credential")?;
+    credential_value(&r.credential)?;
+    Ok(Identity {
+        cluster: cluster.to_owned(),
+        container_instance_id: r.container_instance_id,
+        container_instance_arn: r.container_instance_arn,
+        cluster_arn: r.cluster_arn,
+        credential: r.credential,
+    })
+}
+
+/// The credential as a gRPC metadata value (printable ASCII only).
+pub fn credential_value(credential: &str) -> Result<AsciiMetadataValue, WireError> {
+    AsciiMetadataValue::try_from(credential).map_err(|_| WireError::Invalid {
+        message: "RegisterResponse",
+        field: "credential".to_owned(),
+        reason: "not usable as gRPC metadata (printable ASCII only)".to_owned(),
+    })
+}
+
+pub fn hello(facts: &HostFacts) -> v1::AgentMessage {
+    let r = &facts.resources;
+    let ports = |p: &[u16]| p.iter().map(|&p| u32::from(p)).collect();
+    v1::AgentMessage {
+        msg: Some(v1::agent_message::Msg::Hello(v1::Hello {
+            resources: Some(v1::HostResources {
+                cpu_units: i64::try_from(r.cpu_units).unwrap_or(i64::MAX),
+                memory_mib: i64::try_from(r.memory_mib).unwrap_or(i64::MAX),
+                port_range_start: u32::from(r.port_range.start),
+                port_range_end: u32::from(r.port_range.end),
+                reserved_tcp_ports: ports(&r.reserved_tcp_ports),
+                reserved_udp_ports: ports(&r.reserved_udp_ports),
+            }),
+            attributes: facts
+                .attributes
+                .iter()
+                .map(|a| v1::Attribute {
+                    name: a.name.clone(),
+                    value: a.value.clone(),
+                })
+                .collect(),
+            agent_version: berth_proto::VERSION.to_owned(),
+            hostname: facts.hostname.clone(),
+        })),
+    }
+}
+
+pub fn heartbeat(seq: u64, sent_at: SystemTime) -> v1::AgentMessage {
+    v1::AgentMessage {
+        msg: Some(v1::agent_message::Msg::Heartbeat(v1::Heartbeat {
+            seq,
+            sent_at: Some(sent_at.into()),
+        })),
+    }
+}
+
+pub fn inbound(m: v1::SchedulerMessage) -> Result<Inbound, WireError> {
+    use v1::scheduler_message::Msg;
+    match m.msg {
+        Some(Msg::Welcome(w)) => welcome(w).map(Inbound::Welcome),
+        Some(Msg::DesiredState(d)) => desired_state(d).map(Inbound::DesiredState),
+        None => Ok(Inbound::Unknown),
+    }
+}
+
+fn welcome(w: v1::Welcome) -> Result<Welcome, WireError> {
+    const M: &str = "Welcome";
+    if w.heartbeat_interval_ms == 0 {
+        return Err(WireError::Missing {
+            message: M,
+            field: "heartbeat_interval_ms",
+        });
+    }
+    if w.heartbeat_ttl_ms == 0 {
+        return Err(WireError::Missing {
+            message: M,
+            field: "heartbeat_ttl_ms",
+        });
+    }
+    Ok(Welcome {
+        container_instance_arn: w.container_instance_arn,
+        cluster_arn: w.cluster_arn,
+        heartbeat_interval: Duration::from_millis(u64::from(w.heartbeat_interval_ms)),
+        heartbeat_ttl: Duration::from_millis(u64::from(w.heartbeat_ttl_ms)),
+    })
+}
+
+fn desired_state(d: v1::DesiredState) -> Result<DesiredState, WireError> {
+    const M: &str = "DesiredState";
+    let tasks = d
+        .tasks
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if t.task_arn.is_empty() {
+                return Err(WireError::Invalid {
+                    message: M,
+                    field: format!("tasks[{i}].task_arn"),
+                    reason: "empty".to_owned(),
+                });
+            }
+            let desired_status =
+                DesiredStatus::parse(&t.desired_status).ok_or_else(|| WireError::Invalid {
+                    message: M,
+                    field: format!("tasks[{i}].desired_status"),
+                    reason: format!("{:?} is neither RUNNING nor STOPPED", t.desired_status),
+                })?;
+            Ok(DesiredTask {
+                task_arn: t.task_arn,
+                desired_status,
+                task_definition_json: t.task_definition_json,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(DesiredState {
+        generation: d.generation,
+        tasks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PortRange;
+    use crate::host::{Attribute, HostResources};
+
+    #[test]
+    fn hello_carries_the_measured_facts() {
+        let facts = HostFacts {
+            hostname: "h1".into(),
+            resources: HostResources {
+                cpu_units: 2048,
+                memory_mib: 3840,
+                port_range: PortRange {
+                    start: 20000,
+                    end: 32767,
+                },
+                reserved_tcp_ports: vec![22, 51679],
+                reserved_udp_ports: vec![53],
+            },
+            attributes: vec![Attribute {
+                name: "ecs.os-type".into(),
+                value: "linux".into(),
+            }],
+        };
+        let Some(v1::agent_message::Msg::Hello(h)) = hello(&facts).msg else {
+            panic!("not a Hello");
+        };
+        assert_eq!(h.agent_version, berth_proto::VERSION);
+        assert_eq!(h.hostname, "h1");
+        assert_eq!(
+            h.resources,
+            Some(v1::HostResources {
+                cpu_units: 2048,
+                memory_mib: 3840,
+                port_range_start: 20000,
+                port_range_end: 32767,
+                reserved_tcp_ports: vec![22, 51679],
+                reserved_udp_ports: vec![53],
+            })
+        );
+        assert_eq!(h.attributes.len(), 1);
+    }
+
+    #[test]
+    fn register_response_is_validated() {
+        let ok = v1::RegisterResponse {
+            container_instance_id: "i1".into(),
+            container_instance_arn: "arn:x".into(),
+            cluster_arn: "arn:c".into(),
+            credential: "tok".into(),
+        };
+        let id = identity("c", ok.clone()).expect("valid");
+        assert_eq!((id.cluster.as_str(), id.credential.as_str()), ("c", "tok"));
+
+        let mut missing = ok.clone();
+        missing.credential.clear();
+        assert_eq!(
+            identity("c", missing),
+            Err(WireError::Missing {
+                message: "RegisterResponse",
+                field: "credential"
+            })
+        );
+        let mut bad = ok;
+        bad.credential = "line\nbreak".into();
+        assert!(identity("c", bad).is_err());
+    }
+
+    #[test]
+    fn scheduler_messages_are_validated() {
+        use v1::scheduler_message::Msg;
+        let w = v1::SchedulerMessage {
+            msg: Some(Msg::Welcome(v1::Welcome {
+                container_instance_arn: "arn:i".into(),
+                cluster_arn: "arn:c".into(),
+                heartbeat_interval_ms: 5000,
+                heartbeat_ttl_ms: 20000,
+            })),
+        };
+        let Ok(Inbound::Welcome(w)) = inbound(w) else {
+            panic!("welcome");
+        };
+        assert_eq!(w.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(w.heartbeat_ttl, Duration::from_secs(20));
+
+        let zero = v1::SchedulerMessage {
+            msg: Some(Msg::Welcome(v1::Welcome::default())),
+        };
+        assert!(inbound(zero).is_err());
+        assert_eq!(
+            inbound(v1::SchedulerMessage { msg: None }),
+            Ok(Inbound::Unknown)
+        );
+
+        let d = |status: &str| v1::SchedulerMessage {
+            msg: Some(Msg::DesiredState(v1::DesiredState {
+                generation: 3,
+                tasks: vec![v1::DesiredTask {
+                    task_arn: "arn:t".into(),
+                    desired_status: status.into(),
+                    task_definition_json: "{}".into(),
+                }],
+            })),
+        };
+        let Ok(Inbound::DesiredState(state)) = inbound(d("RUNNING")) else {
+            panic!("desired state");
+        };
+        assert_eq!(state.generation, 3);
+        assert_eq!(state.tasks[0].desired_status, DesiredStatus::Running);
+        let err = inbound(d("PAUSED")).expect_err("bad status");
+        assert!(err.to_string().contains("tasks[0].desired_status"), "{err}");
+    }
+}

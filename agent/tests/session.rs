@@ -1,0 +1,497 @@
+//! The agent against a tiny fake `AgentService` on 127.0.0.1: Register once,
+//! Hello with the host's real resources, heartbeats, reconnection after the
+//! scheduler restarts (same identity), a refused credential, a scheduler that
+//! is down at start, and a cluster mismatch.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_agent::config::Config;
+use berth_agent::host::{self, HostProbe};
+use berth_agent::identity::{Identity, IdentityStore};
+use berth_agent::session::CREDENTIAL_METADATA_KEY;
+use berth_agent::{Agent, ConnectionState};
+use berth_proto::v1;
+use berth_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+const CREDENTIAL: &str = "cred-0123456789";
+const INSTANCE_ID: &str = "9f1c2d3e";
+const WAIT: Duration = Duration::from_secs(15);
+
+/// What the fake scheduler saw.
+#[derive(Debug)]
+enum Event {
+    Registered(v1::RegisterRequest),
+    Rejected {
+        credential: Option<String>,
+    },
+    Hello(v1::Hello),
+    Heartbeat(v1::Heartbeat),
+    /// The agent closed its side of the stream (or it broke).
+    StreamEnded,
+}
+
+#[derive(Clone)]
+struct Fake {
+    registrations: Arc<AtomicU32>,
+    events: mpsc::UnboundedSender<Event>,
+    /// Ends every stream of this server incarnation with Unavailable.
+    kill: CancellationToken,
+}
+
+#[tonic::async_trait]
+impl AgentService for Fake {
+    async fn register(
+        &self,
+        request: Request<v1::RegisterRequest>,
+    ) -> Result<Response<v1::RegisterResponse>, Status> {
+        let req = request.into_inner();
+        self.registrations.fetch_add(1, Ordering::SeqCst);
+        let cluster = req.cluster.clone();
+        let _ = self.events.send(Event::Registered(req));
+        Ok(Response::new(v1::RegisterResponse {
+            container_instance_id: INSTANCE_ID.into(),
+            container_instance_arn: instance_arn(&cluster),
+            cluster_arn: format!("arn:berth:ecs:local:000000000000:cluster/{cluster}"),
+            credential: CREDENTIAL.into(),
+        }))
+    }
+
+    type ConnectStream = ReceiverStream<Result<v1::SchedulerMessage, Status>>;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<v1::AgentMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let credential = request
+            .metadata()
+            .get(CREDENTIAL_METADATA_KEY)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if credential.as_deref() != Some(CREDENTIAL) {
+            let _ = self.events.send(Event::Rejected { credential });
+            return Err(Status::unauthenticated("unknown agent credential"));
+        }
+        let mut inbound = request.into_inner();
+        let hello = match inbound.message().await? {
+            Some(v1::AgentMessage {
+                msg: Some(v1::agent_message::Msg::Hello(hello)),
+            }) => hello,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "expected Hello, got {other:?}"
+                )))
+            }
+        };
+        let _ = self.events.send(Event::Hello(hello));
+
+        let (tx, rx) = mpsc::channel(8);
+        let welcome = v1::scheduler_message::Msg::Welcome(v1::Welcome {
+            container_instance_arn: instance_arn("test"),
+            cluster_arn: "arn:berth:ecs:local:000000000000:cluster/test".into(),
+            heartbeat_interval_ms: 100,
+            heartbeat_ttl_ms: 1000,
+        });
+        let desired = v1::scheduler_message::Msg::DesiredState(v1::DesiredState {
+            generation: 1,
+            tasks: vec![],
+        });
+        for msg in [welcome, desired] {
+            tx.send(Ok(v1::SchedulerMessage { msg: Some(msg) }))
+                .await
+                .map_err(|_| Status::internal("receiver gone"))?;
+        }
+        let events = self.events.clone();
+        let kill = self.kill.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = kill.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable("scheduler restarting"))).await;
+                        return;
+                    }
+                    m = inbound.message() => match m {
+                        Ok(Some(v1::AgentMessage { msg: Some(v1::agent_message::Msg::Heartbeat(h)) })) => {
+                            let _ = events.send(Event::Heartbeat(h));
+                        }
+                        Ok(Some(other)) => panic!("unexpected message {other:?}"),
+                        Ok(None) | Err(_) => {
+                            let _ = events.send(Event::StreamEnded);
+                            return; // dropping tx ends the response stream
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+fn instance_arn(cluster: &str) -> String {
+    format!("arn:berth:ecs:local:000000000000:container-instance/{cluster}/{INSTANCE_ID}")
+}
+
+/// One incarnation of the fake scheduler.
+struct Server {
+    addr: SocketAddr,
+    kill: CancellationToken,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(
+        addr: SocketAddr,
+        registrations: Arc<AtomicU32>,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Server {
+        let listener = TcpListener::bind(addr).await.expect("bind fake scheduler");
+        let addr = listener.local_addr().expect("local addr");
+        let kill = CancellationToken::new();
+        let stop = CancellationToken::new();
+        let fake = Fake {
+            registrations,
+            events,
+            kill: kill.clone(),
+        };
+        let shutdown = stop.clone().cancelled_owned();
+        let task = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(AgentServiceServer::new(fake))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await
+                .expect("fake scheduler serves");
+        });
+        Server {
+            addr,
+            kill,
+            stop,
+            task,
+        }
+    }
+
+    /// Ends every stream and stops listening.
+    async fn stop(self) {
+        self.kill.cancel();
+        self.stop.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("fake scheduler stops in time")
+            .expect("fake scheduler task");
+    }
+}
+
+struct Harness {
+    events: mpsc::UnboundedReceiver<Event>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    registrations: Arc<AtomicU32>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        Self {
+            events,
+            events_tx,
+            registrations: Arc::default(),
+        }
+    }
+
+    async fn server(&self, addr: SocketAddr) -> Server {
+        Server::start(addr, self.registrations.clone(), self.events_tx.clone()).await
+    }
+
+    async fn next(&mut self) -> Event {
+        tokio::time::timeout(WAIT, self.events.recv())
+            .await
+            .expect("an event in time")
+            .expect("event channel open")
+    }
+
+    /// The next event that is not a heartbeat.
+    async fn next_non_heartbeat(&mut self) -> Event {
+        loop {
+            match self.next().await {
+                Event::Heartbeat(_) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn expect_hello(&mut self) -> v1::Hello {
+        match self.next_non_heartbeat().await {
+            Event::Hello(h) => h,
+            other => panic!("expected Hello, got {other:?}"),
+        }
+    }
+
+    async fn expect_heartbeats(&mut self, seqs: &[u64]) {
+        for &want in seqs {
+            match self.next().await {
+                Event::Heartbeat(h) => {
+                    assert_eq!(h.seq, want);
+                    assert!(h.sent_at.is_some(), "heartbeat carries sent_at");
+                }
+                other => panic!("expected heartbeat {want}, got {other:?}"),
+            }
+        }
+    }
+}
+
+fn config(addr: SocketAddr, state_dir: &Path) -> Config {
+    let mut config = Config::new(format!("http://{addr}"), "test");
+    config.state_dir = state_dir.to_owned();
+    config
+}
+
+fn start_agent(config: &Config) -> Agent {
+    Agent::start(config, HostProbe::new(config)).expect("agent starts")
+}
+
+async fn wait_for_state(agent: &Agent, what: &str, pred: impl FnMut(&ConnectionState) -> bool) {
+    let mut rx = agent.connection();
+    tokio::time::timeout(WAIT, rx.wait_for(pred))
+        .await
+        .unwrap_or_else(|_| panic!("state {what} in time"))
+        .expect("session alive");
+}
+
+/// A port nothing listens on (bound, then released).
+async fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    l.local_addr().expect("addr")
+}
+
+fn expected_cpu_units() -> i64 {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").expect("cpu list");
+    let cpus = host::parse_cpu_list(&online).expect("parse cpu list");
+    i64::try_from(cpus * host::CPU_UNITS_PER_CPU).expect("fits")
+}
+
+fn expected_memory_mib() -> i64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
+    let total = host::parse_meminfo_total_mib(&meminfo).expect("parse meminfo");
+    i64::try_from(total - 256).expect("fits")
+}
+
+#[tokio::test]
+async fn registers_says_hello_heartbeats_and_reconnects_with_the_same_identity() {
+    let mut h = Harness::new();
+    let server = h.server("127.0.0.1:0".parse().expect("addr")).await;
+    let addr = server.addr;
+    let state = tempfile::tempdir().expect("tempdir");
+    let cfg = config(addr, state.path());
+
+    let agent = start_agent(&cfg);
+
+    // Register once, with the configured cluster and the host name.
+    match h.next().await {
+        Event::Registered(req) => {
+            assert_eq!(req.cluster, "test");
+            assert_eq!(
+                req.hostname,
+                HostProbe::new(&cfg).hostname().expect("hostname")
+            );
+        }
+        other => panic!("expected Register, got {other:?}"),
+    }
+
+    // Hello with the host's real resources.
+    let hello = h.expect_hello().await;
+    assert_eq!(hello.agent_version, berth_proto::VERSION);
+    let resources = hello.resources.expect("resources");
+    assert_eq!(resources.cpu_units, expected_cpu_units());
+    assert_eq!(resources.memory_mib, expected_memory_mib());
+    assert_eq!(
+        (resources.port_range_start, resources.port_range_end),
+        (20000, 32767)
+    );
+    let tcp = &resources.reserved_tcp_ports;
+    assert!(tcp.contains(&22) && tcp.contains(&51679), "{tcp:?}");
+    assert!(
+        tcp.contains(&u32::from(addr.port())),
+        "the fake scheduler's listening port {} is reported: {tcp:?}",
+        addr.port()
+    );
+    assert!(
+        tcp.windows(2).all(|w| w[0] < w[1]),
+        "sorted and deduplicated: {tcp:?}"
+    );
+    let attr = |name: &str| {
+        hello
+            .attributes
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.value.clone())
+    };
+    assert_eq!(attr("ecs.os-type").as_deref(), Some("linux"));
+    assert_eq!(attr("ecs.os-family").as_deref(), Some("LINUX"));
+    assert_eq!(
+        attr("ecs.cpu-architecture").as_deref(),
+        Some(host::cpu_architecture(std::env::consts::ARCH))
+    );
+
+    // Heartbeats every 100 ms, numbered from 1.
+    h.expect_heartbeats(&[1, 2, 3]).await;
+    wait_for_state(&agent, "Connected", |s| {
+        matches!(s, ConnectionState::Connected { .. })
+    })
+    .await;
+    let mut desired = agent.desired_state();
+    let generation = tokio::time::timeout(WAIT, desired.wait_for(Option::is_some))
+        .await
+        .expect("desired state in time")
+        .expect("session alive")
+        .as_ref()
+        .map(|d| (d.generation, d.tasks.len()));
+    assert_eq!(generation, Some((1, 0)));
+
+    // The identity is persisted, mode 0600.
+    let store = IdentityStore::new(cfg.identity_path());
+    let identity = store.load().expect("load").expect("identity persisted");
+    assert_eq!(identity.container_instance_id, INSTANCE_ID);
+    assert_eq!(identity.credential, CREDENTIAL);
+    assert_eq!(identity.cluster, "test");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(store.path())
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // The scheduler restarts: the agent reconnects without registering again.
+    server.stop().await;
+    wait_for_state(&agent, "Disconnected", |s| {
+        !matches!(s, ConnectionState::Connected { .. })
+    })
+    .await;
+    let server = h.server(addr).await;
+    let hello = h.expect_hello().await;
+    assert_eq!(
+        hello.resources.map(|r| r.cpu_units),
+        Some(expected_cpu_units())
+    );
+    h.expect_heartbeats(&[1, 2]).await;
+    assert_eq!(h.registrations.load(Ordering::SeqCst), 1, "registered once");
+
+    // Shutdown closes the stream cleanly.
+    agent.stop().await;
+    match h.next_non_heartbeat().await {
+        Event::StreamEnded => {}
+        other => panic!("expected the stream to end, got {other:?}"),
+    }
+
+    // A restarted agent reuses the persisted identity.
+    let agent = start_agent(&cfg);
+    let _hello = h.expect_hello().await;
+    h.expect_heartbeats(&[1]).await;
+    assert_eq!(
+        h.registrations.load(Ordering::SeqCst),
+        1,
+        "still registered once"
+    );
+    let mut state = agent.connection();
+    agent.stop().await;
+    assert_eq!(*state.borrow_and_update(), ConnectionState::Stopped);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn waits_for_a_scheduler_that_is_down_at_start() {
+    let mut h = Harness::new();
+    let addr = free_addr().await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let cfg = config(addr, state.path());
+
+    let agent = start_agent(&cfg);
+    wait_for_state(&agent, "Disconnected", |s| {
+        matches!(s, ConnectionState::Disconnected { .. })
+    })
+    .await;
+    assert!(IdentityStore::new(cfg.identity_path())
+        .load()
+        .expect("load")
+        .is_none());
+
+    let server = h.server(addr).await;
+    assert!(matches!(h.next().await, Event::Registered(_)));
+    let _hello = h.expect_hello().await;
+    wait_for_state(&agent, "Connected", |s| {
+        matches!(s, ConnectionState::Connected { .. })
+    })
+    .await;
+    agent.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_credential_is_retried_not_fatal() {
+    let mut h = Harness::new();
+    let server = h.server("127.0.0.1:0".parse().expect("addr")).await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let cfg = config(server.addr, state.path());
+    IdentityStore::new(cfg.identity_path())
+        .save(&Identity {
+            cluster: "test".into(),
+            container_instance_id: INSTANCE_ID.into(),
+            container_instance_arn: instance_arn("test"),
+            cluster_arn: "arn:berth:ecs:local:000000000000:cluster/test".into(),
+            credential: "stale".into(),
+        })
+        .expect("save identity");
+
+    let agent = start_agent(&cfg);
+    for _ in 0..2 {
+        match h.next().await {
+            Event::Rejected { credential } => assert_eq!(credential.as_deref(), Some("stale")),
+            other => panic!("expected a rejected Connect, got {other:?}"),
+        }
+    }
+    wait_for_state(
+        &agent,
+        "Disconnected with the credential named",
+        |s| match s {
+            ConnectionState::Disconnected { reason, .. } => {
+                reason.contains("refused the credential")
+            }
+            _ => false,
+        },
+    )
+    .await;
+    assert_eq!(
+        h.registrations.load(Ordering::SeqCst),
+        0,
+        "no silent re-registration"
+    );
+    agent.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_persisted_identity_of_another_cluster_stops_the_agent_with_64() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let cfg = config(free_addr().await, state.path());
+    IdentityStore::new(cfg.identity_path())
+        .save(&Identity {
+            cluster: "other".into(),
+            container_instance_id: INSTANCE_ID.into(),
+            container_instance_arn: instance_arn("other"),
+            cluster_arn: "arn:berth:ecs:local:000000000000:cluster/other".into(),
+            credential: CREDENTIAL.into(),
+        })
+        .expect("save identity");
+    let err = Agent::start(&cfg, HostProbe::new(&cfg)).expect_err("cluster mismatch");
+    assert_eq!(err.exit_code(), 64);
+    assert!(err.to_string().contains("\"other\""), "{err}");
+}

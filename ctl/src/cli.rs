@@ -1,0 +1,237 @@
+//! The command line's grammar (clap derive). Each group's arguments live
+//! with its code in `commands/`; this file puts them together.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands::{
+    cluster::ClusterCommand, instance::InstanceCommand, taskdef::TaskdefCommand,
+};
+use crate::output::OutputFormat;
+
+/// berthctl: the command line for Berth, a self-hosted ECS.
+#[derive(Debug, Parser)]
+#[command(name = "berthctl", version = berth_proto::VERSION, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes, before or after the subcommand.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct GlobalArgs {
+    /// Scheduler URL [env: BERTH_ENDPOINT, config `endpoint`; default: http://127.0.0.1:7400]
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Output format
+    #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, list, describe and delete clusters
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Register, list, describe and deregister task definitions
+    #[command(subcommand, name = "taskdef")]
+    Taskdef(TaskdefCommand),
+    /// List and describe container instances (the hosts running agents)
+    #[command(subcommand)]
+    Instance(InstanceCommand),
+    /// Print berthctl's version and the scheduler's
+    Version,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use expect_test::{expect, Expect};
+
+    fn check(args: &str, expected: Expect) {
+        let argv = std::iter::once("berthctl").chain(args.split_whitespace());
+        let actual = match Cli::try_parse_from(argv) {
+            Ok(cli) => format!("{:?} {:?}", cli.global, cli.command),
+            Err(e) => format!("error (exit {}): {:?}", e.exit_code(), e.kind()),
+        };
+        expected.assert_eq(&actual);
+    }
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options() {
+        check(
+            "cluster ls",
+            expect![[r#"GlobalArgs { endpoint: None, output: Table } Cluster(Ls)"#]],
+        );
+        check(
+            "--endpoint http://s:7400 -o json cluster ls",
+            expect![[
+                r#"GlobalArgs { endpoint: Some("http://s:7400"), output: Json } Cluster(Ls)"#
+            ]],
+        );
+        // Global options may follow the subcommand too.
+        check(
+            "cluster ls --output json --endpoint http://s:7400",
+            expect![[
+                r#"GlobalArgs { endpoint: Some("http://s:7400"), output: Json } Cluster(Ls)"#
+            ]],
+        );
+        check(
+            "-o yaml cluster ls",
+            expect!["error (exit 2): InvalidValue"],
+        );
+        check(
+            "",
+            expect!["error (exit 2): DisplayHelpOnMissingArgumentOrSubcommand"],
+        );
+        check("frobnicate", expect!["error (exit 2): InvalidSubcommand"]);
+        check("--version", expect!["error (exit 0): DisplayVersion"]);
+    }
+
+    #[test]
+    fn cluster_commands() {
+        check(
+            "cluster create prod",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Cluster(Create { name: "prod" })"#
+            ]],
+        );
+        check(
+            "cluster create",
+            expect!["error (exit 2): MissingRequiredArgument"],
+        );
+        check(
+            "cluster describe",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Cluster(Describe { names: [], cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+        check(
+            "cluster describe a b",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Cluster(Describe { names: ["a", "b"], cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+        check(
+            "cluster describe --cluster prod",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Cluster(Describe { names: [], cluster: ClusterArg { cluster: Some("prod") } })"#
+            ]],
+        );
+        check(
+            "cluster describe a --cluster prod",
+            expect!["error (exit 2): ArgumentConflict"],
+        );
+        check(
+            "cluster delete prod",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Cluster(Delete { name: "prod" })"#
+            ]],
+        );
+    }
+
+    #[test]
+    fn taskdef_commands() {
+        check(
+            "taskdef register -f web.json",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Register { file: "web.json" })"#
+            ]],
+        );
+        check(
+            "taskdef register --file -",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Register { file: "-" })"#
+            ]],
+        );
+        check(
+            "taskdef register",
+            expect!["error (exit 2): MissingRequiredArgument"],
+        );
+        check(
+            "taskdef ls",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Ls { family: None, status: None })"#
+            ]],
+        );
+        check(
+            "taskdef ls --family web --status inactive",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Ls { family: Some("web"), status: Some(Inactive) })"#
+            ]],
+        );
+        check(
+            "taskdef ls --status ALL",
+            expect!["error (exit 2): InvalidValue"],
+        );
+        check(
+            "taskdef families --prefix we --status ALL",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Families { prefix: Some("we"), status: Some(All) })"#
+            ]],
+        );
+        check(
+            "taskdef describe web",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Describe { task_definition: TaskDefRef { family: "web", revision: None } })"#
+            ]],
+        );
+        check(
+            "taskdef describe arn:berth:ecs:local:0:task-definition/web:7",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Describe { task_definition: TaskDefRef { family: "web", revision: Some(7) } })"#
+            ]],
+        );
+        check(
+            "taskdef describe web:x",
+            expect!["error (exit 2): ValueValidation"],
+        );
+        check(
+            "taskdef deregister web:3",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Deregister { task_definition: TaskDefRef { family: "web", revision: Some(3) } })"#
+            ]],
+        );
+        check(
+            "taskdef deregister web",
+            expect!["error (exit 2): ValueValidation"],
+        );
+    }
+
+    #[test]
+    fn instance_and_version_commands() {
+        check(
+            "instance ls",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Instance(Ls { cluster: ClusterArg { cluster: None }, status: None })"#
+            ]],
+        );
+        check(
+            "instance ls --cluster prod --status draining",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Instance(Ls { cluster: ClusterArg { cluster: Some("prod") }, status: Some(Draining) })"#
+            ]],
+        );
+        check(
+            "instance describe 4f1c9a7e --cluster prod -o json",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Json } Instance(Describe { ids: ["4f1c9a7e"], cluster: ClusterArg { cluster: Some("prod") } })"#
+            ]],
+        );
+        check(
+            "instance describe",
+            expect!["error (exit 2): MissingRequiredArgument"],
+        );
+        check(
+            "version",
+            expect![[r#"GlobalArgs { endpoint: None, output: Table } Version"#]],
+        );
+    }
+}

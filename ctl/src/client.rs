@@ -1,0 +1,306 @@
+//! Where the scheduler is and how to reach it.
+//!
+//! The endpoint comes from, in order: `--endpoint`, `BERTH_ENDPOINT`,
+//! `endpoint` in the config file, `http://127.0.0.1:7400`. The default
+//! cluster from `BERTH_CLUSTER`, `cluster` in the config file, `default`
+//! (a command's `--cluster` beats all of them). Resolution is a pure function
+//! of the flag, an [`Env`] and a [`Config`], so it is tested without touching
+//! the process environment.
+
+use std::error::Error as StdError;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::{config_path, Config};
+use crate::env::{self, Env};
+use crate::error::{CtlError, Target};
+
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7400";
+pub const DEFAULT_CLUSTER: &str = "default";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where a setting came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Flag,
+    Env(&'static str),
+    Config(PathBuf),
+    Default,
+}
+
+impl Origin {
+    /// How a hint names it: "set by BERTH_ENDPOINT", ...
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Flag => "set by --endpoint".to_owned(),
+            Self::Env(name) => format!("set by {name}"),
+            Self::Config(path) => format!("set by `endpoint` in {}", path.display()),
+            Self::Default => "the default (neither --endpoint, BERTH_ENDPOINT nor a config \
+                              file sets one)"
+                .to_owned(),
+        }
+    }
+}
+
+/// The settings every command starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub endpoint: String,
+    pub endpoint_origin: Origin,
+    /// The cluster for commands run without `--cluster`.
+    pub default_cluster: String,
+}
+
+impl Settings {
+    /// Resolves the settings from the `--endpoint` flag, the environment and
+    /// the config file (read from `config_file`, when there is one).
+    pub fn resolve(
+        endpoint_flag: Option<&str>,
+        env: &Env,
+        config: &Config,
+        config_file: Option<PathBuf>,
+    ) -> Self {
+        let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        let (endpoint, endpoint_origin) = if let Some(e) = endpoint_flag.filter(|e| !e.is_empty()) {
+            (e.to_owned(), Origin::Flag)
+        } else if let Some(e) = env.get(env::BERTH_ENDPOINT) {
+            (e.to_owned(), Origin::Env(env::BERTH_ENDPOINT))
+        } else if let (Some(e), Some(path)) = (non_empty(&config.endpoint), config_file) {
+            (e, Origin::Config(path))
+        } else {
+            (DEFAULT_ENDPOINT.to_owned(), Origin::Default)
+        };
+        let default_cluster = env
+            .get(env::BERTH_CLUSTER)
+            .map(str::to_owned)
+            .or_else(|| non_empty(&config.cluster))
+            .unwrap_or_else(|| DEFAULT_CLUSTER.to_owned());
+        Self {
+            endpoint,
+            endpoint_origin,
+            default_cluster,
+        }
+    }
+
+    /// Reads the config file named by `env` and resolves the settings.
+    pub fn load(endpoint_flag: Option<&str>, env: &Env) -> Result<Self, CtlError> {
+        let path = config_path(env);
+        let config = match &path {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        Ok(Self::resolve(endpoint_flag, env, &config, path))
+    }
+
+    /// The endpoint and where it came from, for error messages.
+    pub fn target(&self) -> Target {
+        Target {
+            url: self.endpoint.clone(),
+            origin: self.endpoint_origin.describe(),
+        }
+    }
+
+    /// The cluster a command works on: its `--cluster`, else the default.
+    pub fn cluster(&self, flag: Option<&str>) -> String {
+        flag.filter(|c| !c.is_empty())
+            .map_or_else(|| self.default_cluster.clone(), str::to_owned)
+    }
+}
+
+/// Checks an endpoint and prepares the connection. `host:port` without a
+/// scheme means `http://host:port`.
+pub fn endpoint(url: &str) -> Result<Endpoint, CtlError> {
+    let invalid = |reason: &str| CtlError::InvalidEndpoint {
+        endpoint: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let full = if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    };
+    let ep = Endpoint::from_shared(full).map_err(|_| invalid("not a URL"))?;
+    match ep.uri().scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(invalid(
+                "https is not supported yet: the scheduler's operator API speaks plain \
+                 HTTP/2, use http://",
+            ))
+        }
+        _ => return Err(invalid("the scheme must be http://")),
+    }
+    if ep.uri().host().is_none_or(str::is_empty) {
+        return Err(invalid("it names no host"));
+    }
+    Ok(ep.connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT))
+}
+
+/// Connects to the scheduler at `target`.
+pub async fn connect(target: &Target) -> Result<Channel, CtlError> {
+    endpoint(&target.url)?
+        .connect()
+        .await
+        .map_err(|e| CtlError::Unreachable {
+            target: target.clone(),
+            cause: root_cause(&e),
+        })
+}
+
+/// The innermost error of a chain ("Connection refused (os error 111)"),
+/// which is what an operator can act on; tonic's outer layers only say
+/// "transport error".
+fn root_cause(e: &(dyn StdError + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(endpoint: Option<&str>, cluster: Option<&str>) -> Config {
+        Config {
+            endpoint: endpoint.map(str::to_owned),
+            cluster: cluster.map(str::to_owned),
+        }
+    }
+
+    fn file() -> Option<PathBuf> {
+        Some(PathBuf::from("/home/ann/.config/berth/config.toml"))
+    }
+
+    #[test]
+    fn endpoint_precedence_is_flag_env_config_default() {
+        let env = Env::from_pairs([("BERTH_ENDPOINT", "http://env:7400")]);
+        let config = cfg(Some("http://config:7400"), None);
+
+        let s = Settings::resolve(Some("http://flag:7400"), &env, &config, file());
+        assert_eq!(
+            (s.endpoint.as_str(), s.endpoint_origin),
+            ("http://flag:7400", Origin::Flag)
+        );
+
+        let s = Settings::resolve(None, &env, &config, file());
+        assert_eq!(
+            (s.endpoint.as_str(), s.endpoint_origin),
+            ("http://env:7400", Origin::Env("BERTH_ENDPOINT"))
+        );
+
+        let s = Settings::resolve(None, &Env::default(), &config, file());
+        assert_eq!(s.endpoint, "http://config:7400");
+        assert_eq!(s.endpoint_origin, Origin::Config(file().unwrap()));
+
+        let s = Settings::resolve(None, &Env::default(), &Config::default(), file());
+        assert_eq!(
+            (s.endpoint.as_str(), s.endpoint_origin),
+            (DEFAULT_ENDPOINT, Origin::Default)
+        );
+
+        // Empty values count as unset.
+        let empty = Env::from_pairs([("BERTH_ENDPOINT", "")]);
+        let s = Settings::resolve(Some(""), &empty, &cfg(Some(""), None), file());
+        assert_eq!(s.endpoint, DEFAULT_ENDPOINT);
+    }
+
+    #[test]
+    fn cluster_precedence_is_flag_env_config_default() {
+        let env = Env::from_pairs([("BERTH_CLUSTER", "staging")]);
+        let config = cfg(None, Some("prod"));
+        let s = Settings::resolve(None, &env, &config, file());
+        assert_eq!(s.cluster(Some("adhoc")), "adhoc");
+        assert_eq!(s.cluster(None), "staging");
+        let s = Settings::resolve(None, &Env::default(), &config, file());
+        assert_eq!(s.cluster(None), "prod");
+        let s = Settings::resolve(None, &Env::default(), &Config::default(), None);
+        assert_eq!(s.cluster(None), "default");
+        assert_eq!(s.cluster(Some("")), "default");
+    }
+
+    #[test]
+    fn load_reads_the_config_file_named_by_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let xdg = dir.path().join("xdg");
+        std::fs::create_dir_all(xdg.join("berth")).unwrap();
+        std::fs::write(
+            xdg.join("berth/config.toml"),
+            "endpoint = \"http://10.1.2.3:7400\"\ncluster = \"prod\"\n",
+        )
+        .unwrap();
+        let xdg = xdg.display().to_string();
+        let env = Env::from_pairs([("XDG_CONFIG_HOME", xdg.as_str()), ("HOME", "/nonexistent")]);
+        let s = Settings::load(None, &env).unwrap();
+        assert_eq!(s.endpoint, "http://10.1.2.3:7400");
+        assert_eq!(s.default_cluster, "prod");
+
+        // No config file at all: defaults.
+        let env = Env::from_pairs([("HOME", "/nonexistent")]);
+        let s = Settings::load(None, &env).unwrap();
+        assert_eq!(s.endpoint, DEFAULT_ENDPOINT);
+    }
+
+    #[test]
+    fn endpoints_are_checked_before_connecting() {
+        assert_eq!(
+            endpoint("http://10.0.0.5:7400").unwrap().uri().to_string(),
+            "http://10.0.0.5:7400/"
+        );
+        assert_eq!(
+            endpoint("sched.internal:7400").unwrap().uri().to_string(),
+            "http://sched.internal:7400/"
+        );
+        let err = |u: &str| endpoint(u).unwrap_err().render();
+        assert_eq!(
+            err("https://x:7400"),
+            "error: invalid endpoint \"https://x:7400\": https is not supported yet: the \
+             scheduler's operator API speaks plain HTTP/2, use http://"
+        );
+        assert_eq!(
+            err("ftp://x"),
+            "error: invalid endpoint \"ftp://x\": the scheme must be http://"
+        );
+        assert_eq!(
+            err("http://"),
+            "error: invalid endpoint \"http://\": not a URL"
+        );
+        assert_eq!(
+            endpoint("a b").unwrap_err().exit_code(),
+            crate::error::EXIT_USAGE
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_scheduler_names_the_endpoint_and_the_cause() {
+        // Bind and drop a listener so that the port is (almost surely) closed.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let env = Env::from_pairs([("BERTH_ENDPOINT", url.as_str())]);
+        let settings = Settings::resolve(None, &env, &Config::default(), None);
+        let err = connect(&settings.target()).await.unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::EXIT_UNREACHABLE);
+        let text = err.render();
+        assert!(
+            text.starts_with(&format!(
+                "error: cannot reach the Berth scheduler at {url}: "
+            )),
+            "{text}"
+        );
+        assert!(text.contains("refused"), "{text}");
+        assert!(
+            text.ends_with(
+                "hint: is the scheduler running there? The endpoint is set by \
+             BERTH_ENDPOINT; point berthctl at the scheduler with --endpoint URL or BERTH_ENDPOINT"
+            ),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! `berthctl instance ls|describe`: the container instances of a cluster.
+
+use berth_proto::v1 as pb;
+use berth_proto::v1::container_instance_service_client::ContainerInstanceServiceClient;
+use clap::{Subcommand, ValueEnum};
+
+use super::{ClusterArg, Ctx};
+use crate::error::CtlError;
+use crate::views::instance::{self as view, ContainerInstancesView};
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// List container instances (JSON: as `aws ecs describe-container-instances`)
+    Ls {
+        #[command(flatten)]
+        cluster: ClusterArg,
+        /// Only instances with this status [default: all but INACTIVE]
+        #[arg(long, value_enum, ignore_case = true)]
+        status: Option<InstanceStatus>,
+    },
+    /// Describe container instances: resources, attributes, agent
+    Describe {
+        /// Container instance ids or ARNs
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+}
+
+/// ECS's container instance statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InstanceStatus {
+    #[value(name = "ACTIVE")]
+    Active,
+    #[value(name = "DRAINING")]
+    Draining,
+    #[value(name = "REGISTERING")]
+    Registering,
+    #[value(name = "DEREGISTERING")]
+    Deregistering,
+    #[value(name = "REGISTRATION_FAILED")]
+    RegistrationFailed,
+    #[value(name = "INACTIVE")]
+    Inactive,
+}
+
+impl InstanceStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Draining => "DRAINING",
+            Self::Registering => "REGISTERING",
+            Self::Deregistering => "DEREGISTERING",
+            Self::RegistrationFailed => "REGISTRATION_FAILED",
+            Self::Inactive => "INACTIVE",
+        }
+    }
+}
+
+pub async fn run(cmd: InstanceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
+    let mut client = ContainerInstanceServiceClient::new(ctx.channel().await?);
+    let rpc = ctx.rpc_error();
+    match cmd {
+        InstanceCommand::Ls { cluster, status } => {
+            let cluster = ctx.cluster(&cluster);
+            let arns = client
+                .list_container_instances(pb::ListContainerInstancesRequest {
+                    cluster: cluster.clone(),
+                    status: status
+                        .map(InstanceStatus::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                })
+                .await
+                .map_err(&rpc)?
+                .into_inner()
+                .container_instance_arns;
+            let mut v = if arns.is_empty() {
+                // An empty describe would mean "every instance": ask nothing.
+                ContainerInstancesView {
+                    container_instances: vec![],
+                    failures: vec![],
+                }
+            } else {
+                client
+                    .describe_container_instances(pb::DescribeContainerInstancesRequest {
+                        cluster,
+                        container_instances: arns,
+                    })
+                    .await
+                    .map_err(&rpc)?
+                    .into_inner()
+                    .into()
+            };
+            // An instance deregistered between the two calls is simply not listed.
+            v.failures.clear();
+            ctx.emit(&v, view::list_table)
+        }
+        InstanceCommand::Describe { ids, cluster } => {
+            let v: ContainerInstancesView = client
+                .describe_container_instances(pb::DescribeContainerInstancesRequest {
+                    cluster: ctx.cluster(&cluster),
+                    container_instances: ids,
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner()
+                .into();
+            ctx.emit(&v, view::describe_table)?;
+            if v.failures.is_empty() {
+                Ok(())
+            } else {
+                Err(CtlError::Missing {
+                    items: v.failures.iter().map(Into::into).collect(),
+                })
+            }
+        }
+    }
+}

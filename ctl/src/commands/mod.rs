@@ -1,0 +1,119 @@
+//! One module per subcommand group, each with its clap arguments and its
+//! `run`: call the scheduler, turn the answer into a view, emit it.
+//!
+//! A new group (`task`, `service`, ...) is a new file here, a variant in
+//! [`crate::cli::Command`] and a line in [`run`].
+
+pub mod cluster;
+pub mod instance;
+pub mod taskdef;
+pub mod version;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Write;
+
+use clap::Args;
+use serde::Serialize;
+use tonic::transport::Channel;
+
+use crate::cli::{Cli, Command};
+use crate::client::{self, Settings};
+use crate::env::Env;
+use crate::error::CtlError;
+use crate::output::{self, OutputFormat};
+
+/// `--cluster`, for the commands that work inside one cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct ClusterArg {
+    /// Cluster name or ARN [env: BERTH_CLUSTER, config `cluster`; default: default]
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+}
+
+/// What a command needs: the resolved settings, the output format, a
+/// connection made on first use, and where to write.
+pub struct Ctx<'a> {
+    pub settings: Settings,
+    pub output: OutputFormat,
+    channel: Option<Channel>,
+    out: &'a mut dyn Write,
+    err: &'a mut dyn Write,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(
+        settings: Settings,
+        output: OutputFormat,
+        out: &'a mut dyn Write,
+        err: &'a mut dyn Write,
+    ) -> Self {
+        Self {
+            settings,
+            output,
+            channel: None,
+            out,
+            err,
+        }
+    }
+
+    /// The connection to the scheduler, made on first use.
+    pub async fn channel(&mut self) -> Result<Channel, CtlError> {
+        if let Some(c) = &self.channel {
+            return Ok(c.clone());
+        }
+        let c = client::connect(&self.settings.target()).await?;
+        self.channel = Some(c.clone());
+        Ok(c)
+    }
+
+    /// The cluster a command works on.
+    pub fn cluster(&self, arg: &ClusterArg) -> String {
+        self.settings.cluster(arg.cluster.as_deref())
+    }
+
+    /// Maps a failed call's status to an error that names the endpoint.
+    pub fn rpc_error(&self) -> impl Fn(tonic::Status) -> CtlError + 'static {
+        let target = self.settings.target();
+        move |status| CtlError::from_status(status, &target)
+    }
+
+    /// Prints `view` as JSON or, in table mode, as `table` renders it.
+    pub fn emit<T: Serialize>(
+        &mut self,
+        view: &T,
+        table: impl FnOnce(&T) -> String,
+    ) -> Result<(), CtlError> {
+        let text = match self.output {
+            OutputFormat::Json => output::json(view),
+            OutputFormat::Table => table(view),
+        };
+        self.out
+            .write_all(text.as_bytes())
+            .and_then(|()| self.out.flush())
+            .map_err(CtlError::Output)
+    }
+
+    /// One line on stderr (warnings, notes), whatever the output format.
+    pub fn note(&mut self, line: &str) -> Result<(), CtlError> {
+        writeln!(self.err, "{line}").map_err(CtlError::Output)
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(
+    cli: Cli,
+    env: &Env,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let settings = Settings::load(cli.global.endpoint.as_deref(), env)?;
+    let mut ctx = Ctx::new(settings, cli.global.output, out, err);
+    match cli.command {
+        Command::Cluster(cmd) => cluster::run(cmd, &mut ctx).await,
+        Command::Taskdef(cmd) => taskdef::run(cmd, &mut ctx).await,
+        Command::Instance(cmd) => instance::run(cmd, &mut ctx).await,
+        Command::Version => version::run(&mut ctx).await,
+    }
+}

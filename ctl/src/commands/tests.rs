@@ -1,0 +1,706 @@
+//! The commands against a fake scheduler: a real tonic server on loopback
+//! with canned, in-memory answers. What is checked is berthctl's side: the
+//! requests it makes, what it prints on stdout and stderr, and exit codes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use berth_proto::v1 as pb;
+use berth_proto::v1::cluster_service_server::{ClusterService, ClusterServiceServer};
+use berth_proto::v1::container_instance_service_server::{
+    ContainerInstanceService, ContainerInstanceServiceServer,
+};
+use berth_proto::v1::system_service_server::{SystemService, SystemServiceServer};
+use berth_proto::v1::task_definition_service_server::{
+    TaskDefinitionService, TaskDefinitionServiceServer,
+};
+use clap::Parser;
+use expect_test::{expect, Expect};
+use tonic::{Request, Response, Status};
+
+use crate::cli::Cli;
+use crate::env::Env;
+
+const PREFIX: &str = "arn:berth:ecs:local:000000000000";
+
+#[derive(Default)]
+struct State {
+    clusters: BTreeMap<String, pb::Cluster>,
+    /// family → revisions (JSON text, status)
+    taskdefs: BTreeMap<String, Vec<(String, String)>>,
+    list_requests: Vec<pb::ListTaskDefinitionsRequest>,
+    describe_instance_requests: Vec<pb::DescribeContainerInstancesRequest>,
+}
+
+#[derive(Clone, Default)]
+struct Fake(Arc<Mutex<State>>);
+
+impl Fake {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap()
+    }
+}
+
+fn cluster(name: &str, status: &str) -> pb::Cluster {
+    pb::Cluster {
+        cluster_arn: format!("{PREFIX}:cluster/{name}"),
+        cluster_name: name.to_owned(),
+        status: status.to_owned(),
+        ..Default::default()
+    }
+}
+
+fn taskdef(family: &str, revision: usize, json: &str, status: &str) -> pb::TaskDefinition {
+    pb::TaskDefinition {
+        task_definition_arn: format!("{PREFIX}:task-definition/{family}:{revision}"),
+        family: family.to_owned(),
+        revision: i32::try_from(revision).unwrap(),
+        status: status.to_owned(),
+        json: json.to_owned(),
+        ..Default::default()
+    }
+}
+
+#[tonic::async_trait]
+impl ClusterService for Fake {
+    async fn create_cluster(
+        &self,
+        r: Request<pb::CreateClusterRequest>,
+    ) -> Result<Response<pb::CreateClusterResponse>, Status> {
+        let name = r.into_inner().cluster_name;
+        let c = cluster(&name, "ACTIVE");
+        self.state().clusters.insert(name, c.clone());
+        Ok(Response::new(pb::CreateClusterResponse {
+            cluster: Some(c),
+        }))
+    }
+
+    async fn delete_cluster(
+        &self,
+        r: Request<pb::DeleteClusterRequest>,
+    ) -> Result<Response<pb::DeleteClusterResponse>, Status> {
+        let name = berth_proto::arn::cluster_name(&r.into_inner().cluster).to_owned();
+        match self.state().clusters.remove(&name) {
+            Some(_) => Ok(Response::new(pb::DeleteClusterResponse {
+                cluster: Some(cluster(&name, "INACTIVE")),
+            })),
+            None => Err(Status::not_found(format!("cluster {name} does not exist"))),
+        }
+    }
+
+    async fn list_clusters(
+        &self,
+        _: Request<pb::ListClustersRequest>,
+    ) -> Result<Response<pb::ListClustersResponse>, Status> {
+        let cluster_arns = self
+            .state()
+            .clusters
+            .values()
+            .map(|c| c.cluster_arn.clone())
+            .collect();
+        Ok(Response::new(pb::ListClustersResponse { cluster_arns }))
+    }
+
+    async fn describe_clusters(
+        &self,
+        r: Request<pb::DescribeClustersRequest>,
+    ) -> Result<Response<pb::DescribeClustersResponse>, Status> {
+        let mut names = r.into_inner().clusters;
+        if names.is_empty() {
+            names.push("default".to_owned());
+        }
+        let state = self.state();
+        let mut resp = pb::DescribeClustersResponse::default();
+        for n in names {
+            match state.clusters.get(berth_proto::arn::cluster_name(&n)) {
+                Some(c) => resp.clusters.push(c.clone()),
+                None => resp.failures.push(pb::Failure {
+                    arn: format!("{PREFIX}:cluster/{n}"),
+                    reason: "MISSING".to_owned(),
+                    detail: String::new(),
+                }),
+            }
+        }
+        Ok(Response::new(resp))
+    }
+}
+
+#[tonic::async_trait]
+impl TaskDefinitionService for Fake {
+    async fn register_task_definition(
+        &self,
+        r: Request<pb::RegisterTaskDefinitionRequest>,
+    ) -> Result<Response<pb::RegisterTaskDefinitionResponse>, Status> {
+        let text = r.into_inner().task_definition_json;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Status::invalid_argument(format!("$: not JSON: {e}")))?;
+        let def = value.get("taskDefinition").unwrap_or(&value);
+        let mut findings = Vec::new();
+        let family = def
+            .get("family")
+            .and_then(|f| f.as_str())
+            .unwrap_or_default();
+        if family.is_empty() {
+            findings.push("family: is required".to_owned());
+        }
+        for (i, c) in def["containerDefinitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if c.get("image").is_none() {
+                findings.push(format!("containerDefinitions[{i}].image: is required"));
+            }
+        }
+        if !findings.is_empty() {
+            return Err(Status::invalid_argument(findings.join("\n")));
+        }
+        let mut warnings = Vec::new();
+        if def.get("taskRoleArn").is_some() {
+            warnings.push(pb::FieldMessage {
+                path: "taskRoleArn".to_owned(),
+                message: "stored, but IAM roles have no effect off AWS".to_owned(),
+            });
+        }
+        let mut state = self.state();
+        let revisions = state.taskdefs.entry(family.to_owned()).or_default();
+        let revision = revisions.len() + 1;
+        let mut stored = def.clone();
+        stored["revision"] = revision.into();
+        stored["status"] = "ACTIVE".into();
+        revisions.push((stored.to_string(), "ACTIVE".to_owned()));
+        Ok(Response::new(pb::RegisterTaskDefinitionResponse {
+            task_definition: Some(taskdef(family, revision, &stored.to_string(), "ACTIVE")),
+            warnings,
+        }))
+    }
+
+    async fn describe_task_definition(
+        &self,
+        r: Request<pb::DescribeTaskDefinitionRequest>,
+    ) -> Result<Response<pb::DescribeTaskDefinitionResponse>, Status> {
+        let wanted = berth_proto::arn::TaskDefRef::parse(&r.into_inner().task_definition)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let state = self.state();
+        let revisions = state
+            .taskdefs
+            .get(&wanted.family)
+            .cloned()
+            .unwrap_or_default();
+        let found = match wanted.revision {
+            Some(rev) => revisions
+                .get(rev as usize - 1)
+                .map(|(j, s)| (rev as usize, j.clone(), s.clone())),
+            None => revisions
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(_, (_, s))| s == "ACTIVE")
+                .map(|(i, (j, s))| (i + 1, j.clone(), s.clone())),
+        };
+        let (rev, json, status) = found
+            .ok_or_else(|| Status::not_found(format!("task definition {wanted} does not exist")))?;
+        Ok(Response::new(pb::DescribeTaskDefinitionResponse {
+            task_definition: Some(taskdef(&wanted.family, rev, &json, &status)),
+        }))
+    }
+
+    async fn list_task_definitions(
+        &self,
+        r: Request<pb::ListTaskDefinitionsRequest>,
+    ) -> Result<Response<pb::ListTaskDefinitionsResponse>, Status> {
+        let req = r.into_inner();
+        let mut state = self.state();
+        state.list_requests.push(req.clone());
+        let status = if req.status.is_empty() {
+            "ACTIVE"
+        } else {
+            req.status.as_str()
+        };
+        let all: Vec<String> = state
+            .taskdefs
+            .iter()
+            .filter(|(f, _)| req.family_prefix.is_empty() || **f == req.family_prefix)
+            .flat_map(|(f, revs)| {
+                revs.iter()
+                    .enumerate()
+                    .filter(|(_, (_, s))| s == status)
+                    .map(move |(i, _)| format!("{PREFIX}:task-definition/{f}:{}", i + 1))
+            })
+            .collect();
+        // Pages of two, so that berthctl has to follow next_token.
+        let start: usize = req.next_token.parse().unwrap_or(0);
+        let end = (start + 2).min(all.len());
+        Ok(Response::new(pb::ListTaskDefinitionsResponse {
+            task_definition_arns: all[start..end].to_vec(),
+            next_token: if end < all.len() {
+                end.to_string()
+            } else {
+                String::new()
+            },
+        }))
+    }
+
+    async fn list_task_definition_families(
+        &self,
+        r: Request<pb::ListTaskDefinitionFamiliesRequest>,
+    ) -> Result<Response<pb::ListTaskDefinitionFamiliesResponse>, Status> {
+        let prefix = r.into_inner().family_prefix;
+        let families = self
+            .state()
+            .taskdefs
+            .keys()
+            .filter(|f| f.starts_with(&prefix))
+            .cloned()
+            .collect();
+        Ok(Response::new(pb::ListTaskDefinitionFamiliesResponse {
+            families,
+        }))
+    }
+
+    async fn deregister_task_definition(
+        &self,
+        r: Request<pb::DeregisterTaskDefinitionRequest>,
+    ) -> Result<Response<pb::DeregisterTaskDefinitionResponse>, Status> {
+        let wanted = berth_proto::arn::TaskDefRef::parse(&r.into_inner().task_definition)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let rev = wanted.revision.unwrap_or(0) as usize;
+        let mut state = self.state();
+        let entry = state
+            .taskdefs
+            .get_mut(&wanted.family)
+            .and_then(|revs| revs.get_mut(rev.wrapping_sub(1)))
+            .ok_or_else(|| Status::not_found(format!("task definition {wanted} does not exist")))?;
+        entry.1 = "INACTIVE".to_owned();
+        Ok(Response::new(pb::DeregisterTaskDefinitionResponse {
+            task_definition: Some(taskdef(&wanted.family, rev, &entry.0, "INACTIVE")),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl ContainerInstanceService for Fake {
+    async fn list_container_instances(
+        &self,
+        r: Request<pb::ListContainerInstancesRequest>,
+    ) -> Result<Response<pb::ListContainerInstancesResponse>, Status> {
+        let req = r.into_inner();
+        if req.cluster != "default" {
+            return Err(Status::not_found(format!(
+                "cluster {} does not exist",
+                req.cluster
+            )));
+        }
+        Ok(Response::new(pb::ListContainerInstancesResponse {
+            container_instance_arns: vec![format!("{PREFIX}:container-instance/default/4f1c9a7e")],
+        }))
+    }
+
+    async fn describe_container_instances(
+        &self,
+        r: Request<pb::DescribeContainerInstancesRequest>,
+    ) -> Result<Response<pb::DescribeContainerInstancesResponse>, Status> {
+        let req = r.into_inner();
+        self.state().describe_instance_requests.push(req.clone());
+        let mut resp = pb::DescribeContainerInstancesResponse::default();
+        for id in req.container_instances {
+            if berth_proto::arn::short_id(&id) == "4f1c9a7e" {
+                resp.container_instances.push(pb::ContainerInstance {
+                    container_instance_arn: format!("{PREFIX}:container-instance/default/4f1c9a7e"),
+                    id: "4f1c9a7e".to_owned(),
+                    cluster_arn: format!("{PREFIX}:cluster/default"),
+                    ec2_instance_id: "node-a".to_owned(),
+                    hostname: "node-a".to_owned(),
+                    status: "ACTIVE".to_owned(),
+                    agent_connected: true,
+                    agent_version: "0.1.0".to_owned(),
+                    registered_resources: vec![pb::Resource {
+                        name: "CPU".to_owned(),
+                        r#type: "INTEGER".to_owned(),
+                        integer_value: 2048,
+                        string_set_value: vec![],
+                    }],
+                    remaining_resources: vec![pb::Resource {
+                        name: "CPU".to_owned(),
+                        r#type: "INTEGER".to_owned(),
+                        integer_value: 1024,
+                        string_set_value: vec![],
+                    }],
+                    running_tasks_count: 1,
+                    ..Default::default()
+                });
+            } else {
+                resp.failures.push(pb::Failure {
+                    arn: format!("{PREFIX}:container-instance/default/{id}"),
+                    reason: "MISSING".to_owned(),
+                    detail: String::new(),
+                });
+            }
+        }
+        Ok(Response::new(resp))
+    }
+}
+
+#[tonic::async_trait]
+impl SystemService for Fake {
+    async fn version(
+        &self,
+        _: Request<pb::VersionRequest>,
+    ) -> Result<Response<pb::VersionResponse>, Status> {
+        Ok(Response::new(pb::VersionResponse {
+            version: "0.1.0".to_owned(),
+            git_commit: "3f2a9c1".to_owned(),
+        }))
+    }
+}
+
+/// Serves `fake` on a loopback port; returns the endpoint URL.
+async fn serve(fake: Fake) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tonic::transport::Server::builder()
+        .add_service(ClusterServiceServer::new(fake.clone()))
+        .add_service(TaskDefinitionServiceServer::new(fake.clone()))
+        .add_service(ContainerInstanceServiceServer::new(fake.clone()))
+        .add_service(SystemServiceServer::new(fake))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    tokio::spawn(server);
+    format!("http://{addr}")
+}
+
+/// Runs `berthctl --endpoint <endpoint> <args>` in-process, as `main` would.
+async fn berthctl(endpoint: &str, args: &[&str]) -> Outcome {
+    let argv = ["berthctl", "--endpoint", endpoint]
+        .into_iter()
+        .chain(args.iter().copied());
+    let cli = Cli::try_parse_from(argv).unwrap();
+    let env = Env::from_pairs([("HOME", "/nonexistent")]);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let result = super::run(cli, &env, &mut out, &mut err).await;
+    let mut stderr = String::from_utf8(err).unwrap();
+    let code = match result {
+        Ok(()) => 0,
+        Err(e) => {
+            stderr.push_str(&e.render());
+            stderr.push('\n');
+            e.exit_code()
+        }
+    };
+    Outcome {
+        code,
+        stdout: String::from_utf8(out).unwrap(),
+        stderr,
+    }
+}
+
+struct Outcome {
+    code: u8,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    fn check(&self, expected: Expect) {
+        let mut text = format!("[exit {}]\n{}", self.code, self.stdout);
+        if !self.stderr.is_empty() {
+            text.push_str("--- stderr\n");
+            text.push_str(&self.stderr);
+        }
+        expected.assert_eq(&text);
+    }
+}
+
+const WEB: &str = r#"{"taskDefinition": {"family": "web", "taskRoleArn": "arn:aws:iam::1:role/x",
+  "containerDefinitions": [{"name": "app", "image": "nginx:1.25", "memory": 128,
+  "portMappings": [{"containerPort": 80, "hostPort": 0}]}]}}"#;
+
+fn web_file(dir: &tempfile::TempDir) -> String {
+    let p = dir.path().join("web.json");
+    std::fs::write(&p, WEB).unwrap();
+    p.display().to_string()
+}
+
+#[tokio::test]
+async fn cluster_lifecycle() {
+    let url = serve(Fake::default()).await;
+    berthctl(&url, &["cluster", "ls"]).await.check(expect![[r#"
+        [exit 0]
+        NAME  STATUS  INSTANCES  RUNNING  PENDING  SERVICES
+    "#]]);
+    berthctl(&url, &["cluster", "create", "default"])
+        .await
+        .check(expect![[r#"
+        [exit 0]
+        created cluster default (arn:berth:ecs:local:000000000000:cluster/default)
+    "#]]);
+    berthctl(&url, &["cluster", "create", "prod"]).await;
+    berthctl(&url, &["cluster", "ls"]).await.check(expect![[r#"
+        [exit 0]
+        NAME     STATUS  INSTANCES  RUNNING  PENDING  SERVICES
+        default  ACTIVE  0          0        0        0
+        prod     ACTIVE  0          0        0        0
+    "#]]);
+    berthctl(&url, &["-o", "json", "cluster", "describe"])
+        .await
+        .check(expect![[r#"
+        [exit 0]
+        {
+          "clusters": [
+            {
+              "clusterArn": "arn:berth:ecs:local:000000000000:cluster/default",
+              "clusterName": "default",
+              "status": "ACTIVE",
+              "registeredContainerInstancesCount": 0,
+              "runningTasksCount": 0,
+              "pendingTasksCount": 0,
+              "activeServicesCount": 0
+            }
+          ],
+          "failures": []
+        }
+    "#]]);
+    berthctl(&url, &["cluster", "describe", "prod", "nope"])
+        .await
+        .check(expect![[r#"
+        [exit 1]
+        Name:                 prod
+        ARN:                  arn:berth:ecs:local:000000000000:cluster/prod
+        Status:               ACTIVE
+        Created at:           -
+        Container instances:  0
+        Running tasks:        0
+        Pending tasks:        0
+        Active services:      0
+        --- stderr
+        error: not found: arn:berth:ecs:local:000000000000:cluster/nope (MISSING)
+    "#]]);
+    berthctl(&url, &["cluster", "delete", "prod"])
+        .await
+        .check(expect![[r#"
+        [exit 0]
+        deleted cluster prod (arn:berth:ecs:local:000000000000:cluster/prod)
+    "#]]);
+    berthctl(&url, &["cluster", "delete", "prod"])
+        .await
+        .check(expect![[r#"
+        [exit 1]
+        --- stderr
+        error: not found: cluster prod does not exist
+    "#]]);
+}
+
+#[tokio::test]
+async fn taskdef_register_prints_the_reference_first_and_warnings_on_stderr() {
+    let url = serve(Fake::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = web_file(&dir);
+    berthctl(&url, &["taskdef", "register", "-f", &file])
+        .await
+        .check(expect![[r#"
+        [exit 0]
+        web:1
+        arn:berth:ecs:local:000000000000:task-definition/web:1
+        --- stderr
+        warning: taskRoleArn: stored, but IAM roles have no effect off AWS
+    "#]]);
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"containerDefinitions": [{"name": "a"}, {"name": "b"}]}"#,
+    )
+    .unwrap();
+    berthctl(
+        &url,
+        &["taskdef", "register", "-f", &bad.display().to_string()],
+    )
+    .await
+    .check(expect![[r#"
+            [exit 1]
+            --- stderr
+            error: invalid request:
+              family: is required
+              containerDefinitions[0].image: is required
+              containerDefinitions[1].image: is required
+        "#]]);
+    let missing = berthctl(&url, &["taskdef", "register", "-f", "/nonexistent/x.json"]).await;
+    assert_eq!(missing.code, 1);
+    assert_eq!(
+        missing.stderr,
+        "error: cannot read /nonexistent/x.json: No such file or directory (os error 2)\n"
+    );
+}
+
+#[tokio::test]
+async fn taskdef_describe_list_and_deregister() {
+    let url = serve(Fake::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = web_file(&dir);
+    for _ in 0..3 {
+        assert_eq!(
+            berthctl(&url, &["taskdef", "register", "-f", &file])
+                .await
+                .code,
+            0
+        );
+    }
+    berthctl(&url, &["-o", "json", "taskdef", "describe", "web:2"])
+        .await
+        .check(expect![[r#"
+        [exit 0]
+        {
+          "taskDefinition": {
+            "family": "web",
+            "taskRoleArn": "arn:aws:iam::1:role/x",
+            "containerDefinitions": [
+              {
+                "name": "app",
+                "image": "nginx:1.25",
+                "memory": 128,
+                "portMappings": [
+                  {
+                    "containerPort": 80,
+                    "hostPort": 0
+                  }
+                ]
+              }
+            ],
+            "revision": 2,
+            "status": "ACTIVE"
+          }
+        }
+    "#]]);
+    berthctl(&url, &["taskdef", "deregister", "web:3"])
+        .await
+        .check(expect![[r#"
+        [exit 0]
+        deregistered web:3 (now INACTIVE)
+    "#]]);
+    // Without a revision: the latest ACTIVE one.
+    berthctl(&url, &["taskdef", "describe", "web"])
+        .await
+        .check(expect![[r#"
+        [exit 0]
+        Task definition:  web:2
+        ARN:              arn:berth:ecs:local:000000000000:task-definition/web:2
+        Status:           ACTIVE
+        Registered at:    -
+        Network mode:     -
+        Task CPU:         -
+        Task memory:      -
+
+        CONTAINER  IMAGE       CPU  MEMORY/RESERVATION  PORTS      ESSENTIAL
+        app        nginx:1.25  -    128/-               *->80/tcp  true
+    "#]]);
+    berthctl(&url, &["taskdef", "describe", "db"])
+        .await
+        .check(expect![[r#"
+        [exit 1]
+        --- stderr
+        error: not found: task definition db does not exist
+    "#]]);
+    berthctl(&url, &["taskdef", "families"])
+        .await
+        .check(expect![[r#"
+        [exit 0]
+        FAMILY
+        web
+    "#]]);
+    // Five revisions over pages of two: berthctl follows next_token.
+    let fake = Fake::default();
+    let url = serve(fake.clone()).await;
+    for _ in 0..5 {
+        berthctl(&url, &["taskdef", "register", "-f", &file]).await;
+    }
+    berthctl(&url, &["-o", "json", "taskdef", "ls", "--family", "web"])
+        .await
+        .check(expect![[r#"
+        [exit 0]
+        {
+          "taskDefinitionArns": [
+            "arn:berth:ecs:local:000000000000:task-definition/web:1",
+            "arn:berth:ecs:local:000000000000:task-definition/web:2",
+            "arn:berth:ecs:local:000000000000:task-definition/web:3",
+            "arn:berth:ecs:local:000000000000:task-definition/web:4",
+            "arn:berth:ecs:local:000000000000:task-definition/web:5"
+          ]
+        }
+    "#]]);
+    let tokens: Vec<_> = fake
+        .state()
+        .list_requests
+        .iter()
+        .map(|r| r.next_token.clone())
+        .collect();
+    assert_eq!(tokens, ["", "2", "4"]);
+    berthctl(&url, &["taskdef", "ls", "--status", "INACTIVE"])
+        .await
+        .check(expect![[r#"
+        [exit 0]
+        FAMILY  REVISION  ARN
+    "#]]);
+}
+
+#[tokio::test]
+async fn instance_ls_and_describe() {
+    let fake = Fake::default();
+    let url = serve(fake.clone()).await;
+    berthctl(&url, &["instance", "ls"]).await.check(expect![[r#"
+        [exit 0]
+        ID        HOST    STATUS  CONNECTED  CPU        MEMORY (MiB)  TASKS  AGENT VERSION
+        4f1c9a7e  node-a  ACTIVE  yes        1024/2048  -/-           1      0.1.0
+    "#]]);
+    // ls describes exactly what it listed, in the cluster it listed.
+    let req = fake.state().describe_instance_requests[0].clone();
+    assert_eq!(req.cluster, "default");
+    assert_eq!(
+        req.container_instances,
+        [format!("{PREFIX}:container-instance/default/4f1c9a7e")]
+    );
+
+    berthctl(&url, &["instance", "ls", "--cluster", "prod"])
+        .await
+        .check(expect![[r#"
+        [exit 1]
+        --- stderr
+        error: not found: cluster prod does not exist
+    "#]]);
+    let out = berthctl(
+        &url,
+        &["-o", "json", "instance", "describe", "4f1c9a7e", "gone"],
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(json["containerInstances"][0]["ec2InstanceId"], "node-a");
+    assert_eq!(json["failures"][0]["reason"], "MISSING");
+    assert_eq!(
+        out.stderr,
+        "error: not found: arn:berth:ecs:local:000000000000:container-instance/default/gone (MISSING)\n"
+    );
+}
+
+#[tokio::test]
+async fn version_with_and_without_a_scheduler() {
+    let url = serve(Fake::default()).await;
+    berthctl(&url, &["version"]).await.check(expect![[r#"
+        [exit 0]
+        Client:  berthctl 0.1.0
+        Server:  berth-scheduler 0.1.0 (3f2a9c1)
+    "#]]);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let closed = format!("http://127.0.0.1:{port}");
+    let out = berthctl(&closed, &["version"]).await;
+    assert_eq!(out.code, 3);
+    assert_eq!(out.stdout, "Client:  berthctl 0.1.0\n");
+    assert!(
+        out.stderr.starts_with(&format!(
+            "error: cannot reach the Berth scheduler at {closed}: "
+        )),
+        "{}",
+        out.stderr
+    );
+}

@@ -1,0 +1,108 @@
+//! Conversions from the scheduler's protobuf messages into the views
+//! berthctl prints: serde structs whose JSON has the shape of the aws CLI's
+//! ECS output (camelCase, RFC 3339 timestamps), and the tables people read.
+//!
+//! Everything here is a pure function of its input, so every view has
+//! snapshot tests. Only this module and `commands` see prost types.
+
+pub mod cluster;
+pub mod instance;
+pub mod system;
+pub mod taskdef;
+
+use prost_types::Timestamp;
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::error::MissingItem;
+
+fn datetime(ts: &Timestamp) -> Option<OffsetDateTime> {
+    let nanos = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos);
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
+}
+
+/// RFC 3339 in UTC with the timestamp's full precision, for JSON.
+pub fn rfc3339(ts: Option<&Timestamp>) -> Option<String> {
+    datetime(ts?)?.format(&Rfc3339).ok()
+}
+
+/// RFC 3339 in UTC to the second, or `-`, for tables.
+pub fn table_time(ts: Option<&Timestamp>) -> String {
+    ts.and_then(datetime)
+        .and_then(|t| t.replace_nanosecond(0).ok())
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// ECS's `Failure`: a requested resource a describe call did not find.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureView {
+    pub arn: String,
+    pub reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+impl From<berth_proto::v1::Failure> for FailureView {
+    fn from(f: berth_proto::v1::Failure) -> Self {
+        Self {
+            arn: f.arn,
+            reason: f.reason,
+            detail: f.detail,
+        }
+    }
+}
+
+impl From<&FailureView> for MissingItem {
+    fn from(f: &FailureView) -> Self {
+        Self {
+            arn: f.arn.clone(),
+            reason: f.reason.clone(),
+            detail: f.detail.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    //! Timestamps shared by the views' snapshot tests.
+    use prost_types::Timestamp;
+
+    /// 2024-05-01T12:00:00.250Z
+    pub fn t0() -> Option<Timestamp> {
+        Some(Timestamp {
+            seconds: 1_714_564_800,
+            nanos: 250_000_000,
+        })
+    }
+
+    /// 2024-05-02T08:30:05Z
+    pub fn t1() -> Option<Timestamp> {
+        Some(Timestamp {
+            seconds: 1_714_638_605,
+            nanos: 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_timestamps_as_rfc3339_utc() {
+        assert_eq!(
+            rfc3339(fixtures::t0().as_ref()).as_deref(),
+            Some("2024-05-01T12:00:00.25Z")
+        );
+        assert_eq!(
+            rfc3339(fixtures::t1().as_ref()).as_deref(),
+            Some("2024-05-02T08:30:05Z")
+        );
+        assert_eq!(table_time(fixtures::t0().as_ref()), "2024-05-01T12:00:00Z");
+        assert_eq!(rfc3339(None), None);
+        assert_eq!(table_time(None), "-");
+    }
+}

@@ -1,0 +1,119 @@
+//! `ClusterService`: create, delete, list and describe clusters.
+
+use berth_proto::v1::{
+    cluster_service_server::ClusterService, Cluster, CreateClusterRequest, CreateClusterResponse,
+    DeleteClusterRequest, DeleteClusterResponse, DescribeClustersRequest,
+    DescribeClustersResponse, Failure, ListClustersRequest, ListClustersResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::{cluster_arg, timestamp, validate_name, ApiError, Shared};
+use crate::records::{ClusterRecord, ClusterStatus, InstanceStatus};
+
+#[derive(Debug)]
+pub struct ClusterApi {
+    pub shared: Shared,
+}
+
+impl ClusterApi {
+    fn to_proto(&self, c: &ClusterRecord) -> Result<Cluster, ApiError> {
+        let instances = if c.status == ClusterStatus::Active {
+            self.shared
+                .db
+                .instances_of(&c.name)?
+                .iter()
+                .filter(|i| i.status != InstanceStatus::Inactive)
+                .count() as i32
+        } else {
+            0
+        };
+        Ok(Cluster {
+            cluster_arn: self.shared.arn.cluster(&c.name),
+            cluster_name: c.name.clone(),
+            status: c.status.as_str().to_owned(),
+            registered_container_instances_count: instances,
+            // Tasks and services arrive with later API groups; until then
+            // there are none to count.
+            running_tasks_count: 0,
+            pending_tasks_count: 0,
+            active_services_count: 0,
+            created_at: Some(timestamp(c.created_at)),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl ClusterService for ClusterApi {
+    #[tracing::instrument(skip_all, fields(cluster = %req.get_ref().cluster_name))]
+    async fn create_cluster(
+        &self,
+        req: Request<CreateClusterRequest>,
+    ) -> Result<Response<CreateClusterResponse>, Status> {
+        let name = req.into_inner().cluster_name;
+        validate_name("clusterName", &name)?;
+        let c = match self.shared.db.create_cluster(&name).await {
+            Ok(c) => {
+                tracing::info!("cluster created");
+                c
+            }
+            // ECS's CreateCluster is idempotent: an existing name is returned.
+            Err(crate::db::DbError::AlreadyExists { .. }) => self.shared.db.active_cluster(&name).map_err(ApiError::from)?,
+            Err(e) => return Err(ApiError::from(e).into()),
+        };
+        Ok(Response::new(CreateClusterResponse {
+            cluster: Some(self.to_proto(&c)?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(cluster = %req.get_ref().cluster))]
+    async fn delete_cluster(
+        &self,
+        req: Request<DeleteClusterRequest>,
+    ) -> Result<Response<DeleteClusterResponse>, Status> {
+        let name = cluster_arg(&req.into_inner().cluster);
+        let c = self.shared.db.delete_cluster(&name).await.map_err(ApiError::from)?;
+        tracing::info!("cluster deleted");
+        Ok(Response::new(DeleteClusterResponse {
+            cluster: Some(self.to_proto(&c)?),
+        }))
+    }
+
+    async fn list_clusters(
+        &self,
+        _req: Request<ListClustersRequest>,
+    ) -> Result<Response<ListClustersResponse>, Status> {
+        let arns = self
+            .shared
+            .db
+            .clusters()
+            .map_err(ApiError::from)?
+            .iter()
+            .filter(|c| c.status == ClusterStatus::Active)
+            .map(|c| self.shared.arn.cluster(&c.name))
+            .collect();
+        Ok(Response::new(ListClustersResponse { cluster_arns: arns }))
+    }
+
+    async fn describe_clusters(
+        &self,
+        req: Request<DescribeClustersRequest>,
+    ) -> Result<Response<DescribeClustersResponse>, Status> {
+        let mut names = req.into_inner().clusters;
+        if names.is_empty() {
+            names.push("default".to_owned());
+        }
+        let mut out = DescribeClustersResponse::default();
+        for n in names {
+            let name = cluster_arg(&n);
+            match self.shared.db.cluster(&name).map_err(ApiError::from)? {
+                Some(c) => out.clusters.push(self.to_proto(&c)?),
+                None => out.failures.push(Failure {
+                    arn: self.shared.arn.cluster(&name),
+                    reason: "MISSING".to_owned(),
+                    detail: String::new(),
+                }),
+            }
+        }
+        Ok(Response::new(out))
+    }
+}

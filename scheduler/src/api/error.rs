@@ -1,0 +1,112 @@
+//! One exhaustive mapping from the scheduler's errors to gRPC statuses:
+//! NotFound, AlreadyExists, InvalidArgument (with the field paths),
+//! FailedPrecondition, Unauthenticated, Unavailable/Internal.
+
+use berth_proto::taskdef::FieldIssue;
+use tonic::Status;
+
+use crate::db::DbError;
+use crate::store::StoreError;
+
+/// Errors of the API layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Input that names no field path (a bad reference, say).
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// Validation findings, one per JSON path.
+    #[error("{}", join(.0))]
+    InvalidFields(Vec<FieldIssue>),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+fn join(issues: &[FieldIssue]) -> String {
+    issues
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ApiError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        ApiError::Invalid {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ApiError::Invalid { .. } | ApiError::InvalidFields(_) => Status::invalid_argument(msg),
+            ApiError::Unauthenticated(_) => Status::unauthenticated(msg),
+            ApiError::PermissionDenied(_) => Status::permission_denied(msg),
+            ApiError::Db(db) => match db {
+                DbError::NotFound { .. } => Status::not_found(msg),
+                DbError::AlreadyExists { .. } => Status::already_exists(msg),
+                DbError::FailedPrecondition(_) => Status::failed_precondition(msg),
+                DbError::Contention { .. } => Status::aborted(msg),
+                DbError::Store(s) => {
+                    tracing::error!(cause = %s, "store error");
+                    match s {
+                        StoreError::Conflict => Status::aborted(msg),
+                        StoreError::FlusherGone | StoreError::Backend(_) | StoreError::Io { .. } => {
+                            Status::unavailable(format!("the scheduler's store is failing: {s}"))
+                        }
+                        StoreError::Corrupt { .. }
+                        | StoreError::Encode { .. }
+                        | StoreError::SchemaTooNew { .. } => {
+                            Status::internal(msg)
+                        }
+                    }
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn codes() {
+        let s: Status = ApiError::InvalidFields(vec![
+            FieldIssue {
+                path: "family".into(),
+                message: "required".into(),
+            },
+            FieldIssue {
+                path: "containerDefinitions[0].image".into(),
+                message: "required".into(),
+            },
+        ])
+        .into();
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(s.message(), "family: required\ncontainerDefinitions[0].image: required");
+        let nf: Status = ApiError::Db(DbError::NotFound {
+            kind: "cluster",
+            name: "x".into(),
+        })
+        .into();
+        assert_eq!(nf.code(), Code::NotFound);
+        assert_eq!(nf.message(), "cluster \"x\" not found");
+        let fp: Status = ApiError::Db(DbError::FailedPrecondition("busy".into())).into();
+        assert_eq!(fp.code(), Code::FailedPrecondition);
+        let ae: Status = ApiError::Db(DbError::AlreadyExists {
+            kind: "cluster",
+            name: "x".into(),
+        })
+        .into();
+        assert_eq!(ae.code(), Code::AlreadyExists);
+    }
+}

@@ -1,0 +1,148 @@
+//! `ContainerInstanceService`: list and describe container instances with
+//! ECS's resource shapes (CPU, MEMORY, PORTS, PORTS_UDP).
+
+use berth_proto::arn::short_id;
+use berth_proto::v1::{
+    container_instance_service_server::ContainerInstanceService, Attribute, ContainerInstance,
+    DescribeContainerInstancesRequest, DescribeContainerInstancesResponse, Failure,
+    ListContainerInstancesRequest, ListContainerInstancesResponse, Resource,
+};
+use tonic::{Request, Response, Status};
+
+use super::{cluster_arg, timestamp, ApiError, Shared};
+use crate::records::{HostResources, InstanceRecord, InstanceStatus};
+
+#[derive(Debug)]
+pub struct ContainerInstanceApi {
+    pub shared: Shared,
+}
+
+fn integer(name: &str, v: i64) -> Resource {
+    Resource {
+        name: name.to_owned(),
+        r#type: "INTEGER".to_owned(),
+        integer_value: v,
+        string_set_value: vec![],
+    }
+}
+
+fn string_set(name: &str, ports: &[u16]) -> Resource {
+    Resource {
+        name: name.to_owned(),
+        r#type: "STRINGSET".to_owned(),
+        integer_value: 0,
+        string_set_value: ports.iter().map(u16::to_string).collect(),
+    }
+}
+
+/// ECS's registeredResources: what the host offers, ports it never gives out.
+pub fn registered_resources(r: &HostResources) -> Vec<Resource> {
+    vec![
+        integer("CPU", r.cpu_units),
+        integer("MEMORY", r.memory_mib),
+        string_set("PORTS", &r.reserved_tcp_ports),
+        string_set("PORTS_UDP", &r.reserved_udp_ports),
+    ]
+}
+
+impl ContainerInstanceApi {
+    pub fn to_proto(&self, i: &InstanceRecord) -> ContainerInstance {
+        let live = self.shared.sessions.liveness(&i.id);
+        let registered = registered_resources(&i.resources);
+        ContainerInstance {
+            container_instance_arn: self.shared.arn.container_instance(&i.cluster, &i.id),
+            id: i.id.clone(),
+            cluster_arn: self.shared.arn.cluster(&i.cluster),
+            ec2_instance_id: i.hostname.clone(),
+            status: i.status.as_str().to_owned(),
+            agent_connected: live.connected,
+            agent_version: i.agent_version.clone(),
+            // No task holds resources yet: remaining equals registered until
+            // placement (which reserves them) exists.
+            remaining_resources: registered.clone(),
+            registered_resources: registered,
+            attributes: i
+                .attributes
+                .iter()
+                .map(|(name, value)| Attribute {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            running_tasks_count: 0,
+            pending_tasks_count: 0,
+            registered_at: Some(timestamp(i.registered_at)),
+            last_heartbeat_at: live.last_heartbeat_at.map(timestamp),
+            hostname: i.hostname.clone(),
+        }
+    }
+
+    fn members(&self, cluster: &str, status: &str) -> Result<Vec<InstanceRecord>, ApiError> {
+        self.shared.db.active_cluster(cluster)?;
+        let filter = match status {
+            "" => None,
+            s => Some(InstanceStatus::parse(s).ok_or_else(|| {
+                ApiError::invalid("status", format!("{s:?} is not one of ACTIVE, DRAINING, INACTIVE"))
+            })?),
+        };
+        Ok(self
+            .shared
+            .db
+            .instances_of(cluster)?
+            .into_iter()
+            .filter(|i| match filter {
+                Some(f) => i.status == f,
+                None => i.status != InstanceStatus::Inactive,
+            })
+            .collect())
+    }
+}
+
+#[tonic::async_trait]
+impl ContainerInstanceService for ContainerInstanceApi {
+    async fn list_container_instances(
+        &self,
+        req: Request<ListContainerInstancesRequest>,
+    ) -> Result<Response<ListContainerInstancesResponse>, Status> {
+        let req = req.into_inner();
+        let cluster = cluster_arg(&req.cluster);
+        let arns = self
+            .members(&cluster, &req.status)?
+            .iter()
+            .map(|i| self.shared.arn.container_instance(&i.cluster, &i.id))
+            .collect();
+        Ok(Response::new(ListContainerInstancesResponse {
+            container_instance_arns: arns,
+        }))
+    }
+
+    async fn describe_container_instances(
+        &self,
+        req: Request<DescribeContainerInstancesRequest>,
+    ) -> Result<Response<DescribeContainerInstancesResponse>, Status> {
+        let req = req.into_inner();
+        let cluster = cluster_arg(&req.cluster);
+        let mut out = DescribeContainerInstancesResponse::default();
+        if req.container_instances.is_empty() {
+            out.container_instances = self
+                .members(&cluster, "")?
+                .iter()
+                .map(|i| self.to_proto(i))
+                .collect();
+            return Ok(Response::new(out));
+        }
+        self.shared.db.active_cluster(&cluster).map_err(ApiError::from)?;
+        for wanted in &req.container_instances {
+            let id = short_id(wanted);
+            match self.shared.db.instance(id).map_err(ApiError::from)? {
+                Some(i) if i.cluster == cluster => out.container_instances.push(self.to_proto(&i)),
+                _ => out.failures.push(Failure {
+                    arn: self.shared.arn.container_instance(&cluster, id),
+                    reason: "MISSING".to_owned(),
+                    detail: String::new(),
+                }),
+            }
+        }
+        Ok(Response::new(out))
+    }
+}

@@ -1,0 +1,64 @@
+//! The gRPC edge: one module per service converts prost messages into
+//! validated domain values, calls the logic, and converts back. Only this
+//! module tree touches prost types.
+
+pub mod agent;
+pub mod cluster;
+pub mod error;
+pub mod instance;
+pub mod system;
+pub mod taskdef;
+
+use std::sync::Arc;
+
+use berth_proto::arn::ArnPrefix;
+use prost_types::Timestamp;
+
+use crate::db::Db;
+use crate::records::UnixMillis;
+use crate::sessions::Sessions;
+
+pub use error::ApiError;
+
+/// Everything the services share.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub db: Db,
+    pub sessions: Sessions,
+    pub arn: Arc<ArnPrefix>,
+    pub heartbeat_interval: std::time::Duration,
+}
+
+pub fn timestamp(ms: UnixMillis) -> Timestamp {
+    Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// Cluster name from a request field: empty means `default`; ARNs accepted.
+pub fn cluster_arg(s: &str) -> String {
+    let name = berth_proto::arn::cluster_name(s.trim());
+    if name.is_empty() {
+        "default".to_owned()
+    } else {
+        name.to_owned()
+    }
+}
+
+/// ECS's cluster-name rule: 1–255 letters, digits, hyphens, underscores.
+pub fn validate_name(field: &str, s: &str) -> Result<(), ApiError> {
+    if s.is_empty() || s.len() > 255 {
+        return Err(ApiError::invalid(field, "must be 1–255 characters"));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(ApiError::invalid(
+            field,
+            format!("{s:?} contains {c:?}; only letters, digits, '-' and '_' are allowed"),
+        ));
+    }
+    Ok(())
+}

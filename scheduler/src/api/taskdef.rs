@@ -1,0 +1,233 @@
+//! `TaskDefinitionService`: register (ECS JSON in), describe (ECS JSON out),
+//! list, list families, deregister.
+
+use berth_proto::arn::TaskDefRef;
+use berth_proto::taskdef::{self, ReadOnlyFields, TaskDefinitionStatus};
+use berth_proto::v1::{
+    task_definition_service_server::TaskDefinitionService, DeregisterTaskDefinitionRequest,
+    DeregisterTaskDefinitionResponse, DescribeTaskDefinitionRequest,
+    DescribeTaskDefinitionResponse, FieldMessage, ListTaskDefinitionFamiliesRequest,
+    ListTaskDefinitionFamiliesResponse, ListTaskDefinitionsRequest, ListTaskDefinitionsResponse,
+    RegisterTaskDefinitionRequest, RegisterTaskDefinitionResponse, TaskDefinition,
+};
+use tonic::{Request, Response, Status};
+
+use super::{timestamp, ApiError, Shared};
+use crate::records::{TaskDefinitionRecord, UnixMillis};
+
+/// Largest request body accepted for a task definition (ECS allows 64 KiB
+/// of JSON; Berth is generous but bounded).
+const MAX_JSON_BYTES: usize = 1024 * 1024;
+const DEFAULT_PAGE: usize = 100;
+
+#[derive(Debug)]
+pub struct TaskDefinitionApi {
+    pub shared: Shared,
+}
+
+fn offset_datetime(ms: UnixMillis) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+fn parse_ref(field: &str, s: &str) -> Result<TaskDefRef, ApiError> {
+    TaskDefRef::parse(s).map_err(|e| ApiError::invalid(field, e.to_string()))
+}
+
+fn parse_status(field: &str, s: &str) -> Result<Option<TaskDefinitionStatus>, ApiError> {
+    match s.to_ascii_uppercase().as_str() {
+        "" | "ACTIVE" => Ok(Some(TaskDefinitionStatus::Active)),
+        "INACTIVE" => Ok(Some(TaskDefinitionStatus::Inactive)),
+        "ALL" => Ok(None),
+        other => Err(ApiError::invalid(
+            field,
+            format!("{other:?} is not one of ACTIVE, INACTIVE, ALL"),
+        )),
+    }
+}
+
+impl TaskDefinitionApi {
+    pub fn to_proto(&self, r: &TaskDefinitionRecord) -> TaskDefinition {
+        let arn = self.shared.arn.task_definition(&r.family, r.revision);
+        let ro = ReadOnlyFields {
+            task_definition_arn: arn.clone(),
+            revision: r.revision,
+            status: r.status,
+            registered_at: offset_datetime(r.registered_at),
+            deregistered_at: r.deregistered_at.map(offset_datetime),
+            registered_by: None,
+        };
+        let json = taskdef::describe_json(&r.definition, &ro).to_string();
+        TaskDefinition {
+            task_definition_arn: arn,
+            family: r.family.clone(),
+            revision: r.revision as i32,
+            status: match r.status {
+                TaskDefinitionStatus::Active => "ACTIVE",
+                TaskDefinitionStatus::Inactive => "INACTIVE",
+            }
+            .to_owned(),
+            registered_at: Some(timestamp(r.registered_at)),
+            deregistered_at: r.deregistered_at.map(timestamp),
+            json,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl TaskDefinitionService for TaskDefinitionApi {
+    #[tracing::instrument(skip_all)]
+    async fn register_task_definition(
+        &self,
+        req: Request<RegisterTaskDefinitionRequest>,
+    ) -> Result<Response<RegisterTaskDefinitionResponse>, Status> {
+        let json = req.into_inner().task_definition_json;
+        if json.len() > MAX_JSON_BYTES {
+            return Err(ApiError::invalid(
+                "taskDefinitionJson",
+                format!("{} bytes is more than the {MAX_JSON_BYTES} allowed", json.len()),
+            )
+            .into());
+        }
+        let reg = taskdef::parse_registration(&json)
+            .map_err(|e| ApiError::InvalidFields(e.errors))?;
+        let rec = self
+            .shared
+            .db
+            .register_task_definition(reg.definition)
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(family = %rec.family, revision = rec.revision, warnings = reg.warnings.len(), "task definition registered");
+        Ok(Response::new(RegisterTaskDefinitionResponse {
+            task_definition: Some(self.to_proto(&rec)),
+            warnings: reg
+                .warnings
+                .into_iter()
+                .map(|w| FieldMessage {
+                    path: w.path,
+                    message: w.message,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn describe_task_definition(
+        &self,
+        req: Request<DescribeTaskDefinitionRequest>,
+    ) -> Result<Response<DescribeTaskDefinitionResponse>, Status> {
+        let r = parse_ref("taskDefinition", &req.into_inner().task_definition)?;
+        let rec = self
+            .shared
+            .db
+            .task_definition(&r.family, r.revision)
+            .map_err(ApiError::from)?;
+        Ok(Response::new(DescribeTaskDefinitionResponse {
+            task_definition: Some(self.to_proto(&rec)),
+        }))
+    }
+
+    async fn list_task_definitions(
+        &self,
+        req: Request<ListTaskDefinitionsRequest>,
+    ) -> Result<Response<ListTaskDefinitionsResponse>, Status> {
+        let req = req.into_inner();
+        let status = parse_status("status", &req.status)?;
+        let desc = match req.sort.to_ascii_uppercase().as_str() {
+            "" | "ASC" => false,
+            "DESC" => true,
+            other => {
+                return Err(ApiError::invalid("sort", format!("{other:?} is not ASC or DESC")).into())
+            }
+        };
+        let page = match req.max_results {
+            0 => DEFAULT_PAGE,
+            n @ 1..=100 => n as usize,
+            n => return Err(ApiError::invalid("maxResults", format!("{n} is not within 1–100")).into()),
+        };
+        let start = match req.next_token.as_str() {
+            "" => 0,
+            t => t
+                .parse::<usize>()
+                .map_err(|_| ApiError::invalid("nextToken", "not a token this scheduler issued"))?,
+        };
+        let db = &self.shared.db;
+        let mut recs = if req.family_prefix.is_empty() {
+            db.all_task_definitions()
+        } else {
+            db.task_definitions_of(&req.family_prefix)
+        }
+        .map_err(ApiError::from)?;
+        recs.retain(|r| status.is_none_or(|s| r.status == s));
+        if desc {
+            recs.reverse();
+        }
+        let end = (start + page).min(recs.len());
+        let arns = recs
+            .get(start..end)
+            .unwrap_or_default()
+            .iter()
+            .map(|r| self.shared.arn.task_definition(&r.family, r.revision))
+            .collect();
+        Ok(Response::new(ListTaskDefinitionsResponse {
+            task_definition_arns: arns,
+            next_token: if end < recs.len() {
+                end.to_string()
+            } else {
+                String::new()
+            },
+        }))
+    }
+
+    async fn list_task_definition_families(
+        &self,
+        req: Request<ListTaskDefinitionFamiliesRequest>,
+    ) -> Result<Response<ListTaskDefinitionFamiliesResponse>, Status> {
+        let req = req.into_inner();
+        let status = parse_status("status", &req.status)?;
+        let recs = self.shared.db.all_task_definitions().map_err(ApiError::from)?;
+        // Records come ordered by family: fold each family's revisions.
+        let mut families: Vec<(String, bool)> = Vec::new();
+        for r in recs.iter().filter(|r| r.family.starts_with(&req.family_prefix)) {
+            let active = r.status == TaskDefinitionStatus::Active;
+            match families.last_mut() {
+                Some((f, any_active)) if *f == r.family => *any_active |= active,
+                _ => families.push((r.family.clone(), active)),
+            }
+        }
+        let families = families
+            .into_iter()
+            .filter(|(_, any_active)| match status {
+                None => true,
+                Some(TaskDefinitionStatus::Active) => *any_active,
+                Some(TaskDefinitionStatus::Inactive) => !*any_active,
+            })
+            .map(|(f, _)| f)
+            .collect();
+        Ok(Response::new(ListTaskDefinitionFamiliesResponse { families }))
+    }
+
+    #[tracing::instrument(skip_all, fields(task_definition = %req.get_ref().task_definition))]
+    async fn deregister_task_definition(
+        &self,
+        req: Request<DeregisterTaskDefinitionRequest>,
+    ) -> Result<Response<DeregisterTaskDefinitionResponse>, Status> {
+        let r = parse_ref("taskDefinition", &req.into_inner().task_definition)?;
+        let Some(revision) = r.revision else {
+            return Err(ApiError::invalid(
+                "taskDefinition",
+                format!("{:?} names no revision; deregister takes family:revision", r.family),
+            )
+            .into());
+        };
+        let rec = self
+            .shared
+            .db
+            .deregister_task_definition(&r.family, revision)
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!("task definition deregistered");
+        Ok(Response::new(DeregisterTaskDefinitionResponse {
+            task_definition: Some(self.to_proto(&rec)),
+        }))
+    }
+}

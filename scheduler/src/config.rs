@@ -1,0 +1,318 @@
+//! Scheduler configuration: `/etc/berth/scheduler.toml` (serde,
+//! `deny_unknown_fields`), overridden by `BERTH_*` environment variables,
+//! overridden by command-line flags. Parsing takes the environment as a map
+//! so tests never touch the process environment; everything is validated
+//! before any socket is bound.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_proto::arn::ArnPrefix;
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/scheduler.toml";
+pub const ENV_LISTEN: &str = "BERTH_LISTEN";
+pub const ENV_DATA_DIR: &str = "BERTH_DATA_DIR";
+pub const ENV_LOG_FORMAT: &str = "BERTH_LOG_FORMAT";
+pub const ENV_ARN_PARTITION: &str = "BERTH_ARN_PARTITION";
+pub const ENV_ARN_REGION: &str = "BERTH_ARN_REGION";
+pub const ENV_ARN_ACCOUNT: &str = "BERTH_ARN_ACCOUNT";
+pub const ENV_HEARTBEAT_INTERVAL: &str = "BERTH_HEARTBEAT_INTERVAL";
+pub const ENV_HEARTBEAT_TTL: &str = "BERTH_HEARTBEAT_TTL";
+
+/// Why the configuration is unusable. The scheduler exits with code 64.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{setting}: {message}")]
+    Invalid { setting: String, message: String },
+}
+
+fn invalid(setting: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting: setting.to_owned(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The file's shape. Every field optional: defaults fill the rest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    arn: Option<FileArn>,
+    agents: Option<FileAgents>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileArn {
+    partition: Option<String>,
+    region: Option<String>,
+    account: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAgents {
+    /// e.g. "5s"
+    heartbeat_interval: Option<String>,
+    /// e.g. "20s"; the effective TTL also grows with fleet size.
+    heartbeat_ttl: Option<String>,
+}
+
+/// Command-line overrides (highest precedence).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub arn: ArnPrefix,
+    pub heartbeat_interval: Duration,
+    pub heartbeat_ttl: Duration,
+}
+
+impl Config {
+    /// Defaults suitable for tests: loopback, ephemeral port, given data dir,
+    /// short heartbeats.
+    pub fn for_tests(data_dir: &Path) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_owned(),
+            log_format: LogFormat::Text,
+            arn: ArnPrefix::default(),
+            heartbeat_interval: Duration::from_millis(200),
+            heartbeat_ttl: Duration::from_secs(1),
+        }
+    }
+
+    /// Loads file (explicit path must exist; the default path may be
+    /// absent), then env, then flags, and validates.
+    pub fn load(flags: &Overrides, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let (path, required) = match &flags.config {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str::<FileConfig>(&text)
+                .map_err(|source| ConfigError::Parse { path, source })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                FileConfig::default()
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        Self::resolve(file, flags, env)
+    }
+
+    /// Parses the text of a config file (for tests and `--check`).
+    pub fn from_toml(
+        text: &str,
+        flags: &Overrides,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let file = toml::from_str::<FileConfig>(text).map_err(|source| ConfigError::Parse {
+            path: PathBuf::from("<inline>"),
+            source,
+        })?;
+        Self::resolve(file, flags, env)
+    }
+
+    fn resolve(
+        file: FileConfig,
+        flags: &Overrides,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let pick = |flag: Option<String>, env_key: &str, file: Option<String>| {
+            flag.or_else(|| env.get(env_key).cloned()).or(file)
+        };
+        let listen_s = pick(flags.listen.clone(), ENV_LISTEN, file.listen)
+            .unwrap_or_else(|| "127.0.0.1:7400".to_owned());
+        let listen = listen_s
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("listen", format!("{listen_s:?} is not an address:port ({e})")))?;
+        let data_dir = flags
+            .data_dir
+            .clone()
+            .or_else(|| env.get(ENV_DATA_DIR).map(PathBuf::from))
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("/var/lib/berth/scheduler"));
+        if data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        let log_format = match env.get(ENV_LOG_FORMAT).map(String::as_str) {
+            Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(
+                    ENV_LOG_FORMAT,
+                    format!("{other:?} is not one of text, json"),
+                ))
+            }
+            None => file.log_format.unwrap_or(LogFormat::Text),
+        };
+        let fa = file.arn.unwrap_or_default();
+        let d = ArnPrefix::default();
+        let arn = ArnPrefix {
+            partition: pick(None, ENV_ARN_PARTITION, fa.partition).unwrap_or(d.partition),
+            region: pick(None, ENV_ARN_REGION, fa.region).unwrap_or(d.region),
+            account: pick(None, ENV_ARN_ACCOUNT, fa.account).unwrap_or(d.account),
+        };
+        for (name, v) in [
+            ("arn.partition", &arn.partition),
+            ("arn.region", &arn.region),
+            ("arn.account", &arn.account),
+        ] {
+            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(invalid(
+                    name,
+                    format!("{v:?} must be non-empty letters, digits and '-'"),
+                ));
+            }
+        }
+        let ag = file.agents.unwrap_or_default();
+        let duration = |setting: &str, v: Option<String>, default: Duration| match v {
+            None => Ok(default),
+            Some(s) => humantime::parse_duration(&s)
+                .map_err(|e| invalid(setting, format!("{s:?} is not a duration like \"5s\" ({e})"))),
+        };
+        let heartbeat_interval = duration(
+            "agents.heartbeat_interval",
+            pick(None, ENV_HEARTBEAT_INTERVAL, ag.heartbeat_interval),
+            Duration::from_secs(5),
+        )?;
+        let heartbeat_ttl = duration(
+            "agents.heartbeat_ttl",
+            pick(None, ENV_HEARTBEAT_TTL, ag.heartbeat_ttl),
+            Duration::from_secs(20),
+        )?;
+        if heartbeat_interval < Duration::from_millis(50) {
+            return Err(invalid("agents.heartbeat_interval", "must be at least 50ms"));
+        }
+        if heartbeat_ttl < heartbeat_interval * 2 {
+            return Err(invalid(
+                "agents.heartbeat_ttl",
+                format!(
+                    "{} must be at least twice agents.heartbeat_interval ({})",
+                    humantime::format_duration(heartbeat_ttl),
+                    humantime::format_duration(heartbeat_interval)
+                ),
+            ));
+        }
+        Ok(Self {
+            listen,
+            data_dir,
+            log_format,
+            arn,
+            heartbeat_interval,
+            heartbeat_ttl,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_toml("", &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7400");
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/berth/scheduler"));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(c.arn, ArnPrefix::default());
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let text = "listen = \"127.0.0.1:1\"\ndata_dir = \"/file\"\n[arn]\nregion = \"eu-1\"\n";
+        let e = env(&[(ENV_LISTEN, "127.0.0.1:2"), (ENV_DATA_DIR, "/env")]);
+        let c = Config::from_toml(text, &Overrides::default(), &e).unwrap();
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.data_dir, PathBuf::from("/env"));
+        assert_eq!(c.arn.region, "eu-1");
+        let flags = Overrides {
+            listen: Some("127.0.0.1:3".into()),
+            data_dir: Some("/flag".into()),
+            ..Default::default()
+        };
+        let c = Config::from_toml(text, &flags, &e).unwrap();
+        assert_eq!(c.listen.port(), 3);
+        assert_eq!(c.data_dir, PathBuf::from("/flag"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Config::from_toml("listne = \"x\"", &Overrides::default(), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `listne`"), "{err}");
+        let err = Config::from_toml("[agents]\nttl = \"1s\"", &Overrides::default(), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `ttl`"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting() {
+        let bad = |text: &str, e: &[(&str, &str)]| {
+            Config::from_toml(text, &Overrides::default(), &env(e))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("listen = \"nope\"", &[]).starts_with("listen:"));
+        assert!(bad("", &[(ENV_HEARTBEAT_INTERVAL, "soon")]).starts_with("agents.heartbeat_interval:"));
+        assert!(bad("[agents]\nheartbeat_interval = \"10s\"\nheartbeat_ttl = \"11s\"", &[])
+            .starts_with("agents.heartbeat_ttl:"));
+        assert!(bad("[arn]\naccount = \"a b\"", &[]).starts_with("arn.account:"));
+        assert!(bad("", &[(ENV_LOG_FORMAT, "xml")]).starts_with("BERTH_LOG_FORMAT:"));
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error() {
+        let flags = Overrides {
+            config: Some("/nonexistent/berth.toml".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Config::load(&flags, &env(&[])),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+}

@@ -1,0 +1,592 @@
+//! The typed database: cluster, task-definition and container-instance
+//! operations as atomic [`Txn`]s over the [`Store`], each made durable before
+//! it returns (every write the API acknowledges survives `kill -9`).
+//!
+//! Concurrency is optimistic: a write reads what it depends on, commits with
+//! checks that those bytes are unchanged, and retries on conflict.
+
+use std::sync::Arc;
+
+use berth_proto::taskdef::{TaskDefinition, TaskDefinitionStatus};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::records::{
+    now_millis, ClusterRecord, ClusterStatus, FamilyRecord, InstanceRecord, InstanceStatus,
+    TaskDefinitionRecord,
+};
+use crate::store::{GroupCommit, Store, StoreError, Table, Txn};
+
+/// The schema this code writes. Bump it together with a step in [`migrate`].
+pub const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_KEY: &[u8] = b"schema_version";
+/// How many times an optimistic write retries on conflict before giving up.
+const MAX_RETRIES: usize = 64;
+
+/// Errors of database operations, mapped to gRPC codes by the API layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{kind} {name:?} not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists { kind: &'static str, name: String },
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("too much contention writing {what}; try again")]
+    Contention { what: &'static str },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Typed access to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    store: Arc<dyn Store>,
+    commit: GroupCommit,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").finish_non_exhaustive()
+    }
+}
+
+fn encode<T: Serialize>(table: Table, v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|source| StoreError::Encode {
+        table: table.name(),
+        source,
+    })
+}
+
+fn decode<T: DeserializeOwned>(table: Table, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        table: table.name(),
+        key: String::from_utf8_lossy(key).into_owned(),
+        source,
+    })
+}
+
+fn taskdef_key(family: &str, revision: u32) -> Vec<u8> {
+    let mut k = family.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&revision.to_be_bytes());
+    k
+}
+
+fn family_prefix(family: &str) -> Vec<u8> {
+    let mut k = family.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+/// Steps from one schema version to the next; index `i` upgrades `i+1 → i+2`.
+/// Empty while the schema is at version 1.
+type Migration = fn(&dyn Store) -> Result<(), StoreError>;
+const MIGRATIONS: &[Migration] = &[];
+
+fn migrate(store: &dyn Store) -> Result<(), StoreError> {
+    let found = match store.get(Table::Meta, SCHEMA_KEY)? {
+        Some(b) => decode::<u32>(Table::Meta, SCHEMA_KEY, &b)?,
+        None => {
+            store.commit(&Txn::new().put(Table::Meta, SCHEMA_KEY, encode(Table::Meta, &SCHEMA_VERSION)?))?;
+            return Ok(());
+        }
+    };
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for v in found..SCHEMA_VERSION {
+        let step = MIGRATIONS[(v - 1) as usize];
+        step(store)?;
+        store.commit(&Txn::new().put(Table::Meta, SCHEMA_KEY, encode(Table::Meta, &(v + 1))?))?;
+        tracing::info!(from = v, to = v + 1, "migrated store schema");
+    }
+    Ok(())
+}
+
+impl Db {
+    /// Opens the database: migrates the schema, creates the `default`
+    /// cluster on first start, and starts the group-commit flusher.
+    pub async fn open(store: Arc<dyn Store>) -> Result<Self, DbError> {
+        migrate(store.as_ref())?;
+        let commit = GroupCommit::start(store.clone());
+        let db = Self { store, commit };
+        match db.create_cluster("default").await {
+            Ok(_) | Err(DbError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(db)
+    }
+
+    /// Stops background work and releases the store (the final flush is
+    /// the caller's).
+    pub async fn close(&self) {
+        self.commit.close().await;
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn get<T: DeserializeOwned>(&self, table: Table, key: &[u8]) -> Result<Option<(T, Vec<u8>)>, StoreError> {
+        match self.store.get(table, key)? {
+            Some(bytes) => Ok(Some((decode(table, key, &bytes)?, bytes))),
+            None => Ok(None),
+        }
+    }
+
+    fn scan<T: DeserializeOwned>(&self, table: Table, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
+        self.store
+            .scan_prefix(table, prefix)?
+            .into_iter()
+            .map(|(k, v)| decode(table, &k, &v))
+            .collect()
+    }
+
+    /// Commits `build()`'s transaction, retrying on conflict, then waits for
+    /// durability.
+    async fn write<R>(
+        &self,
+        what: &'static str,
+        mut build: impl FnMut() -> Result<(Txn, R), DbError>,
+    ) -> Result<R, DbError> {
+        for _ in 0..MAX_RETRIES {
+            let (txn, out) = build()?;
+            match self.store.commit(&txn) {
+                Ok(()) => {
+                    self.commit.durable().await?;
+                    return Ok(out);
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(DbError::Contention { what })
+    }
+
+    // ------------------------------------------------------------ clusters
+
+    /// Creates a cluster, or re-activates an INACTIVE one (ECS's CreateCluster
+    /// on an existing name returns it).
+    pub async fn create_cluster(&self, name: &str) -> Result<ClusterRecord, DbError> {
+        self.write("cluster", || {
+            let existing = self.get::<ClusterRecord>(Table::Clusters, name.as_bytes())?;
+            let rec = ClusterRecord {
+                name: name.to_owned(),
+                status: ClusterStatus::Active,
+                created_at: now_millis(),
+            };
+            match existing {
+                Some((c, _)) if c.status == ClusterStatus::Active => Err(DbError::AlreadyExists {
+                    kind: "cluster",
+                    name: name.to_owned(),
+                }),
+                Some((_, old)) => Ok((
+                    Txn::new()
+                        .check_equals(Table::Clusters, name, old)
+                        .put(Table::Clusters, name, encode(Table::Clusters, &rec)?),
+                    rec,
+                )),
+                None => Ok((
+                    Txn::new()
+                        .check_absent(Table::Clusters, name)
+                        .put(Table::Clusters, name, encode(Table::Clusters, &rec)?),
+                    rec,
+                )),
+            }
+        })
+        .await
+    }
+
+    pub fn cluster(&self, name: &str) -> Result<Option<ClusterRecord>, DbError> {
+        Ok(self
+            .get::<ClusterRecord>(Table::Clusters, name.as_bytes())?
+            .map(|(c, _)| c))
+    }
+
+    /// The cluster if it exists and is ACTIVE.
+    pub fn active_cluster(&self, name: &str) -> Result<ClusterRecord, DbError> {
+        match self.cluster(name)? {
+            Some(c) if c.status == ClusterStatus::Active => Ok(c),
+            _ => Err(DbError::NotFound {
+                kind: "cluster",
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    pub fn clusters(&self) -> Result<Vec<ClusterRecord>, DbError> {
+        Ok(self.scan(Table::Clusters, b"")?)
+    }
+
+    /// Marks a cluster INACTIVE. Refused while container instances are
+    /// registered to it (ECS's ClusterContainsContainerInstancesException).
+    pub async fn delete_cluster(&self, name: &str) -> Result<ClusterRecord, DbError> {
+        if name == "default" {
+            return Err(DbError::FailedPrecondition(
+                "the default cluster cannot be deleted: agents join it unless told otherwise".into(),
+            ));
+        }
+        self.write("cluster", || {
+            let Some((mut c, old)) = self.get::<ClusterRecord>(Table::Clusters, name.as_bytes())?
+            else {
+                return Err(DbError::NotFound {
+                    kind: "cluster",
+                    name: name.to_owned(),
+                });
+            };
+            if c.status == ClusterStatus::Inactive {
+                return Err(DbError::NotFound {
+                    kind: "cluster",
+                    name: name.to_owned(),
+                });
+            }
+            let members = self
+                .instances_of(name)?
+                .into_iter()
+                .filter(|i| i.status != InstanceStatus::Inactive)
+                .count();
+            if members > 0 {
+                return Err(DbError::FailedPrecondition(format!(
+                    "cluster {name:?} still has {members} registered container instance(s); deregister them first"
+                )));
+            }
+            c.status = ClusterStatus::Inactive;
+            Ok((
+                Txn::new()
+                    .check_equals(Table::Clusters, name, old)
+                    .put(Table::Clusters, name, encode(Table::Clusters, &c)?),
+                c,
+            ))
+        })
+        .await
+    }
+
+    // ---------------------------------------------------- task definitions
+
+    /// Registers `definition` as the next revision of its family.
+    pub async fn register_task_definition(
+        &self,
+        definition: TaskDefinition,
+    ) -> Result<TaskDefinitionRecord, DbError> {
+        let family = definition.family.clone();
+        self.write("task definition family", || {
+            let existing = self.get::<FamilyRecord>(Table::Families, family.as_bytes())?;
+            let (revision, txn) = match existing {
+                Some((f, old)) => (
+                    f.last_revision + 1,
+                    Txn::new().check_equals(Table::Families, family.as_str(), old),
+                ),
+                None => (1, Txn::new().check_absent(Table::Families, family.as_str())),
+            };
+            let rec = TaskDefinitionRecord {
+                family: family.clone(),
+                revision,
+                status: TaskDefinitionStatus::Active,
+                registered_at: now_millis(),
+                deregistered_at: None,
+                definition: definition.clone(),
+            };
+            let txn = txn
+                .put(
+                    Table::Families,
+                    family.as_str(),
+                    encode(
+                        Table::Families,
+                        &FamilyRecord {
+                            last_revision: revision,
+                        },
+                    )?,
+                )
+                .put(Table::TaskDefinitions, taskdef_key(&family, revision), encode(Table::TaskDefinitions, &rec)?);
+            Ok((txn, rec))
+        })
+        .await
+    }
+
+    /// A revision, or the latest ACTIVE revision when `revision` is None.
+    pub fn task_definition(
+        &self,
+        family: &str,
+        revision: Option<u32>,
+    ) -> Result<TaskDefinitionRecord, DbError> {
+        let not_found = || DbError::NotFound {
+            kind: "task definition",
+            name: match revision {
+                Some(r) => format!("{family}:{r}"),
+                None => family.to_owned(),
+            },
+        };
+        match revision {
+            Some(r) => self
+                .get::<TaskDefinitionRecord>(Table::TaskDefinitions, &taskdef_key(family, r))?
+                .map(|(t, _)| t)
+                .ok_or_else(not_found),
+            None => self
+                .task_definitions_of(family)?
+                .into_iter()
+                .rev()
+                .find(|t| t.status == TaskDefinitionStatus::Active)
+                .ok_or_else(not_found),
+        }
+    }
+
+    /// Every revision of a family, ascending.
+    pub fn task_definitions_of(&self, family: &str) -> Result<Vec<TaskDefinitionRecord>, DbError> {
+        Ok(self.scan(Table::TaskDefinitions, &family_prefix(family))?)
+    }
+
+    /// Every revision of every family, by family then revision.
+    pub fn all_task_definitions(&self) -> Result<Vec<TaskDefinitionRecord>, DbError> {
+        Ok(self.scan(Table::TaskDefinitions, b"")?)
+    }
+
+    /// Marks a revision INACTIVE (still describable, not runnable).
+    pub async fn deregister_task_definition(
+        &self,
+        family: &str,
+        revision: u32,
+    ) -> Result<TaskDefinitionRecord, DbError> {
+        let key = taskdef_key(family, revision);
+        self.write("task definition", || {
+            let Some((mut t, old)) = self.get::<TaskDefinitionRecord>(Table::TaskDefinitions, &key)?
+            else {
+                return Err(DbError::NotFound {
+                    kind: "task definition",
+                    name: format!("{family}:{revision}"),
+                });
+            };
+            if t.status == TaskDefinitionStatus::Active {
+                t.status = TaskDefinitionStatus::Inactive;
+                t.deregistered_at = Some(now_millis());
+            }
+            Ok((
+                Txn::new()
+                    .check_equals(Table::TaskDefinitions, key.clone(), old)
+                    .put(Table::TaskDefinitions, key.clone(), encode(Table::TaskDefinitions, &t)?),
+                t,
+            ))
+        })
+        .await
+    }
+
+    // -------------------------------------------------- container instances
+
+    pub fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, DbError> {
+        Ok(self
+            .get::<InstanceRecord>(Table::Instances, id.as_bytes())?
+            .map(|(i, _)| i))
+    }
+
+    pub fn instances(&self) -> Result<Vec<InstanceRecord>, DbError> {
+        Ok(self.scan(Table::Instances, b"")?)
+    }
+
+    pub fn instances_of(&self, cluster: &str) -> Result<Vec<InstanceRecord>, DbError> {
+        Ok(self
+            .instances()?
+            .into_iter()
+            .filter(|i| i.cluster == cluster)
+            .collect())
+    }
+
+    /// Records a newly joined instance. Its cluster must be ACTIVE.
+    pub async fn create_instance(&self, rec: InstanceRecord) -> Result<InstanceRecord, DbError> {
+        self.write("container instance", || {
+            let (cluster, cluster_bytes) = self
+                .get::<ClusterRecord>(Table::Clusters, rec.cluster.as_bytes())?
+                .filter(|(c, _)| c.status == ClusterStatus::Active)
+                .ok_or_else(|| DbError::NotFound {
+                    kind: "cluster",
+                    name: rec.cluster.clone(),
+                })?;
+            Ok((
+                Txn::new()
+                    // The cluster must not be deleted concurrently.
+                    .check_equals(Table::Clusters, cluster.name.as_str(), cluster_bytes)
+                    .check_absent(Table::Instances, rec.id.as_str())
+                    .put(Table::Instances, rec.id.as_str(), encode(Table::Instances, &rec)?),
+                rec.clone(),
+            ))
+        })
+        .await
+    }
+
+    /// Applies `change` to an instance record; writes only if it changed.
+    pub async fn update_instance(
+        &self,
+        id: &str,
+        change: impl Fn(&mut InstanceRecord),
+    ) -> Result<InstanceRecord, DbError> {
+        let not_found = || DbError::NotFound {
+            kind: "container instance",
+            name: id.to_owned(),
+        };
+        // Fast path: nothing to change, nothing to write or flush.
+        let (current, _) = self
+            .get::<InstanceRecord>(Table::Instances, id.as_bytes())?
+            .ok_or_else(not_found)?;
+        let mut probe = current.clone();
+        change(&mut probe);
+        if probe == current {
+            return Ok(current);
+        }
+        self.write("container instance", || {
+            let (mut rec, old) = self
+                .get::<InstanceRecord>(Table::Instances, id.as_bytes())?
+                .ok_or_else(not_found)?;
+            change(&mut rec);
+            Ok((
+                Txn::new()
+                    .check_equals(Table::Instances, id, old)
+                    .put(Table::Instances, id, encode(Table::Instances, &rec)?),
+                rec,
+            ))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::HostResources;
+    use crate::store::SledStore;
+
+    fn taskdef(family: &str) -> TaskDefinition {
+        let json = format!(
+            r#"{{"family":"{family}","containerDefinitions":[{{"name":"web","image":"busybox","memory":64}}]}}"#
+        );
+        berth_proto::taskdef::parse_registration(&json)
+            .unwrap()
+            .definition
+    }
+
+    async fn open(dir: &std::path::Path) -> Db {
+        Db::open(Arc::new(SledStore::open(dir).unwrap())).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn default_cluster_exists_and_cannot_be_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        assert_eq!(db.active_cluster("default").unwrap().name, "default");
+        assert!(matches!(
+            db.delete_cluster("default").await,
+            Err(DbError::FailedPrecondition(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn cluster_lifecycle() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        db.create_cluster("prod").await.unwrap();
+        assert!(matches!(
+            db.create_cluster("prod").await,
+            Err(DbError::AlreadyExists { .. })
+        ));
+        let c = db.delete_cluster("prod").await.unwrap();
+        assert_eq!(c.status, ClusterStatus::Inactive);
+        assert!(matches!(db.active_cluster("prod"), Err(DbError::NotFound { .. })));
+        // Re-creating re-activates.
+        db.create_cluster("prod").await.unwrap();
+        assert_eq!(db.active_cluster("prod").unwrap().status, ClusterStatus::Active);
+    }
+
+    #[tokio::test]
+    async fn cluster_with_instances_cannot_be_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        db.create_cluster("prod").await.unwrap();
+        db.create_instance(InstanceRecord {
+            id: "i1".into(),
+            cluster: "prod".into(),
+            hostname: "h".into(),
+            status: InstanceStatus::Active,
+            registered_at: 0,
+            agent_version: "0".into(),
+            resources: HostResources::default(),
+            attributes: vec![],
+            credential_sha256: String::new(),
+        })
+        .await
+        .unwrap();
+        assert!(matches!(
+            db.delete_cluster("prod").await,
+            Err(DbError::FailedPrecondition(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn revisions_increase_and_are_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        for want in 1..=3 {
+            let r = db.register_task_definition(taskdef("web")).await.unwrap();
+            assert_eq!(r.revision, want);
+        }
+        db.deregister_task_definition("web", 3).await.unwrap();
+        // Latest ACTIVE is now 2; INACTIVE 3 is still describable.
+        assert_eq!(db.task_definition("web", None).unwrap().revision, 2);
+        let r3 = db.task_definition("web", Some(3)).unwrap();
+        assert_eq!(r3.status, TaskDefinitionStatus::Inactive);
+        assert!(r3.deregistered_at.is_some());
+        // The next registration does not reuse 3.
+        assert_eq!(
+            db.register_task_definition(taskdef("web")).await.unwrap().revision,
+            4
+        );
+        // Families do not bleed into each other's prefixes.
+        db.register_task_definition(taskdef("web-2")).await.unwrap();
+        assert_eq!(db.task_definitions_of("web").unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn concurrent_registrations_get_distinct_revisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        let mut handles = Vec::new();
+        for _ in 0..16 {
+            let db = db.clone();
+            handles.push(tokio::spawn(async move {
+                db.register_task_definition(taskdef("race")).await.unwrap().revision
+            }));
+        }
+        let mut revs = Vec::new();
+        for h in handles {
+            revs.push(h.await.unwrap());
+        }
+        revs.sort_unstable();
+        assert_eq!(revs, (1..=16).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn everything_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open(dir.path()).await;
+            db.register_task_definition(taskdef("web")).await.unwrap();
+            db.create_cluster("prod").await.unwrap();
+            db.close().await;
+        }
+        let db = open(dir.path()).await;
+        assert_eq!(db.task_definition("web", None).unwrap().revision, 1);
+        assert!(db.active_cluster("prod").is_ok());
+    }
+
+    #[tokio::test]
+    async fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        store
+            .commit(&Txn::new().put(Table::Meta, SCHEMA_KEY, encode(Table::Meta, &(SCHEMA_VERSION + 1)).unwrap()))
+            .unwrap();
+        assert!(matches!(
+            Db::open(store).await,
+            Err(DbError::Store(StoreError::SchemaTooNew { .. }))
+        ));
+    }
+}

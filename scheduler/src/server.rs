@@ -1,0 +1,98 @@
+//! Assembles the scheduler: opens the store, builds the services, and serves
+//! them on a listener the caller bound (tests bind `127.0.0.1:0`).
+//! Shutdown is a protocol: stop accepting, end agent streams, wait for
+//! in-flight calls, flush the store.
+
+use std::sync::Arc;
+
+use berth_proto::v1::{
+    agent_service_server::AgentServiceServer, cluster_service_server::ClusterServiceServer,
+    container_instance_service_server::ContainerInstanceServiceServer,
+    system_service_server::SystemServiceServer,
+    task_definition_service_server::TaskDefinitionServiceServer,
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{
+    agent::AgentApi, cluster::ClusterApi, instance::ContainerInstanceApi, system::SystemApi,
+    taskdef::TaskDefinitionApi, Shared,
+};
+use crate::config::Config;
+use crate::db::{Db, DbError};
+use crate::sessions::Sessions;
+use crate::store::{SledStore, Store, StoreError};
+
+/// Failures that stop the scheduler.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("opening the store in {path}: {source}")]
+    Open {
+        path: std::path::PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("serving gRPC: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("final flush of the store: {0}")]
+    Flush(#[source] StoreError),
+}
+
+/// Runs the scheduler until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let store: Arc<dyn Store> =
+        Arc::new(SledStore::open(&config.data_dir).map_err(|source| ServerError::Open {
+            path: config.data_dir.clone(),
+            source,
+        })?);
+    let db = Db::open(store.clone()).await?;
+    let shared = Shared {
+        db: db.clone(),
+        sessions: Sessions::new(config.heartbeat_ttl),
+        arn: Arc::new(config.arn.clone()),
+        heartbeat_interval: config.heartbeat_interval,
+    };
+    let addr = listener.local_addr().ok();
+    tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "berth-scheduler serving");
+
+    let streams = shutdown.child_token();
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_service(ClusterServiceServer::new(ClusterApi {
+            shared: shared.clone(),
+        }))
+        .add_service(TaskDefinitionServiceServer::new(TaskDefinitionApi {
+            shared: shared.clone(),
+        }))
+        .add_service(ContainerInstanceServiceServer::new(ContainerInstanceApi {
+            shared: shared.clone(),
+        }))
+        .add_service(SystemServiceServer::new(SystemApi))
+        .add_service(AgentServiceServer::new(AgentApi {
+            shared: shared.clone(),
+            shutdown: streams.clone(),
+        }))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.cancelled().await;
+            tracing::info!("shutting down: no new calls, ending agent streams");
+            streams.cancel();
+        })
+        .await?;
+    db.close().await;
+    tokio::task::spawn_blocking(move || store.flush())
+        .await
+        .map_err(|e| ServerError::Flush(StoreError::Io {
+            path: config.data_dir.clone(),
+            source: std::io::Error::other(e.to_string()),
+        }))?
+        .map_err(ServerError::Flush)?;
+    tracing::info!("berth-scheduler stopped");
+    Ok(())
+}

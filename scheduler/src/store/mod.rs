@@ -1,0 +1,167 @@
+//! Storage: one narrow trait ([`Store`]) between the scheduler and its
+//! database, and the sled implementation behind it.
+//!
+//! The trait is deliberately small — point reads, prefix scans, one atomic
+//! compare-and-commit, and a durability barrier — so that a distributed
+//! backend (etcd's `Txn` with compares maps onto [`Txn`] directly) can replace
+//! sled when several scheduler replicas are wanted.
+//!
+//! Invariant: only this module touches sled. Records above it are typed
+//! (see [`crate::db`]); bytes live only here.
+
+mod group_commit;
+mod sled_store;
+
+pub use group_commit::GroupCommit;
+pub use sled_store::SledStore;
+
+/// The typed trees of the store. Each is a separate sled tree (an etcd
+/// backend would use a key prefix per table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// Schema version and other store-wide facts.
+    Meta,
+    /// Cluster name → cluster record.
+    Clusters,
+    /// Family name → family record (last revision issued).
+    Families,
+    /// `family` 0x00 `revision (big-endian u32)` → task-definition record.
+    TaskDefinitions,
+    /// Container-instance id → instance record.
+    Instances,
+}
+
+impl Table {
+    pub const ALL: [Table; 5] = [
+        Table::Meta,
+        Table::Clusters,
+        Table::Families,
+        Table::TaskDefinitions,
+        Table::Instances,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Meta => "meta",
+            Table::Clusters => "clusters",
+            Table::Families => "families",
+            Table::TaskDefinitions => "task_definitions",
+            Table::Instances => "instances",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Table::Meta => 0,
+            Table::Clusters => 1,
+            Table::Families => 2,
+            Table::TaskDefinitions => 3,
+            Table::Instances => 4,
+        }
+    }
+}
+
+/// A precondition of a [`Txn`]: the commit happens only if every check holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// The key has no value.
+    Absent(Table, Vec<u8>),
+    /// The key holds exactly these bytes.
+    Equals(Table, Vec<u8>, Vec<u8>),
+}
+
+/// A write of a [`Txn`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Put(Table, Vec<u8>, Vec<u8>),
+    Delete(Table, Vec<u8>),
+}
+
+/// An atomic compare-and-commit: all checks hold and all ops apply, or
+/// nothing happens and [`StoreError::Conflict`] is returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Txn {
+    pub checks: Vec<Check>,
+    pub ops: Vec<Op>,
+}
+
+impl Txn {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn check_absent(mut self, table: Table, key: impl Into<Vec<u8>>) -> Self {
+        self.checks.push(Check::Absent(table, key.into()));
+        self
+    }
+
+    pub fn check_equals(
+        mut self,
+        table: Table,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.checks
+            .push(Check::Equals(table, key.into(), value.into()));
+        self
+    }
+
+    pub fn put(mut self, table: Table, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        self.ops.push(Op::Put(table, key.into(), value.into()));
+        self
+    }
+
+    pub fn delete(mut self, table: Table, key: impl Into<Vec<u8>>) -> Self {
+        self.ops.push(Op::Delete(table, key.into()));
+        self
+    }
+}
+
+/// Storage failures. `Conflict` is expected under concurrency and retried by
+/// callers; the rest are failures of the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a concurrent write changed the data this write was based on")]
+    Conflict,
+    #[error("store backend failed: {0}")]
+    Backend(#[from] sled::Error),
+    #[error("data directory {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("record {table}/{key} is corrupt: {source}")]
+    Corrupt {
+        table: &'static str,
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot encode a {table} record: {source}")]
+    Encode {
+        table: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the data directory has schema version {found}, but this scheduler understands at most {supported}; use a newer berth-scheduler")]
+    SchemaTooNew { found: u32, supported: u32 },
+    #[error("the durability flusher has stopped")]
+    FlusherGone,
+}
+
+/// The narrow storage seam. Implementations are synchronous and cheap to
+/// call from async code for point operations; [`Store::flush`] is the one
+/// blocking call and is reached only through [`GroupCommit`].
+pub trait Store: Send + Sync + 'static {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every (key, value) whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, table: Table, prefix: &[u8])
+        -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// Applies `txn` atomically, or returns [`StoreError::Conflict`].
+    fn commit(&self, txn: &Txn) -> Result<(), StoreError>;
+    /// Blocks until everything committed so far is on stable storage.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// Approximate bytes on disk, for metrics and benchmarks.
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
+}

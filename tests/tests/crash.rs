@@ -1,0 +1,118 @@
+//! Durability: every registration the scheduler acknowledged survives a
+//! SIGKILL, and revisions continue after the restart without reuse.
+
+use berth_proto::v1::task_definition_service_client::TaskDefinitionServiceClient;
+use berth_proto::v1::{DescribeTaskDefinitionRequest, RegisterTaskDefinitionRequest};
+use berth_tests::Scheduler;
+
+fn body(family: &str, i: usize) -> String {
+    format!(
+        r#"{{"family":"{family}","containerDefinitions":[{{"name":"c","image":"busybox","memory":32,"environment":[{{"name":"I","value":"{i}"}}]}}]}}"#
+    )
+}
+
+#[tokio::test]
+async fn acknowledged_registrations_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Scheduler::start(&dir.path().join("data")).await;
+    let mut client = TaskDefinitionServiceClient::new(s.channel().await);
+    const N: usize = 40;
+    for i in 0..N {
+        let r = client
+            .register_task_definition(RegisterTaskDefinitionRequest {
+                task_definition_json: body("crash", i),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.task_definition.unwrap().revision as usize, i + 1);
+    }
+    // Killed right after the last acknowledgement: nothing may be lost.
+    s.kill9();
+    s.restart().await;
+    let mut client = TaskDefinitionServiceClient::new(s.channel().await);
+    for rev in 1..=N {
+        let d = client
+            .describe_task_definition(DescribeTaskDefinitionRequest {
+                task_definition: format!("crash:{rev}"),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("revision {rev} lost after kill -9: {e}"))
+            .into_inner()
+            .task_definition
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&d.json).unwrap();
+        assert_eq!(
+            json["containerDefinitions"][0]["environment"][0]["value"],
+            (rev - 1).to_string(),
+            "revision {rev} holds the body it was registered with"
+        );
+    }
+    let next = client
+        .register_task_definition(RegisterTaskDefinitionRequest {
+            task_definition_json: body("crash", N),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next.task_definition.unwrap().revision as usize, N + 1);
+}
+
+#[tokio::test]
+async fn concurrent_acknowledged_registrations_survive_sigkill_mid_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Scheduler::start(&dir.path().join("data")).await;
+    let channel = s.channel().await;
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let mut client = TaskDefinitionServiceClient::new(channel.clone());
+        let acked = acked.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                match client
+                    .register_task_definition(RegisterTaskDefinitionRequest {
+                        task_definition_json: body("race", w * 1000 + i),
+                    })
+                    .await
+                {
+                    Ok(r) => acked
+                        .lock()
+                        .unwrap()
+                        .push(r.into_inner().task_definition.unwrap().revision as u32),
+                    Err(_) => return, // the scheduler died under us
+                }
+            }
+        }));
+    }
+    // Let the writers run, then kill the scheduler while calls are in flight.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    s.kill9();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 8, "the writers made progress ({} acks)", acked.len());
+    s.restart().await;
+    let mut client = TaskDefinitionServiceClient::new(s.channel().await);
+    for rev in &acked {
+        client
+            .describe_task_definition(DescribeTaskDefinitionRequest {
+                task_definition: format!("race:{rev}"),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged revision {rev} lost after kill -9: {e}"));
+    }
+    let max = *acked.iter().max().unwrap();
+    let next = client
+        .register_task_definition(RegisterTaskDefinitionRequest {
+            task_definition_json: body("race", 0),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task_definition
+        .unwrap()
+        .revision as u32;
+    assert!(next > max, "revision {next} reuses an acknowledged one (max {max})");
+}

@@ -1,0 +1,114 @@
+//! A real agent joins a real scheduler: it shows up as a container instance
+//! with the host's real CPU and memory, goes `agentConnected: false` within
+//! the TTL after a SIGKILL, and comes back as the same instance.
+
+use std::time::Duration;
+
+use berth_proto::v1::container_instance_service_client::ContainerInstanceServiceClient;
+use berth_proto::v1::{ContainerInstance, DescribeContainerInstancesRequest};
+use berth_tests::{eventually, host_cpus, host_memory_mib, Agent, Scheduler};
+
+async fn instances(s: &Scheduler) -> Vec<ContainerInstance> {
+    ContainerInstanceServiceClient::new(s.channel().await)
+        .describe_container_instances(DescribeContainerInstancesRequest {
+            cluster: "default".into(),
+            container_instances: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_instances
+}
+
+fn resource(i: &ContainerInstance, name: &str) -> i64 {
+    i.registered_resources
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no {name} resource"))
+        .integer_value
+}
+
+#[tokio::test]
+async fn agent_registers_real_resources_and_disconnects_within_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Scheduler::start(&dir.path().join("data")).await;
+    let mut agent = Agent::start(&s.endpoint(), "default", &dir.path().join("agent"));
+
+    let first = eventually(Duration::from_secs(15), "the agent to connect", || async {
+        let list = instances(&s).await;
+        match list.as_slice() {
+            [i] if i.agent_connected && resource(i, "CPU") > 0 => Ok(i.clone()),
+            other => Err(format!("{other:?}\nagent log:\n{}", agent.log_text())),
+        }
+    })
+    .await;
+
+    // The host's real resources: 1024 CPU units per core, MemTotal minus the
+    // agent's default 256 MiB reservation.
+    assert_eq!(resource(&first, "CPU"), host_cpus() * 1024);
+    let mem = resource(&first, "MEMORY");
+    let expected = host_memory_mib() - 256;
+    assert!((mem - expected).abs() <= 1, "memory {mem} MiB, expected about {expected}");
+    assert_eq!(first.status, "ACTIVE");
+    assert!(first.agent_version.starts_with(berth_proto::VERSION));
+    let attrs: Vec<_> = first.attributes.iter().map(|a| a.name.as_str()).collect();
+    for want in ["ecs.os-type", "ecs.cpu-architecture"] {
+        assert!(attrs.contains(&want), "attribute {want} missing from {attrs:?}");
+    }
+    let ports = first
+        .registered_resources
+        .iter()
+        .find(|r| r.name == "PORTS")
+        .unwrap();
+    assert!(ports.string_set_value.contains(&"22".to_string()), "{ports:?}");
+
+    // SIGKILL: the scheduler notices within its TTL (1 s in tests).
+    agent.kill9();
+    let killed_at = tokio::time::Instant::now();
+    eventually(Duration::from_secs(3), "agentConnected: false", || async {
+        let list = instances(&s).await;
+        if list[0].agent_connected {
+            Err("still connected".into())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    assert!(killed_at.elapsed() <= Duration::from_secs(2), "TTL 1 s (+ polling)");
+
+    // Restart: same instance id (kept in the agent's state dir), connected again.
+    agent.restart();
+    eventually(Duration::from_secs(15), "the agent to reconnect", || async {
+        let list = instances(&s).await;
+        match list.as_slice() {
+            [i] if i.agent_connected => {
+                assert_eq!(i.id, first.id, "the instance keeps its id across restarts");
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn agent_reconnects_after_scheduler_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Scheduler::start(&dir.path().join("data")).await;
+    let agent = Agent::start(&s.endpoint(), "default", &dir.path().join("agent"));
+    async fn connected_id(s: &Scheduler, agent: &Agent) -> Result<String, String> {
+        let list = instances(s).await;
+        match list.as_slice() {
+            [i] if i.agent_connected => Ok(i.id.clone()),
+            other => Err(format!("{other:?}\nagent log:\n{}", agent.log_text())),
+        }
+    }
+    let id = eventually(Duration::from_secs(15), "connect", || connected_id(&s, &agent)).await;
+    s.kill9();
+    s.restart().await;
+    let id2 = eventually(Duration::from_secs(40), "reconnect after scheduler kill -9", || {
+        connected_id(&s, &agent)
+    })
+    .await;
+    assert_eq!(id, id2);
+}
