@@ -109,10 +109,11 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// Logs to stderr (journald picks it up), filtered by `RUST_LOG` (default
-/// `info`), as text or one JSON object per line.
+/// Logs to stderr (journald picks it up), filtered by `BERTH_LOG` (tracing's
+/// filter syntax, default `info`), as text or one JSON object per line.
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env(berth_proto::LOG_FILTER_ENV)
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

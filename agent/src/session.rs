@@ -41,7 +41,7 @@ use crate::transport::{self, TransportError};
 use crate::wire::{self, Inbound, Welcome, WireError};
 
 /// The gRPC metadata key that carries the agent's credential on `Connect`.
-pub const CREDENTIAL_METADATA_KEY: &str = "x-berth-agent-credential";
+pub const CREDENTIAL_METADATA_KEY: &str = berth_proto::AGENT_CREDENTIAL_HEADER;
 
 /// How long Register may take.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);

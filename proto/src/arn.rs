@@ -28,7 +28,10 @@ impl Default for ArnPrefix {
 
 impl ArnPrefix {
     fn base(&self) -> String {
-        format!("arn:{}:ecs:{}:{}", self.partition, self.region, self.account)
+        format!(
+            "arn:{}:ecs:{}:{}",
+            self.partition, self.region, self.account
+        )
     }
 
     pub fn cluster(&self, name: &str) -> String {
@@ -104,14 +107,12 @@ impl TaskDefRef {
                 revision: None,
             }),
             Some((family, rev)) => {
-                let revision = rev
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|r| *r > 0)
-                    .ok_or_else(|| TaskDefRefError::BadRevision {
+                let revision = rev.parse::<u32>().ok().filter(|r| *r > 0).ok_or_else(|| {
+                    TaskDefRefError::BadRevision {
                         input: s.to_owned(),
                         revision: rev.to_owned(),
-                    })?;
+                    }
+                })?;
                 if family.is_empty() {
                     return Err(TaskDefRefError::Empty);
                 }
@@ -140,7 +141,10 @@ mod tests {
     #[test]
     fn builds_ecs_shaped_arns() {
         let p = ArnPrefix::default();
-        assert_eq!(p.cluster("default"), "arn:berth:ecs:local:000000000000:cluster/default");
+        assert_eq!(
+            p.cluster("default"),
+            "arn:berth:ecs:local:000000000000:cluster/default"
+        );
         assert_eq!(
             p.task_definition("web", 3),
             "arn:berth:ecs:local:000000000000:task-definition/web:3"
@@ -157,9 +161,15 @@ mod tests {
             TaskDefRef::parse("web:0"),
             Err(TaskDefRefError::BadRevision { .. })
         ));
-        assert!(matches!(TaskDefRef::parse("web:x"), Err(TaskDefRefError::BadRevision { .. })));
+        assert!(matches!(
+            TaskDefRef::parse("web:x"),
+            Err(TaskDefRefError::BadRevision { .. })
+        ));
         assert_eq!(TaskDefRef::parse(""), Err(TaskDefRefError::Empty));
         assert_eq!(cluster_name("arn:berth:ecs:local:0:cluster/prod"), "prod");
-        assert_eq!(short_id("arn:berth:ecs:local:0:container-instance/prod/abc"), "abc");
+        assert_eq!(
+            short_id("arn:berth:ecs:local:0:container-instance/prod/abc"),
+            "abc"
+        );
     }
 }

@@ -15,5 +15,13 @@ pub mod v1 {
     tonic::include_proto!("berth.v1");
 }
 
+/// gRPC metadata key carrying an agent's credential on `AgentService.Connect`
+/// (until mutual TLS gives the identity from the client certificate).
+pub const AGENT_CREDENTIAL_HEADER: &str = "x-berth-agent-credential";
+
+/// Environment variable holding the daemons' log filter (tracing's
+/// `EnvFilter` syntax, e.g. `info,berth_scheduler=debug`).
+pub const LOG_FILTER_ENV: &str = "BERTH_LOG";
+
 /// Version of the Berth binaries, reported by agents and `berthctl version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -157,9 +157,12 @@ impl Config {
         };
         let listen_s = pick(flags.listen.clone(), ENV_LISTEN, file.listen)
             .unwrap_or_else(|| "127.0.0.1:7400".to_owned());
-        let listen = listen_s
-            .parse::<SocketAddr>()
-            .map_err(|e| invalid("listen", format!("{listen_s:?} is not an address:port ({e})")))?;
+        let listen = listen_s.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "listen",
+                format!("{listen_s:?} is not an address:port ({e})"),
+            )
+        })?;
         let data_dir = flags
             .data_dir
             .clone()
@@ -202,8 +205,12 @@ impl Config {
         let ag = file.agents.unwrap_or_default();
         let duration = |setting: &str, v: Option<String>, default: Duration| match v {
             None => Ok(default),
-            Some(s) => humantime::parse_duration(&s)
-                .map_err(|e| invalid(setting, format!("{s:?} is not a duration like \"5s\" ({e})"))),
+            Some(s) => humantime::parse_duration(&s).map_err(|e| {
+                invalid(
+                    setting,
+                    format!("{s:?} is not a duration like \"5s\" ({e})"),
+                )
+            }),
         };
         let heartbeat_interval = duration(
             "agents.heartbeat_interval",
@@ -216,7 +223,10 @@ impl Config {
             Duration::from_secs(20),
         )?;
         if heartbeat_interval < Duration::from_millis(50) {
-            return Err(invalid("agents.heartbeat_interval", "must be at least 50ms"));
+            return Err(invalid(
+                "agents.heartbeat_interval",
+                "must be at least 50ms",
+            ));
         }
         if heartbeat_ttl < heartbeat_interval * 2 {
             return Err(invalid(
@@ -297,9 +307,14 @@ mod tests {
                 .to_string()
         };
         assert!(bad("listen = \"nope\"", &[]).starts_with("listen:"));
-        assert!(bad("", &[(ENV_HEARTBEAT_INTERVAL, "soon")]).starts_with("agents.heartbeat_interval:"));
-        assert!(bad("[agents]\nheartbeat_interval = \"10s\"\nheartbeat_ttl = \"11s\"", &[])
-            .starts_with("agents.heartbeat_ttl:"));
+        assert!(
+            bad("", &[(ENV_HEARTBEAT_INTERVAL, "soon")]).starts_with("agents.heartbeat_interval:")
+        );
+        assert!(bad(
+            "[agents]\nheartbeat_interval = \"10s\"\nheartbeat_ttl = \"11s\"",
+            &[]
+        )
+        .starts_with("agents.heartbeat_ttl:"));
         assert!(bad("[arn]\naccount = \"a b\"", &[]).starts_with("arn.account:"));
         assert!(bad("", &[(ENV_LOG_FORMAT, "xml")]).starts_with("BERTH_LOG_FORMAT:"));
     }

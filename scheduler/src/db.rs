@@ -87,7 +87,11 @@ fn migrate(store: &dyn Store) -> Result<(), StoreError> {
     let found = match store.get(Table::Meta, SCHEMA_KEY)? {
         Some(b) => decode::<u32>(Table::Meta, SCHEMA_KEY, &b)?,
         None => {
-            store.commit(&Txn::new().put(Table::Meta, SCHEMA_KEY, encode(Table::Meta, &SCHEMA_VERSION)?))?;
+            store.commit(&Txn::new().put(
+                Table::Meta,
+                SCHEMA_KEY,
+                encode(Table::Meta, &SCHEMA_VERSION)?,
+            ))?;
             return Ok(());
         }
     };
@@ -130,7 +134,11 @@ impl Db {
         &self.store
     }
 
-    fn get<T: DeserializeOwned>(&self, table: Table, key: &[u8]) -> Result<Option<(T, Vec<u8>)>, StoreError> {
+    fn get<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &[u8],
+    ) -> Result<Option<(T, Vec<u8>)>, StoreError> {
         match self.store.get(table, key)? {
             Some(bytes) => Ok(Some((decode(table, key, &bytes)?, bytes))),
             None => Ok(None),
@@ -184,15 +192,19 @@ impl Db {
                     name: name.to_owned(),
                 }),
                 Some((_, old)) => Ok((
-                    Txn::new()
-                        .check_equals(Table::Clusters, name, old)
-                        .put(Table::Clusters, name, encode(Table::Clusters, &rec)?),
+                    Txn::new().check_equals(Table::Clusters, name, old).put(
+                        Table::Clusters,
+                        name,
+                        encode(Table::Clusters, &rec)?,
+                    ),
                     rec,
                 )),
                 None => Ok((
-                    Txn::new()
-                        .check_absent(Table::Clusters, name)
-                        .put(Table::Clusters, name, encode(Table::Clusters, &rec)?),
+                    Txn::new().check_absent(Table::Clusters, name).put(
+                        Table::Clusters,
+                        name,
+                        encode(Table::Clusters, &rec)?,
+                    ),
                     rec,
                 )),
             }
@@ -226,7 +238,8 @@ impl Db {
     pub async fn delete_cluster(&self, name: &str) -> Result<ClusterRecord, DbError> {
         if name == "default" {
             return Err(DbError::FailedPrecondition(
-                "the default cluster cannot be deleted: agents join it unless told otherwise".into(),
+                "the default cluster cannot be deleted: agents join it unless told otherwise"
+                    .into(),
             ));
         }
         self.write("cluster", || {
@@ -300,7 +313,11 @@ impl Db {
                         },
                     )?,
                 )
-                .put(Table::TaskDefinitions, taskdef_key(&family, revision), encode(Table::TaskDefinitions, &rec)?);
+                .put(
+                    Table::TaskDefinitions,
+                    taskdef_key(&family, revision),
+                    encode(Table::TaskDefinitions, &rec)?,
+                );
             Ok((txn, rec))
         })
         .await
@@ -351,7 +368,8 @@ impl Db {
     ) -> Result<TaskDefinitionRecord, DbError> {
         let key = taskdef_key(family, revision);
         self.write("task definition", || {
-            let Some((mut t, old)) = self.get::<TaskDefinitionRecord>(Table::TaskDefinitions, &key)?
+            let Some((mut t, old)) =
+                self.get::<TaskDefinitionRecord>(Table::TaskDefinitions, &key)?
             else {
                 return Err(DbError::NotFound {
                     kind: "task definition",
@@ -365,7 +383,11 @@ impl Db {
             Ok((
                 Txn::new()
                     .check_equals(Table::TaskDefinitions, key.clone(), old)
-                    .put(Table::TaskDefinitions, key.clone(), encode(Table::TaskDefinitions, &t)?),
+                    .put(
+                        Table::TaskDefinitions,
+                        key.clone(),
+                        encode(Table::TaskDefinitions, &t)?,
+                    ),
                 t,
             ))
         })
@@ -407,7 +429,11 @@ impl Db {
                     // The cluster must not be deleted concurrently.
                     .check_equals(Table::Clusters, cluster.name.as_str(), cluster_bytes)
                     .check_absent(Table::Instances, rec.id.as_str())
-                    .put(Table::Instances, rec.id.as_str(), encode(Table::Instances, &rec)?),
+                    .put(
+                        Table::Instances,
+                        rec.id.as_str(),
+                        encode(Table::Instances, &rec)?,
+                    ),
                 rec.clone(),
             ))
         })
@@ -439,9 +465,11 @@ impl Db {
                 .ok_or_else(not_found)?;
             change(&mut rec);
             Ok((
-                Txn::new()
-                    .check_equals(Table::Instances, id, old)
-                    .put(Table::Instances, id, encode(Table::Instances, &rec)?),
+                Txn::new().check_equals(Table::Instances, id, old).put(
+                    Table::Instances,
+                    id,
+                    encode(Table::Instances, &rec)?,
+                ),
                 rec,
             ))
         })
@@ -465,7 +493,9 @@ mod tests {
     }
 
     async fn open(dir: &std::path::Path) -> Db {
-        Db::open(Arc::new(SledStore::open(dir).unwrap())).await.unwrap()
+        Db::open(Arc::new(SledStore::open(dir).unwrap()))
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -490,10 +520,16 @@ mod tests {
         ));
         let c = db.delete_cluster("prod").await.unwrap();
         assert_eq!(c.status, ClusterStatus::Inactive);
-        assert!(matches!(db.active_cluster("prod"), Err(DbError::NotFound { .. })));
+        assert!(matches!(
+            db.active_cluster("prod"),
+            Err(DbError::NotFound { .. })
+        ));
         // Re-creating re-activates.
         db.create_cluster("prod").await.unwrap();
-        assert_eq!(db.active_cluster("prod").unwrap().status, ClusterStatus::Active);
+        assert_eq!(
+            db.active_cluster("prod").unwrap().status,
+            ClusterStatus::Active
+        );
     }
 
     #[tokio::test]
@@ -536,7 +572,10 @@ mod tests {
         assert!(r3.deregistered_at.is_some());
         // The next registration does not reuse 3.
         assert_eq!(
-            db.register_task_definition(taskdef("web")).await.unwrap().revision,
+            db.register_task_definition(taskdef("web"))
+                .await
+                .unwrap()
+                .revision,
             4
         );
         // Families do not bleed into each other's prefixes.
@@ -552,7 +591,10 @@ mod tests {
         for _ in 0..16 {
             let db = db.clone();
             handles.push(tokio::spawn(async move {
-                db.register_task_definition(taskdef("race")).await.unwrap().revision
+                db.register_task_definition(taskdef("race"))
+                    .await
+                    .unwrap()
+                    .revision
             }));
         }
         let mut revs = Vec::new();
@@ -582,7 +624,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SledStore::open(dir.path()).unwrap());
         store
-            .commit(&Txn::new().put(Table::Meta, SCHEMA_KEY, encode(Table::Meta, &(SCHEMA_VERSION + 1)).unwrap()))
+            .commit(&Txn::new().put(
+                Table::Meta,
+                SCHEMA_KEY,
+                encode(Table::Meta, &(SCHEMA_VERSION + 1)).unwrap(),
+            ))
             .unwrap();
         assert!(matches!(
             Db::open(store).await,

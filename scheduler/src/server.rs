@@ -48,10 +48,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let store: Arc<dyn Store> =
-        Arc::new(SledStore::open(&config.data_dir).map_err(|source| ServerError::Open {
-            path: config.data_dir.clone(),
-            source,
-        })?);
+        Arc::new(
+            SledStore::open(&config.data_dir).map_err(|source| ServerError::Open {
+                path: config.data_dir.clone(),
+                source,
+            })?,
+        );
     let db = Db::open(store.clone()).await?;
     let shared = Shared {
         db: db.clone(),
@@ -88,10 +90,12 @@ pub async fn run(
     db.close().await;
     tokio::task::spawn_blocking(move || store.flush())
         .await
-        .map_err(|e| ServerError::Flush(StoreError::Io {
-            path: config.data_dir.clone(),
-            source: std::io::Error::other(e.to_string()),
-        }))?
+        .map_err(|e| {
+            ServerError::Flush(StoreError::Io {
+                path: config.data_dir.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })?
         .map_err(ServerError::Flush)?;
     tracing::info!("berth-scheduler stopped");
     Ok(())

@@ -1,6 +1,8 @@
 //! The gRPC API over loopback: a real server (`server::run` on
 //! `127.0.0.1:0`) on real sled in a temp dir, called with tonic clients.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::time::Duration;
 
 use berth_proto::v1::agent_service_client::AgentServiceClient;
@@ -35,7 +37,9 @@ async fn start() -> Server {
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            berth_scheduler::server::run(config, listener, shutdown).await.unwrap();
+            berth_scheduler::server::run(config, listener, shutdown)
+                .await
+                .unwrap();
         }
     });
     let channel = loop {
@@ -59,7 +63,9 @@ async fn start() -> Server {
 const WRAPPED: &str = include_str!("../../tests/fixtures/describe-web.json");
 
 fn simple(family: &str) -> String {
-    format!(r#"{{"family":"{family}","containerDefinitions":[{{"name":"c","image":"busybox","memory":32}}]}}"#)
+    format!(
+        r#"{{"family":"{family}","containerDefinitions":[{{"name":"c","image":"busybox","memory":32}}]}}"#
+    )
 }
 
 #[tokio::test]
@@ -78,7 +84,10 @@ async fn task_definitions_register_describe_list_deregister() {
         .into_inner();
     let t1 = r1.task_definition.unwrap();
     assert_eq!((t1.family.as_str(), t1.revision), ("web", 1));
-    assert_eq!(t1.task_definition_arn, "arn:berth:ecs:local:000000000000:task-definition/web:1");
+    assert_eq!(
+        t1.task_definition_arn,
+        "arn:berth:ecs:local:000000000000:task-definition/web:1"
+    );
     let warned: Vec<_> = r1.warnings.iter().map(|w| w.path.as_str()).collect();
     assert!(warned.contains(&"taskRoleArn"), "{warned:?}");
     assert!(warned.contains(&"executionRoleArn"), "{warned:?}");
@@ -106,7 +115,10 @@ async fn task_definitions_register_describe_list_deregister() {
     assert_eq!(json["revision"], 2);
     assert_eq!(json["status"], "ACTIVE");
     assert_eq!(json["taskDefinitionArn"], d.task_definition_arn);
-    assert_eq!(json["taskRoleArn"], "arn:aws:iam::123456789012:role/web-task");
+    assert_eq!(
+        json["taskRoleArn"],
+        "arn:aws:iam::123456789012:role/web-task"
+    );
     assert_eq!(json["containerDefinitions"][1]["name"], "log-router");
 
     // Deregister 2 → INACTIVE, still describable; latest ACTIVE is 1.
@@ -168,11 +180,26 @@ async fn task_definitions_register_describe_list_deregister() {
             .map(|a| berth_proto::arn::short_id(a).to_owned())
             .collect()
     };
-    let active = td.list_task_definitions(list("", "", "")).await.unwrap().into_inner();
-    assert_eq!(short(active.task_definition_arns), ["api:1", "web:1", "web:3"]);
-    let inactive = td.list_task_definitions(list("web", "INACTIVE", "")).await.unwrap().into_inner();
+    let active = td
+        .list_task_definitions(list("", "", ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        short(active.task_definition_arns),
+        ["api:1", "web:1", "web:3"]
+    );
+    let inactive = td
+        .list_task_definitions(list("web", "INACTIVE", ""))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(short(inactive.task_definition_arns), ["web:2"]);
-    let desc = td.list_task_definitions(list("web", "", "DESC")).await.unwrap().into_inner();
+    let desc = td
+        .list_task_definitions(list("web", "", "DESC"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(short(desc.task_definition_arns), ["web:3", "web:1"]);
     // Paging.
     let mut page = td
@@ -228,7 +255,10 @@ async fn errors_map_to_grpc_codes_with_field_paths() {
         "containerDefinitions[0].portMappings[0].hostPort:",
         "containerDefinitions[1].image:",
     ] {
-        assert!(msg.lines().any(|l| l.starts_with(path)), "{path} missing from:\n{msg}");
+        assert!(
+            msg.lines().any(|l| l.starts_with(path)),
+            "{path} missing from:\n{msg}"
+        );
     }
     let e = td
         .register_task_definition(RegisterTaskDefinitionRequest {
@@ -251,7 +281,11 @@ async fn errors_map_to_grpc_codes_with_field_paths() {
         })
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument, "deregister needs a revision");
+    assert_eq!(
+        e.code(),
+        Code::InvalidArgument,
+        "deregister needs a revision"
+    );
     let e = td
         .describe_task_definition(DescribeTaskDefinitionRequest {
             task_definition: "web:zero".into(),
@@ -306,7 +340,10 @@ async fn clusters_crud() {
         .into_inner()
         .cluster
         .unwrap();
-    assert_eq!(c.cluster_arn, "arn:berth:ecs:local:000000000000:cluster/prod");
+    assert_eq!(
+        c.cluster_arn,
+        "arn:berth:ecs:local:000000000000:cluster/prod"
+    );
     assert_eq!(c.status, "ACTIVE");
     // Idempotent, as ECS.
     cl.create_cluster(CreateClusterRequest {
@@ -314,7 +351,12 @@ async fn clusters_crud() {
     })
     .await
     .unwrap();
-    let arns = cl.list_clusters(ListClustersRequest {}).await.unwrap().into_inner().cluster_arns;
+    let arns = cl
+        .list_clusters(ListClustersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .cluster_arns;
     assert_eq!(arns.len(), 2);
     let d = cl
         .describe_clusters(DescribeClustersRequest {
@@ -335,7 +377,12 @@ async fn clusters_crud() {
         .cluster
         .unwrap();
     assert_eq!(del.status, "INACTIVE");
-    let arns = cl.list_clusters(ListClustersRequest {}).await.unwrap().into_inner().cluster_arns;
+    let arns = cl
+        .list_clusters(ListClustersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .cluster_arns;
     assert_eq!(arns.len(), 1);
 }
 
@@ -372,7 +419,10 @@ async fn agents_authenticate_connect_and_heartbeat() {
         .await
         .unwrap()
         .into_inner();
-    assert!(reg.container_instance_arn.ends_with(&format!("container-instance/default/{}", reg.container_instance_id)));
+    assert!(reg.container_instance_arn.ends_with(&format!(
+        "container-instance/default/{}",
+        reg.container_instance_id
+    )));
     // Unknown cluster.
     let e = agent
         .register(RegisterRequest {
@@ -395,7 +445,10 @@ async fn agents_authenticate_connect_and_heartbeat() {
     let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     req.metadata_mut()
         .insert("x-berth-agent-credential", forged.parse().unwrap());
-    assert_eq!(agent.connect(req).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(
+        agent.connect(req).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
 
     // The real credential: Hello → Welcome + DesiredState.
     let (tx, rx) = tokio::sync::mpsc::channel::<AgentMessage>(4);
@@ -435,7 +488,13 @@ async fn agents_authenticate_connect_and_heartbeat() {
     assert!(i.agent_connected);
     assert_eq!(i.agent_version, "9.9.9");
     assert_eq!(i.ec2_instance_id, "host-1");
-    let res = |name: &str| i.registered_resources.iter().find(|r| r.name == name).unwrap().clone();
+    let res = |name: &str| {
+        i.registered_resources
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(res("CPU").integer_value, 4096);
     assert_eq!(res("MEMORY").integer_value, 8000);
     assert_eq!(res("PORTS").string_set_value, ["22", "51679"]);
@@ -445,7 +504,10 @@ async fn agents_authenticate_connect_and_heartbeat() {
     // Heartbeats keep it connected past the TTL (1 s in test config)...
     for seq in 0..8 {
         tx.send(AgentMessage {
-            msg: Some(agent_message::Msg::Heartbeat(Heartbeat { seq, sent_at: None })),
+            msg: Some(agent_message::Msg::Heartbeat(Heartbeat {
+                seq,
+                sent_at: None,
+            })),
         })
         .await
         .unwrap();
@@ -477,6 +539,10 @@ async fn agents_authenticate_connect_and_heartbeat() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
-    assert!(e.message().contains("container instance"), "{}", e.message());
+    assert!(
+        e.message().contains("container instance"),
+        "{}",
+        e.message()
+    );
     drop(tx);
 }

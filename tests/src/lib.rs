@@ -131,7 +131,11 @@ impl Scheduler {
                     std::fs::read_to_string(&self.log).unwrap_or_default()
                 );
             }
-            if let Ok(ch) = Endpoint::from_shared(self.endpoint()).unwrap().connect().await {
+            if let Ok(ch) = Endpoint::from_shared(self.endpoint())
+                .unwrap()
+                .connect()
+                .await
+            {
                 if SystemServiceClient::new(ch)
                     .version(VersionRequest {})
                     .await

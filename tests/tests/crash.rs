@@ -1,6 +1,8 @@
 //! Durability: every registration the scheduler acknowledged survives a
 //! SIGKILL, and revisions continue after the restart without reuse.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use berth_proto::v1::task_definition_service_client::TaskDefinitionServiceClient;
 use berth_proto::v1::{DescribeTaskDefinitionRequest, RegisterTaskDefinitionRequest};
 use berth_tests::Scheduler;
@@ -92,7 +94,11 @@ async fn concurrent_acknowledged_registrations_survive_sigkill_mid_flight() {
         w.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 8, "the writers made progress ({} acks)", acked.len());
+    assert!(
+        acked.len() > 8,
+        "the writers made progress ({} acks)",
+        acked.len()
+    );
     s.restart().await;
     let mut client = TaskDefinitionServiceClient::new(s.channel().await);
     for rev in &acked {
@@ -114,5 +120,8 @@ async fn concurrent_acknowledged_registrations_survive_sigkill_mid_flight() {
         .task_definition
         .unwrap()
         .revision as u32;
-    assert!(next > max, "revision {next} reuses an acknowledged one (max {max})");
+    assert!(
+        next > max,
+        "revision {next} reuses an acknowledged one (max {max})"
+    );
 }

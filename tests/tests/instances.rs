@@ -2,6 +2,8 @@
 //! with the host's real CPU and memory, goes `agentConnected: false` within
 //! the TTL after a SIGKILL, and comes back as the same instance.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::time::Duration;
 
 use berth_proto::v1::container_instance_service_client::ContainerInstanceServiceClient;
@@ -48,19 +50,28 @@ async fn agent_registers_real_resources_and_disconnects_within_ttl() {
     assert_eq!(resource(&first, "CPU"), host_cpus() * 1024);
     let mem = resource(&first, "MEMORY");
     let expected = host_memory_mib() - 256;
-    assert!((mem - expected).abs() <= 1, "memory {mem} MiB, expected about {expected}");
+    assert!(
+        (mem - expected).abs() <= 1,
+        "memory {mem} MiB, expected about {expected}"
+    );
     assert_eq!(first.status, "ACTIVE");
     assert!(first.agent_version.starts_with(berth_proto::VERSION));
     let attrs: Vec<_> = first.attributes.iter().map(|a| a.name.as_str()).collect();
     for want in ["ecs.os-type", "ecs.cpu-architecture"] {
-        assert!(attrs.contains(&want), "attribute {want} missing from {attrs:?}");
+        assert!(
+            attrs.contains(&want),
+            "attribute {want} missing from {attrs:?}"
+        );
     }
     let ports = first
         .registered_resources
         .iter()
         .find(|r| r.name == "PORTS")
         .unwrap();
-    assert!(ports.string_set_value.contains(&"22".to_string()), "{ports:?}");
+    assert!(
+        ports.string_set_value.contains(&"22".to_string()),
+        "{ports:?}"
+    );
 
     // SIGKILL: the scheduler notices within its TTL (1 s in tests).
     agent.kill9();
@@ -74,20 +85,27 @@ async fn agent_registers_real_resources_and_disconnects_within_ttl() {
         }
     })
     .await;
-    assert!(killed_at.elapsed() <= Duration::from_secs(2), "TTL 1 s (+ polling)");
+    assert!(
+        killed_at.elapsed() <= Duration::from_secs(2),
+        "TTL 1 s (+ polling)"
+    );
 
     // Restart: same instance id (kept in the agent's state dir), connected again.
     agent.restart();
-    eventually(Duration::from_secs(15), "the agent to reconnect", || async {
-        let list = instances(&s).await;
-        match list.as_slice() {
-            [i] if i.agent_connected => {
-                assert_eq!(i.id, first.id, "the instance keeps its id across restarts");
-                Ok(())
+    eventually(
+        Duration::from_secs(15),
+        "the agent to reconnect",
+        || async {
+            let list = instances(&s).await;
+            match list.as_slice() {
+                [i] if i.agent_connected => {
+                    assert_eq!(i.id, first.id, "the instance keeps its id across restarts");
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
             }
-            other => Err(format!("{other:?}")),
-        }
-    })
+        },
+    )
     .await;
 }
 
@@ -103,12 +121,17 @@ async fn agent_reconnects_after_scheduler_restart() {
             other => Err(format!("{other:?}\nagent log:\n{}", agent.log_text())),
         }
     }
-    let id = eventually(Duration::from_secs(15), "connect", || connected_id(&s, &agent)).await;
-    s.kill9();
-    s.restart().await;
-    let id2 = eventually(Duration::from_secs(40), "reconnect after scheduler kill -9", || {
+    let id = eventually(Duration::from_secs(15), "connect", || {
         connected_id(&s, &agent)
     })
+    .await;
+    s.kill9();
+    s.restart().await;
+    let id2 = eventually(
+        Duration::from_secs(40),
+        "reconnect after scheduler kill -9",
+        || connected_id(&s, &agent),
+    )
     .await;
     assert_eq!(id, id2);
 }

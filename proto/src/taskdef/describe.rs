@@ -22,8 +22,9 @@ pub struct ReadOnlyFields {
 /// every definition on its own hosts, which ECS would call EC2 or EXTERNAL.
 pub const COMPATIBILITIES: [&str; 2] = ["EC2", "EXTERNAL"];
 
-/// The definition as `aws ecs describe-task-definition` prints its "taskDefinition" object: the registered fields
-/// plus the read-only ones (timestamps as RFC 3339 strings; compatibilities ["EC2","EXTERNAL"]; requiresAttributes may be []).
+/// The definition as `aws ecs describe-task-definition` prints its "taskDefinition" object:
+/// the registered fields plus the read-only ones (timestamps as RFC 3339 strings;
+/// compatibilities ["EC2","EXTERNAL"]; requiresAttributes may be []).
 ///
 /// Like ECS's, the object holds no `tags`: they go beside it, see
 /// [`describe_response_json`].

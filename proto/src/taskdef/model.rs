@@ -29,7 +29,9 @@ where
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskDefinition {
-    /// Name shared by all revisions: 1–255 of `[A-Za-z0-9_-]`.
+    /// Name shared by all revisions: 1–255 of `[A-Za-z0-9_-]`. Absent reads
+    /// as empty so that validation reports it with every other error.
+    #[serde(default)]
     pub family: String,
     /// AWS-only (IAM role for the task's AWS API calls): stored, warned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,7 +127,8 @@ impl TaskDefinition {
 
 /// Task-level `cpu` or `memory` exactly as given: ECS's API takes strings
 /// (`"1024"`, `"1 vCPU"`, `"2 GB"`) and prints strings, while many tools write
-/// numbers. Serializes back to what was read.
+/// numbers. Serializes back to what was read. Deserializing needs a
+/// self-describing format (JSON), as it accepts either a number or a string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskSize {
     Number(serde_json::Number),
@@ -447,9 +450,13 @@ pub struct FsxAuthorizationConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerDefinition {
-    /// 1–255 of `[A-Za-z0-9_-]`, unique in the task.
+    /// 1–255 of `[A-Za-z0-9_-]`, unique in the task. Absent reads as empty
+    /// (validation reports it with every other error).
+    #[serde(default)]
     pub name: String,
-    /// Image reference (`repo:tag`, `registry/repo@sha256:…`).
+    /// Image reference (`repo:tag`, `registry/repo@sha256:…`). Absent reads
+    /// as empty (validation reports it with every other error).
+    #[serde(default)]
     pub image: String,
     /// Registry credentials: `credentialsParameter` names a Berth secret
     /// holding `{"username": …, "password": …}`.

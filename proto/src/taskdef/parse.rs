@@ -45,9 +45,11 @@ pub struct Registration {
 }
 
 /// Parse and validate the JSON given to RegisterTaskDefinition: a bare definition, or the
-/// `{"taskDefinition": {...}}` wrapper `aws ecs describe-task-definition` prints (its read-only fields
-/// taskDefinitionArn, revision, status, requiresAttributes, compatibilities, registeredAt, registeredBy,
-/// deregisteredAt are dropped; the wrapper's sibling "tags" array is accepted too).
+/// `{"taskDefinition": {...}}` wrapper `aws ecs describe-task-definition` prints (its
+/// read-only fields taskDefinitionArn, revision, status, requiresAttributes, compatibilities,
+/// registeredAt, registeredBy, deregisteredAt are dropped; the wrapper's sibling "tags" array
+/// is accepted too). The same read-only fields are dropped from a bare definition, as written
+/// by `describe-task-definition --query taskDefinition`, and so is `deleteRequestedAt`.
 ///
 /// Errors carry every problem found, each with its JSON path relative to the
 /// definition object (`containerDefinitions[0].memory`, also for the wrapper
@@ -145,13 +147,17 @@ fn kind(v: &Value) -> &'static str {
 fn deserialize_definition(
     object: Map<String, Value>,
 ) -> Result<TaskDefinition, InvalidTaskDefinition> {
-    let whole =
-        serde_path_to_error::deserialize::<_, TaskDefinition>(Value::Object(object.clone()));
-    let first = match whole {
+    let value = Value::Object(object);
+    let first = match serde_path_to_error::deserialize::<_, TaskDefinition>(&value) {
         Ok(def) => return Ok(def),
         Err(e) => issue("", &e, None),
     };
-    let mut errors = definition_errors(&object);
+    let Value::Object(object) = &value else {
+        return Err(InvalidTaskDefinition {
+            errors: vec![first],
+        });
+    };
+    let mut errors = definition_errors(object);
     if errors.is_empty() {
         // Only the whole failed (should not happen): report what it said.
         errors.push(first);

@@ -1302,3 +1302,27 @@ fn junk_never_panics() {
     // The mutations keep some inputs valid, so the accepted path is exercised too.
     assert!(accepted > 10, "only {accepted} junk inputs were accepted");
 }
+
+#[test]
+fn every_module_starts_with_a_doc_comment() {
+    let modules = [
+        ("mod.rs", include_str!("mod.rs")),
+        ("model.rs", include_str!("model.rs")),
+        ("parse.rs", include_str!("parse.rs")),
+        ("validate.rs", include_str!("validate.rs")),
+        ("units.rs", include_str!("units.rs")),
+        ("describe.rs", include_str!("describe.rs")),
+        ("issue.rs", include_str!("issue.rs")),
+        ("tests.rs", include_str!("tests.rs")),
+    ];
+    for (name, text) in modules {
+        assert!(
+            text.starts_with("//!"),
+            "{name} does not start with a //! doc"
+        );
+        assert!(
+            !text.contains(concat!("#[", "ignore]")),
+            "{name} has an ignored test"
+        );
+    }
+}

@@ -10,8 +10,8 @@ use std::net::IpAddr;
 
 use super::issue::{join, join_index, join_key, FieldIssue, InvalidTaskDefinition};
 use super::model::{
-    Compatibility, ContainerDefinition, DependencyCondition, LogDriver, NetworkMode, PortMapping,
-    ResourceType, TaskDefinition, TransportProtocol, Volume, VolumeScope,
+    Compatibility, ContainerDefinition, DependencyCondition, HealthCheck, LogDriver, NetworkMode,
+    PortMapping, ResourceType, TaskDefinition, TransportProtocol, Volume, VolumeScope,
 };
 
 /// Most containers ECS allows in one task definition.
@@ -473,12 +473,34 @@ impl<'a> Checker<'a> {
 
     fn check_container(&mut self, i: usize, c: &'a ContainerDefinition) {
         let p = join_index("", "containerDefinitions", i);
+        self.check_identity(&p, i, c);
+        self.check_resources(&p, c);
+        self.check_links(&p, i, c);
+        self.check_ports(&p, c);
+        self.check_restart_policy(&p, c);
+        self.check_environment(&p, c);
+        self.check_mounts(&p, i, c);
+        self.check_linux_parameters(&p, c);
+        self.check_depends_on(&p, i, c);
+        self.check_timeouts(&p, c);
+        self.check_host_settings(&p, c);
+        self.check_security_options(&p, c);
+        self.check_labels(&p, c);
+        self.check_ulimits(&p, c);
+        self.check_logging(&p, c);
+        self.check_health_check(&p, c);
+        self.check_system_controls(&p, c);
+        self.check_resource_requirements(&p, c);
+        self.check_aws_only(&p, c);
+    }
+
+    fn check_identity(&mut self, p: &str, i: usize, c: &ContainerDefinition) {
         if !is_name(&c.name) {
-            self.err(join(&p, "name"), name_rule(&c.name));
+            self.err(join(p, "name"), name_rule(&c.name));
         } else if let Some(first) = self.containers.get(c.name.as_str()).copied() {
             if first != i {
                 self.err(
-                    join(&p, "name"),
+                    join(p, "name"),
                     format!(
                         "duplicate container name {:?} (also containerDefinitions[{first}].name)",
                         c.name
@@ -488,37 +510,37 @@ impl<'a> Checker<'a> {
         }
         if c.image.trim().is_empty() {
             self.err(
-                join(&p, "image"),
+                join(p, "image"),
                 "required: an image reference such as `nginx:1.27` or `registry/repo@sha256:…`",
             );
         } else if c.image.chars().any(char::is_whitespace) {
-            self.err(join(&p, "image"), "must not contain whitespace");
+            self.err(join(p, "image"), "must not contain whitespace");
         } else if c.image.len() > 255 {
-            self.err(join(&p, "image"), "must be at most 255 characters");
+            self.err(join(p, "image"), "must be at most 255 characters");
         }
         if let Some(rc) = &c.repository_credentials {
             if rc.credentials_parameter.trim().is_empty() {
                 self.err(
-                    join(&p, "repositoryCredentials.credentialsParameter"),
+                    join(p, "repositoryCredentials.credentialsParameter"),
                     "must name the secret holding the registry credentials",
                 );
             }
         }
-        self.check_resources(&p, c);
-        self.check_links(&p, i, c);
-        self.check_ports(&p, c);
+    }
+
+    fn check_restart_policy(&mut self, p: &str, c: &ContainerDefinition) {
         if let Some(rp) = &c.restart_policy {
             if let Some(period) = rp.restart_attempt_period {
                 if !(60..=1800).contains(&period) {
                     self.err(
-                        join(&p, "restartPolicy.restartAttemptPeriod"),
+                        join(p, "restartPolicy.restartAttemptPeriod"),
                         format!("must be 60–1800 seconds, got {period}"),
                     );
                 }
             }
             if rp.ignored_exit_codes.len() > MAX_IGNORED_EXIT_CODES {
                 self.err(
-                    join(&p, "restartPolicy.ignoredExitCodes"),
+                    join(p, "restartPolicy.ignoredExitCodes"),
                     format!(
                         "at most {MAX_IGNORED_EXIT_CODES} exit codes, got {}",
                         rp.ignored_exit_codes.len()
@@ -526,21 +548,13 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        self.check_environment(&p, c);
-        for j in 0..c.environment_files.len() {
-            self.warn(
-                join_index(&p, "environmentFiles", j),
-                "AWS-only: environment files are read from S3, which Berth does not reach; \
-                 the container starts without the variables it holds",
-            );
-        }
-        self.check_mounts(&p, i, c);
-        self.check_linux_parameters(&p, c);
-        self.check_depends_on(&p, i, c);
+    }
+
+    fn check_timeouts(&mut self, p: &str, c: &ContainerDefinition) {
         if let Some(t) = c.start_timeout {
             if t < MIN_START_TIMEOUT_SECS {
                 self.err(
-                    join(&p, "startTimeout"),
+                    join(p, "startTimeout"),
                     format!("must be at least {MIN_START_TIMEOUT_SECS} seconds, got {t}"),
                 );
             }
@@ -548,20 +562,23 @@ impl<'a> Checker<'a> {
         if let Some(t) = c.stop_timeout {
             if t > MAX_STOP_TIMEOUT_SECS {
                 self.err(
-                    join(&p, "stopTimeout"),
+                    join(p, "stopTimeout"),
                     format!("must be 0–{MAX_STOP_TIMEOUT_SECS} seconds (ECS's maximum), got {t}"),
                 );
             }
         }
+    }
+
+    fn check_host_settings(&mut self, p: &str, c: &ContainerDefinition) {
         if let Some(h) = &c.hostname {
-            if matches!(self.mode, NetworkMode::Awsvpc | NetworkMode::Host) {
+            if self.mode == NetworkMode::Awsvpc {
                 self.err(
-                    join(&p, "hostname"),
-                    format!("not supported in {} network mode", self.mode.as_str()),
+                    join(p, "hostname"),
+                    "not supported in awsvpc network mode (an ECS rule)",
                 );
             } else if !is_hostname(h) {
                 self.err(
-                    join(&p, "hostname"),
+                    join(p, "hostname"),
                     format!("{h:?} is not a valid hostname (RFC 1123)"),
                 );
             }
@@ -569,7 +586,7 @@ impl<'a> Checker<'a> {
         if let Some(wd) = &c.working_directory {
             if !wd.starts_with('/') {
                 self.err(
-                    join(&p, "workingDirectory"),
+                    join(p, "workingDirectory"),
                     format!("must be an absolute path, got {wd:?}"),
                 );
             }
@@ -577,7 +594,7 @@ impl<'a> Checker<'a> {
         for (k, s) in c.dns_servers.iter().enumerate() {
             if s.parse::<IpAddr>().is_err() {
                 self.err(
-                    join_index(&p, "dnsServers", k),
+                    join_index(p, "dnsServers", k),
                     format!("{s:?} is not an IP address"),
                 );
             }
@@ -585,13 +602,13 @@ impl<'a> Checker<'a> {
         for (k, s) in c.dns_search_domains.iter().enumerate() {
             if s.is_empty() || s.chars().any(char::is_whitespace) {
                 self.err(
-                    join_index(&p, "dnsSearchDomains", k),
+                    join_index(p, "dnsSearchDomains", k),
                     format!("{s:?} is not a domain name"),
                 );
             }
         }
         for (k, h) in c.extra_hosts.iter().enumerate() {
-            let hp = join_index(&p, "extraHosts", k);
+            let hp = join_index(p, "extraHosts", k);
             if h.hostname.is_empty() || h.hostname.chars().any(char::is_whitespace) {
                 self.err(
                     join(&hp, "hostname"),
@@ -605,21 +622,22 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        self.check_security_options(&p, c);
+    }
+
+    fn check_labels(&mut self, p: &str, c: &ContainerDefinition) {
         for key in c.docker_labels.keys() {
             if key.is_empty() {
                 self.err(
-                    join_key(&join(&p, "dockerLabels"), key),
+                    join_key(&join(p, "dockerLabels"), key),
                     "label keys must not be empty",
                 );
             }
         }
-        self.check_ulimits(&p, c);
-        self.check_logging(&p, c);
-        self.check_health_check(&p, c);
-        self.check_system_controls(&p, c);
+    }
+
+    fn check_resource_requirements(&mut self, p: &str, c: &ContainerDefinition) {
         for (k, rr) in c.resource_requirements.iter().enumerate() {
-            let rp = join_index(&p, "resourceRequirements", k);
+            let rp = join_index(p, "resourceRequirements", k);
             if rr.value.trim().is_empty() {
                 self.err(join(&rp, "value"), "required");
             }
@@ -634,15 +652,26 @@ impl<'a> Checker<'a> {
                 ),
             }
         }
+    }
+
+    /// Warnings for the container fields that only mean something on AWS.
+    fn check_aws_only(&mut self, p: &str, c: &ContainerDefinition) {
+        for j in 0..c.environment_files.len() {
+            self.warn(
+                join_index(p, "environmentFiles", j),
+                "AWS-only: environment files are read from S3, which Berth does not reach; \
+                 the container starts without the variables it holds",
+            );
+        }
         if c.firelens_configuration.is_some() {
             self.warn(
-                join(&p, "firelensConfiguration"),
+                join(p, "firelensConfiguration"),
                 "AWS-only (FireLens): stored and returned; Berth configures no log router",
             );
         }
         if !c.credential_specs.is_empty() {
             self.warn(
-                join(&p, "credentialSpecs"),
+                join(p, "credentialSpecs"),
                 "AWS-only (Windows gMSA credential specs): stored and returned, not used",
             );
         }
@@ -1018,7 +1047,11 @@ impl<'a> Checker<'a> {
             };
             match dep.condition {
                 DependencyCondition::Healthy => {
-                    if target.health_check.as_ref().is_none_or(|h| h.is_disabled()) {
+                    if target
+                        .health_check
+                        .as_ref()
+                        .is_none_or(HealthCheck::is_disabled)
+                    {
                         self.err(
                             join(&dp, "condition"),
                             format!("HEALTHY needs {name:?} to have a healthCheck"),
@@ -1239,7 +1272,10 @@ impl<'a> Checker<'a> {
     fn check_cross_container(&mut self) {
         let d = self.def;
         if !d.container_definitions.is_empty()
-            && !d.container_definitions.iter().any(|c| c.is_essential())
+            && !d
+                .container_definitions
+                .iter()
+                .any(ContainerDefinition::is_essential)
         {
             self.err(
                 "containerDefinitions",

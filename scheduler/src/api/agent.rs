@@ -26,7 +26,7 @@ use super::{cluster_arg, ApiError, Shared};
 use crate::records::{now_millis, HostResources, InstanceRecord, InstanceStatus};
 
 /// Metadata key carrying `<instance-id>.<secret>` on `Connect`.
-pub const CREDENTIAL_HEADER: &str = "x-berth-agent-credential";
+pub const CREDENTIAL_HEADER: &str = berth_proto::AGENT_CREDENTIAL_HEADER;
 /// How long a new stream may take to send its Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -95,10 +95,16 @@ pub fn validate_hello(h: Hello) -> Result<HelloFacts, ApiError> {
         .resources
         .ok_or_else(|| ApiError::invalid("hello.resources", "required"))?;
     if r.cpu_units <= 0 {
-        return Err(ApiError::invalid("hello.resources.cpuUnits", "must be positive"));
+        return Err(ApiError::invalid(
+            "hello.resources.cpuUnits",
+            "must be positive",
+        ));
     }
     if r.memory_mib <= 0 {
-        return Err(ApiError::invalid("hello.resources.memoryMib", "must be positive"));
+        return Err(ApiError::invalid(
+            "hello.resources.memoryMib",
+            "must be positive",
+        ));
     }
     let start = port("hello.resources.portRangeStart", r.port_range_start)?;
     let end = port("hello.resources.portRangeEnd", r.port_range_end)?;
@@ -131,7 +137,10 @@ pub fn validate_hello(h: Hello) -> Result<HelloFacts, ApiError> {
         ));
     }
     if h.hostname.is_empty() || h.hostname.len() > 255 {
-        return Err(ApiError::invalid("hello.hostname", "must be 1–255 characters"));
+        return Err(ApiError::invalid(
+            "hello.hostname",
+            "must be 1–255 characters",
+        ));
     }
     Ok(HelloFacts {
         resources: HostResources {
@@ -154,7 +163,9 @@ impl AgentApi {
             .get(CREDENTIAL_HEADER)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| {
-                ApiError::Unauthenticated(format!("missing {CREDENTIAL_HEADER}; register the host first"))
+                ApiError::Unauthenticated(format!(
+                    "missing {CREDENTIAL_HEADER}; register the host first"
+                ))
             })?;
         let (id, _) = cred
             .split_once('.')
@@ -163,7 +174,9 @@ impl AgentApi {
             .shared
             .db
             .instance(id)?
-            .filter(|r| constant_time_eq(r.credential_sha256.as_bytes(), sha256_hex(cred).as_bytes()))
+            .filter(|r| {
+                constant_time_eq(r.credential_sha256.as_bytes(), sha256_hex(cred).as_bytes())
+            })
             .ok_or_else(|| ApiError::Unauthenticated("unknown agent credential".into()))?;
         if rec.status == InstanceStatus::Inactive {
             return Err(ApiError::PermissionDenied(format!(
@@ -204,7 +217,11 @@ impl AgentService for AgentApi {
             attributes: vec![],
             credential_sha256: sha256_hex(&credential),
         };
-        self.shared.db.create_instance(rec).await.map_err(ApiError::from)?;
+        self.shared
+            .db
+            .create_instance(rec)
+            .await
+            .map_err(ApiError::from)?;
         tracing::info!(instance = %id, "container instance registered");
         Ok(Response::new(RegisterResponse {
             container_instance_arn: self.shared.arn.container_instance(&cluster, &id),
@@ -311,8 +328,14 @@ mod tests {
                 reserved_udp_ports: vec![],
             }),
             attributes: vec![
-                Attribute { name: "ecs.os-type".into(), value: "linux".into() },
-                Attribute { name: "ecs.availability-zone".into(), value: "rack-1".into() },
+                Attribute {
+                    name: "ecs.os-type".into(),
+                    value: "linux".into(),
+                },
+                Attribute {
+                    name: "ecs.availability-zone".into(),
+                    value: "rack-1".into(),
+                },
             ],
             agent_version: "0.1.0".into(),
             hostname: "h1".into(),

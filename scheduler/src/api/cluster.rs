@@ -2,8 +2,8 @@
 
 use berth_proto::v1::{
     cluster_service_server::ClusterService, Cluster, CreateClusterRequest, CreateClusterResponse,
-    DeleteClusterRequest, DeleteClusterResponse, DescribeClustersRequest,
-    DescribeClustersResponse, Failure, ListClustersRequest, ListClustersResponse,
+    DeleteClusterRequest, DeleteClusterResponse, DescribeClustersRequest, DescribeClustersResponse,
+    Failure, ListClustersRequest, ListClustersResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -57,7 +57,11 @@ impl ClusterService for ClusterApi {
                 c
             }
             // ECS's CreateCluster is idempotent: an existing name is returned.
-            Err(crate::db::DbError::AlreadyExists { .. }) => self.shared.db.active_cluster(&name).map_err(ApiError::from)?,
+            Err(crate::db::DbError::AlreadyExists { .. }) => self
+                .shared
+                .db
+                .active_cluster(&name)
+                .map_err(ApiError::from)?,
             Err(e) => return Err(ApiError::from(e).into()),
         };
         Ok(Response::new(CreateClusterResponse {
@@ -71,7 +75,12 @@ impl ClusterService for ClusterApi {
         req: Request<DeleteClusterRequest>,
     ) -> Result<Response<DeleteClusterResponse>, Status> {
         let name = cluster_arg(&req.into_inner().cluster);
-        let c = self.shared.db.delete_cluster(&name).await.map_err(ApiError::from)?;
+        let c = self
+            .shared
+            .db
+            .delete_cluster(&name)
+            .await
+            .map_err(ApiError::from)?;
         tracing::info!("cluster deleted");
         Ok(Response::new(DeleteClusterResponse {
             cluster: Some(self.to_proto(&c)?),

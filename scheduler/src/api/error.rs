@@ -58,14 +58,14 @@ impl From<ApiError> for Status {
                     tracing::error!(cause = %s, "store error");
                     match s {
                         StoreError::Conflict => Status::aborted(msg),
-                        StoreError::FlusherGone | StoreError::Backend(_) | StoreError::Io { .. } => {
+                        StoreError::FlusherGone
+                        | StoreError::Backend(_)
+                        | StoreError::Io { .. } => {
                             Status::unavailable(format!("the scheduler's store is failing: {s}"))
                         }
                         StoreError::Corrupt { .. }
                         | StoreError::Encode { .. }
-                        | StoreError::SchemaTooNew { .. } => {
-                            Status::internal(msg)
-                        }
+                        | StoreError::SchemaTooNew { .. } => Status::internal(msg),
                     }
                 }
             },
@@ -92,7 +92,10 @@ mod tests {
         ])
         .into();
         assert_eq!(s.code(), Code::InvalidArgument);
-        assert_eq!(s.message(), "family: required\ncontainerDefinitions[0].image: required");
+        assert_eq!(
+            s.message(),
+            "family: required\ncontainerDefinitions[0].image: required"
+        );
         let nf: Status = ApiError::Db(DbError::NotFound {
             kind: "cluster",
             name: "x".into(),

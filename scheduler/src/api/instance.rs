@@ -82,7 +82,10 @@ impl ContainerInstanceApi {
         let filter = match status {
             "" => None,
             s => Some(InstanceStatus::parse(s).ok_or_else(|| {
-                ApiError::invalid("status", format!("{s:?} is not one of ACTIVE, DRAINING, INACTIVE"))
+                ApiError::invalid(
+                    "status",
+                    format!("{s:?} is not one of ACTIVE, DRAINING, INACTIVE"),
+                )
             })?),
         };
         Ok(self
@@ -131,7 +134,10 @@ impl ContainerInstanceService for ContainerInstanceApi {
                 .collect();
             return Ok(Response::new(out));
         }
-        self.shared.db.active_cluster(&cluster).map_err(ApiError::from)?;
+        self.shared
+            .db
+            .active_cluster(&cluster)
+            .map_err(ApiError::from)?;
         for wanted in &req.container_instances {
             let id = short_id(wanted);
             match self.shared.db.instance(id).map_err(ApiError::from)? {

@@ -85,12 +85,15 @@ impl TaskDefinitionService for TaskDefinitionApi {
         if json.len() > MAX_JSON_BYTES {
             return Err(ApiError::invalid(
                 "taskDefinitionJson",
-                format!("{} bytes is more than the {MAX_JSON_BYTES} allowed", json.len()),
+                format!(
+                    "{} bytes is more than the {MAX_JSON_BYTES} allowed",
+                    json.len()
+                ),
             )
             .into());
         }
-        let reg = taskdef::parse_registration(&json)
-            .map_err(|e| ApiError::InvalidFields(e.errors))?;
+        let reg =
+            taskdef::parse_registration(&json).map_err(|e| ApiError::InvalidFields(e.errors))?;
         let rec = self
             .shared
             .db
@@ -136,13 +139,19 @@ impl TaskDefinitionService for TaskDefinitionApi {
             "" | "ASC" => false,
             "DESC" => true,
             other => {
-                return Err(ApiError::invalid("sort", format!("{other:?} is not ASC or DESC")).into())
+                return Err(
+                    ApiError::invalid("sort", format!("{other:?} is not ASC or DESC")).into(),
+                )
             }
         };
         let page = match req.max_results {
             0 => DEFAULT_PAGE,
             n @ 1..=100 => n as usize,
-            n => return Err(ApiError::invalid("maxResults", format!("{n} is not within 1–100")).into()),
+            n => {
+                return Err(
+                    ApiError::invalid("maxResults", format!("{n} is not within 1–100")).into(),
+                )
+            }
         };
         let start = match req.next_token.as_str() {
             "" => 0,
@@ -184,10 +193,17 @@ impl TaskDefinitionService for TaskDefinitionApi {
     ) -> Result<Response<ListTaskDefinitionFamiliesResponse>, Status> {
         let req = req.into_inner();
         let status = parse_status("status", &req.status)?;
-        let recs = self.shared.db.all_task_definitions().map_err(ApiError::from)?;
+        let recs = self
+            .shared
+            .db
+            .all_task_definitions()
+            .map_err(ApiError::from)?;
         // Records come ordered by family: fold each family's revisions.
         let mut families: Vec<(String, bool)> = Vec::new();
-        for r in recs.iter().filter(|r| r.family.starts_with(&req.family_prefix)) {
+        for r in recs
+            .iter()
+            .filter(|r| r.family.starts_with(&req.family_prefix))
+        {
             let active = r.status == TaskDefinitionStatus::Active;
             match families.last_mut() {
                 Some((f, any_active)) if *f == r.family => *any_active |= active,
@@ -203,7 +219,9 @@ impl TaskDefinitionService for TaskDefinitionApi {
             })
             .map(|(f, _)| f)
             .collect();
-        Ok(Response::new(ListTaskDefinitionFamiliesResponse { families }))
+        Ok(Response::new(ListTaskDefinitionFamiliesResponse {
+            families,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(task_definition = %req.get_ref().task_definition))]
@@ -215,7 +233,10 @@ impl TaskDefinitionService for TaskDefinitionApi {
         let Some(revision) = r.revision else {
             return Err(ApiError::invalid(
                 "taskDefinition",
-                format!("{:?} names no revision; deregister takes family:revision", r.family),
+                format!(
+                    "{:?} names no revision; deregister takes family:revision",
+                    r.family
+                ),
             )
             .into());
         };

@@ -150,14 +150,16 @@ pub enum StoreError {
     FlusherGone,
 }
 
+/// A stored key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// The narrow storage seam. Implementations are synchronous and cheap to
 /// call from async code for point operations; [`Store::flush`] is the one
 /// blocking call and is reached only through [`GroupCommit`].
 pub trait Store: Send + Sync + 'static {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every (key, value) whose key starts with `prefix`, in key order.
-    fn scan_prefix(&self, table: Table, prefix: &[u8])
-        -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError>;
     /// Applies `txn` atomically, or returns [`StoreError::Conflict`].
     fn commit(&self, txn: &Txn) -> Result<(), StoreError>;
     /// Blocks until everything committed so far is on stable storage.

@@ -6,7 +6,7 @@ use std::path::Path;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use super::{Check, Op, Store, StoreError, Table, Txn};
+use super::{Check, KeyValue, Op, Store, StoreError, Table, Txn};
 
 /// Store backed by an embedded sled database in the scheduler's data dir.
 pub struct SledStore {
@@ -49,14 +49,13 @@ impl Store for SledStore {
         Ok(self.tree(table).get(key)?.map(|v| v.to_vec()))
     }
 
-    fn scan_prefix(
-        &self,
-        table: Table,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
         self.tree(table)
             .scan_prefix(prefix)
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(StoreError::from)
+            })
             .collect()
     }
 
@@ -128,7 +127,8 @@ mod tests {
     #[test]
     fn failed_check_writes_nothing() {
         let (_d, s) = open();
-        s.commit(&Txn::new().put(Table::Clusters, "a", "1")).unwrap();
+        s.commit(&Txn::new().put(Table::Clusters, "a", "1"))
+            .unwrap();
         let txn = Txn::new()
             .check_absent(Table::Clusters, "a")
             .put(Table::Families, "f", "x");
@@ -150,7 +150,8 @@ mod tests {
     fn scan_prefix_is_ordered_and_bounded() {
         let (_d, s) = open();
         for k in ["b\x002", "b\x001", "a\x001", "bb\x001"] {
-            s.commit(&Txn::new().put(Table::TaskDefinitions, k, "v")).unwrap();
+            s.commit(&Txn::new().put(Table::TaskDefinitions, k, "v"))
+                .unwrap();
         }
         let keys: Vec<_> = s
             .scan_prefix(Table::TaskDefinitions, b"b\x00")
@@ -166,7 +167,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = SledStore::open(dir.path()).unwrap();
-            s.commit(&Txn::new().put(Table::Instances, "i", "v")).unwrap();
+            s.commit(&Txn::new().put(Table::Instances, "i", "v"))
+                .unwrap();
             s.flush().unwrap();
         }
         let s = SledStore::open(dir.path()).unwrap();
