@@ -24,6 +24,9 @@ use crate::db::{Db, DbError};
 use crate::sessions::Sessions;
 use crate::store::{SledStore, Store, StoreError};
 
+/// How long calls in flight may take to finish once shutdown starts.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Failures that stop the scheduler.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -65,7 +68,7 @@ pub async fn run(
     tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "berth-scheduler serving");
 
     let streams = shutdown.child_token();
-    tonic::transport::Server::builder()
+    let serve = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(ClusterServiceServer::new(ClusterApi {
             shared: shared.clone(),
@@ -81,12 +84,27 @@ pub async fn run(
             shared: shared.clone(),
             shutdown: streams.clone(),
         }))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            shutdown.cancelled().await;
-            tracing::info!("shutting down: no new calls, ending agent streams");
-            streams.cancel();
-        })
-        .await?;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                tracing::info!("shutting down: no new calls, ending agent streams");
+                streams.cancel();
+            }
+        });
+    tokio::pin!(serve);
+    // Calls in flight get DRAIN to finish; a peer that keeps its connection
+    // open after GOAWAY does not hold the shutdown hostage.
+    let drain_expired = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(DRAIN).await;
+    };
+    tokio::select! {
+        res = &mut serve => res?,
+        _ = drain_expired => {
+            tracing::warn!(drain = ?DRAIN, "connections still open after the drain period; closing them");
+        }
+    }
     db.close().await;
     tokio::task::spawn_blocking(move || store.flush())
         .await

@@ -135,3 +135,32 @@ async fn agent_reconnects_after_scheduler_restart() {
     .await;
     assert_eq!(id, id2);
 }
+
+#[tokio::test]
+async fn scheduler_shuts_down_gracefully_with_agents_attached() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Scheduler::start(&dir.path().join("data")).await;
+    let agent = Agent::start(&s.endpoint(), "default", &dir.path().join("agent"));
+    eventually(Duration::from_secs(15), "connect", || async {
+        match instances(&s).await.as_slice() {
+            [i] if i.agent_connected => Ok(()),
+            other => Err(format!("{other:?}\n{}", agent.log_text())),
+        }
+    })
+    .await;
+    // SIGTERM ends the agent streams and exits 0 promptly; a long-lived
+    // stream must not hold shutdown hostage.
+    let started = tokio::time::Instant::now();
+    let status = s.terminate();
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        s.log_text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(s.log_text().contains("berth-scheduler stopped"));
+}
