@@ -127,7 +127,9 @@ pub fn inbound(m: v1::SchedulerMessage) -> Result<Inbound, WireError> {
     match m.msg {
         Some(Msg::Welcome(w)) => welcome(w).map(Inbound::Welcome),
         Some(Msg::DesiredState(d)) => desired_state(d).map(Inbound::DesiredState),
-        None => Ok(Inbound::Unknown),
+        // Log requests are served by the task runtime (runtime milestone);
+        // until it exists the session has no logs to give.
+        Some(Msg::LogRequest(_)) | Some(Msg::LogCancel(_)) | None => Ok(Inbound::Unknown),
     }
 }
 

@@ -292,7 +292,11 @@ impl AgentService for AgentApi {
                         Ok(Some(AgentMessage { msg: Some(agent_message::Msg::Hello(_)) })) => {
                             tracing::warn!(instance = %id, "second Hello on one stream ignored");
                         }
-                        Ok(Some(AgentMessage { msg: None })) => {}
+                        // Task reports and log chunks are handled by the
+                        // task controller (runtime milestone); no task can be
+                        // placed before it exists.
+                        Ok(Some(AgentMessage { msg: Some(agent_message::Msg::TaskStatus(_) | agent_message::Msg::LogChunk(_)) }))
+                        | Ok(Some(AgentMessage { msg: None })) => {}
                         Ok(None) => break,
                         Err(e) => {
                             tracing::info!(instance = %id, cause = %e, "agent stream failed");
