@@ -12,17 +12,36 @@ pub struct DesiredState {
 }
 
 /// One task the scheduler placed on this instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredTask {
     pub task_arn: String,
     pub desired_status: DesiredStatus,
     /// The task definition as ECS JSON, as the scheduler validated it.
     pub task_definition_json: String,
+    pub cluster: String,
+    pub family: String,
+    pub revision: u32,
+    /// Host ports the scheduler reserved, one per published port mapping.
+    pub ports: Vec<PortAssignment>,
+    /// With `desired_status` STOPPED: why (ECS stopCode and stoppedReason).
+    pub stop_code: String,
+    pub stopped_reason: String,
+}
+
+/// A host port the scheduler reserved for one container port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct PortAssignment {
+    pub container_name: String,
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    pub host_port: u16,
 }
 
 /// ECS's desiredStatus of a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum DesiredStatus {
+    #[default]
     Running,
     Stopped,
 }

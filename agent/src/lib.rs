@@ -22,6 +22,8 @@ pub mod config;
 pub mod desired;
 pub mod host;
 pub mod identity;
+pub mod logs;
+pub mod runtime;
 pub mod session;
 pub mod transport;
 pub mod wire;

@@ -46,7 +46,60 @@ struct RunArgs {
     state_dir: Option<PathBuf>,
 }
 
+/// `berth-agent log-driver --file F --max-bytes N --max-files K`, as
+/// containerd's shim runs it: the shim builds argv from a URI query in map
+/// order, so the words may come in any order.
+fn log_driver_args(
+    argv: &[String],
+) -> Option<Result<berth_agent::logs::driver::DriverArgs, String>> {
+    if !argv.iter().skip(1).any(|a| a == "log-driver") {
+        return None;
+    }
+    let mut file = None;
+    let mut max_bytes: u64 = 10 * 1024 * 1024;
+    let mut max_files: u32 = 5;
+    let mut it = argv.iter().skip(1).filter(|a| *a != "log-driver");
+    while let Some(flag) = it.next() {
+        let Some(value) = it.next() else {
+            return Some(Err(format!("{flag} needs a value")));
+        };
+        match flag.as_str() {
+            "--file" => file = Some(PathBuf::from(value)),
+            "--max-bytes" => match value.parse() {
+                Ok(v) => max_bytes = v,
+                Err(_) => return Some(Err(format!("--max-bytes {value:?} is not a number"))),
+            },
+            "--max-files" => match value.parse() {
+                Ok(v) => max_files = v,
+                Err(_) => return Some(Err(format!("--max-files {value:?} is not a number"))),
+            },
+            other => return Some(Err(format!("unknown log-driver flag {other:?}"))),
+        }
+    }
+    Some(match file {
+        Some(file) => Ok(berth_agent::logs::driver::DriverArgs {
+            file,
+            max_bytes,
+            max_files,
+        }),
+        None => Err("--file is required".to_owned()),
+    })
+}
+
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(args) = log_driver_args(&argv) {
+        return match args
+            .map_err(|e| e.to_string())
+            .and_then(|a| berth_agent::logs::driver::run(&a).map_err(|e| e.to_string()))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth-agent log-driver: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Version) => {

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use berth_proto::v1;
 use tonic::metadata::AsciiMetadataValue;
 
-use crate::desired::{DesiredState, DesiredStatus, DesiredTask};
+use crate::desired::{DesiredState, DesiredStatus, DesiredTask, PortAssignment};
 use crate::host::HostFacts;
 use crate::identity::Identity;
 
@@ -175,10 +175,38 @@ fn desired_state(d: v1::DesiredState) -> Result<DesiredState, WireError> {
                     field: format!("tasks[{i}].desired_status"),
                     reason: format!("{:?} is neither RUNNING nor STOPPED", t.desired_status),
                 })?;
+            let ports =
+                t.ports
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, p)| {
+                        let port = |v: u32, name: &str| {
+                            u16::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| {
+                                WireError::Invalid {
+                                    message: M,
+                                    field: format!("tasks[{i}].ports[{j}].{name}"),
+                                    reason: format!("{v} is not a port"),
+                                }
+                            })
+                        };
+                        Ok(PortAssignment {
+                            container_port: port(p.container_port, "container_port")?,
+                            host_port: port(p.host_port, "host_port")?,
+                            container_name: p.container_name,
+                            protocol: p.protocol,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, WireError>>()?;
             Ok(DesiredTask {
                 task_arn: t.task_arn,
                 desired_status,
                 task_definition_json: t.task_definition_json,
+                cluster: t.cluster,
+                family: t.family,
+                revision: t.revision,
+                ports,
+                stop_code: t.stop_code,
+                stopped_reason: t.stopped_reason,
             })
         })
         .collect::<Result<_, _>>()?;
@@ -290,6 +318,7 @@ mod tests {
                     task_arn: "arn:t".into(),
                     desired_status: status.into(),
                     task_definition_json: "{}".into(),
+                    ..Default::default()
                 }],
             })),
         };

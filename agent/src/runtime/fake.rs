@@ -1,0 +1,150 @@
+//! A recording fake of [`TaskOps`] for unit tests of the runner and the
+//! supervisor: containers are entries in a map, exits are triggered by the
+//! test or by signals, every call is logged.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+use super::ops::{ExitInfo, Observed, OpsError, PullInfo, TaskOps};
+use super::plan::{ContainerPlan, TaskPlan};
+use super::report::Binding;
+
+#[derive(Debug, Default)]
+pub struct FakeOps {
+    pub calls: Mutex<Vec<String>>,
+    exits: Mutex<HashMap<String, watch::Sender<Option<ExitInfo>>>>,
+    /// Images whose pull fails with this cause.
+    pub failing_images: Mutex<HashMap<String, String>>,
+    /// Containers that ignore SIGTERM (only SIGKILL ends them).
+    pub ignore_sigterm: Mutex<Vec<String>>,
+    pub observed: Mutex<Vec<Observed>>,
+}
+
+impl FakeOps {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn call(&self, s: String) {
+        self.calls.lock().unwrap().push(s);
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn channel(&self, id: &str) -> watch::Sender<Option<ExitInfo>> {
+        self.exits
+            .lock()
+            .unwrap()
+            .entry(id.to_owned())
+            .or_insert_with(|| watch::channel(None).0)
+            .clone()
+    }
+
+    /// The container's process exits now.
+    pub fn exit(&self, id: &str, code: i32, oom: bool) {
+        self.channel(id).send_replace(Some(ExitInfo {
+            code,
+            at: SystemTime::now(),
+            oom_killed: oom,
+        }));
+    }
+}
+
+impl TaskOps for FakeOps {
+    type Image = String;
+    type Prepared = ();
+
+    async fn pull(
+        &self,
+        _plan: &TaskPlan,
+        c: &ContainerPlan,
+    ) -> Result<(String, PullInfo), OpsError> {
+        self.call(format!("pull {}", c.image));
+        if let Some(cause) = self.failing_images.lock().unwrap().get(&c.image) {
+            return Err(OpsError::Pull(cause.clone()));
+        }
+        Ok((
+            c.image.clone(),
+            PullInfo {
+                digest: format!("sha256:{}", c.image.len()),
+                stop_signal: None,
+            },
+        ))
+    }
+
+    async fn prepare(&self, plan: &TaskPlan) -> Result<((), Vec<Binding>), OpsError> {
+        self.call(format!("prepare {}", plan.id));
+        Ok((
+            (),
+            plan.ports
+                .iter()
+                .map(|p| Binding {
+                    bind_ip: "0.0.0.0".into(),
+                    container_port: p.container_port,
+                    host_port: p.host_port,
+                    protocol: p.protocol.clone(),
+                })
+                .collect(),
+        ))
+    }
+
+    async fn adopt(&self, plan: &TaskPlan) -> Result<Vec<Binding>, OpsError> {
+        self.call(format!("adopt {}", plan.id));
+        Ok(vec![])
+    }
+
+    async fn start(
+        &self,
+        _plan: &TaskPlan,
+        c: &ContainerPlan,
+        _image: &String,
+        _p: &(),
+    ) -> Result<u32, OpsError> {
+        self.call(format!("start {}", c.runtime_id));
+        self.channel(&c.runtime_id);
+        Ok(4242)
+    }
+
+    async fn wait(&self, _plan: &TaskPlan, id: &str) -> Result<ExitInfo, OpsError> {
+        let mut rx = self.channel(id).subscribe();
+        loop {
+            if let Some(e) = rx.borrow_and_update().clone() {
+                return Ok(e);
+            }
+            if rx.changed().await.is_err() {
+                return Err(OpsError::Runtime("gone".into()));
+            }
+        }
+    }
+
+    async fn signal(&self, id: &str, signal: &str) -> Result<(), OpsError> {
+        self.call(format!("signal {id} {signal}"));
+        let ignores = self.ignore_sigterm.lock().unwrap().contains(&id.to_owned());
+        match signal {
+            "SIGKILL" => self.exit(id, 137, false),
+            _ if !ignores => self.exit(id, 143, false),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn teardown(&self, plan: &TaskPlan) -> Result<(), OpsError> {
+        self.call(format!("teardown {}", plan.id));
+        Ok(())
+    }
+
+    async fn remove(&self, plan: &TaskPlan) -> Result<(), OpsError> {
+        self.call(format!("remove {}", plan.id));
+        Ok(())
+    }
+
+    async fn observe(&self) -> Result<Vec<Observed>, OpsError> {
+        self.call("observe".into());
+        Ok(self.observed.lock().unwrap().clone())
+    }
+}

@@ -1,0 +1,20 @@
+//! The task runtime: everything between the scheduler's desired state and
+//! containerd.
+//!
+//! - [`supervisor`]: reconciles the desired set, one runner per task;
+//!   re-adopts what containerd runs after an agent restart.
+//! - [`runner`]: one task's lifecycle (ECS statuses, stop codes).
+//! - [`plan`]: a task as supervised, and the container labels it lives in.
+//! - [`report`]: ECS-named reports, kept level-triggered for the session.
+//! - [`ops`]: the seam to the host (containerd, CNI, cgroups).
+
+pub mod ops;
+pub mod plan;
+pub mod report;
+pub mod runner;
+pub mod supervisor;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+//! The seam between task supervision ([`super::runner`]) and the host:
+//! pulling, preparing (cgroup, network), starting, waiting, signalling,
+//! tearing down and observing containers. The real implementation drives
+//! containerd ([`super::host_ops`]); unit tests use a recording fake.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::SystemTime;
+
+use super::plan::{ContainerPlan, TaskPlan};
+use super::report::Binding;
+
+/// How a container ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub code: i32,
+    pub at: SystemTime,
+    /// The kernel's OOM killer ended it (its cgroup says so).
+    pub oom_killed: bool,
+}
+
+/// What a pull tells the runner (the image itself stays with the ops).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullInfo {
+    pub digest: String,
+    /// The image's StopSignal, if it sets one.
+    pub stop_signal: Option<String>,
+}
+
+/// A container found in containerd when the agent starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub runtime_id: String,
+    pub labels: BTreeMap<String, String>,
+    pub state: ObservedState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObservedState {
+    Running {
+        pid: u32,
+    },
+    Exited(ExitInfo),
+    /// The container exists but has no task: containerd or the host
+    /// restarted while the agent was down, or it never started.
+    NoTask,
+}
+
+/// Failures of host operations, worded for ECS's `reason` fields.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OpsError {
+    /// ECS: `CannotPullContainerError: <cause>`.
+    #[error("CannotPullContainerError: {0}")]
+    Pull(String),
+    /// Network, cgroup or file setup of the task failed.
+    #[error("ResourceInitializationError: {0}")]
+    Prepare(String),
+    /// ECS: `CannotCreateContainerError: <cause>`.
+    #[error("CannotCreateContainerError: {0}")]
+    Create(String),
+    /// ECS: `CannotStartContainerError: <cause>`.
+    #[error("CannotStartContainerError: {0}")]
+    Start(String),
+    /// Any other runtime call (wait, kill, delete, list).
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// Host operations for tasks. Implementations are shared by all runners.
+pub trait TaskOps: Send + Sync + 'static {
+    /// What a pull yields for `start`.
+    type Image: Clone + Send + Sync + 'static;
+    /// What `prepare` yields for `start` (network namespace, ...).
+    type Prepared: Send + Sync + 'static;
+
+    fn pull(
+        &self,
+        plan: &TaskPlan,
+        container: &ContainerPlan,
+    ) -> impl Future<Output = Result<(Self::Image, PullInfo), OpsError>> + Send;
+
+    /// Task-level setup: cgroup, network (port mappings), per-task files and
+    /// volumes. Returns the host ports as really mapped.
+    fn prepare(
+        &self,
+        plan: &TaskPlan,
+    ) -> impl Future<Output = Result<(Self::Prepared, Vec<Binding>), OpsError>> + Send;
+
+    /// Re-reads what `prepare` set up, after an agent restart.
+    fn adopt(&self, plan: &TaskPlan)
+        -> impl Future<Output = Result<Vec<Binding>, OpsError>> + Send;
+
+    /// Creates and starts one container; returns its pid.
+    fn start(
+        &self,
+        plan: &TaskPlan,
+        container: &ContainerPlan,
+        image: &Self::Image,
+        prepared: &Self::Prepared,
+    ) -> impl Future<Output = Result<u32, OpsError>> + Send;
+
+    /// Completes when the container's process has exited (at once if it
+    /// already has).
+    fn wait(
+        &self,
+        plan: &TaskPlan,
+        runtime_id: &str,
+    ) -> impl Future<Output = Result<ExitInfo, OpsError>> + Send;
+
+    /// Sends `signal` (e.g. "SIGTERM", "SIGKILL", "15") to the container's
+    /// process; an already exited one is not an error.
+    fn signal(
+        &self,
+        runtime_id: &str,
+        signal: &str,
+    ) -> impl Future<Output = Result<(), OpsError>> + Send;
+
+    /// Task-level teardown once every container has exited: network (host
+    /// ports, IPAM lease, netns) and cgroup. Idempotent.
+    fn teardown(&self, plan: &TaskPlan) -> impl Future<Output = Result<(), OpsError>> + Send;
+
+    /// Final removal after the cleanup wait: containers, snapshots, logs.
+    /// Idempotent.
+    fn remove(&self, plan: &TaskPlan) -> impl Future<Output = Result<(), OpsError>> + Send;
+
+    /// Every Berth container in the runtime, for re-adoption.
+    fn observe(&self) -> impl Future<Output = Result<Vec<Observed>, OpsError>> + Send;
+}

@@ -1,0 +1,225 @@
+//! What the agent tells the scheduler about its tasks, in ECS's names.
+//!
+//! Reporting is level-triggered like the desired state: the [`Reporter`]
+//! keeps the latest report of every task with a sequence number. The
+//! session sends whatever changed since the last sequence it sent and, after
+//! a reconnect, everything, so a lost message heals on the next connection.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use tokio::sync::Notify;
+
+/// ECS task lastStatus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TaskStatus {
+    Provisioning,
+    Pending,
+    Activating,
+    Running,
+    Deactivating,
+    Stopping,
+    Deprovisioning,
+    Stopped,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Provisioning => "PROVISIONING",
+            TaskStatus::Pending => "PENDING",
+            TaskStatus::Activating => "ACTIVATING",
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Deactivating => "DEACTIVATING",
+            TaskStatus::Stopping => "STOPPING",
+            TaskStatus::Deprovisioning => "DEPROVISIONING",
+            TaskStatus::Stopped => "STOPPED",
+        }
+    }
+}
+
+/// ECS container lastStatus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ContainerStatus {
+    Pending,
+    Running,
+    Stopped,
+}
+
+impl ContainerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerStatus::Pending => "PENDING",
+            ContainerStatus::Running => "RUNNING",
+            ContainerStatus::Stopped => "STOPPED",
+        }
+    }
+}
+
+/// ECS stop codes the agent itself decides.
+pub mod stop_code {
+    pub const TASK_FAILED_TO_START: &str = "TaskFailedToStart";
+    pub const ESSENTIAL_CONTAINER_EXITED: &str = "EssentialContainerExited";
+    pub const USER_INITIATED: &str = "UserInitiated";
+}
+
+/// A host port as really mapped.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Binding {
+    pub bind_ip: String,
+    pub container_port: u16,
+    pub host_port: u16,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerReport {
+    pub name: String,
+    pub runtime_id: String,
+    pub status: ContainerStatus,
+    pub exit_code: Option<i32>,
+    pub reason: String,
+    pub bindings: Vec<Binding>,
+    pub image_digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskReport {
+    pub arn: String,
+    pub status: TaskStatus,
+    pub stop_code: String,
+    pub stopped_reason: String,
+    pub containers: Vec<ContainerReport>,
+    pub pull_started_at: Option<SystemTime>,
+    pub pull_stopped_at: Option<SystemTime>,
+    pub started_at: Option<SystemTime>,
+    pub stopped_at: Option<SystemTime>,
+}
+
+impl TaskReport {
+    /// A fresh report: PROVISIONING, containers PENDING.
+    pub fn new(arn: &str, containers: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self {
+            arn: arn.to_owned(),
+            status: TaskStatus::Provisioning,
+            stop_code: String::new(),
+            stopped_reason: String::new(),
+            containers: containers
+                .into_iter()
+                .map(|(name, runtime_id)| ContainerReport {
+                    name,
+                    runtime_id,
+                    status: ContainerStatus::Pending,
+                    exit_code: None,
+                    reason: String::new(),
+                    bindings: vec![],
+                    image_digest: String::new(),
+                })
+                .collect(),
+            pull_started_at: None,
+            pull_stopped_at: None,
+            started_at: None,
+            stopped_at: None,
+        }
+    }
+
+    pub fn container_mut(&mut self, name: &str) -> Option<&mut ContainerReport> {
+        self.containers.iter_mut().find(|c| c.name == name)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    seq: u64,
+    tasks: BTreeMap<String, (u64, TaskReport)>,
+}
+
+/// The latest report of every task, shared by the runners (writers) and the
+/// session (reader). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Reporter {
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+}
+
+impl Reporter {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `report` as its task's latest; unchanged reports are no-ops.
+    pub fn publish(&self, report: TaskReport) {
+        let mut s = self.lock();
+        if s.tasks.get(&report.arn).is_some_and(|(_, r)| *r == report) {
+            return;
+        }
+        s.seq += 1;
+        let seq = s.seq;
+        tracing::debug!(task = %report.arn, status = report.status.as_str(), seq, "task report");
+        s.tasks.insert(report.arn.clone(), (seq, report));
+        drop(s);
+        self.changed.notify_waiters();
+        self.changed.notify_one();
+    }
+
+    /// Reports newer than `after`, and the sequence to ask from next time.
+    /// `after = 0` gives every report.
+    pub fn since(&self, after: u64) -> (u64, Vec<TaskReport>) {
+        let s = self.lock();
+        let out = s
+            .tasks
+            .values()
+            .filter(|(seq, _)| *seq > after)
+            .map(|(_, r)| r.clone())
+            .collect();
+        (s.seq, out)
+    }
+
+    /// The latest report of one task.
+    pub fn get(&self, arn: &str) -> Option<TaskReport> {
+        self.lock().tasks.get(arn).map(|(_, r)| r.clone())
+    }
+
+    /// Drops a task (after its cleanup): nothing more to say about it.
+    pub fn forget(&self, arn: &str) {
+        self.lock().tasks.remove(arn);
+    }
+
+    /// Completes when a report is published after this call.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_gives_changes_and_everything_from_zero() {
+        let r = Reporter::default();
+        let mut a = TaskReport::new("a", [("c".into(), "id".into())]);
+        r.publish(a.clone());
+        r.publish(TaskReport::new("b", []));
+        let (seq, all) = r.since(0);
+        assert_eq!((seq, all.len()), (2, 2));
+        r.publish(a.clone()); // unchanged: no new sequence
+        assert_eq!(r.since(seq).1.len(), 0);
+        a.status = TaskStatus::Running;
+        r.publish(a);
+        let (seq2, changed) = r.since(seq);
+        assert_eq!(seq2, 3);
+        assert_eq!(changed[0].status, TaskStatus::Running);
+        assert_eq!(r.since(0).1.len(), 2, "a reconnect resends every task");
+        r.forget("b");
+        assert_eq!(r.since(0).1.len(), 1);
+    }
+
+    #[test]
+    fn statuses_are_ordered_like_the_lifecycle() {
+        assert!(TaskStatus::Pending < TaskStatus::Running);
+        assert!(TaskStatus::Running < TaskStatus::Stopped);
+        assert_eq!(TaskStatus::Deprovisioning.as_str(), "DEPROVISIONING");
+    }
+}

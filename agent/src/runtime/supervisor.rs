@@ -1,0 +1,293 @@
+//! The task supervisor: reconciles what runs on this host to the
+//! scheduler's desired state, one runner per task.
+//!
+//! At start it re-adopts every Berth container containerd knows (grouped by
+//! the task label), before any desired state arrives: tasks keep running
+//! while the scheduler is away. Then, for each new desired state:
+//! - a desired RUNNING task the host does not run is launched;
+//! - a known task whose desired status is STOPPED, or that is no longer in
+//!   the set at all, is stopped;
+//! - a finished task (STOPPED and cleaned up) is forgotten once the
+//!   scheduler no longer lists it; until then it is never started again.
+//!
+//! One closed [`Event`] enum, one `select!`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::ops::TaskOps;
+use super::plan::{labels, TaskPlan};
+use super::report::{stop_code, ContainerStatus, TaskReport, TaskStatus};
+use super::runner::{self, Desire, RunnerCtx};
+use crate::desired::{DesiredState, DesiredStatus};
+
+/// How long to wait before asking containerd again when it is unreachable
+/// at start (it may be starting with the agent).
+const OBSERVE_RETRY: Duration = Duration::from_secs(2);
+/// Reason given to a task the scheduler no longer lists.
+const NOT_DESIRED: &str = "Task is not in the scheduler's desired state for this instance";
+
+#[derive(Debug)]
+enum Event {
+    Desired,
+    RunnerDone(String),
+    Shutdown,
+}
+
+struct Entry {
+    desire: watch::Sender<Desire>,
+    /// The runner has returned (task STOPPED and removed, or it never ran).
+    done: bool,
+}
+
+/// Supervises every task on this host.
+pub struct Supervisor<O: TaskOps> {
+    ctx: Arc<RunnerCtx<O>>,
+    default_stop_timeout: Duration,
+    tasks: HashMap<String, Entry>,
+    done_tx: mpsc::UnboundedSender<String>,
+    done_rx: mpsc::UnboundedReceiver<String>,
+    cancel: CancellationToken,
+}
+
+impl<O: TaskOps> std::fmt::Debug for Supervisor<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<O: TaskOps> Supervisor<O> {
+    pub fn new(
+        ctx: Arc<RunnerCtx<O>>,
+        default_stop_timeout: Duration,
+        cancel: CancellationToken,
+    ) -> Self {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        Self {
+            ctx,
+            default_stop_timeout,
+            tasks: HashMap::new(),
+            done_tx,
+            done_rx,
+            cancel,
+        }
+    }
+
+    fn spawn_runner(
+        &mut self,
+        arn: String,
+        fut: impl std::future::Future<Output = ()> + Send + 'static,
+        desire: watch::Sender<Desire>,
+    ) {
+        let done = self.done_tx.clone();
+        let a = arn.clone();
+        tokio::spawn(async move {
+            fut.await;
+            let _ = done.send(a);
+        });
+        self.tasks.insert(
+            arn,
+            Entry {
+                desire,
+                done: false,
+            },
+        );
+    }
+
+    /// Re-adopts every Berth container containerd knows.
+    async fn adopt_all(&mut self) {
+        let observed = loop {
+            match self.ctx.ops.observe().await {
+                Ok(o) => break o,
+                Err(e) => {
+                    tracing::warn!(cause = %e, retry_in = ?OBSERVE_RETRY, "cannot list containers to re-adopt");
+                    tokio::select! {
+                        () = self.cancel.cancelled() => return,
+                        () = tokio::time::sleep(OBSERVE_RETRY) => {}
+                    }
+                }
+            }
+        };
+        let mut by_task: BTreeMap<String, Vec<super::ops::Observed>> = BTreeMap::new();
+        for o in observed {
+            if let Some(arn) = o.labels.get(labels::TASK_ARN) {
+                by_task.entry(arn.clone()).or_default().push(o);
+            }
+        }
+        for (arn, containers) in by_task {
+            let pairs: Vec<_> = containers
+                .iter()
+                .map(|o| (o.runtime_id.clone(), o.labels.clone()))
+                .collect();
+            let states: Vec<_> = containers
+                .into_iter()
+                .map(|o| (o.runtime_id, o.state))
+                .collect();
+            match TaskPlan::from_labels(&pairs) {
+                Ok(plan) => {
+                    tracing::info!(task = %arn, containers = states.len(), "re-adopting task");
+                    let (tx, rx) = watch::channel(Desire::Run);
+                    let fut = runner::adopt(
+                        self.ctx.clone(),
+                        plan,
+                        states,
+                        rx,
+                        self.cancel.child_token(),
+                    );
+                    self.spawn_runner(arn, fut, tx);
+                }
+                Err(e) => {
+                    // Containers Berth cannot make sense of are left alone,
+                    // loudly: the operator decides.
+                    tracing::error!(task = %arn, cause = %e, "cannot re-adopt task; leaving its containers untouched");
+                }
+            }
+        }
+    }
+
+    fn reconcile(&mut self, desired: &DesiredState) {
+        let mut listed = std::collections::HashSet::new();
+        for t in &desired.tasks {
+            listed.insert(t.task_arn.clone());
+            let want = match t.desired_status {
+                DesiredStatus::Running => Desire::Run,
+                DesiredStatus::Stopped => Desire::Stop {
+                    code: if t.stop_code.is_empty() {
+                        stop_code::USER_INITIATED.to_owned()
+                    } else {
+                        t.stop_code.clone()
+                    },
+                    reason: if t.stopped_reason.is_empty() {
+                        "Task stopped by the scheduler".to_owned()
+                    } else {
+                        t.stopped_reason.clone()
+                    },
+                },
+            };
+            if let Some(e) = self.tasks.get(&t.task_arn) {
+                if !e.done && *e.desire.borrow() != want && matches!(want, Desire::Stop { .. }) {
+                    tracing::info!(task = %t.task_arn, "stopping task");
+                    let _ = e.desire.send(want);
+                }
+                continue;
+            }
+            match want {
+                Desire::Run => match TaskPlan::from_desired(t, self.default_stop_timeout) {
+                    Ok(plan) => {
+                        tracing::info!(task = %t.task_arn, family = %plan.family, revision = plan.revision, "launching task");
+                        let (tx, rx) = watch::channel(Desire::Run);
+                        let fut =
+                            runner::launch(self.ctx.clone(), plan, rx, self.cancel.child_token());
+                        self.spawn_runner(t.task_arn.clone(), fut, tx);
+                    }
+                    Err(e) => {
+                        tracing::error!(task = %t.task_arn, cause = %e, "cannot run task");
+                        let mut r = TaskReport::new(&t.task_arn, []);
+                        r.status = TaskStatus::Stopped;
+                        r.stop_code = stop_code::TASK_FAILED_TO_START.to_owned();
+                        r.stopped_reason = e.to_string();
+                        r.stopped_at = Some(std::time::SystemTime::now());
+                        self.ctx.reporter.publish(r);
+                        let (tx, _) = watch::channel(Desire::Run);
+                        self.tasks.insert(
+                            t.task_arn.clone(),
+                            Entry {
+                                desire: tx,
+                                done: true,
+                            },
+                        );
+                    }
+                },
+                Desire::Stop { code, reason } => {
+                    // The scheduler wants stopped a task this host does not
+                    // run (lost before it started, or already removed):
+                    // confirm it is stopped so the scheduler can finish it.
+                    if self
+                        .ctx
+                        .reporter
+                        .get(&t.task_arn)
+                        .is_none_or(|r| r.status != TaskStatus::Stopped)
+                    {
+                        let mut r = TaskReport::new(&t.task_arn, []);
+                        r.status = TaskStatus::Stopped;
+                        r.stop_code = code;
+                        r.stopped_reason = reason;
+                        r.stopped_at = Some(std::time::SystemTime::now());
+                        for c in &mut r.containers {
+                            c.status = ContainerStatus::Stopped;
+                        }
+                        self.ctx.reporter.publish(r);
+                    }
+                    let (tx, _) = watch::channel(Desire::Run);
+                    self.tasks.insert(
+                        t.task_arn.clone(),
+                        Entry {
+                            desire: tx,
+                            done: true,
+                        },
+                    );
+                }
+            }
+        }
+        // Known tasks the scheduler no longer lists.
+        let mut forget = Vec::new();
+        for (arn, e) in &self.tasks {
+            if listed.contains(arn) {
+                continue;
+            }
+            if e.done {
+                forget.push(arn.clone());
+            } else if *e.desire.borrow() == Desire::Run {
+                tracing::info!(task = %arn, "task not desired any more; stopping it");
+                let _ = e.desire.send(Desire::Stop {
+                    code: stop_code::USER_INITIATED.to_owned(),
+                    reason: NOT_DESIRED.to_owned(),
+                });
+            }
+        }
+        for arn in forget {
+            self.tasks.remove(&arn);
+            self.ctx.reporter.forget(&arn);
+        }
+    }
+
+    /// Runs until `cancel` fires. Tasks keep running after it returns.
+    pub async fn run(mut self, mut desired: watch::Receiver<Option<DesiredState>>) {
+        self.adopt_all().await;
+        let mut pending = desired.borrow_and_update().clone();
+        loop {
+            if let Some(d) = pending.take() {
+                self.reconcile(&d);
+            }
+            let event = tokio::select! {
+                () = self.cancel.cancelled() => Event::Shutdown,
+                changed = desired.changed() => match changed {
+                    Ok(()) => Event::Desired,
+                    Err(_) => Event::Shutdown,
+                },
+                Some(arn) = self.done_rx.recv() => Event::RunnerDone(arn),
+            };
+            match event {
+                Event::Shutdown => break,
+                Event::Desired => pending = desired.borrow_and_update().clone(),
+                Event::RunnerDone(arn) => {
+                    if let Some(e) = self.tasks.get_mut(&arn) {
+                        e.done = true;
+                    }
+                    // Forgotten at the next desired state that omits it.
+                    pending = desired.borrow().clone();
+                }
+            }
+        }
+        tracing::info!(
+            tasks = self.tasks.len(),
+            "task supervisor stopped; containers keep running"
+        );
+    }
+}

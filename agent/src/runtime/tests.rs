@@ -1,0 +1,308 @@
+//! Unit tests of the runner and supervisor against [`super::fake::FakeOps`],
+//! with tokio's paused clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::fake::FakeOps;
+use super::ops::{Observed, ObservedState};
+use super::plan::TaskPlan;
+use super::report::{ContainerStatus, Reporter, TaskReport, TaskStatus};
+use super::runner::RunnerCtx;
+use super::supervisor::Supervisor;
+use crate::desired::{DesiredState, DesiredStatus, DesiredTask, PortAssignment};
+
+const ARN: &str = "arn:berth:ecs:local:0:task/default/0123456789abcdef0123456789abcdef";
+const WEB: &str = "0123456789abcdef0123456789abcdef-0-web";
+const SIDE: &str = "0123456789abcdef0123456789abcdef-1-side";
+
+fn task(status: DesiredStatus) -> DesiredTask {
+    DesiredTask {
+        task_arn: ARN.into(),
+        desired_status: status,
+        task_definition_json: r#"{"family":"web","containerDefinitions":[
+            {"name":"web","image":"busybox","memory":32,"stopTimeout":2,"portMappings":[{"containerPort":80}]},
+            {"name":"side","image":"sidecar","memory":32,"essential":false}]}"#
+            .into(),
+        cluster: "default".into(),
+        family: "web".into(),
+        revision: 1,
+        ports: vec![PortAssignment {
+            container_name: "web".into(),
+            container_port: 80,
+            protocol: "tcp".into(),
+            host_port: 20001,
+        }],
+        ..Default::default()
+    }
+}
+
+struct Harness {
+    ops: Arc<FakeOps>,
+    reporter: Reporter,
+    desired: watch::Sender<Option<DesiredState>>,
+    cancel: CancellationToken,
+    generation: u64,
+}
+
+impl Harness {
+    fn start(ops: Arc<FakeOps>) -> Self {
+        let reporter = Reporter::default();
+        let ctx = Arc::new(RunnerCtx {
+            ops: ops.clone(),
+            reporter: reporter.clone(),
+            cleanup_after: Duration::from_secs(60),
+        });
+        let cancel = CancellationToken::new();
+        let (desired, rx) = watch::channel(None);
+        let sup = Supervisor::new(ctx, Duration::from_secs(30), cancel.clone());
+        tokio::spawn(sup.run(rx));
+        Self {
+            ops,
+            reporter,
+            desired,
+            cancel,
+            generation: 0,
+        }
+    }
+
+    fn want(&mut self, tasks: Vec<DesiredTask>) {
+        self.generation += 1;
+        self.desired.send_replace(Some(DesiredState {
+            generation: self.generation,
+            tasks,
+        }));
+    }
+
+    async fn until(&self, what: &str, f: impl Fn(&TaskReport) -> bool) -> TaskReport {
+        for _ in 0..2000 {
+            if let Some(r) = self.reporter.get(ARN) {
+                if f(&r) {
+                    return r;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "never reached {what}: {:?}\ncalls: {:?}",
+            self.reporter.get(ARN),
+            self.ops.calls()
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn launch_runs_then_essential_exit_stops_the_task() {
+    let mut h = Harness::start(FakeOps::new());
+    h.want(vec![task(DesiredStatus::Running)]);
+    let r = h
+        .until("RUNNING", |r| r.status == TaskStatus::Running)
+        .await;
+    assert!(r.pull_started_at.is_some() && r.pull_stopped_at.is_some() && r.started_at.is_some());
+    assert_eq!(r.containers[0].bindings[0].host_port, 20001);
+    assert!(r.containers[1].bindings.is_empty());
+    assert_eq!(r.containers[0].image_digest, "sha256:7");
+
+    // A non-essential exit leaves the task RUNNING.
+    h.ops.exit(SIDE, 0, false);
+    let r = h
+        .until("sidecar stopped", |r| {
+            r.containers[1].status == ContainerStatus::Stopped
+        })
+        .await;
+    assert_eq!(r.status, TaskStatus::Running);
+    assert_eq!(r.containers[1].exit_code, Some(0));
+
+    // The essential one exiting 3 stops it.
+    h.ops.exit(WEB, 3, false);
+    let r = h
+        .until("STOPPED", |r| r.status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(r.stop_code, "EssentialContainerExited");
+    assert_eq!(r.containers[0].exit_code, Some(3));
+    assert!(r.stopped_at.is_some());
+    let calls = h.ops.calls();
+    assert!(calls.iter().any(|c| c.starts_with("teardown")), "{calls:?}");
+    // Cleanup waits its turn.
+    assert!(!calls.iter().any(|c| c.starts_with("remove")));
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert!(h.ops.calls().iter().any(|c| c.starts_with("remove")));
+    h.cancel.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_sends_sigterm_then_sigkill_after_stop_timeout() {
+    let ops = FakeOps::new();
+    ops.ignore_sigterm.lock().unwrap().push(WEB.to_owned());
+    let mut h = Harness::start(ops);
+    h.want(vec![task(DesiredStatus::Running)]);
+    h.until("RUNNING", |r| r.status == TaskStatus::Running)
+        .await;
+    let mut stop = task(DesiredStatus::Stopped);
+    stop.stop_code = "UserInitiated".into();
+    stop.stopped_reason = "Task stopped by user".into();
+    h.want(vec![stop]);
+    let r = h
+        .until("STOPPED", |r| r.status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(r.stop_code, "UserInitiated");
+    assert_eq!(r.stopped_reason, "Task stopped by user");
+    assert_eq!(
+        r.containers[0].exit_code,
+        Some(137),
+        "killed after its 2 s stopTimeout"
+    );
+    assert_eq!(
+        r.containers[1].exit_code,
+        Some(143),
+        "the sidecar obeyed SIGTERM"
+    );
+    let calls = h.ops.calls();
+    let term = calls
+        .iter()
+        .position(|c| c == &format!("signal {WEB} SIGTERM"))
+        .unwrap();
+    let kill = calls
+        .iter()
+        .position(|c| c == &format!("signal {WEB} SIGKILL"))
+        .unwrap();
+    assert!(term < kill);
+    let teardown = calls
+        .iter()
+        .position(|c| c.starts_with("teardown"))
+        .unwrap();
+    assert!(
+        kill < teardown,
+        "network and cgroup go only after every container exited"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_pull_is_task_failed_to_start() {
+    let ops = FakeOps::new();
+    ops.failing_images.lock().unwrap().insert(
+        "sidecar".into(),
+        "unauthorized: authentication required".into(),
+    );
+    let mut h = Harness::start(ops);
+    h.want(vec![task(DesiredStatus::Running)]);
+    let r = h
+        .until("STOPPED", |r| r.status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(r.stop_code, "TaskFailedToStart");
+    assert_eq!(
+        r.stopped_reason,
+        "CannotPullContainerError: unauthorized: authentication required"
+    );
+    assert!(!h.ops.calls().iter().any(|c| c.starts_with("start")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn tasks_dropped_from_the_desired_set_are_stopped_and_never_restarted() {
+    let mut h = Harness::start(FakeOps::new());
+    h.want(vec![task(DesiredStatus::Running)]);
+    h.until("RUNNING", |r| r.status == TaskStatus::Running)
+        .await;
+    h.want(vec![]);
+    let r = h
+        .until("STOPPED", |r| r.status == TaskStatus::Stopped)
+        .await;
+    assert!(r
+        .stopped_reason
+        .contains("not in the scheduler's desired state"));
+    // The scheduler lists it RUNNING again (it had not heard): no relaunch.
+    h.want(vec![task(DesiredStatus::Running)]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let starts = h
+        .ops
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with(&format!("start {WEB}")))
+        .count();
+    assert_eq!(starts, 1);
+}
+
+fn observed(plan: &TaskPlan, states: [ObservedState; 2]) -> Vec<Observed> {
+    states
+        .into_iter()
+        .enumerate()
+        .map(|(i, state)| Observed {
+            runtime_id: plan.containers[i].runtime_id.clone(),
+            labels: plan.labels(i),
+            state,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn running_containers_are_readopted_without_a_restart() {
+    let plan =
+        TaskPlan::from_desired(&task(DesiredStatus::Running), Duration::from_secs(30)).unwrap();
+    let ops = FakeOps::new();
+    *ops.observed.lock().unwrap() = observed(
+        &plan,
+        [
+            ObservedState::Running { pid: 10 },
+            ObservedState::Running { pid: 11 },
+        ],
+    );
+    let mut h = Harness::start(ops);
+    // RUNNING before any desired state arrives (the scheduler may be away).
+    let r = h
+        .until("RUNNING", |r| r.status == TaskStatus::Running)
+        .await;
+    assert_eq!(r.containers[0].status, ContainerStatus::Running);
+    h.want(vec![task(DesiredStatus::Running)]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = h.ops.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("start") || c.starts_with("pull")),
+        "{calls:?}"
+    );
+    // Exits are watched again.
+    h.ops.exit(WEB, 1, true);
+    let r = h
+        .until("STOPPED", |r| r.status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(r.containers[0].reason, super::runner::OOM_REASON);
+}
+
+#[tokio::test(start_paused = true)]
+async fn tasks_that_died_while_the_agent_was_down_are_reported_stopped() {
+    let plan =
+        TaskPlan::from_desired(&task(DesiredStatus::Running), Duration::from_secs(30)).unwrap();
+    let ops = FakeOps::new();
+    *ops.observed.lock().unwrap() = observed(&plan, [ObservedState::NoTask, ObservedState::NoTask]);
+    let h = Harness::start(ops);
+    let r = h
+        .until("STOPPED", |r| r.status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(r.stop_code, "EssentialContainerExited");
+    assert!(
+        r.stopped_reason.contains("agent was down"),
+        "{}",
+        r.stopped_reason
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn agent_shutdown_leaves_tasks_running() {
+    let mut h = Harness::start(FakeOps::new());
+    h.want(vec![task(DesiredStatus::Running)]);
+    h.until("RUNNING", |r| r.status == TaskStatus::Running)
+        .await;
+    h.cancel.cancel();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let calls = h.ops.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("signal") || c.starts_with("teardown")),
+        "{calls:?}"
+    );
+}
