@@ -57,6 +57,181 @@ pub mod env {
     pub const HOSTNAME: &str = "BERTH_HOSTNAME";
     /// `text` or `json`.
     pub const LOG_FORMAT: &str = "BERTH_LOG_FORMAT";
+    pub const CONTAINERD_SOCKET: &str = "BERTH_CONTAINERD_SOCKET";
+    pub const CONTAINERD_NAMESPACE: &str = "BERTH_CONTAINERD_NAMESPACE";
+    /// A duration, e.g. `30s`.
+    pub const STOP_TIMEOUT: &str = "BERTH_STOP_TIMEOUT";
+    /// A duration, e.g. `3h`.
+    pub const TASK_CLEANUP_WAIT: &str = "BERTH_TASK_CLEANUP_WAIT";
+    /// `default`, `always`, `once` or `prefer-cached`.
+    pub const IMAGE_PULL_BEHAVIOR: &str = "BERTH_IMAGE_PULL_BEHAVIOR";
+    /// Path of a Docker `config.json` with registry credentials.
+    pub const DOCKER_CONFIG: &str = "BERTH_DOCKER_CONFIG";
+    /// Comma-separated `host:port` registries reached over plain HTTP.
+    pub const INSECURE_REGISTRIES: &str = "BERTH_INSECURE_REGISTRIES";
+    /// A size, e.g. `10m`.
+    pub const LOG_MAX_SIZE: &str = "BERTH_LOG_MAX_SIZE";
+    pub const LOG_MAX_FILES: &str = "BERTH_LOG_MAX_FILES";
+    /// Comma-separated directories holding the CNI plugins.
+    pub const CNI_BIN_DIRS: &str = "BERTH_CNI_BIN_DIRS";
+    pub const BRIDGE: &str = "BERTH_BRIDGE";
+    /// A CIDR, e.g. `10.213.0.0/16`; unset: one that fits no host route.
+    pub const BRIDGE_SUBNET: &str = "BERTH_BRIDGE_SUBNET";
+    pub const CGROUP_PARENT: &str = "BERTH_CGROUP_PARENT";
+    /// A duration (ECS_IMAGE_MINIMUM_CLEANUP_AGE), e.g. `1h`.
+    pub const IMAGE_CLEANUP_MIN_AGE: &str = "BERTH_IMAGE_CLEANUP_MIN_AGE";
+    /// A duration (ECS_IMAGE_CLEANUP_INTERVAL), e.g. `30m`.
+    pub const IMAGE_CLEANUP_INTERVAL: &str = "BERTH_IMAGE_CLEANUP_INTERVAL";
+    /// ECS_NUM_IMAGES_DELETE_PER_CYCLE.
+    pub const IMAGE_CLEANUP_PER_CYCLE: &str = "BERTH_IMAGE_CLEANUP_PER_CYCLE";
+}
+
+/// A duration written like `30s`, `5m`, `3h` (humantime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HumanDuration(pub std::time::Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(s.trim())
+            .map(HumanDuration)
+            .map_err(|e| format!("not a duration like \"30s\" or \"3h\": {e}"))
+    }
+}
+
+impl TryFrom<String> for HumanDuration {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// A size in bytes written like `10m`, `512k`, `1g` or a plain number
+/// (Docker's json-file `max-size` syntax; k/m/g are powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim().to_ascii_lowercase();
+        let t = t.strip_suffix('b').unwrap_or(&t);
+        let (num, mult) = match t.chars().last() {
+            Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+            Some('m') => (&t[..t.len() - 1], 1 << 20),
+            Some('g') => (&t[..t.len() - 1], 1 << 30),
+            _ => (t, 1),
+        };
+        let n: u64 = num
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size like \"10m\""))?;
+        n.checked_mul(mult)
+            .filter(|v| *v > 0)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?} is not a usable size"))
+    }
+}
+
+impl TryFrom<String> for ByteSize {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// Image pull behaviour, with amazon-ecs-agent's meaning
+/// (ECS_IMAGE_PULL_BEHAVIOR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum PullBehavior {
+    /// Pull; if the pull fails, use the cached image when there is one.
+    #[default]
+    Default,
+    /// Pull; a failed pull fails the task.
+    Always,
+    /// Pull only if this host has not pulled the image before.
+    Once,
+    /// Use the cached image when present, else pull.
+    PreferCached,
+}
+
+impl FromStr for PullBehavior {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "default" => Ok(Self::Default),
+            "always" => Ok(Self::Always),
+            "once" => Ok(Self::Once),
+            "prefer-cached" => Ok(Self::PreferCached),
+            other => Err(format!(
+                "{other:?} is not one of default, always, once, prefer-cached"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for PullBehavior {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// Settings of the task runtime (containerd, images, logs, networking,
+/// cgroups).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    pub containerd_socket: PathBuf,
+    pub containerd_namespace: String,
+    /// Default stopTimeout of containers that set none (ECS: 30 s).
+    pub stop_timeout: std::time::Duration,
+    /// How long stopped tasks' containers, snapshots and logs are kept
+    /// (ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION, default 3 h).
+    pub task_cleanup_wait: std::time::Duration,
+    pub image_pull_behavior: PullBehavior,
+    pub docker_config: Option<PathBuf>,
+    pub insecure_registries: Vec<String>,
+    pub log_max_size: u64,
+    pub log_max_files: u32,
+    pub cni_bin_dirs: Vec<PathBuf>,
+    pub bridge: String,
+    pub bridge_subnet: Option<String>,
+    pub cgroup_parent: String,
+    pub image_cleanup_min_age: std::time::Duration,
+    pub image_cleanup_interval: std::time::Duration,
+    pub image_cleanup_per_cycle: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            containerd_socket: PathBuf::from("/run/containerd/containerd.sock"),
+            containerd_namespace: "berth".to_owned(),
+            stop_timeout: std::time::Duration::from_secs(30),
+            task_cleanup_wait: std::time::Duration::from_secs(3 * 3600),
+            image_pull_behavior: PullBehavior::Default,
+            docker_config: None,
+            insecure_registries: vec![],
+            log_max_size: 10 << 20,
+            log_max_files: 5,
+            cni_bin_dirs: vec![PathBuf::from("/usr/lib/cni"), PathBuf::from("/opt/cni/bin")],
+            bridge: "berth0".to_owned(),
+            bridge_subnet: None,
+            cgroup_parent: "berth".to_owned(),
+            image_cleanup_min_age: std::time::Duration::from_secs(3600),
+            image_cleanup_interval: std::time::Duration::from_secs(1800),
+            image_cleanup_per_cycle: 5,
+        }
+    }
 }
 
 /// The validated configuration the agent runs with.
@@ -78,6 +253,7 @@ pub struct Config {
     /// Replaces the system's host name when set.
     pub hostname: Option<String>,
     pub log_format: LogFormat,
+    pub runtime: RuntimeConfig,
 }
 
 impl Config {
@@ -97,7 +273,13 @@ impl Config {
             custom_attributes: BTreeMap::new(),
             hostname: None,
             log_format: LogFormat::Text,
+            runtime: RuntimeConfig::default(),
         }
+    }
+
+    /// Where containers' json-file logs live.
+    pub fn log_dir(&self) -> PathBuf {
+        self.state_dir.join("logs")
     }
 
     /// Where the persisted identity lives.
@@ -269,6 +451,22 @@ struct FileConfig {
     custom_attributes: Option<BTreeMap<String, String>>,
     hostname: Option<String>,
     log_format: Option<LogFormat>,
+    containerd_socket: Option<PathBuf>,
+    containerd_namespace: Option<String>,
+    stop_timeout: Option<HumanDuration>,
+    task_cleanup_wait: Option<HumanDuration>,
+    image_pull_behavior: Option<PullBehavior>,
+    docker_config: Option<PathBuf>,
+    insecure_registries: Option<Vec<String>>,
+    log_max_size: Option<ByteSize>,
+    log_max_files: Option<u32>,
+    cni_bin_dirs: Option<Vec<PathBuf>>,
+    bridge: Option<String>,
+    bridge_subnet: Option<String>,
+    cgroup_parent: Option<String>,
+    image_cleanup_min_age: Option<HumanDuration>,
+    image_cleanup_interval: Option<HumanDuration>,
+    image_cleanup_per_cycle: Option<usize>,
 }
 
 /// Loads the configuration: reads the file named by `flags.config`, else by
@@ -447,6 +645,167 @@ pub fn from_sources(
         .parsed(env::LOG_FORMAT, "log_format", file_cfg.log_format)?
         .map_or(LogFormat::Text, |(v, _)| v);
 
+    let d = RuntimeConfig::default();
+    let list = |env_name: &'static str, file: Option<Vec<String>>| -> Option<Vec<String>> {
+        match env_value(env, env_name) {
+            Some(raw) => Some(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            None => file,
+        }
+    };
+    let name_setting = |setting: &'static str, v: Option<(String, Origin)>, default: String| match v
+    {
+        Some((v, origin)) => {
+            if v.len() > 15 && setting == "bridge" {
+                return Err(invalid(
+                    setting,
+                    &v,
+                    &origin,
+                    "a Linux interface name has at most 15 characters".to_owned(),
+                ));
+            }
+            if !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            {
+                return Err(invalid(
+                    setting,
+                    &v,
+                    &origin,
+                    "use letters, digits, '-', '_' and '.'".to_owned(),
+                ));
+            }
+            Ok(v)
+        }
+        None => Ok(default),
+    };
+    let containerd_socket = match env_value(env, env::CONTAINERD_SOCKET) {
+        Some(p) => PathBuf::from(p),
+        None => file_cfg.containerd_socket.unwrap_or(d.containerd_socket),
+    };
+    let containerd_namespace = name_setting(
+        "containerd_namespace",
+        layers.string(
+            None,
+            "",
+            env::CONTAINERD_NAMESPACE,
+            file_cfg.containerd_namespace,
+        ),
+        d.containerd_namespace,
+    )?;
+    let duration = |env_name, setting, file, default: std::time::Duration| {
+        layers
+            .parsed::<HumanDuration>(env_name, setting, file)
+            .map(|v| v.map_or(default, |(v, _)| v.0))
+    };
+    let stop_timeout = duration(
+        env::STOP_TIMEOUT,
+        "stop_timeout",
+        file_cfg.stop_timeout,
+        d.stop_timeout,
+    )?;
+    let task_cleanup_wait = duration(
+        env::TASK_CLEANUP_WAIT,
+        "task_cleanup_wait",
+        file_cfg.task_cleanup_wait,
+        d.task_cleanup_wait,
+    )?;
+    let image_cleanup_min_age = duration(
+        env::IMAGE_CLEANUP_MIN_AGE,
+        "image_cleanup_min_age",
+        file_cfg.image_cleanup_min_age,
+        d.image_cleanup_min_age,
+    )?;
+    let image_cleanup_interval = duration(
+        env::IMAGE_CLEANUP_INTERVAL,
+        "image_cleanup_interval",
+        file_cfg.image_cleanup_interval,
+        d.image_cleanup_interval,
+    )?;
+    let image_pull_behavior = layers
+        .parsed(
+            env::IMAGE_PULL_BEHAVIOR,
+            "image_pull_behavior",
+            file_cfg.image_pull_behavior,
+        )?
+        .map_or(d.image_pull_behavior, |(v, _)| v);
+    let docker_config = env_value(env, env::DOCKER_CONFIG)
+        .map(PathBuf::from)
+        .or(file_cfg.docker_config);
+    let insecure_registries =
+        list(env::INSECURE_REGISTRIES, file_cfg.insecure_registries).unwrap_or_default();
+    let log_max_size = layers
+        .parsed(env::LOG_MAX_SIZE, "log_max_size", file_cfg.log_max_size)?
+        .map_or(d.log_max_size, |(v, _)| v.0);
+    let log_max_files =
+        match layers.parsed::<u32>(env::LOG_MAX_FILES, "log_max_files", file_cfg.log_max_files)? {
+            Some((0, origin)) => {
+                return Err(invalid(
+                    "log_max_files",
+                    "0",
+                    &origin,
+                    "must be at least 1".to_owned(),
+                ))
+            }
+            other => other.map_or(d.log_max_files, |(v, _)| v),
+        };
+    let cni_bin_dirs = list(
+        env::CNI_BIN_DIRS,
+        file_cfg
+            .cni_bin_dirs
+            .map(|v| v.into_iter().map(|p| p.display().to_string()).collect()),
+    )
+    .map(|v| v.into_iter().map(PathBuf::from).collect())
+    .unwrap_or(d.cni_bin_dirs);
+    let bridge = name_setting(
+        "bridge",
+        layers.string(None, "", env::BRIDGE, file_cfg.bridge),
+        d.bridge,
+    )?;
+    let bridge_subnet = layers
+        .string(None, "", env::BRIDGE_SUBNET, file_cfg.bridge_subnet)
+        .map(|(v, origin)| {
+            validate_cidr(&v)
+                .map(|()| v.clone())
+                .map_err(|reason| invalid("bridge_subnet", &v, &origin, reason))
+        })
+        .transpose()?;
+    let cgroup_parent = name_setting(
+        "cgroup_parent",
+        layers.string(None, "", env::CGROUP_PARENT, file_cfg.cgroup_parent),
+        d.cgroup_parent,
+    )?;
+    let image_cleanup_per_cycle = layers
+        .parsed(
+            env::IMAGE_CLEANUP_PER_CYCLE,
+            "image_cleanup_per_cycle",
+            file_cfg.image_cleanup_per_cycle,
+        )?
+        .map_or(d.image_cleanup_per_cycle, |(v, _)| v);
+    let runtime = RuntimeConfig {
+        containerd_socket,
+        containerd_namespace,
+        stop_timeout,
+        task_cleanup_wait,
+        image_pull_behavior,
+        docker_config,
+        insecure_registries,
+        log_max_size,
+        log_max_files,
+        cni_bin_dirs,
+        bridge,
+        bridge_subnet,
+        cgroup_parent,
+        image_cleanup_min_age,
+        image_cleanup_interval,
+        image_cleanup_per_cycle,
+    };
+
     Ok(Config {
         scheduler,
         cluster,
@@ -461,7 +820,24 @@ pub fn from_sources(
         custom_attributes: custom_attributes.0,
         hostname: hostname.map(|(v, _)| v),
         log_format,
+        runtime,
     })
+}
+
+/// `a.b.c.d/n` with n in 8..=28 (room for tasks, not the whole space).
+fn validate_cidr(s: &str) -> Result<(), String> {
+    let (ip, len) = s
+        .split_once('/')
+        .ok_or_else(|| "expected a CIDR like 10.213.0.0/16".to_owned())?;
+    ip.parse::<std::net::Ipv4Addr>()
+        .map_err(|_| format!("{ip:?} is not an IPv4 address"))?;
+    let len: u8 = len
+        .parse()
+        .map_err(|_| format!("{len:?} is not a prefix length"))?;
+    if !(8..=28).contains(&len) {
+        return Err(format!("prefix length {len} is not within 8–28"));
+    }
+    Ok(())
 }
 
 /// The environment and the file, with the precedence rules between them.
@@ -831,14 +1207,14 @@ log_format = "json"
     #[test]
     fn unknown_file_key_is_rejected() {
         let err = from_sources(
-            file("scheduler = \"http://s:1\"\ncontainerd_socket = \"/run/x\"\n"),
+            file("scheduler = \"http://s:1\"\ncontainerd_sockett = \"/run/x\"\n"),
             &env(&[]),
             &flags(),
         )
         .expect_err("unknown key");
         let msg = err.to_string();
         assert!(matches!(err, ConfigError::Parse { .. }), "{msg}");
-        assert!(msg.contains("containerd_socket"), "{msg}");
+        assert!(msg.contains("containerd_sockett"), "{msg}");
         assert!(msg.contains("/etc/berth/agent.toml"), "{msg}");
     }
 
@@ -960,5 +1336,83 @@ log_format = "json"
         assert!(r(60999, 61000).overlaps(&r(32768, 60999)));
         assert!(r(32768, 32768).overlaps(&r(32768, 60999)));
         assert!(DEFAULT_PORT_RANGE.contains(20000) && DEFAULT_PORT_RANGE.contains(32767));
+    }
+}
+
+#[cfg(test)]
+mod runtime_settings_tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load_with(file: &str, e: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        from_sources(
+            Some((Path::new("/etc/berth/agent.toml"), file)),
+            &env(e),
+            &Flags {
+                scheduler: Some("http://127.0.0.1:7400".into()),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn runtime_defaults_follow_ecs() {
+        let c = load_with("", &[]).unwrap();
+        let r = &c.runtime;
+        assert_eq!(r.stop_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(
+            r.task_cleanup_wait,
+            std::time::Duration::from_secs(3 * 3600)
+        );
+        assert_eq!(r.image_pull_behavior, PullBehavior::Default);
+        assert_eq!(r.containerd_namespace, "berth");
+        assert_eq!(r.bridge, "berth0");
+        assert_eq!(c.log_dir(), PathBuf::from("/var/lib/berth/agent/logs"));
+    }
+
+    #[test]
+    fn runtime_settings_from_file_and_env() {
+        let file = r#"
+            stop_timeout = "10s"
+            task_cleanup_wait = "5m"
+            image_pull_behavior = "prefer-cached"
+            log_max_size = "1m"
+            insecure_registries = ["127.0.0.1:5000"]
+            bridge_subnet = "10.213.0.0/16"
+        "#;
+        let c = load_with(
+            file,
+            &[(env::STOP_TIMEOUT, "2s"), (env::LOG_MAX_FILES, "3")],
+        )
+        .unwrap();
+        let r = &c.runtime;
+        assert_eq!(
+            r.stop_timeout,
+            std::time::Duration::from_secs(2),
+            "env beats file"
+        );
+        assert_eq!(r.task_cleanup_wait, std::time::Duration::from_secs(300));
+        assert_eq!(r.image_pull_behavior, PullBehavior::PreferCached);
+        assert_eq!(r.log_max_size, 1 << 20);
+        assert_eq!(r.log_max_files, 3);
+        assert_eq!(r.insecure_registries, ["127.0.0.1:5000"]);
+        assert_eq!(r.bridge_subnet.as_deref(), Some("10.213.0.0/16"));
+    }
+
+    #[test]
+    fn bad_runtime_settings_name_themselves() {
+        let err = |file: &str, e: &[(&str, &str)]| load_with(file, e).unwrap_err().to_string();
+        assert!(err("", &[(env::STOP_TIMEOUT, "soon")]).contains("invalid stop_timeout"));
+        assert!(err("image_pull_behavior = \"sometimes\"", &[]).contains("sometimes"));
+        assert!(err("", &[(env::BRIDGE_SUBNET, "10.0.0.0/33")]).contains("invalid bridge_subnet"));
+        assert!(err("", &[(env::BRIDGE, "a-very-long-bridge-name")]).contains("invalid bridge"));
+        assert!(err("", &[(env::LOG_MAX_FILES, "0")]).contains("invalid log_max_files"));
+        assert!(err("contianerd_socket = \"/x\"", &[]).contains("unknown field"));
     }
 }

@@ -134,6 +134,20 @@ impl Agent {
         }
 
         let cancel = CancellationToken::new();
+        let reporter = runtime::report::Reporter::default();
+        let (log_tx, log_rx) = tokio::sync::mpsc::channel(64);
+        let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel(64);
+        let log_server = logs::server::LogServer {
+            dir: config.log_dir(),
+            max_files: config.runtime.log_max_files,
+            reporter: reporter.clone(),
+        };
+        tokio::spawn(log_server.run(log_rx, chunk_tx, cancel.child_token()));
+        let link = session::RuntimeLink {
+            reporter,
+            logs: log_tx,
+            chunks: chunk_rx,
+        };
         let session = session::spawn(
             SessionConfig {
                 scheduler: config.scheduler.clone(),
@@ -143,6 +157,7 @@ impl Agent {
             probe,
             store,
             identity,
+            link,
             cancel.clone(),
         );
         Ok(Self { session, cancel })

@@ -37,6 +37,8 @@ use crate::backoff::{Backoff, LogLimiter};
 use crate::desired::DesiredState;
 use crate::host::{HostError, HostProbe};
 use crate::identity::{Identity, IdentityError, IdentityStore};
+use crate::logs::server::{LogChunk, LogCommand};
+use crate::runtime::report::Reporter;
 use crate::transport::{self, TransportError};
 use crate::wire::{self, Inbound, Welcome, WireError};
 
@@ -54,8 +56,9 @@ const STABLE_AFTER: Duration = Duration::from_secs(30);
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// At most one failure line per this period while reconnecting.
 const LOG_EVERY: Duration = Duration::from_secs(30);
-/// Outgoing messages waiting for the transport (Hello plus heartbeats).
-const OUTBOUND_BUFFER: usize = 16;
+/// Outgoing messages waiting for the transport (Hello, heartbeats, task
+/// reports, log chunks).
+const OUTBOUND_BUFFER: usize = 256;
 
 /// The connection to the scheduler, as published by the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +129,28 @@ pub struct SessionConfig {
     pub backoff: Backoff,
 }
 
+/// What the session carries for the task runtime: task reports up, log
+/// requests down and their answers up.
+#[derive(Debug)]
+pub struct RuntimeLink {
+    pub reporter: Reporter,
+    pub logs: mpsc::Sender<LogCommand>,
+    pub chunks: mpsc::Receiver<LogChunk>,
+}
+
+impl RuntimeLink {
+    /// A link nobody serves: reports are kept, log requests go nowhere.
+    pub fn detached() -> Self {
+        let (logs, _) = mpsc::channel(1);
+        let (_, chunks) = mpsc::channel(1);
+        Self {
+            reporter: Reporter::default(),
+            logs,
+            chunks,
+        }
+    }
+}
+
 /// The running session: its published state and its task.
 #[derive(Debug)]
 pub struct SessionHandle {
@@ -160,6 +185,7 @@ pub fn spawn(
     probe: HostProbe,
     store: IdentityStore,
     identity: Option<Identity>,
+    link: RuntimeLink,
     cancel: CancellationToken,
 ) -> SessionHandle {
     let (state_tx, state) = watch::channel(ConnectionState::Connecting { attempt: 1 });
@@ -180,6 +206,7 @@ pub fn spawn(
         probe,
         store,
         identity,
+        link,
         state_tx,
         desired_tx,
         rng: StdRng::from_os_rng(),
@@ -200,6 +227,7 @@ struct Session {
     probe: HostProbe,
     store: IdentityStore,
     identity: Option<Identity>,
+    link: RuntimeLink,
     state_tx: watch::Sender<ConnectionState>,
     desired_tx: watch::Sender<Option<DesiredState>>,
     rng: StdRng,
@@ -435,6 +463,18 @@ impl Session {
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut seq = 0u64;
 
+        // Level-triggered reports: every task's latest state after each
+        // (re)connect, then whatever changes.
+        let (mut reported, all) = self.link.reporter.since(0);
+        for r in &all {
+            if outbound.send(wire::task_status(r)).await.is_err() {
+                return Ended::Lost {
+                    error: SessionError::OutboundClosed,
+                    connected_for: Some(since.elapsed()),
+                };
+            }
+        }
+
         let error = loop {
             tokio::select! {
                 biased;
@@ -455,6 +495,11 @@ impl Session {
                         Ok(Inbound::Welcome(_)) => {
                             tracing::warn!("ignoring a second Welcome on the same stream");
                         }
+                        Ok(Inbound::Logs(cmd)) => {
+                            if self.link.logs.send(cmd).await.is_err() {
+                                tracing::debug!("no log server: log request dropped");
+                            }
+                        }
                         Ok(Inbound::Unknown) => {
                             tracing::debug!("ignoring a message of a kind this agent does not know");
                         }
@@ -463,6 +508,25 @@ impl Session {
                     Ok(None) => break SessionError::Closed,
                     Err(status) => break SessionError::Stream { status },
                 },
+                () = self.link.reporter.changed() => {
+                    let (seq_now, changed) = self.link.reporter.since(reported);
+                    let mut closed = false;
+                    for r in &changed {
+                        if outbound.send(wire::task_status(r)).await.is_err() {
+                            closed = true;
+                            break;
+                        }
+                    }
+                    if closed {
+                        break SessionError::OutboundClosed;
+                    }
+                    reported = seq_now;
+                }
+                Some(chunk) = self.link.chunks.recv() => {
+                    if outbound.send(wire::log_chunk(&chunk)).await.is_err() {
+                        break SessionError::OutboundClosed;
+                    }
+                }
                 _ = heartbeat.tick() => {
                     seq += 1;
                     match outbound.try_send(wire::heartbeat(seq, SystemTime::now())) {

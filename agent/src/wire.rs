@@ -11,6 +11,8 @@ use tonic::metadata::AsciiMetadataValue;
 use crate::desired::{DesiredState, DesiredStatus, DesiredTask, PortAssignment};
 use crate::host::HostFacts;
 use crate::identity::Identity;
+use crate::logs::server::{LogChunk, LogCommand, LogRequest};
+use crate::runtime::report::TaskReport;
 
 /// A scheduler message the agent does not accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +44,7 @@ pub struct Welcome {
 pub enum Inbound {
     Welcome(Welcome),
     DesiredState(DesiredState),
+    Logs(LogCommand),
     /// A message kind this agent does not know (a newer scheduler): ignored.
     Unknown,
 }
@@ -122,14 +125,97 @@ pub fn heartbeat(seq: u64, sent_at: SystemTime) -> v1::AgentMessage {
     }
 }
 
+fn log_request(r: v1::LogRequest) -> LogRequest {
+    LogRequest {
+        id: r.request_id,
+        task_arn: r.task_arn,
+        container: Some(r.container).filter(|c| !c.is_empty()),
+        follow: r.follow,
+        tail: usize::try_from(r.tail).ok().filter(|t| *t > 0),
+        since: r.since.and_then(|t| {
+            time::OffsetDateTime::from_unix_timestamp(t.seconds)
+                .ok()
+                .map(|d| d + time::Duration::nanoseconds(i64::from(t.nanos)))
+        }),
+    }
+}
+
+fn ts(t: Option<SystemTime>) -> Option<prost_types::Timestamp> {
+    t.map(Into::into)
+}
+
+/// A task report for the scheduler.
+pub fn task_status(r: &TaskReport) -> v1::AgentMessage {
+    v1::AgentMessage {
+        msg: Some(v1::agent_message::Msg::TaskStatus(v1::TaskStatusReport {
+            task_arn: r.arn.clone(),
+            last_status: r.status.as_str().to_owned(),
+            stop_code: r.stop_code.clone(),
+            stopped_reason: r.stopped_reason.clone(),
+            containers: r
+                .containers
+                .iter()
+                .map(|c| v1::ContainerStatus {
+                    name: c.name.clone(),
+                    runtime_id: c.runtime_id.clone(),
+                    last_status: c.status.as_str().to_owned(),
+                    exit_code: c.exit_code,
+                    reason: c.reason.clone(),
+                    network_bindings: c
+                        .bindings
+                        .iter()
+                        .map(|b| v1::NetworkBinding {
+                            bind_ip: b.bind_ip.clone(),
+                            container_port: u32::from(b.container_port),
+                            host_port: u32::from(b.host_port),
+                            protocol: b.protocol.clone(),
+                        })
+                        .collect(),
+                    image_digest: c.image_digest.clone(),
+                    health_status: String::new(),
+                })
+                .collect(),
+            pull_started_at: ts(r.pull_started_at),
+            pull_stopped_at: ts(r.pull_stopped_at),
+            started_at: ts(r.started_at),
+            stopped_at: ts(r.stopped_at),
+            health_status: String::new(),
+        })),
+    }
+}
+
+/// A part of a log answer for the scheduler.
+pub fn log_chunk(c: &LogChunk) -> v1::AgentMessage {
+    v1::AgentMessage {
+        msg: Some(v1::agent_message::Msg::LogChunk(v1::LogChunk {
+            request_id: c.request_id,
+            entries: c
+                .entries
+                .iter()
+                .map(|(container, l)| v1::LogEntry {
+                    time: Some(prost_types::Timestamp {
+                        seconds: l.time.unix_timestamp(),
+                        nanos: l.time.nanosecond() as i32,
+                    }),
+                    container: container.clone(),
+                    stream: l.stream.as_str().to_owned(),
+                    log: l.log.clone(),
+                })
+                .collect(),
+            eof: c.eof,
+            error: c.error.clone(),
+        })),
+    }
+}
+
 pub fn inbound(m: v1::SchedulerMessage) -> Result<Inbound, WireError> {
     use v1::scheduler_message::Msg;
     match m.msg {
         Some(Msg::Welcome(w)) => welcome(w).map(Inbound::Welcome),
         Some(Msg::DesiredState(d)) => desired_state(d).map(Inbound::DesiredState),
-        // Log requests are served by the task runtime (runtime milestone);
-        // until it exists the session has no logs to give.
-        Some(Msg::LogRequest(_)) | Some(Msg::LogCancel(_)) | None => Ok(Inbound::Unknown),
+        Some(Msg::LogRequest(r)) => Ok(Inbound::Logs(LogCommand::Read(log_request(r)))),
+        Some(Msg::LogCancel(c)) => Ok(Inbound::Logs(LogCommand::Cancel(c.request_id))),
+        None => Ok(Inbound::Unknown),
     }
 }
 

@@ -6,8 +6,10 @@
 //!   the agent restarts.
 //! - [`jsonfile`]: the size-rotated file writer it uses, and the reader that
 //!   serves `berthctl task logs` (tail, since, follow across rotations).
+//! - [`server`]: answers the scheduler's log requests from those files.
 
 pub mod driver;
 pub mod jsonfile;
+pub mod server;
 
 pub use jsonfile::{LogLine, LogReader, ReadOptions, RotatingWriter, Stream};
