@@ -1,0 +1,3 @@
+//! Tests.
+#![allow(unused_imports)]
+use super::*;
