@@ -296,7 +296,7 @@ fn spec_defaults() {
             args: ["/bin/app"]
             env: ["PATH=/bin", "HOSTNAME=0123456789ab"]
             user: User { uid: 0, gid: 0, umask: None, additional_gids: None, username: None }
-            caps: {"CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_MKNOD", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT"}
+            caps: {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
             rlimit: RlimitNofile 1024/524288
             no_new_privileges: Some(false), root readonly: Some(false), hostname: Some("0123456789ab")
             mount: /proc proc proc nosuid,noexec,nodev
@@ -356,7 +356,7 @@ fn spec_with_everything() {
             args: ["/sbin/berth-init", "--", "/bin/app"]
             env: ["PATH=/bin", "HOSTNAME=0123456789ab"]
             user: User { uid: 0, gid: 0, umask: None, additional_gids: None, username: None }
-            caps: {"CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE", "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE"}
+            caps: {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_ADMIN", "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT", "SYS_PTRACE"}
             rlimit: RlimitNofile 100/200
             rlimit: RlimitCore 18446744073709551615/18446744073709551615
             no_new_privileges: Some(true), root readonly: Some(true), hostname: Some("0123456789ab")
