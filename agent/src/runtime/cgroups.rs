@@ -149,7 +149,8 @@ pub struct CgroupManager {
     version: CgroupVersion,
     /// The parent, without leading or trailing `/` (`berth`).
     parent: String,
-    /// v1: controller → mount point; v2: `"unified"` → the cgroup2 mount.
+    /// v1: controller → mount point (and `"unified"` → the cgroup2 mount in
+    /// hybrid mode); v2: `"unified"` → the cgroup2 mount.
     mounts: BTreeMap<String, PathBuf>,
 }
 
@@ -382,7 +383,10 @@ fn parse_mountinfo(mountinfo: &str, version: CgroupVersion) -> BTreeMap<String, 
                     }
                 }
             }
-            (CgroupVersion::V2, "cgroup2") => {
+            // v2 proper, or v1 hosts in hybrid mode, where runc also makes
+            // the container's directory in the cgroup2 tree (removal must
+            // find it).
+            (_, "cgroup2") => {
                 out.entry("unified".to_owned())
                     .or_insert_with(|| PathBuf::from(mount_point));
             }

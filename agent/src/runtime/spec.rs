@@ -97,6 +97,7 @@ pub const READONLY_PATHS: &[&str] = &[
 /// `RLIMIT_NOFILE` when the definition sets no `nofile` ulimit: soft 1024
 /// (what `select(2)` users need) and hard 524288 (systemd's and current
 /// containerd's default), so a server raises its own soft limit as needed.
+/// The hard limit is capped at the agent's own (see [`default_nofile`]).
 pub const DEFAULT_NOFILE: (u64, u64) = (1024, 524_288);
 
 /// ECS's minimum CPU shares: a container `cpu` of 0, 1 or absent gets 2
@@ -591,11 +592,15 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
         .ambient(Capabilities::new())
         .build()?;
 
-    let (uid, gid, additional) = input.uid_gid.clone();
-    let mut user = UserBuilder::default().uid(uid).gid(gid);
-    if !additional.is_empty() {
-        user = user.additional_gids(additional);
-    }
+    // The primary gid is also a supplementary group, as containerd (since
+    // the CVE-2023-25173 fix) and Docker set it up.
+    let (uid, gid, extra) = input.uid_gid.clone();
+    let mut additional = vec![gid];
+    additional.extend(extra.into_iter().filter(|g| *g != gid));
+    let user = UserBuilder::default()
+        .uid(uid)
+        .gid(gid)
+        .additional_gids(additional);
 
     let mut process = ProcessBuilder::default()
         .terminal(c.pseudo_terminal.unwrap_or(false))
@@ -1019,11 +1024,12 @@ fn rlimits(c: &ContainerDefinition) -> Result<Vec<PosixRlimit>, SpecError> {
     let value = |v: i64| u64::try_from(v).unwrap_or(u64::MAX);
     let mut out = Vec::new();
     if !c.ulimits.iter().any(|u| u.name == UlimitName::Nofile) {
+        let (soft, hard) = default_nofile();
         out.push(
             PosixRlimitBuilder::default()
                 .typ(PosixRlimitType::RlimitNofile)
-                .soft(DEFAULT_NOFILE.0)
-                .hard(DEFAULT_NOFILE.1)
+                .soft(soft)
+                .hard(hard)
                 .build()?,
         );
     }
@@ -1037,6 +1043,24 @@ fn rlimits(c: &ContainerDefinition) -> Result<Vec<PosixRlimit>, SpecError> {
         );
     }
     Ok(out)
+}
+
+/// [`DEFAULT_NOFILE`], with the hard limit capped at this process's own hard
+/// limit: raising a hard limit needs `CAP_SYS_RESOURCE`, which a runtime
+/// started from a confined agent may lack (containerd's shim inherits the
+/// same limits on a systemd host, where both run with `LimitNOFILE=infinity`).
+pub fn default_nofile() -> (u64, u64) {
+    let own_hard = fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(4).map(str::to_owned))
+        })
+        .and_then(|h| h.parse::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    let hard = DEFAULT_NOFILE.1.min(own_hard);
+    (DEFAULT_NOFILE.0.min(hard), hard)
 }
 
 /// Device nodes and device-cgroup rules: deny all, then allow what

@@ -59,6 +59,7 @@ fn mountinfo_v1_and_v2() {
             "cpuacct=/sys/fs/cgroup/cpu,cpuacct",
             "memory=/sys/fs/cgroup/memory",
             "systemd=/sys/fs/cgroup/systemd",
+            "unified=/sys/fs/cgroup/unified",
             "xattr=/sys/fs/cgroup/systemd",
         ]
     );

@@ -243,7 +243,11 @@ fn summary(spec: &Spec) -> String {
     )
     .ok();
     for r in p.rlimits().as_deref().unwrap_or_default() {
-        writeln!(s, "rlimit: {:?} {}/{}", r.typ(), r.soft(), r.hard()).ok();
+        if r.typ() == PosixRlimitType::RlimitNofile && (r.soft(), r.hard()) == default_nofile() {
+            writeln!(s, "rlimit: {:?} default", r.typ()).ok();
+        } else {
+            writeln!(s, "rlimit: {:?} {}/{}", r.typ(), r.soft(), r.hard()).ok();
+        }
     }
     writeln!(
         s,
@@ -295,9 +299,9 @@ fn spec_defaults() {
         expect![[r#"
             args: ["/bin/app"]
             env: ["PATH=/bin", "HOSTNAME=0123456789ab"]
-            user: User { uid: 0, gid: 0, umask: None, additional_gids: None, username: None }
+            user: User { uid: 0, gid: 0, umask: None, additional_gids: Some([0]), username: None }
             caps: {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
-            rlimit: RlimitNofile 1024/524288
+            rlimit: RlimitNofile default
             no_new_privileges: Some(false), root readonly: Some(false), hostname: Some("0123456789ab")
             mount: /proc proc proc nosuid,noexec,nodev
             mount: /dev tmpfs tmpfs nosuid,strictatime,mode=755,size=65536k
@@ -355,7 +359,7 @@ fn spec_with_everything() {
         expect![[r#"
             args: ["/sbin/berth-init", "--", "/bin/app"]
             env: ["PATH=/bin", "HOSTNAME=0123456789ab"]
-            user: User { uid: 0, gid: 0, umask: None, additional_gids: None, username: None }
+            user: User { uid: 0, gid: 0, umask: None, additional_gids: Some([0]), username: None }
             caps: {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_ADMIN", "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT", "SYS_PTRACE"}
             rlimit: RlimitNofile 100/200
             rlimit: RlimitCore 18446744073709551615/18446744073709551615
