@@ -35,7 +35,10 @@ fn require_root_and_runc() -> PathBuf {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    assert!(ok, "runc is not installed or not on PATH (Debian: apt-get install runc)");
+    assert!(
+        ok,
+        "runc is not installed or not on PATH (Debian: apt-get install runc)"
+    );
     BUSYBOX_CANDIDATES
         .iter()
         .map(PathBuf::from)
@@ -63,7 +66,9 @@ impl Bundle {
     fn new(busybox: &Path, name: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let rootfs = dir.path().join("rootfs");
-        for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "work", "out", "sbin"] {
+        for d in [
+            "bin", "etc", "proc", "sys", "dev", "tmp", "work", "out", "sbin",
+        ] {
             fs::create_dir_all(rootfs.join(d)).expect("mkdir");
         }
         fs::copy(busybox, rootfs.join("bin/busybox")).expect("copy busybox");
@@ -162,7 +167,11 @@ impl Cgroups {
     /// Every directory of this test's parent in any hierarchy.
     fn leftovers(&self) -> Vec<PathBuf> {
         let mut v = Vec::new();
-        for e in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        for e in fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let p = e.path().join(&self.parent);
             if p.exists() {
                 v.push(p);
@@ -192,8 +201,8 @@ fn task_def(v: serde_json::Value) -> TaskDefinition {
 /// Writes `config.json` for the first container of `task` into `bundle`.
 fn write_spec(bundle: &Bundle, cg: &Cgroups, task: &TaskDefinition, image: &ImageConfig) {
     let c = &task.container_definitions[0];
-    let process = resolve_process(image, c, &[("BERTH_EXTRA".into(), "1".into())])
-        .expect("process resolves");
+    let process =
+        resolve_process(image, c, &[("BERTH_EXTRA".into(), "1".into())]).expect("process resolves");
     let uid_gid = resolve_user(&bundle.rootfs(), &process.user).expect("user resolves");
     let etc = write_etc_files(
         &bundle.path().join("etc"),
@@ -262,11 +271,23 @@ fn process_user_env_cwd_hosts_and_ulimits() {
     assert_eq!(b.run(), 0, "the container exits 0");
 
     // The kernel sorts supplementary groups; the primary group is one of them.
-    assert_eq!(b.out("id").trim(), "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)");
+    assert_eq!(
+        b.out("id").trim(),
+        "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)"
+    );
     assert_eq!(b.out("pwd").trim(), "/work");
     let env = b.out("env");
-    for want in ["FROM_IMAGE=yes", "GREETING=hi", "BERTH_EXTRA=1", "HOSTNAME=web-1", "PATH="] {
-        assert!(env.lines().any(|l| l.starts_with(want)), "{want} missing from\n{env}");
+    for want in [
+        "FROM_IMAGE=yes",
+        "GREETING=hi",
+        "BERTH_EXTRA=1",
+        "HOSTNAME=web-1",
+        "PATH=",
+    ] {
+        assert!(
+            env.lines().any(|l| l.starts_with(want)),
+            "{want} missing from\n{env}"
+        );
     }
     assert_eq!(b.out("hostname").trim(), "web-1");
     let hosts = b.out("hosts");
@@ -298,9 +319,20 @@ fn readonly_rootfs_and_dropped_capability() {
     write_spec(&b, &cg, &task, &ImageConfig::default());
     assert_eq!(b.run(), 0);
 
-    assert_ne!(b.out("ro_rc").trim(), "0", "writing the read-only rootfs must fail");
-    assert!(b.out("ro_err").contains("Read-only file system"), "{}", b.out("ro_err"));
-    assert!(b.path().join("out/volume_ok").exists(), "the volume stays writable");
+    assert_ne!(
+        b.out("ro_rc").trim(),
+        "0",
+        "writing the read-only rootfs must fail"
+    );
+    assert!(
+        b.out("ro_err").contains("Read-only file system"),
+        "{}",
+        b.out("ro_err")
+    );
+    assert!(
+        b.path().join("out/volume_ok").exists(),
+        "the volume stays writable"
+    );
 
     // Docker's defaults minus NET_RAW (13) plus SYS_PTRACE (19).
     let bits = [0u32, 1, 3, 4, 5, 6, 7, 8, 10, 18, 27, 29, 31, 19];
@@ -363,18 +395,35 @@ fn task_cgroup_limits_and_oom_kill() {
         }]
     }));
     let limits = TaskLimits::for_task(&task, Some(512));
-    cg.mgr.create_task(&cg.task, &limits).expect("task cgroup created");
+    cg.mgr
+        .create_task(&cg.task, &limits)
+        .expect("task cgroup created");
     assert!(cg.mgr.task_exists(&cg.task));
 
     let rel = format!("{}/{}", cg.parent, cg.task);
     match cg.mgr.version() {
         CgroupVersion::V1 => {
             let root = Path::new("/sys/fs/cgroup");
-            assert_eq!(read_trim(root.join("memory").join(&rel).join("memory.limit_in_bytes")), "67108864");
-            assert_eq!(read_trim(root.join("cpu").join(&rel).join("cpu.shares")), "512");
-            assert_eq!(read_trim(root.join("cpu").join(&rel).join("cpu.cfs_quota_us")), "50000");
-            assert_eq!(read_trim(root.join("cpu").join(&rel).join("cpu.cfs_period_us")), "100000");
-            assert_eq!(read_trim(root.join("pids").join(&rel).join("pids.max")), "512");
+            assert_eq!(
+                read_trim(root.join("memory").join(&rel).join("memory.limit_in_bytes")),
+                "67108864"
+            );
+            assert_eq!(
+                read_trim(root.join("cpu").join(&rel).join("cpu.shares")),
+                "512"
+            );
+            assert_eq!(
+                read_trim(root.join("cpu").join(&rel).join("cpu.cfs_quota_us")),
+                "50000"
+            );
+            assert_eq!(
+                read_trim(root.join("cpu").join(&rel).join("cpu.cfs_period_us")),
+                "100000"
+            );
+            assert_eq!(
+                read_trim(root.join("pids").join(&rel).join("pids.max")),
+                "512"
+            );
         }
         CgroupVersion::V2 => {
             let dir = Path::new("/sys/fs/cgroup").join(&rel);
@@ -402,13 +451,20 @@ fn task_cgroup_limits_and_oom_kill() {
         .expect("runc run --detach");
     assert!(status.success(), "runc run --detach failed");
     for attempt in 0.. {
-        let out = b.runc().args(["state", &b.name]).output().expect("runc state");
+        let out = b
+            .runc()
+            .args(["state", &b.name])
+            .output()
+            .expect("runc state");
         let state: serde_json::Value =
             serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
         if state["status"] == "stopped" {
             break;
         }
-        assert!(attempt < 600, "the container did not stop within 60 s: {state}");
+        assert!(
+            attempt < 600,
+            "the container did not stop within 60 s: {state}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
@@ -416,15 +472,23 @@ fn task_cgroup_limits_and_oom_kill() {
         "the container should have been killed before it finished"
     );
     assert!(
-        cg.mgr.container_oom_killed(&cg.task, "hog").expect("oom check"),
+        cg.mgr
+            .container_oom_killed(&cg.task, "hog")
+            .expect("oom check"),
         "the OOM kill is reported"
     );
     assert!(
-        !cg.mgr.container_oom_killed(&cg.task, "other").expect("oom check"),
+        !cg.mgr
+            .container_oom_killed(&cg.task, "other")
+            .expect("oom check"),
         "a container without a cgroup was not OOM-killed"
     );
 
-    let del = b.runc().args(["delete", "--force", &b.name]).status().expect("runc delete");
+    let del = b
+        .runc()
+        .args(["delete", "--force", &b.name])
+        .status()
+        .expect("runc delete");
     assert!(del.success());
     cg.mgr.remove_task(&cg.task).expect("task cgroup removed");
     cg.mgr.remove_task(&cg.task).expect("removal is idempotent");

@@ -167,7 +167,10 @@ fn check_name(name: &str, allow_slash: bool) -> Result<(), CgroupError> {
     if !allow_slash && name.contains('/') {
         return bad("contains `/`");
     }
-    if name.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+    if name
+        .split('/')
+        .any(|p| p.is_empty() || p == "." || p == "..")
+    {
         return bad("empty, `.` or `..` path component");
     }
     if name.contains(char::is_whitespace) || name.contains('\0') {
@@ -326,7 +329,11 @@ impl CgroupManager {
     /// `memory.failcnt`, which counts hitting the limit, used as a fallback),
     /// v2 `memory.events`' `oom_kill`. Must be asked before the runtime
     /// deletes the container's cgroup. A missing cgroup reads as `false`.
-    pub fn container_oom_killed(&self, task_id: &str, container: &str) -> Result<bool, CgroupError> {
+    pub fn container_oom_killed(
+        &self,
+        task_id: &str,
+        container: &str,
+    ) -> Result<bool, CgroupError> {
         check_name(task_id, false)?;
         check_name(container, false)?;
         let rel = format!("{}/{}", self.task_rel(task_id), container);
@@ -353,7 +360,9 @@ impl CgroupManager {
 /// The ECS-worded reason for a container the OOM killer stopped.
 pub fn oom_reason(memory_limit_mib: Option<u32>) -> String {
     match memory_limit_mib {
-        Some(m) => format!("OutOfMemoryError: Container killed due to memory usage (limit {m} MiB)"),
+        Some(m) => {
+            format!("OutOfMemoryError: Container killed due to memory usage (limit {m} MiB)")
+        }
         None => "OutOfMemoryError: Container killed due to memory usage".to_owned(),
     }
 }
@@ -375,8 +384,10 @@ fn parse_mountinfo(mountinfo: &str, version: CgroupVersion) -> BTreeMap<String, 
             (CgroupVersion::V1, "cgroup") => {
                 for opt in opts.split(',') {
                     let name = opt.strip_prefix("name=").unwrap_or(opt);
-                    if !matches!(name, "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec")
-                        && !name.contains('=')
+                    if !matches!(
+                        name,
+                        "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec"
+                    ) && !name.contains('=')
                     {
                         out.entry(name.to_owned())
                             .or_insert_with(|| PathBuf::from(mount_point));

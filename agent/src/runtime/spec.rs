@@ -27,8 +27,8 @@ use berth_proto::taskdef::{
     UlimitName,
 };
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
-    LinuxDevice, LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
+    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDevice,
+    LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
     LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
     LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimit, PosixRlimitBuilder,
     PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
@@ -684,18 +684,16 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     ];
     match task.pid_mode {
         Some(PidMode::Host) => {}
-        Some(PidMode::Task) => namespaces.push(namespace(
-            LinuxNamespaceType::Pid,
-            input.task_pid_ns,
-        )?),
+        Some(PidMode::Task) => {
+            namespaces.push(namespace(LinuxNamespaceType::Pid, input.task_pid_ns)?)
+        }
         None => namespaces.push(namespace(LinuxNamespaceType::Pid, None)?),
     }
     match task.ipc_mode {
         Some(IpcMode::Host) => {}
-        Some(IpcMode::Task) => namespaces.push(namespace(
-            LinuxNamespaceType::Ipc,
-            input.task_ipc_ns,
-        )?),
+        Some(IpcMode::Task) => {
+            namespaces.push(namespace(LinuxNamespaceType::Ipc, input.task_ipc_ns)?)
+        }
         Some(IpcMode::None) | None => namespaces.push(namespace(LinuxNamespaceType::Ipc, None)?),
     }
     if c.disable_networking.unwrap_or(false) {
@@ -791,10 +789,7 @@ fn to_strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| (*s).to_owned()).collect()
 }
 
-fn namespace(
-    typ: LinuxNamespaceType,
-    path: Option<&Path>,
-) -> Result<LinuxNamespace, SpecError> {
+fn namespace(typ: LinuxNamespaceType, path: Option<&Path>) -> Result<LinuxNamespace, SpecError> {
     let mut b = LinuxNamespaceBuilder::default().typ(typ);
     if let Some(p) = path {
         b = b.path(p.to_path_buf());

@@ -15,7 +15,11 @@ fn shares_to_weight_matches_runc() {
     assert_eq!(shares_to_weight(1024), 39);
     assert_eq!(shares_to_weight(512), 20);
     assert_eq!(shares_to_weight(1), 1, "clamped to the v1 minimum");
-    assert_eq!(shares_to_weight(1 << 30), 10_000, "clamped to the v1 maximum");
+    assert_eq!(
+        shares_to_weight(1 << 30),
+        10_000,
+        "clamped to the v1 maximum"
+    );
 }
 
 #[test]
@@ -40,7 +44,11 @@ fn task_limits_follow_ecs() {
         cpu_units: Some(2),
         ..TaskLimits::default()
     };
-    assert_eq!(tiny.cpu(), (Some(2), Some(1_000)), "quota at the kernel minimum");
+    assert_eq!(
+        tiny.cpu(),
+        (Some(2), Some(1_000)),
+        "quota at the kernel minimum"
+    );
 }
 
 #[test]
@@ -86,7 +94,10 @@ fn flat_keyed_files() {
     assert_eq!(keyed_value(events, "oom"), Some(3));
     let oom_control = "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n";
     assert_eq!(keyed_value(oom_control, "oom_kill"), Some(1));
-    assert_eq!(keyed_value("usage_usec 1500\nuser_usec 1000\n", "usage_usec"), Some(1500));
+    assert_eq!(
+        keyed_value("usage_usec 1500\nuser_usec 1000\n", "usage_usec"),
+        Some(1500)
+    );
     assert_eq!(parse_max("max\n"), None);
     assert_eq!(parse_max("67108864\n"), Some(67_108_864));
 }

@@ -45,7 +45,10 @@ fn docker_merge_table() {
         ("command [c]", json!({"command": ["c"]})),
         ("command []", json!({"command": []})),
         ("entryPoint [e]", json!({"entryPoint": ["e"]})),
-        ("entryPoint [e] command [c]", json!({"entryPoint": ["e"], "command": ["c"]})),
+        (
+            "entryPoint [e] command [c]",
+            json!({"entryPoint": ["e"], "command": ["c"]}),
+        ),
         ("entryPoint []", json!({"entryPoint": []})),
     ];
     let mut out = String::new();
@@ -90,7 +93,10 @@ fn env_cwd_user_merge() {
         "workingDirectory": "/app",
         "user": "1000:1000"
     }));
-    let extra = [("C".to_owned(), "extra".to_owned()), ("D".to_owned(), "extra".to_owned())];
+    let extra = [
+        ("C".to_owned(), "extra".to_owned()),
+        ("D".to_owned(), "extra".to_owned()),
+    ];
     let p = resolve_process(&image(&[], &[]), &c, &extra).expect("resolves");
     expect![[r#"
         Process {
@@ -150,8 +156,18 @@ fn resolve_user_cases() {
     let root = fake_rootfs();
     let mut out = String::new();
     for u in [
-        "", "root", "app", "1000", "app:staff", "app:77", "1000:50", "4242", "4242:4242", "svc",
-        "ghost", "app:ghosts",
+        "",
+        "root",
+        "app",
+        "1000",
+        "app:staff",
+        "app:77",
+        "1000:50",
+        "4242",
+        "4242:4242",
+        "svc",
+        "ghost",
+        "app:ghosts",
     ] {
         let r = match resolve_user(root.path(), u) {
             Ok(v) => format!("{v:?}"),
@@ -176,7 +192,10 @@ fn resolve_user_cases() {
     .assert_eq(&out);
 
     let empty = tempfile::tempdir().expect("tempdir");
-    assert_eq!(resolve_user(empty.path(), "12:34").ok(), Some((12, 34, vec![])));
+    assert_eq!(
+        resolve_user(empty.path(), "12:34").ok(),
+        Some((12, 34, vec![]))
+    );
     assert!(resolve_user(empty.path(), "app")
         .expect_err("no passwd")
         .to_string()
@@ -263,7 +282,10 @@ fn summary(spec: &Spec) -> String {
             "mount: {} {} {} {}",
             m.destination().display(),
             m.typ().as_deref().unwrap_or(""),
-            m.source().as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            m.source()
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             m.options().as_deref().unwrap_or_default().join(",")
         )
         .ok();
@@ -273,13 +295,43 @@ fn summary(spec: &Spec) -> String {
         writeln!(s, "ns: {:?} {:?}", n.typ(), n.path()).ok();
     }
     let r = l.resources().as_ref().expect("resources");
-    writeln!(s, "cpu: {}", serde_json::to_string(r.cpu()).unwrap_or_default()).ok();
-    writeln!(s, "memory: {}", serde_json::to_string(r.memory()).unwrap_or_default()).ok();
-    writeln!(s, "pids: {}", serde_json::to_string(r.pids()).unwrap_or_default()).ok();
-    writeln!(s, "device rules: {}", serde_json::to_string(r.devices()).unwrap_or_default()).ok();
+    writeln!(
+        s,
+        "cpu: {}",
+        serde_json::to_string(r.cpu()).unwrap_or_default()
+    )
+    .ok();
+    writeln!(
+        s,
+        "memory: {}",
+        serde_json::to_string(r.memory()).unwrap_or_default()
+    )
+    .ok();
+    writeln!(
+        s,
+        "pids: {}",
+        serde_json::to_string(r.pids()).unwrap_or_default()
+    )
+    .ok();
+    writeln!(
+        s,
+        "device rules: {}",
+        serde_json::to_string(r.devices()).unwrap_or_default()
+    )
+    .ok();
     writeln!(s, "cgroupsPath: {:?}", l.cgroups_path()).ok();
-    writeln!(s, "masked: {}", l.masked_paths().as_ref().map_or(0, Vec::len)).ok();
-    writeln!(s, "readonly: {}", l.readonly_paths().as_ref().map_or(0, Vec::len)).ok();
+    writeln!(
+        s,
+        "masked: {}",
+        l.masked_paths().as_ref().map_or(0, Vec::len)
+    )
+    .ok();
+    writeln!(
+        s,
+        "readonly: {}",
+        l.readonly_paths().as_ref().map_or(0, Vec::len)
+    )
+    .ok();
     let mut ann: Vec<_> = spec.annotations().iter().flatten().collect();
     ann.sort();
     writeln!(s, "annotations: {ann:?}").ok();
@@ -407,8 +459,14 @@ fn spec_privileged_and_errors() {
         .and_then(|p| p.capabilities().clone())
         .and_then(|c| c.bounding().clone())
         .expect("caps");
-    assert!(caps.contains(&Capability::SysAdmin), "privileged has every capability");
-    assert!(!l.devices().as_deref().unwrap_or_default().is_empty(), "host devices are passed");
+    assert!(
+        caps.contains(&Capability::SysAdmin),
+        "privileged has every capability"
+    );
+    assert!(
+        !l.devices().as_deref().unwrap_or_default().is_empty(),
+        "host devices are passed"
+    );
 
     for (def, want) in [
         (
@@ -530,9 +588,17 @@ fn etc_files() {
 fn hostname_and_shares() {
     let t = task(json!({"family": "f", "containerDefinitions": [{"name": "app", "image": "x"}]}));
     let c = &t.container_definitions[0];
-    assert_eq!(container_hostname(&t, c, "5f2c-9a1b-77aa-1234", "host1"), "5f2c9a1b77aa");
-    let th = task(json!({"family": "f", "networkMode": "host", "containerDefinitions": [{"name": "app", "image": "x"}]}));
-    assert_eq!(container_hostname(&th, &th.container_definitions[0], "x", "host1"), "host1");
+    assert_eq!(
+        container_hostname(&t, c, "5f2c-9a1b-77aa-1234", "host1"),
+        "5f2c9a1b77aa"
+    );
+    let th = task(
+        json!({"family": "f", "networkMode": "host", "containerDefinitions": [{"name": "app", "image": "x"}]}),
+    );
+    assert_eq!(
+        container_hostname(&th, &th.container_definitions[0], "x", "host1"),
+        "host1"
+    );
     assert_eq!(container_cpu_shares(None), 2);
     assert_eq!(container_cpu_shares(Some(0)), 2);
     assert_eq!(container_cpu_shares(Some(1)), 2);
