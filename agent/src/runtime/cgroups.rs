@@ -280,8 +280,8 @@ impl CgroupManager {
     }
 
     /// Removes the task's cgroup and its children from every hierarchy.
-    /// Idempotent; retries briefly while a cgroup is still busy (its last
-    /// processes exiting).
+    /// Idempotent; retries briefly (up to 2 s, sleeping: call it from
+    /// `spawn_blocking`) while a cgroup is still busy with exiting processes.
     pub fn remove_task(&self, task_id: &str) -> Result<(), CgroupError> {
         check_name(task_id, false)?;
         let rel = self.task_rel(task_id);
@@ -357,15 +357,9 @@ impl CgroupManager {
     }
 }
 
-/// The ECS-worded reason for a container the OOM killer stopped.
-pub fn oom_reason(memory_limit_mib: Option<u32>) -> String {
-    match memory_limit_mib {
-        Some(m) => {
-            format!("OutOfMemoryError: Container killed due to memory usage (limit {m} MiB)")
-        }
-        None => "OutOfMemoryError: Container killed due to memory usage".to_owned(),
-    }
-}
+/// The reason ECS gives a container the OOM killer stopped, word for word
+/// (tools match on it).
+pub const OOM_REASON: &str = "OutOfMemoryError: Container killed due to memory usage";
 
 fn parse_mountinfo(mountinfo: &str, version: CgroupVersion) -> BTreeMap<String, PathBuf> {
     let mut out = BTreeMap::new();

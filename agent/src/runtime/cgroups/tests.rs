@@ -110,8 +110,5 @@ fn names_are_checked() {
     assert!(check_name("berth/tasks", true).is_ok());
     assert!(check_name("berth/../x", true).is_err());
     assert!(check_name("3f2a-b9c1", false).is_ok());
-    assert_eq!(
-        oom_reason(Some(32)),
-        "OutOfMemoryError: Container killed due to memory usage (limit 32 MiB)"
-    );
+    assert!(OOM_REASON.starts_with("OutOfMemoryError: "));
 }
