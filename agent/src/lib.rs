@@ -12,6 +12,7 @@
 //! - [`wire`]: the only conversions between `berth.v1` messages and domain types.
 //! - [`transport`]: the one place a channel to the scheduler is built.
 //! - [`backoff`], [`desired`]: retry pacing; what the scheduler wants here.
+//! - [`runtime`]: OCI specs and cgroups for the containers of a task.
 //!
 //! Invariants: nothing here exits or panics on a scheduler outage (a lost
 //! connection is a [`ConnectionState`]); configuration, host and identity are

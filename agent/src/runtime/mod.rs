@@ -7,11 +7,16 @@
 //! - [`plan`]: a task as supervised, and the container labels it lives in.
 //! - [`report`]: ECS-named reports, kept level-triggered for the session.
 //! - [`ops`]: the seam to the host (containerd, CNI, cgroups).
+//! - [`spec`]: OCI runtime specs from container definitions (Docker's merge
+//!   rules), and the per-task files containers mount.
+//! - [`cgroups`]: task cgroups (v1 and v2), limits, usage, OOM detection.
 
+pub mod cgroups;
 pub mod ops;
 pub mod plan;
 pub mod report;
 pub mod runner;
+pub mod spec;
 pub mod supervisor;
 
 #[cfg(test)]
