@@ -61,8 +61,16 @@ impl Ipv4Net {
 
     /// True when the two networks share at least one address.
     pub fn overlaps(&self, other: &Ipv4Net) -> bool {
-        let shorter = if self.prefix <= other.prefix { self } else { other };
-        let longer = if self.prefix <= other.prefix { other } else { self };
+        let shorter = if self.prefix <= other.prefix {
+            self
+        } else {
+            other
+        };
+        let longer = if self.prefix <= other.prefix {
+            other
+        } else {
+            self
+        };
         shorter.contains(longer.addr)
     }
 }

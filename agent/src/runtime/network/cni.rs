@@ -138,10 +138,12 @@ pub async fn exec(
     args: &Args<'_>,
     config: &Value,
 ) -> Result<Value, NetworkError> {
-    let binary = path.find(plugin).ok_or_else(|| NetworkError::MissingPlugin {
-        plugin: plugin.to_owned(),
-        searched: path.dirs().to_vec(),
-    })?;
+    let binary = path
+        .find(plugin)
+        .ok_or_else(|| NetworkError::MissingPlugin {
+            plugin: plugin.to_owned(),
+            searched: path.dirs().to_vec(),
+        })?;
     let stdin = serde_json::to_vec(config).map_err(|e| NetworkError::PluginOutput {
         plugin: plugin.to_owned(),
         reason: format!("cannot encode its configuration: {e}"),
@@ -175,7 +177,10 @@ pub async fn exec(
         .await
         .map_err(|_| NetworkError::PluginOutput {
             plugin: plugin.to_owned(),
-            reason: format!("{} did not finish within {PLUGIN_TIMEOUT:?}", command.as_str()),
+            reason: format!(
+                "{} did not finish within {PLUGIN_TIMEOUT:?}",
+                command.as_str()
+            ),
         })?
         .map_err(|source| NetworkError::PluginExec {
             plugin: plugin.to_owned(),

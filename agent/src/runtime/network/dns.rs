@@ -71,13 +71,20 @@ mod tests {
 
     #[test]
     fn a_stub_resolver_is_replaced_by_its_upstreams() {
-        let stub = "# managed\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch corp.example\n";
+        let stub =
+            "# managed\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch corp.example\n";
         let upstream = "nameserver 192.0.2.53\nnameserver ::1\n";
         let dns = for_netns(stub, Some(upstream));
-        assert_eq!(dns.nameservers, vec!["192.0.2.53".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            dns.nameservers,
+            vec!["192.0.2.53".parse::<IpAddr>().unwrap()]
+        );
         assert_eq!(dns.search, vec!["corp.example"]);
         assert_eq!(dns.options, vec!["edns0", "trust-ad"]);
-        assert_eq!(parse(stub).nameservers, vec!["127.0.0.53".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            parse(stub).nameservers,
+            vec!["127.0.0.53".parse::<IpAddr>().unwrap()]
+        );
         assert!(for_netns(stub, None).nameservers.is_empty());
     }
 }

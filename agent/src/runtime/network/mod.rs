@@ -27,6 +27,7 @@
 pub mod cidr;
 pub mod cni;
 pub mod dns;
+pub mod iptables;
 pub mod netns;
 pub mod record;
 pub mod subnet;
@@ -197,15 +198,22 @@ pub enum NetworkError {
     #[error("cannot read the host's routes and addresses: {reason}")]
     HostProbe { reason: String },
     #[error("task id {task_id:?} cannot name a network: {reason}")]
-    InvalidTaskId { task_id: String, reason: &'static str },
+    InvalidTaskId {
+        task_id: String,
+        reason: &'static str,
+    },
     #[error("task {task_id}: port mappings: {reason}")]
     InvalidPorts { task_id: String, reason: String },
-    #[error("task {task_id} already has a {existing} network with other settings; tear it down first")]
+    #[error(
+        "task {task_id} already has a {existing} network with other settings; tear it down first"
+    )]
     AlreadySetUp { task_id: String, existing: Mode },
     #[error("task {task_id}: the recorded network cannot be adopted: {reason}; tear it down")]
     NotAdoptable { task_id: String, reason: String },
     #[error("`{command}` failed: {reason}")]
     Netns { command: String, reason: String },
+    #[error("`{command}` failed: {reason}")]
+    Iptables { command: String, reason: String },
     #[error("CNI plugin {plugin} failed with code {code}: {msg}{}", if details.is_empty() { String::new() } else { format!(" ({details})") })]
     Plugin {
         plugin: String,
@@ -412,8 +420,16 @@ impl Networking {
     ) -> Result<(Option<Value>, TaskNetwork), NetworkError> {
         let ns_path = netns::create(ns_name).await?;
         if let Some(lo) = &rec.loopback {
-            self.run_list(cni::Verb::Add, lo, &rec.task_id, &ns_path, "lo", &Map::new(), None)
-                .await?;
+            self.run_list(
+                cni::Verb::Add,
+                lo,
+                &rec.task_id,
+                &ns_path,
+                "lo",
+                &Map::new(),
+                None,
+            )
+            .await?;
         }
         let mut network = TaskNetwork {
             mode: rec.mode,
@@ -439,12 +455,11 @@ impl Networking {
                 None,
             )
             .await?;
-        let summary = cni::summarize(&result, &self.bridge).map_err(|reason| {
-            NetworkError::PluginOutput {
+        let summary =
+            cni::summarize(&result, &self.bridge).map_err(|reason| NetworkError::PluginOutput {
                 plugin: "bridge".into(),
                 reason,
-            }
-        })?;
+            })?;
         let ip = summary.ip.ok_or_else(|| NetworkError::PluginOutput {
             plugin: "bridge".into(),
             reason: "the result has no IPv4 address".into(),
@@ -511,6 +526,7 @@ impl Networking {
     /// first failure and keeps the record so that it can be retried.
     async fn undo(&self, rec: &Record) -> Result<(), NetworkError> {
         if let Some(ns_path) = &rec.netns {
+            let netns_was_gone = !ns_path.exists();
             if let Some(list) = &rec.conflist {
                 self.run_list(
                     cni::Verb::Del,
@@ -524,8 +540,25 @@ impl Networking {
                 .await?;
             }
             if let Some(lo) = &rec.loopback {
-                self.run_list(cni::Verb::Del, lo, &rec.task_id, ns_path, "lo", &Map::new(), None)
-                    .await?;
+                self.run_list(
+                    cni::Verb::Del,
+                    lo,
+                    &rec.task_id,
+                    ns_path,
+                    "lo",
+                    &Map::new(),
+                    None,
+                )
+                .await?;
+            }
+            if netns_was_gone {
+                if let Some(list) = &rec.conflist {
+                    let name = list["name"].as_str().unwrap_or(NETWORK_NAME);
+                    let n = iptables::scrub(name, &rec.task_id).await?;
+                    if n > 0 {
+                        tracing::warn!(rules = n, "the namespace was already gone; removed the task's leftover iptables rules");
+                    }
+                }
             }
             netns::delete(&netns::name(&rec.task_id)).await?;
         }
@@ -546,9 +579,18 @@ impl Networking {
                 Ok(())
             }
             // Nothing recorded: the record is written before any change, so
-            // there is nothing of ours, except perhaps a namespace whose
-            // record was lost with the state directory.
-            None => netns::delete(&netns::name(task_id)).await,
+            // there is nothing of ours, except what a lost state directory
+            // left: a namespace, NAT rules naming the task.
+            None => {
+                let n = iptables::scrub(NETWORK_NAME, task_id).await?;
+                if n > 0 {
+                    tracing::warn!(
+                        rules = n,
+                        "no record, but iptables rules named the task; removed them"
+                    );
+                }
+                netns::delete(&netns::name(task_id)).await
+            }
         }
     }
 

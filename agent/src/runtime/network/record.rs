@@ -59,11 +59,10 @@ pub fn load(state_dir: &Path, task_id: &str) -> Result<Option<Record>, NetworkEr
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(NetworkError::State { path: p, source }),
     };
-    let record: Record =
-        serde_json::from_slice(&bytes).map_err(|e| NetworkError::StateFormat {
-            path: p.clone(),
-            reason: e.to_string(),
-        })?;
+    let record: Record = serde_json::from_slice(&bytes).map_err(|e| NetworkError::StateFormat {
+        path: p.clone(),
+        reason: e.to_string(),
+    })?;
     if record.version != RECORD_VERSION || record.task_id != task_id {
         return Err(NetworkError::StateFormat {
             path: p,

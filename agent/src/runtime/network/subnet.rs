@@ -159,10 +159,7 @@ fn run_ip(args: &[&str]) -> Result<String, NetworkError> {
 
 /// The default candidates, parsed.
 pub fn default_candidates() -> Vec<Ipv4Net> {
-    CANDIDATES
-        .iter()
-        .filter_map(|c| c.parse().ok())
-        .collect()
+    CANDIDATES.iter().filter_map(|c| c.parse().ok()).collect()
 }
 
 #[cfg(test)]
