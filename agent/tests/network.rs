@@ -418,6 +418,11 @@ async fn bridge_mode_maps_tcp_and_udp_host_ports_and_tears_down_clean() {
         "1"
     );
 
+    fx.net
+        .check(&task)
+        .await
+        .expect("CNI CHECK of a fresh network");
+
     // Setting up the same network again returns it; a different one is refused.
     assert_eq!(
         fx.net.setup(&task, Mode::Bridge, &ports).await.unwrap(),
@@ -557,6 +562,14 @@ async fn none_has_only_loopback_and_host_has_no_namespace() {
     assert_eq!(host.netns, None);
     assert_eq!(host.bindings.len(), 1);
     assert_eq!(fx.net.adopt(&host_task).await.unwrap(), Some(host.clone()));
+    assert_eq!(
+        fx.net.setup(&host_task, Mode::Host, &ports).await.unwrap(),
+        host
+    );
+    assert!(matches!(
+        fx.net.setup(&host_task, Mode::Host, &[]).await,
+        Err(NetworkError::AlreadySetUp { .. })
+    ));
     fx.net.teardown(&host_task).await.unwrap();
     assert_eq!(fx.net.adopt(&host_task).await.unwrap(), None);
 }
@@ -579,6 +592,7 @@ async fn a_restarted_agent_adopts_and_tears_down_from_the_record() {
     assert_eq!(restarted.subnet(), fx.net.subnet());
     assert_eq!(restarted.recorded_tasks().unwrap(), vec![task.clone()]);
     assert_eq!(restarted.adopt(&task).await.unwrap(), Some(net.clone()));
+    restarted.check(&task).await.unwrap();
     restarted.teardown(&task).await.unwrap();
     assert_gone(&fx, &task, &net, &mut chains);
     assert_eq!(restarted.adopt(&task).await.unwrap(), None);
@@ -724,6 +738,10 @@ async fn teardown_cleans_up_when_the_namespace_vanished() {
         .unwrap()
         .to_owned();
     run("ip", &["netns", "delete", &ns_name]);
+    assert!(
+        fx.net.check(&task).await.is_err(),
+        "CHECK notices the namespace is gone"
+    );
     assert!(matches!(
         fx.net.adopt(&task).await,
         Err(NetworkError::NotAdoptable { .. })

@@ -28,6 +28,18 @@ pub async fn scrub(network: &str, task_id: &str) -> Result<usize, NetworkError> 
     Ok(plan.delete.len())
 }
 
+/// True when `CNI-HOSTPORT-DNAT` jumps to the task's DNAT chain (portmap's
+/// rule commented `dnat name: "<network>" id: "<task>"`).
+pub async fn has_dnat(network: &str, task_id: &str) -> Result<bool, NetworkError> {
+    let dump = iptables(&["-t", "nat", "-S", "CNI-HOSTPORT-DNAT"]).await?;
+    let comment = format!("dnat name: \"{network}\" id: \"{task_id}\"");
+    Ok(dump
+        .lines()
+        .filter_map(|l| l.strip_prefix("-A "))
+        .map(split)
+        .any(|r| r.windows(2).any(|w| w[0] == "--comment" && w[1] == comment)))
+}
+
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Plan {
     /// Rules (chain and spec, without `-A`) to delete one by one.
