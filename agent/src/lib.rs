@@ -12,7 +12,9 @@
 //! - [`wire`]: the only conversions between `berth.v1` messages and domain types.
 //! - [`transport`]: the one place a channel to the scheduler is built.
 //! - [`backoff`], [`desired`]: retry pacing; what the scheduler wants here.
-//! - [`runtime`]: OCI specs and cgroups for the containers of a task.
+//! - [`runtime`]: running tasks on this host: the supervisor and runners,
+//!   OCI specs, cgroups, CNI networking, containerd.
+//! - [`logs`]: container logs (the log-driver binary, json-files, the log server).
 //!
 //! Invariants: nothing here exits or panics on a scheduler outage (a lost
 //! connection is a [`ConnectionState`]); configuration, host and identity are

@@ -10,8 +10,10 @@
 //! - [`spec`]: OCI runtime specs from container definitions (Docker's merge
 //!   rules), and the per-task files containers mount.
 //! - [`cgroups`]: task cgroups (v1 and v2), limits, usage, OOM detection.
+//! - [`network`]: task networks with the CNI reference plugins.
 
 pub mod cgroups;
+pub mod network;
 pub mod ops;
 pub mod plan;
 pub mod report;
