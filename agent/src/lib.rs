@@ -12,6 +12,7 @@
 //! - [`wire`]: the only conversions between `berth.v1` messages and domain types.
 //! - [`transport`]: the one place a channel to the scheduler is built.
 //! - [`backoff`], [`desired`]: retry pacing; what the scheduler wants here.
+//! - [`runtime`]: containerd: the connection, image pulls and image GC.
 //!
 //! Invariants: nothing here exits or panics on a scheduler outage (a lost
 //! connection is a [`ConnectionState`]); configuration, host and identity are
@@ -22,6 +23,7 @@ pub mod config;
 pub mod desired;
 pub mod host;
 pub mod identity;
+pub mod runtime;
 pub mod session;
 pub mod transport;
 pub mod wire;

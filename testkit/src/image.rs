@@ -264,11 +264,8 @@ fn put_image(dir: &Path, opts: &ImageOptions) -> Value {
 fn write_layout(dir: &Path, mut top: Value, tag: &str) {
     top["annotations"] = json!({ "org.opencontainers.image.ref.name": tag });
     let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top] });
-    fs::write(
-        dir.join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .expect("write oci-layout");
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
+        .expect("write oci-layout");
     fs::write(
         dir.join("index.json"),
         serde_json::to_vec(&index).expect("serialize index.json"),
