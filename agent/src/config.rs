@@ -15,6 +15,9 @@ use std::str::FromStr;
 use serde::Deserialize;
 use tonic::codegen::http::Uri;
 
+use crate::runtime::containerd::{validate_namespace, DEFAULT_NAMESPACE};
+use crate::runtime::image::{ImageStoreConfig, PullPolicy};
+
 /// Where the configuration file is read from when neither `--config` nor
 /// `BERTH_CONFIG` names one. A missing default file is not an error.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/agent.toml";
@@ -34,6 +37,8 @@ pub const DEFAULT_PORT_RANGE: PortRange = PortRange {
 pub const AGENT_METADATA_PORT: u16 = 51679;
 /// TCP ports never handed out unless `reserved_ports` says otherwise.
 pub const DEFAULT_RESERVED_PORTS: [u16; 2] = [22, AGENT_METADATA_PORT];
+/// containerd's socket where Debian's package puts it.
+pub const DEFAULT_CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 
 /// Names of the environment variables, one per setting (`BERTH_<UPPER_SNAKE>`).
 pub mod env {
@@ -57,6 +62,13 @@ pub mod env {
     pub const HOSTNAME: &str = "BERTH_HOSTNAME";
     /// `text` or `json`.
     pub const LOG_FORMAT: &str = "BERTH_LOG_FORMAT";
+    pub const CONTAINERD_SOCKET: &str = "BERTH_CONTAINERD_SOCKET";
+    pub const CONTAINERD_NAMESPACE: &str = "BERTH_CONTAINERD_NAMESPACE";
+    /// `default`, `always`, `once` or `prefer-cached` (ECS_IMAGE_PULL_BEHAVIOR).
+    pub const IMAGE_PULL_BEHAVIOR: &str = "BERTH_IMAGE_PULL_BEHAVIOR";
+    pub const DOCKER_CONFIG: &str = "BERTH_DOCKER_CONFIG";
+    /// Comma-separated `host:port` list.
+    pub const INSECURE_REGISTRIES: &str = "BERTH_INSECURE_REGISTRIES";
 }
 
 /// The validated configuration the agent runs with.
@@ -78,6 +90,16 @@ pub struct Config {
     /// Replaces the system's host name when set.
     pub hostname: Option<String>,
     pub log_format: LogFormat,
+    /// containerd's gRPC socket.
+    pub containerd_socket: PathBuf,
+    /// The containerd namespace that holds Berth's images and containers.
+    pub containerd_namespace: String,
+    /// When images are pulled (ECS's `ECS_IMAGE_PULL_BEHAVIOR`).
+    pub image_pull_behavior: PullPolicy,
+    /// A Docker `config.json` whose `auths` give registry credentials.
+    pub docker_config: Option<PathBuf>,
+    /// Registries (`host:port`) reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
 }
 
 impl Config {
@@ -97,6 +119,20 @@ impl Config {
             custom_attributes: BTreeMap::new(),
             hostname: None,
             log_format: LogFormat::Text,
+            containerd_socket: PathBuf::from(DEFAULT_CONTAINERD_SOCKET),
+            containerd_namespace: DEFAULT_NAMESPACE.to_owned(),
+            image_pull_behavior: PullPolicy::Default,
+            docker_config: None,
+            insecure_registries: Vec::new(),
+        }
+    }
+
+    /// What the image store needs from this configuration.
+    pub fn image_store_config(&self) -> ImageStoreConfig {
+        ImageStoreConfig {
+            docker_config: self.docker_config.clone(),
+            insecure_registries: self.insecure_registries.clone(),
+            ..ImageStoreConfig::default()
         }
     }
 
@@ -269,6 +305,11 @@ struct FileConfig {
     custom_attributes: Option<BTreeMap<String, String>>,
     hostname: Option<String>,
     log_format: Option<LogFormat>,
+    containerd_socket: Option<PathBuf>,
+    containerd_namespace: Option<String>,
+    image_pull_behavior: Option<PullPolicy>,
+    docker_config: Option<PathBuf>,
+    insecure_registries: Option<Vec<String>>,
 }
 
 /// Loads the configuration: reads the file named by `flags.config`, else by
@@ -447,6 +488,75 @@ pub fn from_sources(
         .parsed(env::LOG_FORMAT, "log_format", file_cfg.log_format)?
         .map_or(LogFormat::Text, |(v, _)| v);
 
+    let (containerd_socket, origin) = layers
+        .string(
+            None,
+            "",
+            env::CONTAINERD_SOCKET,
+            file_cfg
+                .containerd_socket
+                .map(|p| p.to_string_lossy().into_owned()),
+        )
+        .unwrap_or_else(|| (DEFAULT_CONTAINERD_SOCKET.to_owned(), Origin::Default));
+    if !Path::new(&containerd_socket).is_absolute() {
+        return Err(invalid(
+            "containerd_socket",
+            &containerd_socket,
+            &origin,
+            "must be an absolute path".to_owned(),
+        ));
+    }
+    let (containerd_namespace, origin) = layers
+        .string(
+            None,
+            "",
+            env::CONTAINERD_NAMESPACE,
+            file_cfg.containerd_namespace,
+        )
+        .unwrap_or_else(|| (DEFAULT_NAMESPACE.to_owned(), Origin::Default));
+    validate_namespace(&containerd_namespace).map_err(|e| {
+        invalid(
+            "containerd_namespace",
+            &containerd_namespace,
+            &origin,
+            e.to_string(),
+        )
+    })?;
+    let image_pull_behavior = layers
+        .parsed(
+            env::IMAGE_PULL_BEHAVIOR,
+            "image_pull_behavior",
+            file_cfg.image_pull_behavior,
+        )?
+        .map_or(PullPolicy::Default, |(v, _)| v);
+    let docker_config = layers.string(
+        None,
+        "",
+        env::DOCKER_CONFIG,
+        file_cfg
+            .docker_config
+            .map(|p| p.to_string_lossy().into_owned()),
+    );
+    if let Some((path, origin)) = &docker_config {
+        if !Path::new(path).is_absolute() {
+            return Err(invalid(
+                "docker_config",
+                path,
+                origin,
+                "must be an absolute path".to_owned(),
+            ));
+        }
+    }
+    let insecure_registries = match env_value(env, env::INSECURE_REGISTRIES) {
+        Some(raw) => raw
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        None => file_cfg.insecure_registries.unwrap_or_default(),
+    };
+
     Ok(Config {
         scheduler,
         cluster,
@@ -461,6 +571,11 @@ pub fn from_sources(
         custom_attributes: custom_attributes.0,
         hostname: hostname.map(|(v, _)| v),
         log_format,
+        containerd_socket: PathBuf::from(containerd_socket),
+        containerd_namespace,
+        image_pull_behavior,
+        docker_config: docker_config.map(|(p, _)| PathBuf::from(p)),
+        insecure_registries,
     })
 }
 
@@ -831,14 +946,14 @@ log_format = "json"
     #[test]
     fn unknown_file_key_is_rejected() {
         let err = from_sources(
-            file("scheduler = \"http://s:1\"\ncontainerd_socket = \"/run/x\"\n"),
+            file("scheduler = \"http://s:1\"\ndocker_socket = \"/run/x\"\n"),
             &env(&[]),
             &flags(),
         )
         .expect_err("unknown key");
         let msg = err.to_string();
         assert!(matches!(err, ConfigError::Parse { .. }), "{msg}");
-        assert!(msg.contains("containerd_socket"), "{msg}");
+        assert!(msg.contains("docker_socket"), "{msg}");
         assert!(msg.contains("/etc/berth/agent.toml"), "{msg}");
     }
 
@@ -942,6 +1057,46 @@ log_format = "json"
         let err = load(&missing, &env(&[])).expect_err("missing explicit file");
         assert!(matches!(err, ConfigError::Read { .. }), "{err}");
         assert!(err.to_string().contains("nope.toml"), "{err}");
+    }
+
+    #[test]
+    fn containerd_and_image_settings_layer_and_validate() {
+        let text = r#"
+scheduler = "http://s:7070"
+containerd_socket = "/run/ctd.sock"
+containerd_namespace = "berth-test"
+image_pull_behavior = "prefer-cached"
+docker_config = "/root/.docker/config.json"
+insecure_registries = ["127.0.0.1:5000"]
+"#;
+        let cfg = from_sources(file(text), &env(&[]), &flags()).expect("valid");
+        assert_eq!(cfg.containerd_socket, Path::new("/run/ctd.sock"));
+        assert_eq!(cfg.containerd_namespace, "berth-test");
+        assert_eq!(cfg.image_pull_behavior, PullPolicy::PreferCached);
+        assert_eq!(
+            cfg.image_store_config().docker_config.as_deref(),
+            Some(Path::new("/root/.docker/config.json"))
+        );
+        assert_eq!(cfg.insecure_registries, ["127.0.0.1:5000"]);
+
+        let over = env(&[
+            (env::IMAGE_PULL_BEHAVIOR, "once"),
+            (env::INSECURE_REGISTRIES, "a:1, b:2"),
+        ]);
+        let cfg = from_sources(file(text), &over, &flags()).expect("valid");
+        assert_eq!(cfg.image_pull_behavior, PullPolicy::Once);
+        assert_eq!(cfg.insecure_registries, ["a:1", "b:2"]);
+
+        for (var, value) in [
+            (env::IMAGE_PULL_BEHAVIOR, "sometimes"),
+            (env::CONTAINERD_NAMESPACE, "bad ns"),
+            (env::CONTAINERD_SOCKET, "relative.sock"),
+            (env::DOCKER_CONFIG, "config.json"),
+        ] {
+            let e = env(&[(env::SCHEDULER, "http://s:7070"), (var, value)]);
+            let err = from_sources(None, &e, &flags()).expect_err(var);
+            assert!(err.to_string().contains(var), "{var}: {err}");
+        }
     }
 
     #[test]

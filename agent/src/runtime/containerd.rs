@@ -182,8 +182,9 @@ impl Containerd {
     }
 }
 
-/// containerd's rule: `[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*`, at most 76 bytes.
-fn validate_namespace(ns: &str) -> Result<(), ContainerdError> {
+/// Checks a namespace name against containerd's rule:
+/// `[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*`, at most 76 bytes.
+pub fn validate_namespace(ns: &str) -> Result<(), ContainerdError> {
     let invalid = |reason| ContainerdError::InvalidNamespace {
         namespace: ns.to_owned(),
         reason,
