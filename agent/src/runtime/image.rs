@@ -54,6 +54,13 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::containerd::{Containerd, ContainerdError};
 
+/// ECS's image-cleanup defaults (`ECS_IMAGE_CLEANUP_INTERVAL`,
+/// `ECS_IMAGE_MINIMUM_CLEANUP_AGE`, `ECS_NUM_IMAGES_DELETE_PER_CYCLE`), for
+/// the loop that calls [`ImageStore::gc`].
+pub const DEFAULT_IMAGE_CLEANUP_INTERVAL: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_IMAGE_MINIMUM_CLEANUP_AGE: Duration = Duration::from_secs(60 * 60);
+pub const DEFAULT_IMAGES_DELETED_PER_CYCLE: usize = 5;
+
 /// The image label holding the last time an `ensure` used the image.
 pub const LAST_USED_LABEL: &str = "berth.last-used";
 
@@ -95,7 +102,8 @@ const LEASE_EXPIRY: Duration = Duration::from_secs(3600);
 
 /// When to pull, with the meanings of amazon-ecs-agent's
 /// `ECS_IMAGE_PULL_BEHAVIOR`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PullPolicy {
     /// Pull; if the pull fails, use the cached image if there is one.
     #[default]
@@ -656,18 +664,19 @@ impl ImageStore {
         let lock = self.lock_for(&name);
         let _guard = lock.lock().await;
 
-        let image = match policy {
+        // `put_record` stamps a pulled image; a cached one is stamped here.
+        let (image, from_cache) = match policy {
             PullPolicy::Once | PullPolicy::PreferCached => match self.cached(&name).await? {
-                Some(img) => img,
-                None => self.pull(&parsed, creds).await?,
+                Some(img) => (img, true),
+                None => (self.pull(&parsed, creds).await?, false),
             },
-            PullPolicy::Always => self.pull(&parsed, creds).await?,
+            PullPolicy::Always => (self.pull(&parsed, creds).await?, false),
             PullPolicy::Default => match self.pull(&parsed, creds).await {
-                Ok(img) => img,
+                Ok(img) => (img, false),
                 Err(pull_err) => match self.cached(&name).await {
                     Ok(Some(img)) => {
                         tracing::warn!(cause = %pull_err, "pull failed; using the cached image");
-                        img
+                        (img, true)
                     }
                     Ok(None) => return Err(pull_err),
                     Err(cache_err) => {
@@ -677,7 +686,9 @@ impl ImageStore {
                 },
             },
         };
-        self.touch(&name).await?;
+        if from_cache {
+            self.touch(&name).await?;
+        }
         tracing::info!(
             manifest = %image.manifest_digest,
             pulled = image.pulled,
