@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::Deserialize;
+
+pub use crate::runtime::image::PullPolicy;
 use tonic::codegen::http::Uri;
 
 /// Where the configuration file is read from when neither `--config` nor
@@ -146,46 +148,6 @@ impl TryFrom<String> for ByteSize {
     }
 }
 
-/// Image pull behaviour, with amazon-ecs-agent's meaning
-/// (ECS_IMAGE_PULL_BEHAVIOR).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(try_from = "String")]
-pub enum PullBehavior {
-    /// Pull; if the pull fails, use the cached image when there is one.
-    #[default]
-    Default,
-    /// Pull; a failed pull fails the task.
-    Always,
-    /// Pull only if this host has not pulled the image before.
-    Once,
-    /// Use the cached image when present, else pull.
-    PreferCached,
-}
-
-impl FromStr for PullBehavior {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "default" => Ok(Self::Default),
-            "always" => Ok(Self::Always),
-            "once" => Ok(Self::Once),
-            "prefer-cached" => Ok(Self::PreferCached),
-            other => Err(format!(
-                "{other:?} is not one of default, always, once, prefer-cached"
-            )),
-        }
-    }
-}
-
-impl TryFrom<String> for PullBehavior {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
 /// Settings of the task runtime (containerd, images, logs, networking,
 /// cgroups).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,7 +159,7 @@ pub struct RuntimeConfig {
     /// How long stopped tasks' containers, snapshots and logs are kept
     /// (ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION, default 3 h).
     pub task_cleanup_wait: std::time::Duration,
-    pub image_pull_behavior: PullBehavior,
+    pub image_pull_behavior: PullPolicy,
     pub docker_config: Option<PathBuf>,
     pub insecure_registries: Vec<String>,
     pub log_max_size: u64,
@@ -211,6 +173,17 @@ pub struct RuntimeConfig {
     pub image_cleanup_per_cycle: usize,
 }
 
+impl RuntimeConfig {
+    /// How the image store pulls, from these settings.
+    pub fn image_store_config(&self) -> crate::runtime::image::ImageStoreConfig {
+        crate::runtime::image::ImageStoreConfig {
+            docker_config: self.docker_config.clone(),
+            insecure_registries: self.insecure_registries.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
@@ -218,7 +191,7 @@ impl Default for RuntimeConfig {
             containerd_namespace: "berth".to_owned(),
             stop_timeout: std::time::Duration::from_secs(30),
             task_cleanup_wait: std::time::Duration::from_secs(3 * 3600),
-            image_pull_behavior: PullBehavior::Default,
+            image_pull_behavior: PullPolicy::Default,
             docker_config: None,
             insecure_registries: vec![],
             log_max_size: 10 << 20,
@@ -455,7 +428,7 @@ struct FileConfig {
     containerd_namespace: Option<String>,
     stop_timeout: Option<HumanDuration>,
     task_cleanup_wait: Option<HumanDuration>,
-    image_pull_behavior: Option<PullBehavior>,
+    image_pull_behavior: Option<PullPolicy>,
     docker_config: Option<PathBuf>,
     insecure_registries: Option<Vec<String>>,
     log_max_size: Option<ByteSize>,
@@ -1370,7 +1343,7 @@ mod runtime_settings_tests {
             r.task_cleanup_wait,
             std::time::Duration::from_secs(3 * 3600)
         );
-        assert_eq!(r.image_pull_behavior, PullBehavior::Default);
+        assert_eq!(r.image_pull_behavior, PullPolicy::Default);
         assert_eq!(r.containerd_namespace, "berth");
         assert_eq!(r.bridge, "berth0");
         assert_eq!(c.log_dir(), PathBuf::from("/var/lib/berth/agent/logs"));
@@ -1398,7 +1371,7 @@ mod runtime_settings_tests {
             "env beats file"
         );
         assert_eq!(r.task_cleanup_wait, std::time::Duration::from_secs(300));
-        assert_eq!(r.image_pull_behavior, PullBehavior::PreferCached);
+        assert_eq!(r.image_pull_behavior, PullPolicy::PreferCached);
         assert_eq!(r.log_max_size, 1 << 20);
         assert_eq!(r.log_max_files, 3);
         assert_eq!(r.insecure_registries, ["127.0.0.1:5000"]);

@@ -13,7 +13,7 @@
 //! - [`transport`]: the one place a channel to the scheduler is built.
 //! - [`backoff`], [`desired`]: retry pacing; what the scheduler wants here.
 //! - [`runtime`]: running tasks on this host: the supervisor and runners,
-//!   OCI specs, cgroups, CNI networking, containerd.
+//!   OCI specs, cgroups, CNI networking, containerd, image pulls and GC.
 //! - [`logs`]: container logs (the log-driver binary, json-files, the log server).
 //!
 //! Invariants: nothing here exits or panics on a scheduler outage (a lost

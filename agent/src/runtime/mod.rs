@@ -11,8 +11,13 @@
 //!   rules), and the per-task files containers mount.
 //! - [`cgroups`]: task cgroups (v1 and v2), limits, usage, OOM detection.
 //! - [`network`]: task networks with the CNI reference plugins.
+//! - [`containerd`]: the connection to containerd and its service clients.
+//! - [`image`]: image pulls into containerd (the agent pulls itself:
+//!   containerd 1.6 has no server-side pull) and LRU image GC.
 
 pub mod cgroups;
+pub mod containerd;
+pub mod image;
 pub mod network;
 pub mod ops;
 pub mod plan;
