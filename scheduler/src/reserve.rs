@@ -303,7 +303,7 @@ mod tests {
     #[test]
     fn ports_by_network_mode() {
         let n = needs(&def(
-            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"x","memory":1,
+            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"x","memory":8,
                 "portMappings":[{"containerPort":80},{"containerPort":53,"hostPort":5353,"protocol":"udp"},
                 {"containerPortRange":"9000-9001"}]}]}"#,
         ));
@@ -323,7 +323,7 @@ mod tests {
         );
         for mode in ["host", "awsvpc"] {
             let n = needs(&def(&format!(
-                r#"{{"family":"f","networkMode":"{mode}","containerDefinitions":[{{"name":"a","image":"x","memory":1,
+                r#"{{"family":"f","networkMode":"{mode}","containerDefinitions":[{{"name":"a","image":"x","memory":8,
                     "portMappings":[{{"containerPort":8080}}]}}]}}"#
             )));
             assert_eq!(n.ports[0].host_port, Some(8080), "{mode}");

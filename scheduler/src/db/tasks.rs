@@ -606,3 +606,327 @@ fn merge_report(task: &mut TaskRecord, r: &TaskReport) {
         task.stopping_at = Some(now_millis());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::records::{HostResources, Protocol};
+    use crate::store::SledStore;
+
+    async fn open(dir: &std::path::Path) -> Db {
+        Db::open(Arc::new(SledStore::open(dir).unwrap()))
+            .await
+            .unwrap()
+    }
+
+    async fn instance(db: &Db, id: &str, memory_mib: i64, range: (u16, u16)) {
+        db.create_instance(InstanceRecord {
+            id: id.into(),
+            cluster: "default".into(),
+            hostname: id.into(),
+            status: InstanceStatus::Active,
+            registered_at: 0,
+            agent_version: "0".into(),
+            resources: HostResources {
+                cpu_units: 4096,
+                memory_mib,
+                port_range: range,
+                reserved_tcp_ports: vec![22],
+                reserved_udp_ports: vec![],
+            },
+            attributes: vec![],
+            credential_sha256: String::new(),
+        })
+        .await
+        .unwrap();
+    }
+
+    async fn register(db: &Db, json: &str) -> u32 {
+        let def = berth_proto::taskdef::parse_registration(json)
+            .unwrap()
+            .definition;
+        db.register_task_definition(def).await.unwrap().revision
+    }
+
+    fn spec(family: &str, instance: &str, count: u32) -> StartSpec {
+        StartSpec {
+            cluster: "default".into(),
+            family: family.into(),
+            revision: None,
+            instances: vec![instance.into()],
+            count,
+            started_by: String::new(),
+            group: None,
+        }
+    }
+
+    const WEB: &str = r#"{"family":"web","containerDefinitions":[{"name":"web","image":"nginx",
+        "memory":100,"cpu":128,"portMappings":[{"containerPort":80},{"containerPort":53,"protocol":"udp"}]}]}"#;
+    const STATIC: &str = r#"{"family":"static","containerDefinitions":[{"name":"s","image":"nginx",
+        "memory":10,"portMappings":[{"containerPort":80,"hostPort":8080}]}]}"#;
+
+    fn report(task: &TaskRecord, status: TaskStatus) -> TaskReport {
+        TaskReport {
+            task_id: task.id.clone(),
+            last_status: status,
+            stop_code: String::new(),
+            stopped_reason: String::new(),
+            containers: vec![],
+            pull_started_at: None,
+            pull_stopped_at: None,
+            started_at: None,
+            stopped_at: None,
+            health_status: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn placement_reserves_and_stopped_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        instance(&db, "i1", 1000, (20000, 20099)).await;
+        register(&db, WEB).await;
+        let mut notified = db.desired_notifier().subscribe("i1");
+        let out = db.start_tasks(&spec("web", "i1", 2), |_| true).await.unwrap();
+        assert_eq!((out.tasks.len(), out.failures.len()), (2, 0));
+        let t = &out.tasks[0];
+        assert_eq!(t.id.len(), 32);
+        assert!(t.id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(t.group, "family:web");
+        assert_eq!(
+            (t.last_status, t.desired_status),
+            (TaskStatus::Provisioning, DesiredStatus::Running)
+        );
+        let a = db.allocation_of("i1").unwrap();
+        assert_eq!((a.cpu_units, a.memory_mib), (256, 200));
+        assert_eq!((a.tcp_ports.len(), a.udp_ports.len()), (2, 2));
+        assert_ne!(
+            out.tasks[0].reservation.ports[0].host_port,
+            out.tasks[1].reservation.ports[0].host_port
+        );
+        assert!(notified.has_changed().unwrap());
+        assert_eq!(*notified.borrow_and_update(), a.generation);
+        let (g, set) = db.desired_set("i1").unwrap();
+        assert_eq!((g, set.len()), (a.generation, 2));
+
+        // STOPPED releases in the same write and leaves the desired set.
+        let outcomes = db
+            .apply_reports("i1", &[report(t, TaskStatus::Stopped)])
+            .await
+            .unwrap();
+        assert_eq!(outcomes, vec![ReportOutcome::Applied]);
+        let a = db.allocation_of("i1").unwrap();
+        assert_eq!((a.cpu_units, a.memory_mib, a.tcp_ports.len()), (128, 100, 1));
+        let stopped = db.task(&t.id).unwrap().unwrap();
+        assert_eq!(stopped.desired_status, DesiredStatus::Stopped);
+        assert!(stopped.stopped_at.is_some());
+        assert_eq!(db.desired_set("i1").unwrap().1.len(), 1);
+        assert!(notified.has_changed().unwrap());
+    }
+
+    #[tokio::test]
+    async fn static_port_conflicts_and_resources_are_refused_with_ecs_reasons() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        instance(&db, "i1", 150, (20000, 20099)).await;
+        register(&db, STATIC).await;
+        register(&db, WEB).await;
+        let ok = db.start_tasks(&spec("static", "i1", 1), |_| true).await.unwrap();
+        assert_eq!(ok.tasks[0].reservation.ports[0].host_port, 8080);
+        let out = db.start_tasks(&spec("static", "i1", 1), |_| true).await.unwrap();
+        assert!(out.tasks.is_empty());
+        assert_eq!(out.failures[0].reason, "RESOURCE:PORTS");
+        assert!(out.failures[0].detail.contains("8080/tcp"), "{:?}", out.failures);
+        // 140 MiB left: one web task (100) fits, the second does not.
+        let out = db.start_tasks(&spec("web", "i1", 3), |_| true).await.unwrap();
+        assert_eq!(out.tasks.len(), 1);
+        assert_eq!(out.failures.len(), 1, "one failure per instance");
+        assert_eq!(out.failures[0].reason, "RESOURCE:MEMORY");
+        // Instance problems.
+        let out = db.start_tasks(&spec("web", "ghost", 1), |_| true).await.unwrap();
+        assert_eq!(out.failures[0].reason, "MISSING");
+        let out = db.start_tasks(&spec("web", "i1", 1), |_| false).await.unwrap();
+        assert_eq!(out.failures[0].reason, "AGENT");
+        db.update_instance("i1", |i| i.status = InstanceStatus::Draining)
+            .await
+            .unwrap();
+        let out = db.start_tasks(&spec("static", "i1", 1), |_| true).await.unwrap();
+        assert_eq!(out.failures[0].reason, "DRAINING");
+    }
+
+    #[tokio::test]
+    async fn inactive_revision_cannot_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        instance(&db, "i1", 1000, (20000, 20099)).await;
+        register(&db, WEB).await;
+        db.deregister_task_definition("web", 1).await.unwrap();
+        let mut s = spec("web", "i1", 1);
+        s.revision = Some(1);
+        match db.start_tasks(&s, |_| true).await {
+            Err(DbError::InvalidArgument { message, .. }) => {
+                assert!(message.starts_with("TaskDefinition is inactive"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(db.all_tasks().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn reports_regressions_and_foreign_tasks_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        instance(&db, "i1", 1000, (20000, 20099)).await;
+        instance(&db, "i2", 1000, (20000, 20099)).await;
+        register(&db, WEB).await;
+        let t = db.start_tasks(&spec("web", "i1", 1), |_| true).await.unwrap().tasks[0].clone();
+        let mut running = report(&t, TaskStatus::Running);
+        running.containers = vec![ContainerRecord {
+            name: "web".into(),
+            runtime_id: "ctr-1".into(),
+            last_status: "RUNNING".into(),
+            network_bindings: vec![crate::records::NetworkBinding {
+                bind_ip: "0.0.0.0".into(),
+                container_port: 80,
+                host_port: t.reservation.ports[0].host_port,
+                protocol: Protocol::Tcp,
+            }],
+            ..Default::default()
+        }];
+        let outcomes = db
+            .apply_reports(
+                "i1",
+                &[
+                    report(&t, TaskStatus::Pending),
+                    running.clone(),
+                    report(&t, TaskStatus::Pending),
+                    running.clone(),
+                ],
+            )
+            .await
+            .unwrap();
+        use ReportOutcome::*;
+        assert_eq!(outcomes, vec![Applied, Applied, Regression, Unchanged]);
+        assert_eq!(
+            db.apply_reports("i2", &[report(&t, TaskStatus::Stopped)])
+                .await
+                .unwrap(),
+            vec![ForeignTask]
+        );
+        let rec = db.task(&t.id).unwrap().unwrap();
+        assert_eq!(rec.last_status, TaskStatus::Running);
+        assert_eq!(rec.containers[0].runtime_id, "ctr-1");
+        assert_eq!(rec.containers[0].network_bindings.len(), 1);
+        assert_eq!(rec.version, 3);
+
+        // StopTask: desired STOPPED, reservation kept until the agent reports.
+        let stopped = db.stop_task("default", &t.id, "").await.unwrap();
+        assert_eq!(stopped.desired_status, DesiredStatus::Stopped);
+        assert_eq!(stopped.stop_code, "UserInitiated");
+        assert_eq!(stopped.stopped_reason, DEFAULT_STOP_REASON);
+        assert!(stopped.stopping_at.is_some());
+        assert_eq!(stopped.last_status, TaskStatus::Running);
+        assert_eq!(db.allocation_of("i1").unwrap().memory_mib, 100);
+        let (_, set) = db.desired_set("i1").unwrap();
+        assert_eq!(set[0].desired_status, DesiredStatus::Stopped);
+        let mut exited = report(&t, TaskStatus::Stopped);
+        exited.stop_code = "EssentialContainerExited".into();
+        db.apply_reports("i1", &[exited]).await.unwrap();
+        let rec = db.task(&t.id).unwrap().unwrap();
+        assert_eq!(rec.stop_code, "UserInitiated", "the user's stop code stays");
+        assert_eq!(rec.containers[0].last_status, "STOPPED");
+        assert_eq!(db.allocation_of("i1").unwrap(), AllocationRecord {
+            generation: db.allocation_of("i1").unwrap().generation,
+            ..Default::default()
+        });
+        // STOPPED is final.
+        assert_eq!(
+            db.apply_reports("i1", &[report(&t, TaskStatus::Running)])
+                .await
+                .unwrap(),
+            vec![Regression]
+        );
+    }
+
+    /// Property-style: 8 concurrent StartTask callers with random task
+    /// shapes on one small instance never over-commit it nor share a port.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_placements_never_overcommit_nor_share_a_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        instance(&db, "i1", 2000, (20000, 20039)).await;
+        let mut rng = rand::rng();
+        let mut families = Vec::new();
+        for f in 0..6 {
+            let memory = rng.random_range(16..300);
+            let cpu = rng.random_range(0..700);
+            let dynamic: usize = rng.random_range(0..3);
+            let mut ports: Vec<String> = (0..dynamic)
+                .map(|p| format!(r#"{{"containerPort":{}}}"#, 80 + p))
+                .collect();
+            if f % 3 == 0 {
+                ports.push(format!(r#"{{"containerPort":90,"hostPort":{}}}"#, 9000 + f));
+            }
+            let json = format!(
+                r#"{{"family":"f{f}","containerDefinitions":[{{"name":"c","image":"x","memory":{memory},"cpu":{cpu},"portMappings":[{}]}}]}}"#,
+                ports.join(",")
+            );
+            register(&db, &json).await;
+            families.push(format!("f{f}"));
+        }
+        let mut handles = Vec::new();
+        for w in 0..8 {
+            let db = db.clone();
+            let families = families.clone();
+            handles.push(tokio::spawn(async move {
+                for i in 0..6 {
+                    let f = &families[(w + i) % families.len()];
+                    db.start_tasks(&spec(f, "i1", 2), |_| true).await.unwrap();
+                }
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        let tasks = db.tasks_of_instance("i1").unwrap();
+        assert!(!tasks.is_empty());
+        let (cpu, memory) = tasks.iter().fold((0, 0), |(c, m), t| {
+            (c + t.reservation.cpu_units, m + t.reservation.memory_mib)
+        });
+        assert!(memory <= 2000 && cpu <= 4096, "over-committed: {cpu} cpu, {memory} MiB");
+        let mut ports: Vec<u16> = tasks
+            .iter()
+            .flat_map(|t| t.reservation.host_ports(Protocol::Tcp).collect::<Vec<_>>())
+            .collect();
+        let n = ports.len();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), n, "a host port was handed out twice");
+        assert!(!ports.contains(&22), "a reserved port was handed out");
+        let a = db.allocation_of("i1").unwrap();
+        assert_eq!((a.cpu_units, a.memory_mib), (cpu, memory));
+        assert_eq!(a.tcp_ports, ports, "the allocation record is the sum of its tasks");
+    }
+
+    #[tokio::test]
+    async fn tasks_and_reservations_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let db = open(dir.path()).await;
+            instance(&db, "i1", 1000, (20000, 20099)).await;
+            register(&db, STATIC).await;
+            let id = db.start_tasks(&spec("static", "i1", 1), |_| true).await.unwrap().tasks[0]
+                .id
+                .clone();
+            db.close().await;
+            id
+        };
+        let db = open(dir.path()).await;
+        assert!(db.task(&id).unwrap().is_some());
+        assert_eq!(db.allocation_of("i1").unwrap().tcp_ports, vec![8080]);
+        let out = db.start_tasks(&spec("static", "i1", 1), |_| true).await.unwrap();
+        assert_eq!(out.failures[0].reason, "RESOURCE:PORTS");
+    }
+}
