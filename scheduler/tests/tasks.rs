@@ -12,9 +12,8 @@ use berth_proto::v1::task_definition_service_client::TaskDefinitionServiceClient
 use berth_proto::v1::task_service_client::TaskServiceClient;
 use berth_proto::v1::{
     agent_message, DeregisterTaskDefinitionRequest, DescribeClustersRequest,
-    DescribeContainerInstancesRequest, DescribeTasksRequest, GetTaskLogsRequest,
-    ListTasksRequest, LogChunk, LogEntry, RegisterTaskDefinitionRequest, StartTaskRequest,
-    StopTaskRequest, Task,
+    DescribeContainerInstancesRequest, DescribeTasksRequest, GetTaskLogsRequest, ListTasksRequest,
+    LogChunk, LogEntry, RegisterTaskDefinitionRequest, StartTaskRequest, StopTaskRequest, Task,
 };
 use berth_scheduler::config::Config;
 use berth_tests::fake_agent::{report_for, FakeAgent, FakeHost};
@@ -105,7 +104,10 @@ async fn eventually_task(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("task {id} never matched; last: {:?}", describe(tasks, id).await);
+    panic!(
+        "task {id} never matched; last: {:?}",
+        describe(tasks, id).await
+    );
 }
 
 fn short(arn: &str) -> &str {
@@ -137,7 +139,10 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
     let d = agent.desired_where(|d| d.tasks.len() == 2).await;
     let ports: Vec<u32> = d.tasks.iter().map(|t| t.ports[0].host_port).collect();
     assert_ne!(ports[0], ports[1]);
-    assert!(ports.iter().all(|p| (20000..=32767).contains(p)), "{ports:?}");
+    assert!(
+        ports.iter().all(|p| (20000..=32767).contains(p)),
+        "{ports:?}"
+    );
     let json: serde_json::Value = serde_json::from_str(&d.tasks[0].task_definition_json).unwrap();
     assert_eq!(json["family"], "web");
     assert_eq!(
@@ -286,7 +291,11 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
                 .any(|t| t.task_arn == web0.task_arn && t.desired_status == "STOPPED")
         })
         .await;
-    let w = d.tasks.iter().find(|t| t.task_arn == web0.task_arn).unwrap();
+    let w = d
+        .tasks
+        .iter()
+        .find(|t| t.task_arn == web0.task_arn)
+        .unwrap();
     assert_eq!(w.stop_code, "UserInitiated");
     agent.report(report_for(w, "STOPPED")).await;
     let t = eventually_task(&mut tasks, &id0, |t| t.last_status == "STOPPED").await;

@@ -226,8 +226,9 @@ impl FakeAgent {
         let logs = tokio::spawn({
             let tx = self.tx.clone();
             let desired = self.desired.clone();
-            let mut requests = std::mem::replace(&mut self.log_requests, Mutex::new(mpsc::channel(1).1))
-                .into_inner();
+            let mut requests =
+                std::mem::replace(&mut self.log_requests, Mutex::new(mpsc::channel(1).1))
+                    .into_inner();
             async move {
                 while let Some(r) = requests.recv().await {
                     let containers: Vec<String> = desired

@@ -689,7 +689,10 @@ mod tests {
         instance(&db, "i1", 1000, (20000, 20099)).await;
         register(&db, WEB).await;
         let mut notified = db.desired_notifier().subscribe("i1");
-        let out = db.start_tasks(&spec("web", "i1", 2), |_| true).await.unwrap();
+        let out = db
+            .start_tasks(&spec("web", "i1", 2), |_| true)
+            .await
+            .unwrap();
         assert_eq!((out.tasks.len(), out.failures.len()), (2, 0));
         let t = &out.tasks[0];
         assert_eq!(t.id.len(), 32);
@@ -718,7 +721,10 @@ mod tests {
             .unwrap();
         assert_eq!(outcomes, vec![ReportOutcome::Applied]);
         let a = db.allocation_of("i1").unwrap();
-        assert_eq!((a.cpu_units, a.memory_mib, a.tcp_ports.len()), (128, 100, 1));
+        assert_eq!(
+            (a.cpu_units, a.memory_mib, a.tcp_ports.len()),
+            (128, 100, 1)
+        );
         let stopped = db.task(&t.id).unwrap().unwrap();
         assert_eq!(stopped.desired_status, DesiredStatus::Stopped);
         assert!(stopped.stopped_at.is_some());
@@ -733,26 +739,48 @@ mod tests {
         instance(&db, "i1", 150, (20000, 20099)).await;
         register(&db, STATIC).await;
         register(&db, WEB).await;
-        let ok = db.start_tasks(&spec("static", "i1", 1), |_| true).await.unwrap();
+        let ok = db
+            .start_tasks(&spec("static", "i1", 1), |_| true)
+            .await
+            .unwrap();
         assert_eq!(ok.tasks[0].reservation.ports[0].host_port, 8080);
-        let out = db.start_tasks(&spec("static", "i1", 1), |_| true).await.unwrap();
+        let out = db
+            .start_tasks(&spec("static", "i1", 1), |_| true)
+            .await
+            .unwrap();
         assert!(out.tasks.is_empty());
         assert_eq!(out.failures[0].reason, "RESOURCE:PORTS");
-        assert!(out.failures[0].detail.contains("8080/tcp"), "{:?}", out.failures);
+        assert!(
+            out.failures[0].detail.contains("8080/tcp"),
+            "{:?}",
+            out.failures
+        );
         // 140 MiB left: one web task (100) fits, the second does not.
-        let out = db.start_tasks(&spec("web", "i1", 3), |_| true).await.unwrap();
+        let out = db
+            .start_tasks(&spec("web", "i1", 3), |_| true)
+            .await
+            .unwrap();
         assert_eq!(out.tasks.len(), 1);
         assert_eq!(out.failures.len(), 1, "one failure per instance");
         assert_eq!(out.failures[0].reason, "RESOURCE:MEMORY");
         // Instance problems.
-        let out = db.start_tasks(&spec("web", "ghost", 1), |_| true).await.unwrap();
+        let out = db
+            .start_tasks(&spec("web", "ghost", 1), |_| true)
+            .await
+            .unwrap();
         assert_eq!(out.failures[0].reason, "MISSING");
-        let out = db.start_tasks(&spec("web", "i1", 1), |_| false).await.unwrap();
+        let out = db
+            .start_tasks(&spec("web", "i1", 1), |_| false)
+            .await
+            .unwrap();
         assert_eq!(out.failures[0].reason, "AGENT");
         db.update_instance("i1", |i| i.status = InstanceStatus::Draining)
             .await
             .unwrap();
-        let out = db.start_tasks(&spec("static", "i1", 1), |_| true).await.unwrap();
+        let out = db
+            .start_tasks(&spec("static", "i1", 1), |_| true)
+            .await
+            .unwrap();
         assert_eq!(out.failures[0].reason, "DRAINING");
     }
 
@@ -767,7 +795,10 @@ mod tests {
         s.revision = Some(1);
         match db.start_tasks(&s, |_| true).await {
             Err(DbError::InvalidArgument { message, .. }) => {
-                assert!(message.starts_with("TaskDefinition is inactive"), "{message}")
+                assert!(
+                    message.starts_with("TaskDefinition is inactive"),
+                    "{message}"
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -781,7 +812,12 @@ mod tests {
         instance(&db, "i1", 1000, (20000, 20099)).await;
         instance(&db, "i2", 1000, (20000, 20099)).await;
         register(&db, WEB).await;
-        let t = db.start_tasks(&spec("web", "i1", 1), |_| true).await.unwrap().tasks[0].clone();
+        let t = db
+            .start_tasks(&spec("web", "i1", 1), |_| true)
+            .await
+            .unwrap()
+            .tasks[0]
+            .clone();
         let mut running = report(&t, TaskStatus::Running);
         running.containers = vec![ContainerRecord {
             name: "web".into(),
@@ -837,10 +873,13 @@ mod tests {
         let rec = db.task(&t.id).unwrap().unwrap();
         assert_eq!(rec.stop_code, "UserInitiated", "the user's stop code stays");
         assert_eq!(rec.containers[0].last_status, "STOPPED");
-        assert_eq!(db.allocation_of("i1").unwrap(), AllocationRecord {
-            generation: db.allocation_of("i1").unwrap().generation,
-            ..Default::default()
-        });
+        assert_eq!(
+            db.allocation_of("i1").unwrap(),
+            AllocationRecord {
+                generation: db.allocation_of("i1").unwrap().generation,
+                ..Default::default()
+            }
+        );
         // STOPPED is final.
         assert_eq!(
             db.apply_reports("i1", &[report(&t, TaskStatus::Running)])
@@ -895,7 +934,10 @@ mod tests {
         let (cpu, memory) = tasks.iter().fold((0, 0), |(c, m), t| {
             (c + t.reservation.cpu_units, m + t.reservation.memory_mib)
         });
-        assert!(memory <= 2000 && cpu <= 4096, "over-committed: {cpu} cpu, {memory} MiB");
+        assert!(
+            memory <= 2000 && cpu <= 4096,
+            "over-committed: {cpu} cpu, {memory} MiB"
+        );
         let mut ports: Vec<u16> = tasks
             .iter()
             .flat_map(|t| t.reservation.host_ports(Protocol::Tcp).collect::<Vec<_>>())
@@ -907,7 +949,10 @@ mod tests {
         assert!(!ports.contains(&22), "a reserved port was handed out");
         let a = db.allocation_of("i1").unwrap();
         assert_eq!((a.cpu_units, a.memory_mib), (cpu, memory));
-        assert_eq!(a.tcp_ports, ports, "the allocation record is the sum of its tasks");
+        assert_eq!(
+            a.tcp_ports, ports,
+            "the allocation record is the sum of its tasks"
+        );
     }
 
     #[tokio::test]
@@ -917,7 +962,11 @@ mod tests {
             let db = open(dir.path()).await;
             instance(&db, "i1", 1000, (20000, 20099)).await;
             register(&db, STATIC).await;
-            let id = db.start_tasks(&spec("static", "i1", 1), |_| true).await.unwrap().tasks[0]
+            let id = db
+                .start_tasks(&spec("static", "i1", 1), |_| true)
+                .await
+                .unwrap()
+                .tasks[0]
                 .id
                 .clone();
             db.close().await;
@@ -926,7 +975,10 @@ mod tests {
         let db = open(dir.path()).await;
         assert!(db.task(&id).unwrap().is_some());
         assert_eq!(db.allocation_of("i1").unwrap().tcp_ports, vec![8080]);
-        let out = db.start_tasks(&spec("static", "i1", 1), |_| true).await.unwrap();
+        let out = db
+            .start_tasks(&spec("static", "i1", 1), |_| true)
+            .await
+            .unwrap();
         assert_eq!(out.failures[0].reason, "RESOURCE:PORTS");
     }
 }
