@@ -45,6 +45,8 @@ impl Default for FakeHost {
 pub struct FakeAgent {
     pub id: String,
     pub arn: String,
+    /// What Register returned; [`FakeAgent::reconnect`] presents it again.
+    pub credential: String,
     tx: mpsc::Sender<AgentMessage>,
     desired: watch::Receiver<Option<DesiredState>>,
     log_requests: Mutex<mpsc::Receiver<LogRequest>>,
@@ -63,8 +65,7 @@ impl FakeAgent {
     /// Registers with `cluster`, connects and says Hello; heartbeats every
     /// 200 ms.
     pub async fn join(channel: Channel, cluster: &str, host: FakeHost) -> Self {
-        let mut client = AgentServiceClient::new(channel);
-        let reg = client
+        let reg = AgentServiceClient::new(channel.clone())
             .register(RegisterRequest {
                 cluster: cluster.to_owned(),
                 hostname: "fake-host".to_owned(),
@@ -72,6 +73,25 @@ impl FakeAgent {
             .await
             .expect("register")
             .into_inner();
+        Self::reconnect(
+            channel,
+            reg.container_instance_id,
+            reg.container_instance_arn,
+            reg.credential,
+            host,
+        )
+        .await
+    }
+
+    /// Connects as an instance that registered before (a restarted agent).
+    pub async fn reconnect(
+        channel: Channel,
+        id: String,
+        arn: String,
+        credential: String,
+        host: FakeHost,
+    ) -> Self {
+        let mut client = AgentServiceClient::new(channel);
         let (tx, rx) = mpsc::channel::<AgentMessage>(256);
         tx.send(AgentMessage {
             msg: Some(agent_message::Msg::Hello(Hello {
@@ -93,7 +113,7 @@ impl FakeAgent {
         let mut req = tonic::Request::new(ReceiverStream::new(rx));
         req.metadata_mut().insert(
             berth_proto::AGENT_CREDENTIAL_HEADER,
-            MetadataValue::try_from(reg.credential.as_str()).expect("ascii credential"),
+            MetadataValue::try_from(credential.as_str()).expect("ascii credential"),
         );
         let mut down = client.connect(req).await.expect("connect").into_inner();
         let (desired_tx, desired) = watch::channel(None);
@@ -129,8 +149,9 @@ impl FakeAgent {
             }
         });
         Self {
-            id: reg.container_instance_id,
-            arn: reg.container_instance_arn,
+            id,
+            arn,
+            credential,
             tx,
             desired,
             log_requests: Mutex::new(log_rx),
