@@ -290,6 +290,7 @@ mod tests {
                     task_arn: "arn:t".into(),
                     desired_status: status.into(),
                     task_definition_json: "{}".into(),
+                    ..Default::default()
                 }],
             })),
         };
