@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    cluster::ClusterCommand, instance::InstanceCommand, taskdef::TaskdefCommand,
+    cluster::ClusterCommand, instance::InstanceCommand, task::TaskCommand, taskdef::TaskdefCommand,
 };
 use crate::output::OutputFormat;
 
@@ -40,6 +40,9 @@ pub enum Command {
     /// List and describe container instances (the hosts running agents)
     #[command(subcommand)]
     Instance(InstanceCommand),
+    /// Start, list, describe and stop tasks; read their logs
+    #[command(subcommand)]
+    Task(TaskCommand),
     /// Print berthctl's version and the scheduler's
     Version,
 }
@@ -232,6 +235,58 @@ mod tests {
         check(
             "version",
             expect![[r#"GlobalArgs { endpoint: None, output: Table } Version"#]],
+        );
+    }
+
+    #[test]
+    fn task_commands() {
+        check(
+            "task start --taskdef web:3 --instance 4f1c --count 2",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Task(Start { task_definition: TaskDefRef { family: "web", revision: Some(3) }, instances: ["4f1c"], count: 2, group: None, started_by: None, cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+        check(
+            "task start --taskdef web --instance a --instance b --group g --started-by ci",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Task(Start { task_definition: TaskDefRef { family: "web", revision: None }, instances: ["a", "b"], count: 1, group: Some("g"), started_by: Some("ci"), cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+        check(
+            "task start --taskdef web --instance a --count 11",
+            expect!["error (exit 2): ValueValidation"],
+        );
+        check(
+            "task start --taskdef web",
+            expect!["error (exit 2): MissingRequiredArgument"],
+        );
+        check(
+            "task ls --instance a --family web --desired-status stopped",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Task(Ls { instance: Some("a"), family: Some("web"), desired_status: Some(Stopped), cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+        check(
+            "task describe 0a1b -o json",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Json } Task(Describe { ids: ["0a1b"], cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+        check(
+            "task stop 0a1b --reason done",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Task(Stop { id: "0a1b", reason: Some("done"), cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+        check(
+            "task logs 0a1b -c web -f --tail 20 --since 10m",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Task(Logs { id: "0a1b", container: Some("web"), follow: true, tail: Some(20), since: Some(600s), cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+        check(
+            "task logs 0a1b --since yesterday",
+            expect!["error (exit 2): ValueValidation"],
         );
     }
 }

@@ -80,6 +80,10 @@ pub enum CtlError {
     #[error("{}", missing_text(.items))]
     Missing { items: Vec<MissingItem> },
 
+    /// StartTask placed nothing; one failure per instance, with ECS's reason.
+    #[error("no task started:{}", indented(&.items.iter().map(failure_line).collect::<Vec<_>>()))]
+    NotStarted { items: Vec<MissingItem> },
+
     /// The scheduler answered something berthctl cannot read.
     #[error("unexpected answer from the Berth scheduler: {what}")]
     BadResponse { what: String },
@@ -107,6 +111,15 @@ fn indented(lines: &[String]) -> String {
         let _ = write!(s, "\n  {l}");
         s
     })
+}
+
+/// `ARN: REASON (detail)`, one failure of a start.
+pub fn failure_line(m: &MissingItem) -> String {
+    let mut s = format!("{}: {}", m.arn, m.reason);
+    if !m.detail.is_empty() {
+        let _ = write!(s, " ({})", m.detail);
+    }
+    s
 }
 
 fn missing_text(items: &[MissingItem]) -> String {

@@ -50,6 +50,12 @@ impl ArnPrefix {
         format!("{}:task/{cluster}/{id}", self.base())
     }
 
+    /// A container of a task (ECS uses a random id as the last segment;
+    /// Berth uses the container's name, unique in its task).
+    pub fn container(&self, cluster: &str, task: &str, name: &str) -> String {
+        format!("{}:container/{cluster}/{task}/{name}", self.base())
+    }
+
     pub fn service(&self, cluster: &str, name: &str) -> String {
         format!("{}:service/{cluster}/{name}", self.base())
     }

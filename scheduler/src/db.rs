@@ -10,14 +10,22 @@ use std::sync::Arc;
 use berth_proto::taskdef::{TaskDefinition, TaskDefinitionStatus};
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::agent_link::DesiredNotifier;
 use crate::records::{
     now_millis, ClusterRecord, ClusterStatus, FamilyRecord, InstanceRecord, InstanceStatus,
     TaskDefinitionRecord,
 };
 use crate::store::{GroupCommit, Store, StoreError, Table, Txn};
 
+mod tasks;
+
+pub use tasks::{
+    ReportOutcome, StartFailure, StartSpec, StartTasks, TaskFilter, TaskReport,
+    DEFAULT_STOP_REASON, MAX_COUNT,
+};
+
 /// The schema this code writes. Bump it together with a step in [`migrate`].
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// How many times an optimistic write retries on conflict before giving up.
 const MAX_RETRIES: usize = 64;
@@ -31,6 +39,11 @@ pub enum DbError {
     AlreadyExists { kind: &'static str, name: String },
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{field}: {message}")]
+    InvalidArgument {
+        field: &'static str,
+        message: String,
+    },
     #[error("too much contention writing {what}; try again")]
     Contention { what: &'static str },
     #[error(transparent)]
@@ -42,6 +55,7 @@ pub enum DbError {
 pub struct Db {
     store: Arc<dyn Store>,
     commit: GroupCommit,
+    desired: DesiredNotifier,
 }
 
 impl std::fmt::Debug for Db {
@@ -79,9 +93,13 @@ fn family_prefix(family: &str) -> Vec<u8> {
 }
 
 /// Steps from one schema version to the next; index `i` upgrades `i+1 → i+2`.
-/// Empty while the schema is at version 1.
 type Migration = fn(&dyn Store) -> Result<(), StoreError>;
-const MIGRATIONS: &[Migration] = &[];
+const MIGRATIONS: &[Migration] = &[
+    // 1 → 2: the task tables (Tasks, InstanceTasks, Allocations) start
+    // empty. The bump keeps an older scheduler, which would ignore the
+    // reservations they hold, from opening the store.
+    |_| Ok(()),
+];
 
 fn migrate(store: &dyn Store) -> Result<(), StoreError> {
     let found = match store.get(Table::Meta, SCHEMA_KEY)? {
@@ -116,7 +134,11 @@ impl Db {
     pub async fn open(store: Arc<dyn Store>) -> Result<Self, DbError> {
         migrate(store.as_ref())?;
         let commit = GroupCommit::start(store.clone());
-        let db = Self { store, commit };
+        let db = Self {
+            store,
+            commit,
+            desired: DesiredNotifier::default(),
+        };
         match db.create_cluster("default").await {
             Ok(_) | Err(DbError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e),
@@ -132,6 +154,11 @@ impl Db {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Bumped after every durable change of an instance's desired set.
+    pub fn desired_notifier(&self) -> &DesiredNotifier {
+        &self.desired
     }
 
     fn get<T: DeserializeOwned>(
@@ -158,15 +185,25 @@ impl Db {
     async fn write<R>(
         &self,
         what: &'static str,
+        build: impl FnMut() -> Result<(Txn, R), DbError>,
+    ) -> Result<R, DbError> {
+        let out = self.commit_retrying(what, build)?;
+        self.commit.durable().await?;
+        Ok(out)
+    }
+
+    /// Commits `build()`'s transaction, retrying on conflict, without
+    /// waiting for durability: the caller awaits [`GroupCommit::durable`]
+    /// once for several commits before acknowledging any of them.
+    fn commit_retrying<R>(
+        &self,
+        what: &'static str,
         mut build: impl FnMut() -> Result<(Txn, R), DbError>,
     ) -> Result<R, DbError> {
         for _ in 0..MAX_RETRIES {
             let (txn, out) = build()?;
             match self.store.commit(&txn) {
-                Ok(()) => {
-                    self.commit.durable().await?;
-                    return Ok(out);
-                }
+                Ok(()) => return Ok(out),
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }

@@ -2,16 +2,20 @@
 //!
 //! - [`server`]: assembles store, services and listener; `run(config, listener, shutdown)`.
 //! - [`api`]: the gRPC edge, one module per service; the only place prost types appear.
-//! - [`db`]: typed, durable operations (clusters, task definitions, instances).
+//! - [`db`]: typed, durable operations (clusters, task definitions, instances, tasks).
 //! - [`store`]: the narrow storage trait and its sled implementation; the only place sled appears.
 //! - [`sessions`]: live agent sessions and heartbeats, in memory.
+//! - [`agent_link`]: desired-set notifications and log-request routing to the agents' streams.
+//! - [`reserve`]: what a task needs on an instance and whether it fits; pure functions.
 //! - [`records`]: the stored domain records.
 //! - [`config`]: file/env/flag configuration, validated before anything binds.
 
+pub mod agent_link;
 pub mod api;
 pub mod config;
 pub mod db;
 pub mod records;
+pub mod reserve;
 pub mod server;
 pub mod sessions;
 pub mod store;

@@ -105,3 +105,286 @@ pub struct InstanceRecord {
     /// SHA-256 (hex) of the agent's credential secret.
     pub credential_sha256: String,
 }
+
+// ------------------------------------------------------------------ tasks
+
+/// ECS's desiredStatus of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DesiredStatus {
+    Running,
+    Stopped,
+}
+
+impl DesiredStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesiredStatus::Running => "RUNNING",
+            DesiredStatus::Stopped => "STOPPED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "RUNNING" => Some(Self::Running),
+            "STOPPED" => Some(Self::Stopped),
+            _ => None,
+        }
+    }
+}
+
+/// ECS's lastStatus of a task, in lifecycle order: a task only moves
+/// forward ([`TaskStatus::rank`]), and STOPPED is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TaskStatus {
+    Provisioning,
+    Pending,
+    Activating,
+    Running,
+    Deactivating,
+    Stopping,
+    Deprovisioning,
+    Stopped,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Provisioning => "PROVISIONING",
+            TaskStatus::Pending => "PENDING",
+            TaskStatus::Activating => "ACTIVATING",
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Deactivating => "DEACTIVATING",
+            TaskStatus::Stopping => "STOPPING",
+            TaskStatus::Deprovisioning => "DEPROVISIONING",
+            TaskStatus::Stopped => "STOPPED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "PROVISIONING" => Self::Provisioning,
+            "PENDING" => Self::Pending,
+            "ACTIVATING" => Self::Activating,
+            "RUNNING" => Self::Running,
+            "DEACTIVATING" => Self::Deactivating,
+            "STOPPING" => Self::Stopping,
+            "DEPROVISIONING" => Self::Deprovisioning,
+            "STOPPED" => Self::Stopped,
+            _ => return None,
+        })
+    }
+
+    /// Position in the lifecycle; a report of a lower rank is a regression.
+    pub fn rank(self) -> u8 {
+        self as u8
+    }
+
+    /// Counted as pending (ECS's pendingTasksCount): placed, not yet running.
+    pub fn is_pending(self) -> bool {
+        self < TaskStatus::Running
+    }
+}
+
+/// Transport protocol of a host port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "tcp" | "" => Some(Self::Tcp),
+            "udp" => Some(Self::Udp),
+            _ => None,
+        }
+    }
+}
+
+/// One published port: which container port the scheduler mapped to which
+/// host port (dynamic ones resolved at placement).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortAssignment {
+    pub container_name: String,
+    pub container_port: u16,
+    pub protocol: Protocol,
+    pub host_port: u16,
+}
+
+/// What a task holds on its instance from placement until it is STOPPED.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub cpu_units: i64,
+    pub memory_mib: i64,
+    /// One per published port, in task-definition order.
+    pub ports: Vec<PortAssignment>,
+}
+
+impl Reservation {
+    pub fn host_ports(&self, protocol: Protocol) -> impl Iterator<Item = u16> + '_ {
+        self.ports
+            .iter()
+            .filter(move |p| p.protocol == protocol)
+            .map(|p| p.host_port)
+    }
+}
+
+/// A network binding as the agent really mapped it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkBinding {
+    pub bind_ip: String,
+    pub container_port: u16,
+    pub host_port: u16,
+    pub protocol: Protocol,
+}
+
+/// A container of a task, as the agent last reported it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub name: String,
+    pub image: String,
+    #[serde(default)]
+    pub image_digest: String,
+    /// containerd's container id.
+    #[serde(default)]
+    pub runtime_id: String,
+    /// PENDING | RUNNING | STOPPED (ECS container status names).
+    pub last_status: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub network_bindings: Vec<NetworkBinding>,
+    #[serde(default)]
+    pub health_status: String,
+    /// From the definition, for DescribeTasks.
+    #[serde(default)]
+    pub cpu: Option<u32>,
+    #[serde(default)]
+    pub memory: Option<u32>,
+    #[serde(default)]
+    pub memory_reservation: Option<u32>,
+}
+
+/// One task: where it runs, what the scheduler wants of it, what the agent
+/// last reported, and what it holds on its instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// 32 lowercase hex digits, like ECS's task ids.
+    pub id: String,
+    pub cluster: String,
+    pub instance_id: String,
+    /// The definition is `family:revision` in `TaskDefinitions`; revisions
+    /// are immutable and never deleted, so the key is the snapshot.
+    pub family: String,
+    pub revision: u32,
+    pub desired_status: DesiredStatus,
+    pub last_status: TaskStatus,
+    #[serde(default)]
+    pub health_status: String,
+    pub started_by: String,
+    pub group: String,
+    pub created_at: UnixMillis,
+    #[serde(default)]
+    pub pull_started_at: Option<UnixMillis>,
+    #[serde(default)]
+    pub pull_stopped_at: Option<UnixMillis>,
+    #[serde(default)]
+    pub started_at: Option<UnixMillis>,
+    #[serde(default)]
+    pub stopping_at: Option<UnixMillis>,
+    #[serde(default)]
+    pub stopped_at: Option<UnixMillis>,
+    #[serde(default)]
+    pub stop_code: String,
+    #[serde(default)]
+    pub stopped_reason: String,
+    pub containers: Vec<ContainerRecord>,
+    pub reservation: Reservation,
+    /// Rises with every change of the record (ECS's `version`).
+    pub version: i64,
+}
+
+impl TaskRecord {
+    /// In the instance's desired set: wanted running, or wanted stopped
+    /// but not yet reported STOPPED.
+    pub fn in_desired_set(&self) -> bool {
+        self.last_status != TaskStatus::Stopped
+    }
+
+    /// Holds its reservation (until it is STOPPED).
+    pub fn holds_reservation(&self) -> bool {
+        self.last_status != TaskStatus::Stopped
+    }
+}
+
+/// What is allocated on one instance: the sum of the reservations of its
+/// tasks that are not STOPPED. Every placement and release rewrites it in
+/// the same transaction as the task, checked against the bytes read, so
+/// two concurrent placements can never share a port or over-commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationRecord {
+    pub cpu_units: i64,
+    pub memory_mib: i64,
+    /// Sorted, unique.
+    pub tcp_ports: Vec<u16>,
+    pub udp_ports: Vec<u16>,
+    /// Rises with every change of the instance's desired set; sent as
+    /// `DesiredState.generation`. Stored, so it keeps rising across
+    /// scheduler restarts.
+    pub generation: u64,
+}
+
+impl AllocationRecord {
+    pub fn ports(&self, protocol: Protocol) -> &Vec<u16> {
+        match protocol {
+            Protocol::Tcp => &self.tcp_ports,
+            Protocol::Udp => &self.udp_ports,
+        }
+    }
+
+    fn ports_mut(&mut self, protocol: Protocol) -> &mut Vec<u16> {
+        match protocol {
+            Protocol::Tcp => &mut self.tcp_ports,
+            Protocol::Udp => &mut self.udp_ports,
+        }
+    }
+
+    pub fn is_allocated(&self, protocol: Protocol, port: u16) -> bool {
+        self.ports(protocol).binary_search(&port).is_ok()
+    }
+
+    pub fn add(&mut self, r: &Reservation) {
+        self.cpu_units += r.cpu_units;
+        self.memory_mib += r.memory_mib;
+        for p in &r.ports {
+            let v = self.ports_mut(p.protocol);
+            if let Err(i) = v.binary_search(&p.host_port) {
+                v.insert(i, p.host_port);
+            }
+        }
+    }
+
+    pub fn release(&mut self, r: &Reservation) {
+        self.cpu_units -= r.cpu_units;
+        self.memory_mib -= r.memory_mib;
+        for p in &r.ports {
+            let v = self.ports_mut(p.protocol);
+            if let Ok(i) = v.binary_search(&p.host_port) {
+                v.remove(i);
+            }
+        }
+    }
+}

@@ -10,11 +10,14 @@ use berth_proto::v1::{
     container_instance_service_server::ContainerInstanceServiceServer,
     system_service_server::SystemServiceServer,
     task_definition_service_server::TaskDefinitionServiceServer,
+    task_service_server::TaskServiceServer,
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent_link::LogRouter;
+use crate::api::task::TaskApi;
 use crate::api::{
     agent::AgentApi, cluster::ClusterApi, instance::ContainerInstanceApi, system::SystemApi,
     taskdef::TaskDefinitionApi, Shared,
@@ -63,6 +66,7 @@ pub async fn run(
         sessions: Sessions::new(config.heartbeat_ttl),
         arn: Arc::new(config.arn.clone()),
         heartbeat_interval: config.heartbeat_interval,
+        logs: LogRouter::default(),
     };
     let addr = listener.local_addr().ok();
     tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "berth-scheduler serving");
@@ -77,6 +81,9 @@ pub async fn run(
             shared: shared.clone(),
         }))
         .add_service(ContainerInstanceServiceServer::new(ContainerInstanceApi {
+            shared: shared.clone(),
+        }))
+        .add_service(TaskServiceServer::new(TaskApi {
             shared: shared.clone(),
         }))
         .add_service(SystemServiceServer::new(SystemApi))

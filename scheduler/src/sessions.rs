@@ -13,8 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::agent_link::Outbound;
 use crate::records::{now_millis, UnixMillis};
 
 /// Connection facts of one instance, as the API reports them.
@@ -31,6 +33,8 @@ struct Session {
     open: bool,
     last_seen: Instant,
     last_seen_wall: UnixMillis,
+    /// Messages for this session's stream (log requests).
+    outbound: mpsc::Sender<Outbound>,
 }
 
 /// The registry of sessions. Cheap to clone.
@@ -88,8 +92,9 @@ impl Sessions {
         self.base_ttl.max(Duration::from_secs(n.div_ceil(50)))
     }
 
-    /// Records a new session for `id`, superseding any older one.
-    pub fn attach(&self, id: &str) -> SessionGuard {
+    /// Records a new session for `id`, superseding any older one;
+    /// `outbound` reaches its stream.
+    pub fn attach(&self, id: &str, outbound: mpsc::Sender<Outbound>) -> SessionGuard {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(
             id.to_owned(),
@@ -98,6 +103,7 @@ impl Sessions {
                 open: true,
                 last_seen: Instant::now(),
                 last_seen_wall: now_millis(),
+                outbound,
             },
         );
         SessionGuard {
@@ -130,6 +136,15 @@ impl Sessions {
         }
     }
 
+    /// The sender to `id`'s stream while its agent is connected.
+    pub fn outbound(&self, id: &str) -> Option<mpsc::Sender<Outbound>> {
+        let ttl = self.ttl();
+        self.lock()
+            .get(id)
+            .filter(|s| s.open && s.last_seen.elapsed() <= ttl)
+            .map(|s| s.outbound.clone())
+    }
+
     /// Forgets an instance entirely (deregistration).
     pub fn remove(&self, id: &str) {
         self.lock().remove(id);
@@ -140,10 +155,14 @@ impl Sessions {
 mod tests {
     use super::*;
 
+    fn tx() -> mpsc::Sender<Outbound> {
+        mpsc::channel(1).0
+    }
+
     #[tokio::test(start_paused = true)]
     async fn ttl_expiry_disconnects() {
         let s = Sessions::new(Duration::from_secs(10));
-        let g = s.attach("i1");
+        let g = s.attach("i1", tx());
         assert!(s.liveness("i1").connected);
         tokio::time::advance(Duration::from_secs(9)).await;
         g.heartbeat();
@@ -156,8 +175,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn closing_the_stream_disconnects_at_once_but_a_reconnect_wins() {
         let s = Sessions::new(Duration::from_secs(10));
-        let old = s.attach("i1");
-        let new = s.attach("i1");
+        let old = s.attach("i1", tx());
+        let new = s.attach("i1", tx());
         drop(old); // the superseded stream ending must not mark i1 down
         assert!(s.liveness("i1").connected);
         drop(new);
@@ -170,7 +189,9 @@ mod tests {
     #[test]
     fn ttl_grows_with_fleet() {
         let s = Sessions::new(Duration::from_secs(10));
-        let guards: Vec<_> = (0..1000).map(|i| s.attach(&format!("i{i}"))).collect();
+        let guards: Vec<_> = (0..1000)
+            .map(|i| s.attach(&format!("i{i}"), tx()))
+            .collect();
         assert_eq!(s.ttl(), Duration::from_secs(20));
         drop(guards);
     }

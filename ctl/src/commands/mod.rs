@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod instance;
+pub mod task;
 pub mod taskdef;
 pub mod version;
 
@@ -95,6 +96,14 @@ impl<'a> Ctx<'a> {
             .map_err(CtlError::Output)
     }
 
+    /// Raw text on stdout, flushed (streamed output such as logs).
+    pub fn write(&mut self, text: &str) -> Result<(), CtlError> {
+        self.out
+            .write_all(text.as_bytes())
+            .and_then(|()| self.out.flush())
+            .map_err(CtlError::Output)
+    }
+
     /// One line on stderr (warnings, notes), whatever the output format.
     pub fn note(&mut self, line: &str) -> Result<(), CtlError> {
         writeln!(self.err, "{line}").map_err(CtlError::Output)
@@ -114,6 +123,7 @@ pub async fn run(
         Command::Cluster(cmd) => cluster::run(cmd, &mut ctx).await,
         Command::Taskdef(cmd) => taskdef::run(cmd, &mut ctx).await,
         Command::Instance(cmd) => instance::run(cmd, &mut ctx).await,
+        Command::Task(cmd) => task::run(cmd, &mut ctx).await,
         Command::Version => version::run(&mut ctx).await,
     }
 }

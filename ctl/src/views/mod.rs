@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod instance;
 pub mod system;
+pub mod task;
 pub mod taskdef;
 
 use prost_types::Timestamp;

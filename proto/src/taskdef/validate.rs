@@ -1555,7 +1555,7 @@ fn is_byte_size(s: &str) -> bool {
 }
 
 /// `"8000-8010"` → `(8000, 8010)` when 1 ≤ first < last ≤ 65535.
-fn parse_port_range(s: &str) -> Option<(u32, u32)> {
+pub fn parse_port_range(s: &str) -> Option<(u32, u32)> {
     let (a, b) = s.split_once('-')?;
     let a: u32 = a.trim().parse().ok()?;
     let b: u32 = b.trim().parse().ok()?;

@@ -9,9 +9,11 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use berth_proto::arn::short_id;
 use berth_proto::v1::{
     agent_message, agent_service_server::AgentService, scheduler_message, AgentMessage,
-    DesiredState, Hello, RegisterRequest, RegisterResponse, SchedulerMessage, Welcome,
+    DesiredState, DesiredTask, Hello, LogCancel, LogChunk, LogRequest, PortAssignment,
+    RegisterRequest, RegisterResponse, SchedulerMessage, TaskStatusReport, Welcome,
 };
 use futures::Stream;
 use rand::RngCore;
@@ -22,13 +24,26 @@ use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{cluster_arg, ApiError, Shared};
-use crate::records::{now_millis, HostResources, InstanceRecord, InstanceStatus};
+use super::taskdef::definition_json;
+use super::{cluster_arg, millis, timestamp, ApiError, Shared};
+use crate::agent_link::{LogLine, LogPart, Outbound};
+use crate::db::{ReportOutcome, TaskReport};
+use crate::records::{
+    now_millis, ContainerRecord, HostResources, InstanceRecord, InstanceStatus, NetworkBinding,
+    Protocol, TaskStatus,
+};
+use crate::sessions::SessionGuard;
 
 /// Metadata key carrying `<instance-id>.<secret>` on `Connect`.
 pub const CREDENTIAL_HEADER: &str = berth_proto::AGENT_CREDENTIAL_HEADER;
 /// How long a new stream may take to send its Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages the API may queue for one stream (log requests).
+const OUTBOUND_BUFFER: usize = 64;
+/// Agent messages read ahead of the loop that handles them.
+const INBOUND_BUFFER: usize = 256;
+/// Most reports made durable by one flush.
+const MAX_BATCH: usize = 256;
 
 #[derive(Debug)]
 pub struct AgentApi {
@@ -258,7 +273,8 @@ impl AgentService for AgentApi {
             })
             .await
             .map_err(ApiError::from)?;
-        let guard = self.shared.sessions.attach(&id);
+        let (out_tx, out_rx) = mpsc::channel::<Outbound>(OUTBOUND_BUFFER);
+        let guard = self.shared.sessions.attach(&id, out_tx);
         tracing::info!(instance = %id, cpu = facts.resources.cpu_units, memory_mib = facts.resources.memory_mib, "agent connected");
 
         let (tx, rx) = mpsc::channel::<Result<SchedulerMessage, Status>>(16);
@@ -270,49 +286,345 @@ impl AgentService for AgentApi {
                 heartbeat_ttl_ms: self.shared.sessions.ttl().as_millis() as u32,
             })),
         };
-        // The full desired set follows every (re)connect. No task can be
-        // placed yet, so the set is empty at generation 0.
-        let desired = SchedulerMessage {
-            msg: Some(scheduler_message::Msg::DesiredState(DesiredState {
-                generation: 0,
-                tasks: vec![],
-            })),
-        };
-        for m in [welcome, desired] {
+        // Subscribe before reading the set, so no change slips between.
+        let mut desired = self.shared.db.desired_notifier().subscribe(&id);
+        desired.borrow_and_update();
+        // The full desired set follows every (re)connect.
+        let first = desired_message(&self.shared, &id)?;
+        for m in [welcome, first] {
             tx.send(Ok(m))
                 .await
                 .map_err(|_| Status::cancelled("agent went away"))?;
         }
-        let shutdown = self.shutdown.clone();
+        // A reader task feeds the loop, which can then take every report
+        // already received and make them durable with one flush.
+        let (in_tx, in_rx) = mpsc::channel::<Result<AgentMessage, Status>>(INBOUND_BUFFER);
         tokio::spawn(async move {
             loop {
-                tokio::select! {
-                    m = inbound.message() => match m {
-                        Ok(Some(AgentMessage { msg: Some(agent_message::Msg::Heartbeat(_)) })) => guard.heartbeat(),
-                        Ok(Some(AgentMessage { msg: Some(agent_message::Msg::Hello(_)) })) => {
-                            tracing::warn!(instance = %id, "second Hello on one stream ignored");
-                        }
-                        // Task reports and log chunks are handled by the
-                        // task controller (runtime milestone); no task can be
-                        // placed before it exists.
-                        Ok(Some(AgentMessage { msg: Some(agent_message::Msg::TaskStatus(_) | agent_message::Msg::LogChunk(_)) }))
-                        | Ok(Some(AgentMessage { msg: None })) => {}
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::info!(instance = %id, cause = %e, "agent stream failed");
+                match inbound.message().await {
+                    Ok(Some(m)) => {
+                        if in_tx.send(Ok(m)).await.is_err() {
                             break;
                         }
-                    },
-                    _ = tx.closed() => break,
-                    _ = shutdown.cancelled() => {
-                        let _ = tx.send(Err(Status::unavailable("scheduler shutting down"))).await;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = in_tx.send(Err(e)).await;
                         break;
                     }
                 }
             }
-            drop(guard);
         });
+        let stream = AgentStream {
+            shared: self.shared.clone(),
+            id,
+            guard,
+            tx,
+            inbound: in_rx,
+            outbound: out_rx,
+            desired,
+        };
+        tokio::spawn(stream.run(self.shutdown.clone()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// The full desired set of `instance` as a `DesiredState` message.
+fn desired_message(shared: &Shared, instance: &str) -> Result<SchedulerMessage, ApiError> {
+    let (generation, tasks) = shared.db.desired_set(instance)?;
+    let mut definitions: Vec<((String, u32), String)> = Vec::new();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let key = (t.family.clone(), t.revision);
+        let json = match definitions.iter().find(|(k, _)| *k == key) {
+            Some((_, j)) => j.clone(),
+            None => {
+                let td = shared.db.task_definition(&t.family, Some(t.revision))?;
+                let j = definition_json(&shared.arn, &td);
+                definitions.push((key, j.clone()));
+                j
+            }
+        };
+        out.push(DesiredTask {
+            task_arn: shared.arn.task(&t.cluster, &t.id),
+            desired_status: t.desired_status.as_str().to_owned(),
+            task_definition_json: json,
+            cluster: t.cluster.clone(),
+            family: t.family.clone(),
+            revision: t.revision,
+            ports: t
+                .reservation
+                .ports
+                .iter()
+                .map(|p| PortAssignment {
+                    container_name: p.container_name.clone(),
+                    container_port: u32::from(p.container_port),
+                    protocol: p.protocol.as_str().to_owned(),
+                    host_port: u32::from(p.host_port),
+                })
+                .collect(),
+            stop_code: t.stop_code.clone(),
+            stopped_reason: t.stopped_reason.clone(),
+        });
+    }
+    Ok(SchedulerMessage {
+        msg: Some(scheduler_message::Msg::DesiredState(DesiredState {
+            generation,
+            tasks: out,
+        })),
+    })
+}
+
+fn small_port(field: &str, p: u32) -> Result<u16, ApiError> {
+    u16::try_from(p).map_err(|_| ApiError::invalid(field, format!("{p} is not a port")))
+}
+
+/// Turns a wire report into a domain report.
+pub fn validate_report(r: TaskStatusReport) -> Result<TaskReport, ApiError> {
+    let task_id = short_id(r.task_arn.trim()).to_owned();
+    if task_id.is_empty() {
+        return Err(ApiError::invalid("taskStatus.taskArn", "required"));
+    }
+    let last_status = TaskStatus::parse(&r.last_status).ok_or_else(|| {
+        ApiError::invalid(
+            "taskStatus.lastStatus",
+            format!("{:?} is not an ECS task status", r.last_status),
+        )
+    })?;
+    let mut containers = Vec::with_capacity(r.containers.len());
+    for (i, c) in r.containers.into_iter().enumerate() {
+        let mut bindings = Vec::with_capacity(c.network_bindings.len());
+        for (j, b) in c.network_bindings.into_iter().enumerate() {
+            let field = format!("taskStatus.containers[{i}].networkBindings[{j}]");
+            bindings.push(NetworkBinding {
+                protocol: Protocol::parse(&b.protocol).ok_or_else(|| {
+                    ApiError::invalid(
+                        &format!("{field}.protocol"),
+                        format!("{:?} is not tcp or udp", b.protocol),
+                    )
+                })?,
+                container_port: small_port(&format!("{field}.containerPort"), b.container_port)?,
+                host_port: small_port(&format!("{field}.hostPort"), b.host_port)?,
+                bind_ip: b.bind_ip,
+            });
+        }
+        containers.push(ContainerRecord {
+            name: c.name,
+            image: String::new(),
+            image_digest: c.image_digest,
+            runtime_id: c.runtime_id,
+            last_status: c.last_status,
+            exit_code: c.exit_code,
+            reason: c.reason,
+            network_bindings: bindings,
+            health_status: c.health_status,
+            cpu: None,
+            memory: None,
+            memory_reservation: None,
+        });
+    }
+    Ok(TaskReport {
+        task_id,
+        last_status,
+        stop_code: r.stop_code,
+        stopped_reason: r.stopped_reason,
+        containers,
+        pull_started_at: r.pull_started_at.as_ref().map(millis),
+        pull_stopped_at: r.pull_stopped_at.as_ref().map(millis),
+        started_at: r.started_at.as_ref().map(millis),
+        stopped_at: r.stopped_at.as_ref().map(millis),
+        health_status: r.health_status,
+    })
+}
+
+fn log_part(c: LogChunk) -> LogPart {
+    LogPart {
+        lines: c
+            .entries
+            .into_iter()
+            .map(|e| LogLine {
+                time: e.time.as_ref().map(millis),
+                container: e.container,
+                stream: e.stream,
+                log: e.log,
+            })
+            .collect(),
+        eof: c.eof,
+        error: Some(c.error).filter(|e| !e.is_empty()),
+    }
+}
+
+fn outbound_message(o: Outbound) -> SchedulerMessage {
+    SchedulerMessage {
+        msg: Some(match o {
+            Outbound::LogRequest { request_id, query } => {
+                scheduler_message::Msg::LogRequest(LogRequest {
+                    request_id,
+                    task_arn: query.task_arn,
+                    container: query.container,
+                    follow: query.follow,
+                    tail: query.tail,
+                    since: query.since.map(timestamp),
+                })
+            }
+            Outbound::LogCancel { request_id } => {
+                scheduler_message::Msg::LogCancel(LogCancel { request_id })
+            }
+        }),
+    }
+}
+
+/// One agent's welcomed `Connect` stream: reports and log chunks in, the
+/// desired set and log requests out, in one loop.
+struct AgentStream {
+    shared: Shared,
+    /// The session's identity (from the credential, never a message body).
+    id: String,
+    guard: SessionGuard,
+    tx: mpsc::Sender<Result<SchedulerMessage, Status>>,
+    inbound: mpsc::Receiver<Result<AgentMessage, Status>>,
+    outbound: mpsc::Receiver<Outbound>,
+    desired: tokio::sync::watch::Receiver<u64>,
+}
+
+/// Why a stream's loop ended.
+enum End {
+    AgentClosed,
+    Failed(String),
+    Shutdown,
+}
+
+impl AgentStream {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let end = loop {
+            tokio::select! {
+                m = self.inbound.recv() => match m {
+                    None => break End::AgentClosed,
+                    Some(Err(e)) => break End::Failed(e.to_string()),
+                    Some(Ok(first)) => {
+                        if let Err(e) = self.handle_batch(first).await {
+                            break e;
+                        }
+                    }
+                },
+                Some(o) = self.outbound.recv() => {
+                    if self.tx.send(Ok(outbound_message(o))).await.is_err() {
+                        break End::AgentClosed;
+                    }
+                }
+                changed = self.desired.changed() => {
+                    if changed.is_err() {
+                        break End::Failed("desired-state notifier gone".into());
+                    }
+                    self.desired.borrow_and_update();
+                    match desired_message(&self.shared, &self.id) {
+                        Ok(m) => if self.tx.send(Ok(m)).await.is_err() { break End::AgentClosed },
+                        Err(e) => break End::Failed(format!("reading the desired set: {e}")),
+                    }
+                }
+                _ = self.tx.closed() => break End::AgentClosed,
+                _ = shutdown.cancelled() => break End::Shutdown,
+            }
+        };
+        let id = &self.id;
+        match end {
+            End::AgentClosed => {}
+            End::Failed(cause) => {
+                tracing::info!(instance = %id, %cause, "agent stream failed");
+                let _ = self.tx.try_send(Err(Status::unavailable(cause)));
+            }
+            End::Shutdown => {
+                let _ = self
+                    .tx
+                    .send(Err(Status::unavailable("scheduler shutting down")))
+                    .await;
+            }
+        }
+        self.shared
+            .logs
+            .fail_instance(id, "the agent disconnected while its logs were being read");
+        drop(self.guard);
+    }
+
+    /// Handles `first` and every message already waiting, then makes their
+    /// reports durable with one flush.
+    async fn handle_batch(&mut self, first: AgentMessage) -> Result<(), End> {
+        let mut reports = Vec::new();
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            self.guard.heartbeat();
+            match m.msg {
+                Some(agent_message::Msg::Heartbeat(_)) | None => {}
+                Some(agent_message::Msg::Hello(_)) => {
+                    tracing::warn!(instance = %self.id, "second Hello on one stream ignored");
+                }
+                Some(agent_message::Msg::TaskStatus(r)) => match validate_report(r) {
+                    Ok(r) => reports.push(r),
+                    Err(e) => {
+                        tracing::warn!(instance = %self.id, cause = %e, "invalid task report ignored")
+                    }
+                },
+                Some(agent_message::Msg::LogChunk(c)) => {
+                    let request_id = c.request_id;
+                    let eof = c.eof;
+                    let delivered = self
+                        .shared
+                        .logs
+                        .deliver(&self.id, request_id, log_part(c))
+                        .await;
+                    if !delivered && !eof {
+                        // Nobody reads this any more: tell the agent to stop.
+                        let cancel = outbound_message(Outbound::LogCancel { request_id });
+                        if self.tx.send(Ok(cancel)).await.is_err() {
+                            return Err(End::AgentClosed);
+                        }
+                    }
+                }
+            }
+            if reports.len() < MAX_BATCH {
+                match self.inbound.try_recv() {
+                    Ok(Ok(m)) => next = Some(m),
+                    Ok(Err(e)) => {
+                        self.apply(&reports).await?;
+                        return Err(End::Failed(e.to_string()));
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        self.apply(&reports).await
+    }
+
+    async fn apply(&self, reports: &[TaskReport]) -> Result<(), End> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let outcomes = self
+            .shared
+            .db
+            .apply_reports(&self.id, reports)
+            .await
+            // Unrecorded reports would be lost: end the stream, so the agent
+            // reconnects and reports every task again.
+            .map_err(|e| End::Failed(format!("recording task reports: {e}")))?;
+        for (r, o) in reports.iter().zip(outcomes) {
+            match o {
+                ReportOutcome::Applied => {
+                    tracing::info!(instance = %self.id, task = %r.task_id, last_status = r.last_status.as_str(), "task status")
+                }
+                ReportOutcome::Unchanged => {}
+                ReportOutcome::Regression => {
+                    tracing::debug!(instance = %self.id, task = %r.task_id, last_status = r.last_status.as_str(), "task report ignored: regression")
+                }
+                ReportOutcome::UnknownTask => {
+                    tracing::warn!(instance = %self.id, task = %r.task_id, "report for an unknown task ignored")
+                }
+                ReportOutcome::ForeignTask => {
+                    tracing::warn!(instance = %self.id, task = %r.task_id, "report for another instance's task refused")
+                }
+            }
+        }
+        Ok(())
     }
 }
 

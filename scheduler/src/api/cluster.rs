@@ -8,7 +8,21 @@ use berth_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use super::{cluster_arg, timestamp, validate_name, ApiError, Shared};
-use crate::records::{ClusterRecord, ClusterStatus, InstanceStatus};
+use crate::records::{ClusterRecord, ClusterStatus, InstanceStatus, TaskRecord, TaskStatus};
+
+/// ECS's runningTasksCount and pendingTasksCount: tasks whose lastStatus is
+/// RUNNING, and tasks placed but not yet RUNNING.
+pub fn task_counts<'a>(tasks: impl Iterator<Item = &'a TaskRecord>) -> (i32, i32) {
+    tasks.fold((0, 0), |(r, p), t| {
+        if t.last_status == TaskStatus::Running {
+            (r + 1, p)
+        } else if t.last_status.is_pending() {
+            (r, p + 1)
+        } else {
+            (r, p)
+        }
+    })
+}
 
 #[derive(Debug)]
 pub struct ClusterApi {
@@ -17,25 +31,33 @@ pub struct ClusterApi {
 
 impl ClusterApi {
     fn to_proto(&self, c: &ClusterRecord) -> Result<Cluster, ApiError> {
-        let instances = if c.status == ClusterStatus::Active {
-            self.shared
+        let (instances, running, pending) = if c.status == ClusterStatus::Active {
+            let instances = self
+                .shared
                 .db
                 .instances_of(&c.name)?
                 .iter()
                 .filter(|i| i.status != InstanceStatus::Inactive)
-                .count() as i32
+                .count() as i32;
+            let (running, pending) = task_counts(
+                self.shared
+                    .db
+                    .all_tasks()?
+                    .iter()
+                    .filter(|t| t.cluster == c.name),
+            );
+            (instances, running, pending)
         } else {
-            0
+            (0, 0, 0)
         };
         Ok(Cluster {
             cluster_arn: self.shared.arn.cluster(&c.name),
             cluster_name: c.name.clone(),
             status: c.status.as_str().to_owned(),
             registered_container_instances_count: instances,
-            // Tasks and services arrive with later API groups; until then
-            // there are none to count.
-            running_tasks_count: 0,
-            pending_tasks_count: 0,
+            running_tasks_count: running,
+            pending_tasks_count: pending,
+            // Services arrive with a later API group.
             active_services_count: 0,
             created_at: Some(timestamp(c.created_at)),
         })

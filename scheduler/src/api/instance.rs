@@ -9,8 +9,9 @@ use berth_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use super::cluster::task_counts;
 use super::{cluster_arg, timestamp, ApiError, Shared};
-use crate::records::{HostResources, InstanceRecord, InstanceStatus};
+use crate::records::{AllocationRecord, HostResources, InstanceRecord, InstanceStatus};
 
 #[derive(Debug)]
 pub struct ContainerInstanceApi {
@@ -45,11 +46,30 @@ pub fn registered_resources(r: &HostResources) -> Vec<Resource> {
     ]
 }
 
+/// ECS's remainingResources: what is left of CPU and memory, and the ports
+/// taken (the host's reserved ones plus those its tasks hold).
+pub fn remaining_resources(r: &HostResources, a: &AllocationRecord) -> Vec<Resource> {
+    let taken = |reserved: &[u16], allocated: &[u16]| {
+        let mut v: Vec<u16> = reserved.iter().chain(allocated).copied().collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    vec![
+        integer("CPU", r.cpu_units - a.cpu_units),
+        integer("MEMORY", r.memory_mib - a.memory_mib),
+        string_set("PORTS", &taken(&r.reserved_tcp_ports, &a.tcp_ports)),
+        string_set("PORTS_UDP", &taken(&r.reserved_udp_ports, &a.udp_ports)),
+    ]
+}
+
 impl ContainerInstanceApi {
-    pub fn to_proto(&self, i: &InstanceRecord) -> ContainerInstance {
+    pub fn to_proto(&self, i: &InstanceRecord) -> Result<ContainerInstance, ApiError> {
         let live = self.shared.sessions.liveness(&i.id);
         let registered = registered_resources(&i.resources);
-        ContainerInstance {
+        let alloc = self.shared.db.allocation_of(&i.id)?;
+        let (running, pending) = task_counts(self.shared.db.tasks_of_instance(&i.id)?.iter());
+        Ok(ContainerInstance {
             container_instance_arn: self.shared.arn.container_instance(&i.cluster, &i.id),
             id: i.id.clone(),
             cluster_arn: self.shared.arn.cluster(&i.cluster),
@@ -57,9 +77,7 @@ impl ContainerInstanceApi {
             status: i.status.as_str().to_owned(),
             agent_connected: live.connected,
             agent_version: i.agent_version.clone(),
-            // No task holds resources yet: remaining equals registered until
-            // placement (which reserves them) exists.
-            remaining_resources: registered.clone(),
+            remaining_resources: remaining_resources(&i.resources, &alloc),
             registered_resources: registered,
             attributes: i
                 .attributes
@@ -69,12 +87,12 @@ impl ContainerInstanceApi {
                     value: value.clone(),
                 })
                 .collect(),
-            running_tasks_count: 0,
-            pending_tasks_count: 0,
+            running_tasks_count: running,
+            pending_tasks_count: pending,
             registered_at: Some(timestamp(i.registered_at)),
             last_heartbeat_at: live.last_heartbeat_at.map(timestamp),
             hostname: i.hostname.clone(),
-        }
+        })
     }
 
     fn members(&self, cluster: &str, status: &str) -> Result<Vec<InstanceRecord>, ApiError> {
@@ -131,7 +149,7 @@ impl ContainerInstanceService for ContainerInstanceApi {
                 .members(&cluster, "")?
                 .iter()
                 .map(|i| self.to_proto(i))
-                .collect();
+                .collect::<Result<_, _>>()?;
             return Ok(Response::new(out));
         }
         self.shared
@@ -141,7 +159,7 @@ impl ContainerInstanceService for ContainerInstanceApi {
         for wanted in &req.container_instances {
             let id = short_id(wanted);
             match self.shared.db.instance(id).map_err(ApiError::from)? {
-                Some(i) if i.cluster == cluster => out.container_instances.push(self.to_proto(&i)),
+                Some(i) if i.cluster == cluster => out.container_instances.push(self.to_proto(&i)?),
                 _ => out.failures.push(Failure {
                     arn: self.shared.arn.container_instance(&cluster, id),
                     reason: "MISSING".to_owned(),

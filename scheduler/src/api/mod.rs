@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod error;
 pub mod instance;
 pub mod system;
+pub mod task;
 pub mod taskdef;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use berth_proto::arn::ArnPrefix;
 use prost_types::Timestamp;
 
+use crate::agent_link::LogRouter;
 use crate::db::Db;
 use crate::records::UnixMillis;
 use crate::sessions::Sessions;
@@ -27,6 +29,7 @@ pub struct Shared {
     pub sessions: Sessions,
     pub arn: Arc<ArnPrefix>,
     pub heartbeat_interval: std::time::Duration,
+    pub logs: LogRouter,
 }
 
 pub fn timestamp(ms: UnixMillis) -> Timestamp {
@@ -34,6 +37,13 @@ pub fn timestamp(ms: UnixMillis) -> Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
     }
+}
+
+/// Milliseconds since the epoch from a wire timestamp.
+pub fn millis(ts: &Timestamp) -> UnixMillis {
+    ts.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(ts.nanos) / 1_000_000)
 }
 
 /// Cluster name from a request field: empty means `default`; ARNs accepted.

@@ -1,7 +1,7 @@
 //! `TaskDefinitionService`: register (ECS JSON in), describe (ECS JSON out),
 //! list, list families, deregister.
 
-use berth_proto::arn::TaskDefRef;
+use berth_proto::arn::{ArnPrefix, TaskDefRef};
 use berth_proto::taskdef::{self, ReadOnlyFields, TaskDefinitionStatus};
 use berth_proto::v1::{
     task_definition_service_server::TaskDefinitionService, DeregisterTaskDefinitionRequest,
@@ -30,7 +30,7 @@ fn offset_datetime(ms: UnixMillis) -> time::OffsetDateTime {
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
-fn parse_ref(field: &str, s: &str) -> Result<TaskDefRef, ApiError> {
+pub fn parse_ref(field: &str, s: &str) -> Result<TaskDefRef, ApiError> {
     TaskDefRef::parse(s).map_err(|e| ApiError::invalid(field, e.to_string()))
 }
 
@@ -46,18 +46,24 @@ fn parse_status(field: &str, s: &str) -> Result<Option<TaskDefinitionStatus>, Ap
     }
 }
 
+/// The revision as `aws ecs describe-task-definition` prints its
+/// `taskDefinition` object.
+pub fn definition_json(arn: &ArnPrefix, r: &TaskDefinitionRecord) -> String {
+    let ro = ReadOnlyFields {
+        task_definition_arn: arn.task_definition(&r.family, r.revision),
+        revision: r.revision,
+        status: r.status,
+        registered_at: offset_datetime(r.registered_at),
+        deregistered_at: r.deregistered_at.map(offset_datetime),
+        registered_by: None,
+    };
+    taskdef::describe_json(&r.definition, &ro).to_string()
+}
+
 impl TaskDefinitionApi {
     pub fn to_proto(&self, r: &TaskDefinitionRecord) -> TaskDefinition {
         let arn = self.shared.arn.task_definition(&r.family, r.revision);
-        let ro = ReadOnlyFields {
-            task_definition_arn: arn.clone(),
-            revision: r.revision,
-            status: r.status,
-            registered_at: offset_datetime(r.registered_at),
-            deregistered_at: r.deregistered_at.map(offset_datetime),
-            registered_by: None,
-        };
-        let json = taskdef::describe_json(&r.definition, &ro).to_string();
+        let json = definition_json(&self.shared.arn, r);
         TaskDefinition {
             task_definition_arn: arn,
             family: r.family.clone(),

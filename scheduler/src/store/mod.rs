@@ -29,15 +29,26 @@ pub enum Table {
     TaskDefinitions,
     /// Container-instance id → instance record.
     Instances,
+    /// Task id → task record.
+    Tasks,
+    /// `instance id` 0x00 `task id` → empty: the tasks of an instance.
+    /// Written in the same `Txn` as the task.
+    InstanceTasks,
+    /// Container-instance id → what its tasks hold (resources, host ports)
+    /// and the generation of its desired set.
+    Allocations,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 8] = [
         Table::Meta,
         Table::Clusters,
         Table::Families,
         Table::TaskDefinitions,
         Table::Instances,
+        Table::Tasks,
+        Table::InstanceTasks,
+        Table::Allocations,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +58,9 @@ impl Table {
             Table::Families => "families",
             Table::TaskDefinitions => "task_definitions",
             Table::Instances => "instances",
+            Table::Tasks => "tasks",
+            Table::InstanceTasks => "instance_tasks",
+            Table::Allocations => "allocations",
         }
     }
 
@@ -57,6 +71,9 @@ impl Table {
             Table::Families => 2,
             Table::TaskDefinitions => 3,
             Table::Instances => 4,
+            Table::Tasks => 5,
+            Table::InstanceTasks => 6,
+            Table::Allocations => 7,
         }
     }
 }

@@ -1,0 +1,301 @@
+//! `berthctl task start|ls|describe|stop|logs`: ECS's StartTask (on named
+//! container instances), ListTasks, DescribeTasks, StopTask, and container
+//! logs streamed from the agent through the scheduler.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth_proto::arn::TaskDefRef;
+use berth_proto::v1 as pb;
+use berth_proto::v1::task_service_client::TaskServiceClient;
+use clap::{Subcommand, ValueEnum};
+
+use super::{ClusterArg, Ctx};
+use crate::error::{CtlError, MissingItem};
+use crate::output::OutputFormat;
+use crate::views::task::{self as view, TasksView};
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Start tasks on named container instances (ECS's StartTask); prints the task ids
+    Start {
+        /// FAMILY (latest ACTIVE revision), FAMILY:REVISION or an ARN
+        #[arg(long = "taskdef", value_name = "FAMILY[:REVISION]", value_parser = parse_ref)]
+        task_definition: TaskDefRef,
+        /// Container instance id or ARN (repeat for several)
+        #[arg(long = "instance", value_name = "ID", required = true)]
+        instances: Vec<String>,
+        /// Tasks per instance (1–10)
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=10))]
+        count: u8,
+        /// Task group [default: family:FAMILY]
+        #[arg(long)]
+        group: Option<String>,
+        /// Free-form tag naming who started the tasks
+        #[arg(long = "started-by", value_name = "TAG")]
+        started_by: Option<String>,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+    /// List tasks (JSON: as `aws ecs describe-tasks`)
+    Ls {
+        /// Only tasks on this container instance
+        #[arg(long, value_name = "ID")]
+        instance: Option<String>,
+        /// Only tasks of this task definition family
+        #[arg(long)]
+        family: Option<String>,
+        /// Desired status [default: RUNNING]
+        #[arg(long = "desired-status", value_enum, ignore_case = true)]
+        desired_status: Option<DesiredStatus>,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+    /// Describe tasks: status, containers, bindings, exit codes
+    Describe {
+        /// Task ids or ARNs
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+    /// Stop a task (its desired status becomes STOPPED)
+    Stop {
+        /// Task id or ARN
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Why [default: Task stopped by user]
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+    /// Print a task's container logs, read from its agent
+    Logs {
+        /// Task id or ARN
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Only this container
+        #[arg(long, short = 'c')]
+        container: Option<String>,
+        /// Keep printing new lines until interrupted
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only the last N lines of each container
+        #[arg(long, value_name = "N")]
+        tail: Option<u32>,
+        /// Only lines newer than this (e.g. 10m, 2h)
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        since: Option<Duration>,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+}
+
+/// ECS's desired statuses of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DesiredStatus {
+    #[value(name = "RUNNING")]
+    Running,
+    #[value(name = "STOPPED")]
+    Stopped,
+}
+
+fn parse_ref(s: &str) -> Result<TaskDefRef, String> {
+    TaskDefRef::parse(s).map_err(|e| e.to_string())
+}
+
+fn missing(v: &TasksView) -> Vec<MissingItem> {
+    v.failures.iter().map(Into::into).collect()
+}
+
+pub async fn run(cmd: TaskCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
+    let mut client = TaskServiceClient::new(ctx.channel().await?);
+    let rpc = ctx.rpc_error();
+    match cmd {
+        TaskCommand::Start {
+            task_definition,
+            instances,
+            count,
+            group,
+            started_by,
+            cluster,
+        } => {
+            let r = client
+                .start_task(pb::StartTaskRequest {
+                    cluster: ctx.cluster(&cluster),
+                    task_definition: task_definition.to_string(),
+                    container_instances: instances,
+                    count: i32::from(count),
+                    started_by: started_by.unwrap_or_default(),
+                    group: group.unwrap_or_default(),
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            let v = TasksView::new(r.tasks, r.failures);
+            if v.tasks.is_empty() {
+                if ctx.output == OutputFormat::Json {
+                    ctx.emit(&v, view::started_table)?;
+                }
+                return Err(CtlError::NotStarted { items: missing(&v) });
+            }
+            ctx.emit(&v, view::started_table)?;
+            for f in missing(&v) {
+                ctx.note(&format!(
+                    "warning: not started on {}",
+                    crate::error::failure_line(&f)
+                ))?;
+            }
+            Ok(())
+        }
+        TaskCommand::Ls {
+            instance,
+            family,
+            desired_status,
+            cluster,
+        } => {
+            let cluster = ctx.cluster(&cluster);
+            let arns = client
+                .list_tasks(pb::ListTasksRequest {
+                    cluster: cluster.clone(),
+                    container_instance: instance.unwrap_or_default(),
+                    family: family.unwrap_or_default(),
+                    started_by: String::new(),
+                    desired_status: match desired_status {
+                        None => String::new(),
+                        Some(DesiredStatus::Running) => "RUNNING".to_owned(),
+                        Some(DesiredStatus::Stopped) => "STOPPED".to_owned(),
+                    },
+                })
+                .await
+                .map_err(&rpc)?
+                .into_inner()
+                .task_arns;
+            let mut v = TasksView::new(vec![], vec![]);
+            // DescribeTasks takes at most 100 tasks per call.
+            for chunk in arns.chunks(100) {
+                let r = client
+                    .describe_tasks(pb::DescribeTasksRequest {
+                        cluster: cluster.clone(),
+                        tasks: chunk.to_vec(),
+                    })
+                    .await
+                    .map_err(&rpc)?
+                    .into_inner();
+                // A task gone between the two calls is simply not listed.
+                v.tasks.extend(TasksView::new(r.tasks, vec![]).tasks);
+            }
+            ctx.emit(&v, view::list_table)
+        }
+        TaskCommand::Describe { ids, cluster } => {
+            let r = client
+                .describe_tasks(pb::DescribeTasksRequest {
+                    cluster: ctx.cluster(&cluster),
+                    tasks: ids,
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            let v = TasksView::new(r.tasks, r.failures);
+            ctx.emit(&v, view::describe_table)?;
+            if v.failures.is_empty() {
+                Ok(())
+            } else {
+                Err(CtlError::Missing { items: missing(&v) })
+            }
+        }
+        TaskCommand::Stop {
+            id,
+            reason,
+            cluster,
+        } => {
+            let t = client
+                .stop_task(pb::StopTaskRequest {
+                    cluster: ctx.cluster(&cluster),
+                    task: id,
+                    reason: reason.unwrap_or_default(),
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner()
+                .task
+                .ok_or_else(|| CtlError::BadResponse {
+                    what: "the answer holds no task".to_owned(),
+                })?;
+            ctx.emit(&view::TaskView::from(t), view::stop_sentence)
+        }
+        TaskCommand::Logs {
+            id,
+            container,
+            follow,
+            tail,
+            since,
+            cluster,
+        } => {
+            let cluster = ctx.cluster(&cluster);
+            // The task's containers decide whether lines carry their name.
+            let d = client
+                .describe_tasks(pb::DescribeTasksRequest {
+                    cluster: cluster.clone(),
+                    tasks: vec![id.clone()],
+                })
+                .await
+                .map_err(&rpc)?
+                .into_inner();
+            let v = TasksView::new(d.tasks, d.failures);
+            let Some(task) = v.tasks.first() else {
+                return Err(CtlError::Missing { items: missing(&v) });
+            };
+            let prefix = container.is_none() && task.containers.len() > 1;
+            let since = since
+                .and_then(|d| SystemTime::now().checked_sub(d))
+                .map(|t| {
+                    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+                    prost_types::Timestamp {
+                        seconds: d.as_secs() as i64,
+                        nanos: d.subsec_nanos() as i32,
+                    }
+                });
+            // An absent agent is the task's state, not an unreachable scheduler.
+            let logs_error = |s: tonic::Status| {
+                if s.code() == tonic::Code::Unavailable && s.message().contains("agent") {
+                    CtlError::FailedPrecondition {
+                        message: s.message().to_owned(),
+                    }
+                } else {
+                    rpc(s)
+                }
+            };
+            let mut stream = client
+                .get_task_logs(pb::GetTaskLogsRequest {
+                    cluster,
+                    task: id,
+                    container: container.unwrap_or_default(),
+                    follow,
+                    tail: tail.map(i64::from).unwrap_or(0),
+                    since,
+                })
+                .await
+                .map_err(&logs_error)?
+                .into_inner();
+            while let Some(e) = stream.message().await.map_err(&logs_error)? {
+                let line = match ctx.output {
+                    OutputFormat::Table => view::log_line(&e, prefix),
+                    OutputFormat::Json => {
+                        let mut s = serde_json::json!({
+                            "time": crate::views::rfc3339(e.time.as_ref()),
+                            "container": e.container,
+                            "stream": e.stream,
+                            "log": e.log,
+                        })
+                        .to_string();
+                        s.push('\n');
+                        s
+                    }
+                };
+                ctx.write(&line)?;
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! `TaskService`: ECS's StartTask, StopTask, ListTasks and DescribeTasks,
+//! and container logs streamed from the task's agent through the scheduler.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::time::Duration;
+
+use berth_proto::arn::{short_id, ArnPrefix};
+use berth_proto::v1::{
+    task_service_server::TaskService, Container, DescribeTasksRequest, DescribeTasksResponse,
+    Failure, GetTaskLogsRequest, ListTasksRequest, ListTasksResponse, LogEntry, NetworkBinding,
+    StartTaskRequest, StartTaskResponse, StopTaskRequest, StopTaskResponse, Task,
+};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use super::taskdef::parse_ref;
+use super::{cluster_arg, millis, timestamp, ApiError, Shared};
+use crate::agent_link::{LogLine, LogPart, LogQuery, LogRouter, Outbound};
+use crate::db::{StartSpec, TaskFilter, MAX_COUNT};
+use crate::records::{DesiredStatus, TaskRecord};
+
+/// ECS's limit on tasks named in one DescribeTasks call.
+const MAX_DESCRIBE: usize = 100;
+/// How long a log request may wait to be handed to its agent's stream.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+pub struct TaskApi {
+    pub shared: Shared,
+}
+
+/// ECS's Task from a record.
+pub fn task_to_proto(arn: &ArnPrefix, t: &TaskRecord) -> Task {
+    let task_arn = arn.task(&t.cluster, &t.id);
+    let opt_string = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
+    Task {
+        task_arn: task_arn.clone(),
+        cluster_arn: arn.cluster(&t.cluster),
+        task_definition_arn: arn.task_definition(&t.family, t.revision),
+        container_instance_arn: arn.container_instance(&t.cluster, &t.instance_id),
+        last_status: t.last_status.as_str().to_owned(),
+        desired_status: t.desired_status.as_str().to_owned(),
+        health_status: t.health_status.clone(),
+        cpu: t.reservation.cpu_units.to_string(),
+        memory: t.reservation.memory_mib.to_string(),
+        containers: t
+            .containers
+            .iter()
+            .map(|c| Container {
+                container_arn: arn.container(&t.cluster, &t.id, &c.name),
+                task_arn: task_arn.clone(),
+                name: c.name.clone(),
+                image: c.image.clone(),
+                image_digest: c.image_digest.clone(),
+                runtime_id: c.runtime_id.clone(),
+                last_status: c.last_status.clone(),
+                exit_code: c.exit_code,
+                reason: c.reason.clone(),
+                network_bindings: c
+                    .network_bindings
+                    .iter()
+                    .map(|b| NetworkBinding {
+                        bind_ip: b.bind_ip.clone(),
+                        container_port: u32::from(b.container_port),
+                        host_port: u32::from(b.host_port),
+                        protocol: b.protocol.as_str().to_owned(),
+                    })
+                    .collect(),
+                health_status: c.health_status.clone(),
+                cpu: opt_string(c.cpu),
+                memory: opt_string(c.memory),
+                memory_reservation: opt_string(c.memory_reservation),
+            })
+            .collect(),
+        started_by: t.started_by.clone(),
+        group: t.group.clone(),
+        // ECS Anywhere's launch type: tasks on hosts the user runs.
+        launch_type: "EXTERNAL".to_owned(),
+        version: t.version,
+        created_at: Some(timestamp(t.created_at)),
+        pull_started_at: t.pull_started_at.map(timestamp),
+        pull_stopped_at: t.pull_stopped_at.map(timestamp),
+        started_at: t.started_at.map(timestamp),
+        stopping_at: t.stopping_at.map(timestamp),
+        stopped_at: t.stopped_at.map(timestamp),
+        connectivity_at: None,
+        stop_code: t.stop_code.clone(),
+        stopped_reason: t.stopped_reason.clone(),
+    }
+}
+
+/// ECS's startedBy/group rule: up to `max` letters, digits, `-_:./`.
+fn validate_tag(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
+    if s.len() > max {
+        return Err(ApiError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_:./".contains(*c)))
+    {
+        return Err(ApiError::invalid(
+            field,
+            format!("{s:?} contains {c:?}; only letters, digits and '-_:./' are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// The caller's view of a log read: ends the read at the agent when the
+/// caller goes away before the end.
+struct LogFeed {
+    rx: mpsc::Receiver<LogPart>,
+    request_id: u64,
+    router: LogRouter,
+    outbound: mpsc::Sender<Outbound>,
+    pending: VecDeque<LogEntry>,
+    done: bool,
+}
+
+impl Drop for LogFeed {
+    fn drop(&mut self) {
+        if !self.done {
+            self.router.close(self.request_id);
+            let _ = self.outbound.try_send(Outbound::LogCancel {
+                request_id: self.request_id,
+            });
+        }
+    }
+}
+
+fn log_entry(l: LogLine) -> LogEntry {
+    LogEntry {
+        time: l.time.map(timestamp),
+        container: l.container,
+        stream: l.stream,
+        log: l.log,
+    }
+}
+
+type LogStream = Pin<Box<dyn Stream<Item = Result<LogEntry, Status>> + Send>>;
+
+fn feed_stream(feed: LogFeed) -> LogStream {
+    Box::pin(futures::stream::unfold(feed, |mut f| async move {
+        loop {
+            if let Some(e) = f.pending.pop_front() {
+                return Some((Ok(e), f));
+            }
+            if f.done {
+                return None;
+            }
+            match f.rx.recv().await {
+                Some(part) => {
+                    f.pending.extend(part.lines.into_iter().map(log_entry));
+                    if part.eof {
+                        f.done = true;
+                        if let Some(err) = part.error {
+                            // Lines before the error still go out first.
+                            if f.pending.is_empty() {
+                                return Some((Err(Status::failed_precondition(err)), f));
+                            }
+                            tracing::info!(cause = %err, "log read ended with an error after some lines");
+                        }
+                    }
+                }
+                None => {
+                    f.done = true;
+                    return Some((
+                        Err(Status::aborted(
+                            "the log read was abandoned (the caller read too slowly)",
+                        )),
+                        f,
+                    ));
+                }
+            }
+        }
+    }))
+}
+
+#[tonic::async_trait]
+impl TaskService for TaskApi {
+    #[tracing::instrument(skip_all, fields(task_definition = %req.get_ref().task_definition))]
+    async fn start_task(
+        &self,
+        req: Request<StartTaskRequest>,
+    ) -> Result<Response<StartTaskResponse>, Status> {
+        let req = req.into_inner();
+        let cluster = cluster_arg(&req.cluster);
+        let r = parse_ref("taskDefinition", &req.task_definition)?;
+        if req.container_instances.is_empty() {
+            return Err(ApiError::invalid("containerInstances", "name at least one").into());
+        }
+        if req.container_instances.len() > 10 {
+            return Err(
+                ApiError::invalid("containerInstances", "at most 10 (an ECS limit)").into(),
+            );
+        }
+        let count = match req.count {
+            0 => 1,
+            n @ 1.. if n as u32 <= MAX_COUNT => n as u32,
+            n => {
+                return Err(
+                    ApiError::invalid("count", format!("{n} is not within 1–{MAX_COUNT}")).into(),
+                )
+            }
+        };
+        validate_tag("startedBy", &req.started_by, 128)?;
+        validate_tag("group", &req.group, 255)?;
+        let spec = StartSpec {
+            cluster: cluster.clone(),
+            family: r.family,
+            revision: r.revision,
+            instances: req
+                .container_instances
+                .iter()
+                .map(|i| short_id(i.trim()).to_owned())
+                .collect(),
+            count,
+            started_by: req.started_by,
+            group: Some(req.group).filter(|g| !g.is_empty()),
+        };
+        let sessions = &self.shared.sessions;
+        let out = self
+            .shared
+            .db
+            .start_tasks(&spec, |i| sessions.liveness(i).connected)
+            .await
+            .map_err(ApiError::from)?;
+        for t in &out.tasks {
+            tracing::info!(task = %t.id, instance = %t.instance_id, cpu = t.reservation.cpu_units, memory_mib = t.reservation.memory_mib, ports = t.reservation.ports.len(), "task placed");
+        }
+        for f in &out.failures {
+            tracing::info!(instance = %f.instance_id, reason = %f.reason, detail = %f.detail, "task not placed");
+        }
+        let arn = &self.shared.arn;
+        Ok(Response::new(StartTaskResponse {
+            tasks: out.tasks.iter().map(|t| task_to_proto(arn, t)).collect(),
+            failures: out
+                .failures
+                .into_iter()
+                .map(|f| Failure {
+                    arn: arn.container_instance(&cluster, &f.instance_id),
+                    reason: f.reason,
+                    detail: f.detail,
+                })
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(task = %req.get_ref().task))]
+    async fn stop_task(
+        &self,
+        req: Request<StopTaskRequest>,
+    ) -> Result<Response<StopTaskResponse>, Status> {
+        let req = req.into_inner();
+        let cluster = cluster_arg(&req.cluster);
+        let id = short_id(req.task.trim());
+        if id.is_empty() {
+            return Err(ApiError::invalid("task", "required").into());
+        }
+        if req.reason.len() > 1024 {
+            return Err(ApiError::invalid("reason", "must be at most 1024 characters").into());
+        }
+        let t = self
+            .shared
+            .db
+            .stop_task(&cluster, id, &req.reason)
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(last_status = t.last_status.as_str(), "task stop requested");
+        Ok(Response::new(StopTaskResponse {
+            task: Some(task_to_proto(&self.shared.arn, &t)),
+        }))
+    }
+
+    async fn list_tasks(
+        &self,
+        req: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        let req = req.into_inner();
+        let cluster = cluster_arg(&req.cluster);
+        self.shared
+            .db
+            .active_cluster(&cluster)
+            .map_err(ApiError::from)?;
+        let desired = match req.desired_status.as_str() {
+            "" => DesiredStatus::Running,
+            s => DesiredStatus::parse(s).ok_or_else(|| {
+                ApiError::invalid("desiredStatus", format!("{s:?} is not RUNNING or STOPPED"))
+            })?,
+        };
+        let non_empty = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        let filter = TaskFilter {
+            cluster,
+            instance_id: non_empty(short_id(&req.container_instance)),
+            family: non_empty(&req.family),
+            started_by: non_empty(&req.started_by),
+            desired_status: Some(desired),
+        };
+        let tasks = self.shared.db.list_tasks(&filter).map_err(ApiError::from)?;
+        Ok(Response::new(ListTasksResponse {
+            task_arns: tasks
+                .iter()
+                .map(|t| self.shared.arn.task(&t.cluster, &t.id))
+                .collect(),
+        }))
+    }
+
+    async fn describe_tasks(
+        &self,
+        req: Request<DescribeTasksRequest>,
+    ) -> Result<Response<DescribeTasksResponse>, Status> {
+        let req = req.into_inner();
+        let cluster = cluster_arg(&req.cluster);
+        if req.tasks.is_empty() {
+            return Err(ApiError::invalid("tasks", "name at least one task").into());
+        }
+        if req.tasks.len() > MAX_DESCRIBE {
+            return Err(ApiError::invalid("tasks", format!("at most {MAX_DESCRIBE}")).into());
+        }
+        self.shared
+            .db
+            .active_cluster(&cluster)
+            .map_err(ApiError::from)?;
+        let mut out = DescribeTasksResponse::default();
+        for wanted in &req.tasks {
+            let id = short_id(wanted.trim());
+            match self.shared.db.task(id).map_err(ApiError::from)? {
+                Some(t) if t.cluster == cluster => {
+                    out.tasks.push(task_to_proto(&self.shared.arn, &t))
+                }
+                _ => out.failures.push(Failure {
+                    arn: self.shared.arn.task(&cluster, id),
+                    reason: "MISSING".to_owned(),
+                    detail: String::new(),
+                }),
+            }
+        }
+        Ok(Response::new(out))
+    }
+
+    type GetTaskLogsStream = LogStream;
+
+    #[tracing::instrument(skip_all, fields(task = %req.get_ref().task))]
+    async fn get_task_logs(
+        &self,
+        req: Request<GetTaskLogsRequest>,
+    ) -> Result<Response<Self::GetTaskLogsStream>, Status> {
+        let req = req.into_inner();
+        let cluster = cluster_arg(&req.cluster);
+        let id = short_id(req.task.trim());
+        let task = self
+            .shared
+            .db
+            .task(id)
+            .map_err(ApiError::from)?
+            .filter(|t| t.cluster == cluster)
+            .ok_or_else(|| Status::not_found(format!("task {id:?} not found")))?;
+        if !req.container.is_empty() && !task.containers.iter().any(|c| c.name == req.container) {
+            return Err(ApiError::invalid(
+                "container",
+                format!(
+                    "task {id} has no container {:?} (it has {})",
+                    req.container,
+                    task.containers
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .into());
+        }
+        let outbound = self
+            .shared
+            .sessions
+            .outbound(&task.instance_id)
+            .ok_or_else(|| {
+                Status::unavailable(format!(
+                    "the agent of container instance {} is not connected, so the logs of task {id} \
+                     cannot be read now",
+                    task.instance_id
+                ))
+            })?;
+        let router = self.shared.logs.clone();
+        let (request_id, rx) = router.open(&task.instance_id);
+        let query = LogQuery {
+            task_arn: self.shared.arn.task(&task.cluster, &task.id),
+            container: req.container,
+            follow: req.follow,
+            tail: req.tail.max(0),
+            since: req.since.as_ref().map(millis),
+        };
+        if outbound
+            .send_timeout(Outbound::LogRequest { request_id, query }, SEND_TIMEOUT)
+            .await
+            .is_err()
+        {
+            router.close(request_id);
+            return Err(Status::unavailable(format!(
+                "the agent of container instance {} did not take the log request",
+                task.instance_id
+            )));
+        }
+        Ok(Response::new(feed_stream(LogFeed {
+            rx,
+            request_id,
+            router,
+            outbound,
+            pending: VecDeque::new(),
+            done: false,
+        })))
+    }
+}

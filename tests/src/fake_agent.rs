@@ -1,0 +1,355 @@
+//! A fake agent: the real `AgentService` protocol (Register, Connect with
+//! Hello, heartbeats) driven by the test instead of containerd. It records
+//! every `DesiredState` and `LogRequest` it receives and sends whatever
+//! reports and log chunks the test tells it to; [`FakeAgent::autopilot`]
+//! plays a well-behaved agent (PENDING → RUNNING with the assigned ports as
+//! bindings, STOPPED when told, canned log lines).
+//!
+//! It stands in for the task runtime, which another milestone builds; the
+//! scheduler cannot tell the difference.
+
+use std::time::Duration;
+
+use berth_proto::v1::agent_service_client::AgentServiceClient;
+use berth_proto::v1::{
+    agent_message, scheduler_message, AgentMessage, ContainerStatus, DesiredState, Heartbeat,
+    Hello, HostResources, LogChunk, LogEntry, LogRequest, NetworkBinding, RegisterRequest,
+    TaskStatusReport,
+};
+use tokio::sync::{mpsc, watch, Mutex};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+/// What the fake host offers.
+#[derive(Debug, Clone)]
+pub struct FakeHost {
+    pub cpu_units: i64,
+    pub memory_mib: i64,
+    pub port_range: (u32, u32),
+    pub reserved_tcp_ports: Vec<u32>,
+}
+
+impl Default for FakeHost {
+    fn default() -> Self {
+        Self {
+            cpu_units: 2048,
+            memory_mib: 1024,
+            port_range: (20000, 32767),
+            reserved_tcp_ports: vec![22],
+        }
+    }
+}
+
+/// A connected fake agent. Dropping it closes its stream.
+pub struct FakeAgent {
+    pub id: String,
+    pub arn: String,
+    /// What Register returned; [`FakeAgent::reconnect`] presents it again.
+    pub credential: String,
+    tx: mpsc::Sender<AgentMessage>,
+    desired: watch::Receiver<Option<DesiredState>>,
+    log_requests: Mutex<mpsc::Receiver<LogRequest>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for FakeAgent {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl FakeAgent {
+    /// Registers with `cluster`, connects and says Hello; heartbeats every
+    /// 200 ms.
+    pub async fn join(channel: Channel, cluster: &str, host: FakeHost) -> Self {
+        let reg = AgentServiceClient::new(channel.clone())
+            .register(RegisterRequest {
+                cluster: cluster.to_owned(),
+                hostname: "fake-host".to_owned(),
+            })
+            .await
+            .expect("register")
+            .into_inner();
+        Self::reconnect(
+            channel,
+            reg.container_instance_id,
+            reg.container_instance_arn,
+            reg.credential,
+            host,
+        )
+        .await
+    }
+
+    /// Connects as an instance that registered before (a restarted agent).
+    pub async fn reconnect(
+        channel: Channel,
+        id: String,
+        arn: String,
+        credential: String,
+        host: FakeHost,
+    ) -> Self {
+        let mut client = AgentServiceClient::new(channel);
+        let (tx, rx) = mpsc::channel::<AgentMessage>(256);
+        tx.send(AgentMessage {
+            msg: Some(agent_message::Msg::Hello(Hello {
+                resources: Some(HostResources {
+                    cpu_units: host.cpu_units,
+                    memory_mib: host.memory_mib,
+                    port_range_start: host.port_range.0,
+                    port_range_end: host.port_range.1,
+                    reserved_tcp_ports: host.reserved_tcp_ports.clone(),
+                    reserved_udp_ports: vec![],
+                }),
+                attributes: vec![],
+                agent_version: "fake".to_owned(),
+                hostname: "fake-host".to_owned(),
+            })),
+        })
+        .await
+        .expect("queue hello");
+        let mut req = tonic::Request::new(ReceiverStream::new(rx));
+        req.metadata_mut().insert(
+            berth_proto::AGENT_CREDENTIAL_HEADER,
+            MetadataValue::try_from(credential.as_str()).expect("ascii credential"),
+        );
+        let mut down = client.connect(req).await.expect("connect").into_inner();
+        let (desired_tx, desired) = watch::channel(None);
+        let (log_tx, log_rx) = mpsc::channel(64);
+        let reader = tokio::spawn(async move {
+            while let Ok(Some(m)) = down.message().await {
+                match m.msg {
+                    Some(scheduler_message::Msg::DesiredState(d)) => {
+                        desired_tx.send_replace(Some(d));
+                    }
+                    Some(scheduler_message::Msg::LogRequest(r)) => {
+                        let _ = log_tx.send(r).await;
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let beat = tokio::spawn({
+            let tx = tx.clone();
+            async move {
+                for seq in 0.. {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let hb = AgentMessage {
+                        msg: Some(agent_message::Msg::Heartbeat(Heartbeat {
+                            seq,
+                            sent_at: None,
+                        })),
+                    };
+                    if tx.send(hb).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Self {
+            id,
+            arn,
+            credential,
+            tx,
+            desired,
+            log_requests: Mutex::new(log_rx),
+            tasks: vec![reader, beat],
+        }
+    }
+
+    /// Waits (up to 10 s) for a desired state for which `want` holds.
+    pub async fn desired_where(&self, want: impl Fn(&DesiredState) -> bool) -> DesiredState {
+        let mut rx = self.desired.clone();
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(d) = rx.borrow_and_update().as_ref().filter(|d| want(d)) {
+                    return d.clone();
+                }
+                rx.changed().await.expect("agent stream open");
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| {
+            panic!(
+                "no matching desired state within 10s; last: {:?}",
+                self.desired.borrow()
+            )
+        })
+    }
+
+    pub async fn send(&self, msg: agent_message::Msg) {
+        self.tx
+            .send(AgentMessage { msg: Some(msg) })
+            .await
+            .expect("agent stream open");
+    }
+
+    pub async fn report(&self, r: TaskStatusReport) {
+        self.send(agent_message::Msg::TaskStatus(r)).await;
+    }
+
+    /// The next log request the scheduler forwarded (up to 10 s).
+    pub async fn next_log_request(&self) -> LogRequest {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            self.log_requests.lock().await.recv(),
+        )
+        .await
+        .expect("a log request within 10s")
+        .expect("agent stream open")
+    }
+
+    /// Plays a well-behaved agent in the background: every desired RUNNING
+    /// task is reported PENDING then RUNNING with its assigned ports as
+    /// bindings and a runtime id per container; every desired STOPPED one
+    /// STOPPED (exit code 0). Each log request gets two lines per container
+    /// and eof.
+    pub fn autopilot(mut self) -> Self {
+        let desired = self.desired.clone();
+        let tx = self.tx.clone();
+        let driver = tokio::spawn(async move {
+            let mut desired = desired;
+            let mut reported: Vec<(String, &'static str)> = Vec::new();
+            loop {
+                let state = desired.borrow_and_update().clone();
+                if let Some(d) = state {
+                    for t in &d.tasks {
+                        let steps: &[&'static str] = if t.desired_status == "RUNNING" {
+                            &["PENDING", "RUNNING"]
+                        } else {
+                            &["STOPPED"]
+                        };
+                        for step in steps {
+                            if reported.contains(&(t.task_arn.clone(), *step)) {
+                                continue;
+                            }
+                            reported.push((t.task_arn.clone(), *step));
+                            let r = report_for(t, step);
+                            if tx
+                                .send(AgentMessage {
+                                    msg: Some(agent_message::Msg::TaskStatus(r)),
+                                })
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                }
+                if desired.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        let logs = tokio::spawn({
+            let tx = self.tx.clone();
+            let desired = self.desired.clone();
+            let mut requests =
+                std::mem::replace(&mut self.log_requests, Mutex::new(mpsc::channel(1).1))
+                    .into_inner();
+            async move {
+                while let Some(r) = requests.recv().await {
+                    let containers: Vec<String> = desired
+                        .borrow()
+                        .as_ref()
+                        .and_then(|d| d.tasks.iter().find(|t| t.task_arn == r.task_arn))
+                        .map(|t| container_names(&t.task_definition_json))
+                        .unwrap_or_default();
+                    let entries = containers
+                        .iter()
+                        .filter(|c| r.container.is_empty() || **c == r.container)
+                        .flat_map(|c| {
+                            (1..=2).map(move |i| LogEntry {
+                                time: None,
+                                container: c.clone(),
+                                stream: "stdout".to_owned(),
+                                log: format!("{c} line {i}"),
+                            })
+                        })
+                        .collect();
+                    let chunk = LogChunk {
+                        request_id: r.request_id,
+                        entries,
+                        eof: true,
+                        error: String::new(),
+                    };
+                    if tx
+                        .send(AgentMessage {
+                            msg: Some(agent_message::Msg::LogChunk(chunk)),
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+        self.tasks.push(driver);
+        self.tasks.push(logs);
+        self
+    }
+}
+
+fn container_names(definition_json: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(definition_json).unwrap_or_default();
+    v["containerDefinitions"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A report of `t` at `status`, with bindings from its port assignments.
+pub fn report_for(t: &berth_proto::v1::DesiredTask, status: &str) -> TaskStatusReport {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let ts = Some(prost_types::Timestamp {
+        seconds: now.as_secs() as i64,
+        nanos: 0,
+    });
+    let id = t.task_arn.rsplit('/').next().unwrap_or_default();
+    let containers = container_names(&t.task_definition_json)
+        .into_iter()
+        .map(|name| ContainerStatus {
+            runtime_id: format!("{id}-{name}"),
+            last_status: status.to_owned(),
+            exit_code: (status == "STOPPED").then_some(0),
+            network_bindings: t
+                .ports
+                .iter()
+                .filter(|p| p.container_name == name)
+                .map(|p| NetworkBinding {
+                    bind_ip: "0.0.0.0".to_owned(),
+                    container_port: p.container_port,
+                    host_port: p.host_port,
+                    protocol: p.protocol.clone(),
+                })
+                .collect(),
+            name,
+            ..Default::default()
+        })
+        .collect();
+    TaskStatusReport {
+        task_arn: t.task_arn.clone(),
+        last_status: status.to_owned(),
+        containers,
+        pull_started_at: ts,
+        pull_stopped_at: ts,
+        started_at: (status != "PENDING").then_some(ts).flatten(),
+        stopped_at: (status == "STOPPED").then_some(ts).flatten(),
+        stop_code: if status == "STOPPED" && t.stop_code.is_empty() {
+            "EssentialContainerExited".to_owned()
+        } else {
+            String::new()
+        },
+        ..Default::default()
+    }
+}
