@@ -8,9 +8,9 @@
 //! `cpu`, 0 where absent). Host ports: a static `hostPort` must be free; in
 //! bridge mode `hostPort` 0 or absent (and every port of a
 //! `containerPortRange`) gets a free port of the instance's dynamic range;
-//! in host and awsvpc modes the host port is the container port (awsvpc runs
-//! as bridge and publishes each port on the equal host port, see
-//! `docs/task-definitions.md`); none mode publishes nothing.
+//! in host mode the host port is the container port; awsvpc and none modes
+//! publish nothing (an awsvpc task is reached at its own address on the
+//! bridge, as an ENI is; see `docs/task-definitions.md`).
 
 use berth_proto::taskdef::validate::parse_port_range;
 use berth_proto::taskdef::{NetworkMode, TaskDefinition, TransportProtocol};
@@ -129,7 +129,7 @@ pub fn needs(def: &TaskDefinition) -> TaskNeeds {
     };
     let mode = def.effective_network_mode();
     let mut ports = Vec::new();
-    if mode != NetworkMode::None {
+    if mode != NetworkMode::None && mode != NetworkMode::Awsvpc {
         for c in containers {
             for pm in &c.port_mappings {
                 let proto = protocol(pm.effective_protocol());
@@ -146,7 +146,7 @@ pub fn needs(def: &TaskDefinition) -> TaskNeeds {
                         continue;
                     };
                     let host_port = match mode {
-                        NetworkMode::Host | NetworkMode::Awsvpc => Some(container_port),
+                        NetworkMode::Host => Some(container_port),
                         _ => pm
                             .host_port
                             .filter(|h| *h != 0)
@@ -321,13 +321,14 @@ mod tests {
                 (9001, Protocol::Tcp, None)
             ]
         );
-        for mode in ["host", "awsvpc"] {
-            let n = needs(&def(&format!(
+        let mode_needs = |mode: &str| {
+            needs(&def(&format!(
                 r#"{{"family":"f","networkMode":"{mode}","containerDefinitions":[{{"name":"a","image":"x","memory":8,
                     "portMappings":[{{"containerPort":8080}}]}}]}}"#
-            )));
-            assert_eq!(n.ports[0].host_port, Some(8080), "{mode}");
-        }
+            )))
+        };
+        assert_eq!(mode_needs("host").ports[0].host_port, Some(8080));
+        assert!(mode_needs("awsvpc").ports.is_empty(), "awsvpc publishes no host ports");
     }
 
     #[test]

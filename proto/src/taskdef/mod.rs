@@ -30,8 +30,8 @@
 //!   requiresCompatibilities EC2/EXTERNAL, cpu, memory, tags, pidMode, ipcMode,
 //!   runtimePlatform (cpuArchitecture constrains placement; LINUX only).
 //! - **AWS-only, accepted with a warning** (stored and returned, no effect):
-//!   taskRoleArn, executionRoleArn, networkMode awsvpc (run like bridge with
-//!   host port = container port), the awslogs driver and its options (logs
+//!   taskRoleArn, executionRoleArn, networkMode awsvpc (the task's own address
+//!   on the Berth bridge, no host ports), the awslogs driver and its options (logs
 //!   kept as json-file), proxyConfiguration, inferenceAccelerators,
 //!   resourceRequirements InferenceAccelerator, ephemeralStorage,
 //!   enableFaultInjection, firelensConfiguration, credentialSpecs,

@@ -206,7 +206,8 @@ pub enum NetworkMode {
     Bridge,
     /// The host's network namespace.
     Host,
-    /// AWS ENI per task; Berth runs it like `bridge` with host port = container port.
+    /// AWS ENI per task; Berth gives the task its own address on the Berth
+    /// bridge and publishes no host ports.
     Awsvpc,
     /// A namespace with loopback only.
     None,
@@ -643,7 +644,8 @@ pub struct RepositoryCredentials {
 }
 
 /// A published port. `hostPort` absent or 0 in `bridge` mode = a dynamic
-/// port chosen by the scheduler; in `host`/`awsvpc` it equals `containerPort`.
+/// port chosen by the scheduler; in `host`/`awsvpc` it equals `containerPort`
+/// (awsvpc publishes no host port: the task is reached at its own address).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PortMapping {

@@ -214,8 +214,8 @@ impl<'a> Checker<'a> {
             self.warn(
                 "networkMode",
                 "awsvpc needs AWS network interfaces: Berth gives the task its own \
-                 network namespace on the Berth bridge, as in bridge mode, and publishes \
-                 each port on the host port equal to its container port",
+                 address on the Berth bridge (reachable from the host and other tasks) \
+                 and publishes no host ports, as an ENI publishes none",
             );
         }
         let n = d.container_definitions.len();
