@@ -61,6 +61,9 @@ pub enum AgentError {
     Identity(#[from] IdentityError),
     #[error("the session task ended unexpectedly: {cause}")]
     SessionDied { cause: String },
+    /// The task runtime cannot be set up on this host (cgroups, CNI).
+    #[error("cannot run tasks on this host: {what}: {cause}")]
+    Runtime { what: &'static str, cause: String },
 }
 
 impl AgentError {
@@ -72,6 +75,7 @@ impl AgentError {
             AgentError::Host(e) => e.is_config_error(),
             AgentError::Identity(e) => e.is_config_error(),
             AgentError::SessionDied { .. } => false,
+            AgentError::Runtime { .. } => true,
         };
         if config_fault {
             EXIT_CONFIG
@@ -84,6 +88,12 @@ impl AgentError {
 /// Runs the agent until `shutdown` completes, then closes the session.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let mut agent = Agent::start(&config, HostProbe::new(&config))?;
+    start_runtime(
+        &config,
+        agent.reporter.clone(),
+        agent.desired_state(),
+        agent.cancel.child_token(),
+    )?;
     tokio::select! {
         () = shutdown => {
             tracing::info!("shutting down");
@@ -104,6 +114,136 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 pub struct Agent {
     session: SessionHandle,
     cancel: CancellationToken,
+    reporter: runtime::report::Reporter,
+}
+
+/// How long to wait between tries to reach containerd.
+const CONTAINERD_RETRY: Duration = Duration::from_secs(2);
+
+/// Sets up the task runtime: cgroups and CNI are checked now (a host that
+/// cannot run tasks fails at start, exit 64); containerd is reached in the
+/// background, retrying, so the agent joins even while containerd starts.
+/// Tasks keep running when `cancel` fires.
+pub fn start_runtime(
+    config: &Config,
+    reporter: runtime::report::Reporter,
+    desired: watch::Receiver<Option<DesiredState>>,
+    cancel: CancellationToken,
+) -> Result<(), AgentError> {
+    use runtime::{cgroups::CgroupManager, network};
+    let rc = config.runtime.clone();
+    let cgroups = CgroupManager::detect(&rc.cgroup_parent).map_err(|e| AgentError::Runtime {
+        what: "cgroups",
+        cause: e.to_string(),
+    })?;
+    let subnet = match &rc.bridge_subnet {
+        Some(s) => Some(
+            s.parse::<network::Ipv4Net>()
+                .map_err(|e| AgentError::Runtime {
+                    what: "bridge_subnet",
+                    cause: e.to_string(),
+                })?,
+        ),
+        None => None,
+    };
+    let net_cfg = network::NetworkConfig {
+        bridge: rc.bridge.clone(),
+        subnet,
+        cni_bin_dirs: rc.cni_bin_dirs.clone(),
+        state_dir: config.state_dir.join("network"),
+        mtu: None,
+    };
+    let networking = network::Networking::new(net_cfg).map_err(|e| AgentError::Runtime {
+        what: "CNI networking",
+        cause: e.to_string(),
+    })?;
+    let hostname = config.hostname.clone().unwrap_or_else(|| {
+        hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".to_owned())
+    });
+    let agent_binary = std::env::current_exe().map_err(|e| AgentError::Runtime {
+        what: "the agent's own path (for the log driver)",
+        cause: e.to_string(),
+    })?;
+    let host_cfg = runtime::host_ops::HostOpsConfig {
+        pull_policy: rc.image_pull_behavior,
+        agent_binary,
+        log_dir: config.log_dir(),
+        log_max_bytes: rc.log_max_size,
+        log_max_files: rc.log_max_files,
+        task_dir: config.state_dir.join("tasks"),
+        snapshotter: "overlayfs".to_owned(),
+        hostname,
+    };
+    tokio::spawn(async move {
+        let mut warned = false;
+        let ctd = loop {
+            match runtime::containerd::Containerd::connect(
+                &rc.containerd_socket,
+                &rc.containerd_namespace,
+            )
+            .await
+            {
+                Ok(c) => break c,
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(socket = %rc.containerd_socket.display(), cause = %e, "containerd is not reachable; tasks cannot run until it is (retrying)");
+                        warned = true;
+                    }
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(CONTAINERD_RETRY) => {}
+                    }
+                }
+            }
+        };
+        match ctd.version().await {
+            Ok(v) => {
+                tracing::info!(version = %v.version, namespace = %rc.containerd_namespace, "connected to containerd")
+            }
+            Err(e) => {
+                tracing::warn!(cause = %e, "containerd answered the connection but not Version")
+            }
+        }
+        let images = runtime::image::ImageStore::new(ctd.clone(), rc.image_store_config());
+        let ops = std::sync::Arc::new(runtime::host_ops::HostOps::new(
+            ctd, images, networking, cgroups, host_cfg,
+        ));
+        let ctx = std::sync::Arc::new(runtime::runner::RunnerCtx {
+            ops: ops.clone(),
+            reporter,
+            cleanup_after: rc.task_cleanup_wait,
+        });
+        // ECS-style image cleanup: least recently used images no task uses.
+        let gc_ops = ops.clone();
+        let gc_cancel = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = gc_cancel.cancelled() => return,
+                    () = tokio::time::sleep(rc.image_cleanup_interval) => {}
+                }
+                match gc_ops
+                    .images()
+                    .gc(
+                        &gc_ops.images_in_use(),
+                        rc.image_cleanup_min_age,
+                        rc.image_cleanup_per_cycle,
+                    )
+                    .await
+                {
+                    Ok(deleted) if !deleted.is_empty() => tracing::info!(?deleted, "image cleanup"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(cause = %e, "image cleanup failed"),
+                }
+            }
+        });
+        runtime::supervisor::Supervisor::new(ctx, rc.stop_timeout, cancel)
+            .run(desired)
+            .await;
+    });
+    Ok(())
 }
 
 impl Agent {
@@ -147,7 +287,7 @@ impl Agent {
         };
         tokio::spawn(log_server.run(log_rx, chunk_tx, cancel.child_token()));
         let link = session::RuntimeLink {
-            reporter,
+            reporter: reporter.clone(),
             logs: log_tx,
             chunks: chunk_rx,
         };
@@ -163,7 +303,11 @@ impl Agent {
             link,
             cancel.clone(),
         );
-        Ok(Self { session, cancel })
+        Ok(Self {
+            session,
+            cancel,
+            reporter,
+        })
     }
 
     /// The connection to the scheduler, as it changes.

@@ -58,7 +58,12 @@ fn log_driver_args(
     let mut file = None;
     let mut max_bytes: u64 = 10 * 1024 * 1024;
     let mut max_files: u32 = 5;
-    let mut it = argv.iter().skip(1).filter(|a| *a != "log-driver");
+    // containerd turns a valueless query key into the key plus an empty
+    // argument: skip empties.
+    let mut it = argv
+        .iter()
+        .skip(1)
+        .filter(|a| *a != "log-driver" && !a.is_empty());
     while let Some(flag) = it.next() {
         let Some(value) = it.next() else {
             return Some(Err(format!("{flag} needs a value")));
@@ -173,5 +178,41 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn log_driver_arguments_in_any_order_with_containerds_empty_values() {
+        // As the shim builds them from the URI query (map order, "" after a
+        // valueless key).
+        let a = log_driver_args(&argv(&[
+            "/usr/bin/berth-agent",
+            "--max-files",
+            "3",
+            "log-driver",
+            "",
+            "--file",
+            "/x/c.log",
+            "--max-bytes",
+            "1024",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.file, PathBuf::from("/x/c.log"));
+        assert_eq!((a.max_bytes, a.max_files), (1024, 3));
+        assert!(log_driver_args(&argv(&["berth-agent", "run"])).is_none());
+        assert!(
+            log_driver_args(&argv(&["berth-agent", "log-driver", "--bogus", "1"]))
+                .unwrap()
+                .is_err()
+        );
     }
 }

@@ -328,7 +328,10 @@ mod tests {
             )))
         };
         assert_eq!(mode_needs("host").ports[0].host_port, Some(8080));
-        assert!(mode_needs("awsvpc").ports.is_empty(), "awsvpc publishes no host ports");
+        assert!(
+            mode_needs("awsvpc").ports.is_empty(),
+            "awsvpc publishes no host ports"
+        );
     }
 
     #[test]

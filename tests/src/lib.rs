@@ -244,16 +244,28 @@ pub struct Agent {
     pub log: PathBuf,
     scheduler: String,
     cluster: String,
+    env: Vec<(String, String)>,
 }
 
 impl Agent {
     pub fn start(scheduler: &str, cluster: &str, state_dir: &Path) -> Self {
+        Self::start_with_env(scheduler, cluster, state_dir, &[])
+    }
+
+    /// Starts an agent with extra `BERTH_*` settings in its environment.
+    pub fn start_with_env(
+        scheduler: &str,
+        cluster: &str,
+        state_dir: &Path,
+        env: &[(String, String)],
+    ) -> Self {
         let mut a = Self {
             child: None,
             state_dir: state_dir.to_owned(),
             log: state_dir.with_extension("agent.log"),
             scheduler: scheduler.to_owned(),
             cluster: cluster.to_owned(),
+            env: env.to_vec(),
         };
         a.spawn();
         a
@@ -275,6 +287,7 @@ impl Agent {
             .arg("--config")
             .arg("/dev/null")
             .env("BERTH_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

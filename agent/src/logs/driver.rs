@@ -37,6 +37,17 @@ pub struct DriverArgs {
     pub max_files: u32,
 }
 
+impl DriverArgs {
+    /// Arguments that keep nothing: the pumps only drain the pipes.
+    pub fn discard() -> Self {
+        Self {
+            file: PathBuf::new(),
+            max_bytes: 0,
+            max_files: 0,
+        }
+    }
+}
+
 /// Builds the stdio URI that makes the shim run this binary as the logger.
 pub fn binary_uri(agent_binary: &Path, args: &DriverArgs) -> String {
     fn enc(s: &str) -> String {
@@ -118,15 +129,10 @@ fn pump(src: impl Read, stream: Stream, sink: &Mutex<Option<RotatingWriter>>) {
 pub fn run(args: &DriverArgs) -> io::Result<()> {
     let stdout = open_fd(STDOUT_FD)?;
     let stderr = open_fd(STDERR_FD).ok();
-    let writer = match RotatingWriter::open(&args.file, args.max_bytes, args.max_files) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            eprintln!(
-                "berth log-driver: cannot open {}: {e}; output is being dropped",
-                args.file.display()
-            );
-            None
-        }
+    let writer = if args.file.as_os_str().is_empty() {
+        None
+    } else {
+        open_writer(args)
     };
     let sink = Arc::new(Mutex::new(writer));
     // Ready: the shim may start the container now.
@@ -140,6 +146,19 @@ pub fn run(args: &DriverArgs) -> io::Result<()> {
         let _ = t.join();
     }
     Ok(())
+}
+
+fn open_writer(args: &DriverArgs) -> Option<RotatingWriter> {
+    match RotatingWriter::open(&args.file, args.max_bytes, args.max_files) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!(
+                "berth log-driver: cannot open {}: {e}; output is being dropped",
+                args.file.display()
+            );
+            None
+        }
+    }
 }
 
 #[cfg(test)]

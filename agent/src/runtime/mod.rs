@@ -7,6 +7,7 @@
 //! - [`plan`]: a task as supervised, and the container labels it lives in.
 //! - [`report`]: ECS-named reports, kept level-triggered for the session.
 //! - [`ops`]: the seam to the host (containerd, CNI, cgroups).
+//! - [`host_ops`]: that seam on the real host.
 //! - [`spec`]: OCI runtime specs from container definitions (Docker's merge
 //!   rules), and the per-task files containers mount.
 //! - [`cgroups`]: task cgroups (v1 and v2), limits, usage, OOM detection.
@@ -17,6 +18,7 @@
 
 pub mod cgroups;
 pub mod containerd;
+pub mod host_ops;
 pub mod image;
 pub mod network;
 pub mod ops;

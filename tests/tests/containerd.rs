@@ -1,0 +1,492 @@
+//! Tasks on real containerd + runc + CNI: a scheduler, an agent with its own
+//! containerd, and a local registry serving busybox images built by the
+//! testkit. Root is required (network namespaces, cgroups, mounts): run via
+//! `scripts/test` as root; without root the tests fail with that message.
+//!
+//! Each test has its own containerd, registry, bridge, subnet, cgroup parent
+//! and host-port range, so tests run in parallel without meeting.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use berth_testkit::registry::Registry;
+use berth_tests::{eventually, json, ok_stdout, Agent, Scheduler};
+use serde_json::Value;
+
+struct Cluster {
+    sched: Scheduler,
+    agent: Agent,
+    registry: Registry,
+    ctd: berth_testkit::containerd::Containerd,
+    image: String,
+    instance: String,
+    bridge: String,
+    cgroup_parent: String,
+    _dir: tempfile::TempDir,
+}
+
+fn rand_u16() -> u16 {
+    let mut b = [0u8; 2];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .unwrap();
+    u16::from_le_bytes(b)
+}
+
+async fn cluster_with(
+    registry_auth: Option<(&str, &str)>,
+    extra_env: &[(&str, String)],
+) -> Cluster {
+    berth_testkit::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let ctd = berth_testkit::containerd::Containerd::start();
+    let registry = Registry::start(registry_auth);
+    let opts = berth_testkit::image::ImageOptions {
+        stop_signal: None,
+        ..Default::default()
+    };
+    let pushed = registry.push_busybox_with(
+        "berth/busybox",
+        "latest",
+        &opts,
+        berth_testkit::image::ImageFormat::Oci,
+    );
+    let sched = Scheduler::start(&dir.path().join("sched")).await;
+    let r = rand_u16();
+    let bridge = format!("bt{:04x}", r);
+    let cgroup_parent = format!("berth-test-{:04x}", r);
+    let port_base = 20000 + (r % 120) * 100;
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "BERTH_CONTAINERD_SOCKET".into(),
+            ctd.socket().display().to_string(),
+        ),
+        ("BERTH_INSECURE_REGISTRIES".into(), registry.addr()),
+        (
+            "BERTH_TASK_CLEANUP_WAIT".into(),
+            std::env::var("DEBUG_CLEANUP").unwrap_or_else(|_| "2s".into()),
+        ),
+        ("BERTH_STOP_TIMEOUT".into(), "10s".into()),
+        ("BERTH_BRIDGE".into(), bridge.clone()),
+        (
+            "BERTH_BRIDGE_SUBNET".into(),
+            format!("10.213.{}.0/24", 1 + r % 250),
+        ),
+        ("BERTH_CGROUP_PARENT".into(), cgroup_parent.clone()),
+        (
+            "BERTH_PORT_RANGE".into(),
+            format!("{port_base}-{}", port_base + 99),
+        ),
+    ];
+    env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let agent = Agent::start_with_env(
+        &sched.endpoint(),
+        "default",
+        &dir.path().join("agent"),
+        &env,
+    );
+    let instance = eventually(Duration::from_secs(30), "the agent to connect", || async {
+        let v: Value = serde_json::from_slice(&sched.ctl(&["instance", "ls", "-o", "json"]).stdout)
+            .map_err(|e| e.to_string())?;
+        match v["containerInstances"][0]["agentConnected"].as_bool() {
+            Some(true) => Ok(berth_proto::arn::short_id(
+                v["containerInstances"][0]["containerInstanceArn"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .to_owned()),
+            _ => Err(format!("{v}\nagent log:\n{}", agent.log_text())),
+        }
+    })
+    .await;
+    Cluster {
+        sched,
+        agent,
+        image: pushed.reference,
+        registry,
+        ctd,
+        instance,
+        bridge,
+        cgroup_parent,
+        _dir: dir,
+    }
+}
+
+async fn cluster() -> Cluster {
+    cluster_with(None, &[]).await
+}
+
+impl Cluster {
+    fn register(&self, json: &str) -> String {
+        let json = json.replace("IMAGE", &self.image);
+        let out = self
+            .sched
+            .ctl_stdin(&["taskdef", "register", "-f", "-"], &json);
+        ok_stdout(&out).lines().next().unwrap().to_owned()
+    }
+
+    fn start(&self, taskdef: &str) -> String {
+        let out = self.sched.ctl(&[
+            "task",
+            "start",
+            "--taskdef",
+            taskdef,
+            "--instance",
+            &self.instance,
+        ]);
+        let text = ok_stdout(&out);
+        text.split_whitespace()
+            .find(|w| w.len() == 32 && w.chars().all(|c| c.is_ascii_hexdigit()))
+            .or_else(|| {
+                text.lines()
+                    .next()
+                    .map(|l| berth_proto::arn::short_id(l.trim()))
+            })
+            .unwrap_or_else(|| panic!("no task id in {text:?}"))
+            .to_owned()
+    }
+
+    fn describe(&self, task: &str) -> Value {
+        json(&self.sched.ctl(&["task", "describe", task, "-o", "json"]))["tasks"][0].clone()
+    }
+
+    async fn until_status(&self, task: &str, status: &str) -> Value {
+        eventually(
+            Duration::from_secs(60),
+            &format!("task {task} {status}"),
+            || async {
+                let t = self.describe(task);
+                if t["lastStatus"] == status {
+                    Ok(t)
+                } else {
+                    Err(format!(
+                        "{t}\nagent log (tail):\n{}",
+                        tail(&self.agent.log_text(), 40)
+                    ))
+                }
+            },
+        )
+        .await
+    }
+
+    fn host_port(t: &Value, container_port: u64) -> u16 {
+        t["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["networkBindings"].as_array().cloned().unwrap_or_default())
+            .find(|b| b["containerPort"] == container_port)
+            .unwrap_or_else(|| panic!("no binding for {container_port} in {t}"))["hostPort"]
+            .as_u64()
+            .unwrap() as u16
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<_> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn http_get(port: u16) -> Result<String, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).map_err(|e| e.to_string())?;
+    Ok(body)
+}
+
+const HTTPD: &str = r#"{"family":"httpd","containerDefinitions":[{
+    "name":"web","image":"IMAGE","memory":64,"essential":true,
+    "entryPoint":["sh","-c"],
+    "command":["mkdir -p /www && echo hello-from-berth > /www/index.html && echo started && exec httpd -f -v -p 8080 -h /www"],
+    "portMappings":[{"containerPort":8080,"hostPort":0}]}]}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn httpd_task_serves_on_its_dynamic_host_port() {
+    let c = cluster().await;
+    let td = c.register(HTTPD);
+    let a = c.start(&td);
+    let b = c.start(&td);
+    let ta = c.until_status(&a, "RUNNING").await;
+    let tb = c.until_status(&b, "RUNNING").await;
+    let (pa, pb) = (Cluster::host_port(&ta, 8080), Cluster::host_port(&tb, 8080));
+    assert_ne!(pa, pb, "two tasks on one agent get different host ports");
+    for p in [pa, pb] {
+        let body = eventually(Duration::from_secs(10), "the page", || async {
+            http_get(p)
+        })
+        .await;
+        assert!(body.contains("hello-from-berth"), "{body}");
+    }
+    assert!(ta["containers"][0]["runtimeId"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+
+    // Logs come back through the scheduler.
+    let logs = ok_stdout(&c.sched.ctl(&["task", "logs", &a]));
+    assert!(logs.contains("started"), "{logs}");
+
+    // A static host port already taken is refused by the scheduler.
+    let fixed = HTTPD
+        .replace(r#""hostPort":0"#, &format!(r#""hostPort":{pa}"#))
+        .replace("\"httpd\"", "\"fixed\"");
+    let td2 = c.register(&fixed);
+    let out = c.sched.ctl(&[
+        "task",
+        "start",
+        "--taskdef",
+        &td2,
+        "--instance",
+        &c.instance,
+    ]);
+    assert!(!out.status.success());
+    let err =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        err.contains("RESOURCE:PORTS") || err.contains(&pa.to_string()),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn essential_exit_stops_the_task_and_non_essential_does_not() {
+    let c = cluster().await;
+    let td = c.register(
+        r#"{"family":"exit","containerDefinitions":[
+        {"name":"main","image":"IMAGE","memory":32,"entryPoint":["sh","-c"],"command":["sleep 4; exit 3"]},
+        {"name":"side","image":"IMAGE","memory":32,"essential":false,"entryPoint":["sh","-c"],"command":["exit 0"]}]}"#,
+    );
+    let id = c.start(&td);
+    let running = c.until_status(&id, "RUNNING").await;
+    let _ = running;
+    // The sidecar exits at once; the task stays RUNNING.
+    let t = eventually(Duration::from_secs(20), "sidecar STOPPED", || async {
+        let t = c.describe(&id);
+        let side = t["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "side")
+            .cloned()
+            .unwrap();
+        if side["lastStatus"] == "STOPPED" {
+            Ok(t)
+        } else {
+            Err(t.to_string())
+        }
+    })
+    .await;
+    assert_eq!(t["lastStatus"], "RUNNING");
+    let t = c.until_status(&id, "STOPPED").await;
+    assert_eq!(t["stopCode"], "EssentialContainerExited");
+    let main = t["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "main")
+        .cloned()
+        .unwrap();
+    assert_eq!(main["exitCode"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_limits_are_enforced_and_oom_is_reported() {
+    let c = cluster().await;
+    let td = c.register(
+        r#"{"family":"oom","memory":"128","containerDefinitions":[
+        {"name":"hog","image":"IMAGE","memory":32,"entryPoint":["sh","-c"],
+         "command":["sleep 1; x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"]}]}"#,
+    );
+    let id = c.start(&td);
+    c.until_status(&id, "RUNNING").await;
+    // The task-level limit shows in the task's cgroup (v1 here).
+    let limit = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/memory/{}/{id}/memory.limit_in_bytes",
+        c.cgroup_parent
+    ));
+    if let Ok(l) = limit {
+        assert_eq!(l.trim(), (128u64 << 20).to_string());
+    } else {
+        let v2 = std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/{}/{id}/memory.max",
+            c.cgroup_parent
+        ))
+        .unwrap();
+        assert_eq!(v2.trim(), (128u64 << 20).to_string());
+    }
+    let t = c.until_status(&id, "STOPPED").await;
+    let reason = t["containers"][0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        reason.starts_with("OutOfMemoryError"),
+        "reason {reason:?} in {t}"
+    );
+    assert_eq!(t["stopCode"], "EssentialContainerExited");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_sends_sigterm_first_and_cleanup_leaves_nothing() {
+    let c = cluster().await;
+    let marker_dir = tempfile::tempdir().unwrap();
+    let td = c.register(&format!(
+        r#"{{"family":"trap","volumes":[{{"name":"out","host":{{"sourcePath":"{}"}}}}],
+        "containerDefinitions":[{{"name":"app","image":"IMAGE","memory":32,
+         "mountPoints":[{{"sourceVolume":"out","containerPath":"/out"}}],
+         "portMappings":[{{"containerPort":9000}}],
+         "entryPoint":["sh","-c"],
+         "command":["trap 'echo got-sigterm > /out/marker; exit 0' TERM; while true; do sleep 0.2; done"]}}]}}"#,
+        marker_dir.path().display()
+    ));
+    let id = c.start(&td);
+    let t = c.until_status(&id, "RUNNING").await;
+    let port = Cluster::host_port(&t, 9000);
+    ok_stdout(&c.sched.ctl(&["task", "stop", &id, "--reason", "test"]));
+    let t = c.until_status(&id, "STOPPED").await;
+    assert_eq!(t["stopCode"], "UserInitiated");
+    assert_eq!(
+        t["containers"][0]["exitCode"], 0,
+        "the trap handled SIGTERM: {t}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(marker_dir.path().join("marker"))
+            .unwrap()
+            .trim(),
+        "got-sigterm"
+    );
+
+    // After the cleanup wait (2 s): no container, netns, veth, iptables
+    // rule or cgroup of the task.
+    let runtime_id = t["containers"][0]["runtimeId"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(30), "cleanup", || async {
+        let ctrs =
+            String::from_utf8_lossy(&c.ctd.ctr_in("berth", &["containers", "ls", "-q"]).stdout)
+                .to_string();
+        if ctrs.contains(&runtime_id) {
+            return Err(format!("container still there: {ctrs}"));
+        }
+        Ok(())
+    })
+    .await;
+    let netns = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&netns.stdout).contains(&id[..8]),
+        "netns left"
+    );
+    let rules = std::process::Command::new("iptables-save")
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(
+        !rules.contains(&format!("dport {port} ")),
+        "iptables rule for port {port} left:\n{rules}"
+    );
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", &c.bridge])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&links.stdout).trim().is_empty(),
+        "veth left on {}",
+        c.bridge
+    );
+    for ctrl in ["memory", "cpu", "pids"] {
+        let p = format!("/sys/fs/cgroup/{ctrl}/{}/{id}", c.cgroup_parent);
+        assert!(!std::path::Path::new(&p).exists(), "cgroup {p} left");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_restart_readopts_running_tasks() {
+    let mut c = cluster().await;
+    let td = c.register(
+        r#"{"family":"tick","containerDefinitions":[{"name":"tick","image":"IMAGE","memory":32,
+        "entryPoint":["sh","-c"],"command":["i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done"]}]}"#,
+    );
+    let id = c.start(&td);
+    let t = c.until_status(&id, "RUNNING").await;
+    let runtime_id = t["containers"][0]["runtimeId"].as_str().unwrap().to_owned();
+    let pid_of = |c: &Cluster| {
+        let out = c.ctd.ctr_in("berth", &["tasks", "ls"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with(&runtime_id))
+            .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let pid = pid_of(&c);
+    assert!(!pid.is_empty());
+    c.agent.kill9();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.agent.restart();
+    // Still RUNNING with the same process, logs still growing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let t = c.until_status(&id, "RUNNING").await;
+    assert_eq!(t["lastStatus"], "RUNNING");
+    assert_eq!(pid_of(&c), pid, "the container kept its process");
+    let before = ok_stdout(&c.sched.ctl(&["task", "logs", &id]))
+        .lines()
+        .count();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = ok_stdout(&c.sched.ctl(&["task", "logs", &id]))
+        .lines()
+        .count();
+    assert!(
+        after > before,
+        "log capture continued across the agent restart ({before} → {after})"
+    );
+    assert!(
+        c.agent.log_text().contains("re-adopt"),
+        "{}",
+        tail(&c.agent.log_text(), 30)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn private_registry_pull_needs_credentials() {
+    // Without credentials the pull fails clearly.
+    let c = cluster_with(Some(("berth", "s3cret")), &[]).await;
+    let td = c.register(r#"{"family":"priv","containerDefinitions":[{"name":"p","image":"IMAGE","memory":32,"entryPoint":["sleep","30"]}]}"#);
+    let id = c.start(&td);
+    let t = c.until_status(&id, "STOPPED").await;
+    assert_eq!(t["stopCode"], "TaskFailedToStart");
+    let reason = t["stoppedReason"].as_str().unwrap();
+    assert!(reason.starts_with("CannotPullContainerError:"), "{reason}");
+    drop(c);
+
+    // With a Docker config.json holding them, it works.
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("config.json");
+    let c = cluster_with(
+        Some(("berth", "s3cret")),
+        &[("BERTH_DOCKER_CONFIG", cfg.display().to_string())],
+    )
+    .await;
+    use std::io::Write as _;
+    let auth = {
+        // base64("berth:s3cret")
+        "YmVydGg6czNjcmV0"
+    };
+    std::fs::File::create(&cfg)
+        .unwrap()
+        .write_all(
+            format!(
+                r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+                c.registry.addr()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let td = c.register(r#"{"family":"priv","containerDefinitions":[{"name":"p","image":"IMAGE","memory":32,"entryPoint":["sleep","30"]}]}"#);
+    let id = c.start(&td);
+    c.until_status(&id, "RUNNING").await;
+}
