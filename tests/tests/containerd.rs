@@ -490,3 +490,29 @@ async fn private_registry_pull_needs_credentials() {
     let id = c.start(&td);
     c.until_status(&id, "RUNNING").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_that_died_while_the_agent_was_down_is_reported_stopped() {
+    let mut c = cluster().await;
+    let td = c.register(
+        r#"{"family":"dies","containerDefinitions":[{"name":"main","image":"IMAGE","memory":32,
+        "entryPoint":["sleep","3600"]}]}"#,
+    );
+    let id = c.start(&td);
+    let t = c.until_status(&id, "RUNNING").await;
+    let runtime_id = t["containers"][0]["runtimeId"].as_str().unwrap().to_owned();
+    c.agent.kill9();
+    // The container is killed while nobody supervises it.
+    let out = c.ctd.ctr_in("berth", &["tasks", "kill", "-s", "SIGKILL", &runtime_id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    eventually(Duration::from_secs(10), "the container to die", || async {
+        let ls = String::from_utf8_lossy(&c.ctd.ctr_in("berth", &["tasks", "ls"]).stdout).to_string();
+        let line = ls.lines().find(|l| l.starts_with(&runtime_id)).unwrap_or_default().to_owned();
+        if line.contains("STOPPED") { Ok(()) } else { Err(ls) }
+    })
+    .await;
+    c.agent.restart();
+    let t = c.until_status(&id, "STOPPED").await;
+    assert_eq!(t["stopCode"], "EssentialContainerExited");
+    assert_eq!(t["containers"][0]["exitCode"], 137, "{t}");
+}
