@@ -258,12 +258,19 @@ async fn essential_exit_stops_the_task_and_non_essential_does_not() {
     let c = cluster().await;
     let td = c.register(
         r#"{"family":"exit","containerDefinitions":[
-        {"name":"main","image":"IMAGE","memory":32,"entryPoint":["sh","-c"],"command":["sleep 4; exit 3"]},
+        {"name":"main","image":"IMAGE","memory":32,"entryPoint":["sh","-c"],"command":["echo hello; sleep 4; echo bye; exit 3"]},
         {"name":"side","image":"IMAGE","memory":32,"essential":false,"entryPoint":["sh","-c"],"command":["exit 0"]}]}"#,
     );
     let id = c.start(&td);
-    let running = c.until_status(&id, "RUNNING").await;
-    let _ = running;
+    c.until_status(&id, "RUNNING").await;
+    // `task logs --follow` streams what comes later and ends when the task has stopped.
+    let follow = std::process::Command::new(berth_tests::bin("berthctl"))
+        .args(["task", "logs", &id, "--container", "main", "--follow"])
+        .env("BERTH_ENDPOINT", c.sched.endpoint())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // The sidecar exits at once; the task stays RUNNING.
     let t = eventually(Duration::from_secs(20), "sidecar STOPPED", || async {
         let t = c.describe(&id);
@@ -292,6 +299,20 @@ async fn essential_exit_stops_the_task_and_non_essential_does_not() {
         .cloned()
         .unwrap();
     assert_eq!(main["exitCode"], 3);
+    let out = tokio::task::spawn_blocking(move || follow.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("hello") && text.contains("bye"),
+        "followed output: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -503,12 +524,27 @@ async fn a_task_that_died_while_the_agent_was_down_is_reported_stopped() {
     let runtime_id = t["containers"][0]["runtimeId"].as_str().unwrap().to_owned();
     c.agent.kill9();
     // The container is killed while nobody supervises it.
-    let out = c.ctd.ctr_in("berth", &["tasks", "kill", "-s", "SIGKILL", &runtime_id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = c
+        .ctd
+        .ctr_in("berth", &["tasks", "kill", "-s", "SIGKILL", &runtime_id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eventually(Duration::from_secs(10), "the container to die", || async {
-        let ls = String::from_utf8_lossy(&c.ctd.ctr_in("berth", &["tasks", "ls"]).stdout).to_string();
-        let line = ls.lines().find(|l| l.starts_with(&runtime_id)).unwrap_or_default().to_owned();
-        if line.contains("STOPPED") { Ok(()) } else { Err(ls) }
+        let ls =
+            String::from_utf8_lossy(&c.ctd.ctr_in("berth", &["tasks", "ls"]).stdout).to_string();
+        let line = ls
+            .lines()
+            .find(|l| l.starts_with(&runtime_id))
+            .unwrap_or_default()
+            .to_owned();
+        if line.contains("STOPPED") {
+            Ok(())
+        } else {
+            Err(ls)
+        }
     })
     .await;
     c.agent.restart();

@@ -16,8 +16,11 @@ fn main() -> ExitCode {
         eprintln!("berth-sample-image: cannot create {}: {e}", dir.display());
         return ExitCode::FAILURE;
     }
-    let digest =
-        berth_testkit::image::write_busybox_layout(&dir, &tag, &berth_testkit::ImageOptions::default());
+    let digest = berth_testkit::image::write_busybox_layout(
+        &dir,
+        &tag,
+        &berth_testkit::ImageOptions::default(),
+    );
     println!("{digest}");
     ExitCode::SUCCESS
 }
