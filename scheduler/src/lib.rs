@@ -6,6 +6,7 @@
 //! - [`store`]: the narrow storage trait and its sled implementation; the only place sled appears.
 //! - [`sessions`]: live agent sessions and heartbeats, in memory.
 //! - [`agent_link`]: desired-set notifications and log-request routing to the agents' streams.
+//! - [`placement`]: choosing instances for tasks (the Cluster Query Language so far); pure.
 //! - [`reserve`]: what a task needs on an instance and whether it fits; pure functions.
 //! - [`records`]: the stored domain records.
 //! - [`config`]: file/env/flag configuration, validated before anything binds.
@@ -14,6 +15,7 @@ pub mod agent_link;
 pub mod api;
 pub mod config;
 pub mod db;
+pub mod placement;
 pub mod records;
 pub mod reserve;
 pub mod server;
