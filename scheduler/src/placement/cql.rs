@@ -23,9 +23,9 @@
 //!   `not_in`, ...) are case-insensitive.
 //! - **Precedence**: `not` binds tighter than `and`, which binds tighter than `or`; both binary
 //!   operators associate to the left; parentheses group.
-//! - **Values** are bare (up to whitespace, `(`, `)`, `[`, `]`, `,`, `&&` or `||`) or quoted
-//!   with `'` or `"`. There are no escapes: a value containing one kind of quote is written in
-//!   the other.
+//! - **Values** are quoted with `'` or `"`, or bare: up to whitespace, `&&`, `||` or a `)`
+//!   closing no `(` of the value (in a list also `,` and `]`), so `t2.(small|medium)` needs no
+//!   quotes. There are no escapes: a value containing one kind of quote is written in the other.
 //! - **A missing attribute** makes every comparison false, `!=`, `!in` and `!~` included (ECS:
 //!   `attribute:stack != prod` lists "the instances with the attribute stack unless the value is
 //!   prod"); only `!exists` is true. An attribute present without a value compares as `""`. An
@@ -43,9 +43,10 @@
 //!   task there is in group `g`, `!= g` when none is (anti-affinity, the same as
 //!   `not(task:group == g)`), `in [a, b]` when some task is in one of them, `!in` when none is.
 //! - **Regexes** (`=~`, `!~`) must match the whole value, as Java's `Matcher.matches()` does.
-//!   They are Rust's `regex`, not `java.util.regex`: no backreferences, lookaround, possessive
-//!   quantifiers or atomic groups, and `\w`, `\d`, `\s` are Unicode-aware; in exchange matching
-//!   is linear in the input.
+//!   They are Rust's `regex`, not `java.util.regex`: no backreferences, lookaround, atomic
+//!   groups or possessive quantifiers (`a*+` is rejected rather than read as `(?:a*)+`), `\w`,
+//!   `\d`, `\s` are Unicode-aware, and `(?U)` swaps greediness; in exchange matching is linear
+//!   in the input.
 //! - Expressions are at most [`MAX_LEN`] characters, like ECS's, and nest at most
 //!   [`MAX_DEPTH`] levels.
 
@@ -648,21 +649,46 @@ fn shaped(s: &str, shape: &str) -> bool {
 }
 
 fn compile_pattern(source: &str, at: usize) -> Result<Regex, CqlError> {
-    let hir = regex_syntax::ParserBuilder::new()
-        .build()
+    use regex_syntax::ast::{self, Ast};
+
+    let fail = |offset: usize, message: String| {
+        let column = source.get(..offset).map_or(0, |s| s.chars().count());
+        CqlError::new(
+            at + column,
+            format!("invalid regular expression `{source}`: {message}"),
+        )
+    };
+    let ast = ast::parse::Parser::new()
         .parse(source)
-        .map_err(|err| {
-            let (message, offset) = match &err {
-                regex_syntax::Error::Parse(e) => (e.kind().to_string(), e.span().start.offset),
-                regex_syntax::Error::Translate(e) => (e.kind().to_string(), e.span().start.offset),
-                other => (other.to_string(), 0),
-            };
-            let column = source.get(..offset).map_or(0, |s| s.chars().count());
-            CqlError::new(
-                at + column,
-                format!("invalid regular expression `{source}`: {message}"),
-            )
-        })?;
+        .map_err(|e| fail(e.span().start.offset, e.kind().to_string()))?;
+
+    /// Finds a repetition applied directly to a repetition: Java reads `a*+` as a possessive
+    /// quantifier, Rust as `(?:a*)+`, so the same text would silently mean something else.
+    struct StackedRepetition;
+    impl ast::Visitor for StackedRepetition {
+        type Output = ();
+        type Err = ast::Span;
+        fn finish(self) -> Result<(), ast::Span> {
+            Ok(())
+        }
+        fn visit_pre(&mut self, ast: &Ast) -> Result<(), ast::Span> {
+            match ast {
+                Ast::Repetition(rep) if matches!(*rep.ast, Ast::Repetition(_)) => Err(rep.op.span),
+                _ => Ok(()),
+            }
+        }
+    }
+    ast::visit(&ast, StackedRepetition).map_err(|span| {
+        fail(
+            span.start.offset,
+            "a quantifier directly after another (Java's possessive `a*+`) is not supported; \
+             write `(?:a*)+` for a repetition of a repetition"
+                .to_string(),
+        )
+    })?;
+    let hir = regex_syntax::hir::translate::Translator::new()
+        .translate(source, &ast)
+        .map_err(|e| fail(e.span().start.offset, e.kind().to_string()))?;
     // Anchor the parsed form, not the source text: a `(?x)` comment in the source would
     // swallow a textual `)$`. The printed HIR has no comments and parses to the same regex.
     RegexBuilder::new(&format!("^(?:{hir})$"))

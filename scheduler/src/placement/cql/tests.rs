@@ -404,6 +404,10 @@ fn error_cases() {
             "attribute:stack =~ (?<n>a)(?<n>b)",
             "attribute:stack =~ '(a)\\1'",
             "attribute:stack =~ '(?=a)'",
+            "attribute:stack =~ 'a*+'",
+            "attribute:stack =~ '(?>a)'",
+            "attribute:stack =~ '\\Qa.b\\E'",
+            "attribute:stack =~ '\\p{javaLowerCase}'",
             "registeredAt < 2018-13-01",
             "registeredAt < 2018-02-13T25:00:00Z",
             "registeredAt < yesterday",
@@ -484,6 +488,14 @@ fn error_cases() {
                                    ^ at column 24: invalid regular expression `(a)\1`: backreferences are not supported
             attribute:stack =~ '(?=a)'
                                 ^ at column 21: invalid regular expression `(?=a)`: look-around, including look-ahead and look-behind, is not supported
+            attribute:stack =~ 'a*+'
+                                  ^ at column 23: invalid regular expression `a*+`: a quantifier directly after another (Java's possessive `a*+`) is not supported; write `(?:a*)+` for a repetition of a repetition
+            attribute:stack =~ '(?>a)'
+                                  ^ at column 23: invalid regular expression `(?>a)`: unrecognized flag
+            attribute:stack =~ '\Qa.b\E'
+                                ^ at column 21: invalid regular expression `\Qa.b\E`: unrecognized escape sequence
+            attribute:stack =~ '\p{javaLowerCase}'
+                                ^ at column 21: invalid regular expression `\p{javaLowerCase}`: Unicode property not found
             registeredAt < 2018-13-01
                            ^ at column 16: invalid date `2018-13-01`; expected 2018-06-18, 2018-06-18T22:28:28, 2018-06-18T22:28:28Z or 2018-06-18T22:28:28+00:00
             registeredAt < 2018-02-13T25:00:00Z
@@ -567,8 +579,9 @@ fn limits() {
     assert_eq!(parse(&nots).unwrap_err().pos, MAX_DEPTH);
 
     // A regex whose compiled form is too large is refused rather than slowing placement.
-    let err = parse("attribute:a =~ '(a{100}){100}{100}'").unwrap_err();
+    let err = parse("attribute:a =~ '((a{100}){100}){100}'").unwrap_err();
     assert_eq!(err.pos, 16, "{err}");
+    assert!(err.message.ends_with("it is too large"), "{err}");
 }
 
 #[test]
