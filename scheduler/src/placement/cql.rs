@@ -25,7 +25,8 @@
 //!   operators associate to the left; parentheses group.
 //! - **Values** are quoted with `'` or `"`, or bare: up to whitespace, `&&`, `||` or a `)`
 //!   closing no `(` of the value (in a list also `,` and `]`), so `t2.(small|medium)` needs no
-//!   quotes. There are no escapes: a value containing one kind of quote is written in the other.
+//!   quotes. There are no escapes: a value containing one kind of quote is written in the other,
+//!   and no value contains both.
 //! - **A missing attribute** makes every comparison false, `!=`, `!in` and `!~` included (ECS:
 //!   `attribute:stack != prod` lists "the instances with the attribute stack unless the value is
 //!   prod"); only `!exists` is true. An attribute present without a value compares as `""`. An
@@ -709,7 +710,7 @@ fn compile_pattern(source: &str, at: usize) -> Result<Regex, CqlError> {
 // ---------------------------------------------------------------------------------------------
 // Parsing
 
-/// Characters that end a bare value (besides whitespace, `&&` and `||`).
+/// The grammar's punctuation: grouping and lists.
 fn is_delimiter(c: char) -> bool {
     matches!(c, '(' | ')' | '[' | ']' | ',')
 }
@@ -1050,6 +1051,18 @@ impl Parser {
                     return Err(CqlError::new(
                         start,
                         format!("expected a value after `{after}`, found {what}"),
+                    ));
+                }
+                // Without escapes, only a value free of one kind of quote can be written
+                // quoted; keep every value writable so the canonical form always parses.
+                let text = &self.chars[start..end];
+                if text.contains(&'\'') && text.contains(&'"') {
+                    return Err(CqlError::new(
+                        start,
+                        format!(
+                            "a value cannot contain both ' and \", found `{}`",
+                            self.text(start, end)
+                        ),
                     ));
                 }
                 self.pos = end;

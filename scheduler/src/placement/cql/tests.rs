@@ -419,6 +419,7 @@ fn error_cases() {
             "ec2InstanceId > i-1",
             "task:group =~ service:.*",
             "registeredAt in [2018-01-01]",
+            "attribute:stack == it's\"(x)",
             "attribute:stack == prod extra",
             "attribute:stack == prod)",
             "(attribute:stack == prod",
@@ -518,6 +519,8 @@ fn error_cases() {
                        ^ at column 12: `=~` does not apply to task:group, which takes ==, !=, in, !in
             registeredAt in [2018-01-01]
                          ^ at column 14: `in` does not apply to registeredAt, which takes ==, !=, >, >=, <, <=
+            attribute:stack == it's"(x)
+                               ^ at column 20: a value cannot contain both ' and ", found `it's"(x)`
             attribute:stack == prod extra
                                     ^ at column 25: expected `and`, `or` or the end of the expression, found `extra`
             attribute:stack == prod)
