@@ -3,7 +3,9 @@
 //! The endpoint comes from, in order: `--endpoint`, `BERTH_ENDPOINT`,
 //! `endpoint` in the config file, `http://127.0.0.1:7400`. The default
 //! cluster from `BERTH_CLUSTER`, `cluster` in the config file, `default`
-//! (a command's `--cluster` beats all of them). Resolution is a pure function
+//! (a command's `--cluster` beats all of them). The operator token from
+//! `--token`, `BERTH_TOKEN`, `token` in the config file; none is sent when
+//! none is set. Resolution is a pure function
 //! of the flag, an [`Env`] and a [`Config`], so it is tested without touching
 //! the process environment.
 
@@ -11,6 +13,8 @@ use std::error::Error as StdError;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use berth_proto::auth::BearerToken;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::{config_path, Config};
@@ -21,6 +25,9 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7400";
 pub const DEFAULT_CLUSTER: &str = "default";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A connection to the scheduler that sends the operator token on every call.
+pub type Conn = InterceptedService<Channel, BearerToken>;
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,12 +53,27 @@ impl Origin {
 }
 
 /// The settings every command starts from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Settings {
     pub endpoint: String,
     pub endpoint_origin: Origin,
     /// The cluster for commands run without `--cluster`.
     pub default_cluster: String,
+    /// The operator token sent with every call, if any.
+    pub token: Option<String>,
+    /// The config file, when there is a home to put it in.
+    pub config_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("endpoint", &self.endpoint)
+            .field("endpoint_origin", &self.endpoint_origin)
+            .field("default_cluster", &self.default_cluster)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Settings {
@@ -59,6 +81,7 @@ impl Settings {
     /// the config file (read from `config_file`, when there is one).
     pub fn resolve(
         endpoint_flag: Option<&str>,
+        token_flag: Option<&str>,
         env: &Env,
         config: &Config,
         config_file: Option<PathBuf>,
@@ -68,7 +91,7 @@ impl Settings {
             (e.to_owned(), Origin::Flag)
         } else if let Some(e) = env.get(env::BERTH_ENDPOINT) {
             (e.to_owned(), Origin::Env(env::BERTH_ENDPOINT))
-        } else if let (Some(e), Some(path)) = (non_empty(&config.endpoint), config_file) {
+        } else if let (Some(e), Some(path)) = (non_empty(&config.endpoint), config_file.clone()) {
             (e, Origin::Config(path))
         } else {
             (DEFAULT_ENDPOINT.to_owned(), Origin::Default)
@@ -78,21 +101,32 @@ impl Settings {
             .map(str::to_owned)
             .or_else(|| non_empty(&config.cluster))
             .unwrap_or_else(|| DEFAULT_CLUSTER.to_owned());
+        let token = token_flag
+            .filter(|t| !t.is_empty())
+            .or_else(|| env.get(env::BERTH_TOKEN))
+            .map(str::to_owned)
+            .or_else(|| non_empty(&config.token));
         Self {
             endpoint,
             endpoint_origin,
             default_cluster,
+            token,
+            config_file,
         }
     }
 
     /// Reads the config file named by `env` and resolves the settings.
-    pub fn load(endpoint_flag: Option<&str>, env: &Env) -> Result<Self, CtlError> {
+    pub fn load(
+        endpoint_flag: Option<&str>,
+        token_flag: Option<&str>,
+        env: &Env,
+    ) -> Result<Self, CtlError> {
         let path = config_path(env);
         let config = match &path {
             Some(p) => Config::load(p)?,
             None => Config::default(),
         };
-        Ok(Self::resolve(endpoint_flag, env, &config, path))
+        Ok(Self::resolve(endpoint_flag, token_flag, env, &config, path))
     }
 
     /// The endpoint and where it came from, for error messages.
@@ -139,15 +173,16 @@ pub fn endpoint(url: &str) -> Result<Endpoint, CtlError> {
     Ok(ep.connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT))
 }
 
-/// Connects to the scheduler at `target`.
-pub async fn connect(target: &Target) -> Result<Channel, CtlError> {
-    endpoint(&target.url)?
+/// Connects to the scheduler at `target`; every call carries `token`.
+pub async fn connect(target: &Target, token: Option<&str>) -> Result<Conn, CtlError> {
+    let channel = endpoint(&target.url)?
         .connect()
         .await
         .map_err(|e| CtlError::Unreachable {
             target: target.clone(),
             cause: root_cause(&e),
-        })
+        })?;
+    Ok(InterceptedService::new(channel, BearerToken::new(token)))
 }
 
 /// The innermost error of a chain ("Connection refused (os error 111)"),
@@ -169,7 +204,26 @@ mod tests {
         Config {
             endpoint: endpoint.map(str::to_owned),
             cluster: cluster.map(str::to_owned),
+            ..Config::default()
         }
+    }
+
+    #[test]
+    fn token_precedence_is_flag_env_config() {
+        let env = Env::from_pairs([("BERTH_TOKEN", "env")]);
+        let config = Config {
+            token: Some("config".into()),
+            ..Config::default()
+        };
+        let t = |flag, env: &Env, config: &Config| {
+            Settings::resolve(None, flag, env, config, file()).token
+        };
+        assert_eq!(t(Some("flag"), &env, &config).as_deref(), Some("flag"));
+        assert_eq!(t(None, &env, &config).as_deref(), Some("env"));
+        assert_eq!(t(None, &Env::default(), &config).as_deref(), Some("config"));
+        assert_eq!(t(Some(""), &Env::default(), &Config::default()), None);
+        let s = Settings::resolve(None, Some("berth_x_y"), &env, &config, file());
+        assert!(!format!("{s:?}").contains("berth_x_y"));
     }
 
     fn file() -> Option<PathBuf> {
@@ -181,23 +235,23 @@ mod tests {
         let env = Env::from_pairs([("BERTH_ENDPOINT", "http://env:7400")]);
         let config = cfg(Some("http://config:7400"), None);
 
-        let s = Settings::resolve(Some("http://flag:7400"), &env, &config, file());
+        let s = Settings::resolve(Some("http://flag:7400"), None, &env, &config, file());
         assert_eq!(
             (s.endpoint.as_str(), s.endpoint_origin),
             ("http://flag:7400", Origin::Flag)
         );
 
-        let s = Settings::resolve(None, &env, &config, file());
+        let s = Settings::resolve(None, None, &env, &config, file());
         assert_eq!(
             (s.endpoint.as_str(), s.endpoint_origin),
             ("http://env:7400", Origin::Env("BERTH_ENDPOINT"))
         );
 
-        let s = Settings::resolve(None, &Env::default(), &config, file());
+        let s = Settings::resolve(None, None, &Env::default(), &config, file());
         assert_eq!(s.endpoint, "http://config:7400");
         assert_eq!(s.endpoint_origin, Origin::Config(file().unwrap()));
 
-        let s = Settings::resolve(None, &Env::default(), &Config::default(), file());
+        let s = Settings::resolve(None, None, &Env::default(), &Config::default(), file());
         assert_eq!(
             (s.endpoint.as_str(), s.endpoint_origin),
             (DEFAULT_ENDPOINT, Origin::Default)
@@ -205,7 +259,7 @@ mod tests {
 
         // Empty values count as unset.
         let empty = Env::from_pairs([("BERTH_ENDPOINT", "")]);
-        let s = Settings::resolve(Some(""), &empty, &cfg(Some(""), None), file());
+        let s = Settings::resolve(Some(""), None, &empty, &cfg(Some(""), None), file());
         assert_eq!(s.endpoint, DEFAULT_ENDPOINT);
     }
 
@@ -213,12 +267,12 @@ mod tests {
     fn cluster_precedence_is_flag_env_config_default() {
         let env = Env::from_pairs([("BERTH_CLUSTER", "staging")]);
         let config = cfg(None, Some("prod"));
-        let s = Settings::resolve(None, &env, &config, file());
+        let s = Settings::resolve(None, None, &env, &config, file());
         assert_eq!(s.cluster(Some("adhoc")), "adhoc");
         assert_eq!(s.cluster(None), "staging");
-        let s = Settings::resolve(None, &Env::default(), &config, file());
+        let s = Settings::resolve(None, None, &Env::default(), &config, file());
         assert_eq!(s.cluster(None), "prod");
-        let s = Settings::resolve(None, &Env::default(), &Config::default(), None);
+        let s = Settings::resolve(None, None, &Env::default(), &Config::default(), None);
         assert_eq!(s.cluster(None), "default");
         assert_eq!(s.cluster(Some("")), "default");
     }
@@ -235,13 +289,13 @@ mod tests {
         .unwrap();
         let xdg = xdg.display().to_string();
         let env = Env::from_pairs([("XDG_CONFIG_HOME", xdg.as_str()), ("HOME", "/nonexistent")]);
-        let s = Settings::load(None, &env).unwrap();
+        let s = Settings::load(None, None, &env).unwrap();
         assert_eq!(s.endpoint, "http://10.1.2.3:7400");
         assert_eq!(s.default_cluster, "prod");
 
         // No config file at all: defaults.
         let env = Env::from_pairs([("HOME", "/nonexistent")]);
-        let s = Settings::load(None, &env).unwrap();
+        let s = Settings::load(None, None, &env).unwrap();
         assert_eq!(s.endpoint, DEFAULT_ENDPOINT);
     }
 
@@ -284,8 +338,8 @@ mod tests {
         };
         let url = format!("http://127.0.0.1:{port}");
         let env = Env::from_pairs([("BERTH_ENDPOINT", url.as_str())]);
-        let settings = Settings::resolve(None, &env, &Config::default(), None);
-        let err = connect(&settings.target()).await.unwrap_err();
+        let settings = Settings::resolve(None, None, &env, &Config::default(), None);
+        let err = connect(&settings.target(), None).await.unwrap_err();
         assert_eq!(err.exit_code(), crate::error::EXIT_UNREACHABLE);
         let text = err.render();
         assert!(

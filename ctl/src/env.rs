@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 pub const BERTH_ENDPOINT: &str = "BERTH_ENDPOINT";
 /// Default cluster for commands that take `--cluster`.
 pub const BERTH_CLUSTER: &str = "BERTH_CLUSTER";
+/// Operator token, `berth_<id>_<secret>`.
+pub const BERTH_TOKEN: &str = "BERTH_TOKEN";
 /// Path of the user config file, overriding the XDG location.
 pub const BERTH_CONFIG: &str = "BERTH_CONFIG";
 pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";

@@ -66,7 +66,7 @@ pub enum CtlError {
     #[error("permission denied: {message}")]
     PermissionDenied { message: String },
 
-    #[error("not authenticated: {message}")]
+    #[error("not logged in or the token is not valid (berthctl login --endpoint URL --token TOKEN): {message}")]
     Unauthenticated { message: String },
 
     #[error("the Berth scheduler at {endpoint} does not implement this request: {message}")]
@@ -97,6 +97,17 @@ pub enum CtlError {
         #[source]
         source: io::Error,
     },
+
+    #[error("cannot write {path}: {source}")]
+    WriteFile {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A command that needs something the command line did not give.
+    #[error("{0}")]
+    Usage(String),
 
     #[error("invalid config file {}: {reason}", path.display())]
     Config { path: PathBuf, reason: String },
@@ -187,7 +198,7 @@ impl CtlError {
             Self::Unreachable { .. } | Self::Timeout { .. } | Self::NotAScheduler { .. } => {
                 EXIT_UNREACHABLE
             }
-            Self::InvalidEndpoint { .. } => EXIT_USAGE,
+            Self::InvalidEndpoint { .. } | Self::Usage(_) => EXIT_USAGE,
             _ => EXIT_ERROR,
         }
     }
@@ -208,8 +219,8 @@ impl CtlError {
                     .to_owned(),
             ),
             Self::Unauthenticated { .. } => Some(
-                "the scheduler requires an operator token; check that yours is present \
-                 and has not expired"
+                "the scheduler requires an operator token: pass one with --token or \
+                 BERTH_TOKEN, or save one with `berthctl login`"
                     .to_owned(),
             ),
             Self::Unimplemented { .. } => Some(format!(
@@ -312,8 +323,8 @@ mod tests {
             Status::unauthenticated("missing token"),
             expect![[r#"
                 [exit 1]
-                error: not authenticated: missing token
-                hint: the scheduler requires an operator token; check that yours is present and has not expired"#]],
+                error: not logged in or the token is not valid (berthctl login --endpoint URL --token TOKEN): missing token
+                hint: the scheduler requires an operator token: pass one with --token or BERTH_TOKEN, or save one with `berthctl login`"#]],
         );
         check(
             Status::unimplemented(""),

@@ -5,14 +5,21 @@
 //! - [`taskdef`]: ECS's task-definition JSON as a serde model, with its
 //!   validation (every error at once, each naming its JSON path).
 //! - [`arn`]: ECS-shaped ARNs.
+//! - [`auth`]: the operator token's wire form (`authorization: Bearer ...`).
 
 pub mod arn;
+pub mod auth;
 pub mod taskdef;
 
 /// Generated code of the `berth.v1` protobuf package.
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("berth.v1");
+
+    /// The encoded `FileDescriptorSet` of every `berth.v1` file: the
+    /// services and methods as the `.proto` files declare them.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/berth_descriptor.bin"));
 }
 
 /// gRPC metadata key carrying an agent's credential on `AgentService.Connect`

@@ -17,7 +17,10 @@ use crate::records::{
 };
 use crate::store::{GroupCommit, Store, StoreError, Table, Txn};
 
+mod auth;
 mod tasks;
+
+pub use auth::{AuditFilter, BOOTSTRAP_TOKEN_NAME, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 
 pub use tasks::{
     ReportOutcome, StartFailure, StartSpec, StartTasks, TaskFilter, TaskReport,
@@ -25,7 +28,7 @@ pub use tasks::{
 };
 
 /// The schema this code writes. Bump it together with a step in [`migrate`].
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// How many times an optimistic write retries on conflict before giving up.
 const MAX_RETRIES: usize = 64;
@@ -98,6 +101,11 @@ const MIGRATIONS: &[Migration] = &[
     // 1 → 2: the task tables (Tasks, InstanceTasks, Allocations) start
     // empty. The bump keeps an older scheduler, which would ignore the
     // reservations they hold, from opening the store.
+    |_| Ok(()),
+    // 2 → 3: operator tokens and the audit log (Tokens, Audit) start empty;
+    // the first start creates the bootstrap admin token. The bump keeps an
+    // older scheduler, which would serve the API without any token, from
+    // opening the store.
     |_| Ok(()),
 ];
 

@@ -2,6 +2,8 @@
 //!
 //! - [`server`]: assembles store, services and listener; `run(config, listener, shutdown)`.
 //! - [`api`]: the gRPC edge, one module per service; the only place prost types appear.
+//!   `api::auth` is the one gate of the operator API (tokens, roles, audit).
+//! - [`auth`]: roles, the operator-token format and its hash; no I/O.
 //! - [`db`]: typed, durable operations (clusters, task definitions, instances, tasks).
 //! - [`store`]: the narrow storage trait and its sled implementation; the only place sled appears.
 //! - [`sessions`]: live agent sessions and heartbeats, in memory.
@@ -13,6 +15,7 @@
 
 pub mod agent_link;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod placement;

@@ -2,6 +2,11 @@
 //! processes (built by `cargo build --workspace --bins`), talks to them over
 //! loopback gRPC and through the real `berthctl` binary.
 //!
+//! Every scheduler starts with `BERTH_BOOTSTRAP_TOKEN` set to a fresh admin
+//! token ([`Scheduler::admin_token`]): `Scheduler::ctl` sends it through
+//! `BERTH_TOKEN`, and operator clients are built on
+//! [`Scheduler::authed_channel`]. The agent API needs no token.
+//!
 //! Everything binds 127.0.0.1; data and state live in temp dirs removed with
 //! the test. Processes are killed when their handle drops.
 
@@ -14,9 +19,43 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use berth_proto::auth::BearerToken;
 use berth_proto::v1::system_service_client::SystemServiceClient;
 use berth_proto::v1::VersionRequest;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+/// A channel whose every call carries an operator token.
+pub type AuthedChannel = InterceptedService<Channel, BearerToken>;
+
+/// A fresh random operator token, `berth_<id>_<secret>` (the test crate has
+/// no RNG dependency: std's randomly keyed hasher is enough here).
+pub fn generate_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let word = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos(),
+        );
+        h.finish()
+    };
+    format!(
+        "berth_{:012x}_{:016x}{:016x}{:016x}{:016x}",
+        word() >> 16,
+        word(),
+        word(),
+        word(),
+        word()
+    )
+}
+
+/// `channel` with `token` sent on every call.
+pub fn authed(channel: Channel, token: &str) -> AuthedChannel {
+    InterceptedService::new(channel, BearerToken::new(Some(token)))
+}
 
 /// Directory holding the workspace's binaries (`target/<profile>`), found
 /// from this test executable's own path (`target/<profile>/deps/test-…`).
@@ -62,6 +101,8 @@ pub struct Scheduler {
     pub port: u16,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// The bootstrap admin token this scheduler was started with.
+    pub admin_token: String,
     env: Vec<(String, String)>,
 }
 
@@ -72,15 +113,25 @@ impl Scheduler {
     }
 
     pub async fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let admin_token = match env.iter().find(|(k, _)| k == "BERTH_BOOTSTRAP_TOKEN") {
+            Some((_, v)) => v.clone(),
+            None => {
+                let t = generate_token();
+                env.push(("BERTH_BOOTSTRAP_TOKEN".to_owned(), t.clone()));
+                t
+            }
+        };
         let mut s = Self {
             child: None,
             port: free_port(),
             data_dir: data_dir.to_owned(),
             log: data_dir.with_extension("scheduler.log"),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            admin_token,
+            env,
         };
         s.spawn().await;
         s
@@ -123,6 +174,11 @@ impl Scheduler {
             .connect()
             .await
             .unwrap()
+    }
+
+    /// A channel for the operator API: every call carries the admin token.
+    pub async fn authed_channel(&self) -> AuthedChannel {
+        authed(self.channel().await, &self.admin_token)
     }
 
     async fn wait_ready(&mut self) {
@@ -175,14 +231,32 @@ impl Scheduler {
         c.wait().unwrap()
     }
 
-    /// `berthctl` against this scheduler.
+    /// `berthctl` against this scheduler, with the admin token.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        ctl(&self.endpoint(), args, None)
+        self.ctl_as(&self.admin_token, args)
     }
 
-    /// `berthctl` with `stdin` piped in.
+    /// `berthctl` against this scheduler with `token` (in `BERTH_TOKEN`).
+    pub fn ctl_as(&self, token: &str, args: &[&str]) -> Output {
+        ctl_env(
+            args,
+            None,
+            None,
+            &[("BERTH_ENDPOINT", &self.endpoint()), ("BERTH_TOKEN", token)],
+        )
+    }
+
+    /// `berthctl` with `stdin` piped in, with the admin token.
     pub fn ctl_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        ctl(&self.endpoint(), args, Some(stdin))
+        ctl_env(
+            args,
+            Some(stdin),
+            None,
+            &[
+                ("BERTH_ENDPOINT", &self.endpoint()),
+                ("BERTH_TOKEN", &self.admin_token),
+            ],
+        )
     }
 
     pub fn log_text(&self) -> String {
@@ -196,16 +270,27 @@ impl Drop for Scheduler {
     }
 }
 
-/// Runs `berthctl` with a clean environment pointing at `endpoint`.
+/// Runs `berthctl` with a clean environment pointing at `endpoint`, no token.
 pub fn ctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    ctl_env(args, stdin, None, &[("BERTH_ENDPOINT", endpoint)])
+}
+
+/// Runs `berthctl` with a clean environment: `PATH`, `HOME` (`home`, or a
+/// fresh empty directory) and `env`.
+pub fn ctl_env(
+    args: &[&str],
+    stdin: Option<&str>,
+    home: Option<&Path>,
+    env: &[(&str, &str)],
+) -> Output {
     use std::io::Write;
-    let home = tempfile::tempdir().unwrap();
+    let fresh = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(bin("berthctl"));
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home.path())
-        .env("BERTH_ENDPOINT", endpoint)
+        .env("HOME", home.unwrap_or(fresh.path()))
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(if stdin.is_some() {

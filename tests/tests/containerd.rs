@@ -307,6 +307,7 @@ async fn essential_exit_stops_the_task_and_non_essential_does_not() {
     let follow = std::process::Command::new(berth_tests::bin("berthctl"))
         .args(["task", "logs", &id, "--container", "main", "--follow"])
         .env("BERTH_ENDPOINT", c.sched.endpoint())
+        .env("BERTH_TOKEN", &c.sched.admin_token)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

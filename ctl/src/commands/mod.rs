@@ -4,10 +4,13 @@
 //! A new group (`task`, `service`, ...) is a new file here, a variant in
 //! [`crate::cli::Command`] and a line in [`run`].
 
+pub mod audit;
 pub mod cluster;
 pub mod instance;
+pub mod login;
 pub mod task;
 pub mod taskdef;
+pub mod token;
 pub mod version;
 
 #[cfg(test)]
@@ -17,10 +20,9 @@ use std::io::Write;
 
 use clap::Args;
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use crate::cli::{Cli, Command};
-use crate::client::{self, Settings};
+use crate::client::{self, Conn, Settings};
 use crate::env::Env;
 use crate::error::CtlError;
 use crate::output::{self, OutputFormat};
@@ -38,7 +40,7 @@ pub struct ClusterArg {
 pub struct Ctx<'a> {
     pub settings: Settings,
     pub output: OutputFormat,
-    channel: Option<Channel>,
+    channel: Option<Conn>,
     out: &'a mut dyn Write,
     err: &'a mut dyn Write,
 }
@@ -59,12 +61,13 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The connection to the scheduler, made on first use.
-    pub async fn channel(&mut self) -> Result<Channel, CtlError> {
+    /// The connection to the scheduler, made on first use; every call on
+    /// it carries the operator token.
+    pub async fn channel(&mut self) -> Result<Conn, CtlError> {
         if let Some(c) = &self.channel {
             return Ok(c.clone());
         }
-        let c = client::connect(&self.settings.target()).await?;
+        let c = client::connect(&self.settings.target(), self.settings.token.as_deref()).await?;
         self.channel = Some(c.clone());
         Ok(c)
     }
@@ -117,7 +120,11 @@ pub async fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), CtlError> {
-    let settings = Settings::load(cli.global.endpoint.as_deref(), env)?;
+    let settings = Settings::load(
+        cli.global.endpoint.as_deref(),
+        cli.global.token.as_deref(),
+        env,
+    )?;
     let mut ctx = Ctx::new(settings, cli.global.output, out, err);
     match cli.command {
         Command::Cluster(cmd) => cluster::run(cmd, &mut ctx).await,
@@ -125,5 +132,8 @@ pub async fn run(
         Command::Instance(cmd) => instance::run(cmd, &mut ctx).await,
         Command::Task(cmd) => task::run(cmd, &mut ctx).await,
         Command::Version => version::run(&mut ctx).await,
+        Command::Login(args) => login::run(args, &mut ctx).await,
+        Command::Token(cmd) => token::run(cmd, &mut ctx).await,
+        Command::Audit(cmd) => audit::run(cmd, &mut ctx).await,
     }
 }

@@ -1,3 +1,7 @@
+//! Table tests of the Cluster Query Language: evaluation rows against two
+//! instances, parse snapshots, error snapshots with positions, limits, and a
+//! fuzz-style no-panic loop.
+
 use super::*;
 use expect_test::{expect, Expect};
 use time::macros::datetime;
