@@ -67,6 +67,21 @@ async fn bootstrap(db: &Db, configured: Option<Token>) -> Result<(), ServerError
     Ok(())
 }
 
+/// Accepted connections with TCP_NODELAY: gRPC replies are small, and
+/// Nagle's algorithm against delayed ACKs added ~40 ms to each one.
+fn nodelay(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|s| {
+            if let Err(e) = s.set_nodelay(true) {
+                tracing::debug!(cause = %e, "cannot set TCP_NODELAY");
+            }
+        })
+    })
+}
+
 /// Runs the scheduler until `shutdown` is cancelled.
 pub async fn run(
     config: Config,
@@ -120,7 +135,7 @@ pub async fn run(
             shared: shared.clone(),
             shutdown: streams.clone(),
         }))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), {
+        .serve_with_incoming_shutdown(nodelay(listener), {
             let shutdown = shutdown.clone();
             async move {
                 shutdown.cancelled().await;

@@ -36,6 +36,35 @@ fn rand_u16() -> u16 {
     u16::from_le_bytes(b)
 }
 
+/// A random slot for one test cluster: a 50-port host range that no
+/// iptables rule on this host mentions (portmap rules are host-wide, and a
+/// rule left by another run would capture the port) and a /24 that no route
+/// uses. Parallel tests and leftovers of earlier runs then never meet.
+fn free_slot() -> (u16, u16, String) {
+    let run = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let rules = run("iptables-save", &["-t", "nat"]);
+    let routes = run("ip", &["-4", "route", "show"]);
+    for _ in 0..200 {
+        let r = rand_u16();
+        let base = 20000 + (r % 250) * 50;
+        let prefix = format!("10.213.{}.", 1 + (r >> 8) % 250);
+        let port_used = (base..base + 50)
+            .any(|p| rules.contains(&format!("dport {p} ")) || rules.contains(&format!(":{p} ")));
+        if !port_used && !routes.contains(&prefix) {
+            return (r, base, format!("{prefix}0/24"));
+        }
+    }
+    panic!(
+        "no free port range and subnet for a test cluster (leftovers? see iptables-save -t nat)"
+    );
+}
+
 async fn cluster_with(
     registry_auth: Option<(&str, &str)>,
     extra_env: &[(&str, String)],
@@ -55,10 +84,9 @@ async fn cluster_with(
         berth_testkit::image::ImageFormat::Oci,
     );
     let sched = Scheduler::start(&dir.path().join("sched")).await;
-    let r = rand_u16();
+    let (r, port_base, subnet) = free_slot();
     let bridge = format!("bt{:04x}", r);
     let cgroup_parent = format!("berth-test-{:04x}", r);
-    let port_base = 20000 + (r % 120) * 100;
     let mut env: Vec<(String, String)> = vec![
         (
             "BERTH_CONTAINERD_SOCKET".into(),
@@ -71,14 +99,11 @@ async fn cluster_with(
         ),
         ("BERTH_STOP_TIMEOUT".into(), "3s".into()),
         ("BERTH_BRIDGE".into(), bridge.clone()),
-        (
-            "BERTH_BRIDGE_SUBNET".into(),
-            format!("10.213.{}.0/24", 1 + r % 250),
-        ),
+        ("BERTH_BRIDGE_SUBNET".into(), subnet),
         ("BERTH_CGROUP_PARENT".into(), cgroup_parent.clone()),
         (
             "BERTH_PORT_RANGE".into(),
-            format!("{port_base}-{}", port_base + 99),
+            format!("{port_base}-{}", port_base + 49),
         ),
     ];
     env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.clone())));
