@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    cluster::ClusterCommand, instance::InstanceCommand, task::TaskCommand, taskdef::TaskdefCommand,
+    activation::ActivationCommand, cluster::ClusterCommand, instance::InstanceCommand, task::TaskCommand, taskdef::TaskdefCommand,
 };
 use crate::output::OutputFormat;
 
@@ -21,9 +21,12 @@ pub struct Cli {
 /// Options every command takes, before or after the subcommand.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 pub struct GlobalArgs {
-    /// Scheduler URL [env: BERTH_ENDPOINT, config `endpoint`; default: http://127.0.0.1:7400]
+    /// Scheduler URL [env: BERTH_ENDPOINT, config `endpoint`; default: https://127.0.0.1:7400]
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint: Option<String>,
+    /// The cluster CA to trust, a PEM file [env: BERTH_CA_CERT, config `ca_cert`]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_cert: Option<String>,
     /// Output format
     #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -31,6 +34,9 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create, list and revoke activations (codes that let hosts join a cluster)
+    #[command(subcommand)]
+    Activation(ActivationCommand),
     /// Create, list, describe and delete clusters
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -71,19 +77,19 @@ mod tests {
     fn global_options() {
         check(
             "cluster ls",
-            expect![[r#"GlobalArgs { endpoint: None, output: Table } Cluster(Ls)"#]],
+            expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Cluster(Ls)"#]],
         );
         check(
             "--endpoint http://s:7400 -o json cluster ls",
             expect![[
-                r#"GlobalArgs { endpoint: Some("http://s:7400"), output: Json } Cluster(Ls)"#
+                r#"GlobalArgs { endpoint: Some("http://s:7400"), ca_cert: None, output: Json } Cluster(Ls)"#
             ]],
         );
         // Global options may follow the subcommand too.
         check(
             "cluster ls --output json --endpoint http://s:7400",
             expect![[
-                r#"GlobalArgs { endpoint: Some("http://s:7400"), output: Json } Cluster(Ls)"#
+                r#"GlobalArgs { endpoint: Some("http://s:7400"), ca_cert: None, output: Json } Cluster(Ls)"#
             ]],
         );
         check(
@@ -103,7 +109,7 @@ mod tests {
         check(
             "cluster create prod",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Cluster(Create { name: "prod" })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Cluster(Create { name: "prod" })"#
             ]],
         );
         check(
@@ -113,19 +119,19 @@ mod tests {
         check(
             "cluster describe",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Cluster(Describe { names: [], cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Cluster(Describe { names: [], cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
             "cluster describe a b",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Cluster(Describe { names: ["a", "b"], cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Cluster(Describe { names: ["a", "b"], cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
             "cluster describe --cluster prod",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Cluster(Describe { names: [], cluster: ClusterArg { cluster: Some("prod") } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Cluster(Describe { names: [], cluster: ClusterArg { cluster: Some("prod") } })"#
             ]],
         );
         check(
@@ -135,7 +141,7 @@ mod tests {
         check(
             "cluster delete prod",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Cluster(Delete { name: "prod" })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Cluster(Delete { name: "prod" })"#
             ]],
         );
     }
@@ -145,13 +151,13 @@ mod tests {
         check(
             "taskdef register -f web.json",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Register { file: "web.json" })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Register { file: "web.json" })"#
             ]],
         );
         check(
             "taskdef register --file -",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Register { file: "-" })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Register { file: "-" })"#
             ]],
         );
         check(
@@ -161,13 +167,13 @@ mod tests {
         check(
             "taskdef ls",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Ls { family: None, status: None })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Ls { family: None, status: None })"#
             ]],
         );
         check(
             "taskdef ls --family web --status inactive",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Ls { family: Some("web"), status: Some(Inactive) })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Ls { family: Some("web"), status: Some(Inactive) })"#
             ]],
         );
         check(
@@ -177,19 +183,19 @@ mod tests {
         check(
             "taskdef families --prefix we --status ALL",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Families { prefix: Some("we"), status: Some(All) })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Families { prefix: Some("we"), status: Some(All) })"#
             ]],
         );
         check(
             "taskdef describe web",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Describe { task_definition: TaskDefRef { family: "web", revision: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Describe { task_definition: TaskDefRef { family: "web", revision: None } })"#
             ]],
         );
         check(
             "taskdef describe arn:berth:ecs:local:0:task-definition/web:7",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Describe { task_definition: TaskDefRef { family: "web", revision: Some(7) } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Describe { task_definition: TaskDefRef { family: "web", revision: Some(7) } })"#
             ]],
         );
         check(
@@ -199,7 +205,7 @@ mod tests {
         check(
             "taskdef deregister web:3",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Deregister { task_definition: TaskDefRef { family: "web", revision: Some(3) } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Deregister { task_definition: TaskDefRef { family: "web", revision: Some(3) } })"#
             ]],
         );
         check(
@@ -213,19 +219,19 @@ mod tests {
         check(
             "instance ls",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Instance(Ls { cluster: ClusterArg { cluster: None }, status: None })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Instance(Ls { cluster: ClusterArg { cluster: None }, status: None })"#
             ]],
         );
         check(
             "instance ls --cluster prod --status draining",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Instance(Ls { cluster: ClusterArg { cluster: Some("prod") }, status: Some(Draining) })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Instance(Ls { cluster: ClusterArg { cluster: Some("prod") }, status: Some(Draining) })"#
             ]],
         );
         check(
             "instance describe 4f1c9a7e --cluster prod -o json",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Json } Instance(Describe { ids: ["4f1c9a7e"], cluster: ClusterArg { cluster: Some("prod") } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Json } Instance(Describe { ids: ["4f1c9a7e"], cluster: ClusterArg { cluster: Some("prod") } })"#
             ]],
         );
         check(
@@ -234,7 +240,7 @@ mod tests {
         );
         check(
             "version",
-            expect![[r#"GlobalArgs { endpoint: None, output: Table } Version"#]],
+            expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Version"#]],
         );
     }
 
@@ -243,13 +249,13 @@ mod tests {
         check(
             "task start --taskdef web:3 --instance 4f1c --count 2",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Task(Start { task_definition: TaskDefRef { family: "web", revision: Some(3) }, instances: ["4f1c"], count: 2, group: None, started_by: None, cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Task(Start { task_definition: TaskDefRef { family: "web", revision: Some(3) }, instances: ["4f1c"], count: 2, group: None, started_by: None, cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
             "task start --taskdef web --instance a --instance b --group g --started-by ci",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Task(Start { task_definition: TaskDefRef { family: "web", revision: None }, instances: ["a", "b"], count: 1, group: Some("g"), started_by: Some("ci"), cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Task(Start { task_definition: TaskDefRef { family: "web", revision: None }, instances: ["a", "b"], count: 1, group: Some("g"), started_by: Some("ci"), cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
@@ -263,25 +269,25 @@ mod tests {
         check(
             "task ls --instance a --family web --desired-status stopped",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Task(Ls { instance: Some("a"), family: Some("web"), desired_status: Some(Stopped), cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Task(Ls { instance: Some("a"), family: Some("web"), desired_status: Some(Stopped), cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
             "task describe 0a1b -o json",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Json } Task(Describe { ids: ["0a1b"], cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Json } Task(Describe { ids: ["0a1b"], cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
             "task stop 0a1b --reason done",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Task(Stop { id: "0a1b", reason: Some("done"), cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Task(Stop { id: "0a1b", reason: Some("done"), cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
             "task logs 0a1b -c web -f --tail 20 --since 10m",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Task(Logs { id: "0a1b", container: Some("web"), follow: true, tail: Some(20), since: Some(600s), cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Task(Logs { id: "0a1b", container: Some("web"), follow: true, tail: Some(20), since: Some(600s), cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(

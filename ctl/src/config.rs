@@ -2,8 +2,10 @@
 //! `~/.config/berth/config.toml`; `BERTH_CONFIG` names another file).
 //!
 //! ```toml
-//! endpoint = "http://10.0.0.5:7400"
+//! endpoint = "https://10.0.0.5:7400"
 //! cluster = "prod"
+//! # The cluster CA to trust (written by `berthctl login`): a path or the PEM itself.
+//! ca_cert = "/home/ann/.config/berth/ca.pem"
 //! ```
 //!
 //! A missing file is the same as an empty one; a file that exists but cannot
@@ -26,6 +28,9 @@ pub struct Config {
     pub endpoint: Option<String>,
     /// Default cluster used when neither `--cluster` nor `BERTH_CLUSTER` is set.
     pub cluster: Option<String>,
+    /// The cluster CA to trust when neither `--ca-cert` nor `BERTH_CA_CERT`
+    /// is set: a PEM file's path or the PEM text itself.
+    pub ca_cert: Option<String>,
 }
 
 impl Config {
@@ -109,9 +114,10 @@ mod tests {
     fn parses_known_keys() {
         let c = Config::parse(
             Path::new("c.toml"),
-            "endpoint = \"http://10.0.0.5:7400\"\ncluster = \"prod\"\n",
+            "endpoint = \"http://10.0.0.5:7400\"\ncluster = \"prod\"\nca_cert = \"/x/ca.pem\"\n",
         )
         .unwrap();
+        assert_eq!(c.ca_cert.as_deref(), Some("/x/ca.pem"));
         assert_eq!(c.endpoint.as_deref(), Some("http://10.0.0.5:7400"));
         assert_eq!(c.cluster.as_deref(), Some("prod"));
         assert_eq!(
@@ -128,7 +134,7 @@ mod tests {
         )
         .unwrap_err();
         expect![[r#"
-            error: invalid config file /home/ann/.config/berth/config.toml: unknown field `endpont`, expected `endpoint` or `cluster`"#]]
+            error: invalid config file /home/ann/.config/berth/config.toml: unknown field `endpont`, expected one of `endpoint`, `cluster`, `ca_cert`"#]]
         .assert_eq(&err.render());
     }
 

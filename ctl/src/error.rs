@@ -91,6 +91,13 @@ pub enum CtlError {
     #[error("invalid endpoint {endpoint:?}: {reason}")]
     InvalidEndpoint { endpoint: String, reason: String },
 
+    /// No cluster CA to trust: berthctl never talks TLS without one.
+    #[error("no cluster CA to trust for {endpoint}")]
+    NoCa { endpoint: String },
+
+    #[error("invalid CA certificate ({origin}): {reason}")]
+    InvalidCa { origin: String, reason: String },
+
     #[error("cannot read {path}: {source}")]
     ReadFile {
         path: String,
@@ -187,7 +194,7 @@ impl CtlError {
             Self::Unreachable { .. } | Self::Timeout { .. } | Self::NotAScheduler { .. } => {
                 EXIT_UNREACHABLE
             }
-            Self::InvalidEndpoint { .. } => EXIT_USAGE,
+            Self::InvalidEndpoint { .. } | Self::NoCa { .. } | Self::InvalidCa { .. } => EXIT_USAGE,
             _ => EXIT_ERROR,
         }
     }
@@ -195,6 +202,11 @@ impl CtlError {
     /// A next step for the operator, when there is an obvious one.
     pub fn hint(&self) -> Option<String> {
         match self {
+            Self::NoCa { .. } => Some(
+                "run `berthctl login`, or pass the CA with --ca-cert FILE or BERTH_CA_CERT \
+                 (the scheduler keeps it in <data_dir>/tls/ca.pem)"
+                    .to_owned(),
+            ),
             Self::Unreachable { target, .. }
             | Self::Timeout { target, .. }
             | Self::NotAScheduler { target, .. } => Some(format!(

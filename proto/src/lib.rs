@@ -5,19 +5,17 @@
 //! - [`taskdef`]: ECS's task-definition JSON as a serde model, with its
 //!   validation (every error at once, each naming its JSON path).
 //! - [`arn`]: ECS-shaped ARNs.
+//! - [`trust`]: the clients' side of TLS: CA fingerprints, fetching and pinning the cluster CA.
 
 pub mod arn;
 pub mod taskdef;
+pub mod trust;
 
 /// Generated code of the `berth.v1` protobuf package.
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("berth.v1");
 }
-
-/// gRPC metadata key carrying an agent's credential on `AgentService.Connect`
-/// (until mutual TLS gives the identity from the client certificate).
-pub const AGENT_CREDENTIAL_HEADER: &str = "x-berth-agent-credential";
 
 /// Environment variable holding the daemons' log filter (tracing's
 /// `EnvFilter` syntax, e.g. `info,berth_scheduler=debug`).

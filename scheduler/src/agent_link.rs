@@ -72,6 +72,9 @@ pub struct LogQuery {
 pub enum Outbound {
     LogRequest { request_id: u64, query: LogQuery },
     LogCancel { request_id: u64 },
+    /// End the stream with PermissionDenied (the instance was deregistered
+    /// and its certificates revoked).
+    Close { reason: String },
 }
 
 /// One line of container output.

@@ -18,14 +18,16 @@ use crate::records::{
 use crate::store::{GroupCommit, Store, StoreError, Table, Txn};
 
 mod tasks;
+mod trust;
 
+pub use trust::{check_activation, RegisterOutcome};
 pub use tasks::{
     ReportOutcome, StartFailure, StartSpec, StartTasks, TaskFilter, TaskReport,
     DEFAULT_STOP_REASON, MAX_COUNT,
 };
 
 /// The schema this code writes. Bump it together with a step in [`migrate`].
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// How many times an optimistic write retries on conflict before giving up.
 const MAX_RETRIES: usize = 64;
@@ -39,6 +41,8 @@ pub enum DbError {
     AlreadyExists { kind: &'static str, name: String },
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("{field}: {message}")]
     InvalidArgument {
         field: &'static str,
@@ -98,6 +102,10 @@ const MIGRATIONS: &[Migration] = &[
     // 1 → 2: the task tables (Tasks, InstanceTasks, Allocations) start
     // empty. The bump keeps an older scheduler, which would ignore the
     // reservations they hold, from opening the store.
+    |_| Ok(()),
+    // 2 → 3: the trust tables (Activations, RevokedCerts) start empty.
+    // Instances registered with the pre-TLS credential cannot connect any
+    // more and must be registered anew with an activation.
     |_| Ok(()),
 ];
 
@@ -583,7 +591,9 @@ mod tests {
             agent_version: "0".into(),
             resources: HostResources::default(),
             attributes: vec![],
-            credential_sha256: String::new(),
+            cert_serials: vec![],
+            activation_id: String::new(),
+            custom_attributes: vec![],
         })
         .await
         .unwrap();

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use berth_proto::v1::{
-    agent_service_server::AgentServiceServer, cluster_service_server::ClusterServiceServer,
+    activation_service_server::ActivationServiceServer,
+    agent_service_server::AgentServiceServer, cluster_ca_service_server::ClusterCaServiceServer,
+    cluster_service_server::ClusterServiceServer,
     container_instance_service_server::ContainerInstanceServiceServer,
     system_service_server::SystemServiceServer,
     task_definition_service_server::TaskDefinitionServiceServer,
@@ -20,12 +22,15 @@ use crate::agent_link::LogRouter;
 use crate::api::task::TaskApi;
 use crate::api::{
     agent::AgentApi, cluster::ClusterApi, instance::ContainerInstanceApi, system::SystemApi,
-    taskdef::TaskDefinitionApi, Shared,
+    taskdef::TaskDefinitionApi,
+    trust::{ActivationApi, ClusterCaApi},
+    Shared,
 };
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::sessions::Sessions;
 use crate::store::{SledStore, Store, StoreError};
+use crate::tls::{ClusterCa, TlsError};
 
 /// How long calls in flight may take to finish once shutdown starts.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
@@ -41,6 +46,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error("setting up TLS: {0}")]
+    Tls(#[from] TlsError),
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("final flush of the store: {0}")]
@@ -61,18 +68,25 @@ pub async fn run(
             })?,
         );
     let db = Db::open(store.clone()).await?;
+    berth_proto::trust::install_crypto_provider();
+    let ca = Arc::new(ClusterCa::load_or_create(&config.data_dir, &config.tls)?);
+    tracing::info!(fingerprint = %ca.fingerprint(), "cluster CA");
+    // Operators hand this to `berth-agent register` and `berthctl login`.
+    println!("cluster CA fingerprint: {}", ca.fingerprint());
     let shared = Shared {
         db: db.clone(),
         sessions: Sessions::new(config.heartbeat_ttl),
         arn: Arc::new(config.arn.clone()),
         heartbeat_interval: config.heartbeat_interval,
         logs: LogRouter::default(),
+        ca: ca.clone(),
     };
     let addr = listener.local_addr().ok();
     tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "berth-scheduler serving");
 
     let streams = shutdown.child_token();
     let serve = tonic::transport::Server::builder()
+        .tls_config(ca.server_tls_config())?
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(ClusterServiceServer::new(ClusterApi {
             shared: shared.clone(),
@@ -87,6 +101,10 @@ pub async fn run(
             shared: shared.clone(),
         }))
         .add_service(SystemServiceServer::new(SystemApi))
+        .add_service(ClusterCaServiceServer::new(ClusterCaApi { ca: ca.clone() }))
+        .add_service(ActivationServiceServer::new(ActivationApi {
+            shared: shared.clone(),
+        }))
         .add_service(AgentServiceServer::new(AgentApi {
             shared: shared.clone(),
             shutdown: streams.clone(),

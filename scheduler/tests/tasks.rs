@@ -23,6 +23,7 @@ use tonic::Code;
 
 struct Server {
     channel: Channel,
+    target: berth_tests::fake_agent::AgentTarget,
     _shutdown: tokio_util::sync::DropGuard,
     _dir: tempfile::TempDir,
 }
@@ -37,18 +38,11 @@ async fn start() -> Server {
         let shutdown = shutdown.clone();
         async move { berth_scheduler::server::run(config, listener, shutdown).await }
     });
-    let channel = loop {
-        match tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    };
+    let target = berth_tests::connect_in_process(addr, dir.path()).await;
+    let channel = target.operator.clone();
     Server {
         channel,
+        target,
         _shutdown: shutdown.drop_guard(),
         _dir: dir,
     }
@@ -119,7 +113,7 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
     let s = start().await;
     register(&s.channel, WEB).await;
     register(&s.channel, FIXED).await;
-    let agent = FakeAgent::join(s.channel.clone(), "default", FakeHost::default()).await;
+    let agent = FakeAgent::join(&s.target, "default", FakeHost::default()).await;
     let mut tasks = TaskServiceClient::new(s.channel.clone());
 
     // Two dynamic-port tasks on one agent get different host ports.
@@ -185,7 +179,7 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
     agent.report(report_for(&web0, "PENDING")).await;
 
     // Another instance cannot report this task.
-    let intruder = FakeAgent::join(s.channel.clone(), "default", FakeHost::default()).await;
+    let intruder = FakeAgent::join(&s.target, "default", FakeHost::default()).await;
     intruder.report(report_for(&web0, "STOPPED")).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(describe(&mut tasks, &id0).await.last_status, "RUNNING");
@@ -369,7 +363,7 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
 async fn inactive_revisions_and_bad_instances_are_refused() {
     let s = start().await;
     register(&s.channel, WEB).await;
-    let agent = FakeAgent::join(s.channel.clone(), "default", FakeHost::default()).await;
+    let agent = FakeAgent::join(&s.target, "default", FakeHost::default()).await;
     let mut tasks = TaskServiceClient::new(s.channel.clone());
     TaskDefinitionServiceClient::new(s.channel.clone())
         .deregister_task_definition(DeregisterTaskDefinitionRequest {
@@ -401,7 +395,7 @@ async fn inactive_revisions_and_bad_instances_are_refused() {
     assert_eq!(err.code(), Code::InvalidArgument);
     // Too little memory on the host.
     let small = FakeAgent::join(
-        s.channel.clone(),
+        &s.target,
         "default",
         FakeHost {
             memory_mib: 100,

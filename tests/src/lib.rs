@@ -1,6 +1,11 @@
 //! End-to-end test harness: starts real `berth-scheduler` and `berth-agent`
 //! processes (built by `cargo build --workspace --bins`), talks to them over
-//! loopback gRPC and through the real `berthctl` binary.
+//! loopback gRPC (TLS, trusting the scheduler's CA from
+//! `<data_dir>/tls/ca.pem`) and through the real `berthctl` binary. Agents
+//! join with `berth-agent register` and an activation made with berthctl.
+//!
+//! Operator calls are made in exactly two places, [`Scheduler::channel`]
+//! (gRPC) and [`ctl`] (berthctl), so credentials are added in one spot.
 //!
 //! Everything binds 127.0.0.1; data and state live in temp dirs removed with
 //! the test. Processes are killed when their handle drops.
@@ -16,7 +21,7 @@ use std::time::Duration;
 
 use berth_proto::v1::system_service_client::SystemServiceClient;
 use berth_proto::v1::VersionRequest;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Directory holding the workspace's binaries (`target/<profile>`), found
 /// from this test executable's own path (`target/<profile>/deps/test-…`).
@@ -114,15 +119,50 @@ impl Scheduler {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.port)
     }
 
+    /// Where the scheduler keeps its CA certificate.
+    pub fn ca_path(&self) -> PathBuf {
+        self.data_dir.join("tls").join("ca.pem")
+    }
+
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.ca_path()).unwrap()
+    }
+
+    /// The operator's TLS channel (the one place operator credentials go).
     pub async fn channel(&self) -> Channel {
-        Endpoint::from_shared(self.endpoint())
-            .unwrap()
+        self.try_channel().await.unwrap()
+    }
+
+    async fn try_channel(&self) -> Result<Channel, String> {
+        berth_proto::trust::install_crypto_provider();
+        let ca = std::fs::read_to_string(self.ca_path()).map_err(|e| e.to_string())?;
+        berth_proto::trust::endpoint(&self.endpoint(), &ca, None)
+            .map_err(|e| e.to_string())?
             .connect()
             .await
-            .unwrap()
+            .map_err(|e| e.to_string())
+    }
+
+    /// Where fake agents connect, and the operator channel that makes
+    /// their activations.
+    pub async fn agent_target(&self) -> fake_agent::AgentTarget {
+        fake_agent::AgentTarget {
+            endpoint: self.endpoint(),
+            ca_pem: self.ca_pem(),
+            operator: self.channel().await,
+        }
+    }
+
+    /// Creates an activation with berthctl: (id, code, CA fingerprint).
+    pub fn activation(&self, cluster: &str, extra: &[&str]) -> (String, String, String) {
+        let mut args = vec!["activation", "create", "--cluster", cluster, "-o", "json"];
+        args.extend_from_slice(extra);
+        let v = json(&self.ctl(&args));
+        let s = |k: &str| v[k].as_str().unwrap().to_owned();
+        (s("activationId"), s("activationCode"), s("caFingerprint"))
     }
 
     async fn wait_ready(&mut self) {
@@ -133,11 +173,7 @@ impl Scheduler {
                     std::fs::read_to_string(&self.log).unwrap_or_default()
                 );
             }
-            if let Ok(ch) = Endpoint::from_shared(self.endpoint())
-                .unwrap()
-                .connect()
-                .await
-            {
+            if let Ok(ch) = self.try_channel().await {
                 if SystemServiceClient::new(ch)
                     .version(VersionRequest {})
                     .await
@@ -177,12 +213,12 @@ impl Scheduler {
 
     /// `berthctl` against this scheduler.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        ctl(&self.endpoint(), args, None)
+        ctl(&self.endpoint(), &self.ca_path(), args, None)
     }
 
     /// `berthctl` with `stdin` piped in.
     pub fn ctl_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        ctl(&self.endpoint(), args, Some(stdin))
+        ctl(&self.endpoint(), &self.ca_path(), args, Some(stdin))
     }
 
     pub fn log_text(&self) -> String {
@@ -196,8 +232,9 @@ impl Drop for Scheduler {
     }
 }
 
-/// Runs `berthctl` with a clean environment pointing at `endpoint`.
-pub fn ctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+/// Runs `berthctl` with a clean environment pointing at `endpoint` and
+/// trusting the CA at `ca_cert` (the one place berthctl's credentials go).
+pub fn ctl(endpoint: &str, ca_cert: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write;
     let home = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(bin("berthctl"));
@@ -206,6 +243,7 @@ pub fn ctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", home.path())
         .env("BERTH_ENDPOINT", endpoint)
+        .env("BERTH_CA_CERT", ca_cert)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(if stdin.is_some() {
@@ -248,13 +286,16 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn start(scheduler: &str, cluster: &str, state_dir: &Path) -> Self {
+    /// Registers a host with a new activation for `cluster` (made with
+    /// berthctl), then runs its agent.
+    pub fn start(scheduler: &Scheduler, cluster: &str, state_dir: &Path) -> Self {
         Self::start_with_env(scheduler, cluster, state_dir, &[])
     }
 
-    /// Starts an agent with extra `BERTH_*` settings in its environment.
+    /// Like [`start`](Self::start), with extra `BERTH_*` settings in the
+    /// agent's environment.
     pub fn start_with_env(
-        scheduler: &str,
+        scheduler: &Scheduler,
         cluster: &str,
         state_dir: &Path,
         env: &[(String, String)],
@@ -263,12 +304,37 @@ impl Agent {
             child: None,
             state_dir: state_dir.to_owned(),
             log: state_dir.with_extension("agent.log"),
-            scheduler: scheduler.to_owned(),
+            scheduler: scheduler.endpoint(),
             cluster: cluster.to_owned(),
             env: env.to_vec(),
         };
+        let (id, code, fingerprint) = scheduler.activation(cluster, &[]);
+        let out = a.register(&id, &code, &fingerprint);
+        ok_stdout(&out);
         a.spawn();
         a
+    }
+
+    /// Runs `berth-agent register` for this agent's state dir.
+    pub fn register(&self, id: &str, code: &str, fingerprint: &str) -> Output {
+        Command::new(bin("berth-agent"))
+            .arg("register")
+            .arg("--scheduler")
+            .arg(&self.scheduler)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--config")
+            .arg("/dev/null")
+            .arg("--activation-id")
+            .arg(id)
+            .arg("--activation-code")
+            .arg(code)
+            .arg("--ca-fingerprint")
+            .arg(fingerprint)
+            .env("BERTH_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     }
 
     fn spawn(&mut self) {
@@ -358,4 +424,32 @@ pub fn host_cpus() -> i64 {
 pub fn json(out: &Output) -> serde_json::Value {
     let text = ok_stdout(out);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Connects to a scheduler served in-process (`server::run`) on `addr` with
+/// data dir `data_dir`: waits until its CA exists and it answers over TLS.
+/// The target's `operator` channel is the operator client of such tests.
+pub async fn connect_in_process(
+    addr: std::net::SocketAddr,
+    data_dir: &Path,
+) -> fake_agent::AgentTarget {
+    berth_proto::trust::install_crypto_provider();
+    let endpoint = format!("https://{addr}");
+    for _ in 0..500 {
+        if let Ok(ca_pem) = std::fs::read_to_string(data_dir.join("tls").join("ca.pem")) {
+            if let Ok(ch) = berth_proto::trust::endpoint(&endpoint, &ca_pem, None)
+                .unwrap()
+                .connect()
+                .await
+            {
+                return fake_agent::AgentTarget {
+                    endpoint,
+                    ca_pem,
+                    operator: ch,
+                };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the in-process scheduler on {addr} did not answer within 10s");
 }

@@ -83,7 +83,7 @@ async fn cluster_with(
     ];
     env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.clone())));
     let agent = Agent::start_with_env(
-        &sched.endpoint(),
+        &sched,
         "default",
         &dir.path().join("agent"),
         &env,

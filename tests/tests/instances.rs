@@ -34,7 +34,7 @@ fn resource(i: &ContainerInstance, name: &str) -> i64 {
 async fn agent_registers_real_resources_and_disconnects_within_ttl() {
     let dir = tempfile::tempdir().unwrap();
     let s = Scheduler::start(&dir.path().join("data")).await;
-    let mut agent = Agent::start(&s.endpoint(), "default", &dir.path().join("agent"));
+    let mut agent = Agent::start(&s, "default", &dir.path().join("agent"));
 
     let first = eventually(Duration::from_secs(15), "the agent to connect", || async {
         let list = instances(&s).await;
@@ -113,7 +113,7 @@ async fn agent_registers_real_resources_and_disconnects_within_ttl() {
 async fn agent_reconnects_after_scheduler_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Scheduler::start(&dir.path().join("data")).await;
-    let agent = Agent::start(&s.endpoint(), "default", &dir.path().join("agent"));
+    let agent = Agent::start(&s, "default", &dir.path().join("agent"));
     async fn connected_id(s: &Scheduler, agent: &Agent) -> Result<String, String> {
         let list = instances(s).await;
         match list.as_slice() {
@@ -140,7 +140,7 @@ async fn agent_reconnects_after_scheduler_restart() {
 async fn scheduler_shuts_down_gracefully_with_agents_attached() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Scheduler::start(&dir.path().join("data")).await;
-    let agent = Agent::start(&s.endpoint(), "default", &dir.path().join("agent"));
+    let agent = Agent::start(&s, "default", &dir.path().join("agent"));
     eventually(Duration::from_secs(15), "connect", || async {
         match instances(&s).await.as_slice() {
             [i] if i.agent_connected => Ok(()),

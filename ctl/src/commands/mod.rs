@@ -4,6 +4,7 @@
 //! A new group (`task`, `service`, ...) is a new file here, a variant in
 //! [`crate::cli::Command`] and a line in [`run`].
 
+pub mod activation;
 pub mod cluster;
 pub mod instance;
 pub mod task;
@@ -64,7 +65,8 @@ impl<'a> Ctx<'a> {
         if let Some(c) = &self.channel {
             return Ok(c.clone());
         }
-        let c = client::connect(&self.settings.target()).await?;
+        let ca = self.settings.ca_pem()?;
+        let c = client::connect(&self.settings.target(), &ca).await?;
         self.channel = Some(c.clone());
         Ok(c)
     }
@@ -117,9 +119,14 @@ pub async fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), CtlError> {
-    let settings = Settings::load(cli.global.endpoint.as_deref(), env)?;
+    let settings = Settings::load(
+        cli.global.endpoint.as_deref(),
+        cli.global.ca_cert.as_deref(),
+        env,
+    )?;
     let mut ctx = Ctx::new(settings, cli.global.output, out, err);
     match cli.command {
+        Command::Activation(cmd) => activation::run(cmd, &mut ctx).await,
         Command::Cluster(cmd) => cluster::run(cmd, &mut ctx).await,
         Command::Taskdef(cmd) => taskdef::run(cmd, &mut ctx).await,
         Command::Instance(cmd) => instance::run(cmd, &mut ctx).await,

@@ -9,6 +9,7 @@ pub mod instance;
 pub mod system;
 pub mod task;
 pub mod taskdef;
+pub mod trust;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use crate::agent_link::LogRouter;
 use crate::db::Db;
 use crate::records::UnixMillis;
 use crate::sessions::Sessions;
+use crate::tls::ClusterCa;
 
 pub use error::ApiError;
 
@@ -30,6 +32,8 @@ pub struct Shared {
     pub arn: Arc<ArnPrefix>,
     pub heartbeat_interval: std::time::Duration,
     pub logs: LogRouter,
+    /// The cluster CA: signs agents' certificates.
+    pub ca: Arc<ClusterCa>,
 }
 
 pub fn timestamp(ms: UnixMillis) -> Timestamp {

@@ -37,10 +37,14 @@ pub enum Table {
     /// Container-instance id → what its tasks hold (resources, host ports)
     /// and the generation of its desired set.
     Allocations,
+    /// Activation id → activation record (hashed code).
+    Activations,
+    /// Client-certificate serial (hex) → revocation record.
+    RevokedCerts,
 }
 
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 10] = [
         Table::Meta,
         Table::Clusters,
         Table::Families,
@@ -49,6 +53,8 @@ impl Table {
         Table::Tasks,
         Table::InstanceTasks,
         Table::Allocations,
+        Table::Activations,
+        Table::RevokedCerts,
     ];
 
     pub fn name(self) -> &'static str {
@@ -61,6 +67,8 @@ impl Table {
             Table::Tasks => "tasks",
             Table::InstanceTasks => "instance_tasks",
             Table::Allocations => "allocations",
+            Table::Activations => "activations",
+            Table::RevokedCerts => "revoked_certs",
         }
     }
 
@@ -74,6 +82,8 @@ impl Table {
             Table::Tasks => 5,
             Table::InstanceTasks => 6,
             Table::Allocations => 7,
+            Table::Activations => 8,
+            Table::RevokedCerts => 9,
         }
     }
 }
