@@ -1231,7 +1231,7 @@ log_format = "json"
         let base =
             |k: &'static str, v: &'static str| env(&[(env::SCHEDULER, "https://s:7070"), (k, v)]);
         let cases = [
-            (base(env::SCHEDULER, "https://s:7070"), "scheduler"),
+            (base(env::SCHEDULER, "http://s:7070"), "scheduler"),
             (base(env::SCHEDULER, "s:7070"), "scheduler"),
             (base(env::SCHEDULER, "https://s:7070/api"), "scheduler"),
             (base(env::CLUSTER, "no spaces"), "cluster"),

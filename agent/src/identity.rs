@@ -150,11 +150,13 @@ impl IdentityStore {
         cluster: Option<&str>,
     ) -> Result<Option<Identity>, IdentityError> {
         match self.load()? {
-            Some(id) if cluster.is_some_and(|c| c != id.cluster) => Err(IdentityError::ClusterMismatch {
-                path: self.path.clone(),
-                persisted: id.cluster,
-                configured: cluster.unwrap_or_default().to_owned(),
-            }),
+            Some(id) if cluster.is_some_and(|c| c != id.cluster) => {
+                Err(IdentityError::ClusterMismatch {
+                    path: self.path.clone(),
+                    persisted: id.cluster,
+                    configured: cluster.unwrap_or_default().to_owned(),
+                })
+            }
             other => Ok(other),
         }
     }

@@ -270,12 +270,14 @@ impl Agent {
         let store = IdentityStore::new(config.identity_path());
         // The activation decides the cluster; a configured one other than
         // the default must agree with it.
-        let configured = (config.cluster != config::DEFAULT_CLUSTER).then_some(config.cluster.as_str());
-        let identity = store
-            .load_for_cluster(configured)?
-            .ok_or_else(|| IdentityError::NotRegistered {
-                path: store.path().to_owned(),
-            })?;
+        let configured =
+            (config.cluster != config::DEFAULT_CLUSTER).then_some(config.cluster.as_str());
+        let identity =
+            store
+                .load_for_cluster(configured)?
+                .ok_or_else(|| IdentityError::NotRegistered {
+                    path: store.path().to_owned(),
+                })?;
         let credentials = store.load_credentials()?;
         tracing::info!(
             instance = %identity.container_instance_id,

@@ -41,7 +41,12 @@ struct RegisterCli {
     #[arg(long, value_name = "ID", env = "BERTH_ACTIVATION_ID")]
     activation_id: String,
     /// The activation code `berthctl activation create` printed (once).
-    #[arg(long, value_name = "CODE", env = "BERTH_ACTIVATION_CODE", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "CODE",
+        env = "BERTH_ACTIVATION_CODE",
+        hide_env_values = true
+    )]
     activation_code: String,
     /// The cluster CA's fingerprint (sha256:<hex>) as the scheduler printed it.
     #[arg(long, value_name = "SHA256", env = "BERTH_CA_FINGERPRINT")]

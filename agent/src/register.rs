@@ -60,9 +60,7 @@ pub enum RegisterError {
     Key(#[from] rcgen::Error),
     #[error("the scheduler's answer: {0}")]
     Protocol(#[from] WireError),
-    #[error(
-        "the scheduler answered with another CA ({actual}) than the pinned one ({expected})"
-    )]
+    #[error("the scheduler answered with another CA ({actual}) than the pinned one ({expected})")]
     CaChanged { expected: String, actual: String },
     #[error(transparent)]
     Identity(#[from] IdentityError),

@@ -430,7 +430,8 @@ impl Session {
             welcome,
         } = est;
         let identity = self.identity.clone();
-        let mut renew_at = Instant::now() + renewal_delay(&self.credentials.cert_pem, SystemTime::now());
+        let mut renew_at =
+            Instant::now() + renewal_delay(&self.credentials.cert_pem, SystemTime::now());
         let since = Instant::now();
         self.state_tx
             .send_replace(ConnectionState::Connected { since });
@@ -506,6 +507,12 @@ impl Session {
                         Err(e) => break SessionError::Protocol(e),
                     },
                     Ok(None) => break SessionError::Closed,
+                    // Deregistered while connected: the same refusal as at Connect.
+                    Err(status)
+                        if matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated) =>
+                    {
+                        break connect_error(status, &self.store.path().display().to_string())
+                    }
                     Err(status) => break SessionError::Stream { status },
                 },
                 () = self.link.reporter.changed() => {
@@ -666,10 +673,7 @@ mod tests {
         params.not_after = start + time::Duration::days(30);
         let pem = params.self_signed(&key).expect("cert").pem();
         let at = |days: i64| SystemTime::from(start + time::Duration::days(days));
-        assert_eq!(
-            renewal_delay(&pem, at(0)),
-            Duration::from_secs(20 * 86400)
-        );
+        assert_eq!(renewal_delay(&pem, at(0)), Duration::from_secs(20 * 86400));
         assert_eq!(renewal_delay(&pem, at(19)), Duration::from_secs(86400));
         assert_eq!(renewal_delay(&pem, at(25)), Duration::ZERO);
         assert_eq!(renewal_delay("garbage", at(0)), Duration::ZERO);

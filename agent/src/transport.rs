@@ -30,7 +30,12 @@ pub struct TransportError {
 /// No request timeout is set: the Connect stream lives for as long as the
 /// agent runs.
 pub async fn connect(scheduler: &str, creds: &Credentials) -> Result<Channel, TransportError> {
-    connect_as(scheduler, &creds.ca_pem, Some((&creds.cert_pem, &creds.key_pem))).await
+    connect_as(
+        scheduler,
+        &creds.ca_pem,
+        Some((&creds.cert_pem, &creds.key_pem)),
+    )
+    .await
 }
 
 /// Opens a TLS channel trusting `ca_pem`, presenting `identity` if given.

@@ -4,7 +4,8 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    activation::ActivationCommand, cluster::ClusterCommand, instance::InstanceCommand, task::TaskCommand, taskdef::TaskdefCommand,
+    activation::ActivationCommand, cluster::ClusterCommand, instance::InstanceCommand,
+    task::TaskCommand, taskdef::TaskdefCommand,
 };
 use crate::output::OutputFormat;
 

@@ -187,11 +187,7 @@ pub fn endpoint_url(url: &str) -> Result<String, CtlError> {
     let ep = Endpoint::from_shared(full.clone()).map_err(|_| invalid("not a URL"))?;
     match ep.uri().scheme_str() {
         Some("https") => {}
-        Some("http") => {
-            return Err(invalid(
-                "the scheduler speaks TLS only: use https://",
-            ))
-        }
+        Some("http") => return Err(invalid("the scheduler speaks TLS only: use https://")),
         _ => return Err(invalid("the scheme must be https://")),
     }
     if ep.uri().host().is_none_or(str::is_empty) {

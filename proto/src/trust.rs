@@ -125,7 +125,11 @@ pub fn endpoint(
 pub async fn fetch_cluster_ca(url: &str, expected: &str) -> Result<String, TrustError> {
     let expected = parse_fingerprint(expected)?;
     let uri = https_uri(url)?;
-    let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_owned();
     let port = uri.port_u16().unwrap_or(443);
     install_crypto_provider();
     let provider = CryptoProvider::get_default()

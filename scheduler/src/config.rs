@@ -299,8 +299,7 @@ fn resolve_tls(file: FileTls, env: &HashMap<String, String>) -> Result<TlsSettin
         let ok = n.parse::<std::net::IpAddr>().is_ok()
             || (!n.is_empty()
                 && n.len() <= 253
-                && n
-                    .chars()
+                && n.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-.*".contains(c)));
         if !ok {
             return Err(invalid(
@@ -333,7 +332,11 @@ fn resolve_tls(file: FileTls, env: &HashMap<String, String>) -> Result<TlsSettin
         ENV_TLS_SERVER_KEY,
         file.server_key,
     )?;
-    let client_validity = match env.get(ENV_TLS_CERT_VALIDITY).cloned().or(file.cert_validity) {
+    let client_validity = match env
+        .get(ENV_TLS_CERT_VALIDITY)
+        .cloned()
+        .or(file.cert_validity)
+    {
         None => crate::tls::DEFAULT_CLIENT_VALIDITY,
         Some(s) => humantime::parse_duration(&s).map_err(|e| {
             invalid(
@@ -393,7 +396,8 @@ mod tests {
 
     #[test]
     fn tls_section_and_its_env_overrides() {
-        let text = "[tls]\nserver_names = [\"sched.example\", \"10.0.0.5\"]\ncert_validity = \"7d\"\n\
+        let text =
+            "[tls]\nserver_names = [\"sched.example\", \"10.0.0.5\"]\ncert_validity = \"7d\"\n\
                     ca_cert = \"/etc/berth/ca.pem\"\nca_key = \"/etc/berth/ca.key\"\n";
         let c = Config::from_toml(text, &Overrides::default(), &env(&[])).unwrap();
         assert_eq!(c.tls.server_names, ["sched.example", "10.0.0.5"]);

@@ -20,11 +20,11 @@ use crate::store::{GroupCommit, Store, StoreError, Table, Txn};
 mod tasks;
 mod trust;
 
-pub use trust::{check_activation, RegisterOutcome};
 pub use tasks::{
     ReportOutcome, StartFailure, StartSpec, StartTasks, TaskFilter, TaskReport,
     DEFAULT_STOP_REASON, MAX_COUNT,
 };
+pub use trust::{check_activation, RegisterOutcome};
 
 /// The schema this code writes. Bump it together with a step in [`migrate`].
 pub const SCHEMA_VERSION: u32 = 3;

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use berth_proto::v1::{
-    activation_service_server::ActivationServiceServer,
-    agent_service_server::AgentServiceServer, cluster_ca_service_server::ClusterCaServiceServer,
+    activation_service_server::ActivationServiceServer, agent_service_server::AgentServiceServer,
+    cluster_ca_service_server::ClusterCaServiceServer,
     cluster_service_server::ClusterServiceServer,
     container_instance_service_server::ContainerInstanceServiceServer,
     system_service_server::SystemServiceServer,
@@ -21,7 +21,10 @@ use tokio_util::sync::CancellationToken;
 use crate::agent_link::LogRouter;
 use crate::api::task::TaskApi;
 use crate::api::{
-    agent::AgentApi, cluster::ClusterApi, instance::ContainerInstanceApi, system::SystemApi,
+    agent::AgentApi,
+    cluster::ClusterApi,
+    instance::ContainerInstanceApi,
+    system::SystemApi,
     taskdef::TaskDefinitionApi,
     trust::{ActivationApi, ClusterCaApi},
     Shared,

@@ -147,7 +147,10 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsEr
         .mode(0o700)
         .create(dir)
         .map_err(err)?;
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     match fs::remove_file(&tmp) {
         Ok(()) => {}
@@ -237,7 +240,11 @@ pub fn server_names(configured: &[String]) -> Vec<String> {
 fn hostname() -> Result<String, std::io::Error> {
     let h = fs::read_to_string("/proc/sys/kernel/hostname")?;
     let h = h.trim();
-    if h.is_empty() || !h.chars().all(|c| c.is_ascii_alphanumeric() || "-.".contains(c)) {
+    if h.is_empty()
+        || !h
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
+    {
         return Err(std::io::Error::other("no usable host name"));
     }
     Ok(h.to_owned())
@@ -323,7 +330,10 @@ impl ClusterCa {
     /// optional but, when presented, verified against the CA.
     pub fn server_tls_config(&self) -> ServerTlsConfig {
         ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.server_cert_pem, &self.server_key_pem))
+            .identity(Identity::from_pem(
+                &self.server_cert_pem,
+                &self.server_key_pem,
+            ))
             .client_ca_root(Certificate::from_pem(&self.ca_pem))
             .client_auth_optional(true)
     }
@@ -346,10 +356,10 @@ impl ClusterCa {
             .distinguished_name
             .push(DnType::CommonName, instance_id);
         let uri = format!("{INSTANCE_URI_PREFIX}{cluster}:{instance_id}");
-        params.subject_alt_names = vec![SanType::URI(
-            uri.try_into()
-                .map_err(|_| TlsError::BadCsr("instance URI is not ASCII".into()))?,
-        )];
+        params.subject_alt_names =
+            vec![SanType::URI(uri.try_into().map_err(|_| {
+                TlsError::BadCsr("instance URI is not ASCII".into())
+            })?)];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
@@ -489,7 +499,12 @@ mod tests {
             .map(|n| n.to_string())
             .collect();
         let all = names.join(",");
-        for want in ["sched.example", "10.1.2.3", "localhost", "127.0.0.1"] {
+        for want in [
+            "DNSName(sched.example)",
+            "IPAddress(0a:01:02:03)",
+            "DNSName(localhost)",
+            "IPAddress(7f:00:00:01)",
+        ] {
             assert!(all.contains(want), "{want} missing from {all}");
         }
     }

@@ -315,6 +315,34 @@ impl Agent {
         a
     }
 
+    /// Registers with the given activation, then runs the agent.
+    pub fn start_registered(
+        scheduler: &Scheduler,
+        cluster: &str,
+        state_dir: &Path,
+        id: &str,
+        code: &str,
+        fingerprint: &str,
+    ) -> Self {
+        let mut a = Self::unregistered(scheduler, state_dir);
+        a.cluster = cluster.to_owned();
+        ok_stdout(&a.register(id, code, fingerprint));
+        a.spawn();
+        a
+    }
+
+    /// An agent that is neither registered nor running (for `register` tests).
+    pub fn unregistered(scheduler: &Scheduler, state_dir: &Path) -> Self {
+        Self {
+            child: None,
+            state_dir: state_dir.to_owned(),
+            log: state_dir.with_extension("agent.log"),
+            scheduler: scheduler.endpoint(),
+            cluster: "default".to_owned(),
+            env: vec![],
+        }
+    }
+
     /// Runs `berth-agent register` for this agent's state dir.
     pub fn register(&self, id: &str, code: &str, fingerprint: &str) -> Output {
         Command::new(bin("berth-agent"))

@@ -82,12 +82,7 @@ async fn cluster_with(
         ),
     ];
     env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let agent = Agent::start_with_env(
-        &sched,
-        "default",
-        &dir.path().join("agent"),
-        &env,
-    );
+    let agent = Agent::start_with_env(&sched, "default", &dir.path().join("agent"), &env);
     let instance = eventually(Duration::from_secs(30), "the agent to connect", || async {
         let v: Value = serde_json::from_slice(&sched.ctl(&["instance", "ls", "-o", "json"]).stdout)
             .map_err(|e| e.to_string())?;

@@ -399,10 +399,9 @@ async fn serve(fake: Fake) -> String {
     berth_proto::trust::install_crypto_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let tls = tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(
-        &pki().cert_pem,
-        &pki().key_pem,
-    ));
+    let tls = tonic::transport::ServerTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(&pki().cert_pem, &pki().key_pem),
+    );
     let server = tonic::transport::Server::builder()
         .tls_config(tls)
         .unwrap()

@@ -107,7 +107,13 @@ pub struct ActivationsView {
 }
 
 pub fn list_table(v: &ActivationsView) -> String {
-    let mut t = Table::new(&["ACTIVATION ID", "CLUSTER", "STATUS", "REGISTERED", "EXPIRES"]);
+    let mut t = Table::new(&[
+        "ACTIVATION ID",
+        "CLUSTER",
+        "STATUS",
+        "REGISTERED",
+        "EXPIRES",
+    ]);
     for a in &v.activations {
         t.row([
             a.activation_id.clone(),

@@ -173,7 +173,10 @@ pub fn validate_hello(h: Hello) -> Result<HelloFacts, ApiError> {
 impl AgentApi {
     /// The instance named by the caller's verified client certificate, if
     /// that certificate is not revoked and the instance not deregistered.
-    fn authenticate<T>(&self, req: &Request<T>) -> Result<(InstanceRecord, PeerIdentity), ApiError> {
+    fn authenticate<T>(
+        &self,
+        req: &Request<T>,
+    ) -> Result<(InstanceRecord, PeerIdentity), ApiError> {
         let certs = req.peer_certs().ok_or_else(|| {
             ApiError::Unauthenticated(
                 "no client certificate: register this host with `berth-agent register` first"

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use berth_proto::v1::{
     activation_service_server::ActivationService, cluster_ca_service_server::ClusterCaService,
-    Activation, Attribute, CreateActivationRequest, CreateActivationResponse,
-    GetClusterCaRequest, GetClusterCaResponse, ListActivationsRequest, ListActivationsResponse,
-    RevokeActivationRequest, RevokeActivationResponse,
+    Activation, Attribute, CreateActivationRequest, CreateActivationResponse, GetClusterCaRequest,
+    GetClusterCaResponse, ListActivationsRequest, ListActivationsResponse, RevokeActivationRequest,
+    RevokeActivationResponse,
 };
 use rand::RngCore;
 use tonic::{Request, Response, Status};

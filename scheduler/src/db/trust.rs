@@ -147,8 +147,14 @@ impl Db {
         instance: InstanceRecord,
     ) -> Result<RegisterOutcome, DbError> {
         self.write("registration", || {
-            let found = self.get::<ActivationRecord>(Table::Activations, activation_id.as_bytes())?;
-            check_activation(found.as_ref().map(|(a, _)| a), activation_id, code_sha256, now)?;
+            let found =
+                self.get::<ActivationRecord>(Table::Activations, activation_id.as_bytes())?;
+            check_activation(
+                found.as_ref().map(|(a, _)| a),
+                activation_id,
+                code_sha256,
+                now,
+            )?;
             let Some((mut activation, act_bytes)) = found else {
                 return Err(DbError::PermissionDenied(format!(
                     "activation {activation_id:?} does not exist or its code is wrong"
@@ -196,7 +202,10 @@ impl Db {
 
     /// Whether the certificate with this serial was revoked.
     pub fn is_revoked(&self, serial: &str) -> Result<bool, DbError> {
-        Ok(self.store.get(Table::RevokedCerts, serial.as_bytes())?.is_some())
+        Ok(self
+            .store
+            .get(Table::RevokedCerts, serial.as_bytes())?
+            .is_some())
     }
 
     /// ECS's DeregisterContainerInstance: the instance becomes INACTIVE and
@@ -348,7 +357,10 @@ mod tests {
         assert!(matches!(e, DbError::PermissionDenied(_)), "{e}");
         let e = err("c0de", 1_000).await;
         assert!(matches!(e, DbError::FailedPrecondition(_)), "{e}");
-        assert!(e.to_string().contains("expired at 1970-01-01T00:00:01Z"), "{e}");
+        assert!(
+            e.to_string().contains("expired at 1970-01-01T00:00:01Z"),
+            "{e}"
+        );
         db.revoke_activation("act1").await.unwrap();
         let e = err("c0de", 10).await;
         assert!(e.to_string().contains("was revoked"), "{e}");
