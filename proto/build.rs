@@ -8,7 +8,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }
+    // The descriptor set lets the scheduler prove that every operator method
+    // is classified in its role table (`scheduler::api::auth`).
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("berth_descriptor.bin"))
         .build_server(true)
         .build_client(true)
         // The agent RPC is named `Connect`, which would clash with the generated

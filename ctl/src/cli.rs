@@ -4,8 +4,9 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    activation::ActivationCommand, cluster::ClusterCommand, instance::InstanceCommand,
-    task::TaskCommand, taskdef::TaskdefCommand,
+    activation::ActivationCommand, audit::AuditCommand, cluster::ClusterCommand,
+    instance::InstanceCommand, login::LoginArgs, task::TaskCommand, taskdef::TaskdefCommand,
+    token::TokenCommand,
 };
 use crate::output::OutputFormat;
 
@@ -20,7 +21,7 @@ pub struct Cli {
 }
 
 /// Options every command takes, before or after the subcommand.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+#[derive(Clone, Default, PartialEq, Eq, Args)]
 pub struct GlobalArgs {
     /// Scheduler URL [env: BERTH_ENDPOINT, config `endpoint`; default: https://127.0.0.1:7400]
     #[arg(long, global = true, value_name = "URL")]
@@ -28,9 +29,25 @@ pub struct GlobalArgs {
     /// The cluster CA to trust, a PEM file [env: BERTH_CA_CERT, config `ca_cert`]
     #[arg(long, global = true, value_name = "FILE")]
     pub ca_cert: Option<String>,
+    /// Operator token, berth_<id>_<secret> [env: BERTH_TOKEN, config `token`]
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
     /// Output format
     #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+}
+
+impl std::fmt::Debug for GlobalArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: its presence only.
+        let mut d = f.debug_struct("GlobalArgs");
+        d.field("endpoint", &self.endpoint);
+        d.field("ca_cert", &self.ca_cert);
+        if self.token.is_some() {
+            d.field("token", &"<redacted>");
+        }
+        d.field("output", &self.output).finish()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,6 +69,14 @@ pub enum Command {
     Task(TaskCommand),
     /// Print berthctl's version and the scheduler's
     Version,
+    /// Pin the scheduler's CA, check a token and save them in the config file (0600)
+    Login(LoginArgs),
+    /// Create, list and revoke operator tokens (admin)
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Read the audit log of mutating calls
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[cfg(test)]
@@ -242,6 +267,53 @@ mod tests {
         check(
             "version",
             expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Version"#]],
+        );
+    }
+
+    #[test]
+    fn auth_commands() {
+        check(
+            "login --endpoint http://s:7400 --token berth_ab_cd --ca-fingerprint sha256:00",
+            expect!["error (exit 2): ValueValidation"],
+        );
+        check(
+            &format!(
+                "login --token berth_ab_cd --ca-fingerprint sha256:{}",
+                "0F".repeat(32)
+            ),
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, token: "<redacted>", output: Table } Login(LoginArgs { ca_fingerprint: Some("sha256:0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f") })"#
+            ]],
+        );
+        check(
+            "token create ci --role read-only --expires 30d",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Token(Create { name: "ci", role: ReadOnly, expires: Some(2592000s) })"#
+            ]],
+        );
+        check(
+            "token create ci",
+            expect!["error (exit 2): MissingRequiredArgument"],
+        );
+        check(
+            "token create ci --role root",
+            expect!["error (exit 2): InvalidValue"],
+        );
+        check(
+            "token ls",
+            expect!["GlobalArgs { endpoint: None, ca_cert: None, output: Table } Token(Ls)"],
+        );
+        check(
+            "token revoke 0a1b2c",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Token(Revoke { id: "0a1b2c" })"#
+            ]],
+        );
+        check(
+            "audit ls --since 1h --limit 5 --method CreateCluster --who ci",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Audit(Ls { since: Some(3600s), limit: Some(5), method: Some("CreateCluster"), who: Some("ci") })"#
+            ]],
         );
     }
 

@@ -5,7 +5,9 @@
 //! speaks TLS only; berthctl trusts exactly one CA, from `--ca-cert`,
 //! `BERTH_CA_CERT` or `ca_cert` in the config file (a path or the PEM). The default
 //! cluster from `BERTH_CLUSTER`, `cluster` in the config file, `default`
-//! (a command's `--cluster` beats all of them). Resolution is a pure function
+//! (a command's `--cluster` beats all of them). The operator token from
+//! `--token`, `BERTH_TOKEN`, `token` in the config file; none is sent when
+//! none is set. Resolution is a pure function
 //! of the flag, an [`Env`] and a [`Config`], so it is tested without touching
 //! the process environment.
 
@@ -13,6 +15,8 @@ use std::error::Error as StdError;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use berth_proto::auth::BearerToken;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use berth_proto::trust;
@@ -25,6 +29,9 @@ pub const DEFAULT_ENDPOINT: &str = "https://127.0.0.1:7400";
 pub const DEFAULT_CLUSTER: &str = "default";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A connection to the scheduler that sends the operator token on every call.
+pub type Conn = InterceptedService<Channel, BearerToken>;
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +57,7 @@ impl Origin {
 }
 
 /// The settings every command starts from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Settings {
     pub endpoint: String,
     pub endpoint_origin: Origin,
@@ -58,6 +65,22 @@ pub struct Settings {
     pub default_cluster: String,
     /// The CA to trust (a path or PEM) and where that came from.
     pub ca_cert: Option<(String, String)>,
+    /// The operator token sent with every call, if any.
+    pub token: Option<String>,
+    /// The config file, when there is a home to put it in.
+    pub config_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("endpoint", &self.endpoint)
+            .field("endpoint_origin", &self.endpoint_origin)
+            .field("default_cluster", &self.default_cluster)
+            .field("ca_cert", &self.ca_cert)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Settings {
@@ -66,17 +89,19 @@ impl Settings {
     #[cfg(test)]
     pub fn resolve(
         endpoint_flag: Option<&str>,
+        token_flag: Option<&str>,
         env: &Env,
         config: &Config,
         config_file: Option<PathBuf>,
     ) -> Self {
-        Self::resolve_with_ca(endpoint_flag, None, env, config, config_file)
+        Self::resolve_with_ca(endpoint_flag, None, token_flag, env, config, config_file)
     }
 
     /// [`resolve`](Self::resolve) with the `--ca-cert` flag.
     pub fn resolve_with_ca(
         endpoint_flag: Option<&str>,
         ca_flag: Option<&str>,
+        token_flag: Option<&str>,
         env: &Env,
         config: &Config,
         config_file: Option<PathBuf>,
@@ -109,11 +134,18 @@ impl Settings {
                 (c, origin)
             })
         };
+        let token = token_flag
+            .filter(|t| !t.is_empty())
+            .or_else(|| env.get(env::BERTH_TOKEN))
+            .map(str::to_owned)
+            .or_else(|| non_empty(&config.token));
         Self {
             endpoint,
             endpoint_origin,
             default_cluster,
             ca_cert,
+            token,
+            config_file,
         }
     }
 
@@ -121,6 +153,7 @@ impl Settings {
     pub fn load(
         endpoint_flag: Option<&str>,
         ca_flag: Option<&str>,
+        token_flag: Option<&str>,
         env: &Env,
     ) -> Result<Self, CtlError> {
         let path = config_path(env);
@@ -131,6 +164,7 @@ impl Settings {
         Ok(Self::resolve_with_ca(
             endpoint_flag,
             ca_flag,
+            token_flag,
             env,
             &config,
             path,
@@ -206,16 +240,18 @@ pub fn endpoint(url: &str, ca_pem: &str) -> Result<Endpoint, CtlError> {
     Ok(ep.connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT))
 }
 
-/// Connects to the scheduler at `target`, trusting `ca_pem`.
-pub async fn connect(target: &Target, ca_pem: &str) -> Result<Channel, CtlError> {
+/// Connects to the scheduler at `target`, trusting `ca_pem`; every call
+/// carries `token`.
+pub async fn connect(target: &Target, ca_pem: &str, token: Option<&str>) -> Result<Conn, CtlError> {
     trust::install_crypto_provider();
-    endpoint(&target.url, ca_pem)?
+    let channel = endpoint(&target.url, ca_pem)?
         .connect()
         .await
         .map_err(|e| CtlError::Unreachable {
             target: target.clone(),
             cause: root_cause(&e),
-        })
+        })?;
+    Ok(InterceptedService::new(channel, BearerToken::new(token)))
 }
 
 /// The innermost error of a chain ("Connection refused (os error 111)"),
@@ -237,8 +273,26 @@ mod tests {
         Config {
             endpoint: endpoint.map(str::to_owned),
             cluster: cluster.map(str::to_owned),
-            ca_cert: None,
+            ..Config::default()
         }
+    }
+
+    #[test]
+    fn token_precedence_is_flag_env_config() {
+        let env = Env::from_pairs([("BERTH_TOKEN", "env")]);
+        let config = Config {
+            token: Some("config".into()),
+            ..Config::default()
+        };
+        let t = |flag, env: &Env, config: &Config| {
+            Settings::resolve(None, flag, env, config, file()).token
+        };
+        assert_eq!(t(Some("flag"), &env, &config).as_deref(), Some("flag"));
+        assert_eq!(t(None, &env, &config).as_deref(), Some("env"));
+        assert_eq!(t(None, &Env::default(), &config).as_deref(), Some("config"));
+        assert_eq!(t(Some(""), &Env::default(), &Config::default()), None);
+        let s = Settings::resolve(None, Some("berth_x_y"), &env, &config, file());
+        assert!(!format!("{s:?}").contains("berth_x_y"));
     }
 
     fn file() -> Option<PathBuf> {
@@ -250,23 +304,23 @@ mod tests {
         let env = Env::from_pairs([("BERTH_ENDPOINT", "http://env:7400")]);
         let config = cfg(Some("http://config:7400"), None);
 
-        let s = Settings::resolve(Some("http://flag:7400"), &env, &config, file());
+        let s = Settings::resolve(Some("http://flag:7400"), None, &env, &config, file());
         assert_eq!(
             (s.endpoint.as_str(), s.endpoint_origin),
             ("http://flag:7400", Origin::Flag)
         );
 
-        let s = Settings::resolve(None, &env, &config, file());
+        let s = Settings::resolve(None, None, &env, &config, file());
         assert_eq!(
             (s.endpoint.as_str(), s.endpoint_origin),
             ("http://env:7400", Origin::Env("BERTH_ENDPOINT"))
         );
 
-        let s = Settings::resolve(None, &Env::default(), &config, file());
+        let s = Settings::resolve(None, None, &Env::default(), &config, file());
         assert_eq!(s.endpoint, "http://config:7400");
         assert_eq!(s.endpoint_origin, Origin::Config(file().unwrap()));
 
-        let s = Settings::resolve(None, &Env::default(), &Config::default(), file());
+        let s = Settings::resolve(None, None, &Env::default(), &Config::default(), file());
         assert_eq!(
             (s.endpoint.as_str(), s.endpoint_origin),
             (DEFAULT_ENDPOINT, Origin::Default)
@@ -274,7 +328,7 @@ mod tests {
 
         // Empty values count as unset.
         let empty = Env::from_pairs([("BERTH_ENDPOINT", "")]);
-        let s = Settings::resolve(Some(""), &empty, &cfg(Some(""), None), file());
+        let s = Settings::resolve(Some(""), None, &empty, &cfg(Some(""), None), file());
         assert_eq!(s.endpoint, DEFAULT_ENDPOINT);
     }
 
@@ -282,12 +336,12 @@ mod tests {
     fn cluster_precedence_is_flag_env_config_default() {
         let env = Env::from_pairs([("BERTH_CLUSTER", "staging")]);
         let config = cfg(None, Some("prod"));
-        let s = Settings::resolve(None, &env, &config, file());
+        let s = Settings::resolve(None, None, &env, &config, file());
         assert_eq!(s.cluster(Some("adhoc")), "adhoc");
         assert_eq!(s.cluster(None), "staging");
-        let s = Settings::resolve(None, &Env::default(), &config, file());
+        let s = Settings::resolve(None, None, &Env::default(), &config, file());
         assert_eq!(s.cluster(None), "prod");
-        let s = Settings::resolve(None, &Env::default(), &Config::default(), None);
+        let s = Settings::resolve(None, None, &Env::default(), &Config::default(), None);
         assert_eq!(s.cluster(None), "default");
         assert_eq!(s.cluster(Some("")), "default");
     }
@@ -304,13 +358,13 @@ mod tests {
         .unwrap();
         let xdg = xdg.display().to_string();
         let env = Env::from_pairs([("XDG_CONFIG_HOME", xdg.as_str()), ("HOME", "/nonexistent")]);
-        let s = Settings::load(None, None, &env).unwrap();
+        let s = Settings::load(None, None, None, &env).unwrap();
         assert_eq!(s.endpoint, "http://10.1.2.3:7400");
         assert_eq!(s.default_cluster, "prod");
 
         // No config file at all: defaults.
         let env = Env::from_pairs([("HOME", "/nonexistent")]);
-        let s = Settings::load(None, None, &env).unwrap();
+        let s = Settings::load(None, None, None, &env).unwrap();
         assert_eq!(s.endpoint, DEFAULT_ENDPOINT);
     }
 
@@ -366,20 +420,21 @@ mod tests {
         config.ca_cert = Some(pem.clone());
         let env = Env::from_pairs([("BERTH_CA_CERT", path.as_str())]);
 
-        let s = Settings::resolve_with_ca(None, Some(&path), &Env::default(), &config, file());
+        let s =
+            Settings::resolve_with_ca(None, Some(&path), None, &Env::default(), &config, file());
         assert_eq!(s.ca_cert.as_ref().unwrap().1, "--ca-cert");
         assert_eq!(s.ca_pem().unwrap(), pem);
-        let s = Settings::resolve_with_ca(None, None, &env, &config, file());
+        let s = Settings::resolve_with_ca(None, None, None, &env, &config, file());
         assert_eq!(s.ca_cert.as_ref().unwrap().1, "BERTH_CA_CERT");
-        let s = Settings::resolve_with_ca(None, None, &Env::default(), &config, file());
+        let s = Settings::resolve_with_ca(None, None, None, &Env::default(), &config, file());
         assert_eq!(s.ca_pem().unwrap(), pem, "inline PEM in the config");
-        let s = Settings::resolve(None, &Env::default(), &cfg(None, None), file());
+        let s = Settings::resolve(None, None, &Env::default(), &cfg(None, None), file());
         let err = s.ca_pem().unwrap_err();
         assert_eq!(err.exit_code(), crate::error::EXIT_USAGE);
         assert!(err.render().contains("berthctl login"), "{}", err.render());
         let mut bad = cfg(None, None);
         bad.ca_cert = Some("-----BEGIN CERTIFICATE-----\nnope\n".into());
-        let s = Settings::resolve(None, &Env::default(), &bad, file());
+        let s = Settings::resolve(None, None, &Env::default(), &bad, file());
         assert!(s.ca_pem().is_err());
     }
 
@@ -392,8 +447,10 @@ mod tests {
         };
         let url = format!("https://127.0.0.1:{port}");
         let env = Env::from_pairs([("BERTH_ENDPOINT", url.as_str())]);
-        let settings = Settings::resolve(None, &env, &Config::default(), None);
-        let err = connect(&settings.target(), &test_ca()).await.unwrap_err();
+        let settings = Settings::resolve(None, None, &env, &Config::default(), None);
+        let err = connect(&settings.target(), &test_ca(), None)
+            .await
+            .unwrap_err();
         assert_eq!(err.exit_code(), crate::error::EXIT_UNREACHABLE);
         let text = err.render();
         assert!(

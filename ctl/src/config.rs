@@ -4,10 +4,13 @@
 //! ```toml
 //! endpoint = "https://10.0.0.5:7400"
 //! cluster = "prod"
-//! # The cluster CA to trust (written by `berthctl login`): a path or the PEM itself.
+//! # The cluster CA to trust: a path or the PEM itself (`berthctl login` writes the PEM).
 //! ca_cert = "/home/ann/.config/berth/ca.pem"
+//! token = "berth_<id>_<secret>"
+//! ca_fingerprint = "sha256:<hex>"
 //! ```
 //!
+//! `berthctl login` writes it with mode 0600, since it holds a token.
 //! A missing file is the same as an empty one; a file that exists but cannot
 //! be read or parsed is an error naming the path, so a typo never silently
 //! sends commands to the wrong scheduler.
@@ -15,22 +18,44 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::env::{self, Env};
 use crate::error::CtlError;
 
 /// Settings from the config file; every key is optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Scheduler endpoint used when neither `--endpoint` nor `BERTH_ENDPOINT` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// Default cluster used when neither `--cluster` nor `BERTH_CLUSTER` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The cluster CA to trust when neither `--ca-cert` nor `BERTH_CA_CERT`
     /// is set: a PEM file's path or the PEM text itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_cert: Option<String>,
+    /// Operator token used when neither `--token` nor `BERTH_TOKEN` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The cluster CA's fingerprint, `sha256:<hex>`, as `login` was given it
+    /// (a record of what was verified; `ca_cert` is what is trusted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_fingerprint: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("endpoint", &self.endpoint)
+            .field("cluster", &self.cluster)
+            .field("ca_cert", &self.ca_cert)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_fingerprint", &self.ca_fingerprint)
+            .finish()
+    }
 }
 
 impl Config {
@@ -52,6 +77,41 @@ impl Config {
                 source,
             }),
         }
+    }
+}
+
+impl Config {
+    /// Writes the file readable by its owner only (0600; its directory
+    /// 0700 when created), replacing it atomically.
+    pub fn save(&self, path: &Path) -> Result<(), CtlError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+        let fail = |source: io::Error| CtlError::WriteFile {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(fail)?;
+        }
+        let text = toml::to_string(self).map_err(|e| fail(io::Error::other(e)))?;
+        let tmp = path.with_extension("toml.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(fail)?;
+        // The umask cannot widen 0600, but say it explicitly all the same.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .and_then(|()| f.write_all(text.as_bytes()))
+            .and_then(|()| f.sync_all())
+            .map_err(fail)?;
+        std::fs::rename(&tmp, path).map_err(fail)
     }
 }
 
@@ -134,8 +194,36 @@ mod tests {
         )
         .unwrap_err();
         expect![[r#"
-            error: invalid config file /home/ann/.config/berth/config.toml: unknown field `endpont`, expected one of `endpoint`, `cluster`, `ca_cert`"#]]
+            error: invalid config file /home/ann/.config/berth/config.toml: unknown field `endpont`, expected one of `endpoint`, `cluster`, `ca_cert`, `token`, `ca_fingerprint`"#]]
         .assert_eq(&err.render());
+    }
+
+    #[test]
+    fn save_writes_a_private_file_that_loads_back() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cfg/berth/config.toml");
+        let c = Config {
+            endpoint: Some("https://10.0.0.5:7400".into()),
+            cluster: Some("prod".into()),
+            ca_cert: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
+            token: Some("berth_abcd_secret".into()),
+            ca_fingerprint: Some(format!("sha256:{}", "ab".repeat(32))),
+        };
+        c.save(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dir_mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dir_mode, 0o700);
+        assert_eq!(Config::load(&path).unwrap(), c);
+        assert!(!format!("{c:?}").contains("secret"));
+        // Saving again replaces the file.
+        Config::default().save(&path).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), Config::default());
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub const BERTH_ENDPOINT: &str = "BERTH_ENDPOINT";
 pub const BERTH_CA_CERT: &str = "BERTH_CA_CERT";
 /// Default cluster for commands that take `--cluster`.
 pub const BERTH_CLUSTER: &str = "BERTH_CLUSTER";
+/// Operator token, `berth_<id>_<secret>`.
+pub const BERTH_TOKEN: &str = "BERTH_TOKEN";
 /// Path of the user config file, overriding the XDG location.
 pub const BERTH_CONFIG: &str = "BERTH_CONFIG";
 pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";

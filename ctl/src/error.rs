@@ -66,7 +66,7 @@ pub enum CtlError {
     #[error("permission denied: {message}")]
     PermissionDenied { message: String },
 
-    #[error("not authenticated: {message}")]
+    #[error("not logged in or the token is not valid (berthctl login --endpoint URL --token TOKEN): {message}")]
     Unauthenticated { message: String },
 
     #[error("the Berth scheduler at {endpoint} does not implement this request: {message}")]
@@ -98,12 +98,27 @@ pub enum CtlError {
     #[error("invalid CA certificate ({origin}): {reason}")]
     InvalidCa { origin: String, reason: String },
 
+    /// `login` could not fetch and verify the cluster CA.
+    #[error("cannot pin the cluster CA of {endpoint}: {reason}")]
+    UntrustedCa { endpoint: String, reason: String },
+
     #[error("cannot read {path}: {source}")]
     ReadFile {
         path: String,
         #[source]
         source: io::Error,
     },
+
+    #[error("cannot write {path}: {source}")]
+    WriteFile {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A command that needs something the command line did not give.
+    #[error("{0}")]
+    Usage(String),
 
     #[error("invalid config file {}: {reason}", path.display())]
     Config { path: PathBuf, reason: String },
@@ -194,7 +209,10 @@ impl CtlError {
             Self::Unreachable { .. } | Self::Timeout { .. } | Self::NotAScheduler { .. } => {
                 EXIT_UNREACHABLE
             }
-            Self::InvalidEndpoint { .. } | Self::NoCa { .. } | Self::InvalidCa { .. } => EXIT_USAGE,
+            Self::InvalidEndpoint { .. }
+            | Self::NoCa { .. }
+            | Self::InvalidCa { .. }
+            | Self::Usage(_) => EXIT_USAGE,
             _ => EXIT_ERROR,
         }
     }
@@ -202,6 +220,11 @@ impl CtlError {
     /// A next step for the operator, when there is an obvious one.
     pub fn hint(&self) -> Option<String> {
         match self {
+            Self::UntrustedCa { .. } => Some(
+                "compare --ca-fingerprint with the `cluster CA fingerprint` line the \
+                 scheduler prints at start"
+                    .to_owned(),
+            ),
             Self::NoCa { .. } => Some(
                 "run `berthctl login`, or pass the CA with --ca-cert FILE or BERTH_CA_CERT \
                  (the scheduler keeps it in <data_dir>/tls/ca.pem)"
@@ -220,8 +243,8 @@ impl CtlError {
                     .to_owned(),
             ),
             Self::Unauthenticated { .. } => Some(
-                "the scheduler requires an operator token; check that yours is present \
-                 and has not expired"
+                "the scheduler requires an operator token: pass one with --token or \
+                 BERTH_TOKEN, or save one with `berthctl login`"
                     .to_owned(),
             ),
             Self::Unimplemented { .. } => Some(format!(
@@ -324,8 +347,8 @@ mod tests {
             Status::unauthenticated("missing token"),
             expect![[r#"
                 [exit 1]
-                error: not authenticated: missing token
-                hint: the scheduler requires an operator token; check that yours is present and has not expired"#]],
+                error: not logged in or the token is not valid (berthctl login --endpoint URL --token TOKEN): missing token
+                hint: the scheduler requires an operator token: pass one with --token or BERTH_TOKEN, or save one with `berthctl login`"#]],
         );
         check(
             Status::unimplemented(""),

@@ -5,9 +5,11 @@
 //! - [`taskdef`]: ECS's task-definition JSON as a serde model, with its
 //!   validation (every error at once, each naming its JSON path).
 //! - [`arn`]: ECS-shaped ARNs.
+//! - [`auth`]: the operator token's wire form (`authorization: Bearer ...`).
 //! - [`trust`]: the clients' side of TLS: CA fingerprints, fetching and pinning the cluster CA.
 
 pub mod arn;
+pub mod auth;
 pub mod taskdef;
 pub mod trust;
 
@@ -15,6 +17,11 @@ pub mod trust;
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("berth.v1");
+
+    /// The encoded `FileDescriptorSet` of every `berth.v1` file: the
+    /// services and methods as the `.proto` files declare them.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/berth_descriptor.bin"));
 }
 
 /// Environment variable holding the daemons' log filter (tracing's

@@ -31,6 +31,9 @@ pub const ENV_TLS_SERVER_CERT: &str = "BERTH_TLS_SERVER_CERT";
 pub const ENV_TLS_SERVER_KEY: &str = "BERTH_TLS_SERVER_KEY";
 /// Lifetime of agents' client certificates, e.g. "30d".
 pub const ENV_TLS_CERT_VALIDITY: &str = "BERTH_TLS_CERT_VALIDITY";
+/// The admin token to create at the first start (no token in the store
+/// yet), `berth_<id>_<secret>`; unset: one is generated and printed once.
+pub const ENV_BOOTSTRAP_TOKEN: &str = "BERTH_BOOTSTRAP_TOKEN";
 
 /// Why the configuration is unusable. The scheduler exits with code 64.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +130,8 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     pub heartbeat_ttl: Duration,
     pub tls: TlsSettings,
+    /// From [`ENV_BOOTSTRAP_TOKEN`] only (a secret has no place in a file).
+    pub bootstrap_token: Option<crate::auth::Token>,
 }
 
 impl Config {
@@ -141,6 +146,7 @@ impl Config {
             heartbeat_interval: Duration::from_millis(200),
             heartbeat_ttl: Duration::from_secs(1),
             tls: TlsSettings::default(),
+            bootstrap_token: None,
         }
     }
 
@@ -267,6 +273,12 @@ impl Config {
             ));
         }
         let tls = resolve_tls(file.tls.unwrap_or_default(), env)?;
+        let bootstrap_token = env
+            .get(ENV_BOOTSTRAP_TOKEN)
+            .filter(|t| !t.is_empty())
+            .map(|t| crate::auth::Token::parse(t.trim()))
+            .transpose()
+            .map_err(|e| invalid(ENV_BOOTSTRAP_TOKEN, e.to_string()))?;
         Ok(Self {
             listen,
             data_dir,
@@ -275,6 +287,7 @@ impl Config {
             heartbeat_interval,
             heartbeat_ttl,
             tls,
+            bootstrap_token,
         })
     }
 }
@@ -457,6 +470,24 @@ mod tests {
         .starts_with("agents.heartbeat_ttl:"));
         assert!(bad("[arn]\naccount = \"a b\"", &[]).starts_with("arn.account:"));
         assert!(bad("", &[(ENV_LOG_FORMAT, "xml")]).starts_with("BERTH_LOG_FORMAT:"));
+        assert!(bad("", &[(ENV_BOOTSTRAP_TOKEN, "hunter2")]).starts_with("BERTH_BOOTSTRAP_TOKEN:"));
+    }
+
+    #[test]
+    fn bootstrap_token_comes_from_the_environment_only() {
+        let t = crate::auth::Token::generate();
+        let c = Config::from_toml(
+            "",
+            &Overrides::default(),
+            &env(&[(ENV_BOOTSTRAP_TOKEN, &t.expose())]),
+        )
+        .unwrap();
+        assert_eq!(c.bootstrap_token, Some(t));
+        let c = Config::from_toml("", &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.bootstrap_token, None);
+        assert!(
+            Config::from_toml("bootstrap_token = \"x\"", &Overrides::default(), &env(&[])).is_err()
+        );
     }
 
     #[test]

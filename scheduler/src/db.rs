@@ -17,8 +17,11 @@ use crate::records::{
 };
 use crate::store::{GroupCommit, Store, StoreError, Table, Txn};
 
+mod auth;
 mod tasks;
 mod trust;
+
+pub use auth::{AuditFilter, BOOTSTRAP_TOKEN_NAME, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 
 pub use tasks::{
     ReportOutcome, StartFailure, StartSpec, StartTasks, TaskFilter, TaskReport,
@@ -27,7 +30,7 @@ pub use tasks::{
 pub use trust::{check_activation, RegisterOutcome};
 
 /// The schema this code writes. Bump it together with a step in [`migrate`].
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// How many times an optimistic write retries on conflict before giving up.
 const MAX_RETRIES: usize = 64;
@@ -103,9 +106,16 @@ const MIGRATIONS: &[Migration] = &[
     // empty. The bump keeps an older scheduler, which would ignore the
     // reservations they hold, from opening the store.
     |_| Ok(()),
-    // 2 → 3: the trust tables (Activations, RevokedCerts) start empty.
+    // 2 → 3: operator tokens and the audit log (Tokens, Audit) start empty;
+    // the first start creates the bootstrap admin token. The bump keeps an
+    // older scheduler, which would serve the API without any token, from
+    // opening the store.
+    |_| Ok(()),
+    // 3 → 4: the trust tables (Activations, RevokedCerts) start empty.
     // Instances registered with the pre-TLS credential cannot connect any
-    // more and must be registered anew with an activation.
+    // more and must be registered anew with an activation. The bump keeps an
+    // older scheduler, which would serve the agent API without TLS, from
+    // opening the store.
     |_| Ok(()),
 ];
 

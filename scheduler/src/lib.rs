@@ -2,10 +2,13 @@
 //!
 //! - [`server`]: assembles store, services and listener; `run(config, listener, shutdown)`.
 //! - [`api`]: the gRPC edge, one module per service; the only place prost types appear.
+//!   `api::auth` is the one gate of the operator API (tokens, roles, audit).
+//! - [`auth`]: roles, the operator-token format and its hash; no I/O.
 //! - [`db`]: typed, durable operations (clusters, task definitions, instances, tasks).
 //! - [`store`]: the narrow storage trait and its sled implementation; the only place sled appears.
 //! - [`sessions`]: live agent sessions and heartbeats, in memory.
 //! - [`agent_link`]: desired-set notifications and log-request routing to the agents' streams.
+//! - [`placement`]: choosing instances for tasks (the Cluster Query Language so far); pure.
 //! - [`reserve`]: what a task needs on an instance and whether it fits; pure functions.
 //! - [`records`]: the stored domain records.
 //! - [`config`]: file/env/flag configuration, validated before anything binds.
@@ -13,8 +16,10 @@
 
 pub mod agent_link;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod db;
+pub mod placement;
 pub mod records;
 pub mod reserve;
 pub mod server;

@@ -471,3 +471,41 @@ impl AllocationRecord {
         }
     }
 }
+
+/// An operator token. Only the SHA-256 of its secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    pub role: crate::auth::Role,
+    pub secret_sha256: String,
+    pub created_at: UnixMillis,
+    pub expires_at: Option<UnixMillis>,
+    pub revoked_at: Option<UnixMillis>,
+    /// Name of the token that created this one (`bootstrap` for the first).
+    pub created_by: String,
+}
+
+impl TokenRecord {
+    /// Neither revoked nor expired at `now`.
+    pub fn is_usable(&self, now: UnixMillis) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+/// One mutating call: who, what, when, and how it ended. Never a request
+/// body (which may hold secrets), only the resource the call named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Time-ordered: 16 hex digits of milliseconds, then 8 of a counter.
+    pub id: String,
+    pub time: UnixMillis,
+    pub token_id: String,
+    pub token_name: String,
+    /// Full gRPC path, `/berth.v1.ClusterService/CreateCluster`.
+    pub method: String,
+    /// e.g. `cluster/prod`; empty when the call names nothing.
+    pub resource: String,
+    /// `OK` or the gRPC status code name.
+    pub outcome: String,
+}

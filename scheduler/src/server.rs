@@ -7,28 +7,32 @@ use std::sync::Arc;
 
 use berth_proto::v1::{
     activation_service_server::ActivationServiceServer, agent_service_server::AgentServiceServer,
-    cluster_ca_service_server::ClusterCaServiceServer,
+    audit_service_server::AuditServiceServer, cluster_ca_service_server::ClusterCaServiceServer,
     cluster_service_server::ClusterServiceServer,
     container_instance_service_server::ContainerInstanceServiceServer,
     system_service_server::SystemServiceServer,
     task_definition_service_server::TaskDefinitionServiceServer,
-    task_service_server::TaskServiceServer,
+    task_service_server::TaskServiceServer, token_service_server::TokenServiceServer,
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_link::LogRouter;
+use crate::api::auth::AuthLayer;
 use crate::api::task::TaskApi;
 use crate::api::{
     agent::AgentApi,
+    audit::AuditApi,
     cluster::ClusterApi,
     instance::ContainerInstanceApi,
     system::SystemApi,
     taskdef::TaskDefinitionApi,
+    token::TokenApi,
     trust::{ActivationApi, ClusterCaApi},
     Shared,
 };
+use crate::auth::Token;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::sessions::Sessions;
@@ -57,6 +61,23 @@ pub enum ServerError {
     Flush(#[source] StoreError),
 }
 
+/// At the first start (no operator token in the store), creates the admin
+/// token: the configured one, or a new one printed once on stdout.
+async fn bootstrap(db: &Db, configured: Option<Token>) -> Result<(), ServerError> {
+    let generated = configured.is_none();
+    let token = configured.unwrap_or_else(Token::generate);
+    if db.bootstrap_token(&token).await? {
+        tracing::info!(token = %token.id, "created the bootstrap admin token");
+        if generated {
+            // Shown this once; the store keeps only its hash.
+            println!("bootstrap admin token: {}", token.expose());
+        }
+    } else if !generated {
+        tracing::info!("BERTH_BOOTSTRAP_TOKEN is ignored: the store already holds operator tokens");
+    }
+    Ok(())
+}
+
 /// Runs the scheduler until `shutdown` is cancelled.
 pub async fn run(
     config: Config,
@@ -76,6 +97,7 @@ pub async fn run(
     tracing::info!(fingerprint = %ca.fingerprint(), "cluster CA");
     // Operators hand this to `berth-agent register` and `berthctl login`.
     println!("cluster CA fingerprint: {}", ca.fingerprint());
+    bootstrap(&db, config.bootstrap_token.clone()).await?;
     let shared = Shared {
         db: db.clone(),
         sessions: Sessions::new(config.heartbeat_ttl),
@@ -91,6 +113,9 @@ pub async fn run(
     let serve = tonic::transport::Server::builder()
         .tls_config(ca.server_tls_config())?
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        // The one gate of the operator API; AgentService passes through it
+        // (agents prove who they are with their client certificate).
+        .layer(AuthLayer::new(db.clone()))
         .add_service(ClusterServiceServer::new(ClusterApi {
             shared: shared.clone(),
         }))
@@ -106,6 +131,12 @@ pub async fn run(
         .add_service(SystemServiceServer::new(SystemApi))
         .add_service(ClusterCaServiceServer::new(ClusterCaApi { ca: ca.clone() }))
         .add_service(ActivationServiceServer::new(ActivationApi {
+            shared: shared.clone(),
+        }))
+        .add_service(TokenServiceServer::new(TokenApi {
+            shared: shared.clone(),
+        }))
+        .add_service(AuditServiceServer::new(AuditApi {
             shared: shared.clone(),
         }))
         .add_service(AgentServiceServer::new(AgentApi {

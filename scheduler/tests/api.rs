@@ -17,13 +17,15 @@ use berth_proto::v1::{
     ListTaskDefinitionsRequest, RegisterTaskDefinitionRequest,
 };
 use berth_scheduler::config::Config;
+use berth_tests::AuthedChannel;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::Code;
 
 struct Server {
-    channel: Channel,
+    /// Agents' TLS channels (no operator token) and activations.
     target: berth_tests::fake_agent::AgentTarget,
+    /// Every call carries the bootstrap admin token.
+    ops: AuthedChannel,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -31,7 +33,9 @@ struct Server {
 
 async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::for_tests(dir.path());
+    let mut config = Config::for_tests(dir.path());
+    let token = berth_tests::generate_token();
+    config.bootstrap_token = Some(berth_scheduler::auth::Token::parse(&token).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
@@ -43,10 +47,9 @@ async fn start() -> Server {
                 .unwrap();
         }
     });
-    let target = berth_tests::connect_in_process(addr, dir.path()).await;
-    let channel = target.operator.clone();
+    let target = berth_tests::connect_in_process(addr, dir.path(), &token).await;
     Server {
-        channel,
+        ops: target.operator.clone(),
         target,
         shutdown,
         task,
@@ -65,7 +68,7 @@ fn simple(family: &str) -> String {
 #[tokio::test]
 async fn task_definitions_register_describe_list_deregister() {
     let s = start().await;
-    let mut td = TaskDefinitionServiceClient::new(s.channel.clone());
+    let mut td = TaskDefinitionServiceClient::new(s.ops.clone());
 
     // The describe-task-definition output (wrapper + read-only fields)
     // becomes revision 1, whatever revision it carried; again → 2.
@@ -231,7 +234,7 @@ async fn task_definitions_register_describe_list_deregister() {
 #[tokio::test]
 async fn errors_map_to_grpc_codes_with_field_paths() {
     let s = start().await;
-    let mut td = TaskDefinitionServiceClient::new(s.channel.clone());
+    let mut td = TaskDefinitionServiceClient::new(s.ops.clone());
     let bad = r#"{"family":"bad name","containerDefinitions":[
         {"name":"a","image":"x","memory":64,"portMappings":[{"containerPort":80,"hostPort":70000}]},
         {"name":"b","memory":64}
@@ -288,7 +291,7 @@ async fn errors_map_to_grpc_codes_with_field_paths() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
 
-    let mut cl = ClusterServiceClient::new(s.channel.clone());
+    let mut cl = ClusterServiceClient::new(s.ops.clone());
     let e = cl
         .create_cluster(CreateClusterRequest {
             cluster_name: "no spaces".into(),
@@ -311,7 +314,7 @@ async fn errors_map_to_grpc_codes_with_field_paths() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
-    let e = ContainerInstanceServiceClient::new(s.channel.clone())
+    let e = ContainerInstanceServiceClient::new(s.ops.clone())
         .describe_container_instances(DescribeContainerInstancesRequest {
             cluster: "ghost".into(),
             container_instances: vec![],
@@ -324,7 +327,7 @@ async fn errors_map_to_grpc_codes_with_field_paths() {
 #[tokio::test]
 async fn clusters_crud() {
     let s = start().await;
-    let mut cl = ClusterServiceClient::new(s.channel.clone());
+    let mut cl = ClusterServiceClient::new(s.ops.clone());
     let c = cl
         .create_cluster(CreateClusterRequest {
             cluster_name: "prod".into(),
@@ -437,8 +440,8 @@ async fn agents_authenticate_connect_and_heartbeat() {
         Some(scheduler_message::Msg::DesiredState(_))
     ));
 
-    let mut ci = ContainerInstanceServiceClient::new(s.channel.clone());
-    let describe = |ci: &mut ContainerInstanceServiceClient<Channel>| {
+    let mut ci = ContainerInstanceServiceClient::new(s.ops.clone());
+    let describe = |ci: &mut ContainerInstanceServiceClient<AuthedChannel>| {
         let mut ci = ci.clone();
         async move {
             ci.describe_container_instances(DescribeContainerInstancesRequest {
@@ -488,7 +491,7 @@ async fn agents_authenticate_connect_and_heartbeat() {
     assert!(!describe(&mut ci).await[0].agent_connected);
 
     // A cluster with instances cannot be deleted.
-    let mut cl = ClusterServiceClient::new(s.channel.clone());
+    let mut cl = ClusterServiceClient::new(s.ops.clone());
     cl.create_cluster(CreateClusterRequest {
         cluster_name: "c2".into(),
     })

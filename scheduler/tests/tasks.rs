@@ -17,20 +17,24 @@ use berth_proto::v1::{
 };
 use berth_scheduler::config::Config;
 use berth_tests::fake_agent::{report_for, FakeAgent, FakeHost};
+use berth_tests::AuthedChannel;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::Code;
 
 struct Server {
-    channel: Channel,
+    /// Agents' TLS channels (no operator token) and activations.
     target: berth_tests::fake_agent::AgentTarget,
+    /// Every call carries the bootstrap admin token.
+    ops: AuthedChannel,
     _shutdown: tokio_util::sync::DropGuard,
     _dir: tempfile::TempDir,
 }
 
 async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::for_tests(dir.path());
+    let mut config = Config::for_tests(dir.path());
+    let token = berth_tests::generate_token();
+    config.bootstrap_token = Some(berth_scheduler::auth::Token::parse(&token).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
@@ -38,10 +42,9 @@ async fn start() -> Server {
         let shutdown = shutdown.clone();
         async move { berth_scheduler::server::run(config, listener, shutdown).await }
     });
-    let target = berth_tests::connect_in_process(addr, dir.path()).await;
-    let channel = target.operator.clone();
+    let target = berth_tests::connect_in_process(addr, dir.path(), &token).await;
     Server {
-        channel,
+        ops: target.operator.clone(),
         target,
         _shutdown: shutdown.drop_guard(),
         _dir: dir,
@@ -53,7 +56,7 @@ const WEB: &str = r#"{"family":"web","containerDefinitions":[{"name":"web","imag
 const FIXED: &str = r#"{"family":"fixed","containerDefinitions":[{"name":"app","image":"nginx",
     "memory":64,"portMappings":[{"containerPort":80,"hostPort":8080}]}]}"#;
 
-async fn register(ch: &Channel, json: &str) {
+async fn register(ch: &AuthedChannel, json: &str) {
     TaskDefinitionServiceClient::new(ch.clone())
         .register_task_definition(RegisterTaskDefinitionRequest {
             task_definition_json: json.to_owned(),
@@ -73,7 +76,7 @@ fn start_req(taskdef: &str, instance: &str, count: i32) -> StartTaskRequest {
     }
 }
 
-async fn describe(tasks: &mut TaskServiceClient<Channel>, id: &str) -> Task {
+async fn describe(tasks: &mut TaskServiceClient<AuthedChannel>, id: &str) -> Task {
     let mut r = tasks
         .describe_tasks(DescribeTasksRequest {
             cluster: String::new(),
@@ -87,7 +90,7 @@ async fn describe(tasks: &mut TaskServiceClient<Channel>, id: &str) -> Task {
 }
 
 async fn eventually_task(
-    tasks: &mut TaskServiceClient<Channel>,
+    tasks: &mut TaskServiceClient<AuthedChannel>,
     id: &str,
     want: impl Fn(&Task) -> bool,
 ) -> Task {
@@ -111,10 +114,10 @@ fn short(arn: &str) -> &str {
 #[tokio::test]
 async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
     let s = start().await;
-    register(&s.channel, WEB).await;
-    register(&s.channel, FIXED).await;
+    register(&s.ops, WEB).await;
+    register(&s.ops, FIXED).await;
     let agent = FakeAgent::join(&s.target, "default", FakeHost::default()).await;
-    let mut tasks = TaskServiceClient::new(s.channel.clone());
+    let mut tasks = TaskServiceClient::new(s.ops.clone());
 
     // Two dynamic-port tasks on one agent get different host ports.
     let started = tasks
@@ -185,7 +188,7 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
     assert_eq!(describe(&mut tasks, &id0).await.last_status, "RUNNING");
 
     // Counters follow the tasks.
-    let ci = ContainerInstanceServiceClient::new(s.channel.clone())
+    let ci = ContainerInstanceServiceClient::new(s.ops.clone())
         .describe_container_instances(DescribeContainerInstancesRequest {
             cluster: String::new(),
             container_instances: vec![agent.id.clone()],
@@ -208,7 +211,7 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
         .find(|r| r.name == "PORTS")
         .unwrap();
     assert!(ports.string_set_value.contains(&"8080".to_owned()));
-    let cluster = ClusterServiceClient::new(s.channel.clone())
+    let cluster = ClusterServiceClient::new(s.ops.clone())
         .describe_clusters(DescribeClustersRequest { clusters: vec![] })
         .await
         .unwrap()
@@ -362,10 +365,10 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
 #[tokio::test]
 async fn inactive_revisions_and_bad_instances_are_refused() {
     let s = start().await;
-    register(&s.channel, WEB).await;
+    register(&s.ops, WEB).await;
     let agent = FakeAgent::join(&s.target, "default", FakeHost::default()).await;
-    let mut tasks = TaskServiceClient::new(s.channel.clone());
-    TaskDefinitionServiceClient::new(s.channel.clone())
+    let mut tasks = TaskServiceClient::new(s.ops.clone());
+    TaskDefinitionServiceClient::new(s.ops.clone())
         .deregister_task_definition(DeregisterTaskDefinitionRequest {
             task_definition: "web:1".into(),
         })
@@ -381,7 +384,7 @@ async fn inactive_revisions_and_bad_instances_are_refused() {
         "{}",
         err.message()
     );
-    register(&s.channel, WEB).await;
+    register(&s.ops, WEB).await;
     let r = tasks
         .start_task(start_req("web", "no-such-instance", 1))
         .await

@@ -30,7 +30,9 @@ struct Server {
 
 async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::for_tests(dir.path());
+    let mut config = Config::for_tests(dir.path());
+    let token = berth_tests::generate_token();
+    config.bootstrap_token = Some(berth_scheduler::auth::Token::parse(&token).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
@@ -38,7 +40,7 @@ async fn start() -> Server {
         let shutdown = shutdown.clone();
         async move { berth_scheduler::server::run(config, listener, shutdown).await }
     });
-    let target = berth_tests::connect_in_process(addr, dir.path()).await;
+    let target = berth_tests::connect_in_process(addr, dir.path(), &token).await;
     Server {
         target,
         _shutdown: shutdown.drop_guard(),

@@ -171,6 +171,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
         let own = self.child.as_ref().map(|c| c.id());
         for pid in pids_with_arg(&needle) {
             if Some(pid) != own {
+                // A shim's children (the containers' processes, log drivers)
+                // outlive a killed shim: kill them first.
+                for child in children(pid) {
+                    let _ = kill(Pid::from_raw(child as i32), Signal::SIGKILL);
+                }
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
         }
@@ -199,6 +204,22 @@ impl Drop for Containerd {
             }
         }
     }
+}
+
+/// The direct children of `pid` (every thread's `children` list).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }
 
 /// Pids (other than ours) whose command line contains `needle` as an argument.

@@ -28,7 +28,8 @@ use tonic::transport::Channel;
 pub struct AgentTarget {
     pub endpoint: String,
     pub ca_pem: String,
-    pub operator: Channel,
+    /// Carries the admin token.
+    pub operator: crate::AuthedChannel,
 }
 
 /// A host's certificate and key, as Register gave them.

@@ -4,8 +4,11 @@
 //! `<data_dir>/tls/ca.pem`) and through the real `berthctl` binary. Agents
 //! join with `berth-agent register` and an activation made with berthctl.
 //!
-//! Operator calls are made in exactly two places, [`Scheduler::channel`]
-//! (gRPC) and [`ctl`] (berthctl), so credentials are added in one spot.
+//! Every scheduler starts with `BERTH_BOOTSTRAP_TOKEN` set to a fresh admin
+//! token ([`Scheduler::admin_token`]): `Scheduler::ctl` sends it through
+//! `BERTH_TOKEN` (and the CA through `BERTH_CA_CERT`), and operator clients
+//! are built on [`Scheduler::authed_channel`]. The agent API needs no token:
+//! agents present their client certificate.
 //!
 //! Everything binds 127.0.0.1; data and state live in temp dirs removed with
 //! the test. Processes are killed when their handle drops.
@@ -19,9 +22,43 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use berth_proto::auth::BearerToken;
 use berth_proto::v1::system_service_client::SystemServiceClient;
 use berth_proto::v1::VersionRequest;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// A channel whose every call carries an operator token.
+pub type AuthedChannel = InterceptedService<Channel, BearerToken>;
+
+/// A fresh random operator token, `berth_<id>_<secret>` (the test crate has
+/// no RNG dependency: std's randomly keyed hasher is enough here).
+pub fn generate_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let word = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos(),
+        );
+        h.finish()
+    };
+    format!(
+        "berth_{:012x}_{:016x}{:016x}{:016x}{:016x}",
+        word() >> 16,
+        word(),
+        word(),
+        word(),
+        word()
+    )
+}
+
+/// `channel` with `token` sent on every call.
+pub fn authed(channel: Channel, token: &str) -> AuthedChannel {
+    InterceptedService::new(channel, BearerToken::new(Some(token)))
+}
 
 /// Directory holding the workspace's binaries (`target/<profile>`), found
 /// from this test executable's own path (`target/<profile>/deps/test-…`).
@@ -67,6 +104,8 @@ pub struct Scheduler {
     pub port: u16,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// The bootstrap admin token this scheduler was started with.
+    pub admin_token: String,
     env: Vec<(String, String)>,
 }
 
@@ -77,15 +116,25 @@ impl Scheduler {
     }
 
     pub async fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let admin_token = match env.iter().find(|(k, _)| k == "BERTH_BOOTSTRAP_TOKEN") {
+            Some((_, v)) => v.clone(),
+            None => {
+                let t = generate_token();
+                env.push(("BERTH_BOOTSTRAP_TOKEN".to_owned(), t.clone()));
+                t
+            }
+        };
         let mut s = Self {
             child: None,
             port: free_port(),
             data_dir: data_dir.to_owned(),
             log: data_dir.with_extension("scheduler.log"),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            admin_token,
+            env,
         };
         s.spawn().await;
         s
@@ -131,7 +180,8 @@ impl Scheduler {
         std::fs::read_to_string(self.ca_path()).unwrap()
     }
 
-    /// The operator's TLS channel (the one place operator credentials go).
+    /// A TLS channel trusting this scheduler's CA, without a token (the
+    /// agent API, open methods); see [`authed_channel`](Self::authed_channel).
     pub async fn channel(&self) -> Channel {
         self.try_channel().await.unwrap()
     }
@@ -152,7 +202,7 @@ impl Scheduler {
         fake_agent::AgentTarget {
             endpoint: self.endpoint(),
             ca_pem: self.ca_pem(),
-            operator: self.channel().await,
+            operator: self.authed_channel().await,
         }
     }
 
@@ -163,6 +213,11 @@ impl Scheduler {
         let v = json(&self.ctl(&args));
         let s = |k: &str| v[k].as_str().unwrap().to_owned();
         (s("activationId"), s("activationCode"), s("caFingerprint"))
+    }
+
+    /// A channel for the operator API: every call carries the admin token.
+    pub async fn authed_channel(&self) -> AuthedChannel {
+        authed(self.channel().await, &self.admin_token)
     }
 
     async fn wait_ready(&mut self) {
@@ -211,14 +266,33 @@ impl Scheduler {
         c.wait().unwrap()
     }
 
-    /// `berthctl` against this scheduler.
+    /// `berthctl` against this scheduler, with the admin token.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        ctl(&self.endpoint(), &self.ca_path(), args, None)
+        self.ctl_as(&self.admin_token, args)
     }
 
-    /// `berthctl` with `stdin` piped in.
+    /// `berthctl` against this scheduler with `token` (in `BERTH_TOKEN`).
+    pub fn ctl_as(&self, token: &str, args: &[&str]) -> Output {
+        self.ctl_env_stdin(token, args, None)
+    }
+
+    fn ctl_env_stdin(&self, token: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let ca = self.ca_path();
+        ctl_env(
+            args,
+            stdin,
+            None,
+            &[
+                ("BERTH_ENDPOINT", &self.endpoint()),
+                ("BERTH_CA_CERT", &ca.to_string_lossy()),
+                ("BERTH_TOKEN", token),
+            ],
+        )
+    }
+
+    /// `berthctl` with `stdin` piped in, with the admin token.
     pub fn ctl_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        ctl(&self.endpoint(), &self.ca_path(), args, Some(stdin))
+        self.ctl_env_stdin(&self.admin_token, args, Some(stdin))
     }
 
     pub fn log_text(&self) -> String {
@@ -233,17 +307,33 @@ impl Drop for Scheduler {
 }
 
 /// Runs `berthctl` with a clean environment pointing at `endpoint` and
-/// trusting the CA at `ca_cert` (the one place berthctl's credentials go).
+/// trusting the CA at `ca_cert`, no token.
 pub fn ctl(endpoint: &str, ca_cert: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let ca_cert = ca_cert.to_string_lossy();
+    ctl_env(
+        args,
+        stdin,
+        None,
+        &[("BERTH_ENDPOINT", endpoint), ("BERTH_CA_CERT", &ca_cert)],
+    )
+}
+
+/// Runs `berthctl` with a clean environment: `PATH`, `HOME` (`home`, or a
+/// fresh empty directory) and `env`.
+pub fn ctl_env(
+    args: &[&str],
+    stdin: Option<&str>,
+    home: Option<&Path>,
+    env: &[(&str, &str)],
+) -> Output {
     use std::io::Write;
-    let home = tempfile::tempdir().unwrap();
+    let fresh = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(bin("berthctl"));
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home.path())
-        .env("BERTH_ENDPOINT", endpoint)
-        .env("BERTH_CA_CERT", ca_cert)
+        .env("HOME", home.unwrap_or(fresh.path()))
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(if stdin.is_some() {
@@ -456,10 +546,12 @@ pub fn json(out: &Output) -> serde_json::Value {
 
 /// Connects to a scheduler served in-process (`server::run`) on `addr` with
 /// data dir `data_dir`: waits until its CA exists and it answers over TLS.
-/// The target's `operator` channel is the operator client of such tests.
+/// The target's `operator` channel, carrying `admin_token`, is the operator
+/// client of such tests.
 pub async fn connect_in_process(
     addr: std::net::SocketAddr,
     data_dir: &Path,
+    admin_token: &str,
 ) -> fake_agent::AgentTarget {
     berth_proto::trust::install_crypto_provider();
     let endpoint = format!("https://{addr}");
@@ -473,7 +565,7 @@ pub async fn connect_in_process(
                 return fake_agent::AgentTarget {
                     endpoint,
                     ca_pem,
-                    operator: ch,
+                    operator: authed(ch, admin_token),
                 };
             }
         }

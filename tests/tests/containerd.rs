@@ -6,7 +6,7 @@
 //! Each test has its own containerd, registry, bridge, subnet, cgroup parent
 //! and host-port range, so tests run in parallel without meeting.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests fail loudly by design; Drop polls with std time
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -69,7 +69,7 @@ async fn cluster_with(
             "BERTH_TASK_CLEANUP_WAIT".into(),
             std::env::var("DEBUG_CLEANUP").unwrap_or_else(|_| "2s".into()),
         ),
-        ("BERTH_STOP_TIMEOUT".into(), "10s".into()),
+        ("BERTH_STOP_TIMEOUT".into(), "3s".into()),
         ("BERTH_BRIDGE".into(), bridge.clone()),
         (
             "BERTH_BRIDGE_SUBNET".into(),
@@ -107,6 +107,46 @@ async fn cluster_with(
         bridge,
         cgroup_parent,
         _dir: dir,
+    }
+}
+
+impl Drop for Cluster {
+    /// Stops the test's remaining tasks through Berth, so the agent tears
+    /// their networks and cgroups down before containerd goes away.
+    fn drop(&mut self) {
+        let ls = self.sched.ctl(&["task", "ls", "-o", "json"]);
+        let Ok(v) = serde_json::from_slice::<Value>(&ls.stdout) else {
+            return;
+        };
+        let arns: Vec<String> = v["taskArns"]
+            .as_array()
+            .or_else(|| v["tasks"].as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| {
+                        t.as_str()
+                            .or_else(|| t["taskArn"].as_str())
+                            .map(str::to_owned)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for arn in &arns {
+            let _ = self
+                .sched
+                .ctl(&["task", "stop", berth_proto::arn::short_id(arn)]);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        for arn in &arns {
+            let id = berth_proto::arn::short_id(arn);
+            while std::time::Instant::now() < deadline {
+                let d = self.sched.ctl(&["task", "describe", id, "-o", "json"]);
+                if String::from_utf8_lossy(&d.stdout).contains("\"lastStatus\": \"STOPPED\"") {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 }
 
@@ -253,12 +293,21 @@ async fn essential_exit_stops_the_task_and_non_essential_does_not() {
     let c = cluster().await;
     let td = c.register(
         r#"{"family":"exit","containerDefinitions":[
-        {"name":"main","image":"IMAGE","memory":32,"entryPoint":["sh","-c"],"command":["sleep 4; exit 3"]},
+        {"name":"main","image":"IMAGE","memory":32,"entryPoint":["sh","-c"],"command":["echo hello; sleep 4; echo bye; exit 3"]},
         {"name":"side","image":"IMAGE","memory":32,"essential":false,"entryPoint":["sh","-c"],"command":["exit 0"]}]}"#,
     );
     let id = c.start(&td);
-    let running = c.until_status(&id, "RUNNING").await;
-    let _ = running;
+    c.until_status(&id, "RUNNING").await;
+    // `task logs --follow` streams what comes later and ends when the task has stopped.
+    let follow = std::process::Command::new(berth_tests::bin("berthctl"))
+        .args(["task", "logs", &id, "--container", "main", "--follow"])
+        .env("BERTH_ENDPOINT", c.sched.endpoint())
+        .env("BERTH_CA_CERT", c.sched.ca_path())
+        .env("BERTH_TOKEN", &c.sched.admin_token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // The sidecar exits at once; the task stays RUNNING.
     let t = eventually(Duration::from_secs(20), "sidecar STOPPED", || async {
         let t = c.describe(&id);
@@ -287,6 +336,20 @@ async fn essential_exit_stops_the_task_and_non_essential_does_not() {
         .cloned()
         .unwrap();
     assert_eq!(main["exitCode"], 3);
+    let out = tokio::task::spawn_blocking(move || follow.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("hello") && text.contains("bye"),
+        "followed output: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -484,4 +547,45 @@ async fn private_registry_pull_needs_credentials() {
     let td = c.register(r#"{"family":"priv","containerDefinitions":[{"name":"p","image":"IMAGE","memory":32,"entryPoint":["sleep","30"]}]}"#);
     let id = c.start(&td);
     c.until_status(&id, "RUNNING").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_that_died_while_the_agent_was_down_is_reported_stopped() {
+    let mut c = cluster().await;
+    let td = c.register(
+        r#"{"family":"dies","containerDefinitions":[{"name":"main","image":"IMAGE","memory":32,
+        "entryPoint":["sleep","3600"]}]}"#,
+    );
+    let id = c.start(&td);
+    let t = c.until_status(&id, "RUNNING").await;
+    let runtime_id = t["containers"][0]["runtimeId"].as_str().unwrap().to_owned();
+    c.agent.kill9();
+    // The container is killed while nobody supervises it.
+    let out = c
+        .ctd
+        .ctr_in("berth", &["tasks", "kill", "-s", "SIGKILL", &runtime_id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually(Duration::from_secs(10), "the container to die", || async {
+        let ls =
+            String::from_utf8_lossy(&c.ctd.ctr_in("berth", &["tasks", "ls"]).stdout).to_string();
+        let line = ls
+            .lines()
+            .find(|l| l.starts_with(&runtime_id))
+            .unwrap_or_default()
+            .to_owned();
+        if line.contains("STOPPED") {
+            Ok(())
+        } else {
+            Err(ls)
+        }
+    })
+    .await;
+    c.agent.restart();
+    let t = c.until_status(&id, "STOPPED").await;
+    assert_eq!(t["stopCode"], "EssentialContainerExited");
+    assert_eq!(t["containers"][0]["exitCode"], 137, "{t}");
 }

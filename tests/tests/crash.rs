@@ -17,7 +17,7 @@ fn body(family: &str, i: usize) -> String {
 async fn acknowledged_registrations_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Scheduler::start(&dir.path().join("data")).await;
-    let mut client = TaskDefinitionServiceClient::new(s.channel().await);
+    let mut client = TaskDefinitionServiceClient::new(s.authed_channel().await);
     const N: usize = 40;
     for i in 0..N {
         let r = client
@@ -32,7 +32,7 @@ async fn acknowledged_registrations_survive_sigkill() {
     // Killed right after the last acknowledgement: nothing may be lost.
     s.kill9();
     s.restart().await;
-    let mut client = TaskDefinitionServiceClient::new(s.channel().await);
+    let mut client = TaskDefinitionServiceClient::new(s.authed_channel().await);
     for rev in 1..=N {
         let d = client
             .describe_task_definition(DescribeTaskDefinitionRequest {
@@ -64,7 +64,7 @@ async fn acknowledged_registrations_survive_sigkill() {
 async fn concurrent_acknowledged_registrations_survive_sigkill_mid_flight() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Scheduler::start(&dir.path().join("data")).await;
-    let channel = s.channel().await;
+    let channel = s.authed_channel().await;
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
     let mut writers = Vec::new();
     for w in 0..8 {
@@ -100,7 +100,7 @@ async fn concurrent_acknowledged_registrations_survive_sigkill_mid_flight() {
         acked.len()
     );
     s.restart().await;
-    let mut client = TaskDefinitionServiceClient::new(s.channel().await);
+    let mut client = TaskDefinitionServiceClient::new(s.authed_channel().await);
     for rev in &acked {
         client
             .describe_task_definition(DescribeTaskDefinitionRequest {

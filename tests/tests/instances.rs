@@ -11,7 +11,7 @@ use berth_proto::v1::{ContainerInstance, DescribeContainerInstancesRequest};
 use berth_tests::{eventually, host_cpus, host_memory_mib, json, ok_stdout, Agent, Scheduler};
 
 async fn instances(s: &Scheduler) -> Vec<ContainerInstance> {
-    ContainerInstanceServiceClient::new(s.channel().await)
+    ContainerInstanceServiceClient::new(s.authed_channel().await)
         .describe_container_instances(DescribeContainerInstancesRequest {
             cluster: "default".into(),
             container_instances: vec![],

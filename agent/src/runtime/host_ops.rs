@@ -303,18 +303,6 @@ impl HostOps {
     }
 }
 
-fn spec_image(c: &super::image::ImageConfig) -> spec::ImageConfig {
-    spec::ImageConfig {
-        entrypoint: c.entrypoint.clone(),
-        cmd: c.cmd.clone(),
-        env: c.env.clone(),
-        working_dir: c.working_dir.clone(),
-        user: c.user.clone(),
-        stop_signal: c.stop_signal.clone(),
-        labels: c.labels.clone(),
-    }
-}
-
 /// A user spec that needs no /etc/passwd lookup: "uid" or "uid:gid".
 fn numeric_user(user: &str) -> Option<(u32, u32, Vec<u32>)> {
     match user.split_once(':') {
@@ -441,7 +429,7 @@ impl TaskOps for HostOps {
             &spec::host_resolv_conf_path(),
         )
         .map_err(|e| OpsError::Create(e.to_string()))?;
-        let process = spec::resolve_process(&spec_image(&image.config), cdef, &[])
+        let process = spec::resolve_process(&image.config, cdef, &[])
             .map_err(|e| OpsError::Create(e.to_string()))?;
         let mounts = self.prepare_snapshot(c, image).await?;
         let uid_gid = match numeric_user(&process.user) {

@@ -145,18 +145,8 @@ impl SpecError {
     }
 }
 
-/// What the runtime needs from an image's config (`config` of the OCI image
-/// config JSON).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageConfig {
-    pub entrypoint: Vec<String>,
-    pub cmd: Vec<String>,
-    pub env: Vec<String>,
-    pub working_dir: Option<String>,
-    pub user: Option<String>,
-    pub stop_signal: Option<String>,
-    pub labels: BTreeMap<String, String>,
-}
+/// What the runtime needs from an image's config: the image store's type.
+pub use super::image::ImageConfig;
 
 /// The merged process: what runs, with which environment, where and as whom
 /// (the user as written; [`resolve_user`] turns it into ids).

@@ -94,7 +94,7 @@ pub async fn run(cmd: ClusterCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
 }
 
 async fn describe(
-    client: &mut ClusterServiceClient<tonic::transport::Channel>,
+    client: &mut ClusterServiceClient<crate::client::Conn>,
     clusters: Vec<String>,
     rpc: &impl Fn(tonic::Status) -> CtlError,
 ) -> Result<ClustersView, CtlError> {

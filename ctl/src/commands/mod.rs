@@ -5,10 +5,13 @@
 //! [`crate::cli::Command`] and a line in [`run`].
 
 pub mod activation;
+pub mod audit;
 pub mod cluster;
 pub mod instance;
+pub mod login;
 pub mod task;
 pub mod taskdef;
+pub mod token;
 pub mod version;
 
 #[cfg(test)]
@@ -18,10 +21,9 @@ use std::io::Write;
 
 use clap::Args;
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use crate::cli::{Cli, Command};
-use crate::client::{self, Settings};
+use crate::client::{self, Conn, Settings};
 use crate::env::Env;
 use crate::error::CtlError;
 use crate::output::{self, OutputFormat};
@@ -39,7 +41,7 @@ pub struct ClusterArg {
 pub struct Ctx<'a> {
     pub settings: Settings,
     pub output: OutputFormat,
-    channel: Option<Channel>,
+    channel: Option<Conn>,
     out: &'a mut dyn Write,
     err: &'a mut dyn Write,
 }
@@ -60,13 +62,15 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The connection to the scheduler, made on first use.
-    pub async fn channel(&mut self) -> Result<Channel, CtlError> {
+    /// The connection to the scheduler, made on first use; every call on
+    /// it carries the operator token.
+    pub async fn channel(&mut self) -> Result<Conn, CtlError> {
         if let Some(c) = &self.channel {
             return Ok(c.clone());
         }
         let ca = self.settings.ca_pem()?;
-        let c = client::connect(&self.settings.target(), &ca).await?;
+        let c =
+            client::connect(&self.settings.target(), &ca, self.settings.token.as_deref()).await?;
         self.channel = Some(c.clone());
         Ok(c)
     }
@@ -122,6 +126,7 @@ pub async fn run(
     let settings = Settings::load(
         cli.global.endpoint.as_deref(),
         cli.global.ca_cert.as_deref(),
+        cli.global.token.as_deref(),
         env,
     )?;
     let mut ctx = Ctx::new(settings, cli.global.output, out, err);
@@ -132,5 +137,8 @@ pub async fn run(
         Command::Instance(cmd) => instance::run(cmd, &mut ctx).await,
         Command::Task(cmd) => task::run(cmd, &mut ctx).await,
         Command::Version => version::run(&mut ctx).await,
+        Command::Login(args) => login::run(args, &mut ctx).await,
+        Command::Token(cmd) => token::run(cmd, &mut ctx).await,
+        Command::Audit(cmd) => audit::run(cmd, &mut ctx).await,
     }
 }

@@ -6,6 +6,7 @@
 //! snapshot tests. Only this module and `commands` see prost types.
 
 pub mod activation;
+pub mod auth;
 pub mod cluster;
 pub mod instance;
 pub mod system;

@@ -3,12 +3,15 @@
 //! module tree touches prost types.
 
 pub mod agent;
+pub mod audit;
+pub mod auth;
 pub mod cluster;
 pub mod error;
 pub mod instance;
 pub mod system;
 pub mod task;
 pub mod taskdef;
+pub mod token;
 pub mod trust;
 
 use std::sync::Arc;

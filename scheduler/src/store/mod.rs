@@ -37,6 +37,10 @@ pub enum Table {
     /// Container-instance id → what its tasks hold (resources, host ports)
     /// and the generation of its desired set.
     Allocations,
+    /// Operator-token id → token record (name, role, SHA-256 of the secret).
+    Tokens,
+    /// Time-ordered event id → audit record of a mutating call.
+    Audit,
     /// Activation id → activation record (hashed code).
     Activations,
     /// Client-certificate serial (hex) → revocation record.
@@ -44,7 +48,7 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 12] = [
         Table::Meta,
         Table::Clusters,
         Table::Families,
@@ -53,6 +57,8 @@ impl Table {
         Table::Tasks,
         Table::InstanceTasks,
         Table::Allocations,
+        Table::Tokens,
+        Table::Audit,
         Table::Activations,
         Table::RevokedCerts,
     ];
@@ -67,6 +73,8 @@ impl Table {
             Table::Tasks => "tasks",
             Table::InstanceTasks => "instance_tasks",
             Table::Allocations => "allocations",
+            Table::Tokens => "tokens",
+            Table::Audit => "audit",
             Table::Activations => "activations",
             Table::RevokedCerts => "revoked_certs",
         }
@@ -82,8 +90,10 @@ impl Table {
             Table::Tasks => 5,
             Table::InstanceTasks => 6,
             Table::Allocations => 7,
-            Table::Activations => 8,
-            Table::RevokedCerts => 9,
+            Table::Tokens => 8,
+            Table::Audit => 9,
+            Table::Activations => 10,
+            Table::RevokedCerts => 11,
         }
     }
 }

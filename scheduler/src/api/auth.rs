@@ -1,0 +1,549 @@
+//! The operator API's one gate: a tower layer around every service of the
+//! server. It classifies each call by its gRPC path with [`METHODS`] (the
+//! role table, as data), authenticates the bearer token, checks the role,
+//! puts the [`Principal`] into the request's extensions, and records every
+//! mutating call in the audit log once the handler has answered.
+//!
+//! - `AgentService` is not under this gate: agents authenticate with their
+//!   client certificate (mutual TLS), `Register` with an activation code.
+//! - Open methods ([`Access::Open`]) need no token.
+//! - A path that is not in the table is denied: a new RPC cannot be served
+//!   before it is classified. `every_operator_method_is_classified` proves
+//!   the table matches the services of the `.proto` files.
+//! - Missing, malformed, unknown, revoked or expired token: Unauthenticated.
+//!   Too small a role: PermissionDenied naming the role needed.
+//!
+//! The layer only reads the `authorization` header, so it does not care
+//! whether the transport is plain HTTP/2 or TLS.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use berth_proto::v1 as pb;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use prost::Message;
+use tonic::body::Body;
+use tonic::Status;
+
+use crate::auth::{bearer, Principal, Role, Token};
+use crate::db::Db;
+use crate::records::{now_millis, AuditRecord};
+
+/// Who may call a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token needed (`SystemService.Version`, the cluster CA).
+    Open,
+    /// A token of at least this role.
+    Token(Role),
+}
+
+/// One operator method: its full gRPC path, who may call it, and whether it
+/// changes anything (then it is audited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodRule {
+    pub path: &'static str,
+    pub access: Access,
+    pub mutates: bool,
+}
+
+const fn open(path: &'static str) -> MethodRule {
+    MethodRule {
+        path,
+        access: Access::Open,
+        mutates: false,
+    }
+}
+
+const fn read(path: &'static str, role: Role) -> MethodRule {
+    MethodRule {
+        path,
+        access: Access::Token(role),
+        mutates: false,
+    }
+}
+
+const fn write(path: &'static str, role: Role) -> MethodRule {
+    MethodRule {
+        path,
+        access: Access::Token(role),
+        mutates: true,
+    }
+}
+
+use Role::{Admin, Operator, ReadOnly};
+
+/// Every operator method. Adding an RPC to `operator.proto` without a line
+/// here fails `every_operator_method_is_classified` (and the call is
+/// denied at run time).
+pub const METHODS: &[MethodRule] = &[
+    write("/berth.v1.ClusterService/CreateCluster", Operator),
+    write("/berth.v1.ClusterService/DeleteCluster", Operator),
+    read("/berth.v1.ClusterService/ListClusters", ReadOnly),
+    read("/berth.v1.ClusterService/DescribeClusters", ReadOnly),
+    write(
+        "/berth.v1.TaskDefinitionService/RegisterTaskDefinition",
+        Operator,
+    ),
+    read(
+        "/berth.v1.TaskDefinitionService/DescribeTaskDefinition",
+        ReadOnly,
+    ),
+    read(
+        "/berth.v1.TaskDefinitionService/ListTaskDefinitions",
+        ReadOnly,
+    ),
+    read(
+        "/berth.v1.TaskDefinitionService/ListTaskDefinitionFamilies",
+        ReadOnly,
+    ),
+    write(
+        "/berth.v1.TaskDefinitionService/DeregisterTaskDefinition",
+        Operator,
+    ),
+    read(
+        "/berth.v1.ContainerInstanceService/ListContainerInstances",
+        ReadOnly,
+    ),
+    read(
+        "/berth.v1.ContainerInstanceService/DescribeContainerInstances",
+        ReadOnly,
+    ),
+    write(
+        "/berth.v1.ContainerInstanceService/DeregisterContainerInstance",
+        Operator,
+    ),
+    open("/berth.v1.SystemService/Version"),
+    write("/berth.v1.TaskService/StartTask", Operator),
+    write("/berth.v1.TaskService/StopTask", Operator),
+    read("/berth.v1.TaskService/ListTasks", ReadOnly),
+    read("/berth.v1.TaskService/DescribeTasks", ReadOnly),
+    read("/berth.v1.TaskService/GetTaskLogs", ReadOnly),
+    write("/berth.v1.TokenService/CreateToken", Admin),
+    read("/berth.v1.TokenService/ListTokens", Admin),
+    write("/berth.v1.TokenService/RevokeToken", Admin),
+    read("/berth.v1.AuditService/ListAuditEvents", ReadOnly),
+    // Trust: fetching the CA to pin it precedes having a token; activations
+    // are admin business like tokens (listing them too).
+    open("/berth.v1.ClusterCaService/GetClusterCa"),
+    write("/berth.v1.ActivationService/CreateActivation", Admin),
+    read("/berth.v1.ActivationService/ListActivations", Admin),
+    write("/berth.v1.ActivationService/RevokeActivation", Admin),
+];
+
+/// Services outside this gate (their own authentication).
+pub const UNGATED_SERVICES: &[&str] = &[pb::agent_service_server::SERVICE_NAME];
+
+/// The rule of a full gRPC path, if it is classified.
+pub fn rule(path: &str) -> Option<&'static MethodRule> {
+    METHODS.iter().find(|m| m.path == path)
+}
+
+fn ungated(path: &str) -> bool {
+    UNGATED_SERVICES.iter().any(|s| {
+        path.strip_prefix('/')
+            .and_then(|p| p.strip_prefix(s))
+            .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+/// What a mutating call names, for the audit log: never the request as a
+/// whole (a task definition may carry secrets), only the names in it.
+/// `None` for paths without an extractor (every mutating method has one; a
+/// test checks).
+pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
+    fn de<M: Message + Default>(msg: &[u8]) -> M {
+        M::decode(msg).unwrap_or_default()
+    }
+    let method = path.rsplit('/').next().unwrap_or_default();
+    Some(match method {
+        "CreateCluster" => format!(
+            "cluster/{}",
+            de::<pb::CreateClusterRequest>(msg).cluster_name
+        ),
+        "DeleteCluster" => format!(
+            "cluster/{}",
+            super::cluster_arg(&de::<pb::DeleteClusterRequest>(msg).cluster)
+        ),
+        "RegisterTaskDefinition" => {
+            let r = de::<pb::RegisterTaskDefinitionRequest>(msg);
+            let v: serde_json::Value =
+                serde_json::from_str(&r.task_definition_json).unwrap_or_default();
+            let family = v
+                .pointer("/family")
+                .or_else(|| v.pointer("/taskDefinition/family"))
+                .and_then(|f| f.as_str())
+                .unwrap_or_default();
+            format!("task-definition/{family}")
+        }
+        "DeregisterTaskDefinition" => format!(
+            "task-definition/{}",
+            de::<pb::DeregisterTaskDefinitionRequest>(msg).task_definition
+        ),
+        "StartTask" => {
+            let r = de::<pb::StartTaskRequest>(msg);
+            format!(
+                "cluster/{} task-definition/{}",
+                super::cluster_arg(&r.cluster),
+                r.task_definition
+            )
+        }
+        "StopTask" => {
+            let r = de::<pb::StopTaskRequest>(msg);
+            format!("cluster/{} task/{}", super::cluster_arg(&r.cluster), r.task)
+        }
+        "CreateToken" => {
+            let r = de::<pb::CreateTokenRequest>(msg);
+            format!("token/{} role/{}", r.name, r.role)
+        }
+        "RevokeToken" => format!("token/{}", de::<pb::RevokeTokenRequest>(msg).id),
+        "DeregisterContainerInstance" => {
+            let r = de::<pb::DeregisterContainerInstanceRequest>(msg);
+            format!(
+                "cluster/{} container-instance/{}",
+                super::cluster_arg(&r.cluster),
+                r.container_instance
+            )
+        }
+        "CreateActivation" => format!(
+            "cluster/{}",
+            super::cluster_arg(&de::<pb::CreateActivationRequest>(msg).cluster)
+        ),
+        "RevokeActivation" => format!(
+            "activation/{}",
+            de::<pb::RevokeActivationRequest>(msg).activation_id
+        ),
+        _ => return None,
+    })
+}
+
+/// The message of a unary gRPC body: the first length-prefixed frame, if
+/// it is not compressed.
+fn first_message(body: &[u8]) -> &[u8] {
+    match body {
+        [0, a, b, c, d, rest @ ..] => {
+            let len = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+            rest.get(..len).unwrap_or_default()
+        }
+        _ => &[],
+    }
+}
+
+/// The principal a request's `authorization` header names, or why not.
+pub fn authenticate(db: &Db, headers: &http::HeaderMap) -> Result<Principal, Status> {
+    let header = headers
+        .get(berth_proto::auth::AUTHORIZATION)
+        .ok_or_else(|| {
+            Status::unauthenticated(
+                "no operator token: send `authorization: Bearer berth_<id>_<secret>`",
+            )
+        })?;
+    let presented = header.to_str().ok().and_then(bearer).ok_or_else(|| {
+        Status::unauthenticated("the authorization header is not `Bearer <token>`")
+    })?;
+    let token = Token::parse(presented)
+        .map_err(|e| Status::unauthenticated(format!("malformed operator token: {e}")))?;
+    let rec = db
+        .token(&token.id)
+        .map_err(|e| {
+            tracing::error!(cause = %e, "reading tokens");
+            Status::unavailable(format!("cannot check the token: {e}"))
+        })?
+        .filter(|r| token.matches(&r.secret_sha256))
+        .ok_or_else(|| Status::unauthenticated("unknown operator token"))?;
+    if rec.revoked_at.is_some() {
+        return Err(Status::unauthenticated(format!(
+            "operator token {} ({}) was revoked",
+            rec.id, rec.name
+        )));
+    }
+    if !rec.is_usable(now_millis()) {
+        return Err(Status::unauthenticated(format!(
+            "operator token {} ({}) has expired",
+            rec.id, rec.name
+        )));
+    }
+    Ok(Principal {
+        token_id: rec.id,
+        token_name: rec.name,
+        role: rec.role,
+    })
+}
+
+/// The tower layer: `Server::builder().layer(AuthLayer::new(db))`.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    db: Db,
+}
+
+impl AuthLayer {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Auth {
+            inner,
+            db: self.db.clone(),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] wraps around the router.
+#[derive(Debug, Clone)]
+pub struct Auth<S> {
+    inner: S,
+    db: Db,
+}
+
+type Req = http::Request<Body>;
+type Resp = http::Response<Body>;
+
+impl<S> tower_service::Service<Req> for Auth<S>
+where
+    S: tower_service::Service<Req, Response = Resp, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Resp;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Resp, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        // The clone is the one that is not ready: keep the ready one.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let db = self.db.clone();
+        Box::pin(gate(db, inner, req))
+    }
+}
+
+async fn gate<S>(db: Db, mut inner: S, mut req: Req) -> Result<Resp, Infallible>
+where
+    S: tower_service::Service<Req, Response = Resp, Error = Infallible>,
+{
+    let path = req.uri().path().to_owned();
+    let rule = rule(&path);
+    if ungated(&path) || rule.is_some_and(|r| r.access == Access::Open) {
+        return inner.call(req).await;
+    }
+    let principal = match authenticate(&db, req.headers()) {
+        Ok(p) => p,
+        Err(status) => {
+            tracing::info!(method = %path, cause = %status.message(), "unauthenticated call refused");
+            return Ok(status.into_http());
+        }
+    };
+    let Some(rule) = rule else {
+        let status = Status::permission_denied(format!(
+            "{path} is not a classified operator method; it is denied"
+        ));
+        audit(
+            &db,
+            &principal,
+            &path,
+            String::new(),
+            &status_outcome(&status),
+        )
+        .await;
+        return Ok(status.into_http());
+    };
+    if let Access::Token(needed) = rule.access {
+        if principal.role < needed {
+            let status = Status::permission_denied(format!(
+                "{path} needs the {needed} role; token {} ({}) has the {} role",
+                principal.token_id, principal.token_name, principal.role
+            ));
+            tracing::info!(method = %path, token = %principal.token_id, "call refused: role too small");
+            if rule.mutates {
+                audit(
+                    &db,
+                    &principal,
+                    &path,
+                    String::new(),
+                    &status_outcome(&status),
+                )
+                .await;
+            }
+            return Ok(status.into_http());
+        }
+    }
+    req.extensions_mut().insert(principal.clone());
+    if !rule.mutates {
+        return inner.call(req).await;
+    }
+    // Mutating calls are unary and small: read the body to name the
+    // resource, then hand the same bytes on.
+    let (parts, body) = req.into_parts();
+    let bytes: Bytes = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(status) => return Ok(status.into_http()),
+    };
+    let resource = resource(&path, first_message(&bytes)).unwrap_or_default();
+    let req = http::Request::from_parts(parts, Body::new(http_body_util::Full::new(bytes)));
+    let resp = inner.call(req).await?;
+    // A handler's error comes as a trailers-only answer: grpc-status in the
+    // headers. Headers without it start a successful answer.
+    let outcome = Status::from_header_map(resp.headers())
+        .map_or_else(|| "OK".to_owned(), |s| status_outcome(&s));
+    audit(&db, &principal, &path, resource, &outcome).await;
+    Ok(resp)
+}
+
+fn status_outcome(s: &Status) -> String {
+    match s.code() {
+        tonic::Code::Ok => "OK".to_owned(),
+        code => format!("{code:?}"),
+    }
+}
+
+async fn audit(db: &Db, who: &Principal, method: &str, resource: String, outcome: &str) {
+    let rec = AuditRecord {
+        id: String::new(),
+        time: 0,
+        token_id: who.token_id.clone(),
+        token_name: who.token_name.clone(),
+        method: method.to_owned(),
+        resource,
+        outcome: outcome.to_owned(),
+    };
+    if let Err(e) = db.record_audit(rec).await {
+        tracing::error!(cause = %e, method, token = %who.token_id, "cannot record an audit event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Every method of every `berth.v1` service, from the descriptor set
+    /// the proto crate was built with.
+    fn declared_methods() -> BTreeSet<String> {
+        let set = prost_types::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).unwrap();
+        let mut out = BTreeSet::new();
+        for file in set.file {
+            let package = file.package().to_owned();
+            for service in &file.service {
+                for m in &service.method {
+                    out.insert(format!("/{package}.{}/{}", service.name(), m.name()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_operator_method_is_classified() {
+        let declared = declared_methods();
+        assert!(declared.len() > 20, "{declared:?}");
+        let operator: BTreeSet<String> = declared.into_iter().filter(|p| !ungated(p)).collect();
+        let table: BTreeSet<String> = METHODS.iter().map(|m| m.path.to_owned()).collect();
+        assert_eq!(table.len(), METHODS.len(), "a path is in the table twice");
+        let unclassified: Vec<_> = operator.difference(&table).collect();
+        assert!(
+            unclassified.is_empty(),
+            "operator methods missing from api::auth::METHODS: {unclassified:?}"
+        );
+        let stale: Vec<_> = table.difference(&operator).collect();
+        assert!(
+            stale.is_empty(),
+            "METHODS names methods no service has: {stale:?}"
+        );
+    }
+
+    #[test]
+    fn the_agent_service_is_the_only_ungated_one() {
+        assert!(ungated("/berth.v1.AgentService/Connect"));
+        assert!(!ungated("/berth.v1.AgentServiceX/Connect"));
+        assert!(!ungated("/berth.v1.ClusterService/CreateCluster"));
+        assert!(METHODS.iter().all(|m| !ungated(m.path)));
+    }
+
+    #[test]
+    fn the_table_follows_the_role_rules() {
+        for m in METHODS {
+            let name = m.path.rsplit('/').next().unwrap();
+            let reads = ["List", "Describe", "Get", "Version"]
+                .iter()
+                .any(|p| name.starts_with(p));
+            assert_eq!(
+                !reads, m.mutates,
+                "{}: reads are exactly List*/Describe*/Get*",
+                m.path
+            );
+            if m.path.starts_with("/berth.v1.TokenService/")
+                || m.path.starts_with("/berth.v1.ActivationService/")
+            {
+                assert_eq!(m.access, Access::Token(Role::Admin), "{}", m.path);
+            } else if m.mutates {
+                assert_eq!(m.access, Access::Token(Role::Operator), "{}", m.path);
+            }
+            if m.access == Access::Open {
+                assert!(!m.mutates, "{} is open but mutates", m.path);
+            }
+        }
+        let open: Vec<_> = METHODS
+            .iter()
+            .filter(|m| m.access == Access::Open)
+            .map(|m| m.path)
+            .collect();
+        assert_eq!(
+            open,
+            [
+                "/berth.v1.SystemService/Version",
+                "/berth.v1.ClusterCaService/GetClusterCa"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_mutating_method_names_its_resource() {
+        for m in METHODS.iter().filter(|m| m.mutates) {
+            assert!(
+                resource(m.path, &[]).is_some(),
+                "{} has no resource extractor",
+                m.path
+            );
+        }
+        let msg = pb::StopTaskRequest {
+            cluster: "prod".into(),
+            task: "abc".into(),
+            reason: "a secret reason".into(),
+        }
+        .encode_to_vec();
+        assert_eq!(
+            resource("/berth.v1.TaskService/StopTask", &msg).unwrap(),
+            "cluster/prod task/abc"
+        );
+        let msg = pb::RegisterTaskDefinitionRequest {
+            task_definition_json: r#"{"taskDefinition":{"family":"web","containerDefinitions":[{"environment":[{"name":"PW","value":"hunter2"}]}]}}"#.into(),
+        }
+        .encode_to_vec();
+        let r = resource(
+            "/berth.v1.TaskDefinitionService/RegisterTaskDefinition",
+            &msg,
+        )
+        .unwrap();
+        assert_eq!(r, "task-definition/web");
+    }
+
+    #[test]
+    fn first_message_reads_one_uncompressed_frame() {
+        assert_eq!(first_message(&[0, 0, 0, 0, 2, 7, 8, 9]), &[7, 8]);
+        assert_eq!(first_message(&[1, 0, 0, 0, 2, 7, 8]), &[] as &[u8]);
+        assert_eq!(first_message(&[0, 0, 0, 0, 9, 7]), &[] as &[u8]);
+        assert_eq!(first_message(&[]), &[] as &[u8]);
+    }
+}
