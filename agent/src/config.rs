@@ -210,7 +210,7 @@ impl Default for RuntimeConfig {
 /// The validated configuration the agent runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// The scheduler's agent endpoint, e.g. `http://scheduler:7070`.
+    /// The scheduler's endpoint, e.g. `https://scheduler:7400`.
     pub scheduler: String,
     pub cluster: String,
     pub state_dir: PathBuf,
@@ -919,15 +919,16 @@ fn invalid(setting: &'static str, value: &str, origin: &Origin, reason: String) 
 fn validate_scheduler(url: &str) -> Result<(), String> {
     let uri: Uri = url
         .parse()
-        .map_err(|e| format!("not a URL ({e}); expected e.g. http://scheduler:7070"))?;
+        .map_err(|e| format!("not a URL ({e}); expected e.g. https://scheduler:7400"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
+        Some("https") => {}
+        Some("http") => {
             return Err(
-                "https (mutual TLS) is not supported by this version yet; use http://".into(),
+                "the scheduler speaks mutual TLS only; use https://, e.g. https://scheduler:7400"
+                    .into(),
             )
         }
-        _ => return Err("expected an http:// URL, e.g. http://scheduler:7070".into()),
+        _ => return Err("expected an https:// URL, e.g. https://scheduler:7400".into()),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err("the URL has no host".into());
@@ -1043,7 +1044,7 @@ mod tests {
     }
 
     const FULL_FILE: &str = r#"
-scheduler = "http://file-scheduler:7070"
+scheduler = "https://file-scheduler:7070"
 cluster = "file-cluster"
 state_dir = "/srv/berth"
 reserved_memory_mib = 512
@@ -1063,9 +1064,9 @@ log_format = "json"
 
     #[test]
     fn defaults_apply_with_only_a_scheduler() {
-        let cfg = from_sources(None, &env(&[(env::SCHEDULER, "http://s:7070")]), &flags())
+        let cfg = from_sources(None, &env(&[(env::SCHEDULER, "https://s:7070")]), &flags())
             .expect("valid");
-        assert_eq!(cfg, Config::new("http://s:7070", "default"));
+        assert_eq!(cfg, Config::new("https://s:7070", "default"));
         assert_eq!(
             cfg.reserved_tcp_ports.iter().copied().collect::<Vec<_>>(),
             vec![22, 51679]
@@ -1079,7 +1080,7 @@ log_format = "json"
     #[test]
     fn file_values_are_read() {
         let cfg = from_sources(file(FULL_FILE), &env(&[]), &flags()).expect("valid");
-        assert_eq!(cfg.scheduler, "http://file-scheduler:7070");
+        assert_eq!(cfg.scheduler, "https://file-scheduler:7070");
         assert_eq!(cfg.cluster, "file-cluster");
         assert_eq!(cfg.state_dir, Path::new("/srv/berth"));
         assert_eq!(cfg.reserved_memory_mib, 512);
@@ -1116,7 +1117,7 @@ log_format = "json"
     #[test]
     fn env_overrides_file_and_flags_override_env() {
         let e = env(&[
-            (env::SCHEDULER, "http://env-scheduler:7070"),
+            (env::SCHEDULER, "https://env-scheduler:7070"),
             (env::CLUSTER, "env-cluster"),
             (env::STATE_DIR, "/env/state"),
             (env::RESERVED_MEMORY_MIB, "1024"),
@@ -1131,7 +1132,7 @@ log_format = "json"
             (env::CPU_UNITS, "2048"),
         ]);
         let cfg = from_sources(file(FULL_FILE), &e, &flags()).expect("valid");
-        assert_eq!(cfg.scheduler, "http://env-scheduler:7070");
+        assert_eq!(cfg.scheduler, "https://env-scheduler:7070");
         assert_eq!(cfg.cluster, "env-cluster");
         assert_eq!(cfg.state_dir, Path::new("/env/state"));
         assert_eq!(cfg.reserved_memory_mib, 1024);
@@ -1159,12 +1160,12 @@ log_format = "json"
 
         let f = Flags {
             config: None,
-            scheduler: Some("http://flag-scheduler:7070".into()),
+            scheduler: Some("https://flag-scheduler:7070".into()),
             cluster: Some("flag-cluster".into()),
             state_dir: Some(PathBuf::from("/flag/state")),
         };
         let cfg = from_sources(file(FULL_FILE), &e, &f).expect("valid");
-        assert_eq!(cfg.scheduler, "http://flag-scheduler:7070");
+        assert_eq!(cfg.scheduler, "https://flag-scheduler:7070");
         assert_eq!(cfg.cluster, "flag-cluster");
         assert_eq!(cfg.state_dir, Path::new("/flag/state"));
     }
@@ -1180,7 +1181,7 @@ log_format = "json"
     #[test]
     fn unknown_file_key_is_rejected() {
         let err = from_sources(
-            file("scheduler = \"http://s:1\"\ncontainerd_sockett = \"/run/x\"\n"),
+            file("scheduler = \"https://s:1\"\ncontainerd_sockett = \"/run/x\"\n"),
             &env(&[]),
             &flags(),
         )
@@ -1209,14 +1210,14 @@ log_format = "json"
             ("0-100", "port 0"),
             ("20000-70000", "\"70000\" is not a port number"),
         ] {
-            let e = env(&[(env::SCHEDULER, "http://s:1"), (env::PORT_RANGE, raw)]);
+            let e = env(&[(env::SCHEDULER, "https://s:1"), (env::PORT_RANGE, raw)]);
             let msg = from_sources(None, &e, &flags()).expect_err(raw).to_string();
             assert!(msg.contains("port_range"), "{msg}");
             assert!(msg.contains("BERTH_PORT_RANGE"), "{msg}");
             assert!(msg.contains(needle), "{raw}: {msg}");
         }
         let msg = from_sources(
-            file("scheduler = \"http://s:1\"\nport_range = \"9-3\"\n"),
+            file("scheduler = \"https://s:1\"\nport_range = \"9-3\"\n"),
             &env(&[]),
             &flags(),
         )
@@ -1228,11 +1229,11 @@ log_format = "json"
     #[test]
     fn invalid_values_are_rejected() {
         let base =
-            |k: &'static str, v: &'static str| env(&[(env::SCHEDULER, "http://s:7070"), (k, v)]);
+            |k: &'static str, v: &'static str| env(&[(env::SCHEDULER, "https://s:7070"), (k, v)]);
         let cases = [
-            (base(env::SCHEDULER, "https://s:7070"), "scheduler"),
+            (base(env::SCHEDULER, "http://s:7070"), "scheduler"),
             (base(env::SCHEDULER, "s:7070"), "scheduler"),
-            (base(env::SCHEDULER, "http://s:7070/api"), "scheduler"),
+            (base(env::SCHEDULER, "https://s:7070/api"), "scheduler"),
             (base(env::CLUSTER, "no spaces"), "cluster"),
             (base(env::STATE_DIR, "relative/dir"), "state_dir"),
             (base(env::RESERVED_MEMORY_MIB, "-1"), "reserved_memory_mib"),
@@ -1271,7 +1272,7 @@ log_format = "json"
     fn load_reads_explicit_file_and_rejects_a_missing_one() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("agent.toml");
-        std::fs::write(&path, "scheduler = \"http://s:7070\"\ncluster = \"c1\"\n").expect("write");
+        std::fs::write(&path, "scheduler = \"https://s:7070\"\ncluster = \"c1\"\n").expect("write");
         let f = Flags {
             config: Some(path.clone()),
             ..Flags::default()
@@ -1297,7 +1298,7 @@ log_format = "json"
     fn the_example_file_is_valid() {
         let text = include_str!("../agent.example.toml");
         let cfg = from_sources(file(text), &env(&[]), &flags()).expect("example parses");
-        let defaults = Config::new("http://scheduler.example:7070", DEFAULT_CLUSTER);
+        let defaults = Config::new("https://scheduler.example:7070", DEFAULT_CLUSTER);
         assert_eq!(cfg, defaults, "the example shows the defaults");
     }
 
@@ -1328,7 +1329,7 @@ mod runtime_settings_tests {
             Some((Path::new("/etc/berth/agent.toml"), file)),
             &env(e),
             &Flags {
-                scheduler: Some("http://127.0.0.1:7400".into()),
+                scheduler: Some("https://127.0.0.1:7400".into()),
                 ..Default::default()
             },
         )

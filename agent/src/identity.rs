@@ -1,9 +1,9 @@
 //! The agent's identity: the container instance the scheduler gave it at
-//! Register, persisted as `<state_dir>/identity.json` (mode 0600, written
-//! atomically) so that the host keeps its instance id across restarts.
-//!
-//! The file holds the credential the agent presents on every Connect, so it
-//! is never logged: [`Identity`]'s `Debug` leaves the credential out.
+//! `berth-agent register`, persisted as `<state_dir>/identity.json`, and its
+//! TLS material beside it: `key.pem` (the host's private key, mode 0600,
+//! never sent anywhere), `cert.pem` (its client certificate, whose subject
+//! is the instance id) and `ca.pem` (the pinned cluster CA). Every file is
+//! written atomically (temp file, fsync, rename, fsync of the directory).
 
 use std::fmt;
 use std::fs;
@@ -15,28 +15,38 @@ use serde::{Deserialize, Serialize};
 
 /// File name of the identity inside the state directory.
 pub const IDENTITY_FILE: &str = "identity.json";
+/// The host's private key (PEM, mode 0600).
+pub const KEY_FILE: &str = "key.pem";
+/// The host's client certificate (PEM).
+pub const CERT_FILE: &str = "cert.pem";
+/// The cluster CA the agent trusts (PEM).
+pub const CA_FILE: &str = "ca.pem";
 
 /// Who this host is to the scheduler.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Identity {
-    /// The cluster name the agent registered with (from its configuration).
+    /// The cluster the host joined (the activation's).
     pub cluster: String,
     pub container_instance_id: String,
     pub container_instance_arn: String,
     pub cluster_arn: String,
-    /// Opaque secret presented as request metadata on Connect.
-    pub credential: String,
 }
 
-impl fmt::Debug for Identity {
+/// The host's TLS material: what the agent presents and whom it trusts.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+}
+
+impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Identity")
-            .field("cluster", &self.cluster)
-            .field("container_instance_id", &self.container_instance_id)
-            .field("container_instance_arn", &self.container_instance_arn)
-            .field("cluster_arn", &self.cluster_arn)
-            .field("credential", &"<redacted>")
-            .finish()
+        f.debug_struct("Credentials")
+            .field("cert_pem", &self.cert_pem.len())
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,7 +71,7 @@ pub enum IdentityError {
     #[error(
         "identity file {} belongs to cluster {persisted:?} but the agent is configured for \
          cluster {configured:?}; configure cluster {persisted:?}, or deregister the instance \
-         and remove the file to join {configured:?}",
+         and register the host anew with an activation for {configured:?}",
         path.display()
     )]
     ClusterMismatch {
@@ -69,12 +79,21 @@ pub enum IdentityError {
         persisted: String,
         configured: String,
     },
+    #[error(
+        "this host is not registered (no {} ): run `berth-agent register --scheduler URL \
+         --activation-id ID --activation-code CODE --ca-fingerprint SHA256` first",
+        path.display()
+    )]
+    NotRegistered { path: PathBuf },
 }
 
 impl IdentityError {
     /// True when the configuration, not the host, is at fault (exit code 64).
     pub fn is_config_error(&self) -> bool {
-        matches!(self, IdentityError::ClusterMismatch { .. })
+        matches!(
+            self,
+            IdentityError::ClusterMismatch { .. } | IdentityError::NotRegistered { .. }
+        )
     }
 }
 
@@ -124,61 +143,114 @@ impl IdentityStore {
     }
 
     /// Like [`load`](Self::load), and fails if the identity belongs to
-    /// another cluster than `cluster`.
-    pub fn load_for_cluster(&self, cluster: &str) -> Result<Option<Identity>, IdentityError> {
+    /// another cluster than `cluster` (when one is configured: the
+    /// activation decides the cluster, so `None` accepts any).
+    pub fn load_for_cluster(
+        &self,
+        cluster: Option<&str>,
+    ) -> Result<Option<Identity>, IdentityError> {
         match self.load()? {
-            Some(id) if id.cluster != cluster => Err(IdentityError::ClusterMismatch {
-                path: self.path.clone(),
-                persisted: id.cluster,
-                configured: cluster.to_owned(),
-            }),
+            Some(id) if cluster.is_some_and(|c| c != id.cluster) => {
+                Err(IdentityError::ClusterMismatch {
+                    path: self.path.clone(),
+                    persisted: id.cluster,
+                    configured: cluster.unwrap_or_default().to_owned(),
+                })
+            }
             other => Ok(other),
         }
     }
 
-    /// Writes the identity atomically: a mode-0600 temp file in the same
-    /// directory, fsync, rename over the old file, fsync of the directory.
-    /// The directory is created (mode 0700) if missing.
+    /// Writes the identity atomically with mode 0600 (the directory is
+    /// created with mode 0700 if missing).
     pub fn save(&self, identity: &Identity) -> Result<(), IdentityError> {
-        let err = |source| IdentityError::Write {
+        let mut json = serde_json::to_vec_pretty(identity).map_err(|e| IdentityError::Write {
             path: self.path.clone(),
-            source,
-        };
-        let dir = match self.path.parent() {
+            source: std::io::Error::other(e),
+        })?;
+        json.push(b'\n');
+        write_atomic(&self.path, &json, 0o600)
+    }
+
+    fn dir(&self) -> &Path {
+        match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
-        };
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(err)?;
-        let json =
-            serde_json::to_vec_pretty(identity).map_err(|e| err(std::io::Error::other(e)))?;
-
-        let tmp = dir.join(format!(".{IDENTITY_FILE}.tmp"));
-        // A stale temp file may have other permissions; start afresh.
-        match fs::remove_file(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err(e)),
         }
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(err)?;
-        file.write_all(&json).map_err(err)?;
-        file.write_all(b"\n").map_err(err)?;
-        file.sync_all().map_err(err)?;
-        drop(file);
-        fs::rename(&tmp, &self.path).map_err(err)?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err)?;
-        Ok(())
     }
+
+    /// The TLS material beside the identity file.
+    pub fn load_credentials(&self) -> Result<Credentials, IdentityError> {
+        let dir = self.dir();
+        let read = |name: &str| {
+            let path = dir.join(name);
+            fs::read_to_string(&path).map_err(|source| {
+                if source.kind() == std::io::ErrorKind::NotFound {
+                    IdentityError::NotRegistered { path }
+                } else {
+                    IdentityError::Read { path, source }
+                }
+            })
+        };
+        Ok(Credentials {
+            cert_pem: read(CERT_FILE)?,
+            key_pem: read(KEY_FILE)?,
+            ca_pem: read(CA_FILE)?,
+        })
+    }
+
+    /// Writes the TLS material: the key with mode 0600, before the
+    /// certificate that belongs to it.
+    pub fn save_credentials(&self, c: &Credentials) -> Result<(), IdentityError> {
+        let dir = self.dir().to_owned();
+        write_atomic(&dir.join(KEY_FILE), c.key_pem.as_bytes(), 0o600)?;
+        write_atomic(&dir.join(CA_FILE), c.ca_pem.as_bytes(), 0o644)?;
+        write_atomic(&dir.join(CERT_FILE), c.cert_pem.as_bytes(), 0o644)
+    }
+}
+
+/// Writes `contents` to `path` atomically with `mode`: a temp file in the
+/// same directory, fsync, rename over the old file, fsync of the directory.
+/// The directory is created (mode 0700) if missing.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), IdentityError> {
+    let err = |source| IdentityError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    // A stale temp file may have other permissions; start afresh.
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(err)?;
+    file.write_all(contents).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(err)?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -192,7 +264,6 @@ mod tests {
             container_instance_arn:
                 "arn:berth:ecs:local:000000000000:container-instance/prod/0b5e3c".into(),
             cluster_arn: "arn:berth:ecs:local:000000000000:cluster/prod".into(),
-            credential: "s3cr3t".into(),
         }
     }
 
@@ -219,7 +290,7 @@ mod tests {
 
         // Overwriting keeps the mode and leaves no temp file behind.
         let mut other = identity();
-        other.credential = "rotated".into();
+        other.container_instance_arn.push('2');
         store.save(&other).expect("save again");
         assert_eq!(store.load().expect("load"), Some(other));
         let names: Vec<_> = fs::read_dir(dir.path().join("state/agent"))
@@ -235,11 +306,11 @@ mod tests {
         let store = IdentityStore::new(dir.path().join(IDENTITY_FILE));
         store.save(&identity()).expect("save");
         assert!(store
-            .load_for_cluster("prod")
+            .load_for_cluster(Some("prod"))
             .expect("same cluster")
             .is_some());
         let err = store
-            .load_for_cluster("staging")
+            .load_for_cluster(Some("staging"))
             .expect_err("other cluster");
         assert!(err.is_config_error());
         let msg = err.to_string();
@@ -260,9 +331,27 @@ mod tests {
     }
 
     #[test]
-    fn debug_hides_the_credential() {
-        let shown = format!("{:?}", identity());
-        assert!(!shown.contains("s3cr3t"), "{shown}");
-        assert!(shown.contains("0b5e3c"));
+    fn credentials_round_trip_with_the_key_0600_and_debug_hides_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = IdentityStore::new(dir.path().join(IDENTITY_FILE));
+        assert!(matches!(
+            store.load_credentials(),
+            Err(IdentityError::NotRegistered { .. })
+        ));
+        let c = Credentials {
+            cert_pem: "CERT".into(),
+            key_pem: "s3cr3t".into(),
+            ca_pem: "CA".into(),
+        };
+        store.save_credentials(&c).expect("save");
+        assert_eq!(store.load_credentials().expect("load"), c);
+        let mode = fs::metadata(dir.path().join(KEY_FILE))
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        assert!(store.load_for_cluster(None).expect("none").is_none());
     }
 }

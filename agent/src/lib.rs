@@ -1,13 +1,15 @@
-//! `berth-agent`: one per host. It measures the host, joins a cluster (once:
-//! the identity is persisted), and holds a `Connect` session with the
-//! scheduler that reports the host's resources and heartbeats, and receives
+//! `berth-agent`: one per host. It joins a cluster once with `berth-agent
+//! register` (an activation; the identity and the host's certificate are
+//! persisted), measures the host, and holds a mutual-TLS `Connect` session
+//! with the scheduler that reports the host's resources and heartbeats, and receives
 //! the desired set of tasks. Running those tasks through containerd comes
 //! with the task runtime, which will read [`Agent::desired_state`].
 //!
 //! Modules:
 //! - [`config`]: file, environment and flags layered into a validated [`Config`].
 //! - [`host`]: what the host has (CPU, memory, ports, attributes), from `/proc`.
-//! - [`identity`]: the persisted container-instance identity.
+//! - [`identity`]: the persisted container-instance identity and TLS material.
+//! - [`register`]: `berth-agent register` (CA pinning by fingerprint, key, CSR, activation).
 //! - [`session`]: the Connect loop, its backoff, and the `watch`es it publishes.
 //! - [`wire`]: the only conversions between `berth.v1` messages and domain types.
 //! - [`transport`]: the one place a channel to the scheduler is built.
@@ -18,7 +20,7 @@
 //!
 //! Invariants: nothing here exits or panics on a scheduler outage (a lost
 //! connection is a [`ConnectionState`]); configuration, host and identity are
-//! checked before any socket opens; the credential is never logged.
+//! checked before any socket opens; the host's key is never logged nor sent.
 
 pub mod backoff;
 pub mod config;
@@ -26,6 +28,7 @@ pub mod desired;
 pub mod host;
 pub mod identity;
 pub mod logs;
+pub mod register;
 pub mod runtime;
 pub mod session;
 pub mod transport;
@@ -247,10 +250,12 @@ pub fn start_runtime(
 }
 
 impl Agent {
-    /// Measures the host, loads the identity and starts the session. Fails
-    /// before any socket opens if the host or the identity does not fit the
-    /// configuration. Must be called within a Tokio runtime.
+    /// Measures the host, loads the identity and certificate, and starts the
+    /// session. Fails before any socket opens if the host is not registered
+    /// or the host or identity does not fit the configuration. Must be
+    /// called within a Tokio runtime.
     pub fn start(config: &Config, probe: HostProbe) -> Result<Self, AgentError> {
+        berth_proto::trust::install_crypto_provider();
         let facts = probe.measure()?;
         tracing::info!(
             hostname = %facts.hostname,
@@ -263,18 +268,22 @@ impl Agent {
         warn_on_ephemeral_overlap(&probe);
 
         let store = IdentityStore::new(config.identity_path());
-        let identity = store.load_for_cluster(&config.cluster)?;
-        match &identity {
-            Some(id) => tracing::info!(
-                instance = %id.container_instance_id,
-                cluster = %id.cluster,
-                "using the persisted identity"
-            ),
-            None => tracing::info!(
-                path = %store.path().display(),
-                "no identity yet; this host will register"
-            ),
-        }
+        // The activation decides the cluster; a configured one other than
+        // the default must agree with it.
+        let configured =
+            (config.cluster != config::DEFAULT_CLUSTER).then_some(config.cluster.as_str());
+        let identity =
+            store
+                .load_for_cluster(configured)?
+                .ok_or_else(|| IdentityError::NotRegistered {
+                    path: store.path().to_owned(),
+                })?;
+        let credentials = store.load_credentials()?;
+        tracing::info!(
+            instance = %identity.container_instance_id,
+            cluster = %identity.cluster,
+            "using the persisted identity"
+        );
 
         let cancel = CancellationToken::new();
         let reporter = runtime::report::Reporter::default();
@@ -294,12 +303,12 @@ impl Agent {
         let session = session::spawn(
             SessionConfig {
                 scheduler: config.scheduler.clone(),
-                cluster: config.cluster.clone(),
                 backoff: backoff::Backoff::RECONNECT,
             },
             probe,
             store,
             identity,
+            credentials,
             link,
             cancel.clone(),
         );

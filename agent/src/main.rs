@@ -24,15 +24,38 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Join the cluster and hold the session with the scheduler (the default).
+    /// Hold the session with the scheduler and run tasks (the default).
     Run(RunArgs),
+    /// Join a cluster with an activation: fetch and pin the cluster CA, make
+    /// this host's key, and get its certificate (once per host).
+    Register(RegisterCli),
     /// Print the agent's version.
     Version,
 }
 
 #[derive(Debug, Args)]
+struct RegisterCli {
+    #[command(flatten)]
+    run: RunArgs,
+    /// The activation id `berthctl activation create` printed.
+    #[arg(long, value_name = "ID", env = "BERTH_ACTIVATION_ID")]
+    activation_id: String,
+    /// The activation code `berthctl activation create` printed (once).
+    #[arg(
+        long,
+        value_name = "CODE",
+        env = "BERTH_ACTIVATION_CODE",
+        hide_env_values = true
+    )]
+    activation_code: String,
+    /// The cluster CA's fingerprint (sha256:<hex>) as the scheduler printed it.
+    #[arg(long, value_name = "SHA256", env = "BERTH_CA_FINGERPRINT")]
+    ca_fingerprint: String,
+}
+
+#[derive(Debug, Args)]
 struct RunArgs {
-    /// The scheduler's agent endpoint, e.g. http://scheduler:7070 [env: BERTH_SCHEDULER].
+    /// The scheduler's endpoint, e.g. https://scheduler:7400 [env: BERTH_SCHEDULER].
     #[arg(long, value_name = "URL")]
     scheduler: Option<String>,
     /// The cluster to join [env: BERTH_CLUSTER] [default: default].
@@ -106,13 +129,17 @@ fn main() -> ExitCode {
         };
     }
     let cli = Cli::parse();
-    let args = match cli.command {
+    let (args, register) = match cli.command {
         Some(Command::Version) => {
             println!("berth-agent {}", berth_proto::VERSION);
             return ExitCode::SUCCESS;
         }
-        Some(Command::Run(args)) => args,
-        None => cli.run,
+        Some(Command::Run(args)) => (args, None),
+        Some(Command::Register(r)) => (
+            r.run,
+            Some((r.activation_id, r.activation_code, r.ca_fingerprint)),
+        ),
+        None => (cli.run, None),
     };
 
     let flags = config::Flags {
@@ -133,6 +160,9 @@ fn main() -> ExitCode {
     };
     init_logging(config.log_format);
 
+    if let Some((activation_id, activation_code, ca_fingerprint)) = register {
+        return register_host(config, activation_id, activation_code, ca_fingerprint);
+    }
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -152,6 +182,52 @@ fn run(config: berth_agent::Config) -> anyhow::Result<()> {
         berth_agent::run(config, shutdown).await?;
         Ok(())
     })
+}
+
+/// `berth-agent register`: prints the instance it became, or why not.
+fn register_host(
+    config: berth_agent::Config,
+    activation_id: String,
+    activation_code: String,
+    ca_fingerprint: String,
+) -> ExitCode {
+    use berth_agent::register::{register, RegisterArgs};
+    let probe = berth_agent::host::HostProbe::new(&config);
+    let hostname = match probe.hostname() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("berth-agent register: {e}");
+            return ExitCode::from(berth_agent::EXIT_CONFIG);
+        }
+    };
+    let args = RegisterArgs {
+        scheduler: config.scheduler.clone(),
+        activation_id,
+        activation_code,
+        ca_fingerprint,
+        hostname,
+    };
+    let store = berth_agent::identity::IdentityStore::new(config.identity_path());
+    let outcome = tokio::runtime::Runtime::new()
+        .map_err(|e| e.to_string())
+        .map(|rt| rt.block_on(register(&args, &store)));
+    match outcome {
+        Ok(Ok(identity)) => {
+            println!(
+                "registered as container instance {} in cluster {}\n{}",
+                identity.container_instance_id, identity.cluster, identity.container_instance_arn
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("berth-agent register: {e}");
+            ExitCode::from(e.exit_code())
+        }
+        Err(e) => {
+            eprintln!("berth-agent register: cannot start the Tokio runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Completes on the first SIGTERM or SIGINT.

@@ -1,6 +1,10 @@
-//! The agent's session with the scheduler: a background task that registers
-//! the host once (if it has no identity yet), then holds one `Connect` stream
-//! at a time and reconnects with backoff and jitter whenever it breaks.
+//! The agent's session with the scheduler: a background task that holds one
+//! mutual-TLS `Connect` stream at a time (the host's certificate from
+//! `berth-agent register`) and reconnects with backoff and jitter whenever
+//! it breaks. At two thirds of the certificate's lifetime it renews it over
+//! the open channel (`RenewCertificate`, same key) and reconnects at once
+//! with the new one; tasks are untouched, since the desired state outlives
+//! connections.
 //!
 //! On each stream the agent sends `Hello` (the host measured now) first, then
 //! waits for `Welcome`, then sends a `Heartbeat` every
@@ -14,7 +18,7 @@
 //!            ▼                                               │
 //!   Connecting ──Welcome──▶ Connected ──stream lost──▶ Disconnected
 //!        │                                                   ▲
-//!        └──── connect / Register / Connect failed ──────────┘
+//!        └──── connect / Connect failed ─────────────────────┘
 //!   (any state) ── shutdown ──▶ Stopped
 //! ```
 
@@ -36,17 +40,16 @@ use tracing::Instrument;
 use crate::backoff::{Backoff, LogLimiter};
 use crate::desired::DesiredState;
 use crate::host::{HostError, HostProbe};
-use crate::identity::{Identity, IdentityError, IdentityStore};
+use crate::identity::{Credentials, Identity, IdentityError, IdentityStore};
 use crate::logs::server::{LogChunk, LogCommand};
 use crate::runtime::report::Reporter;
 use crate::transport::{self, TransportError};
 use crate::wire::{self, Inbound, Welcome, WireError};
 
-/// The gRPC metadata key that carries the agent's credential on `Connect`.
-pub const CREDENTIAL_METADATA_KEY: &str = berth_proto::AGENT_CREDENTIAL_HEADER;
-
-/// How long Register may take.
-const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long RenewCertificate may take.
+const RENEW_TIMEOUT: Duration = Duration::from_secs(15);
+/// After a failed renewal, the next try comes this much later.
+const RENEW_RETRY: Duration = Duration::from_secs(60);
 /// How long the scheduler may take to answer Hello with Welcome.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection that held this long resets the backoff.
@@ -79,13 +82,10 @@ pub enum ConnectionState {
 pub enum SessionError {
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("Register failed: {}", status_text(status))]
-    Register { status: Status },
-    #[error("Register got no answer within {waited:?}")]
-    RegisterTimeout { waited: Duration },
     #[error(
-        "the scheduler refused the credential in {path} ({code:?}: {message}); if this \
-         instance was deregistered, remove that file to register the host anew"
+        "the scheduler refused this host's certificate ({code:?}: {message}); if this \
+         instance was deregistered, remove {path} and its cert.pem and key.pem, and \
+         register the host anew with `berth-agent register`"
     )]
     Refused {
         path: String,
@@ -110,6 +110,9 @@ pub enum SessionError {
     Host(#[from] HostError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// Not a failure: the certificate was renewed, reconnect with it.
+    #[error("the client certificate was renewed; reconnecting with it")]
+    Renewed,
 }
 
 fn status_text(status: &Status) -> String {
@@ -123,9 +126,8 @@ fn status_text(status: &Status) -> String {
 /// Where the session connects and how it paces retries.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
-    /// `http://host:port` of the scheduler.
+    /// `https://host:port` of the scheduler.
     pub scheduler: String,
-    pub cluster: String,
     pub backoff: Backoff,
 }
 
@@ -177,14 +179,14 @@ impl SessionHandle {
     }
 }
 
-/// Starts the session in a background task. `identity` is the persisted one
-/// (already checked against the configured cluster), or `None` to register
-/// first. The session ends, closing its stream, when `cancel` fires.
+/// Starts the session in a background task with the persisted identity and
+/// TLS material. The session ends, closing its stream, when `cancel` fires.
 pub fn spawn(
     config: SessionConfig,
     probe: HostProbe,
     store: IdentityStore,
-    identity: Option<Identity>,
+    identity: Identity,
+    credentials: Credentials,
     link: RuntimeLink,
     cancel: CancellationToken,
 ) -> SessionHandle {
@@ -197,15 +199,13 @@ pub fn spawn(
         scheduler = %config.scheduler,
         instance = tracing::field::Empty
     );
-    if let Some(id) = &identity {
-        span.record("instance", id.container_instance_id.as_str());
-    }
+    span.record("instance", identity.container_instance_id.as_str());
     let session = Session {
-        span: span.clone(),
         config,
         probe,
         store,
         identity,
+        credentials,
         link,
         state_tx,
         desired_tx,
@@ -222,11 +222,11 @@ pub fn spawn(
 }
 
 struct Session {
-    span: tracing::Span,
     config: SessionConfig,
     probe: HostProbe,
     store: IdentityStore,
-    identity: Option<Identity>,
+    identity: Identity,
+    credentials: Credentials,
     link: RuntimeLink,
     state_tx: watch::Sender<ConnectionState>,
     desired_tx: watch::Sender<Option<DesiredState>>,
@@ -247,7 +247,7 @@ enum Ended {
 
 /// A stream the scheduler welcomed.
 struct Established {
-    identity: Identity,
+    client: AgentServiceClient<Channel>,
     outbound: mpsc::Sender<v1::AgentMessage>,
     inbound: Streaming<v1::SchedulerMessage>,
     welcome: Welcome,
@@ -272,6 +272,10 @@ impl Session {
             };
             if connected_for.is_some() {
                 attempt = 0;
+            }
+            if matches!(error, SessionError::Renewed) {
+                tracing::info!("reconnecting with the renewed certificate");
+                continue;
             }
             let retry_in = retry_delay(&mut backoff, connected_for, &mut self.rng);
             self.log_failure(&error, connected_for, retry_in);
@@ -340,12 +344,8 @@ impl Session {
     }
 
     async fn establish(&mut self) -> Result<Established, SessionError> {
-        let channel = transport::connect(&self.config.scheduler).await?;
+        let channel = transport::connect(&self.config.scheduler, &self.credentials).await?;
         let mut client = AgentServiceClient::new(channel);
-        let identity = match &self.identity {
-            Some(id) => id.clone(),
-            None => self.register(&mut client).await?,
-        };
         let facts = self.probe.measure()?;
         tracing::debug!(
             cpu_units = facts.resources.cpu_units,
@@ -359,11 +359,7 @@ impl Session {
         outbound
             .try_send(wire::hello(&facts))
             .map_err(|_| SessionError::OutboundClosed)?;
-        let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        request.metadata_mut().insert(
-            CREDENTIAL_METADATA_KEY,
-            wire::credential_value(&identity.credential)?,
-        );
+        let request = tonic::Request::new(ReceiverStream::new(rx));
 
         let path = self.store.path().display().to_string();
         let handshake = async {
@@ -389,48 +385,53 @@ impl Session {
                     waited: WELCOME_TIMEOUT,
                 })??;
         Ok(Established {
-            identity,
+            client,
             outbound,
             inbound,
             welcome,
         })
     }
 
-    /// Registers the host and persists the identity before using it.
-    async fn register(
-        &mut self,
-        client: &mut AgentServiceClient<Channel>,
-    ) -> Result<Identity, SessionError> {
-        let hostname = self.probe.hostname()?;
-        tracing::info!(cluster = %self.config.cluster, %hostname, "registering this host");
-        let request = wire::register_request(&self.config.cluster, &hostname);
-        let response = timeout(REGISTER_TIMEOUT, client.register(request))
-            .await
-            .map_err(|_| SessionError::RegisterTimeout {
-                waited: REGISTER_TIMEOUT,
-            })?
-            .map_err(|status| SessionError::Register { status })?;
-        let identity = wire::identity(&self.config.cluster, response.into_inner())?;
-        self.store.save(&identity)?;
-        self.span
-            .record("instance", identity.container_instance_id.as_str());
-        tracing::info!(
-            arn = %identity.container_instance_arn,
-            path = %self.store.path().display(),
-            "registered; identity saved"
-        );
-        self.identity = Some(identity.clone());
-        Ok(identity)
+    /// Renews the client certificate over the open channel (a CSR for the
+    /// same key) and saves it; the next connection uses it.
+    async fn renew(&mut self, client: &mut AgentServiceClient<Channel>) -> Result<(), String> {
+        let key = rcgen::KeyPair::from_pem(&self.credentials.key_pem)
+            .map_err(|e| format!("reading key.pem: {e}"))?;
+        let hostname = self.probe.hostname().map_err(|e| e.to_string())?;
+        let csr = crate::register::csr_for(&key, &hostname).map_err(|e| e.to_string())?;
+        let response = timeout(
+            RENEW_TIMEOUT,
+            client.renew_certificate(v1::RenewCertificateRequest { csr_pem: csr }),
+        )
+        .await
+        .map_err(|_| format!("no answer within {RENEW_TIMEOUT:?}"))?
+        .map_err(|s| status_text(&s))?
+        .into_inner();
+        if response.cert_pem.is_empty() {
+            return Err("the answer carries no certificate".into());
+        }
+        let renewed = Credentials {
+            cert_pem: response.cert_pem,
+            ..self.credentials.clone()
+        };
+        self.store
+            .save_credentials(&renewed)
+            .map_err(|e| e.to_string())?;
+        self.credentials = renewed;
+        Ok(())
     }
 
     /// The welcomed stream: heartbeats out, desired state in.
     async fn connected(&mut self, est: Established, cancel: &CancellationToken) -> Ended {
         let Established {
-            identity,
+            mut client,
             outbound,
             mut inbound,
             welcome,
         } = est;
+        let identity = self.identity.clone();
+        let mut renew_at =
+            Instant::now() + renewal_delay(&self.credentials.cert_pem, SystemTime::now());
         let since = Instant::now();
         self.state_tx
             .send_replace(ConnectionState::Connected { since });
@@ -506,6 +507,12 @@ impl Session {
                         Err(e) => break SessionError::Protocol(e),
                     },
                     Ok(None) => break SessionError::Closed,
+                    // Deregistered while connected: the same refusal as at Connect.
+                    Err(status)
+                        if matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated) =>
+                    {
+                        break connect_error(status, &self.store.path().display().to_string())
+                    }
                     Err(status) => break SessionError::Stream { status },
                 },
                 () = self.link.reporter.changed() => {
@@ -525,6 +532,22 @@ impl Session {
                 Some(chunk) = self.link.chunks.recv() => {
                     if outbound.send(wire::log_chunk(&chunk)).await.is_err() {
                         break SessionError::OutboundClosed;
+                    }
+                }
+                () = tokio::time::sleep_until(renew_at) => {
+                    match self.renew(&mut client).await {
+                        Ok(()) => {
+                            tracing::info!("client certificate renewed");
+                            close(outbound, inbound).await;
+                            return Ended::Lost {
+                                error: SessionError::Renewed,
+                                connected_for: Some(since.elapsed()),
+                            };
+                        }
+                        Err(cause) => {
+                            tracing::warn!(%cause, retry_in = ?RENEW_RETRY, "cannot renew the client certificate");
+                            renew_at = Instant::now() + RENEW_RETRY;
+                        }
                     }
                 }
                 _ = heartbeat.tick() => {
@@ -552,6 +575,26 @@ impl Session {
             connected_for: Some(since.elapsed()),
         }
     }
+}
+
+/// How long until the certificate in `cert_pem` is two thirds through its
+/// lifetime (zero if it already is, or cannot be read).
+pub fn renewal_delay(cert_pem: &str, now: SystemTime) -> Duration {
+    use x509_parser::pem::parse_x509_pem;
+    let Ok((_, pem)) = parse_x509_pem(cert_pem.as_bytes()) else {
+        return Duration::ZERO;
+    };
+    let Ok(cert) = pem.parse_x509() else {
+        return Duration::ZERO;
+    };
+    let validity = cert.validity();
+    let (from, to) = (
+        validity.not_before.to_datetime(),
+        validity.not_after.to_datetime(),
+    );
+    let renew_at = from + (to - from) * 2 / 3;
+    let now = time::OffsetDateTime::from(now);
+    Duration::try_from(renew_at - now).unwrap_or(Duration::ZERO)
 }
 
 /// The pause before the next try. A connection that held for
@@ -622,10 +665,25 @@ mod tests {
     }
 
     #[test]
+    fn renewal_is_due_at_two_thirds_of_the_lifetime() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::default();
+        let start = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time");
+        params.not_before = start;
+        params.not_after = start + time::Duration::days(30);
+        let pem = params.self_signed(&key).expect("cert").pem();
+        let at = |days: i64| SystemTime::from(start + time::Duration::days(days));
+        assert_eq!(renewal_delay(&pem, at(0)), Duration::from_secs(20 * 86400));
+        assert_eq!(renewal_delay(&pem, at(19)), Duration::from_secs(86400));
+        assert_eq!(renewal_delay(&pem, at(25)), Duration::ZERO);
+        assert_eq!(renewal_delay("garbage", at(0)), Duration::ZERO);
+    }
+
+    #[test]
     fn refusals_name_the_identity_file() {
         let path = "/var/lib/berth/agent/identity.json";
         for status in [
-            Status::unauthenticated("unknown agent credential"),
+            Status::unauthenticated("no client certificate"),
             Status::permission_denied("container instance x was deregistered"),
         ] {
             let err = connect_error(status, path);

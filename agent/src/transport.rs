@@ -1,9 +1,12 @@
 //! How the agent reaches the scheduler. The only place a channel is built:
-//! mutual TLS (the host certificate and the cluster CA) slots in here.
+//! mutual TLS with the host's certificate, trusting only the pinned
+//! cluster CA (or, for `register`, no client certificate yet).
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+use crate::identity::Credentials;
 
 /// How long a TCP connect to the scheduler may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -21,16 +24,31 @@ pub struct TransportError {
     pub cause: String,
 }
 
-/// Opens a channel to `scheduler` (an `http://host:port` URL).
+/// Opens a mutual-TLS channel to `scheduler` (an `https://host:port` URL)
+/// with `creds`; without a certificate (`identity: false`) for Register.
 ///
 /// No request timeout is set: the Connect stream lives for as long as the
 /// agent runs.
-pub async fn connect(scheduler: &str) -> Result<Channel, TransportError> {
+pub async fn connect(scheduler: &str, creds: &Credentials) -> Result<Channel, TransportError> {
+    connect_as(
+        scheduler,
+        &creds.ca_pem,
+        Some((&creds.cert_pem, &creds.key_pem)),
+    )
+    .await
+}
+
+/// Opens a TLS channel trusting `ca_pem`, presenting `identity` if given.
+pub async fn connect_as(
+    scheduler: &str,
+    ca_pem: &str,
+    identity: Option<(&str, &str)>,
+) -> Result<Channel, TransportError> {
     let fail = |e: &dyn std::error::Error| TransportError {
         endpoint: scheduler.to_owned(),
         cause: error_chain(e),
     };
-    let endpoint = Endpoint::from_shared(scheduler.to_owned())
+    let endpoint = berth_proto::trust::endpoint(scheduler, ca_pem, identity)
         .map_err(|e| fail(&e))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)

@@ -6,7 +6,6 @@
 use std::time::{Duration, SystemTime};
 
 use berth_proto::v1;
-use tonic::metadata::AsciiMetadataValue;
 
 use crate::desired::{DesiredState, DesiredStatus, DesiredTask, PortAssignment};
 use crate::host::HostFacts;
@@ -49,15 +48,23 @@ pub enum Inbound {
     Unknown,
 }
 
-pub fn register_request(cluster: &str, hostname: &str) -> v1::RegisterRequest {
+pub fn register_request(
+    activation_id: &str,
+    activation_code: &str,
+    csr_pem: &str,
+    hostname: &str,
+) -> v1::RegisterRequest {
     v1::RegisterRequest {
-        cluster: cluster.to_owned(),
+        activation_id: activation_id.to_owned(),
+        activation_code: activation_code.to_owned(),
+        csr_pem: csr_pem.to_owned(),
         hostname: hostname.to_owned(),
     }
 }
 
-/// The identity to persist from Register's answer.
-pub fn identity(cluster: &str, r: v1::RegisterResponse) -> Result<Identity, WireError> {
+/// The identity to persist from Register's answer, with the certificate
+/// and the CA it returned.
+pub fn identity(r: v1::RegisterResponse) -> Result<(Identity, String, String), WireError> {
     const M: &str = "RegisterResponse";
     let required = |v: &str, field| {
         if v.is_empty() {
@@ -69,24 +76,19 @@ pub fn identity(cluster: &str, r: v1::RegisterResponse) -> Result<Identity, Wire
     required(&r.container_instance_id, "container_instance_id")?;
     required(&r.container_instance_arn, "container_instance_arn")?;
     required(&r.cluster_arn, "cluster_arn")?;
-    required(&r.credential, "credential")?;
-    credential_value(&r.credential)?;
-    Ok(Identity {
-        cluster: cluster.to_owned(),
-        container_instance_id: r.container_instance_id,
-        container_instance_arn: r.container_instance_arn,
-        cluster_arn: r.cluster_arn,
-        credential: r.credential,
-    })
-}
-
-/// The credential as a gRPC metadata value (printable ASCII only).
-pub fn credential_value(credential: &str) -> Result<AsciiMetadataValue, WireError> {
-    AsciiMetadataValue::try_from(credential).map_err(|_| WireError::Invalid {
-        message: "RegisterResponse",
-        field: "credential".to_owned(),
-        reason: "not usable as gRPC metadata (printable ASCII only)".to_owned(),
-    })
+    required(&r.cert_pem, "cert_pem")?;
+    required(&r.ca_pem, "ca_pem")?;
+    let cluster = berth_proto::arn::cluster_name(&r.cluster_arn).to_owned();
+    Ok((
+        Identity {
+            cluster,
+            container_instance_id: r.container_instance_id,
+            container_instance_arn: r.container_instance_arn,
+            cluster_arn: r.cluster_arn,
+        },
+        r.cert_pem,
+        r.ca_pem,
+    ))
 }
 
 pub fn hello(facts: &HostFacts) -> v1::AgentMessage {
@@ -351,24 +353,25 @@ mod tests {
         let ok = v1::RegisterResponse {
             container_instance_id: "i1".into(),
             container_instance_arn: "arn:x".into(),
-            cluster_arn: "arn:c".into(),
-            credential: "tok".into(),
+            cluster_arn: "arn:berth:ecs:local:000000000000:cluster/prod".into(),
+            cert_pem: "CERT".into(),
+            ca_pem: "CA".into(),
         };
-        let id = identity("c", ok.clone()).expect("valid");
-        assert_eq!((id.cluster.as_str(), id.credential.as_str()), ("c", "tok"));
-
-        let mut missing = ok.clone();
-        missing.credential.clear();
+        let (id, cert, ca) = identity(ok.clone()).expect("valid");
         assert_eq!(
-            identity("c", missing),
+            (id.cluster.as_str(), cert.as_str(), ca.as_str()),
+            ("prod", "CERT", "CA")
+        );
+
+        let mut missing = ok;
+        missing.cert_pem.clear();
+        assert_eq!(
+            identity(missing),
             Err(WireError::Missing {
                 message: "RegisterResponse",
-                field: "credential"
+                field: "cert_pem"
             })
         );
-        let mut bad = ok;
-        bad.credential = "line\nbreak".into();
-        assert!(identity("c", bad).is_err());
     }
 
     #[test]

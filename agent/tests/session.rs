@@ -1,7 +1,9 @@
-//! The agent against a tiny fake `AgentService` on 127.0.0.1: Register once,
-//! Hello with the host's real resources, heartbeats, reconnection after the
-//! scheduler restarts (same identity), a refused credential, a scheduler that
-//! is down at start, and a cluster mismatch.
+//! The agent against a tiny fake `AgentService` on 127.0.0.1, served over
+//! TLS with a real cluster CA (`berth_scheduler::tls::ClusterCa`): register
+//! with the CA's fingerprint, Hello with the host's real resources over
+//! mutual TLS, heartbeats, reconnection after the scheduler restarts (same
+//! identity), a refused certificate, a scheduler that is down at start, a
+//! cluster mismatch, a wrong fingerprint, and certificate renewal.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,11 +13,14 @@ use std::time::Duration;
 
 use berth_agent::config::Config;
 use berth_agent::host::{self, HostProbe};
-use berth_agent::identity::{Identity, IdentityStore};
-use berth_agent::session::CREDENTIAL_METADATA_KEY;
+use berth_agent::identity::{Credentials, Identity, IdentityStore};
+use berth_agent::register::{register, RegisterArgs};
 use berth_agent::{Agent, ConnectionState};
 use berth_proto::v1;
 use berth_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
+use berth_proto::v1::cluster_ca_service_server::ClusterCaServiceServer;
+use berth_scheduler::api::trust::ClusterCaApi;
+use berth_scheduler::tls::{ClusterCa, TlsSettings};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -23,7 +28,6 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-const CREDENTIAL: &str = "cred-0123456789";
 const INSTANCE_ID: &str = "9f1c2d3e";
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -31,8 +35,10 @@ const WAIT: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 enum Event {
     Registered(v1::RegisterRequest),
+    Renewed,
+    /// Connect without a client certificate, or refused on purpose.
     Rejected {
-        credential: Option<String>,
+        had_certificate: bool,
     },
     Hello(v1::Hello),
     Heartbeat(v1::Heartbeat),
@@ -42,6 +48,9 @@ enum Event {
 
 #[derive(Clone)]
 struct Fake {
+    ca: Arc<ClusterCa>,
+    /// Refuse every Connect with PermissionDenied (a deregistered instance).
+    refuse: bool,
     registrations: Arc<AtomicU32>,
     events: mpsc::UnboundedSender<Event>,
     /// Ends every stream of this server incarnation with Unavailable.
@@ -56,13 +65,34 @@ impl AgentService for Fake {
     ) -> Result<Response<v1::RegisterResponse>, Status> {
         let req = request.into_inner();
         self.registrations.fetch_add(1, Ordering::SeqCst);
-        let cluster = req.cluster.clone();
+        let cert = self
+            .ca
+            .sign_client(&req.csr_pem, "test", INSTANCE_ID)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let _ = self.events.send(Event::Registered(req));
         Ok(Response::new(v1::RegisterResponse {
             container_instance_id: INSTANCE_ID.into(),
-            container_instance_arn: instance_arn(&cluster),
-            cluster_arn: format!("arn:berth:ecs:local:000000000000:cluster/{cluster}"),
-            credential: CREDENTIAL.into(),
+            container_instance_arn: instance_arn("test"),
+            cluster_arn: "arn:berth:ecs:local:000000000000:cluster/test".into(),
+            cert_pem: cert.pem,
+            ca_pem: self.ca.ca_pem().to_owned(),
+        }))
+    }
+
+    async fn renew_certificate(
+        &self,
+        request: Request<v1::RenewCertificateRequest>,
+    ) -> Result<Response<v1::RenewCertificateResponse>, Status> {
+        if request.peer_certs().is_none() {
+            return Err(Status::unauthenticated("no client certificate"));
+        }
+        let cert = self
+            .ca
+            .sign_client(&request.get_ref().csr_pem, "test", INSTANCE_ID)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let _ = self.events.send(Event::Renewed);
+        Ok(Response::new(v1::RenewCertificateResponse {
+            cert_pem: cert.pem,
         }))
     }
 
@@ -72,14 +102,14 @@ impl AgentService for Fake {
         &self,
         request: Request<Streaming<v1::AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
-        let credential = request
-            .metadata()
-            .get(CREDENTIAL_METADATA_KEY)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        if credential.as_deref() != Some(CREDENTIAL) {
-            let _ = self.events.send(Event::Rejected { credential });
-            return Err(Status::unauthenticated("unknown agent credential"));
+        let had_certificate = request.peer_certs().is_some();
+        if !had_certificate || self.refuse {
+            let _ = self.events.send(Event::Rejected { had_certificate });
+            return Err(if had_certificate {
+                Status::permission_denied("container instance 9f1c2d3e was deregistered")
+            } else {
+                Status::unauthenticated("no client certificate")
+            });
         }
         let mut inbound = request.into_inner();
         let hello = match inbound.message().await? {
@@ -151,6 +181,8 @@ struct Server {
 impl Server {
     async fn start(
         addr: SocketAddr,
+        ca: Arc<ClusterCa>,
+        refuse: bool,
         registrations: Arc<AtomicU32>,
         events: mpsc::UnboundedSender<Event>,
     ) -> Server {
@@ -158,7 +190,11 @@ impl Server {
         let addr = listener.local_addr().expect("local addr");
         let kill = CancellationToken::new();
         let stop = CancellationToken::new();
+        let tls = ca.server_tls_config();
+        let ca_api = ClusterCaApi { ca: ca.clone() };
         let fake = Fake {
+            ca,
+            refuse,
             registrations,
             events,
             kill: kill.clone(),
@@ -166,7 +202,10 @@ impl Server {
         let shutdown = stop.clone().cancelled_owned();
         let task = tokio::spawn(async move {
             tonic::transport::Server::builder()
+                .tls_config(tls)
+                .expect("tls")
                 .add_service(AgentServiceServer::new(fake))
+                .add_service(ClusterCaServiceServer::new(ca_api))
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
                 .await
                 .expect("fake scheduler serves");
@@ -194,20 +233,87 @@ struct Harness {
     events: mpsc::UnboundedReceiver<Event>,
     events_tx: mpsc::UnboundedSender<Event>,
     registrations: Arc<AtomicU32>,
+    ca: Arc<ClusterCa>,
+    _ca_dir: tempfile::TempDir,
 }
 
 impl Harness {
     fn new() -> Self {
+        Self::with_validity(berth_scheduler::tls::DEFAULT_CLIENT_VALIDITY)
+    }
+
+    /// A harness whose CA issues client certificates lasting `validity`.
+    fn with_validity(validity: Duration) -> Self {
+        berth_proto::trust::install_crypto_provider();
         let (events_tx, events) = mpsc::unbounded_channel();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = ClusterCa::load_or_create(
+            dir.path(),
+            &TlsSettings {
+                client_validity: validity,
+                ..TlsSettings::default()
+            },
+        )
+        .expect("CA");
         Self {
             events,
             events_tx,
             registrations: Arc::default(),
+            ca: Arc::new(ca),
+            _ca_dir: dir,
         }
     }
 
     async fn server(&self, addr: SocketAddr) -> Server {
-        Server::start(addr, self.registrations.clone(), self.events_tx.clone()).await
+        self.server_refusing(addr, false).await
+    }
+
+    async fn server_refusing(&self, addr: SocketAddr, refuse: bool) -> Server {
+        Server::start(
+            addr,
+            self.ca.clone(),
+            refuse,
+            self.registrations.clone(),
+            self.events_tx.clone(),
+        )
+        .await
+    }
+
+    fn register_args(&self, addr: SocketAddr) -> RegisterArgs {
+        RegisterArgs {
+            scheduler: format!("https://{addr}"),
+            activation_id: "act".into(),
+            activation_code: "code".into(),
+            ca_fingerprint: self.ca.fingerprint().to_owned(),
+            hostname: "test-host".into(),
+        }
+    }
+
+    /// Writes what `register` would have, without a scheduler: an identity
+    /// in `cluster` and a certificate of this harness's CA.
+    fn provision(&self, cfg: &Config, cluster: &str) {
+        let (key_pem, csr) =
+            berth_agent::register::new_key_and_csr("test-host").expect("key and CSR");
+        let cert = self
+            .ca
+            .sign_client(&csr, cluster, INSTANCE_ID)
+            .expect("sign");
+        let store = IdentityStore::new(cfg.identity_path());
+        store
+            .save_credentials(&Credentials {
+                cert_pem: cert.pem,
+                key_pem,
+                ca_pem: self.ca.ca_pem().to_owned(),
+            })
+            .expect("save credentials");
+        store
+            .save(&Identity {
+                cluster: cluster.into(),
+                container_instance_id: INSTANCE_ID.into(),
+                container_instance_arn: instance_arn(cluster),
+                cluster_arn: format!("arn:berth:ecs:local:000000000000:cluster/{cluster}"),
+            })
+            .expect("save identity");
     }
 
     async fn next(&mut self) -> Event {
@@ -248,7 +354,7 @@ impl Harness {
 }
 
 fn config(addr: SocketAddr, state_dir: &Path) -> Config {
-    let mut config = Config::new(format!("http://{addr}"), "test");
+    let mut config = Config::new(format!("https://{addr}"), "test");
     config.state_dir = state_dir.to_owned();
     config
 }
@@ -290,20 +396,41 @@ async fn registers_says_hello_heartbeats_and_reconnects_with_the_same_identity()
     let addr = server.addr;
     let state = tempfile::tempdir().expect("tempdir");
     let cfg = config(addr, state.path());
+    let store = IdentityStore::new(cfg.identity_path());
 
-    let agent = start_agent(&cfg);
+    // Without a registration the agent does not start: exit 64 and the command to run.
+    let err = Agent::start(&cfg, HostProbe::new(&cfg)).expect_err("not registered");
+    assert_eq!(err.exit_code(), 64);
+    assert!(err.to_string().contains("berth-agent register"), "{err}");
 
-    // Register once, with the configured cluster and the host name.
+    // `register`: the CA is pinned by its fingerprint, the CSR carries the
+    // activation and host name, the key stays here.
+    register(&h.register_args(addr), &store)
+        .await
+        .expect("register");
     match h.next().await {
         Event::Registered(req) => {
-            assert_eq!(req.cluster, "test");
             assert_eq!(
-                req.hostname,
-                HostProbe::new(&cfg).hostname().expect("hostname")
+                (req.activation_id.as_str(), req.activation_code.as_str()),
+                ("act", "code")
             );
+            assert_eq!(req.hostname, "test-host");
+            assert!(
+                req.csr_pem.contains("CERTIFICATE REQUEST"),
+                "{}",
+                req.csr_pem
+            );
+            assert!(!req.csr_pem.contains("PRIVATE KEY"));
         }
         other => panic!("expected Register, got {other:?}"),
     }
+    // A second register on the same host is refused before anything is sent.
+    let again = register(&h.register_args(addr), &store)
+        .await
+        .expect_err("registered");
+    assert_eq!(again.exit_code(), 64);
+
+    let agent = start_agent(&cfg);
 
     // Hello with the host's real resources.
     let hello = h.expect_hello().await;
@@ -355,19 +482,19 @@ async fn registers_says_hello_heartbeats_and_reconnects_with_the_same_identity()
         .map(|d| (d.generation, d.tasks.len()));
     assert_eq!(generation, Some((1, 0)));
 
-    // The identity is persisted, mode 0600.
-    let store = IdentityStore::new(cfg.identity_path());
+    // The identity is persisted, and the key with mode 0600.
     let identity = store.load().expect("load").expect("identity persisted");
     assert_eq!(identity.container_instance_id, INSTANCE_ID);
-    assert_eq!(identity.credential, CREDENTIAL);
     assert_eq!(identity.cluster, "test");
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(store.path())
-            .expect("stat")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+        for (file, want) in [("key.pem", 0o600), ("identity.json", 0o600)] {
+            let mode = std::fs::metadata(state.path().join(file))
+                .expect("stat")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, want, "{file}");
+        }
     }
 
     // The scheduler restarts: the agent reconnects without registering again.
@@ -414,18 +541,14 @@ async fn waits_for_a_scheduler_that_is_down_at_start() {
     let state = tempfile::tempdir().expect("tempdir");
     let cfg = config(addr, state.path());
 
+    h.provision(&cfg, "test");
     let agent = start_agent(&cfg);
     wait_for_state(&agent, "Disconnected", |s| {
         matches!(s, ConnectionState::Disconnected { .. })
     })
     .await;
-    assert!(IdentityStore::new(cfg.identity_path())
-        .load()
-        .expect("load")
-        .is_none());
 
     let server = h.server(addr).await;
-    assert!(matches!(h.next().await, Event::Registered(_)));
     let _hello = h.expect_hello().await;
     wait_for_state(&agent, "Connected", |s| {
         matches!(s, ConnectionState::Connected { .. })
@@ -436,34 +559,29 @@ async fn waits_for_a_scheduler_that_is_down_at_start() {
 }
 
 #[tokio::test]
-async fn a_refused_credential_is_retried_not_fatal() {
+async fn a_refused_certificate_is_retried_not_fatal() {
     let mut h = Harness::new();
-    let server = h.server("127.0.0.1:0".parse().expect("addr")).await;
+    let server = h
+        .server_refusing("127.0.0.1:0".parse().expect("addr"), true)
+        .await;
     let state = tempfile::tempdir().expect("tempdir");
     let cfg = config(server.addr, state.path());
-    IdentityStore::new(cfg.identity_path())
-        .save(&Identity {
-            cluster: "test".into(),
-            container_instance_id: INSTANCE_ID.into(),
-            container_instance_arn: instance_arn("test"),
-            cluster_arn: "arn:berth:ecs:local:000000000000:cluster/test".into(),
-            credential: "stale".into(),
-        })
-        .expect("save identity");
+    h.provision(&cfg, "test");
 
     let agent = start_agent(&cfg);
     for _ in 0..2 {
         match h.next().await {
-            Event::Rejected { credential } => assert_eq!(credential.as_deref(), Some("stale")),
+            Event::Rejected { had_certificate } => assert!(had_certificate),
             other => panic!("expected a rejected Connect, got {other:?}"),
         }
     }
     wait_for_state(
         &agent,
-        "Disconnected with the credential named",
+        "Disconnected with the refusal explained",
         |s| match s {
             ConnectionState::Disconnected { reason, .. } => {
-                reason.contains("refused the credential")
+                reason.contains("refused this host's certificate")
+                    && reason.contains("berth-agent register")
             }
             _ => false,
         },
@@ -479,18 +597,97 @@ async fn a_refused_credential_is_retried_not_fatal() {
 }
 
 #[tokio::test]
+async fn a_wrong_fingerprint_is_refused_before_registering() {
+    let h = Harness::new();
+    let server = h.server("127.0.0.1:0".parse().expect("addr")).await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let cfg = config(server.addr, state.path());
+    let mut args = h.register_args(server.addr);
+    args.ca_fingerprint = format!("sha256:{}", "00".repeat(32));
+    let err = register(&args, &IdentityStore::new(cfg.identity_path()))
+        .await
+        .expect_err("wrong fingerprint");
+    assert!(err.to_string().contains("refusing to trust it"), "{err}");
+    assert_eq!(err.exit_code(), 64);
+    assert_eq!(h.registrations.load(Ordering::SeqCst), 0);
+    assert!(!state.path().join("key.pem").exists());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_certificate_is_renewed_and_the_session_reconnects_with_it() {
+    // Certificates of 3 s: renewal is due after 2 s.
+    let mut h = Harness::with_validity(Duration::from_secs(3));
+    let server = h.server("127.0.0.1:0".parse().expect("addr")).await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let cfg = config(server.addr, state.path());
+    h.provision(&cfg, "test");
+    let before = std::fs::read_to_string(state.path().join("cert.pem")).expect("cert");
+    let key_before = std::fs::read_to_string(state.path().join("key.pem")).expect("key");
+
+    let agent = start_agent(&cfg);
+    let _ = h.expect_hello().await;
+    let mut desired = agent.desired_state();
+    tokio::time::timeout(WAIT, desired.wait_for(Option::is_some))
+        .await
+        .expect("desired state in time")
+        .expect("session alive");
+    loop {
+        match h.next().await {
+            Event::Renewed => break,
+            Event::Heartbeat(_) => continue,
+            other => panic!("expected the renewal, got {other:?}"),
+        }
+    }
+    // The session closes the old stream and reconnects with the new
+    // certificate: a new Hello.
+    loop {
+        match h.next_non_heartbeat().await {
+            Event::StreamEnded => continue,
+            Event::Hello(_) => break,
+            other => panic!("expected a new Hello, got {other:?}"),
+        }
+    }
+    wait_for_state(&agent, "Connected", |s| {
+        matches!(s, ConnectionState::Connected { .. })
+    })
+    .await;
+    let after = std::fs::read_to_string(state.path().join("cert.pem")).expect("cert");
+    assert_ne!(before, after, "a new certificate");
+    assert_eq!(
+        key_before,
+        std::fs::read_to_string(state.path().join("key.pem")).expect("key"),
+        "the same key"
+    );
+    let der = |pem: &str| {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+            .expect("pem")
+            .to_vec()
+    };
+    let (old, new) = (
+        berth_scheduler::tls::peer_identity(&der(&before)).expect("old"),
+        berth_scheduler::tls::peer_identity(&der(&after)).expect("new"),
+    );
+    assert_eq!(
+        (old.instance_id.as_str(), old.cluster.as_str()),
+        (new.instance_id.as_str(), new.cluster.as_str()),
+        "the same identity"
+    );
+    assert_ne!(old.serial, new.serial);
+    // The desired state (the tasks) outlived the reconnect.
+    assert!(agent.desired_state().borrow().is_some());
+    assert_eq!(h.registrations.load(Ordering::SeqCst), 0);
+    agent.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_persisted_identity_of_another_cluster_stops_the_agent_with_64() {
+    let h = Harness::new();
     let state = tempfile::tempdir().expect("tempdir");
     let cfg = config(free_addr().await, state.path());
-    IdentityStore::new(cfg.identity_path())
-        .save(&Identity {
-            cluster: "other".into(),
-            container_instance_id: INSTANCE_ID.into(),
-            container_instance_arn: instance_arn("other"),
-            cluster_arn: "arn:berth:ecs:local:000000000000:cluster/other".into(),
-            credential: CREDENTIAL.into(),
-        })
-        .expect("save identity");
+    h.provision(&cfg, "other");
     let err = Agent::start(&cfg, HostProbe::new(&cfg)).expect_err("cluster mismatch");
     assert_eq!(err.exit_code(), 64);
     assert!(err.to_string().contains("\"other\""), "{err}");

@@ -4,8 +4,9 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    audit::AuditCommand, cluster::ClusterCommand, instance::InstanceCommand, login::LoginArgs,
-    task::TaskCommand, taskdef::TaskdefCommand, token::TokenCommand,
+    activation::ActivationCommand, audit::AuditCommand, cluster::ClusterCommand,
+    instance::InstanceCommand, login::LoginArgs, task::TaskCommand, taskdef::TaskdefCommand,
+    token::TokenCommand,
 };
 use crate::output::OutputFormat;
 
@@ -22,9 +23,12 @@ pub struct Cli {
 /// Options every command takes, before or after the subcommand.
 #[derive(Clone, Default, PartialEq, Eq, Args)]
 pub struct GlobalArgs {
-    /// Scheduler URL [env: BERTH_ENDPOINT, config `endpoint`; default: http://127.0.0.1:7400]
+    /// Scheduler URL [env: BERTH_ENDPOINT, config `endpoint`; default: https://127.0.0.1:7400]
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint: Option<String>,
+    /// The cluster CA to trust, a PEM file [env: BERTH_CA_CERT, config `ca_cert`]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_cert: Option<String>,
     /// Operator token, berth_<id>_<secret> [env: BERTH_TOKEN, config `token`]
     #[arg(long, global = true, value_name = "TOKEN")]
     pub token: Option<String>,
@@ -38,6 +42,7 @@ impl std::fmt::Debug for GlobalArgs {
         // The token is a secret: its presence only.
         let mut d = f.debug_struct("GlobalArgs");
         d.field("endpoint", &self.endpoint);
+        d.field("ca_cert", &self.ca_cert);
         if self.token.is_some() {
             d.field("token", &"<redacted>");
         }
@@ -47,6 +52,9 @@ impl std::fmt::Debug for GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create, list and revoke activations (codes that let hosts join a cluster)
+    #[command(subcommand)]
+    Activation(ActivationCommand),
     /// Create, list, describe and delete clusters
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -61,7 +69,7 @@ pub enum Command {
     Task(TaskCommand),
     /// Print berthctl's version and the scheduler's
     Version,
-    /// Check a token against a scheduler and save both in the config file (0600)
+    /// Pin the scheduler's CA, check a token and save them in the config file (0600)
     Login(LoginArgs),
     /// Create, list and revoke operator tokens (admin)
     #[command(subcommand)]
@@ -95,19 +103,19 @@ mod tests {
     fn global_options() {
         check(
             "cluster ls",
-            expect![[r#"GlobalArgs { endpoint: None, output: Table } Cluster(Ls)"#]],
+            expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Cluster(Ls)"#]],
         );
         check(
             "--endpoint http://s:7400 -o json cluster ls",
             expect![[
-                r#"GlobalArgs { endpoint: Some("http://s:7400"), output: Json } Cluster(Ls)"#
+                r#"GlobalArgs { endpoint: Some("http://s:7400"), ca_cert: None, output: Json } Cluster(Ls)"#
             ]],
         );
         // Global options may follow the subcommand too.
         check(
             "cluster ls --output json --endpoint http://s:7400",
             expect![[
-                r#"GlobalArgs { endpoint: Some("http://s:7400"), output: Json } Cluster(Ls)"#
+                r#"GlobalArgs { endpoint: Some("http://s:7400"), ca_cert: None, output: Json } Cluster(Ls)"#
             ]],
         );
         check(
@@ -127,7 +135,7 @@ mod tests {
         check(
             "cluster create prod",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Cluster(Create { name: "prod" })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Cluster(Create { name: "prod" })"#
             ]],
         );
         check(
@@ -137,19 +145,19 @@ mod tests {
         check(
             "cluster describe",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Cluster(Describe { names: [], cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Cluster(Describe { names: [], cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
             "cluster describe a b",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Cluster(Describe { names: ["a", "b"], cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Cluster(Describe { names: ["a", "b"], cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
             "cluster describe --cluster prod",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Cluster(Describe { names: [], cluster: ClusterArg { cluster: Some("prod") } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Cluster(Describe { names: [], cluster: ClusterArg { cluster: Some("prod") } })"#
             ]],
         );
         check(
@@ -159,7 +167,7 @@ mod tests {
         check(
             "cluster delete prod",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Cluster(Delete { name: "prod" })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Cluster(Delete { name: "prod" })"#
             ]],
         );
     }
@@ -169,13 +177,13 @@ mod tests {
         check(
             "taskdef register -f web.json",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Register { file: "web.json" })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Register { file: "web.json" })"#
             ]],
         );
         check(
             "taskdef register --file -",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Register { file: "-" })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Register { file: "-" })"#
             ]],
         );
         check(
@@ -185,13 +193,13 @@ mod tests {
         check(
             "taskdef ls",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Ls { family: None, status: None })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Ls { family: None, status: None })"#
             ]],
         );
         check(
             "taskdef ls --family web --status inactive",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Ls { family: Some("web"), status: Some(Inactive) })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Ls { family: Some("web"), status: Some(Inactive) })"#
             ]],
         );
         check(
@@ -201,19 +209,19 @@ mod tests {
         check(
             "taskdef families --prefix we --status ALL",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Families { prefix: Some("we"), status: Some(All) })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Families { prefix: Some("we"), status: Some(All) })"#
             ]],
         );
         check(
             "taskdef describe web",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Describe { task_definition: TaskDefRef { family: "web", revision: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Describe { task_definition: TaskDefRef { family: "web", revision: None } })"#
             ]],
         );
         check(
             "taskdef describe arn:berth:ecs:local:0:task-definition/web:7",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Describe { task_definition: TaskDefRef { family: "web", revision: Some(7) } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Describe { task_definition: TaskDefRef { family: "web", revision: Some(7) } })"#
             ]],
         );
         check(
@@ -223,7 +231,7 @@ mod tests {
         check(
             "taskdef deregister web:3",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Taskdef(Deregister { task_definition: TaskDefRef { family: "web", revision: Some(3) } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Deregister { task_definition: TaskDefRef { family: "web", revision: Some(3) } })"#
             ]],
         );
         check(
@@ -237,19 +245,19 @@ mod tests {
         check(
             "instance ls",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Instance(Ls { cluster: ClusterArg { cluster: None }, status: None })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Instance(Ls { cluster: ClusterArg { cluster: None }, status: None })"#
             ]],
         );
         check(
             "instance ls --cluster prod --status draining",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Instance(Ls { cluster: ClusterArg { cluster: Some("prod") }, status: Some(Draining) })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Instance(Ls { cluster: ClusterArg { cluster: Some("prod") }, status: Some(Draining) })"#
             ]],
         );
         check(
             "instance describe 4f1c9a7e --cluster prod -o json",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Json } Instance(Describe { ids: ["4f1c9a7e"], cluster: ClusterArg { cluster: Some("prod") } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Json } Instance(Describe { ids: ["4f1c9a7e"], cluster: ClusterArg { cluster: Some("prod") } })"#
             ]],
         );
         check(
@@ -258,7 +266,7 @@ mod tests {
         );
         check(
             "version",
-            expect![[r#"GlobalArgs { endpoint: None, output: Table } Version"#]],
+            expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Version"#]],
         );
     }
 
@@ -274,13 +282,13 @@ mod tests {
                 "0F".repeat(32)
             ),
             expect![[
-                r#"GlobalArgs { endpoint: None, token: "<redacted>", output: Table } Login(LoginArgs { ca_fingerprint: Some("sha256:0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f") })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, token: "<redacted>", output: Table } Login(LoginArgs { ca_fingerprint: Some("sha256:0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f") })"#
             ]],
         );
         check(
             "token create ci --role read-only --expires 30d",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Token(Create { name: "ci", role: ReadOnly, expires: Some(2592000s) })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Token(Create { name: "ci", role: ReadOnly, expires: Some(2592000s) })"#
             ]],
         );
         check(
@@ -293,18 +301,18 @@ mod tests {
         );
         check(
             "token ls",
-            expect![[r#"GlobalArgs { endpoint: None, output: Table } Token(Ls)"#]],
+            expect!["GlobalArgs { endpoint: None, ca_cert: None, output: Table } Token(Ls)"],
         );
         check(
             "token revoke 0a1b2c",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Token(Revoke { id: "0a1b2c" })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Token(Revoke { id: "0a1b2c" })"#
             ]],
         );
         check(
             "audit ls --since 1h --limit 5 --method CreateCluster --who ci",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Audit(Ls { since: Some(3600s), limit: Some(5), method: Some("CreateCluster"), who: Some("ci") })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Audit(Ls { since: Some(3600s), limit: Some(5), method: Some("CreateCluster"), who: Some("ci") })"#
             ]],
         );
     }
@@ -314,13 +322,13 @@ mod tests {
         check(
             "task start --taskdef web:3 --instance 4f1c --count 2",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Task(Start { task_definition: TaskDefRef { family: "web", revision: Some(3) }, instances: ["4f1c"], count: 2, group: None, started_by: None, cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Task(Start { task_definition: TaskDefRef { family: "web", revision: Some(3) }, instances: ["4f1c"], count: 2, group: None, started_by: None, cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
             "task start --taskdef web --instance a --instance b --group g --started-by ci",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Task(Start { task_definition: TaskDefRef { family: "web", revision: None }, instances: ["a", "b"], count: 1, group: Some("g"), started_by: Some("ci"), cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Task(Start { task_definition: TaskDefRef { family: "web", revision: None }, instances: ["a", "b"], count: 1, group: Some("g"), started_by: Some("ci"), cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
@@ -334,25 +342,25 @@ mod tests {
         check(
             "task ls --instance a --family web --desired-status stopped",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Task(Ls { instance: Some("a"), family: Some("web"), desired_status: Some(Stopped), cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Task(Ls { instance: Some("a"), family: Some("web"), desired_status: Some(Stopped), cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
             "task describe 0a1b -o json",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Json } Task(Describe { ids: ["0a1b"], cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Json } Task(Describe { ids: ["0a1b"], cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
             "task stop 0a1b --reason done",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Task(Stop { id: "0a1b", reason: Some("done"), cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Task(Stop { id: "0a1b", reason: Some("done"), cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
             "task logs 0a1b -c web -f --tail 20 --since 10m",
             expect![[
-                r#"GlobalArgs { endpoint: None, output: Table } Task(Logs { id: "0a1b", container: Some("web"), follow: true, tail: Some(20), since: Some(600s), cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Task(Logs { id: "0a1b", container: Some("web"), follow: true, tail: Some(20), since: Some(600s), cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(

@@ -1,7 +1,9 @@
 //! Where the scheduler is and how to reach it.
 //!
 //! The endpoint comes from, in order: `--endpoint`, `BERTH_ENDPOINT`,
-//! `endpoint` in the config file, `http://127.0.0.1:7400`. The default
+//! `endpoint` in the config file, `https://127.0.0.1:7400`. The scheduler
+//! speaks TLS only; berthctl trusts exactly one CA, from `--ca-cert`,
+//! `BERTH_CA_CERT` or `ca_cert` in the config file (a path or the PEM). The default
 //! cluster from `BERTH_CLUSTER`, `cluster` in the config file, `default`
 //! (a command's `--cluster` beats all of them). The operator token from
 //! `--token`, `BERTH_TOKEN`, `token` in the config file; none is sent when
@@ -17,11 +19,13 @@ use berth_proto::auth::BearerToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+use berth_proto::trust;
+
 use crate::config::{config_path, Config};
 use crate::env::{self, Env};
 use crate::error::{CtlError, Target};
 
-pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7400";
+pub const DEFAULT_ENDPOINT: &str = "https://127.0.0.1:7400";
 pub const DEFAULT_CLUSTER: &str = "default";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -59,6 +63,8 @@ pub struct Settings {
     pub endpoint_origin: Origin,
     /// The cluster for commands run without `--cluster`.
     pub default_cluster: String,
+    /// The CA to trust (a path or PEM) and where that came from.
+    pub ca_cert: Option<(String, String)>,
     /// The operator token sent with every call, if any.
     pub token: Option<String>,
     /// The config file, when there is a home to put it in.
@@ -71,6 +77,7 @@ impl std::fmt::Debug for Settings {
             .field("endpoint", &self.endpoint)
             .field("endpoint_origin", &self.endpoint_origin)
             .field("default_cluster", &self.default_cluster)
+            .field("ca_cert", &self.ca_cert)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -79,8 +86,21 @@ impl std::fmt::Debug for Settings {
 impl Settings {
     /// Resolves the settings from the `--endpoint` flag, the environment and
     /// the config file (read from `config_file`, when there is one).
+    #[cfg(test)]
     pub fn resolve(
         endpoint_flag: Option<&str>,
+        token_flag: Option<&str>,
+        env: &Env,
+        config: &Config,
+        config_file: Option<PathBuf>,
+    ) -> Self {
+        Self::resolve_with_ca(endpoint_flag, None, token_flag, env, config, config_file)
+    }
+
+    /// [`resolve`](Self::resolve) with the `--ca-cert` flag.
+    pub fn resolve_with_ca(
+        endpoint_flag: Option<&str>,
+        ca_flag: Option<&str>,
         token_flag: Option<&str>,
         env: &Env,
         config: &Config,
@@ -101,6 +121,19 @@ impl Settings {
             .map(str::to_owned)
             .or_else(|| non_empty(&config.cluster))
             .unwrap_or_else(|| DEFAULT_CLUSTER.to_owned());
+        let ca_cert = if let Some(c) = ca_flag.filter(|c| !c.is_empty()) {
+            Some((c.to_owned(), "--ca-cert".to_owned()))
+        } else if let Some(c) = env.get(env::BERTH_CA_CERT) {
+            Some((c.to_owned(), env::BERTH_CA_CERT.to_owned()))
+        } else {
+            non_empty(&config.ca_cert).map(|c| {
+                let origin = config_file.as_ref().map_or_else(
+                    || "`ca_cert` in the config file".to_owned(),
+                    |p| format!("`ca_cert` in {}", p.display()),
+                );
+                (c, origin)
+            })
+        };
         let token = token_flag
             .filter(|t| !t.is_empty())
             .or_else(|| env.get(env::BERTH_TOKEN))
@@ -110,6 +143,7 @@ impl Settings {
             endpoint,
             endpoint_origin,
             default_cluster,
+            ca_cert,
             token,
             config_file,
         }
@@ -118,6 +152,7 @@ impl Settings {
     /// Reads the config file named by `env` and resolves the settings.
     pub fn load(
         endpoint_flag: Option<&str>,
+        ca_flag: Option<&str>,
         token_flag: Option<&str>,
         env: &Env,
     ) -> Result<Self, CtlError> {
@@ -126,7 +161,34 @@ impl Settings {
             Some(p) => Config::load(p)?,
             None => Config::default(),
         };
-        Ok(Self::resolve(endpoint_flag, token_flag, env, &config, path))
+        Ok(Self::resolve_with_ca(
+            endpoint_flag,
+            ca_flag,
+            token_flag,
+            env,
+            &config,
+            path,
+        ))
+    }
+
+    /// The PEM of the CA to trust.
+    pub fn ca_pem(&self) -> Result<String, CtlError> {
+        let (value, origin) = self.ca_cert.as_ref().ok_or_else(|| CtlError::NoCa {
+            endpoint: self.endpoint.clone(),
+        })?;
+        let pem = if value.trim_start().starts_with("-----BEGIN") {
+            value.clone()
+        } else {
+            std::fs::read_to_string(value).map_err(|source| CtlError::ReadFile {
+                path: value.clone(),
+                source,
+            })?
+        };
+        trust::fingerprint_pem(&pem).map_err(|e| CtlError::InvalidCa {
+            origin: format!("set by {origin}"),
+            reason: e.to_string(),
+        })?;
+        Ok(pem)
     }
 
     /// The endpoint and where it came from, for error messages.
@@ -144,9 +206,9 @@ impl Settings {
     }
 }
 
-/// Checks an endpoint and prepares the connection. `host:port` without a
-/// scheme means `http://host:port`.
-pub fn endpoint(url: &str) -> Result<Endpoint, CtlError> {
+/// Checks an endpoint (`host:port` without a scheme means
+/// `https://host:port`) and returns it in full.
+pub fn endpoint_url(url: &str) -> Result<String, CtlError> {
     let invalid = |reason: &str| CtlError::InvalidEndpoint {
         endpoint: url.to_owned(),
         reason: reason.to_owned(),
@@ -154,28 +216,35 @@ pub fn endpoint(url: &str) -> Result<Endpoint, CtlError> {
     let full = if url.contains("://") {
         url.to_owned()
     } else {
-        format!("http://{url}")
+        format!("https://{url}")
     };
-    let ep = Endpoint::from_shared(full).map_err(|_| invalid("not a URL"))?;
+    let ep = Endpoint::from_shared(full.clone()).map_err(|_| invalid("not a URL"))?;
     match ep.uri().scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(invalid(
-                "https is not supported yet: the scheduler's operator API speaks plain \
-                 HTTP/2, use http://",
-            ))
-        }
-        _ => return Err(invalid("the scheme must be http://")),
+        Some("https") => {}
+        Some("http") => return Err(invalid("the scheduler speaks TLS only: use https://")),
+        _ => return Err(invalid("the scheme must be https://")),
     }
     if ep.uri().host().is_none_or(str::is_empty) {
         return Err(invalid("it names no host"));
     }
+    Ok(full)
+}
+
+/// Prepares a TLS connection to `url` that trusts only `ca_pem`.
+pub fn endpoint(url: &str, ca_pem: &str) -> Result<Endpoint, CtlError> {
+    let full = endpoint_url(url)?;
+    let ep = trust::endpoint(&full, ca_pem, None).map_err(|e| CtlError::InvalidEndpoint {
+        endpoint: url.to_owned(),
+        reason: e.to_string(),
+    })?;
     Ok(ep.connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT))
 }
 
-/// Connects to the scheduler at `target`; every call carries `token`.
-pub async fn connect(target: &Target, token: Option<&str>) -> Result<Conn, CtlError> {
-    let channel = endpoint(&target.url)?
+/// Connects to the scheduler at `target`, trusting `ca_pem`; every call
+/// carries `token`.
+pub async fn connect(target: &Target, ca_pem: &str, token: Option<&str>) -> Result<Conn, CtlError> {
+    trust::install_crypto_provider();
+    let channel = endpoint(&target.url, ca_pem)?
         .connect()
         .await
         .map_err(|e| CtlError::Unreachable {
@@ -289,44 +358,84 @@ mod tests {
         .unwrap();
         let xdg = xdg.display().to_string();
         let env = Env::from_pairs([("XDG_CONFIG_HOME", xdg.as_str()), ("HOME", "/nonexistent")]);
-        let s = Settings::load(None, None, &env).unwrap();
+        let s = Settings::load(None, None, None, &env).unwrap();
         assert_eq!(s.endpoint, "http://10.1.2.3:7400");
         assert_eq!(s.default_cluster, "prod");
 
         // No config file at all: defaults.
         let env = Env::from_pairs([("HOME", "/nonexistent")]);
-        let s = Settings::load(None, None, &env).unwrap();
+        let s = Settings::load(None, None, None, &env).unwrap();
         assert_eq!(s.endpoint, DEFAULT_ENDPOINT);
+    }
+
+    /// A CA certificate (PEM) for tests.
+    pub(crate) fn test_ca() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::default();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.self_signed(&key).unwrap().pem()
     }
 
     #[test]
     fn endpoints_are_checked_before_connecting() {
         assert_eq!(
-            endpoint("http://10.0.0.5:7400").unwrap().uri().to_string(),
-            "http://10.0.0.5:7400/"
+            endpoint_url("https://10.0.0.5:7400").unwrap(),
+            "https://10.0.0.5:7400"
         );
         assert_eq!(
-            endpoint("sched.internal:7400").unwrap().uri().to_string(),
-            "http://sched.internal:7400/"
+            endpoint("sched.internal:7400", &test_ca())
+                .unwrap()
+                .uri()
+                .to_string(),
+            "https://sched.internal:7400/"
         );
-        let err = |u: &str| endpoint(u).unwrap_err().render();
+        let err = |u: &str| endpoint_url(u).unwrap_err().render();
         assert_eq!(
-            err("https://x:7400"),
-            "error: invalid endpoint \"https://x:7400\": https is not supported yet: the \
-             scheduler's operator API speaks plain HTTP/2, use http://"
+            err("http://x:7400"),
+            "error: invalid endpoint \"http://x:7400\": the scheduler speaks TLS only: use \
+             https://"
         );
         assert_eq!(
             err("ftp://x"),
-            "error: invalid endpoint \"ftp://x\": the scheme must be http://"
+            "error: invalid endpoint \"ftp://x\": the scheme must be https://"
         );
         assert_eq!(
-            err("http://"),
-            "error: invalid endpoint \"http://\": not a URL"
+            err("https://"),
+            "error: invalid endpoint \"https://\": not a URL"
         );
         assert_eq!(
-            endpoint("a b").unwrap_err().exit_code(),
+            endpoint_url("a b").unwrap_err().exit_code(),
             crate::error::EXIT_USAGE
         );
+    }
+
+    #[test]
+    fn the_ca_comes_from_flag_env_or_config_as_a_path_or_pem() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = test_ca();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, &pem).unwrap();
+        let path = path.display().to_string();
+        let mut config = cfg(None, None);
+        config.ca_cert = Some(pem.clone());
+        let env = Env::from_pairs([("BERTH_CA_CERT", path.as_str())]);
+
+        let s =
+            Settings::resolve_with_ca(None, Some(&path), None, &Env::default(), &config, file());
+        assert_eq!(s.ca_cert.as_ref().unwrap().1, "--ca-cert");
+        assert_eq!(s.ca_pem().unwrap(), pem);
+        let s = Settings::resolve_with_ca(None, None, None, &env, &config, file());
+        assert_eq!(s.ca_cert.as_ref().unwrap().1, "BERTH_CA_CERT");
+        let s = Settings::resolve_with_ca(None, None, None, &Env::default(), &config, file());
+        assert_eq!(s.ca_pem().unwrap(), pem, "inline PEM in the config");
+        let s = Settings::resolve(None, None, &Env::default(), &cfg(None, None), file());
+        let err = s.ca_pem().unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::EXIT_USAGE);
+        assert!(err.render().contains("berthctl login"), "{}", err.render());
+        let mut bad = cfg(None, None);
+        bad.ca_cert = Some("-----BEGIN CERTIFICATE-----\nnope\n".into());
+        let s = Settings::resolve(None, None, &Env::default(), &bad, file());
+        assert!(s.ca_pem().is_err());
     }
 
     #[tokio::test]
@@ -336,10 +445,12 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!("https://127.0.0.1:{port}");
         let env = Env::from_pairs([("BERTH_ENDPOINT", url.as_str())]);
         let settings = Settings::resolve(None, None, &env, &Config::default(), None);
-        let err = connect(&settings.target(), None).await.unwrap_err();
+        let err = connect(&settings.target(), &test_ca(), None)
+            .await
+            .unwrap_err();
         assert_eq!(err.exit_code(), crate::error::EXIT_UNREACHABLE);
         let text = err.render();
         assert!(

@@ -2,8 +2,10 @@
 //! `~/.config/berth/config.toml`; `BERTH_CONFIG` names another file).
 //!
 //! ```toml
-//! endpoint = "http://10.0.0.5:7400"
+//! endpoint = "https://10.0.0.5:7400"
 //! cluster = "prod"
+//! # The cluster CA to trust: a path or the PEM itself (`berthctl login` writes the PEM).
+//! ca_cert = "/home/ann/.config/berth/ca.pem"
 //! token = "berth_<id>_<secret>"
 //! ca_fingerprint = "sha256:<hex>"
 //! ```
@@ -31,10 +33,15 @@ pub struct Config {
     /// Default cluster used when neither `--cluster` nor `BERTH_CLUSTER` is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+    /// The cluster CA to trust when neither `--ca-cert` nor `BERTH_CA_CERT`
+    /// is set: a PEM file's path or the PEM text itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
     /// Operator token used when neither `--token` nor `BERTH_TOKEN` is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    /// The cluster CA's fingerprint, `sha256:<hex>`, as `login` was given it.
+    /// The cluster CA's fingerprint, `sha256:<hex>`, as `login` was given it
+    /// (a record of what was verified; `ca_cert` is what is trusted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_fingerprint: Option<String>,
 }
@@ -44,6 +51,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("endpoint", &self.endpoint)
             .field("cluster", &self.cluster)
+            .field("ca_cert", &self.ca_cert)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("ca_fingerprint", &self.ca_fingerprint)
             .finish()
@@ -166,9 +174,10 @@ mod tests {
     fn parses_known_keys() {
         let c = Config::parse(
             Path::new("c.toml"),
-            "endpoint = \"http://10.0.0.5:7400\"\ncluster = \"prod\"\n",
+            "endpoint = \"http://10.0.0.5:7400\"\ncluster = \"prod\"\nca_cert = \"/x/ca.pem\"\n",
         )
         .unwrap();
+        assert_eq!(c.ca_cert.as_deref(), Some("/x/ca.pem"));
         assert_eq!(c.endpoint.as_deref(), Some("http://10.0.0.5:7400"));
         assert_eq!(c.cluster.as_deref(), Some("prod"));
         assert_eq!(
@@ -185,7 +194,7 @@ mod tests {
         )
         .unwrap_err();
         expect![[r#"
-            error: invalid config file /home/ann/.config/berth/config.toml: unknown field `endpont`, expected one of `endpoint`, `cluster`, `token`, `ca_fingerprint`"#]]
+            error: invalid config file /home/ann/.config/berth/config.toml: unknown field `endpont`, expected one of `endpoint`, `cluster`, `ca_cert`, `token`, `ca_fingerprint`"#]]
         .assert_eq(&err.render());
     }
 
@@ -195,10 +204,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cfg/berth/config.toml");
         let c = Config {
-            endpoint: Some("http://10.0.0.5:7400".into()),
+            endpoint: Some("https://10.0.0.5:7400".into()),
             cluster: Some("prod".into()),
+            ca_cert: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
             token: Some("berth_abcd_secret".into()),
-            ca_fingerprint: None,
+            ca_fingerprint: Some(format!("sha256:{}", "ab".repeat(32))),
         };
         c.save(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 /// Scheduler endpoint, e.g. `http://10.0.0.5:7400`.
 pub const BERTH_ENDPOINT: &str = "BERTH_ENDPOINT";
+/// The cluster CA berthctl trusts: a PEM file's path, or the PEM itself.
+pub const BERTH_CA_CERT: &str = "BERTH_CA_CERT";
 /// Default cluster for commands that take `--cluster`.
 pub const BERTH_CLUSTER: &str = "BERTH_CLUSTER";
 /// Operator token, `berth_<id>_<secret>`.

@@ -91,6 +91,17 @@ pub enum CtlError {
     #[error("invalid endpoint {endpoint:?}: {reason}")]
     InvalidEndpoint { endpoint: String, reason: String },
 
+    /// No cluster CA to trust: berthctl never talks TLS without one.
+    #[error("no cluster CA to trust for {endpoint}")]
+    NoCa { endpoint: String },
+
+    #[error("invalid CA certificate ({origin}): {reason}")]
+    InvalidCa { origin: String, reason: String },
+
+    /// `login` could not fetch and verify the cluster CA.
+    #[error("cannot pin the cluster CA of {endpoint}: {reason}")]
+    UntrustedCa { endpoint: String, reason: String },
+
     #[error("cannot read {path}: {source}")]
     ReadFile {
         path: String,
@@ -198,7 +209,10 @@ impl CtlError {
             Self::Unreachable { .. } | Self::Timeout { .. } | Self::NotAScheduler { .. } => {
                 EXIT_UNREACHABLE
             }
-            Self::InvalidEndpoint { .. } | Self::Usage(_) => EXIT_USAGE,
+            Self::InvalidEndpoint { .. }
+            | Self::NoCa { .. }
+            | Self::InvalidCa { .. }
+            | Self::Usage(_) => EXIT_USAGE,
             _ => EXIT_ERROR,
         }
     }
@@ -206,6 +220,16 @@ impl CtlError {
     /// A next step for the operator, when there is an obvious one.
     pub fn hint(&self) -> Option<String> {
         match self {
+            Self::UntrustedCa { .. } => Some(
+                "compare --ca-fingerprint with the `cluster CA fingerprint` line the \
+                 scheduler prints at start"
+                    .to_owned(),
+            ),
+            Self::NoCa { .. } => Some(
+                "run `berthctl login`, or pass the CA with --ca-cert FILE or BERTH_CA_CERT \
+                 (the scheduler keeps it in <data_dir>/tls/ca.pem)"
+                    .to_owned(),
+            ),
             Self::Unreachable { target, .. }
             | Self::Timeout { target, .. }
             | Self::NotAScheduler { target, .. } => Some(format!(

@@ -6,10 +6,12 @@
 //!   validation (every error at once, each naming its JSON path).
 //! - [`arn`]: ECS-shaped ARNs.
 //! - [`auth`]: the operator token's wire form (`authorization: Bearer ...`).
+//! - [`trust`]: the clients' side of TLS: CA fingerprints, fetching and pinning the cluster CA.
 
 pub mod arn;
 pub mod auth;
 pub mod taskdef;
+pub mod trust;
 
 /// Generated code of the `berth.v1` protobuf package.
 #[allow(clippy::all, missing_docs)]
@@ -21,10 +23,6 @@ pub mod v1 {
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/berth_descriptor.bin"));
 }
-
-/// gRPC metadata key carrying an agent's credential on `AgentService.Connect`
-/// (until mutual TLS gives the identity from the client certificate).
-pub const AGENT_CREDENTIAL_HEADER: &str = "x-berth-agent-credential";
 
 /// Environment variable holding the daemons' log filter (tracing's
 /// `EnvFilter` syntax, e.g. `info,berth_scheduler=debug`).

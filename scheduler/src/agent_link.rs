@@ -70,8 +70,18 @@ pub struct LogQuery {
 /// Messages the API asks an agent's stream to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
-    LogRequest { request_id: u64, query: LogQuery },
-    LogCancel { request_id: u64 },
+    LogRequest {
+        request_id: u64,
+        query: LogQuery,
+    },
+    LogCancel {
+        request_id: u64,
+    },
+    /// End the stream with PermissionDenied (the instance was deregistered
+    /// and its certificates revoked).
+    Close {
+        reason: String,
+    },
 }
 
 /// One line of container output.

@@ -12,6 +12,8 @@ use std::time::Duration;
 use berth_proto::arn::ArnPrefix;
 use serde::Deserialize;
 
+use crate::tls::TlsSettings;
+
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/scheduler.toml";
 pub const ENV_LISTEN: &str = "BERTH_LISTEN";
 pub const ENV_DATA_DIR: &str = "BERTH_DATA_DIR";
@@ -21,6 +23,14 @@ pub const ENV_ARN_REGION: &str = "BERTH_ARN_REGION";
 pub const ENV_ARN_ACCOUNT: &str = "BERTH_ARN_ACCOUNT";
 pub const ENV_HEARTBEAT_INTERVAL: &str = "BERTH_HEARTBEAT_INTERVAL";
 pub const ENV_HEARTBEAT_TTL: &str = "BERTH_HEARTBEAT_TTL";
+/// Comma-separated extra names of the serving certificate.
+pub const ENV_TLS_SERVER_NAMES: &str = "BERTH_TLS_SERVER_NAMES";
+pub const ENV_TLS_CA_CERT: &str = "BERTH_TLS_CA_CERT";
+pub const ENV_TLS_CA_KEY: &str = "BERTH_TLS_CA_KEY";
+pub const ENV_TLS_SERVER_CERT: &str = "BERTH_TLS_SERVER_CERT";
+pub const ENV_TLS_SERVER_KEY: &str = "BERTH_TLS_SERVER_KEY";
+/// Lifetime of agents' client certificates, e.g. "30d".
+pub const ENV_TLS_CERT_VALIDITY: &str = "BERTH_TLS_CERT_VALIDITY";
 /// The admin token to create at the first start (no token in the store
 /// yet), `berth_<id>_<secret>`; unset: one is generated and printed once.
 pub const ENV_BOOTSTRAP_TOKEN: &str = "BERTH_BOOTSTRAP_TOKEN";
@@ -67,6 +77,22 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     arn: Option<FileArn>,
     agents: Option<FileAgents>,
+    tls: Option<FileTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    /// Extra DNS names or IP addresses of the serving certificate.
+    server_names: Option<Vec<String>>,
+    /// An operator's CA, replacing the one generated in `<data_dir>/tls`.
+    ca_cert: Option<PathBuf>,
+    ca_key: Option<PathBuf>,
+    /// An operator's serving certificate, replacing the issued one.
+    server_cert: Option<PathBuf>,
+    server_key: Option<PathBuf>,
+    /// Lifetime of agents' certificates, e.g. "30d".
+    cert_validity: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,6 +129,7 @@ pub struct Config {
     pub arn: ArnPrefix,
     pub heartbeat_interval: Duration,
     pub heartbeat_ttl: Duration,
+    pub tls: TlsSettings,
     /// From [`ENV_BOOTSTRAP_TOKEN`] only (a secret has no place in a file).
     pub bootstrap_token: Option<crate::auth::Token>,
 }
@@ -118,6 +145,7 @@ impl Config {
             arn: ArnPrefix::default(),
             heartbeat_interval: Duration::from_millis(200),
             heartbeat_ttl: Duration::from_secs(1),
+            tls: TlsSettings::default(),
             bootstrap_token: None,
         }
     }
@@ -244,6 +272,7 @@ impl Config {
                 ),
             ));
         }
+        let tls = resolve_tls(file.tls.unwrap_or_default(), env)?;
         let bootstrap_token = env
             .get(ENV_BOOTSTRAP_TOKEN)
             .filter(|t| !t.is_empty())
@@ -257,9 +286,87 @@ impl Config {
             arn,
             heartbeat_interval,
             heartbeat_ttl,
+            tls,
             bootstrap_token,
         })
     }
+}
+
+fn resolve_tls(file: FileTls, env: &HashMap<String, String>) -> Result<TlsSettings, ConfigError> {
+    let path = |key: &str, file: Option<PathBuf>| {
+        env.get(key)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or(file)
+    };
+    let server_names = match env.get(ENV_TLS_SERVER_NAMES) {
+        Some(v) => v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        None => file.server_names.unwrap_or_default(),
+    };
+    for n in &server_names {
+        let ok = n.parse::<std::net::IpAddr>().is_ok()
+            || (!n.is_empty()
+                && n.len() <= 253
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.*".contains(c)));
+        if !ok {
+            return Err(invalid(
+                "tls.server_names",
+                format!("{n:?} is neither a DNS name nor an IP address"),
+            ));
+        }
+    }
+    let pair = |a: &str, ka: &str, fa, b: &str, kb: &str, fb| match (path(ka, fa), path(kb, fb)) {
+        (Some(x), Some(y)) => Ok(Some((x, y))),
+        (None, None) => Ok(None),
+        _ => Err(invalid(
+            &format!("tls.{a}"),
+            format!("tls.{a} and tls.{b} must be set together"),
+        )),
+    };
+    let ca = pair(
+        "ca_cert",
+        ENV_TLS_CA_CERT,
+        file.ca_cert,
+        "ca_key",
+        ENV_TLS_CA_KEY,
+        file.ca_key,
+    )?;
+    let server = pair(
+        "server_cert",
+        ENV_TLS_SERVER_CERT,
+        file.server_cert,
+        "server_key",
+        ENV_TLS_SERVER_KEY,
+        file.server_key,
+    )?;
+    let client_validity = match env
+        .get(ENV_TLS_CERT_VALIDITY)
+        .cloned()
+        .or(file.cert_validity)
+    {
+        None => crate::tls::DEFAULT_CLIENT_VALIDITY,
+        Some(s) => humantime::parse_duration(&s).map_err(|e| {
+            invalid(
+                "tls.cert_validity",
+                format!("{s:?} is not a duration like \"30d\" ({e})"),
+            )
+        })?,
+    };
+    if client_validity < Duration::from_secs(1) {
+        return Err(invalid("tls.cert_validity", "must be at least 1s"));
+    }
+    Ok(TlsSettings {
+        server_names,
+        ca,
+        server,
+        client_validity,
+    })
 }
 
 #[cfg(test)]
@@ -298,6 +405,39 @@ mod tests {
         let c = Config::from_toml(text, &flags, &e).unwrap();
         assert_eq!(c.listen.port(), 3);
         assert_eq!(c.data_dir, PathBuf::from("/flag"));
+    }
+
+    #[test]
+    fn tls_section_and_its_env_overrides() {
+        let text =
+            "[tls]\nserver_names = [\"sched.example\", \"10.0.0.5\"]\ncert_validity = \"7d\"\n\
+                    ca_cert = \"/etc/berth/ca.pem\"\nca_key = \"/etc/berth/ca.key\"\n";
+        let c = Config::from_toml(text, &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.tls.server_names, ["sched.example", "10.0.0.5"]);
+        assert_eq!(c.tls.client_validity, Duration::from_secs(7 * 86400));
+        assert_eq!(
+            c.tls.ca,
+            Some(("/etc/berth/ca.pem".into(), "/etc/berth/ca.key".into()))
+        );
+        assert_eq!(c.tls.server, None);
+        let e = env(&[
+            (ENV_TLS_SERVER_NAMES, "a.example, b.example"),
+            (ENV_TLS_CERT_VALIDITY, "1h"),
+        ]);
+        let c = Config::from_toml(text, &Overrides::default(), &e).unwrap();
+        assert_eq!(c.tls.server_names, ["a.example", "b.example"]);
+        assert_eq!(c.tls.client_validity, Duration::from_secs(3600));
+        let c = Config::from_toml("", &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.tls, TlsSettings::default());
+
+        let bad = |text: &str| {
+            Config::from_toml(text, &Overrides::default(), &env(&[]))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("[tls]\nca_cert = \"/x\"").starts_with("tls.ca_cert:"));
+        assert!(bad("[tls]\nserver_names = [\"a b\"]").starts_with("tls.server_names:"));
+        assert!(bad("[tls]\ncert_validity = \"soon\"").starts_with("tls.cert_validity:"));
     }
 
     #[test]

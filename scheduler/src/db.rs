@@ -19,6 +19,7 @@ use crate::store::{GroupCommit, Store, StoreError, Table, Txn};
 
 mod auth;
 mod tasks;
+mod trust;
 
 pub use auth::{AuditFilter, BOOTSTRAP_TOKEN_NAME, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 
@@ -26,9 +27,10 @@ pub use tasks::{
     ReportOutcome, StartFailure, StartSpec, StartTasks, TaskFilter, TaskReport,
     DEFAULT_STOP_REASON, MAX_COUNT,
 };
+pub use trust::{check_activation, RegisterOutcome};
 
 /// The schema this code writes. Bump it together with a step in [`migrate`].
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// How many times an optimistic write retries on conflict before giving up.
 const MAX_RETRIES: usize = 64;
@@ -42,6 +44,8 @@ pub enum DbError {
     AlreadyExists { kind: &'static str, name: String },
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("{field}: {message}")]
     InvalidArgument {
         field: &'static str,
@@ -105,6 +109,12 @@ const MIGRATIONS: &[Migration] = &[
     // 2 → 3: operator tokens and the audit log (Tokens, Audit) start empty;
     // the first start creates the bootstrap admin token. The bump keeps an
     // older scheduler, which would serve the API without any token, from
+    // opening the store.
+    |_| Ok(()),
+    // 3 → 4: the trust tables (Activations, RevokedCerts) start empty.
+    // Instances registered with the pre-TLS credential cannot connect any
+    // more and must be registered anew with an activation. The bump keeps an
+    // older scheduler, which would serve the agent API without TLS, from
     // opening the store.
     |_| Ok(()),
 ];
@@ -591,7 +601,9 @@ mod tests {
             agent_version: "0".into(),
             resources: HostResources::default(),
             attributes: vec![],
-            credential_sha256: String::new(),
+            cert_serials: vec![],
+            activation_id: String::new(),
+            custom_attributes: vec![],
         })
         .await
         .unwrap();

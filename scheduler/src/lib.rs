@@ -12,6 +12,7 @@
 //! - [`reserve`]: what a task needs on an instance and whether it fits; pure functions.
 //! - [`records`]: the stored domain records.
 //! - [`config`]: file/env/flag configuration, validated before anything binds.
+//! - [`tls`]: the cluster CA, the serving certificate, agents' client certificates.
 
 pub mod agent_link;
 pub mod api;
@@ -24,3 +25,4 @@ pub mod reserve;
 pub mod server;
 pub mod sessions;
 pub mod store;
+pub mod tls;

@@ -73,6 +73,7 @@ async fn main() -> ExitCode {
         }
     };
     init_logging(config.log_format);
+    berth_proto::trust::install_crypto_provider();
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {

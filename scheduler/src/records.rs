@@ -102,8 +102,91 @@ pub struct InstanceRecord {
     pub resources: HostResources,
     /// Sorted by name; names unique.
     pub attributes: Vec<(String, String)>,
-    /// SHA-256 (hex) of the agent's credential secret.
-    pub credential_sha256: String,
+    /// Serials (hex) of every client certificate issued to it; all are
+    /// revoked when it is deregistered.
+    #[serde(default)]
+    pub cert_serials: Vec<String>,
+    /// The activation it joined with.
+    #[serde(default)]
+    pub activation_id: String,
+    /// The activation's custom attributes, sorted by name. They are merged
+    /// into `attributes` and a Hello cannot override them.
+    #[serde(default)]
+    pub custom_attributes: Vec<(String, String)>,
+}
+
+impl InstanceRecord {
+    /// The instance's attributes: what the agent reported, with the
+    /// activation's custom attributes over them. Sorted by name.
+    pub fn merged_attributes(
+        reported: &[(String, String)],
+        custom: &[(String, String)],
+    ) -> Vec<(String, String)> {
+        let mut out: std::collections::BTreeMap<String, String> =
+            reported.iter().cloned().collect();
+        out.extend(custom.iter().cloned());
+        out.into_iter().collect()
+    }
+}
+
+// ------------------------------------------------------------------ trust
+
+/// An activation: lets up to `registration_limit` hosts join `cluster`
+/// until `expires_at`. Only the SHA-256 of its code is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivationRecord {
+    pub id: String,
+    /// SHA-256 (hex) of the activation code.
+    pub code_sha256: String,
+    pub cluster: String,
+    pub created_at: UnixMillis,
+    pub expires_at: UnixMillis,
+    pub registration_limit: u32,
+    pub registrations: u32,
+    /// Sorted by name.
+    pub attributes: Vec<(String, String)>,
+    pub revoked: bool,
+}
+
+/// Why an activation cannot register a host now (or `Active` if it can).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivationStatus {
+    Active,
+    Expired,
+    Exhausted,
+    Revoked,
+}
+
+impl ActivationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivationStatus::Active => "ACTIVE",
+            ActivationStatus::Expired => "EXPIRED",
+            ActivationStatus::Exhausted => "EXHAUSTED",
+            ActivationStatus::Revoked => "REVOKED",
+        }
+    }
+}
+
+impl ActivationRecord {
+    pub fn status(&self, now: UnixMillis) -> ActivationStatus {
+        if self.revoked {
+            ActivationStatus::Revoked
+        } else if now >= self.expires_at {
+            ActivationStatus::Expired
+        } else if self.registrations >= self.registration_limit {
+            ActivationStatus::Exhausted
+        } else {
+            ActivationStatus::Active
+        }
+    }
+}
+
+/// A revoked client certificate (keyed by its serial).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedCertRecord {
+    pub instance_id: String,
+    pub revoked_at: UnixMillis,
 }
 
 // ------------------------------------------------------------------ tasks

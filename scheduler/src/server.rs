@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use berth_proto::v1::{
-    agent_service_server::AgentServiceServer, audit_service_server::AuditServiceServer,
+    activation_service_server::ActivationServiceServer, agent_service_server::AgentServiceServer,
+    audit_service_server::AuditServiceServer, cluster_ca_service_server::ClusterCaServiceServer,
     cluster_service_server::ClusterServiceServer,
     container_instance_service_server::ContainerInstanceServiceServer,
     system_service_server::SystemServiceServer,
@@ -21,14 +22,22 @@ use crate::agent_link::LogRouter;
 use crate::api::auth::AuthLayer;
 use crate::api::task::TaskApi;
 use crate::api::{
-    agent::AgentApi, audit::AuditApi, cluster::ClusterApi, instance::ContainerInstanceApi,
-    system::SystemApi, taskdef::TaskDefinitionApi, token::TokenApi, Shared,
+    agent::AgentApi,
+    audit::AuditApi,
+    cluster::ClusterApi,
+    instance::ContainerInstanceApi,
+    system::SystemApi,
+    taskdef::TaskDefinitionApi,
+    token::TokenApi,
+    trust::{ActivationApi, ClusterCaApi},
+    Shared,
 };
 use crate::auth::Token;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::sessions::Sessions;
 use crate::store::{SledStore, Store, StoreError};
+use crate::tls::{ClusterCa, TlsError};
 
 /// How long calls in flight may take to finish once shutdown starts.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
@@ -44,6 +53,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error("setting up TLS: {0}")]
+    Tls(#[from] TlsError),
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("final flush of the store: {0}")]
@@ -96,6 +107,11 @@ pub async fn run(
             })?,
         );
     let db = Db::open(store.clone()).await?;
+    berth_proto::trust::install_crypto_provider();
+    let ca = Arc::new(ClusterCa::load_or_create(&config.data_dir, &config.tls)?);
+    tracing::info!(fingerprint = %ca.fingerprint(), "cluster CA");
+    // Operators hand this to `berth-agent register` and `berthctl login`.
+    println!("cluster CA fingerprint: {}", ca.fingerprint());
     bootstrap(&db, config.bootstrap_token.clone()).await?;
     let shared = Shared {
         db: db.clone(),
@@ -103,14 +119,17 @@ pub async fn run(
         arn: Arc::new(config.arn.clone()),
         heartbeat_interval: config.heartbeat_interval,
         logs: LogRouter::default(),
+        ca: ca.clone(),
     };
     let addr = listener.local_addr().ok();
     tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "berth-scheduler serving");
 
     let streams = shutdown.child_token();
     let serve = tonic::transport::Server::builder()
+        .tls_config(ca.server_tls_config())?
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-        // The one gate of the operator API; AgentService passes through it.
+        // The one gate of the operator API; AgentService passes through it
+        // (agents prove who they are with their client certificate).
         .layer(AuthLayer::new(db.clone()))
         .add_service(ClusterServiceServer::new(ClusterApi {
             shared: shared.clone(),
@@ -125,6 +144,10 @@ pub async fn run(
             shared: shared.clone(),
         }))
         .add_service(SystemServiceServer::new(SystemApi))
+        .add_service(ClusterCaServiceServer::new(ClusterCaApi { ca: ca.clone() }))
+        .add_service(ActivationServiceServer::new(ActivationApi {
+            shared: shared.clone(),
+        }))
         .add_service(TokenServiceServer::new(TokenApi {
             shared: shared.clone(),
         }))

@@ -145,6 +145,15 @@ impl Sessions {
             .map(|s| s.outbound.clone())
     }
 
+    /// The sender to `id`'s stream while it is open, however long ago its
+    /// agent was heard from (to close it).
+    pub fn open_stream(&self, id: &str) -> Option<mpsc::Sender<Outbound>> {
+        self.lock()
+            .get(id)
+            .filter(|s| s.open)
+            .map(|s| s.outbound.clone())
+    }
+
     /// Forgets an instance entirely (deregistration).
     pub fn remove(&self, id: &str) {
         self.lock().remove(id);

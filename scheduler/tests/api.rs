@@ -14,17 +14,16 @@ use berth_proto::v1::{
     DeleteClusterRequest, DeregisterTaskDefinitionRequest, DescribeClustersRequest,
     DescribeContainerInstancesRequest, DescribeTaskDefinitionRequest, Heartbeat, Hello,
     HostResources, ListClustersRequest, ListTaskDefinitionFamiliesRequest,
-    ListTaskDefinitionsRequest, RegisterRequest, RegisterTaskDefinitionRequest,
+    ListTaskDefinitionsRequest, RegisterTaskDefinitionRequest,
 };
 use berth_scheduler::config::Config;
 use berth_tests::AuthedChannel;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::Code;
 
 struct Server {
-    /// Plain: the agent API needs no operator token.
-    channel: Channel,
+    /// Agents' TLS channels (no operator token) and activations.
+    target: berth_tests::fake_agent::AgentTarget,
     /// Every call carries the bootstrap admin token.
     ops: AuthedChannel,
     shutdown: CancellationToken,
@@ -48,19 +47,10 @@ async fn start() -> Server {
                 .unwrap();
         }
     });
-    let channel = loop {
-        match tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    };
+    let target = berth_tests::connect_in_process(addr, dir.path(), &token).await;
     Server {
-        ops: berth_tests::authed(channel.clone(), &token),
-        channel,
+        ops: target.operator.clone(),
+        target,
         shutdown,
         task,
         _dir: dir,
@@ -417,52 +407,27 @@ fn hello() -> AgentMessage {
 #[tokio::test]
 async fn agents_authenticate_connect_and_heartbeat() {
     let s = start().await;
-    let mut agent = AgentServiceClient::new(s.channel.clone());
-    let reg = agent
-        .register(RegisterRequest {
-            cluster: "default".into(),
-            hostname: "host-1".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let (act, code) = s.target.activation("default", 2, 0).await;
+    let (reg, cert) = s.target.register(&act, &code).await.unwrap();
     assert!(reg.container_instance_arn.ends_with(&format!(
         "container-instance/default/{}",
         reg.container_instance_id
     )));
-    // Unknown cluster.
-    let e = agent
-        .register(RegisterRequest {
-            cluster: "ghost".into(),
-            hostname: "h".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::NotFound);
 
-    // No credential / a wrong one: Unauthenticated. Identity never comes from the body.
+    // No client certificate: Unauthenticated. Identity never comes from the body.
+    let mut anonymous = AgentServiceClient::new(s.target.channel(None).await.unwrap());
     let (_tx, rx) = tokio::sync::mpsc::channel::<AgentMessage>(4);
-    let e = agent
+    let e = anonymous
         .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
-    let forged = format!("{}.{}", reg.container_instance_id, "00".repeat(32));
-    let (_tx, rx) = tokio::sync::mpsc::channel::<AgentMessage>(4);
-    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    req.metadata_mut()
-        .insert("x-berth-agent-credential", forged.parse().unwrap());
-    assert_eq!(
-        agent.connect(req).await.unwrap_err().code(),
-        Code::Unauthenticated
-    );
 
-    // The real credential: Hello → Welcome + DesiredState.
+    // The host's certificate: Hello → Welcome + DesiredState.
+    let mut agent = AgentServiceClient::new(s.target.channel(Some(&cert)).await.unwrap());
     let (tx, rx) = tokio::sync::mpsc::channel::<AgentMessage>(4);
     tx.send(hello()).await.unwrap();
-    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    req.metadata_mut()
-        .insert("x-berth-agent-credential", reg.credential.parse().unwrap());
+    let req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     let mut down = agent.connect(req).await.unwrap().into_inner();
     let welcome = match down.message().await.unwrap().unwrap().msg {
         Some(scheduler_message::Msg::Welcome(w)) => w,
@@ -532,13 +497,8 @@ async fn agents_authenticate_connect_and_heartbeat() {
     })
     .await
     .unwrap();
-    agent
-        .register(RegisterRequest {
-            cluster: "c2".into(),
-            hostname: "host-2".into(),
-        })
-        .await
-        .unwrap();
+    let (act2, code2) = s.target.activation("c2", 1, 0).await;
+    s.target.register(&act2, &code2).await.unwrap();
     let e = cl
         .delete_cluster(DeleteClusterRequest {
             cluster: "c2".into(),

@@ -40,16 +40,12 @@ async fn start() -> Server {
         let shutdown = shutdown.clone();
         async move { berth_scheduler::server::run(config, listener, shutdown).await }
     });
-    let channel = loop {
-        match tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    };
+    // TLS trusting the scheduler's CA, no token: each call adds its own.
+    let channel = berth_tests::connect_in_process(addr, dir.path(), &admin)
+        .await
+        .channel(None)
+        .await
+        .unwrap();
     Server {
         channel,
         admin,
@@ -140,7 +136,7 @@ async fn every_operator_method_requires_a_token_of_the_right_role() {
                 "{p} read with a read-only token: {st:?}"
             ),
         }
-        // (d) operator: denied exactly the admin methods (tokens).
+        // (d) operator: denied exactly the admin methods (tokens, activations).
         let st = call(&s.channel, p, Some(&bearer(&operator))).await;
         let admin_only = m.access == Access::Token(berth_scheduler::auth::Role::Admin);
         assert_eq!(
@@ -148,7 +144,8 @@ async fn every_operator_method_requires_a_token_of_the_right_role() {
             admin_only,
             "{p} with an operator token: {st:?}"
         );
-        if p.starts_with("/berth.v1.TokenService/") {
+        if p.starts_with("/berth.v1.TokenService/") || p.starts_with("/berth.v1.ActivationService/")
+        {
             assert!(admin_only, "{p}");
         }
         checked += 1;

@@ -19,12 +19,11 @@ use berth_scheduler::config::Config;
 use berth_tests::fake_agent::{report_for, FakeAgent, FakeHost};
 use berth_tests::AuthedChannel;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::Code;
 
 struct Server {
-    /// Plain: the agent API needs no operator token.
-    channel: Channel,
+    /// Agents' TLS channels (no operator token) and activations.
+    target: berth_tests::fake_agent::AgentTarget,
     /// Every call carries the bootstrap admin token.
     ops: AuthedChannel,
     _shutdown: tokio_util::sync::DropGuard,
@@ -43,19 +42,10 @@ async fn start() -> Server {
         let shutdown = shutdown.clone();
         async move { berth_scheduler::server::run(config, listener, shutdown).await }
     });
-    let channel = loop {
-        match tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    };
+    let target = berth_tests::connect_in_process(addr, dir.path(), &token).await;
     Server {
-        ops: berth_tests::authed(channel.clone(), &token),
-        channel,
+        ops: target.operator.clone(),
+        target,
         _shutdown: shutdown.drop_guard(),
         _dir: dir,
     }
@@ -126,7 +116,7 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
     let s = start().await;
     register(&s.ops, WEB).await;
     register(&s.ops, FIXED).await;
-    let agent = FakeAgent::join(s.channel.clone(), "default", FakeHost::default()).await;
+    let agent = FakeAgent::join(&s.target, "default", FakeHost::default()).await;
     let mut tasks = TaskServiceClient::new(s.ops.clone());
 
     // Two dynamic-port tasks on one agent get different host ports.
@@ -192,7 +182,7 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
     agent.report(report_for(&web0, "PENDING")).await;
 
     // Another instance cannot report this task.
-    let intruder = FakeAgent::join(s.channel.clone(), "default", FakeHost::default()).await;
+    let intruder = FakeAgent::join(&s.target, "default", FakeHost::default()).await;
     intruder.report(report_for(&web0, "STOPPED")).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(describe(&mut tasks, &id0).await.last_status, "RUNNING");
@@ -376,7 +366,7 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
 async fn inactive_revisions_and_bad_instances_are_refused() {
     let s = start().await;
     register(&s.ops, WEB).await;
-    let agent = FakeAgent::join(s.channel.clone(), "default", FakeHost::default()).await;
+    let agent = FakeAgent::join(&s.target, "default", FakeHost::default()).await;
     let mut tasks = TaskServiceClient::new(s.ops.clone());
     TaskDefinitionServiceClient::new(s.ops.clone())
         .deregister_task_definition(DeregisterTaskDefinitionRequest {
@@ -408,7 +398,7 @@ async fn inactive_revisions_and_bad_instances_are_refused() {
     assert_eq!(err.code(), Code::InvalidArgument);
     // Too little memory on the host.
     let small = FakeAgent::join(
-        s.channel.clone(),
+        &s.target,
         "default",
         FakeHost {
             memory_mib: 100,

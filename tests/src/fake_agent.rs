@@ -1,5 +1,6 @@
-//! A fake agent: the real `AgentService` protocol (Register, Connect with
-//! Hello, heartbeats) driven by the test instead of containerd. It records
+//! A fake agent: the real `AgentService` protocol (an activation, Register
+//! with a CSR, Connect over mutual TLS with Hello, heartbeats) driven by the
+//! test instead of containerd. It records
 //! every `DesiredState` and `LogRequest` it receives and sends whatever
 //! reports and log chunks the test tells it to; [`FakeAgent::autopilot`]
 //! plays a well-behaved agent (PENDING → RUNNING with the assigned ports as
@@ -10,16 +11,99 @@
 
 use std::time::Duration;
 
+use berth_proto::v1::activation_service_client::ActivationServiceClient;
 use berth_proto::v1::agent_service_client::AgentServiceClient;
 use berth_proto::v1::{
-    agent_message, scheduler_message, AgentMessage, ContainerStatus, DesiredState, Heartbeat,
-    Hello, HostResources, LogChunk, LogEntry, LogRequest, NetworkBinding, RegisterRequest,
-    TaskStatusReport,
+    agent_message, scheduler_message, AgentMessage, ContainerStatus, CreateActivationRequest,
+    DesiredState, Heartbeat, Hello, HostResources, LogChunk, LogEntry, LogRequest, NetworkBinding,
+    RegisterRequest, RegisterResponse, TaskStatusReport,
 };
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
+
+/// Where a fake agent connects: the scheduler's TLS endpoint and CA, and an
+/// operator channel for making activations.
+#[derive(Debug, Clone)]
+pub struct AgentTarget {
+    pub endpoint: String,
+    pub ca_pem: String,
+    /// Carries the admin token.
+    pub operator: crate::AuthedChannel,
+}
+
+/// A host's certificate and key, as Register gave them.
+#[derive(Debug, Clone)]
+pub struct AgentCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl AgentTarget {
+    /// A TLS channel to the scheduler, with `cert` as client certificate.
+    pub async fn channel(&self, cert: Option<&AgentCert>) -> Result<Channel, String> {
+        berth_proto::trust::install_crypto_provider();
+        berth_proto::trust::endpoint(
+            &self.endpoint,
+            &self.ca_pem,
+            cert.map(|c| (c.cert_pem.as_str(), c.key_pem.as_str())),
+        )
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| berth_proto::trust::error_chain(&e))
+    }
+
+    /// A new activation: (id, code).
+    pub async fn activation(&self, cluster: &str, limit: u32, ttl_secs: u64) -> (String, String) {
+        let r = ActivationServiceClient::new(self.operator.clone())
+            .create_activation(CreateActivationRequest {
+                cluster: cluster.to_owned(),
+                expires_in_seconds: ttl_secs,
+                registration_limit: limit,
+                attributes: vec![],
+            })
+            .await
+            .expect("create activation")
+            .into_inner();
+        (
+            r.activation.expect("activation").activation_id,
+            r.activation_code,
+        )
+    }
+
+    /// Register with an activation and a new key: the answer and the key.
+    pub async fn register(
+        &self,
+        activation_id: &str,
+        code: &str,
+    ) -> Result<(RegisterResponse, AgentCert), tonic::Status> {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .expect("csr")
+            .pem()
+            .expect("pem");
+        let channel = self
+            .channel(None)
+            .await
+            .map_err(tonic::Status::unavailable)?;
+        let r = AgentServiceClient::new(channel)
+            .register(RegisterRequest {
+                activation_id: activation_id.to_owned(),
+                activation_code: code.to_owned(),
+                csr_pem: csr,
+                hostname: "fake-host".to_owned(),
+            })
+            .await?
+            .into_inner();
+        let cert = AgentCert {
+            cert_pem: r.cert_pem.clone(),
+            key_pem: key.serialize_pem(),
+        };
+        Ok((r, cert))
+    }
+}
 
 /// What the fake host offers.
 #[derive(Debug, Clone)]
@@ -46,7 +130,7 @@ pub struct FakeAgent {
     pub id: String,
     pub arn: String,
     /// What Register returned; [`FakeAgent::reconnect`] presents it again.
-    pub credential: String,
+    pub cert: AgentCert,
     tx: mpsc::Sender<AgentMessage>,
     desired: watch::Receiver<Option<DesiredState>>,
     log_requests: Mutex<mpsc::Receiver<LogRequest>>,
@@ -62,22 +146,16 @@ impl Drop for FakeAgent {
 }
 
 impl FakeAgent {
-    /// Registers with `cluster`, connects and says Hello; heartbeats every
-    /// 200 ms.
-    pub async fn join(channel: Channel, cluster: &str, host: FakeHost) -> Self {
-        let reg = AgentServiceClient::new(channel.clone())
-            .register(RegisterRequest {
-                cluster: cluster.to_owned(),
-                hostname: "fake-host".to_owned(),
-            })
-            .await
-            .expect("register")
-            .into_inner();
+    /// Registers with a new activation for `cluster`, connects over mutual
+    /// TLS and says Hello; heartbeats every 200 ms.
+    pub async fn join(target: &AgentTarget, cluster: &str, host: FakeHost) -> Self {
+        let (id, code) = target.activation(cluster, 1, 0).await;
+        let (reg, cert) = target.register(&id, &code).await.expect("register");
         Self::reconnect(
-            channel,
+            target,
             reg.container_instance_id,
             reg.container_instance_arn,
-            reg.credential,
+            cert,
             host,
         )
         .await
@@ -85,12 +163,13 @@ impl FakeAgent {
 
     /// Connects as an instance that registered before (a restarted agent).
     pub async fn reconnect(
-        channel: Channel,
+        target: &AgentTarget,
         id: String,
         arn: String,
-        credential: String,
+        cert: AgentCert,
         host: FakeHost,
     ) -> Self {
+        let channel = target.channel(Some(&cert)).await.expect("mTLS channel");
         let mut client = AgentServiceClient::new(channel);
         let (tx, rx) = mpsc::channel::<AgentMessage>(256);
         tx.send(AgentMessage {
@@ -110,11 +189,7 @@ impl FakeAgent {
         })
         .await
         .expect("queue hello");
-        let mut req = tonic::Request::new(ReceiverStream::new(rx));
-        req.metadata_mut().insert(
-            berth_proto::AGENT_CREDENTIAL_HEADER,
-            MetadataValue::try_from(credential.as_str()).expect("ascii credential"),
-        );
+        let req = tonic::Request::new(ReceiverStream::new(rx));
         let mut down = client.connect(req).await.expect("connect").into_inner();
         let (desired_tx, desired) = watch::channel(None);
         let (log_tx, log_rx) = mpsc::channel(64);
@@ -151,7 +226,7 @@ impl FakeAgent {
         Self {
             id,
             arn,
-            credential,
+            cert,
             tx,
             desired,
             log_requests: Mutex::new(log_rx),

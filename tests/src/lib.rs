@@ -1,11 +1,14 @@
 //! End-to-end test harness: starts real `berth-scheduler` and `berth-agent`
 //! processes (built by `cargo build --workspace --bins`), talks to them over
-//! loopback gRPC and through the real `berthctl` binary.
+//! loopback gRPC (TLS, trusting the scheduler's CA from
+//! `<data_dir>/tls/ca.pem`) and through the real `berthctl` binary. Agents
+//! join with `berth-agent register` and an activation made with berthctl.
 //!
 //! Every scheduler starts with `BERTH_BOOTSTRAP_TOKEN` set to a fresh admin
 //! token ([`Scheduler::admin_token`]): `Scheduler::ctl` sends it through
-//! `BERTH_TOKEN`, and operator clients are built on
-//! [`Scheduler::authed_channel`]. The agent API needs no token.
+//! `BERTH_TOKEN` (and the CA through `BERTH_CA_CERT`), and operator clients
+//! are built on [`Scheduler::authed_channel`]. The agent API needs no token:
+//! agents present their client certificate.
 //!
 //! Everything binds 127.0.0.1; data and state live in temp dirs removed with
 //! the test. Processes are killed when their handle drops.
@@ -23,7 +26,7 @@ use berth_proto::auth::BearerToken;
 use berth_proto::v1::system_service_client::SystemServiceClient;
 use berth_proto::v1::VersionRequest;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// A channel whose every call carries an operator token.
 pub type AuthedChannel = InterceptedService<Channel, BearerToken>;
@@ -165,15 +168,51 @@ impl Scheduler {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.port)
     }
 
+    /// Where the scheduler keeps its CA certificate.
+    pub fn ca_path(&self) -> PathBuf {
+        self.data_dir.join("tls").join("ca.pem")
+    }
+
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.ca_path()).unwrap()
+    }
+
+    /// A TLS channel trusting this scheduler's CA, without a token (the
+    /// agent API, open methods); see [`authed_channel`](Self::authed_channel).
     pub async fn channel(&self) -> Channel {
-        Endpoint::from_shared(self.endpoint())
-            .unwrap()
+        self.try_channel().await.unwrap()
+    }
+
+    async fn try_channel(&self) -> Result<Channel, String> {
+        berth_proto::trust::install_crypto_provider();
+        let ca = std::fs::read_to_string(self.ca_path()).map_err(|e| e.to_string())?;
+        berth_proto::trust::endpoint(&self.endpoint(), &ca, None)
+            .map_err(|e| e.to_string())?
             .connect()
             .await
-            .unwrap()
+            .map_err(|e| e.to_string())
+    }
+
+    /// Where fake agents connect, and the operator channel that makes
+    /// their activations.
+    pub async fn agent_target(&self) -> fake_agent::AgentTarget {
+        fake_agent::AgentTarget {
+            endpoint: self.endpoint(),
+            ca_pem: self.ca_pem(),
+            operator: self.authed_channel().await,
+        }
+    }
+
+    /// Creates an activation with berthctl: (id, code, CA fingerprint).
+    pub fn activation(&self, cluster: &str, extra: &[&str]) -> (String, String, String) {
+        let mut args = vec!["activation", "create", "--cluster", cluster, "-o", "json"];
+        args.extend_from_slice(extra);
+        let v = json(&self.ctl(&args));
+        let s = |k: &str| v[k].as_str().unwrap().to_owned();
+        (s("activationId"), s("activationCode"), s("caFingerprint"))
     }
 
     /// A channel for the operator API: every call carries the admin token.
@@ -189,11 +228,7 @@ impl Scheduler {
                     std::fs::read_to_string(&self.log).unwrap_or_default()
                 );
             }
-            if let Ok(ch) = Endpoint::from_shared(self.endpoint())
-                .unwrap()
-                .connect()
-                .await
-            {
+            if let Ok(ch) = self.try_channel().await {
                 if SystemServiceClient::new(ch)
                     .version(VersionRequest {})
                     .await
@@ -238,25 +273,26 @@ impl Scheduler {
 
     /// `berthctl` against this scheduler with `token` (in `BERTH_TOKEN`).
     pub fn ctl_as(&self, token: &str, args: &[&str]) -> Output {
+        self.ctl_env_stdin(token, args, None)
+    }
+
+    fn ctl_env_stdin(&self, token: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let ca = self.ca_path();
         ctl_env(
             args,
+            stdin,
             None,
-            None,
-            &[("BERTH_ENDPOINT", &self.endpoint()), ("BERTH_TOKEN", token)],
+            &[
+                ("BERTH_ENDPOINT", &self.endpoint()),
+                ("BERTH_CA_CERT", &ca.to_string_lossy()),
+                ("BERTH_TOKEN", token),
+            ],
         )
     }
 
     /// `berthctl` with `stdin` piped in, with the admin token.
     pub fn ctl_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        ctl_env(
-            args,
-            Some(stdin),
-            None,
-            &[
-                ("BERTH_ENDPOINT", &self.endpoint()),
-                ("BERTH_TOKEN", &self.admin_token),
-            ],
-        )
+        self.ctl_env_stdin(&self.admin_token, args, Some(stdin))
     }
 
     pub fn log_text(&self) -> String {
@@ -270,9 +306,16 @@ impl Drop for Scheduler {
     }
 }
 
-/// Runs `berthctl` with a clean environment pointing at `endpoint`, no token.
-pub fn ctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    ctl_env(args, stdin, None, &[("BERTH_ENDPOINT", endpoint)])
+/// Runs `berthctl` with a clean environment pointing at `endpoint` and
+/// trusting the CA at `ca_cert`, no token.
+pub fn ctl(endpoint: &str, ca_cert: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let ca_cert = ca_cert.to_string_lossy();
+    ctl_env(
+        args,
+        stdin,
+        None,
+        &[("BERTH_ENDPOINT", endpoint), ("BERTH_CA_CERT", &ca_cert)],
+    )
 }
 
 /// Runs `berthctl` with a clean environment: `PATH`, `HOME` (`home`, or a
@@ -333,13 +376,16 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn start(scheduler: &str, cluster: &str, state_dir: &Path) -> Self {
+    /// Registers a host with a new activation for `cluster` (made with
+    /// berthctl), then runs its agent.
+    pub fn start(scheduler: &Scheduler, cluster: &str, state_dir: &Path) -> Self {
         Self::start_with_env(scheduler, cluster, state_dir, &[])
     }
 
-    /// Starts an agent with extra `BERTH_*` settings in its environment.
+    /// Like [`start`](Self::start), with extra `BERTH_*` settings in the
+    /// agent's environment.
     pub fn start_with_env(
-        scheduler: &str,
+        scheduler: &Scheduler,
         cluster: &str,
         state_dir: &Path,
         env: &[(String, String)],
@@ -348,12 +394,65 @@ impl Agent {
             child: None,
             state_dir: state_dir.to_owned(),
             log: state_dir.with_extension("agent.log"),
-            scheduler: scheduler.to_owned(),
+            scheduler: scheduler.endpoint(),
             cluster: cluster.to_owned(),
             env: env.to_vec(),
         };
+        let (id, code, fingerprint) = scheduler.activation(cluster, &[]);
+        let out = a.register(&id, &code, &fingerprint);
+        ok_stdout(&out);
         a.spawn();
         a
+    }
+
+    /// Registers with the given activation, then runs the agent.
+    pub fn start_registered(
+        scheduler: &Scheduler,
+        cluster: &str,
+        state_dir: &Path,
+        id: &str,
+        code: &str,
+        fingerprint: &str,
+    ) -> Self {
+        let mut a = Self::unregistered(scheduler, state_dir);
+        a.cluster = cluster.to_owned();
+        ok_stdout(&a.register(id, code, fingerprint));
+        a.spawn();
+        a
+    }
+
+    /// An agent that is neither registered nor running (for `register` tests).
+    pub fn unregistered(scheduler: &Scheduler, state_dir: &Path) -> Self {
+        Self {
+            child: None,
+            state_dir: state_dir.to_owned(),
+            log: state_dir.with_extension("agent.log"),
+            scheduler: scheduler.endpoint(),
+            cluster: "default".to_owned(),
+            env: vec![],
+        }
+    }
+
+    /// Runs `berth-agent register` for this agent's state dir.
+    pub fn register(&self, id: &str, code: &str, fingerprint: &str) -> Output {
+        Command::new(bin("berth-agent"))
+            .arg("register")
+            .arg("--scheduler")
+            .arg(&self.scheduler)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--config")
+            .arg("/dev/null")
+            .arg("--activation-id")
+            .arg(id)
+            .arg("--activation-code")
+            .arg(code)
+            .arg("--ca-fingerprint")
+            .arg(fingerprint)
+            .env("BERTH_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     }
 
     fn spawn(&mut self) {
@@ -443,4 +542,34 @@ pub fn host_cpus() -> i64 {
 pub fn json(out: &Output) -> serde_json::Value {
     let text = ok_stdout(out);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Connects to a scheduler served in-process (`server::run`) on `addr` with
+/// data dir `data_dir`: waits until its CA exists and it answers over TLS.
+/// The target's `operator` channel, carrying `admin_token`, is the operator
+/// client of such tests.
+pub async fn connect_in_process(
+    addr: std::net::SocketAddr,
+    data_dir: &Path,
+    admin_token: &str,
+) -> fake_agent::AgentTarget {
+    berth_proto::trust::install_crypto_provider();
+    let endpoint = format!("https://{addr}");
+    for _ in 0..500 {
+        if let Ok(ca_pem) = std::fs::read_to_string(data_dir.join("tls").join("ca.pem")) {
+            if let Ok(ch) = berth_proto::trust::endpoint(&endpoint, &ca_pem, None)
+                .unwrap()
+                .connect()
+                .await
+            {
+                return fake_agent::AgentTarget {
+                    endpoint,
+                    ca_pem,
+                    operator: authed(ch, admin_token),
+                };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the in-process scheduler on {addr} did not answer within 10s");
 }

@@ -1,6 +1,7 @@
 //! Operator tokens through the real binaries: the bootstrap token printed
-//! once, `berthctl login` writing a 0600 config, `token create|ls|revoke`,
-//! a read-only token refused every change, and `audit ls`.
+//! once, `berthctl login` pinning the CA and writing a 0600 config, `token
+//! create|ls|revoke`, a read-only token refused every change, an operator
+//! token refused tokens and activations, and `audit ls`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -17,10 +18,11 @@ async fn login_tokens_roles_and_audit_through_berthctl() {
     let dir = tempfile::tempdir().unwrap();
     let s = Scheduler::start(&dir.path().join("data")).await;
     let ep = s.endpoint();
+    let ca = s.ca_path();
 
     // No token, or a wrong one: not logged in.
     for out in [
-        ctl(&ep, &["cluster", "ls"], None),
+        ctl(&ep, &ca, &["cluster", "ls"], None),
         s.ctl_as(&berth_tests::generate_token(), &["cluster", "ls"]),
     ] {
         assert_eq!(out.status.code(), Some(1));
@@ -31,9 +33,11 @@ async fn login_tokens_roles_and_audit_through_berthctl() {
         );
     }
     // `version` needs no token.
-    ok_stdout(&ctl(&ep, &["version"], None));
+    ok_stdout(&ctl(&ep, &ca, &["version"], None));
 
-    // login checks the token before writing anything.
+    // login pins the CA by its fingerprint and checks the token before
+    // writing anything.
+    let fingerprint = berth_proto::trust::fingerprint_pem(&s.ca_pem()).unwrap();
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let config = home.join(".config/berth/config.toml");
@@ -44,6 +48,8 @@ async fn login_tokens_roles_and_audit_through_berthctl() {
             &ep,
             "--token",
             &berth_tests::generate_token(),
+            "--ca-fingerprint",
+            &fingerprint,
         ],
         None,
         Some(&home),
@@ -51,7 +57,37 @@ async fn login_tokens_roles_and_audit_through_berthctl() {
     );
     assert_eq!(bad.status.code(), Some(1), "{}", stderr(&bad));
     assert!(!config.exists());
-    let fingerprint = format!("sha256:{}", "ab".repeat(32));
+    // A fingerprint that is not the scheduler's CA's: nothing is trusted.
+    let wrong = ctl_env(
+        &[
+            "login",
+            "--endpoint",
+            &ep,
+            "--token",
+            &s.admin_token,
+            "--ca-fingerprint",
+            &format!("sha256:{}", "ab".repeat(32)),
+        ],
+        None,
+        Some(&home),
+        &[],
+    );
+    assert_eq!(wrong.status.code(), Some(1), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("refusing to trust it"),
+        "{}",
+        stderr(&wrong)
+    );
+    assert!(!config.exists());
+    // No fingerprint and no CA: a usage error (exit 2).
+    let none = ctl_env(
+        &["login", "--endpoint", &ep, "--token", &s.admin_token],
+        None,
+        Some(&home),
+        &[],
+    );
+    assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
+    assert!(!config.exists());
     let out = ok_stdout(&ctl_env(
         &[
             "login",
@@ -72,6 +108,7 @@ async fn login_tokens_roles_and_audit_through_berthctl() {
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains(&s.admin_token), "{text}");
     assert!(text.contains(&fingerprint), "{text}");
+    assert!(text.contains("BEGIN CERTIFICATE"), "{text}");
     // From now on the config file is enough.
     let as_logged_in = |args: &[&str]| ctl_env(args, None, Some(&home), &[]);
     ok_stdout(&as_logged_in(&["cluster", "ls"]));
@@ -96,6 +133,9 @@ async fn login_tokens_roles_and_audit_through_berthctl() {
         &["task", "stop", "abc"],
         &["token", "ls"],
         &["token", "create", "y", "--role", "admin"],
+        &["activation", "create"],
+        &["activation", "ls"],
+        &["instance", "deregister", "abc"],
     ] {
         let out = s.ctl_as(&ro, args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
@@ -105,6 +145,28 @@ async fn login_tokens_roles_and_audit_through_berthctl() {
             stderr(&out)
         );
     }
+
+    // An operator token may change things, but not tokens or activations.
+    let op = ok_stdout(&as_logged_in(&[
+        "token", "create", "ops", "--role", "operator",
+    ]));
+    let op = op.lines().next().unwrap().to_owned();
+    ok_stdout(&s.ctl_as(&op, &["cluster", "create", "ops"]));
+    for args in [
+        &["token", "ls"][..],
+        &["activation", "create", "--cluster", "ops"],
+        &["activation", "ls"],
+    ] {
+        let out = s.ctl_as(&op, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).starts_with("error: permission denied: ")
+                && stderr(&out).contains("admin"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    ok_stdout(&as_logged_in(&["activation", "ls"]));
 
     // token ls shows it; revoke stops it at once.
     let tokens = json(&as_logged_in(&["token", "ls", "-o", "json"]));

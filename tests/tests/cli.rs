@@ -82,7 +82,8 @@ async fn bad_input_gets_paths_and_a_nonzero_exit() {
     // Nothing listens here: exit 3 and a sentence naming the endpoint.
     let port = berth_tests::free_port();
     let out = ctl(
-        &format!("http://127.0.0.1:{port}"),
+        &format!("https://127.0.0.1:{port}"),
+        &s.ca_path(),
         &["cluster", "ls"],
         None,
     );
@@ -102,7 +103,7 @@ async fn clusters_and_instances_through_berthctl() {
     let ls = ok_stdout(&s.ctl(&["cluster", "ls"]));
     assert!(ls.contains("prod") && ls.contains("default"), "{ls}");
 
-    let _agent = Agent::start(&s.endpoint(), "prod", &dir.path().join("agent"));
+    let _agent = Agent::start(&s, "prod", &dir.path().join("agent"));
     let d = eventually(
         Duration::from_secs(15),
         "the agent in instance ls",

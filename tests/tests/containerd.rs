@@ -107,12 +107,7 @@ async fn cluster_with(
         ),
     ];
     env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let agent = Agent::start_with_env(
-        &sched.endpoint(),
-        "default",
-        &dir.path().join("agent"),
-        &env,
-    );
+    let agent = Agent::start_with_env(&sched, "default", &dir.path().join("agent"), &env);
     let instance = eventually(Duration::from_secs(30), "the agent to connect", || async {
         let v: Value = serde_json::from_slice(&sched.ctl(&["instance", "ls", "-o", "json"]).stdout)
             .map_err(|e| e.to_string())?;
@@ -332,6 +327,7 @@ async fn essential_exit_stops_the_task_and_non_essential_does_not() {
     let follow = std::process::Command::new(berth_tests::bin("berthctl"))
         .args(["task", "logs", &id, "--container", "main", "--follow"])
         .env("BERTH_ENDPOINT", c.sched.endpoint())
+        .env("BERTH_CA_CERT", c.sched.ca_path())
         .env("BERTH_TOKEN", &c.sched.admin_token)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

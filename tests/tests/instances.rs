@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use berth_proto::v1::container_instance_service_client::ContainerInstanceServiceClient;
 use berth_proto::v1::{ContainerInstance, DescribeContainerInstancesRequest};
-use berth_tests::{eventually, host_cpus, host_memory_mib, Agent, Scheduler};
+use berth_tests::{eventually, host_cpus, host_memory_mib, json, ok_stdout, Agent, Scheduler};
 
 async fn instances(s: &Scheduler) -> Vec<ContainerInstance> {
     ContainerInstanceServiceClient::new(s.authed_channel().await)
@@ -34,7 +34,7 @@ fn resource(i: &ContainerInstance, name: &str) -> i64 {
 async fn agent_registers_real_resources_and_disconnects_within_ttl() {
     let dir = tempfile::tempdir().unwrap();
     let s = Scheduler::start(&dir.path().join("data")).await;
-    let mut agent = Agent::start(&s.endpoint(), "default", &dir.path().join("agent"));
+    let mut agent = Agent::start(&s, "default", &dir.path().join("agent"));
 
     let first = eventually(Duration::from_secs(15), "the agent to connect", || async {
         let list = instances(&s).await;
@@ -113,7 +113,7 @@ async fn agent_registers_real_resources_and_disconnects_within_ttl() {
 async fn agent_reconnects_after_scheduler_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Scheduler::start(&dir.path().join("data")).await;
-    let agent = Agent::start(&s.endpoint(), "default", &dir.path().join("agent"));
+    let agent = Agent::start(&s, "default", &dir.path().join("agent"));
     async fn connected_id(s: &Scheduler, agent: &Agent) -> Result<String, String> {
         let list = instances(s).await;
         match list.as_slice() {
@@ -140,7 +140,7 @@ async fn agent_reconnects_after_scheduler_restart() {
 async fn scheduler_shuts_down_gracefully_with_agents_attached() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Scheduler::start(&dir.path().join("data")).await;
-    let agent = Agent::start(&s.endpoint(), "default", &dir.path().join("agent"));
+    let agent = Agent::start(&s, "default", &dir.path().join("agent"));
     eventually(Duration::from_secs(15), "connect", || async {
         match instances(&s).await.as_slice() {
             [i] if i.agent_connected => Ok(()),
@@ -163,4 +163,70 @@ async fn scheduler_shuts_down_gracefully_with_agents_attached() {
         started.elapsed()
     );
     assert!(s.log_text().contains("berth-scheduler stopped"));
+}
+
+/// The real binaries: a host joins with an activation and connects; a
+/// second `register` with the same code after its limit fails with a clear
+/// message; a wrong fingerprint is refused; deregistration disconnects the
+/// agent for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_join_with_activations_and_deregistration_shuts_them_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Scheduler::start(&dir.path().join("data")).await;
+    // The fingerprint the scheduler printed is the one activations carry.
+    let (id, code, fingerprint) = s.activation("default", &["--registration-limit", "1"]);
+    assert!(s.log_text().contains(&fingerprint), "{}", s.log_text());
+
+    let mut first = Agent::start_registered(
+        &s,
+        "default",
+        &dir.path().join("a1"),
+        &id,
+        &code,
+        &fingerprint,
+    );
+    let instance = eventually(Duration::from_secs(20), "the agent to connect", || async {
+        let v = json(&s.ctl(&["instance", "ls", "-o", "json"]));
+        match v["containerInstances"][0]["agentConnected"].as_bool() {
+            Some(true) => Ok(v["containerInstances"][0]["containerInstanceArn"]
+                .as_str()
+                .unwrap()
+                .to_owned()),
+            _ => Err(format!("{v}\n{}", first.log_text())),
+        }
+    })
+    .await;
+
+    // Same code, second host: past the limit.
+    let second = Agent::unregistered(&s, &dir.path().join("a2"));
+    let out = second.register(&id, &code, &fingerprint);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("registration limit"), "{err}");
+    // A wrong fingerprint never reaches Register.
+    let out = second.register(&id, &code, &format!("sha256:{}", "ab".repeat(32)));
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to trust it"));
+    let ls = ok_stdout(&s.ctl(&["activation", "ls"]));
+    assert!(ls.contains("EXHAUSTED") && ls.contains("1/1"), "{ls}");
+
+    // Deregistration: INACTIVE, certificate revoked, the agent is refused.
+    ok_stdout(&s.ctl(&["instance", "deregister", &instance]));
+    eventually(
+        Duration::from_secs(10),
+        "the agent to be refused",
+        || async {
+            let log = first.log_text();
+            if log.contains("refused this host's certificate") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        },
+    )
+    .await;
+    first.restart();
+    let v = json(&s.ctl(&["instance", "describe", &instance, "-o", "json"]));
+    assert_eq!(v["containerInstances"][0]["status"], "INACTIVE", "{v}");
+    assert_eq!(v["containerInstances"][0]["agentConnected"], false, "{v}");
 }

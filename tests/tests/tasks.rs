@@ -27,7 +27,7 @@ async fn task_lifecycle_through_berthctl() {
     let s = Scheduler::start(&dir.path().join("data")).await;
     ok_stdout(&s.ctl_stdin(&["taskdef", "register", "-f", "-"], WEB));
     ok_stdout(&s.ctl_stdin(&["taskdef", "register", "-f", "-"], FIXED));
-    let agent = FakeAgent::join(s.channel().await, "default", FakeHost::default())
+    let agent = FakeAgent::join(&s.agent_target().await, "default", FakeHost::default())
         .await
         .autopilot();
 
@@ -182,7 +182,7 @@ async fn started_tasks_and_reservations_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Scheduler::start(&dir.path().join("data")).await;
     ok_stdout(&s.ctl_stdin(&["taskdef", "register", "-f", "-"], FIXED));
-    let agent = FakeAgent::join(s.channel().await, "default", FakeHost::default()).await;
+    let agent = FakeAgent::join(&s.agent_target().await, "default", FakeHost::default()).await;
     let out = ok_stdout(&s.ctl(&[
         "task",
         "start",
@@ -192,11 +192,7 @@ async fn started_tasks_and_reservations_survive_sigkill() {
         &agent.id,
     ]));
     let id = out.trim().to_owned();
-    let (agent_id, agent_arn, credential) = (
-        agent.id.clone(),
-        agent.arn.clone(),
-        agent.credential.clone(),
-    );
+    let (agent_id, agent_arn, cert) = (agent.id.clone(), agent.arn.clone(), agent.cert.clone());
     // Killed right after the acknowledgement.
     s.kill9();
     drop(agent);
@@ -216,10 +212,10 @@ async fn started_tasks_and_reservations_survive_sigkill() {
     // The reconnected agent gets the task in its desired set, with its
     // port, and the reservation still holds.
     let agent = FakeAgent::reconnect(
-        s.channel().await,
+        &s.agent_target().await,
         agent_id.clone(),
         agent_arn,
-        credential,
+        cert,
         FakeHost::default(),
     )
     .await;

@@ -1,4 +1,5 @@
-//! `berthctl instance ls|describe`: the container instances of a cluster.
+//! `berthctl instance ls|describe|deregister`: the container instances of a
+//! cluster.
 
 use berth_proto::v1 as pb;
 use berth_proto::v1::container_instance_service_client::ContainerInstanceServiceClient;
@@ -25,6 +26,18 @@ pub enum InstanceCommand {
         ids: Vec<String>,
         #[command(flatten)]
         cluster: ClusterArg,
+    },
+    /// Deregister a container instance: INACTIVE, its certificates revoked,
+    /// its agent disconnected
+    Deregister {
+        /// Container instance id or ARN
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        cluster: ClusterArg,
+        /// Even if tasks that are not STOPPED are placed on it
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -95,6 +108,24 @@ pub async fn run(cmd: InstanceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError
             };
             // An instance deregistered between the two calls is simply not listed.
             v.failures.clear();
+            ctx.emit(&v, view::list_table)
+        }
+        InstanceCommand::Deregister { id, cluster, force } => {
+            let i = client
+                .deregister_container_instance(pb::DeregisterContainerInstanceRequest {
+                    cluster: ctx.cluster(&cluster),
+                    container_instance: id,
+                    force,
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner()
+                .container_instance
+                .unwrap_or_default();
+            let v = ContainerInstancesView::from(pb::DescribeContainerInstancesResponse {
+                container_instances: vec![i],
+                failures: vec![],
+            });
             ctx.emit(&v, view::list_table)
         }
         InstanceCommand::Describe { ids, cluster } => {

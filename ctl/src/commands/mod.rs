@@ -4,6 +4,7 @@
 //! A new group (`task`, `service`, ...) is a new file here, a variant in
 //! [`crate::cli::Command`] and a line in [`run`].
 
+pub mod activation;
 pub mod audit;
 pub mod cluster;
 pub mod instance;
@@ -67,7 +68,9 @@ impl<'a> Ctx<'a> {
         if let Some(c) = &self.channel {
             return Ok(c.clone());
         }
-        let c = client::connect(&self.settings.target(), self.settings.token.as_deref()).await?;
+        let ca = self.settings.ca_pem()?;
+        let c =
+            client::connect(&self.settings.target(), &ca, self.settings.token.as_deref()).await?;
         self.channel = Some(c.clone());
         Ok(c)
     }
@@ -122,11 +125,13 @@ pub async fn run(
 ) -> Result<(), CtlError> {
     let settings = Settings::load(
         cli.global.endpoint.as_deref(),
+        cli.global.ca_cert.as_deref(),
         cli.global.token.as_deref(),
         env,
     )?;
     let mut ctx = Ctx::new(settings, cli.global.output, out, err);
     match cli.command {
+        Command::Activation(cmd) => activation::run(cmd, &mut ctx).await,
         Command::Cluster(cmd) => cluster::run(cmd, &mut ctx).await,
         Command::Taskdef(cmd) => taskdef::run(cmd, &mut ctx).await,
         Command::Instance(cmd) => instance::run(cmd, &mut ctx).await,

@@ -281,6 +281,13 @@ impl TaskDefinitionService for Fake {
 
 #[tonic::async_trait]
 impl ContainerInstanceService for Fake {
+    async fn deregister_container_instance(
+        &self,
+        _r: Request<pb::DeregisterContainerInstanceRequest>,
+    ) -> Result<Response<pb::DeregisterContainerInstanceResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
     async fn list_container_instances(
         &self,
         r: Request<pb::ListContainerInstancesRequest>,
@@ -355,18 +362,56 @@ impl SystemService for Fake {
     }
 }
 
-/// Serves `fake` on a loopback port; returns the endpoint URL.
+/// A test CA and a serving certificate for 127.0.0.1 signed by it (PEMs).
+struct TestPki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn pki() -> &'static TestPki {
+    static PKI: std::sync::OnceLock<TestPki> = std::sync::OnceLock::new();
+    PKI.get_or_init(|| {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::default();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        TestPki {
+            ca_pem: ca_cert.pem(),
+            cert_pem: server.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    })
+}
+
+/// Serves `fake` over TLS on a loopback port; returns the endpoint URL.
 async fn serve(fake: Fake) -> String {
+    berth_proto::trust::install_crypto_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let tls = tonic::transport::ServerTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(&pki().cert_pem, &pki().key_pem),
+    );
     let server = tonic::transport::Server::builder()
+        .tls_config(tls)
+        .unwrap()
         .add_service(ClusterServiceServer::new(fake.clone()))
         .add_service(TaskDefinitionServiceServer::new(fake.clone()))
         .add_service(ContainerInstanceServiceServer::new(fake.clone()))
         .add_service(SystemServiceServer::new(fake))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     tokio::spawn(server);
-    format!("http://{addr}")
+    format!("https://{addr}")
 }
 
 /// Runs `berthctl --endpoint <endpoint> <args>` in-process, as `main` would.
@@ -375,7 +420,7 @@ async fn berthctl(endpoint: &str, args: &[&str]) -> Outcome {
         .into_iter()
         .chain(args.iter().copied());
     let cli = Cli::try_parse_from(argv).unwrap();
-    let env = Env::from_pairs([("HOME", "/nonexistent")]);
+    let env = Env::from_pairs([("HOME", "/nonexistent"), ("BERTH_CA_CERT", &pki().ca_pem)]);
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let result = super::run(cli, &env, &mut out, &mut err).await;
     let mut stderr = String::from_utf8(err).unwrap();
@@ -692,7 +737,7 @@ async fn version_with_and_without_a_scheduler() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let closed = format!("http://127.0.0.1:{port}");
+    let closed = format!("https://127.0.0.1:{port}");
     let out = berthctl(&closed, &["version"]).await;
     assert_eq!(out.code, 3);
     assert_eq!(out.stdout, "Client:  berthctl 0.1.0\n");

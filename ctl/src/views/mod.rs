@@ -5,6 +5,7 @@
 //! Everything here is a pure function of its input, so every view has
 //! snapshot tests. Only this module and `commands` see prost types.
 
+pub mod activation;
 pub mod auth;
 pub mod cluster;
 pub mod instance;

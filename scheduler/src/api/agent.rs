@@ -1,10 +1,11 @@
 //! `AgentService`: hosts join with `Register` and then hold one `Connect`
 //! stream each.
 //!
-//! Identity never comes from a message body. Until mutual TLS supplies it
-//! from the client certificate, it comes from the credential `Register`
-//! returned, presented as request metadata ([`CREDENTIAL_HEADER`]) and
-//! checked against the hash stored with the instance.
+//! Identity never comes from a message body: `Connect` and
+//! `RenewCertificate` take the instance from the client certificate that
+//! rustls verified against the cluster CA (subject CN and SAN URI), and
+//! refuse revoked serials and deregistered instances. `Register` needs no
+//! certificate: the activation code is its credential.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -13,29 +14,26 @@ use berth_proto::arn::short_id;
 use berth_proto::v1::{
     agent_message, agent_service_server::AgentService, scheduler_message, AgentMessage,
     DesiredState, DesiredTask, Hello, LogCancel, LogChunk, LogRequest, PortAssignment,
-    RegisterRequest, RegisterResponse, SchedulerMessage, TaskStatusReport, Welcome,
+    RegisterRequest, RegisterResponse, RenewCertificateRequest, RenewCertificateResponse,
+    SchedulerMessage, TaskStatusReport, Welcome,
 };
 use futures::Stream;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::taskdef::definition_json;
-use super::{cluster_arg, millis, timestamp, ApiError, Shared};
+use super::{millis, timestamp, ApiError, Shared};
 use crate::agent_link::{LogLine, LogPart, Outbound};
-use crate::db::{ReportOutcome, TaskReport};
+use crate::db::{check_activation, ReportOutcome, TaskReport};
 use crate::records::{
     now_millis, ContainerRecord, HostResources, InstanceRecord, InstanceStatus, NetworkBinding,
     Protocol, TaskStatus,
 };
 use crate::sessions::SessionGuard;
-
-/// Metadata key carrying `<instance-id>.<secret>` on `Connect`.
-pub const CREDENTIAL_HEADER: &str = berth_proto::AGENT_CREDENTIAL_HEADER;
+use crate::tls::{peer_identity, PeerIdentity};
 /// How long a new stream may take to send its Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages the API may queue for one stream (log requests).
@@ -52,13 +50,9 @@ pub struct AgentApi {
     pub shutdown: CancellationToken,
 }
 
-fn sha256_hex(s: &str) -> String {
+/// SHA-256 (hex) of an activation code, as stored.
+pub fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
-}
-
-/// Compares without an early exit, so timing does not reveal a prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The validated content of a Hello.
@@ -79,7 +73,12 @@ fn port(field: &str, p: u32) -> Result<u16, ApiError> {
 
 /// ECS attribute names: 1–128 of letters, digits, `-_./`; values up to 128
 /// of letters, digits, `-_.@/\:` and spaces.
-fn validate_attribute(i: usize, name: &str, value: &str) -> Result<(), ApiError> {
+pub(crate) fn validate_attribute(
+    prefix: &str,
+    i: usize,
+    name: &str,
+    value: &str,
+) -> Result<(), ApiError> {
     let ok_name = !name.is_empty()
         && name.len() <= 128
         && name
@@ -87,7 +86,7 @@ fn validate_attribute(i: usize, name: &str, value: &str) -> Result<(), ApiError>
             .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
     if !ok_name {
         return Err(ApiError::invalid(
-            &format!("hello.attributes[{i}].name"),
+            &format!("{prefix}[{i}].name"),
             format!("{name:?} must be 1–128 letters, digits, '-', '_', '.', '/'"),
         ));
     }
@@ -97,7 +96,7 @@ fn validate_attribute(i: usize, name: &str, value: &str) -> Result<(), ApiError>
             .all(|c| c.is_ascii_alphanumeric() || "-_.@/\\: ".contains(c));
     if !ok_value {
         return Err(ApiError::invalid(
-            &format!("hello.attributes[{i}].value"),
+            &format!("{prefix}[{i}].value"),
             format!("{value:?} must be at most 128 letters, digits, spaces or '-_.@/\\:'"),
         ));
     }
@@ -141,7 +140,7 @@ pub fn validate_hello(h: Hello) -> Result<HelloFacts, ApiError> {
     };
     let mut attributes: Vec<(String, String)> = Vec::with_capacity(h.attributes.len());
     for (i, a) in h.attributes.into_iter().enumerate() {
-        validate_attribute(i, &a.name, &a.value)?;
+        validate_attribute("hello.attributes", i, &a.name, &a.value)?;
         attributes.push((a.name, a.value));
     }
     attributes.sort();
@@ -172,34 +171,46 @@ pub fn validate_hello(h: Hello) -> Result<HelloFacts, ApiError> {
 }
 
 impl AgentApi {
-    /// The instance the caller's credential belongs to.
-    fn authenticate(&self, md: &MetadataMap) -> Result<InstanceRecord, ApiError> {
-        let cred = md
-            .get(CREDENTIAL_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                ApiError::Unauthenticated(format!(
-                    "missing {CREDENTIAL_HEADER}; register the host first"
-                ))
-            })?;
-        let (id, _) = cred
-            .split_once('.')
-            .ok_or_else(|| ApiError::Unauthenticated("malformed agent credential".into()))?;
+    /// The instance named by the caller's verified client certificate, if
+    /// that certificate is not revoked and the instance not deregistered.
+    fn authenticate<T>(
+        &self,
+        req: &Request<T>,
+    ) -> Result<(InstanceRecord, PeerIdentity), ApiError> {
+        let certs = req.peer_certs().ok_or_else(|| {
+            ApiError::Unauthenticated(
+                "no client certificate: register this host with `berth-agent register` first"
+                    .into(),
+            )
+        })?;
+        let leaf = certs.first().ok_or_else(|| {
+            ApiError::Unauthenticated("no client certificate in the TLS handshake".into())
+        })?;
+        let peer = peer_identity(leaf).map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+        if self.shared.db.is_revoked(&peer.serial)? {
+            return Err(ApiError::PermissionDenied(format!(
+                "the certificate of container instance {} (serial {}) was revoked",
+                peer.instance_id, peer.serial
+            )));
+        }
         let rec = self
             .shared
             .db
-            .instance(id)?
-            .filter(|r| {
-                constant_time_eq(r.credential_sha256.as_bytes(), sha256_hex(cred).as_bytes())
-            })
-            .ok_or_else(|| ApiError::Unauthenticated("unknown agent credential".into()))?;
+            .instance(&peer.instance_id)?
+            .filter(|r| r.cluster == peer.cluster)
+            .ok_or_else(|| {
+                ApiError::Unauthenticated(format!(
+                    "no container instance {} in cluster {}",
+                    peer.instance_id, peer.cluster
+                ))
+            })?;
         if rec.status == InstanceStatus::Inactive {
             return Err(ApiError::PermissionDenied(format!(
                 "container instance {} was deregistered",
                 rec.id
             )));
         }
-        Ok(rec)
+        Ok((rec, peer))
     }
 }
 
@@ -207,42 +218,96 @@ type MessageStream = Pin<Box<dyn Stream<Item = Result<SchedulerMessage, Status>>
 
 #[tonic::async_trait]
 impl AgentService for AgentApi {
-    #[tracing::instrument(skip_all, fields(cluster = %req.get_ref().cluster, host = %req.get_ref().hostname))]
+    #[tracing::instrument(skip_all, fields(activation = %req.get_ref().activation_id, host = %req.get_ref().hostname))]
     async fn register(
         &self,
         req: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
         let req = req.into_inner();
-        let cluster = cluster_arg(&req.cluster);
         if req.hostname.is_empty() || req.hostname.len() > 255 {
             return Err(ApiError::invalid("hostname", "must be 1–255 characters").into());
         }
+        for (field, v) in [
+            ("activationId", &req.activation_id),
+            ("activationCode", &req.activation_code),
+            ("csrPem", &req.csr_pem),
+        ] {
+            if v.trim().is_empty() {
+                return Err(ApiError::invalid(field, "required").into());
+            }
+        }
+        let code = sha256_hex(req.activation_code.trim());
+        let now = now_millis();
+        // Checked here before anything is signed, and again in the write.
+        let activation = self
+            .shared
+            .db
+            .activation(&req.activation_id)
+            .map_err(ApiError::from)?;
+        check_activation(activation.as_ref(), &req.activation_id, &code, now)
+            .map_err(ApiError::from)?;
+        let Some(activation) = activation else {
+            return Err(Status::internal("activation vanished"));
+        };
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let mut secret = [0u8; 32];
-        rand::rng().fill_bytes(&mut secret);
-        let credential = format!("{id}.{}", hex::encode(secret));
+        let issued = self
+            .shared
+            .ca
+            .sign_client(&req.csr_pem, &activation.cluster, &id)
+            .map_err(|e| ApiError::invalid("csrPem", e.to_string()))?;
         let rec = InstanceRecord {
             id: id.clone(),
-            cluster: cluster.clone(),
+            cluster: activation.cluster.clone(),
             hostname: req.hostname,
             status: InstanceStatus::Active,
-            registered_at: now_millis(),
+            registered_at: now,
             agent_version: String::new(),
             resources: HostResources::default(),
-            attributes: vec![],
-            credential_sha256: sha256_hex(&credential),
+            attributes: activation.attributes.clone(),
+            cert_serials: vec![issued.serial.clone()],
+            activation_id: activation.id.clone(),
+            custom_attributes: activation.attributes.clone(),
         };
+        let cluster = activation.cluster.clone();
         self.shared
             .db
-            .create_instance(rec)
+            .register_instance(&req.activation_id, &code, now, rec)
             .await
             .map_err(ApiError::from)?;
-        tracing::info!(instance = %id, "container instance registered");
+        tracing::info!(instance = %id, %cluster, serial = %issued.serial, "container instance registered");
         Ok(Response::new(RegisterResponse {
             container_instance_arn: self.shared.arn.container_instance(&cluster, &id),
             cluster_arn: self.shared.arn.cluster(&cluster),
             container_instance_id: id,
-            credential,
+            cert_pem: issued.pem,
+            ca_pem: self.shared.ca.ca_pem().to_owned(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn renew_certificate(
+        &self,
+        req: Request<RenewCertificateRequest>,
+    ) -> Result<Response<RenewCertificateResponse>, Status> {
+        let (rec, peer) = self.authenticate(&req)?;
+        let issued = self
+            .shared
+            .ca
+            .sign_client(&req.get_ref().csr_pem, &rec.cluster, &rec.id)
+            .map_err(|e| ApiError::invalid("csrPem", e.to_string()))?;
+        let serial = issued.serial.clone();
+        self.shared
+            .db
+            .update_instance(&rec.id, |r| {
+                if !r.cert_serials.contains(&serial) {
+                    r.cert_serials.push(serial.clone());
+                }
+            })
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(instance = %rec.id, old = %peer.serial, new = %issued.serial, "client certificate renewed");
+        Ok(Response::new(RenewCertificateResponse {
+            cert_pem: issued.pem,
         }))
     }
 
@@ -252,7 +317,7 @@ impl AgentService for AgentApi {
         &self,
         req: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
-        let rec = self.authenticate(req.metadata())?;
+        let (rec, _) = self.authenticate(&req)?;
         let id = rec.id.clone();
         let mut inbound = req.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
@@ -267,7 +332,9 @@ impl AgentService for AgentApi {
             .db
             .update_instance(&id, |r| {
                 r.resources = facts.resources.clone();
-                r.attributes = facts.attributes.clone();
+                // The activation's attributes win over what the host reports.
+                r.attributes =
+                    InstanceRecord::merged_attributes(&facts.attributes, &r.custom_attributes);
                 r.agent_version = facts.agent_version.clone();
                 r.hostname = facts.hostname.clone();
             })
@@ -454,8 +521,9 @@ fn log_part(c: LogChunk) -> LogPart {
     }
 }
 
-fn outbound_message(o: Outbound) -> SchedulerMessage {
-    SchedulerMessage {
+/// The message for `o`; `None` for [`Outbound::Close`], which ends the stream.
+fn outbound_message(o: Outbound) -> Option<SchedulerMessage> {
+    Some(SchedulerMessage {
         msg: Some(match o {
             Outbound::LogRequest { request_id, query } => {
                 scheduler_message::Msg::LogRequest(LogRequest {
@@ -470,8 +538,9 @@ fn outbound_message(o: Outbound) -> SchedulerMessage {
             Outbound::LogCancel { request_id } => {
                 scheduler_message::Msg::LogCancel(LogCancel { request_id })
             }
+            Outbound::Close { .. } => return None,
         }),
-    }
+    })
 }
 
 /// One agent's welcomed `Connect` stream: reports and log chunks in, the
@@ -490,6 +559,8 @@ struct AgentStream {
 /// Why a stream's loop ended.
 enum End {
     AgentClosed,
+    /// The instance was deregistered while connected.
+    Revoked(String),
     Failed(String),
     Shutdown,
 }
@@ -508,8 +579,13 @@ impl AgentStream {
                     }
                 },
                 Some(o) = self.outbound.recv() => {
-                    if self.tx.send(Ok(outbound_message(o))).await.is_err() {
-                        break End::AgentClosed;
+                    if let Outbound::Close { reason } = &o {
+                        break End::Revoked(reason.clone());
+                    }
+                    if let Some(m) = outbound_message(o) {
+                        if self.tx.send(Ok(m)).await.is_err() {
+                            break End::AgentClosed;
+                        }
                     }
                 }
                 changed = self.desired.changed() => {
@@ -532,6 +608,10 @@ impl AgentStream {
             End::Failed(cause) => {
                 tracing::info!(instance = %id, %cause, "agent stream failed");
                 let _ = self.tx.try_send(Err(Status::unavailable(cause)));
+            }
+            End::Revoked(reason) => {
+                tracing::info!(instance = %id, %reason, "closing the agent's stream");
+                let _ = self.tx.send(Err(Status::permission_denied(reason))).await;
             }
             End::Shutdown => {
                 let _ = self
@@ -574,7 +654,9 @@ impl AgentStream {
                         .await;
                     if !delivered && !eof {
                         // Nobody reads this any more: tell the agent to stop.
-                        let cancel = outbound_message(Outbound::LogCancel { request_id });
+                        let cancel = SchedulerMessage {
+                            msg: Some(scheduler_message::Msg::LogCancel(LogCancel { request_id })),
+                        };
                         if self.tx.send(Ok(cancel)).await.is_err() {
                             return Err(End::AgentClosed);
                         }
@@ -692,9 +774,18 @@ mod tests {
     }
 
     #[test]
-    fn constant_time_eq_works() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
+    fn activation_attributes_win_over_the_hello() {
+        let reported = vec![
+            ("ecs.os-type".to_owned(), "linux".to_owned()),
+            ("rack".to_owned(), "spoofed".to_owned()),
+        ];
+        let custom = vec![("rack".to_owned(), "r1".to_owned())];
+        assert_eq!(
+            InstanceRecord::merged_attributes(&reported, &custom),
+            vec![
+                ("ecs.os-type".to_owned(), "linux".to_owned()),
+                ("rack".to_owned(), "r1".to_owned()),
+            ]
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! mutating call in the audit log once the handler has answered.
 //!
 //! - `AgentService` is not under this gate: agents authenticate with their
-//!   own credential (mutual TLS later).
+//!   client certificate (mutual TLS), `Register` with an activation code.
 //! - Open methods ([`Access::Open`]) need no token.
 //! - A path that is not in the table is denied: a new RPC cannot be served
 //!   before it is classified. `every_operator_method_is_classified` proves
@@ -112,6 +112,10 @@ pub const METHODS: &[MethodRule] = &[
         "/berth.v1.ContainerInstanceService/DescribeContainerInstances",
         ReadOnly,
     ),
+    write(
+        "/berth.v1.ContainerInstanceService/DeregisterContainerInstance",
+        Operator,
+    ),
     open("/berth.v1.SystemService/Version"),
     write("/berth.v1.TaskService/StartTask", Operator),
     write("/berth.v1.TaskService/StopTask", Operator),
@@ -122,6 +126,12 @@ pub const METHODS: &[MethodRule] = &[
     read("/berth.v1.TokenService/ListTokens", Admin),
     write("/berth.v1.TokenService/RevokeToken", Admin),
     read("/berth.v1.AuditService/ListAuditEvents", ReadOnly),
+    // Trust: fetching the CA to pin it precedes having a token; activations
+    // are admin business like tokens (listing them too).
+    open("/berth.v1.ClusterCaService/GetClusterCa"),
+    write("/berth.v1.ActivationService/CreateActivation", Admin),
+    read("/berth.v1.ActivationService/ListActivations", Admin),
+    write("/berth.v1.ActivationService/RevokeActivation", Admin),
 ];
 
 /// Services outside this gate (their own authentication).
@@ -190,6 +200,22 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
             format!("token/{} role/{}", r.name, r.role)
         }
         "RevokeToken" => format!("token/{}", de::<pb::RevokeTokenRequest>(msg).id),
+        "DeregisterContainerInstance" => {
+            let r = de::<pb::DeregisterContainerInstanceRequest>(msg);
+            format!(
+                "cluster/{} container-instance/{}",
+                super::cluster_arg(&r.cluster),
+                r.container_instance
+            )
+        }
+        "CreateActivation" => format!(
+            "cluster/{}",
+            super::cluster_arg(&de::<pb::CreateActivationRequest>(msg).cluster)
+        ),
+        "RevokeActivation" => format!(
+            "activation/{}",
+            de::<pb::RevokeActivationRequest>(msg).activation_id
+        ),
         _ => return None,
     })
 }
@@ -457,7 +483,9 @@ mod tests {
                 "{}: reads are exactly List*/Describe*/Get*",
                 m.path
             );
-            if m.path.starts_with("/berth.v1.TokenService/") {
+            if m.path.starts_with("/berth.v1.TokenService/")
+                || m.path.starts_with("/berth.v1.ActivationService/")
+            {
                 assert_eq!(m.access, Access::Token(Role::Admin), "{}", m.path);
             } else if m.mutates {
                 assert_eq!(m.access, Access::Token(Role::Operator), "{}", m.path);
@@ -466,9 +494,17 @@ mod tests {
                 assert!(!m.mutates, "{} is open but mutates", m.path);
             }
         }
+        let open: Vec<_> = METHODS
+            .iter()
+            .filter(|m| m.access == Access::Open)
+            .map(|m| m.path)
+            .collect();
         assert_eq!(
-            rule("/berth.v1.SystemService/Version").unwrap().access,
-            Access::Open
+            open,
+            [
+                "/berth.v1.SystemService/Version",
+                "/berth.v1.ClusterCaService/GetClusterCa"
+            ]
         );
     }
 

@@ -53,6 +53,7 @@ impl From<ApiError> for Status {
                 DbError::NotFound { .. } => Status::not_found(msg),
                 DbError::AlreadyExists { .. } => Status::already_exists(msg),
                 DbError::FailedPrecondition(_) => Status::failed_precondition(msg),
+                DbError::PermissionDenied(_) => Status::permission_denied(msg),
                 DbError::InvalidArgument { .. } => Status::invalid_argument(msg),
                 DbError::Contention { .. } => Status::aborted(msg),
                 DbError::Store(s) => {

@@ -1,9 +1,11 @@
 //! `ContainerInstanceService`: list and describe container instances with
-//! ECS's resource shapes (CPU, MEMORY, PORTS, PORTS_UDP).
+//! ECS's resource shapes (CPU, MEMORY, PORTS, PORTS_UDP), and deregister
+//! them (INACTIVE, certificates revoked, agent stream closed).
 
 use berth_proto::arn::short_id;
 use berth_proto::v1::{
     container_instance_service_server::ContainerInstanceService, Attribute, ContainerInstance,
+    DeregisterContainerInstanceRequest, DeregisterContainerInstanceResponse,
     DescribeContainerInstancesRequest, DescribeContainerInstancesResponse, Failure,
     ListContainerInstancesRequest, ListContainerInstancesResponse, Resource,
 };
@@ -11,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::cluster::task_counts;
 use super::{cluster_arg, timestamp, ApiError, Shared};
+use crate::agent_link::Outbound;
 use crate::records::{AllocationRecord, HostResources, InstanceRecord, InstanceStatus};
 
 #[derive(Debug)]
@@ -168,5 +171,45 @@ impl ContainerInstanceService for ContainerInstanceApi {
             }
         }
         Ok(Response::new(out))
+    }
+
+    #[tracing::instrument(skip_all, fields(instance = %req.get_ref().container_instance))]
+    async fn deregister_container_instance(
+        &self,
+        req: Request<DeregisterContainerInstanceRequest>,
+    ) -> Result<Response<DeregisterContainerInstanceResponse>, Status> {
+        let req = req.into_inner();
+        let cluster = cluster_arg(&req.cluster);
+        let id = short_id(req.container_instance.trim());
+        if id.is_empty() {
+            return Err(ApiError::invalid("containerInstance", "required").into());
+        }
+        match self.shared.db.instance(id).map_err(ApiError::from)? {
+            Some(i) if i.cluster == cluster => {}
+            _ => {
+                return Err(ApiError::Db(crate::db::DbError::NotFound {
+                    kind: "container instance",
+                    name: format!("{cluster}/{id}"),
+                })
+                .into())
+            }
+        }
+        let rec = self
+            .shared
+            .db
+            .deregister_instance(id, req.force)
+            .await
+            .map_err(ApiError::from)?;
+        if let Some(tx) = self.shared.sessions.open_stream(id) {
+            let _ = tx
+                .send(Outbound::Close {
+                    reason: format!("container instance {id} was deregistered"),
+                })
+                .await;
+        }
+        tracing::info!(instance = %id, revoked = rec.cert_serials.len(), "container instance deregistered");
+        Ok(Response::new(DeregisterContainerInstanceResponse {
+            container_instance: Some(self.to_proto(&rec)?),
+        }))
     }
 }

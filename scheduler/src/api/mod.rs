@@ -12,6 +12,7 @@ pub mod system;
 pub mod task;
 pub mod taskdef;
 pub mod token;
+pub mod trust;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use crate::agent_link::LogRouter;
 use crate::db::Db;
 use crate::records::UnixMillis;
 use crate::sessions::Sessions;
+use crate::tls::ClusterCa;
 
 pub use error::ApiError;
 
@@ -33,6 +35,8 @@ pub struct Shared {
     pub arn: Arc<ArnPrefix>,
     pub heartbeat_interval: std::time::Duration,
     pub logs: LogRouter,
+    /// The cluster CA: signs agents' certificates.
+    pub ca: Arc<ClusterCa>,
 }
 
 pub fn timestamp(ms: UnixMillis) -> Timestamp {

@@ -637,7 +637,9 @@ mod tests {
                 reserved_udp_ports: vec![],
             },
             attributes: vec![],
-            credential_sha256: String::new(),
+            cert_serials: vec![],
+            activation_id: String::new(),
+            custom_attributes: vec![],
         })
         .await
         .unwrap();

@@ -41,10 +41,14 @@ pub enum Table {
     Tokens,
     /// Time-ordered event id → audit record of a mutating call.
     Audit,
+    /// Activation id → activation record (hashed code).
+    Activations,
+    /// Client-certificate serial (hex) → revocation record.
+    RevokedCerts,
 }
 
 impl Table {
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 12] = [
         Table::Meta,
         Table::Clusters,
         Table::Families,
@@ -55,6 +59,8 @@ impl Table {
         Table::Allocations,
         Table::Tokens,
         Table::Audit,
+        Table::Activations,
+        Table::RevokedCerts,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +75,8 @@ impl Table {
             Table::Allocations => "allocations",
             Table::Tokens => "tokens",
             Table::Audit => "audit",
+            Table::Activations => "activations",
+            Table::RevokedCerts => "revoked_certs",
         }
     }
 
@@ -84,6 +92,8 @@ impl Table {
             Table::Allocations => 7,
             Table::Tokens => 8,
             Table::Audit => 9,
+            Table::Activations => 10,
+            Table::RevokedCerts => 11,
         }
     }
 }
