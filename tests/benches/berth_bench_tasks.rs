@@ -37,7 +37,6 @@ use berth_testkit::containerd::Containerd;
 use berth_testkit::registry::Registry;
 use berth_tests::{Agent, Scheduler};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 const CLUSTER: &str = "default";
 /// How often DescribeTasks is polled while waiting for RUNNING.
@@ -74,7 +73,7 @@ struct Bench {
     instance_arn: String,
     agent_dir: PathBuf,
     agent_env: Vec<(String, String)>,
-    tasks: TaskServiceClient<Channel>,
+    tasks: TaskServiceClient<berth_tests::AuthedChannel>,
     /// containerd namespace of the `ctr run` baseline. Unique per run:
     /// runc keeps its state in `/run/containerd/runc/<namespace>/<id>`,
     /// shared by every containerd on the host.
@@ -137,8 +136,8 @@ impl Bench {
             ),
         ];
         let agent_dir = dir.path().join("agent");
-        let agent = Agent::start_with_env(&sched.endpoint(), CLUSTER, &agent_dir, &agent_env);
-        let channel = sched.channel().await;
+        let agent = Agent::start_with_env(&sched, CLUSTER, &agent_dir, &agent_env);
+        let channel = sched.authed_channel().await;
         let mut b = Self {
             tasks: TaskServiceClient::new(channel),
             sched,
@@ -162,7 +161,7 @@ impl Bench {
 
     /// Waits until the agent shows as connected; returns its instance ARN.
     async fn wait_connected(&self) -> String {
-        let mut client = ContainerInstanceServiceClient::new(self.sched.channel().await);
+        let mut client = ContainerInstanceServiceClient::new(self.sched.authed_channel().await);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let resp = client
@@ -190,14 +189,14 @@ impl Bench {
         self.agent.kill9();
         let mut env = self.agent_env.clone();
         env.push((key.into(), value.into()));
-        self.agent = Agent::start_with_env(&self.sched.endpoint(), CLUSTER, &self.agent_dir, &env);
+        self.agent = Agent::start_with_env(&self.sched, CLUSTER, &self.agent_dir, &env);
         // The scheduler may still show the killed session for a moment.
         tokio::time::sleep(Duration::from_secs(2)).await;
         self.wait_connected().await;
     }
 
     async fn register(&self, json: &str) {
-        TaskDefinitionServiceClient::new(self.sched.channel().await)
+        TaskDefinitionServiceClient::new(self.sched.authed_channel().await)
             .register_task_definition(RegisterTaskDefinitionRequest {
                 task_definition_json: json.replace("IMAGE", &self.image),
             })
