@@ -5,9 +5,15 @@
 //! - [`taskdef`]: ECS's task-definition JSON as a serde model, with its
 //!   validation (every error at once, each naming its JSON path).
 //! - [`arn`]: ECS-shaped ARNs.
+//! - [`secret_ref`]: secret names and the references to them in definitions.
+//! - `redact`: the `Debug` of the messages that carry secret values.
 
 pub mod arn;
+mod redact;
+pub mod secret_ref;
 pub mod taskdef;
+
+pub use redact::REDACTED;
 
 /// Generated code of the `berth.v1` protobuf package.
 #[allow(clippy::all, missing_docs)]
