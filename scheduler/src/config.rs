@@ -21,6 +21,9 @@ pub const ENV_ARN_REGION: &str = "BERTH_ARN_REGION";
 pub const ENV_ARN_ACCOUNT: &str = "BERTH_ARN_ACCOUNT";
 pub const ENV_HEARTBEAT_INTERVAL: &str = "BERTH_HEARTBEAT_INTERVAL";
 pub const ENV_HEARTBEAT_TTL: &str = "BERTH_HEARTBEAT_TTL";
+pub const ENV_SECRETS_KEY_FILE: &str = "BERTH_SECRETS_KEY_FILE";
+/// The secrets key's file name in the data dir, unless configured.
+pub const SECRETS_KEY_FILE_NAME: &str = "secrets.key";
 
 /// Why the configuration is unusable. The scheduler exits with code 64.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +67,15 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     arn: Option<FileArn>,
     agents: Option<FileAgents>,
+    secrets: Option<FileSecrets>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSecrets {
+    /// The 32-byte key that encrypts secrets at rest; default
+    /// `<data_dir>/secrets.key`, created on first start.
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +112,8 @@ pub struct Config {
     pub arn: ArnPrefix,
     pub heartbeat_interval: Duration,
     pub heartbeat_ttl: Duration,
+    /// The key that encrypts secrets at rest (created when missing).
+    pub secrets_key_file: PathBuf,
 }
 
 impl Config {
@@ -113,6 +127,7 @@ impl Config {
             arn: ArnPrefix::default(),
             heartbeat_interval: Duration::from_millis(200),
             heartbeat_ttl: Duration::from_secs(1),
+            secrets_key_file: data_dir.join(SECRETS_KEY_FILE_NAME),
         }
     }
 
@@ -238,6 +253,20 @@ impl Config {
                 ),
             ));
         }
+        let secrets_key_file = match env
+            .get(ENV_SECRETS_KEY_FILE)
+            .map(PathBuf::from)
+            .or(file.secrets.and_then(|s| s.key_file))
+        {
+            Some(p) if !p.is_absolute() => {
+                return Err(invalid(
+                    "secrets.key_file",
+                    format!("{} must be an absolute path", p.display()),
+                ))
+            }
+            Some(p) => p,
+            None => data_dir.join(SECRETS_KEY_FILE_NAME),
+        };
         Ok(Self {
             listen,
             data_dir,
@@ -245,6 +274,7 @@ impl Config {
             arn,
             heartbeat_interval,
             heartbeat_ttl,
+            secrets_key_file,
         })
     }
 }
@@ -267,6 +297,28 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/berth/scheduler"));
         assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
         assert_eq!(c.arn, ArnPrefix::default());
+        assert_eq!(
+            c.secrets_key_file,
+            PathBuf::from("/var/lib/berth/scheduler/secrets.key")
+        );
+    }
+
+    #[test]
+    fn secrets_key_file_from_file_or_env() {
+        let text = "[secrets]\nkey_file = \"/etc/berth/secrets.key\"\n";
+        let c = Config::from_toml(text, &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.secrets_key_file, PathBuf::from("/etc/berth/secrets.key"));
+        let e = env(&[(ENV_SECRETS_KEY_FILE, "/run/creds/key")]);
+        let c = Config::from_toml(text, &Overrides::default(), &e).unwrap();
+        assert_eq!(c.secrets_key_file, PathBuf::from("/run/creds/key"));
+        let err = Config::from_toml(
+            "[secrets]\nkey_file = \"rel\"",
+            &Overrides::default(),
+            &env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("secrets.key_file:"), "{err}");
     }
 
     #[test]

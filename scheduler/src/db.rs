@@ -17,6 +17,7 @@ use crate::records::{
 };
 use crate::store::{GroupCommit, Store, StoreError, Table, Txn};
 
+mod secrets;
 mod tasks;
 
 pub use tasks::{

@@ -8,6 +8,7 @@
 //! - [`agent_link`]: desired-set notifications and log-request routing to the agents' streams.
 //! - [`reserve`]: what a task needs on an instance and whether it fits; pure functions.
 //! - [`records`]: the stored domain records.
+//! - [`secrets`]: the secret store's key, sealing, and resolution for tasks.
 //! - [`config`]: file/env/flag configuration, validated before anything binds.
 
 pub mod agent_link;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod db;
 pub mod records;
 pub mod reserve;
+pub mod secrets;
 pub mod server;
 pub mod sessions;
 pub mod store;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use berth_proto::v1::{
     agent_service_server::AgentServiceServer, cluster_service_server::ClusterServiceServer,
     container_instance_service_server::ContainerInstanceServiceServer,
-    system_service_server::SystemServiceServer,
+    secret_service_server::SecretServiceServer, system_service_server::SystemServiceServer,
     task_definition_service_server::TaskDefinitionServiceServer,
     task_service_server::TaskServiceServer,
 };
@@ -19,11 +19,12 @@ use tokio_util::sync::CancellationToken;
 use crate::agent_link::LogRouter;
 use crate::api::task::TaskApi;
 use crate::api::{
-    agent::AgentApi, cluster::ClusterApi, instance::ContainerInstanceApi, system::SystemApi,
-    taskdef::TaskDefinitionApi, Shared,
+    agent::AgentApi, cluster::ClusterApi, instance::ContainerInstanceApi, secret::SecretApi,
+    system::SystemApi, taskdef::TaskDefinitionApi, Shared,
 };
 use crate::config::Config;
 use crate::db::{Db, DbError};
+use crate::secrets::{SecretKey, Secrets, SecretsError};
 use crate::sessions::Sessions;
 use crate::store::{SledStore, Store, StoreError};
 
@@ -41,6 +42,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("final flush of the store: {0}")]
@@ -61,12 +64,14 @@ pub async fn run(
             })?,
         );
     let db = Db::open(store.clone()).await?;
+    let key = SecretKey::load_or_create(&config.secrets_key_file)?;
     let shared = Shared {
         db: db.clone(),
         sessions: Sessions::new(config.heartbeat_ttl),
         arn: Arc::new(config.arn.clone()),
         heartbeat_interval: config.heartbeat_interval,
         logs: LogRouter::default(),
+        secrets: Secrets::new(key, db.clone()),
     };
     let addr = listener.local_addr().ok();
     tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "berth-scheduler serving");
@@ -84,6 +89,9 @@ pub async fn run(
             shared: shared.clone(),
         }))
         .add_service(TaskServiceServer::new(TaskApi {
+            shared: shared.clone(),
+        }))
+        .add_service(SecretServiceServer::new(SecretApi {
             shared: shared.clone(),
         }))
         .add_service(SystemServiceServer::new(SystemApi))

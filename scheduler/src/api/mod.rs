@@ -6,6 +6,7 @@ pub mod agent;
 pub mod cluster;
 pub mod error;
 pub mod instance;
+pub mod secret;
 pub mod system;
 pub mod task;
 pub mod taskdef;
@@ -18,6 +19,7 @@ use prost_types::Timestamp;
 use crate::agent_link::LogRouter;
 use crate::db::Db;
 use crate::records::UnixMillis;
+use crate::secrets::Secrets;
 use crate::sessions::Sessions;
 
 pub use error::ApiError;
@@ -30,6 +32,7 @@ pub struct Shared {
     pub arn: Arc<ArnPrefix>,
     pub heartbeat_interval: std::time::Duration,
     pub logs: LogRouter,
+    pub secrets: Secrets,
 }
 
 pub fn timestamp(ms: UnixMillis) -> Timestamp {

@@ -37,10 +37,12 @@ pub enum Table {
     /// Container-instance id → what its tasks hold (resources, host ports)
     /// and the generation of its desired set.
     Allocations,
+    /// Secret name → its current version, sealed (see `crate::secrets`).
+    Secrets,
 }
 
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Meta,
         Table::Clusters,
         Table::Families,
@@ -49,6 +51,7 @@ impl Table {
         Table::Tasks,
         Table::InstanceTasks,
         Table::Allocations,
+        Table::Secrets,
     ];
 
     pub fn name(self) -> &'static str {
@@ -61,6 +64,7 @@ impl Table {
             Table::Tasks => "tasks",
             Table::InstanceTasks => "instance_tasks",
             Table::Allocations => "allocations",
+            Table::Secrets => "secrets",
         }
     }
 
@@ -74,6 +78,7 @@ impl Table {
             Table::Tasks => 5,
             Table::InstanceTasks => 6,
             Table::Allocations => 7,
+            Table::Secrets => 8,
         }
     }
 }
