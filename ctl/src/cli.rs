@@ -4,7 +4,8 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    cluster::ClusterCommand, instance::InstanceCommand, task::TaskCommand, taskdef::TaskdefCommand,
+    cluster::ClusterCommand, instance::InstanceCommand, secret::SecretCommand, task::TaskCommand,
+    taskdef::TaskdefCommand,
 };
 use crate::output::OutputFormat;
 
@@ -43,6 +44,9 @@ pub enum Command {
     /// Start, list, describe and stop tasks; read their logs
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Store, list and delete secrets (values are never shown)
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Print berthctl's version and the scheduler's
     Version,
 }
@@ -235,6 +239,34 @@ mod tests {
         check(
             "version",
             expect![[r#"GlobalArgs { endpoint: None, output: Table } Version"#]],
+        );
+    }
+
+    #[test]
+    fn secret_commands() {
+        check(
+            "secret put db-password",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Secret(Put { name: "db-password", from_file: None })"#
+            ]],
+        );
+        check(
+            "secret put db --from-file pw.txt",
+            expect![[
+                r#"GlobalArgs { endpoint: None, output: Table } Secret(Put { name: "db", from_file: Some("pw.txt") })"#
+            ]],
+        );
+        check(
+            "secret put",
+            expect!["error (exit 2): MissingRequiredArgument"],
+        );
+        check(
+            "secret ls -o json",
+            expect![[r#"GlobalArgs { endpoint: None, output: Json } Secret(Ls)"#]],
+        );
+        check(
+            "secret rm db",
+            expect![[r#"GlobalArgs { endpoint: None, output: Table } Secret(Rm { name: "db" })"#]],
         );
     }
 

@@ -88,6 +88,10 @@ pub enum CtlError {
     #[error("unexpected answer from the Berth scheduler: {what}")]
     BadResponse { what: String },
 
+    /// Input berthctl refuses before sending it (an empty secret value, …).
+    #[error("{message}")]
+    InvalidInput { message: String },
+
     #[error("invalid endpoint {endpoint:?}: {reason}")]
     InvalidEndpoint { endpoint: String, reason: String },
 
@@ -187,7 +191,7 @@ impl CtlError {
             Self::Unreachable { .. } | Self::Timeout { .. } | Self::NotAScheduler { .. } => {
                 EXIT_UNREACHABLE
             }
-            Self::InvalidEndpoint { .. } => EXIT_USAGE,
+            Self::InvalidEndpoint { .. } | Self::InvalidInput { .. } => EXIT_USAGE,
             _ => EXIT_ERROR,
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod instance;
+pub mod secret;
 pub mod task;
 pub mod taskdef;
 pub mod version;
@@ -124,6 +125,7 @@ pub async fn run(
         Command::Taskdef(cmd) => taskdef::run(cmd, &mut ctx).await,
         Command::Instance(cmd) => instance::run(cmd, &mut ctx).await,
         Command::Task(cmd) => task::run(cmd, &mut ctx).await,
+        Command::Secret(cmd) => secret::run(cmd, &mut ctx).await,
         Command::Version => version::run(&mut ctx).await,
     }
 }

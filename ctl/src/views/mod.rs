@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod instance;
+pub mod secret;
 pub mod system;
 pub mod task;
 pub mod taskdef;
