@@ -16,8 +16,9 @@ use berth_proto::taskdef::{ContainerDefinition, LogDriver, NetworkMode, TaskDefi
 use containerd_client::services::v1::container::Runtime;
 use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
 use containerd_client::services::v1::{
-    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
-    DeleteTaskRequest, GetRequest, KillRequest, ListContainersRequest, StartRequest, WaitRequest,
+    Container, CreateContainerRequest, CreateRequest as CreateLeaseRequest, CreateTaskRequest,
+    DeleteContainerRequest, DeleteRequest as DeleteLeaseRequest, DeleteTaskRequest, GetRequest,
+    KillRequest, ListContainersRequest, StartRequest, WaitRequest,
 };
 use containerd_client::types::Mount;
 use tonic::Code;
@@ -271,18 +272,63 @@ impl HostOps {
         }
     }
 
+    /// A lease that keeps a container's new rootfs snapshot from
+    /// containerd's GC until the container that references it exists (a GC
+    /// run between the two, e.g. the one a pull's finished lease triggers,
+    /// would otherwise collect the unreferenced snapshot). It expires by
+    /// itself should the agent die before deleting it.
+    async fn start_lease(&self, c: &ContainerPlan) -> Result<String, OpsError> {
+        let id = format!("berth-start-{}", c.runtime_id);
+        let expire = time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(3600);
+        let labels = HashMap::from([(
+            "containerd.io/gc.expire".to_owned(),
+            expire
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        )]);
+        let req = self.ctd.with_namespace(CreateLeaseRequest {
+            id: id.clone(),
+            labels,
+        });
+        match self.ctd.leases().create(req).await {
+            Ok(_) => Ok(id),
+            // Left by an earlier attempt that died: reuse it.
+            Err(s) if s.code() == Code::AlreadyExists => Ok(id),
+            Err(s) => Err(OpsError::Create(format!(
+                "creating a lease for the rootfs: {}",
+                s.message()
+            ))),
+        }
+    }
+
+    async fn end_lease(&self, lease: &str) {
+        let req = self.ctd.with_namespace(DeleteLeaseRequest {
+            id: lease.to_owned(),
+            sync: false,
+        });
+        if let Err(s) = self.ctd.leases().delete(req).await {
+            if s.code() != Code::NotFound {
+                tracing::warn!(lease = %lease, cause = %s.message(), "cannot delete the start lease");
+            }
+        }
+    }
+
     async fn prepare_snapshot(
         &self,
         c: &ContainerPlan,
         image: &PulledImage,
+        lease: &str,
     ) -> Result<Vec<Mount>, OpsError> {
         for attempt in 0..2 {
-            let req = self.ctd.with_namespace(PrepareSnapshotRequest {
-                snapshotter: image.snapshotter.clone(),
-                key: c.runtime_id.clone(),
-                parent: image.snapshot_parent.clone(),
-                labels: HashMap::new(),
-            });
+            let req = self.ctd.with_lease(
+                PrepareSnapshotRequest {
+                    snapshotter: image.snapshotter.clone(),
+                    key: c.runtime_id.clone(),
+                    parent: image.snapshot_parent.clone(),
+                    labels: HashMap::new(),
+                },
+                lease,
+            );
             match self.ctd.snapshots().prepare(req).await {
                 Ok(r) => return Ok(r.into_inner().mounts),
                 Err(s) if s.code() == Code::AlreadyExists && attempt == 0 => {
@@ -320,6 +366,132 @@ fn numeric_user(user: &str) -> Option<(u32, u32, Vec<u32>)> {
     match user.split_once(':') {
         None => user.parse().ok().map(|u| (u, 0, vec![])),
         Some((u, g)) => Some((u.parse().ok()?, g.parse().ok()?, vec![])),
+    }
+}
+
+impl HostOps {
+    /// Creates and starts container `c`, its new snapshot held by `lease`.
+    async fn start_leased(
+        &self,
+        plan: &TaskPlan,
+        c: &ContainerPlan,
+        image: &PulledImage,
+        prepared: &PreparedTask,
+        lease: &str,
+    ) -> Result<u32, OpsError> {
+        let def = definition(plan)?;
+
+        let cdef = container_def(def, &c.name)?;
+        let hostname = spec::container_hostname(def, cdef, &plan.id, &self.cfg.hostname);
+        let etc_dir = self.task_dir(plan).join("etc").join(&c.name);
+        let etc_files = spec::write_etc_files(
+            &etc_dir,
+            def,
+            cdef,
+            &hostname,
+            prepared.network.ip,
+            &spec::host_resolv_conf_path(),
+        )
+        .map_err(|e| OpsError::Create(e.to_string()))?;
+        // Secrets go last, so they win over `environment` (as in ECS).
+        if let Some(s) = cdef
+            .secrets
+            .iter()
+            .find(|s| !plan.secrets.has_env(&c.name, &s.name))
+        {
+            return Err(OpsError::Prepare(format!(
+                "the value of secret {:?} for variable {} was not delivered (was the secret \
+                 deleted after the task started?)",
+                s.value_from, s.name
+            )));
+        }
+        let secret_env = plan.secrets.env_for(&c.name);
+        let process = spec::resolve_process(&spec_image(&image.config), cdef, &secret_env)
+            .map_err(|e| OpsError::Create(e.to_string()))?;
+        let mounts = self.prepare_snapshot(c, image, lease).await?;
+        let uid_gid = match numeric_user(&process.user) {
+            Some(u) => u,
+            None if process.user.is_empty() => (0, 0, vec![]),
+            None => with_rootfs(&mounts, |root| spec::resolve_user(root, &process.user))?
+                .map_err(|e| OpsError::Create(e.to_string()))?,
+        };
+        let shared = prepared
+            .shared_ns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut labels = plan.labels(c.index);
+        if let Some(s) = &image.config.stop_signal {
+            labels.insert(labels::STOP_SIGNAL.to_owned(), s.clone());
+        }
+        let input = spec::SpecInput {
+            task_id: &plan.id,
+            task: def,
+            container: cdef,
+            process,
+            uid_gid,
+            netns: prepared.network.netns.as_deref(),
+            task_pid_ns: shared.as_ref().map(|(p, _)| p.as_path()),
+            task_ipc_ns: shared.as_ref().map(|(_, i)| i.as_path()),
+            hostname,
+            etc_files,
+            volumes: &prepared.volumes,
+            cgroups_path: self.cgroups.container_cgroups_path(&plan.id, &c.name),
+            labels: labels.clone(),
+            pids_limit: None,
+            init_binary: self.init_binary.clone(),
+            private_cgroupns: self.cgroups.version() == super::cgroups::CgroupVersion::V2,
+        };
+        let spec = spec::build_spec(&input).map_err(|e| OpsError::Create(e.to_string()))?;
+        let any = spec::spec_any(&spec).map_err(|e| OpsError::Create(e.to_string()))?;
+        let container = Container {
+            id: c.runtime_id.clone(),
+            labels: labels.into_iter().collect(),
+            image: image.name.clone(),
+            runtime: Some(Runtime {
+                name: RUNC_RUNTIME.to_owned(),
+                options: None,
+            }),
+            spec: Some(any),
+            snapshotter: image.snapshotter.clone(),
+            snapshot_key: c.runtime_id.clone(),
+            ..Default::default()
+        };
+        let req = self.ctd.with_namespace(CreateContainerRequest {
+            container: Some(container),
+        });
+        if let Err(s) = self.ctd.containers().create(req).await {
+            return Err(OpsError::Create(s.message().to_owned()));
+        }
+        let uri = binary_uri(&self.cfg.agent_binary, &self.log_args(plan, cdef));
+        let req = self.ctd.with_namespace(CreateTaskRequest {
+            container_id: c.runtime_id.clone(),
+            rootfs: mounts,
+            stdout: uri.clone(),
+            stderr: uri,
+            ..Default::default()
+        });
+        let pid = match self.ctd.tasks().create(req).await {
+            Ok(r) => r.into_inner().pid,
+            Err(s) => return Err(OpsError::Start(s.message().to_owned())),
+        };
+        let req = self.ctd.with_namespace(StartRequest {
+            container_id: c.runtime_id.clone(),
+            ..Default::default()
+        });
+        if let Err(s) = self.ctd.tasks().start(req).await {
+            return Err(OpsError::Start(s.message().to_owned()));
+        }
+        self.in_use
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(c.runtime_id.clone(), image.name.clone());
+        if shared.is_none() {
+            let proc_ns = |ns: &str| PathBuf::from(format!("/proc/{pid}/ns/{ns}"));
+            *prepared.shared_ns.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((proc_ns("pid"), proc_ns("ipc")));
+        }
+        Ok(pid)
     }
 }
 
@@ -445,118 +617,10 @@ impl TaskOps for HostOps {
         image: &PulledImage,
         prepared: &PreparedTask,
     ) -> Result<u32, OpsError> {
-        let def = definition(plan)?;
-        let cdef = container_def(def, &c.name)?;
-        let hostname = spec::container_hostname(def, cdef, &plan.id, &self.cfg.hostname);
-        let etc_dir = self.task_dir(plan).join("etc").join(&c.name);
-        let etc_files = spec::write_etc_files(
-            &etc_dir,
-            def,
-            cdef,
-            &hostname,
-            prepared.network.ip,
-            &spec::host_resolv_conf_path(),
-        )
-        .map_err(|e| OpsError::Create(e.to_string()))?;
-        // Secrets go last, so they win over `environment` (as in ECS).
-        if let Some(s) = cdef
-            .secrets
-            .iter()
-            .find(|s| !plan.secrets.has_env(&c.name, &s.name))
-        {
-            return Err(OpsError::Prepare(format!(
-                "the value of secret {:?} for variable {} was not delivered (was the secret \
-                 deleted after the task started?)",
-                s.value_from, s.name
-            )));
-        }
-        let secret_env = plan.secrets.env_for(&c.name);
-        let process = spec::resolve_process(&spec_image(&image.config), cdef, &secret_env)
-            .map_err(|e| OpsError::Create(e.to_string()))?;
-        let mounts = self.prepare_snapshot(c, image).await?;
-        let uid_gid = match numeric_user(&process.user) {
-            Some(u) => u,
-            None if process.user.is_empty() => (0, 0, vec![]),
-            None => with_rootfs(&mounts, |root| spec::resolve_user(root, &process.user))?
-                .map_err(|e| OpsError::Create(e.to_string()))?,
-        };
-        let shared = prepared
-            .shared_ns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mut labels = plan.labels(c.index);
-        if let Some(s) = &image.config.stop_signal {
-            labels.insert(labels::STOP_SIGNAL.to_owned(), s.clone());
-        }
-        let input = spec::SpecInput {
-            task_id: &plan.id,
-            task: def,
-            container: cdef,
-            process,
-            uid_gid,
-            netns: prepared.network.netns.as_deref(),
-            task_pid_ns: shared.as_ref().map(|(p, _)| p.as_path()),
-            task_ipc_ns: shared.as_ref().map(|(_, i)| i.as_path()),
-            hostname,
-            etc_files,
-            volumes: &prepared.volumes,
-            cgroups_path: self.cgroups.container_cgroups_path(&plan.id, &c.name),
-            labels: labels.clone(),
-            pids_limit: None,
-            init_binary: self.init_binary.clone(),
-            private_cgroupns: self.cgroups.version() == super::cgroups::CgroupVersion::V2,
-        };
-        let spec = spec::build_spec(&input).map_err(|e| OpsError::Create(e.to_string()))?;
-        let any = spec::spec_any(&spec).map_err(|e| OpsError::Create(e.to_string()))?;
-        let container = Container {
-            id: c.runtime_id.clone(),
-            labels: labels.into_iter().collect(),
-            image: image.name.clone(),
-            runtime: Some(Runtime {
-                name: RUNC_RUNTIME.to_owned(),
-                options: None,
-            }),
-            spec: Some(any),
-            snapshotter: image.snapshotter.clone(),
-            snapshot_key: c.runtime_id.clone(),
-            ..Default::default()
-        };
-        let req = self.ctd.with_namespace(CreateContainerRequest {
-            container: Some(container),
-        });
-        if let Err(s) = self.ctd.containers().create(req).await {
-            return Err(OpsError::Create(s.message().to_owned()));
-        }
-        let uri = binary_uri(&self.cfg.agent_binary, &self.log_args(plan, cdef));
-        let req = self.ctd.with_namespace(CreateTaskRequest {
-            container_id: c.runtime_id.clone(),
-            rootfs: mounts,
-            stdout: uri.clone(),
-            stderr: uri,
-            ..Default::default()
-        });
-        let pid = match self.ctd.tasks().create(req).await {
-            Ok(r) => r.into_inner().pid,
-            Err(s) => return Err(OpsError::Start(s.message().to_owned())),
-        };
-        let req = self.ctd.with_namespace(StartRequest {
-            container_id: c.runtime_id.clone(),
-            ..Default::default()
-        });
-        if let Err(s) = self.ctd.tasks().start(req).await {
-            return Err(OpsError::Start(s.message().to_owned()));
-        }
-        self.in_use
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(c.runtime_id.clone(), image.name.clone());
-        if shared.is_none() {
-            let proc_ns = |ns: &str| PathBuf::from(format!("/proc/{pid}/ns/{ns}"));
-            *prepared.shared_ns.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some((proc_ns("pid"), proc_ns("ipc")));
-        }
-        Ok(pid)
+        let lease = self.start_lease(c).await?;
+        let result = self.start_leased(plan, c, image, prepared, &lease).await;
+        self.end_lease(&lease).await;
+        result
     }
 
     async fn wait(&self, plan: &TaskPlan, runtime_id: &str) -> Result<ExitInfo, OpsError> {
