@@ -14,6 +14,9 @@ use berth_agent::runtime::image::{
 };
 use berth_testkit::{ImageFormat, ImageOptions, Registry};
 use containerd_client::services::v1::snapshots::{RemoveSnapshotRequest, ViewSnapshotRequest};
+use containerd_client::services::v1::{
+    CreateRequest as CreateLeaseRequest, DeleteRequest as DeleteLeaseRequest,
+};
 use tokio::time::Instant;
 
 async fn store_with(
@@ -42,14 +45,27 @@ async fn store(ctd: &berth_testkit::Containerd, reg: &Registry) -> ImageStore {
 async fn assert_snapshot_has_busybox(ctd: &berth_testkit::Containerd, chain_id: &str) {
     let conn = Containerd::connect(ctd.socket(), "berth").await.unwrap();
     let key = format!("view-{}", &chain_id[7..19]);
-    let mounts = conn
-        .snapshots()
-        .view(conn.with_namespace(ViewSnapshotRequest {
-            snapshotter: "overlayfs".into(),
-            key: key.clone(),
-            parent: chain_id.to_owned(),
+    // A lease keeps containerd's GC (which a finished pull triggers) from
+    // collecting the unreferenced view while it is read.
+    let lease = format!("lease-{key}");
+    conn.leases()
+        .create(conn.with_namespace(CreateLeaseRequest {
+            id: lease.clone(),
             labels: Default::default(),
         }))
+        .await
+        .unwrap();
+    let mounts = conn
+        .snapshots()
+        .view(conn.with_lease(
+            ViewSnapshotRequest {
+                snapshotter: "overlayfs".into(),
+                key: key.clone(),
+                parent: chain_id.to_owned(),
+                labels: Default::default(),
+            },
+            &lease,
+        ))
         .await
         .expect("view the image snapshot")
         .into_inner()
@@ -74,6 +90,13 @@ async fn assert_snapshot_has_busybox(ctd: &berth_testkit::Containerd, chain_id: 
         .remove(conn.with_namespace(RemoveSnapshotRequest {
             snapshotter: "overlayfs".into(),
             key,
+        }))
+        .await
+        .unwrap();
+    conn.leases()
+        .delete(conn.with_namespace(DeleteLeaseRequest {
+            id: lease,
+            sync: false,
         }))
         .await
         .unwrap();
