@@ -1,4 +1,11 @@
 //! Generates the tonic/prost code for `berth.v1` with Debian's `protoc`.
+/// Messages whose `Debug` is written by hand in `src/redact.rs`.
+const REDACTED: [&str; 3] = [
+    ".berth.v1.SecretValue",
+    ".berth.v1.RepositoryCredentials",
+    ".berth.v1.PutSecretRequest",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "berth/v1/common.proto",
@@ -18,6 +25,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The agent RPC is named `Connect`, which would clash with the generated
         // `Client::connect` constructor: clients are built from a Channel instead.
         .build_transport(false)
+        // Messages that carry secret values get a redacting `Debug`
+        // (src/redact.rs) instead of the derived one.
+        .skip_debug(REDACTED)
         .compile_protos(&protos, &["."])
         .map_err(|e| {
             format!("compiling protos failed (is protoc installed? apt-get install protobuf-compiler): {e}")

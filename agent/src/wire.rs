@@ -7,10 +7,13 @@ use std::time::{Duration, SystemTime};
 
 use berth_proto::v1;
 
-use crate::desired::{DesiredState, DesiredStatus, DesiredTask, PortAssignment};
+use crate::desired::{
+    DesiredState, DesiredStatus, DesiredTask, PortAssignment, SecretEnv, TaskSecrets,
+};
 use crate::host::HostFacts;
 use crate::identity::Identity;
 use crate::logs::server::{LogChunk, LogCommand, LogRequest};
+use crate::runtime::image::Credentials;
 use crate::runtime::report::TaskReport;
 
 /// A scheduler message the agent does not accept.
@@ -285,7 +288,32 @@ fn desired_state(d: v1::DesiredState) -> Result<DesiredState, WireError> {
                         })
                     })
                     .collect::<Result<Vec<_>, WireError>>()?;
+            let secrets = TaskSecrets {
+                env: t
+                    .secrets
+                    .into_iter()
+                    .map(|s| SecretEnv {
+                        container: s.container_name,
+                        name: s.name,
+                        value: s.value,
+                    })
+                    .collect(),
+                registry: t
+                    .repository_credentials
+                    .into_iter()
+                    .map(|r| {
+                        (
+                            r.container_name,
+                            Credentials {
+                                username: r.username,
+                                password: r.password,
+                            },
+                        )
+                    })
+                    .collect(),
+            };
             Ok(DesiredTask {
+                secrets,
                 task_arn: t.task_arn,
                 desired_status,
                 task_definition_json: t.task_definition_json,

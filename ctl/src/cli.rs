@@ -5,8 +5,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
     activation::ActivationCommand, audit::AuditCommand, cluster::ClusterCommand,
-    instance::InstanceCommand, login::LoginArgs, task::TaskCommand, taskdef::TaskdefCommand,
-    token::TokenCommand,
+    instance::InstanceCommand, login::LoginArgs, secret::SecretCommand, task::TaskCommand,
+    taskdef::TaskdefCommand, token::TokenCommand,
 };
 use crate::output::OutputFormat;
 
@@ -67,6 +67,9 @@ pub enum Command {
     /// Start, list, describe and stop tasks; read their logs
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Store, list and delete secrets (values are never shown)
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Print berthctl's version and the scheduler's
     Version,
     /// Pin the scheduler's CA, check a token and save them in the config file (0600)
@@ -313,6 +316,36 @@ mod tests {
             "audit ls --since 1h --limit 5 --method CreateCluster --who ci",
             expect![[
                 r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Audit(Ls { since: Some(3600s), limit: Some(5), method: Some("CreateCluster"), who: Some("ci") })"#
+            ]],
+        );
+    }
+
+    #[test]
+    fn secret_commands() {
+        check(
+            "secret put db-password",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Secret(Put { name: "db-password", from_file: None })"#
+            ]],
+        );
+        check(
+            "secret put db --from-file pw.txt",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Secret(Put { name: "db", from_file: Some("pw.txt") })"#
+            ]],
+        );
+        check(
+            "secret put",
+            expect!["error (exit 2): MissingRequiredArgument"],
+        );
+        check(
+            "secret ls -o json",
+            expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Json } Secret(Ls)"#]],
+        );
+        check(
+            "secret rm db",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Secret(Rm { name: "db" })"#
             ]],
         );
     }

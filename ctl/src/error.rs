@@ -88,6 +88,10 @@ pub enum CtlError {
     #[error("unexpected answer from the Berth scheduler: {what}")]
     BadResponse { what: String },
 
+    /// Input berthctl refuses before sending it (an empty secret value, …).
+    #[error("{message}")]
+    InvalidInput { message: String },
+
     #[error("invalid endpoint {endpoint:?}: {reason}")]
     InvalidEndpoint { endpoint: String, reason: String },
 
@@ -212,6 +216,7 @@ impl CtlError {
             Self::InvalidEndpoint { .. }
             | Self::NoCa { .. }
             | Self::InvalidCa { .. }
+            | Self::InvalidInput { .. }
             | Self::Usage(_) => EXIT_USAGE,
             _ => EXIT_ERROR,
         }

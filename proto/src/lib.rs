@@ -7,11 +7,17 @@
 //! - [`arn`]: ECS-shaped ARNs.
 //! - [`auth`]: the operator token's wire form (`authorization: Bearer ...`).
 //! - [`trust`]: the clients' side of TLS: CA fingerprints, fetching and pinning the cluster CA.
+//! - [`secret_ref`]: secret names and the references to them in definitions.
+//! - `redact`: the `Debug` of the messages that carry secret values.
 
 pub mod arn;
 pub mod auth;
+mod redact;
+pub mod secret_ref;
 pub mod taskdef;
 pub mod trust;
+
+pub use redact::REDACTED;
 
 /// Generated code of the `berth.v1` protobuf package.
 #[allow(clippy::all, missing_docs)]

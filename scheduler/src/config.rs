@@ -34,6 +34,9 @@ pub const ENV_TLS_CERT_VALIDITY: &str = "BERTH_TLS_CERT_VALIDITY";
 /// The admin token to create at the first start (no token in the store
 /// yet), `berth_<id>_<secret>`; unset: one is generated and printed once.
 pub const ENV_BOOTSTRAP_TOKEN: &str = "BERTH_BOOTSTRAP_TOKEN";
+pub const ENV_SECRETS_KEY_FILE: &str = "BERTH_SECRETS_KEY_FILE";
+/// The secrets key's file name in the data dir, unless configured.
+pub const SECRETS_KEY_FILE_NAME: &str = "secrets.key";
 
 /// Why the configuration is unusable. The scheduler exits with code 64.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +81,7 @@ struct FileConfig {
     arn: Option<FileArn>,
     agents: Option<FileAgents>,
     tls: Option<FileTls>,
+    secrets: Option<FileSecrets>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +97,14 @@ struct FileTls {
     server_key: Option<PathBuf>,
     /// Lifetime of agents' certificates, e.g. "30d".
     cert_validity: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSecrets {
+    /// The 32-byte key that encrypts secrets at rest; default
+    /// `<data_dir>/secrets.key`, created on first start.
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +144,8 @@ pub struct Config {
     pub tls: TlsSettings,
     /// From [`ENV_BOOTSTRAP_TOKEN`] only (a secret has no place in a file).
     pub bootstrap_token: Option<crate::auth::Token>,
+    /// The key that encrypts secrets at rest (created when missing).
+    pub secrets_key_file: PathBuf,
 }
 
 impl Config {
@@ -147,6 +161,7 @@ impl Config {
             heartbeat_ttl: Duration::from_secs(1),
             tls: TlsSettings::default(),
             bootstrap_token: None,
+            secrets_key_file: data_dir.join(SECRETS_KEY_FILE_NAME),
         }
     }
 
@@ -279,6 +294,20 @@ impl Config {
             .map(|t| crate::auth::Token::parse(t.trim()))
             .transpose()
             .map_err(|e| invalid(ENV_BOOTSTRAP_TOKEN, e.to_string()))?;
+        let secrets_key_file = match env
+            .get(ENV_SECRETS_KEY_FILE)
+            .map(PathBuf::from)
+            .or(file.secrets.and_then(|s| s.key_file))
+        {
+            Some(p) if !p.is_absolute() => {
+                return Err(invalid(
+                    "secrets.key_file",
+                    format!("{} must be an absolute path", p.display()),
+                ))
+            }
+            Some(p) => p,
+            None => data_dir.join(SECRETS_KEY_FILE_NAME),
+        };
         Ok(Self {
             listen,
             data_dir,
@@ -288,6 +317,7 @@ impl Config {
             heartbeat_ttl,
             tls,
             bootstrap_token,
+            secrets_key_file,
         })
     }
 }
@@ -387,6 +417,28 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/berth/scheduler"));
         assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
         assert_eq!(c.arn, ArnPrefix::default());
+        assert_eq!(
+            c.secrets_key_file,
+            PathBuf::from("/var/lib/berth/scheduler/secrets.key")
+        );
+    }
+
+    #[test]
+    fn secrets_key_file_from_file_or_env() {
+        let text = "[secrets]\nkey_file = \"/etc/berth/secrets.key\"\n";
+        let c = Config::from_toml(text, &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.secrets_key_file, PathBuf::from("/etc/berth/secrets.key"));
+        let e = env(&[(ENV_SECRETS_KEY_FILE, "/run/creds/key")]);
+        let c = Config::from_toml(text, &Overrides::default(), &e).unwrap();
+        assert_eq!(c.secrets_key_file, PathBuf::from("/run/creds/key"));
+        let err = Config::from_toml(
+            "[secrets]\nkey_file = \"rel\"",
+            &Overrides::default(),
+            &env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("secrets.key_file:"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::records::{
 use crate::store::{GroupCommit, Store, StoreError, Table, Txn};
 
 mod auth;
+mod secrets;
 mod tasks;
 mod trust;
 
@@ -30,7 +31,7 @@ pub use tasks::{
 pub use trust::{check_activation, RegisterOutcome};
 
 /// The schema this code writes. Bump it together with a step in [`migrate`].
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// How many times an optimistic write retries on conflict before giving up.
 const MAX_RETRIES: usize = 64;
@@ -116,6 +117,9 @@ const MIGRATIONS: &[Migration] = &[
     // more and must be registered anew with an activation. The bump keeps an
     // older scheduler, which would serve the agent API without TLS, from
     // opening the store.
+    |_| Ok(()),
+    // 4 → 5: the Secrets table starts empty. The bump keeps an older
+    // scheduler, which knows no secrets, from opening the store.
     |_| Ok(()),
 ];
 

@@ -11,6 +11,7 @@
 //! - [`placement`]: choosing instances for tasks (the Cluster Query Language so far); pure.
 //! - [`reserve`]: what a task needs on an instance and whether it fits; pure functions.
 //! - [`records`]: the stored domain records.
+//! - [`secrets`]: the secret store's key, sealing, and resolution for tasks.
 //! - [`config`]: file/env/flag configuration, validated before anything binds.
 //! - [`tls`]: the cluster CA, the serving certificate, agents' client certificates.
 
@@ -22,6 +23,7 @@ pub mod db;
 pub mod placement;
 pub mod records;
 pub mod reserve;
+pub mod secrets;
 pub mod server;
 pub mod sessions;
 pub mod store;

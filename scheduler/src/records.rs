@@ -509,3 +509,28 @@ pub struct AuditRecord {
     /// `OK` or the gRPC status code name.
     pub outcome: String,
 }
+/// A secret's current version, sealed by `crate::secrets` (nonce and
+/// ciphertext, with the name and version as associated data). Older
+/// versions are not kept. `Debug` leaves the sealed bytes out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRecord {
+    pub name: String,
+    /// 1 on creation, +1 on every put. A deleted and re-created secret
+    /// starts again at 1 (as an SSM parameter does).
+    pub version: u32,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+    /// Base64 of `nonce || ciphertext`.
+    pub sealed: String,
+}
+
+impl std::fmt::Debug for SecretRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRecord")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish_non_exhaustive()
+    }
+}

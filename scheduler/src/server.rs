@@ -10,7 +10,7 @@ use berth_proto::v1::{
     audit_service_server::AuditServiceServer, cluster_ca_service_server::ClusterCaServiceServer,
     cluster_service_server::ClusterServiceServer,
     container_instance_service_server::ContainerInstanceServiceServer,
-    system_service_server::SystemServiceServer,
+    secret_service_server::SecretServiceServer, system_service_server::SystemServiceServer,
     task_definition_service_server::TaskDefinitionServiceServer,
     task_service_server::TaskServiceServer, token_service_server::TokenServiceServer,
 };
@@ -26,6 +26,7 @@ use crate::api::{
     audit::AuditApi,
     cluster::ClusterApi,
     instance::ContainerInstanceApi,
+    secret::SecretApi,
     system::SystemApi,
     taskdef::TaskDefinitionApi,
     token::TokenApi,
@@ -35,6 +36,7 @@ use crate::api::{
 use crate::auth::Token;
 use crate::config::Config;
 use crate::db::{Db, DbError};
+use crate::secrets::{SecretKey, Secrets, SecretsError};
 use crate::sessions::Sessions;
 use crate::store::{SledStore, Store, StoreError};
 use crate::tls::{ClusterCa, TlsError};
@@ -55,6 +57,8 @@ pub enum ServerError {
     Db(#[from] DbError),
     #[error("setting up TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("final flush of the store: {0}")]
@@ -113,6 +117,7 @@ pub async fn run(
     // Operators hand this to `berth-agent register` and `berthctl login`.
     println!("cluster CA fingerprint: {}", ca.fingerprint());
     bootstrap(&db, config.bootstrap_token.clone()).await?;
+    let key = SecretKey::load_or_create(&config.secrets_key_file)?;
     let shared = Shared {
         db: db.clone(),
         sessions: Sessions::new(config.heartbeat_ttl),
@@ -120,6 +125,7 @@ pub async fn run(
         heartbeat_interval: config.heartbeat_interval,
         logs: LogRouter::default(),
         ca: ca.clone(),
+        secrets: Secrets::new(key, db.clone()),
     };
     let addr = listener.local_addr().ok();
     tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "berth-scheduler serving");
@@ -141,6 +147,9 @@ pub async fn run(
             shared: shared.clone(),
         }))
         .add_service(TaskServiceServer::new(TaskApi {
+            shared: shared.clone(),
+        }))
+        .add_service(SecretServiceServer::new(SecretApi {
             shared: shared.clone(),
         }))
         .add_service(SystemServiceServer::new(SystemApi))

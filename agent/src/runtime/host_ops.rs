@@ -363,14 +363,31 @@ impl TaskOps for HostOps {
 
     async fn pull(
         &self,
-        _plan: &TaskPlan,
+        plan: &TaskPlan,
         c: &ContainerPlan,
     ) -> Result<(PulledImage, PullInfo), OpsError> {
-        // repositoryCredentials need the secret store (trust milestone);
-        // until then the agent's Docker config.json gives credentials.
+        // `repositoryCredentials` come resolved from the scheduler's secret
+        // store; without them the agent's Docker config.json (if any) gives
+        // credentials. A container that names a secret which did not arrive
+        // (deleted after StartTask) is not pulled anonymously instead.
+        let creds = plan.secrets.credentials_for(&c.name);
+        if creds.is_none() {
+            if let Some(rc) = plan
+                .definition
+                .as_deref()
+                .and_then(|d| container_def(d, &c.name).ok())
+                .and_then(|cd| cd.repository_credentials.as_ref())
+            {
+                return Err(OpsError::Pull(format!(
+                    "the registry credentials in secret {:?} were not delivered (was the \
+                     secret deleted after the task started?)",
+                    rc.credentials_parameter
+                )));
+            }
+        }
         let image = self
             .images
-            .ensure(&c.image, self.cfg.pull_policy, None)
+            .ensure(&c.image, self.cfg.pull_policy, creds)
             .await
             .map_err(|e| OpsError::Pull(e.to_string()))?;
         let info = PullInfo {
@@ -621,7 +638,20 @@ impl HostOps {
             &spec::host_resolv_conf_path(),
         )
         .map_err(|e| OpsError::Create(e.to_string()))?;
-        let process = spec::resolve_process(&image.config, cdef, &[])
+        // Secrets go last, so they win over `environment` (as in ECS).
+        if let Some(s) = cdef
+            .secrets
+            .iter()
+            .find(|s| !plan.secrets.has_env(&c.name, &s.name))
+        {
+            return Err(OpsError::Prepare(format!(
+                "the value of secret {:?} for variable {} was not delivered (was the secret \
+                 deleted after the task started?)",
+                s.value_from, s.name
+            )));
+        }
+        let secret_env = plan.secrets.env_for(&c.name);
+        let process = spec::resolve_process(&image.config, cdef, &secret_env)
             .map_err(|e| OpsError::Create(e.to_string()))?;
         let mounts = self.prepare_snapshot(c, image, lease).await?;
         let uid_gid = match numeric_user(&process.user) {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use berth_proto::taskdef::{self, NetworkMode, TaskDefinition};
 
-use crate::desired::{DesiredTask, PortAssignment};
+use crate::desired::{DesiredTask, PortAssignment, TaskSecrets};
 
 /// Label keys on every container Berth creates.
 pub mod labels {
@@ -87,6 +87,9 @@ pub struct TaskPlan {
     pub ports: Vec<PortAssignment>,
     /// Present when built from the scheduler's message: needed to start.
     pub definition: Option<Arc<TaskDefinition>>,
+    /// The secret values to start with (from the scheduler's message; empty
+    /// for an adopted task, which is already running). Redacted in `Debug`.
+    pub secrets: Arc<TaskSecrets>,
 }
 
 /// containerd ids: `[A-Za-z0-9_.-]`, at most 76 characters.
@@ -157,6 +160,7 @@ impl TaskPlan {
             containers,
             ports: d.ports.clone(),
             definition: Some(Arc::new(def)),
+            secrets: Arc::new(d.secrets.clone()),
         })
     }
 
@@ -276,6 +280,7 @@ impl TaskPlan {
             containers: plans,
             ports,
             definition: None,
+            secrets: Arc::default(),
             arn,
         })
     }

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cluster;
 pub mod instance;
 pub mod login;
+pub mod secret;
 pub mod task;
 pub mod taskdef;
 pub mod token;
@@ -136,6 +137,7 @@ pub async fn run(
         Command::Taskdef(cmd) => taskdef::run(cmd, &mut ctx).await,
         Command::Instance(cmd) => instance::run(cmd, &mut ctx).await,
         Command::Task(cmd) => task::run(cmd, &mut ctx).await,
+        Command::Secret(cmd) => secret::run(cmd, &mut ctx).await,
         Command::Version => version::run(&mut ctx).await,
         Command::Login(args) => login::run(args, &mut ctx).await,
         Command::Token(cmd) => token::run(cmd, &mut ctx).await,

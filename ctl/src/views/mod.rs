@@ -9,6 +9,7 @@ pub mod activation;
 pub mod auth;
 pub mod cluster;
 pub mod instance;
+pub mod secret;
 pub mod system;
 pub mod task;
 pub mod taskdef;

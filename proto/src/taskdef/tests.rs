@@ -628,6 +628,16 @@ fn cases() -> Vec<Case> {
             Err(&[("containerDefinitions[0].secrets[0].valueFrom", "required field is missing")]),
         ),
         case(
+            "secret referenced by a name Berth cannot hold",
+            set(base(), "/containerDefinitions/0/secrets", json!([{"name": "TOKEN", "valueFrom": "arn:aws:s3:::bucket/key"}])),
+            Err(&[("containerDefinitions[0].secrets[0].valueFrom", "\"arn:aws:s3:::bucket/key\" is neither a Secrets Manager ARN (…:s3:…:secret:NAME) nor an SSM parameter ARN (…:parameter/NAME)")]),
+        ),
+        case(
+            "registry credentials with a JSON key",
+            set(base(), "/containerDefinitions/0/repositoryCredentials", json!({"credentialsParameter": "arn:aws:secretsmanager:r:1:secret:creds:user::"})),
+            Err(&[("containerDefinitions[0].repositoryCredentials.credentialsParameter", "\"arn:aws:secretsmanager:r:1:secret:creds:user::\": a JSON key, version stage or version id after the secret's name is not supported; store the value itself as a Berth secret")]),
+        ),
+        case(
             "placement constraint of another type",
             set(base(), "/placementConstraints", json!([{"type": "distinctInstance"}])),
             Err(&[("placementConstraints[0].type", "unknown variant `distinctInstance`, expected `memberOf`")]),

@@ -524,6 +524,8 @@ impl<'a> Checker<'a> {
                     join(p, "repositoryCredentials.credentialsParameter"),
                     "must name the secret holding the registry credentials",
                 );
+            } else if let Err(e) = crate::secret_ref::secret_name(&rc.credentials_parameter) {
+                self.err(join(p, "repositoryCredentials.credentialsParameter"), e);
             }
         }
     }
@@ -895,6 +897,8 @@ impl<'a> Checker<'a> {
             }
             if s.value_from.trim().is_empty() {
                 self.err(join(&sp, "valueFrom"), "must name a secret");
+            } else if let Err(e) = crate::secret_ref::secret_name(&s.value_from) {
+                self.err(join(&sp, "valueFrom"), e);
             }
         }
     }

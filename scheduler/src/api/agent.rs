@@ -15,7 +15,7 @@ use berth_proto::v1::{
     agent_message, agent_service_server::AgentService, scheduler_message, AgentMessage,
     DesiredState, DesiredTask, Hello, LogCancel, LogChunk, LogRequest, PortAssignment,
     RegisterRequest, RegisterResponse, RenewCertificateRequest, RenewCertificateResponse,
-    SchedulerMessage, TaskStatusReport, Welcome,
+    RepositoryCredentials, SchedulerMessage, SecretValue, TaskStatusReport, Welcome,
 };
 use futures::Stream;
 use sha2::{Digest, Sha256};
@@ -29,8 +29,8 @@ use super::{millis, timestamp, ApiError, Shared};
 use crate::agent_link::{LogLine, LogPart, Outbound};
 use crate::db::{check_activation, ReportOutcome, TaskReport};
 use crate::records::{
-    now_millis, ContainerRecord, HostResources, InstanceRecord, InstanceStatus, NetworkBinding,
-    Protocol, TaskStatus,
+    now_millis, ContainerRecord, DesiredStatus, HostResources, InstanceRecord, InstanceStatus,
+    NetworkBinding, Protocol, TaskDefinitionRecord, TaskRecord, TaskStatus,
 };
 use crate::sessions::SessionGuard;
 use crate::tls::{peer_identity, PeerIdentity};
@@ -399,19 +399,20 @@ impl AgentService for AgentApi {
 /// The full desired set of `instance` as a `DesiredState` message.
 fn desired_message(shared: &Shared, instance: &str) -> Result<SchedulerMessage, ApiError> {
     let (generation, tasks) = shared.db.desired_set(instance)?;
-    let mut definitions: Vec<((String, u32), String)> = Vec::new();
+    let mut definitions: Vec<((String, u32), TaskDefinitionRecord, String)> = Vec::new();
     let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {
         let key = (t.family.clone(), t.revision);
-        let json = match definitions.iter().find(|(k, _)| *k == key) {
-            Some((_, j)) => j.clone(),
+        let (td, json) = match definitions.iter().find(|(k, _, _)| *k == key) {
+            Some((_, td, j)) => (td.clone(), j.clone()),
             None => {
                 let td = shared.db.task_definition(&t.family, Some(t.revision))?;
                 let j = definition_json(&shared.arn, &td);
-                definitions.push((key, j.clone()));
-                j
+                definitions.push((key, td.clone(), j.clone()));
+                (td, j)
             }
         };
+        let (secrets, repository_credentials) = task_secrets(shared, &t, &td);
         out.push(DesiredTask {
             task_arn: shared.arn.task(&t.cluster, &t.id),
             desired_status: t.desired_status.as_str().to_owned(),
@@ -432,6 +433,8 @@ fn desired_message(shared: &Shared, instance: &str) -> Result<SchedulerMessage, 
                 .collect(),
             stop_code: t.stop_code.clone(),
             stopped_reason: t.stopped_reason.clone(),
+            secrets,
+            repository_credentials,
         });
     }
     Ok(SchedulerMessage {
@@ -440,6 +443,52 @@ fn desired_message(shared: &Shared, instance: &str) -> Result<SchedulerMessage, 
             tasks: out,
         })),
     })
+}
+
+/// The secret values a task's agent needs, only while the task should run
+/// and has not stopped. A reference that cannot be resolved now (a secret
+/// deleted since StartTask) is logged by path and name and left out: the
+/// agent then fails that container's start, naming it.
+fn task_secrets(
+    shared: &Shared,
+    t: &TaskRecord,
+    td: &TaskDefinitionRecord,
+) -> (Vec<SecretValue>, Vec<RepositoryCredentials>) {
+    if t.desired_status != DesiredStatus::Running || t.last_status == TaskStatus::Stopped {
+        return (vec![], vec![]);
+    }
+    let resolved = match shared.secrets.resolve_task(&td.definition) {
+        Ok((resolved, issues)) => {
+            for i in issues {
+                tracing::warn!(task = %t.id, path = %i.path, cause = %i.message, "a secret of the task cannot be resolved");
+            }
+            resolved
+        }
+        Err(e) => {
+            tracing::error!(task = %t.id, cause = %e, "cannot read the task's secrets");
+            return (vec![], vec![]);
+        }
+    };
+    (
+        resolved
+            .env
+            .into_iter()
+            .map(|e| SecretValue {
+                container_name: e.container,
+                name: e.name,
+                value: e.value,
+            })
+            .collect(),
+        resolved
+            .registry
+            .into_iter()
+            .map(|r| RepositoryCredentials {
+                container_name: r.container,
+                username: r.username,
+                password: r.password,
+            })
+            .collect(),
+    )
 }
 
 fn small_port(field: &str, p: u32) -> Result<u16, ApiError> {

@@ -132,6 +132,10 @@ pub const METHODS: &[MethodRule] = &[
     write("/berth.v1.ActivationService/CreateActivation", Admin),
     read("/berth.v1.ActivationService/ListActivations", Admin),
     write("/berth.v1.ActivationService/RevokeActivation", Admin),
+    // Secrets: values go in, never come out; the audit names only the secret.
+    write("/berth.v1.SecretService/PutSecret", Operator),
+    read("/berth.v1.SecretService/ListSecrets", ReadOnly),
+    write("/berth.v1.SecretService/DeleteSecret", Operator),
 ];
 
 /// Services outside this gate (their own authentication).
@@ -216,6 +220,9 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
             "activation/{}",
             de::<pb::RevokeActivationRequest>(msg).activation_id
         ),
+        // The name only: the request's value never reaches the audit log.
+        "PutSecret" => format!("secret/{}", de::<pb::PutSecretRequest>(msg).name),
+        "DeleteSecret" => format!("secret/{}", de::<pb::DeleteSecretRequest>(msg).name),
         _ => return None,
     })
 }
@@ -537,6 +544,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r, "task-definition/web");
+        let msg = pb::PutSecretRequest {
+            name: "db/password".into(),
+            value: b"hunter2".to_vec(),
+        }
+        .encode_to_vec();
+        let r = resource("/berth.v1.SecretService/PutSecret", &msg).unwrap();
+        assert_eq!(r, "secret/db/password");
+        assert!(!r.contains("hunter2"));
     }
 
     #[test]

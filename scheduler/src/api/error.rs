@@ -6,6 +6,7 @@ use berth_proto::taskdef::FieldIssue;
 use tonic::Status;
 
 use crate::db::DbError;
+use crate::secrets::SecretsError;
 use crate::store::StoreError;
 
 /// Errors of the API layer.
@@ -21,8 +22,21 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// The secret store's key cannot open a value (never carries one).
+    #[error(transparent)]
+    Secrets(SecretsError),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+impl From<SecretsError> for ApiError {
+    fn from(e: SecretsError) -> Self {
+        match e {
+            SecretsError::Db(db) => ApiError::Db(db),
+            SecretsError::Invalid { field, message } => ApiError::invalid(field, message),
+            other => ApiError::Secrets(other),
+        }
+    }
 }
 
 fn join(issues: &[FieldIssue]) -> String {
@@ -49,6 +63,15 @@ impl From<ApiError> for Status {
             ApiError::Invalid { .. } | ApiError::InvalidFields(_) => Status::invalid_argument(msg),
             ApiError::Unauthenticated(_) => Status::unauthenticated(msg),
             ApiError::PermissionDenied(_) => Status::permission_denied(msg),
+            ApiError::Secrets(s) => match s {
+                SecretsError::Db(_) | SecretsError::Invalid { .. } => Status::internal(msg),
+                SecretsError::KeyFile { .. }
+                | SecretsError::KeyLength { .. }
+                | SecretsError::Undecryptable { .. } => {
+                    tracing::error!(cause = %s, "secret store error");
+                    Status::internal(msg)
+                }
+            },
             ApiError::Db(db) => match db {
                 DbError::NotFound { .. } => Status::not_found(msg),
                 DbError::AlreadyExists { .. } => Status::already_exists(msg),

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cluster;
 pub mod error;
 pub mod instance;
+pub mod secret;
 pub mod system;
 pub mod task;
 pub mod taskdef;
@@ -22,6 +23,7 @@ use prost_types::Timestamp;
 use crate::agent_link::LogRouter;
 use crate::db::Db;
 use crate::records::UnixMillis;
+use crate::secrets::Secrets;
 use crate::sessions::Sessions;
 use crate::tls::ClusterCa;
 
@@ -37,6 +39,7 @@ pub struct Shared {
     pub logs: LogRouter,
     /// The cluster CA: signs agents' certificates.
     pub ca: Arc<ClusterCa>,
+    pub secrets: Secrets,
 }
 
 pub fn timestamp(ms: UnixMillis) -> Timestamp {

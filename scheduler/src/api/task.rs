@@ -210,10 +210,25 @@ impl TaskService for TaskApi {
         };
         validate_tag("startedBy", &req.started_by, 128)?;
         validate_tag("group", &req.group, 255)?;
+        // Every secret the definition refers to must exist and be usable
+        // now; the placement then uses the revision that was checked. (An
+        // unknown definition is left to `start_tasks`, which reports it.)
+        let mut revision = r.revision;
+        if let Ok(td) = self.shared.db.task_definition(&r.family, r.revision) {
+            let (_, issues) = self
+                .shared
+                .secrets
+                .resolve_task(&td.definition)
+                .map_err(ApiError::from)?;
+            if !issues.is_empty() {
+                return Err(ApiError::InvalidFields(issues).into());
+            }
+            revision = Some(td.revision);
+        }
         let spec = StartSpec {
             cluster: cluster.clone(),
             family: r.family,
-            revision: r.revision,
+            revision,
             instances: req
                 .container_instances
                 .iter()

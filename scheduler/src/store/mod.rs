@@ -45,10 +45,12 @@ pub enum Table {
     Activations,
     /// Client-certificate serial (hex) → revocation record.
     RevokedCerts,
+    /// Secret name → its current version, sealed (see `crate::secrets`).
+    Secrets,
 }
 
 impl Table {
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 13] = [
         Table::Meta,
         Table::Clusters,
         Table::Families,
@@ -61,6 +63,7 @@ impl Table {
         Table::Audit,
         Table::Activations,
         Table::RevokedCerts,
+        Table::Secrets,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +80,7 @@ impl Table {
             Table::Audit => "audit",
             Table::Activations => "activations",
             Table::RevokedCerts => "revoked_certs",
+            Table::Secrets => "secrets",
         }
     }
 
@@ -94,6 +98,7 @@ impl Table {
             Table::Audit => 9,
             Table::Activations => 10,
             Table::RevokedCerts => 11,
+            Table::Secrets => 12,
         }
     }
 }
