@@ -295,6 +295,43 @@ impl Scheduler {
         self.ctl_env_stdin(&self.admin_token, args, Some(stdin))
     }
 
+    /// Stops every task still desired RUNNING and waits (up to `limit`)
+    /// until each reports its own lastStatus STOPPED, so its agent has torn
+    /// the task's network and cgroup down before the test's containerd goes.
+    #[allow(clippy::disallowed_methods)] // called from Drop: no tokio clock there
+    pub fn stop_all_tasks(&self, limit: Duration) {
+        let ls = self.ctl(&["task", "ls", "-o", "json"]);
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&ls.stdout) else {
+            return;
+        };
+        let ids: Vec<String> = v["tasks"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t["taskArn"].as_str())
+                    .map(|arn| berth_proto::arn::short_id(arn).to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in &ids {
+            let _ = self.ctl(&["task", "stop", id]);
+        }
+        let deadline = std::time::Instant::now() + limit;
+        for id in &ids {
+            while std::time::Instant::now() < deadline {
+                let d = self.ctl(&["task", "describe", id, "-o", "json"]);
+                // The task's own status, not a container's.
+                let stopped = serde_json::from_slice::<serde_json::Value>(&d.stdout)
+                    .map(|v| v["tasks"][0]["lastStatus"] == "STOPPED")
+                    .unwrap_or(true);
+                if stopped {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -139,39 +139,7 @@ impl Drop for Cluster {
     /// Stops the test's remaining tasks through Berth, so the agent tears
     /// their networks and cgroups down before containerd goes away.
     fn drop(&mut self) {
-        let ls = self.sched.ctl(&["task", "ls", "-o", "json"]);
-        let Ok(v) = serde_json::from_slice::<Value>(&ls.stdout) else {
-            return;
-        };
-        let arns: Vec<String> = v["taskArns"]
-            .as_array()
-            .or_else(|| v["tasks"].as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|t| {
-                        t.as_str()
-                            .or_else(|| t["taskArn"].as_str())
-                            .map(str::to_owned)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        for arn in &arns {
-            let _ = self
-                .sched
-                .ctl(&["task", "stop", berth_proto::arn::short_id(arn)]);
-        }
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        for arn in &arns {
-            let id = berth_proto::arn::short_id(arn);
-            while std::time::Instant::now() < deadline {
-                let d = self.sched.ctl(&["task", "describe", id, "-o", "json"]);
-                if String::from_utf8_lossy(&d.stdout).contains("\"lastStatus\": \"STOPPED\"") {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
+        self.sched.stop_all_tasks(Duration::from_secs(20));
     }
 }
 

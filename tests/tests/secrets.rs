@@ -34,6 +34,14 @@ struct Cluster {
     dir: tempfile::TempDir,
 }
 
+impl Drop for Cluster {
+    /// Stops the test's remaining tasks through Berth, so the agent tears
+    /// their networks and cgroups down before containerd goes away.
+    fn drop(&mut self) {
+        self.sched.stop_all_tasks(Duration::from_secs(20));
+    }
+}
+
 fn rand_u16() -> u16 {
     let mut b = [0u8; 2];
     std::fs::File::open("/dev/urandom")
