@@ -87,15 +87,6 @@ struct Bench {
     _dir: tempfile::TempDir,
 }
 
-fn rand_u16() -> u16 {
-    use std::io::Read;
-    let mut b = [0u8; 2];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .unwrap();
-    u16::from_le_bytes(b)
-}
-
 impl Bench {
     async fn start() -> Self {
         berth_testkit::require_root();
@@ -113,8 +104,8 @@ impl Bench {
             berth_testkit::image::ImageFormat::Oci,
         );
         let sched = Scheduler::start(&dir.path().join("sched")).await;
-        let r = rand_u16();
-        let port_base = 20000 + (r % 120) * 100;
+        // Its own 50-port range and subnet, clear of other runs' leftovers.
+        let (r, port_base, subnet) = berth_tests::free_slot(215);
         let agent_env: Vec<(String, String)> = vec![
             (
                 "BERTH_CONTAINERD_SOCKET".into(),
@@ -125,14 +116,11 @@ impl Bench {
             // `sleep` as PID 1 ignores SIGTERM: do not wait 30 s per batch.
             ("BERTH_STOP_TIMEOUT".into(), "1s".into()),
             ("BERTH_BRIDGE".into(), format!("bb{r:04x}")),
-            (
-                "BERTH_BRIDGE_SUBNET".into(),
-                format!("10.214.{}.0/24", 1 + r % 250),
-            ),
+            ("BERTH_BRIDGE_SUBNET".into(), subnet),
             ("BERTH_CGROUP_PARENT".into(), format!("berth-bench-{r:04x}")),
             (
                 "BERTH_PORT_RANGE".into(),
-                format!("{port_base}-{}", port_base + 99),
+                format!("{port_base}-{}", port_base + 49),
             ),
         ];
         let agent_dir = dir.path().join("agent");

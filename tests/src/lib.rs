@@ -610,3 +610,63 @@ pub async fn connect_in_process(
     }
     panic!("the in-process scheduler on {addr} did not answer within 10s");
 }
+
+/// Two random bytes from the kernel, for names and slots of test clusters.
+pub fn rand_u16() -> u16 {
+    use std::io::Read;
+    let mut b = [0u8; 2];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .unwrap();
+    u16::from_le_bytes(b)
+}
+
+/// A random slot for one real-containerd test cluster: `(r, port_base,
+/// subnet)`, where `r` names its bridge and cgroup parent, `port_base..+50`
+/// is a host-port range no iptables rule on this host mentions (portmap
+/// rules are host-wide; a rule left by another run would capture the port),
+/// and `subnet` is a /24 of `10.<block>.x.0/16` that no route uses. Test
+/// files use different blocks, so parallel tests and leftovers never meet.
+pub fn free_slot(block: u8) -> (u16, u16, String) {
+    let run = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let rules = run("iptables-save", &["-t", "nat"]);
+    let routes = run("ip", &["-4", "route", "show"]);
+    for _ in 0..200 {
+        let r = rand_u16();
+        let base = 20000 + (r % 250) * 50;
+        let prefix = format!("10.{block}.{}.", 1 + (r >> 8) % 250);
+        let port_used = (base..base + 50)
+            .any(|p| rules.contains(&format!("dport {p} ")) || rules.contains(&format!(":{p} ")));
+        if !port_used && !routes.contains(&prefix) {
+            return (r, base, format!("{prefix}0/24"));
+        }
+    }
+    panic!(
+        "no free port range and subnet for a test cluster (leftovers? see iptables-save -t nat)"
+    );
+}
+
+/// Waits until `agent` shows up connected in `instance ls`; returns the
+/// container instance's id.
+pub async fn connected_instance(sched: &Scheduler, agent: &Agent) -> String {
+    eventually(Duration::from_secs(30), "the agent to connect", || async {
+        let out = sched.ctl(&["instance", "ls", "-o", "json"]);
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+        let first = &v["containerInstances"][0];
+        match (
+            first["agentConnected"].as_bool(),
+            first["containerInstanceArn"].as_str(),
+        ) {
+            (Some(true), Some(arn)) => Ok(berth_proto::arn::short_id(arn).to_owned()),
+            _ => Err(format!("{v}\nagent log:\n{}", agent.log_text())),
+        }
+    })
+    .await
+}

@@ -28,43 +28,6 @@ struct Cluster {
     _dir: tempfile::TempDir,
 }
 
-fn rand_u16() -> u16 {
-    let mut b = [0u8; 2];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .unwrap();
-    u16::from_le_bytes(b)
-}
-
-/// A random slot for one test cluster: a 50-port host range that no
-/// iptables rule on this host mentions (portmap rules are host-wide, and a
-/// rule left by another run would capture the port) and a /24 that no route
-/// uses. Parallel tests and leftovers of earlier runs then never meet.
-fn free_slot() -> (u16, u16, String) {
-    let run = |cmd: &str, args: &[&str]| {
-        std::process::Command::new(cmd)
-            .args(args)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
-    let rules = run("iptables-save", &["-t", "nat"]);
-    let routes = run("ip", &["-4", "route", "show"]);
-    for _ in 0..200 {
-        let r = rand_u16();
-        let base = 20000 + (r % 250) * 50;
-        let prefix = format!("10.213.{}.", 1 + (r >> 8) % 250);
-        let port_used = (base..base + 50)
-            .any(|p| rules.contains(&format!("dport {p} ")) || rules.contains(&format!(":{p} ")));
-        if !port_used && !routes.contains(&prefix) {
-            return (r, base, format!("{prefix}0/24"));
-        }
-    }
-    panic!(
-        "no free port range and subnet for a test cluster (leftovers? see iptables-save -t nat)"
-    );
-}
-
 async fn cluster_with(
     registry_auth: Option<(&str, &str)>,
     extra_env: &[(&str, String)],
@@ -84,7 +47,7 @@ async fn cluster_with(
         berth_testkit::image::ImageFormat::Oci,
     );
     let sched = Scheduler::start(&dir.path().join("sched")).await;
-    let (r, port_base, subnet) = free_slot();
+    let (r, port_base, subnet) = berth_tests::free_slot(213);
     let bridge = format!("bt{:04x}", r);
     let cgroup_parent = format!("berth-test-{:04x}", r);
     let mut env: Vec<(String, String)> = vec![
@@ -108,20 +71,7 @@ async fn cluster_with(
     ];
     env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.clone())));
     let agent = Agent::start_with_env(&sched, "default", &dir.path().join("agent"), &env);
-    let instance = eventually(Duration::from_secs(30), "the agent to connect", || async {
-        let v: Value = serde_json::from_slice(&sched.ctl(&["instance", "ls", "-o", "json"]).stdout)
-            .map_err(|e| e.to_string())?;
-        match v["containerInstances"][0]["agentConnected"].as_bool() {
-            Some(true) => Ok(berth_proto::arn::short_id(
-                v["containerInstances"][0]["containerInstanceArn"]
-                    .as_str()
-                    .unwrap(),
-            )
-            .to_owned()),
-            _ => Err(format!("{v}\nagent log:\n{}", agent.log_text())),
-        }
-    })
-    .await;
+    let instance = berth_tests::connected_instance(&sched, &agent).await;
     Cluster {
         sched,
         agent,

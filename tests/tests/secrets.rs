@@ -13,7 +13,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -42,42 +41,6 @@ impl Drop for Cluster {
     }
 }
 
-fn rand_u16() -> u16 {
-    let mut b = [0u8; 2];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .unwrap();
-    u16::from_le_bytes(b)
-}
-
-/// A random slot for one test cluster: a 50-port host range that no
-/// iptables rule on this host mentions and a /24 that no route uses (as
-/// `containerd.rs` does, in its own 10.214.x.0/24 block).
-fn free_slot() -> (u16, u16, String) {
-    let run = |cmd: &str, args: &[&str]| {
-        std::process::Command::new(cmd)
-            .args(args)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
-    let rules = run("iptables-save", &["-t", "nat"]);
-    let routes = run("ip", &["-4", "route", "show"]);
-    for _ in 0..200 {
-        let r = rand_u16();
-        let base = 20000 + (r % 250) * 50;
-        let prefix = format!("10.214.{}.", 1 + (r >> 8) % 250);
-        let port_used = (base..base + 50)
-            .any(|p| rules.contains(&format!("dport {p} ")) || rules.contains(&format!(":{p} ")));
-        if !port_used && !routes.contains(&prefix) {
-            return (r, base, format!("{prefix}0/24"));
-        }
-    }
-    panic!(
-        "no free port range and subnet for a test cluster (leftovers? see iptables-save -t nat)"
-    );
-}
-
 async fn cluster(registry_auth: Option<(&str, &str)>) -> Cluster {
     berth_testkit::require_root();
     let dir = tempfile::tempdir().unwrap();
@@ -94,7 +57,7 @@ async fn cluster(registry_auth: Option<(&str, &str)>) -> Cluster {
     );
     // Debug logging on both daemons: more text in which a value could leak.
     let sched = Scheduler::start_with(&dir.path().join("sched"), &[("BERTH_LOG", "debug")]).await;
-    let (r, port_base, subnet) = free_slot();
+    let (r, port_base, subnet) = berth_tests::free_slot(214);
     let env: Vec<(String, String)> = vec![
         ("BERTH_LOG".into(), "debug".into()),
         (
@@ -113,20 +76,7 @@ async fn cluster(registry_auth: Option<(&str, &str)>) -> Cluster {
         ),
     ];
     let agent = Agent::start_with_env(&sched, "default", &dir.path().join("agent"), &env);
-    let instance = eventually(Duration::from_secs(30), "the agent to connect", || async {
-        let v: Value = serde_json::from_slice(&sched.ctl(&["instance", "ls", "-o", "json"]).stdout)
-            .map_err(|e| e.to_string())?;
-        match v["containerInstances"][0]["agentConnected"].as_bool() {
-            Some(true) => Ok(berth_proto::arn::short_id(
-                v["containerInstances"][0]["containerInstanceArn"]
-                    .as_str()
-                    .unwrap(),
-            )
-            .to_owned()),
-            _ => Err(format!("{v}\nagent log:\n{}", agent.log_text())),
-        }
-    })
-    .await;
+    let instance = berth_tests::connected_instance(&sched, &agent).await;
     Cluster {
         sched,
         agent,
