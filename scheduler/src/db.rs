@@ -12,8 +12,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::agent_link::DesiredNotifier;
 use crate::records::{
-    now_millis, ClusterRecord, ClusterStatus, FamilyRecord, InstanceRecord, InstanceStatus,
-    TaskDefinitionRecord,
+    now_millis, AllocationRecord, ClusterRecord, ClusterStatus, FamilyRecord, InstanceRecord,
+    InstanceStatus, TaskDefinitionRecord, TaskRecord,
 };
 use crate::store::{GroupCommit, Store, StoreError, Table, Txn};
 
@@ -31,7 +31,7 @@ pub use tasks::{
 pub use trust::{check_activation, RegisterOutcome};
 
 /// The schema this code writes. Bump it together with a step in [`migrate`].
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// How many times an optimistic write retries on conflict before giving up.
 const MAX_RETRIES: usize = 64;
@@ -121,7 +121,37 @@ const MIGRATIONS: &[Migration] = &[
     // 4 → 5: the Secrets table starts empty. The bump keeps an older
     // scheduler, which knows no secrets, from opening the store.
     |_| Ok(()),
+    // 5 → 6: allocation records count their tasks and tasks per group
+    // (placement constraints and strategies read them); recount them from
+    // the tasks that hold a reservation.
+    count_allocated_tasks,
 ];
+
+fn count_allocated_tasks(store: &dyn Store) -> Result<(), StoreError> {
+    let mut counts: std::collections::BTreeMap<
+        String,
+        (u32, std::collections::BTreeMap<String, u32>),
+    > = Default::default();
+    for (k, v) in store.scan_prefix(Table::Tasks, b"")? {
+        let t: TaskRecord = decode(Table::Tasks, &k, &v)?;
+        if t.holds_reservation() {
+            let c = counts.entry(t.instance_id).or_default();
+            c.0 += 1;
+            *c.1.entry(t.group).or_insert(0) += 1;
+        }
+    }
+    let mut txn = Txn::new();
+    for (k, v) in store.scan_prefix(Table::Allocations, b"")? {
+        let mut a: AllocationRecord = decode(Table::Allocations, &k, &v)?;
+        let (tasks, groups) = counts
+            .remove(String::from_utf8_lossy(&k).as_ref())
+            .unwrap_or_default();
+        a.tasks = tasks;
+        a.groups = groups;
+        txn = txn.put(Table::Allocations, k, encode(Table::Allocations, &a)?);
+    }
+    store.commit(&txn)
+}
 
 fn migrate(store: &dyn Store) -> Result<(), StoreError> {
     let found = match store.get(Table::Meta, SCHEMA_KEY)? {

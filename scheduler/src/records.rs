@@ -428,6 +428,13 @@ pub struct AllocationRecord {
     /// `DesiredState.generation`. Stored, so it keeps rising across
     /// scheduler restarts.
     pub generation: u64,
+    /// How many tasks hold a reservation here (CQL's `runningTasksCount`).
+    #[serde(default)]
+    pub tasks: u32,
+    /// Tasks per group among them (`distinctInstance`, `spread`,
+    /// `task:group`). Groups with no task are absent.
+    #[serde(default)]
+    pub groups: std::collections::BTreeMap<String, u32>,
 }
 
 impl AllocationRecord {
@@ -447,6 +454,30 @@ impl AllocationRecord {
 
     pub fn is_allocated(&self, protocol: Protocol, port: u16) -> bool {
         self.ports(protocol).binary_search(&port).is_ok()
+    }
+
+    /// Records one more task of `group` holding `r`.
+    pub fn add_task(&mut self, r: &Reservation, group: &str) {
+        self.add(r);
+        self.tasks += 1;
+        *self.groups.entry(group.to_owned()).or_insert(0) += 1;
+    }
+
+    /// Forgets one task of `group` holding `r` (it stopped).
+    pub fn release_task(&mut self, r: &Reservation, group: &str) {
+        self.release(r);
+        self.tasks = self.tasks.saturating_sub(1);
+        if let Some(n) = self.groups.get_mut(group) {
+            *n -= 1;
+            if *n == 0 {
+                self.groups.remove(group);
+            }
+        }
+    }
+
+    /// Tasks of `group` here.
+    pub fn group_count(&self, group: &str) -> u32 {
+        self.groups.get(group).copied().unwrap_or(0)
     }
 
     pub fn add(&mut self, r: &Reservation) {

@@ -334,7 +334,11 @@ impl Db {
                 Ok(r) => r,
                 Err(s) => return Ok((Txn::new(), Err(shortfall(instance, &s)))),
             };
-            alloc.add(&reservation);
+            let group = spec
+                .group
+                .clone()
+                .unwrap_or_else(|| format!("family:{}", td.family));
+            alloc.add_task(&reservation, &group);
             alloc.generation += 1;
             let now = now_millis();
             let task = TaskRecord {
@@ -347,10 +351,7 @@ impl Db {
                 last_status: TaskStatus::Provisioning,
                 health_status: "UNKNOWN".to_owned(),
                 started_by: spec.started_by.clone(),
-                group: spec
-                    .group
-                    .clone()
-                    .unwrap_or_else(|| format!("family:{}", td.family)),
+                group,
                 created_at: now,
                 pull_started_at: None,
                 pull_stopped_at: None,
@@ -437,7 +438,7 @@ impl Db {
             );
             let (mut alloc, alloc_bytes) = self.allocation(&task.instance_id)?;
             if instance_gone && task.holds_reservation() {
-                alloc.release(&task.reservation);
+                alloc.release_task(&task.reservation, &task.group);
                 task.last_status = TaskStatus::Stopped;
                 task.stopped_at = Some(now);
             }
@@ -521,7 +522,7 @@ impl Db {
             }
             // STOPPED: leave the desired set, release the reservation.
             let (mut alloc, alloc_bytes) = self.allocation(instance)?;
-            alloc.release(&task.reservation);
+            alloc.release_task(&task.reservation, &task.group);
             alloc.generation += 1;
             let txn = match alloc_bytes {
                 Some(b) => txn.check_equals(Table::Allocations, instance, b),
