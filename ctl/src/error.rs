@@ -80,9 +80,14 @@ pub enum CtlError {
     #[error("{}", missing_text(.items))]
     Missing { items: Vec<MissingItem> },
 
-    /// StartTask placed nothing; one failure per instance, with ECS's reason.
+    /// StartTask/RunTask placed nothing; one failure per instance (or
+    /// reason), with ECS's reason.
     #[error("no task started:{}", indented(&.items.iter().map(failure_line).collect::<Vec<_>>()))]
     NotStarted { items: Vec<MissingItem> },
+
+    /// `--wait` saw a task stop, or gave up.
+    #[error("{message}")]
+    TaskFailed { message: String },
 
     /// The scheduler answered something berthctl cannot read.
     #[error("unexpected answer from the Berth scheduler: {what}")]

@@ -15,15 +15,17 @@ use crate::records::{
     now_millis, AllocationRecord, ClusterRecord, ClusterStatus, FamilyRecord, InstanceRecord,
     InstanceStatus, TaskDefinitionRecord, TaskRecord,
 };
-use crate::store::{GroupCommit, Store, StoreError, Table, Txn};
+use crate::store::{GroupCommit, Op, Store, StoreError, Table, Txn};
 
 mod auth;
+mod run;
 mod secrets;
 mod tasks;
 mod trust;
 
 pub use auth::{AuditFilter, BOOTSTRAP_TOKEN_NAME, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 
+pub use run::{PlacerState, RunFailure, RunSpec, RunTasks, MAX_RUN_COUNT};
 pub use tasks::{
     ReportOutcome, StartFailure, StartSpec, StartTasks, TaskFilter, TaskReport,
     DEFAULT_STOP_REASON, MAX_COUNT,
@@ -54,6 +56,9 @@ pub enum DbError {
     },
     #[error("too much contention writing {what}; try again")]
     Contention { what: &'static str },
+    /// A part of the scheduler the call needs is gone (shutting down).
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -64,6 +69,9 @@ pub struct Db {
     store: Arc<dyn Store>,
     commit: GroupCommit,
     desired: DesiredNotifier,
+    /// Instances whose instance or allocation record was written by
+    /// anything but the placer since it last looked: it re-reads them.
+    changed: Arc<std::sync::Mutex<std::collections::HashSet<Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -190,6 +198,7 @@ impl Db {
             store,
             commit,
             desired: DesiredNotifier::default(),
+            changed: Default::default(),
         };
         match db.create_cluster("default").await {
             Ok(_) | Err(DbError::AlreadyExists { .. }) => {}
@@ -255,12 +264,36 @@ impl Db {
         for _ in 0..MAX_RETRIES {
             let (txn, out) = build()?;
             match self.store.commit(&txn) {
-                Ok(()) => return Ok(out),
+                Ok(()) => {
+                    self.note_instance_writes(&txn);
+                    return Ok(out);
+                }
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         Err(DbError::Contention { what })
+    }
+
+    /// Remembers the instances whose records `txn` wrote, for the placer.
+    fn note_instance_writes(&self, txn: &Txn) {
+        let mut changed = None;
+        for op in &txn.ops {
+            let (Op::Put(table, key, _) | Op::Delete(table, key)) = op;
+            if matches!(table, Table::Instances | Table::Allocations) {
+                changed
+                    .get_or_insert_with(|| self.changed.lock().unwrap_or_else(|p| p.into_inner()))
+                    .insert(key.clone());
+            }
+        }
+    }
+
+    /// The instances written outside the placer since the last call.
+    fn take_changed_instances(&self) -> Vec<String> {
+        let mut set = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+        set.drain()
+            .map(|k| String::from_utf8_lossy(&k).into_owned())
+            .collect()
     }
 
     // ------------------------------------------------------------ clusters

@@ -8,7 +8,10 @@
 //! - [`store`]: the narrow storage trait and its sled implementation; the only place sled appears.
 //! - [`sessions`]: live agent sessions and heartbeats, in memory.
 //! - [`agent_link`]: desired-set notifications and log-request routing to the agents' streams.
-//! - [`placement`]: choosing instances for tasks (the Cluster Query Language so far); pure.
+//! - [`placement`]: choosing instances for tasks: the Cluster Query Language, constraints,
+//!   strategies and the placement core; pure.
+//! - [`placer`]: the single committer that batches RunTask calls through `placement` into
+//!   the store.
 //! - [`reserve`]: what a task needs on an instance and whether it fits; pure functions.
 //! - [`records`]: the stored domain records.
 //! - [`secrets`]: the secret store's key, sealing, and resolution for tasks.
@@ -21,6 +24,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod placement;
+pub mod placer;
 pub mod records;
 pub mod reserve;
 pub mod secrets;

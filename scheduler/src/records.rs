@@ -398,6 +398,67 @@ pub struct TaskRecord {
     pub reservation: Reservation,
     /// Rises with every change of the record (ECS's `version`).
     pub version: i64,
+    /// RunTask's `overrides`, applied to the definition the agent gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<TaskOverrides>,
+}
+
+/// ECS's `TaskOverride` (the container fields Berth honours).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskOverrides {
+    pub container_overrides: Vec<ContainerOverride>,
+}
+
+/// ECS's `ContainerOverride`: replaces `command`, `cpu`, `memory` and
+/// `memoryReservation`; `environment` entries are added, replacing those of
+/// the same name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerOverride {
+    pub name: String,
+    pub command: Option<Vec<String>>,
+    pub environment: Vec<(String, String)>,
+    pub cpu: Option<u32>,
+    pub memory: Option<u32>,
+    pub memory_reservation: Option<u32>,
+}
+
+impl TaskOverrides {
+    /// `def` with the overrides applied. Unknown container names are
+    /// skipped (the API refuses them before a task is recorded).
+    pub fn apply(&self, def: &TaskDefinition) -> TaskDefinition {
+        let mut def = def.clone();
+        for o in &self.container_overrides {
+            let Some(c) = def
+                .container_definitions
+                .iter_mut()
+                .find(|c| c.name == o.name)
+            else {
+                continue;
+            };
+            if let Some(command) = &o.command {
+                c.command = Some(command.clone());
+            }
+            for (name, value) in &o.environment {
+                match c.environment.iter_mut().find(|kv| kv.name == *name) {
+                    Some(kv) => kv.value = Some(value.clone()),
+                    None => c.environment.push(berth_proto::taskdef::KeyValuePair {
+                        name: name.clone(),
+                        value: Some(value.clone()),
+                    }),
+                }
+            }
+            if o.cpu.is_some() {
+                c.cpu = o.cpu;
+            }
+            if o.memory.is_some() {
+                c.memory = o.memory;
+            }
+            if o.memory_reservation.is_some() {
+                c.memory_reservation = o.memory_reservation;
+            }
+        }
+        def
+    }
 }
 
 impl TaskRecord {

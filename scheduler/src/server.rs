@@ -118,9 +118,11 @@ pub async fn run(
     println!("cluster CA fingerprint: {}", ca.fingerprint());
     bootstrap(&db, config.bootstrap_token.clone()).await?;
     let key = SecretKey::load_or_create(&config.secrets_key_file)?;
+    let sessions = Sessions::new(config.heartbeat_ttl);
     let shared = Shared {
         db: db.clone(),
-        sessions: Sessions::new(config.heartbeat_ttl),
+        placer: crate::placer::Placer::start(db.clone(), sessions.clone()),
+        sessions,
         arn: Arc::new(config.arn.clone()),
         heartbeat_interval: config.heartbeat_interval,
         logs: LogRouter::default(),

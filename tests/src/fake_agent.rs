@@ -112,6 +112,8 @@ pub struct FakeHost {
     pub memory_mib: i64,
     pub port_range: (u32, u32),
     pub reserved_tcp_ports: Vec<u32>,
+    /// Reported in Hello (e.g. a zone).
+    pub attributes: Vec<(String, String)>,
 }
 
 impl Default for FakeHost {
@@ -121,6 +123,7 @@ impl Default for FakeHost {
             memory_mib: 1024,
             port_range: (20000, 32767),
             reserved_tcp_ports: vec![22],
+            attributes: vec![],
         }
     }
 }
@@ -182,7 +185,14 @@ impl FakeAgent {
                     reserved_tcp_ports: host.reserved_tcp_ports.clone(),
                     reserved_udp_ports: vec![],
                 }),
-                attributes: vec![],
+                attributes: host
+                    .attributes
+                    .iter()
+                    .map(|(name, value)| berth_proto::v1::Attribute {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
                 agent_version: "fake".to_owned(),
                 hostname: "fake-host".to_owned(),
             })),

@@ -532,3 +532,73 @@ async fn a_task_that_died_while_the_agent_was_down_is_reported_stopped() {
     assert_eq!(t["stopCode"], "EssentialContainerExited");
     assert_eq!(t["containers"][0]["exitCode"], 137, "{t}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn task_run_binpack_waits_for_three_tasks_that_answer() {
+    let c = cluster().await;
+    let td = c.register(HTTPD);
+    let out = c.sched.ctl(&[
+        "task",
+        "run",
+        "--taskdef",
+        &td,
+        "--count",
+        "3",
+        "--strategy",
+        "binpack:memory",
+        "--wait",
+        "--timeout",
+        "90s",
+        "-o",
+        "json",
+    ]);
+    let v = json(&out);
+    let tasks = v["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 3, "{v}");
+    let mut ports = Vec::new();
+    for t in tasks {
+        assert_eq!(t["lastStatus"], "RUNNING", "{t}");
+        ports.push(Cluster::host_port(t, 8080));
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 3, "three different host ports");
+    for p in ports {
+        let body = eventually(Duration::from_secs(10), "the page", || async {
+            http_get(p)
+        })
+        .await;
+        assert!(body.contains("hello-from-berth"), "{body}");
+    }
+
+    // An impossible request: ECS's reasons, the closest instance, exit 1.
+    let out = c.sched.ctl(&[
+        "task",
+        "run",
+        "--taskdef",
+        &td,
+        "--overrides",
+        r#"{"containerOverrides":[{"name":"web","memory":10000000}]}"#,
+        "--wait",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("RESOURCE:MEMORY") && err.contains(&c.instance),
+        "{err}"
+    );
+    let out = c.sched.ctl(&[
+        "task",
+        "run",
+        "--taskdef",
+        &td,
+        "--constraint",
+        "memberOf:attribute:ecs.os-type != linux",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("MemberOf placement constraint unsatisfied."),
+        "{err}"
+    );
+}

@@ -1,6 +1,7 @@
-//! `berthctl task start|ls|describe|stop|logs`: ECS's StartTask (on named
-//! container instances), ListTasks, DescribeTasks, StopTask, and container
-//! logs streamed from the agent through the scheduler.
+//! `berthctl task run|start|ls|describe|stop|logs`: ECS's RunTask (the
+//! scheduler places), StartTask (on named container instances), ListTasks,
+//! DescribeTasks, StopTask, and container logs streamed from the agent
+//! through the scheduler.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +17,44 @@ use crate::views::task::{self as view, TasksView};
 
 #[derive(Debug, Subcommand)]
 pub enum TaskCommand {
+    /// Run tasks where the scheduler places them (ECS's RunTask); prints the task ids
+    Run {
+        /// FAMILY (latest ACTIVE revision), FAMILY:REVISION or an ARN
+        #[arg(long = "taskdef", value_name = "FAMILY[:REVISION]", value_parser = parse_ref)]
+        task_definition: TaskDefRef,
+        /// How many tasks (ECS allows 10; Berth up to 1000)
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        count: u16,
+        /// Task group [default: family:FAMILY]
+        #[arg(long)]
+        group: Option<String>,
+        /// Free-form tag naming who started the tasks
+        #[arg(long = "started-by", value_name = "TAG")]
+        started_by: Option<String>,
+        /// Placement strategy, in order of precedence (repeat up to 5): binpack:cpu,
+        /// binpack:memory, spread:instanceId, spread:attribute:NAME, random
+        #[arg(long = "strategy", value_name = "TYPE[:FIELD]", value_parser = parse_strategy)]
+        strategies: Vec<pb::PlacementStrategy>,
+        /// Placement constraint (repeat): distinctInstance, or memberOf:EXPRESSION in the
+        /// Cluster Query Language
+        #[arg(long = "constraint", value_name = "CONSTRAINT", value_parser = parse_constraint)]
+        constraints: Vec<pb::PlacementConstraint>,
+        /// ECS's overrides as JSON: {"containerOverrides":[{"name":..,"command":[..],
+        /// "environment":[{"name":..,"value":..}],"cpu":..,"memory":..,"memoryReservation":..}]}
+        #[arg(long, value_name = "JSON", value_parser = parse_overrides)]
+        overrides: Option<pb::TaskOverride>,
+        /// Idempotency token: a retry with the same token returns the same tasks
+        #[arg(long = "client-token", value_name = "TOKEN")]
+        client_token: Option<String>,
+        /// Wait until every task is RUNNING (exit 0) or one STOPPED (exit 1)
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
     /// Start tasks on named container instances (ECS's StartTask); prints the task ids
     Start {
         /// FAMILY (latest ACTIVE revision), FAMILY:REVISION or an ARN
@@ -104,6 +143,163 @@ fn parse_ref(s: &str) -> Result<TaskDefRef, String> {
     TaskDefRef::parse(s).map_err(|e| e.to_string())
 }
 
+fn parse_strategy(s: &str) -> Result<pb::PlacementStrategy, String> {
+    let (kind, field) = s.split_once(':').unwrap_or((s, ""));
+    match kind {
+        "binpack" | "spread" | "random" => Ok(pb::PlacementStrategy {
+            r#type: kind.to_owned(),
+            field: field.to_owned(),
+        }),
+        _ => Err(format!(
+            "{kind:?} is not a strategy; one of binpack:cpu, binpack:memory, spread:instanceId, \
+             spread:attribute:NAME, random"
+        )),
+    }
+}
+
+fn parse_constraint(s: &str) -> Result<pb::PlacementConstraint, String> {
+    let (kind, expression) = s.split_once(':').unwrap_or((s, ""));
+    match kind {
+        "distinctInstance" | "memberOf" => Ok(pb::PlacementConstraint {
+            r#type: kind.to_owned(),
+            expression: expression.to_owned(),
+        }),
+        _ => Err(format!(
+            "{kind:?} is not a constraint; distinctInstance or memberOf:EXPRESSION"
+        )),
+    }
+}
+
+/// ECS's `TaskOverride` JSON (camelCase), the fields Berth honours.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OverridesJson {
+    #[serde(default)]
+    container_overrides: Vec<ContainerOverrideJson>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ContainerOverrideJson {
+    name: String,
+    #[serde(default)]
+    command: Vec<String>,
+    #[serde(default)]
+    environment: Vec<KeyValueJson>,
+    cpu: Option<i32>,
+    memory: Option<i32>,
+    memory_reservation: Option<i32>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyValueJson {
+    name: String,
+    #[serde(default)]
+    value: String,
+}
+
+fn parse_overrides(s: &str) -> Result<pb::TaskOverride, String> {
+    let o: OverridesJson = serde_json::from_str(s).map_err(|e| e.to_string())?;
+    Ok(pb::TaskOverride {
+        container_overrides: o
+            .container_overrides
+            .into_iter()
+            .map(|c| pb::ContainerOverride {
+                name: c.name,
+                command: c.command,
+                environment: c
+                    .environment
+                    .into_iter()
+                    .map(|kv| pb::KeyValuePair {
+                        name: kv.name,
+                        value: kv.value,
+                    })
+                    .collect(),
+                cpu: c.cpu,
+                memory: c.memory,
+                memory_reservation: c.memory_reservation,
+            })
+            .collect(),
+    })
+}
+
+/// How often `--wait` looks.
+const WAIT_POLL: Duration = Duration::from_millis(500);
+
+/// Polls until every task in `ids` is RUNNING (Ok) or one is STOPPED (Err),
+/// printing progress on stderr when it changes. Returns the final view.
+async fn wait_running(
+    client: &mut TaskServiceClient<crate::client::Conn>,
+    ctx: &mut Ctx<'_>,
+    cluster: &str,
+    ids: Vec<String>,
+    timeout: Duration,
+) -> Result<TasksView, CtlError> {
+    let rpc = ctx.rpc_error();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        let mut v = TasksView::new(vec![], vec![]);
+        for chunk in ids.chunks(100) {
+            let r = client
+                .describe_tasks(pb::DescribeTasksRequest {
+                    cluster: cluster.to_owned(),
+                    tasks: chunk.to_vec(),
+                })
+                .await
+                .map_err(&rpc)?
+                .into_inner();
+            v.tasks.extend(TasksView::new(r.tasks, vec![]).tasks);
+        }
+        let running = v
+            .tasks
+            .iter()
+            .filter(|t| t.last_status == "RUNNING")
+            .count();
+        let stopped: Vec<&view::TaskView> = v
+            .tasks
+            .iter()
+            .filter(|t| t.last_status == "STOPPED")
+            .collect();
+        let progress = format!("{running}/{} tasks RUNNING", ids.len());
+        if progress != last {
+            ctx.note(&progress)?;
+            last = progress;
+        }
+        if let Some(t) = stopped.first() {
+            return Err(CtlError::TaskFailed {
+                message: format!(
+                    "task {} STOPPED ({}): {}",
+                    t.id(),
+                    if t.stop_code.is_empty() {
+                        "-"
+                    } else {
+                        &t.stop_code
+                    },
+                    if t.stopped_reason.is_empty() {
+                        "-"
+                    } else {
+                        &t.stopped_reason
+                    }
+                ),
+            });
+        }
+        if running == ids.len() {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CtlError::TaskFailed {
+                message: format!(
+                    "gave up after {}: {last}",
+                    humantime::format_duration(timeout)
+                ),
+            });
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
 fn missing(v: &TasksView) -> Vec<MissingItem> {
     v.failures.iter().map(Into::into).collect()
 }
@@ -112,6 +308,76 @@ pub async fn run(cmd: TaskCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
     let mut client = TaskServiceClient::new(ctx.channel().await?);
     let rpc = ctx.rpc_error();
     match cmd {
+        TaskCommand::Run {
+            task_definition,
+            count,
+            group,
+            started_by,
+            strategies,
+            constraints,
+            overrides,
+            client_token,
+            wait,
+            timeout,
+            cluster,
+        } => {
+            let cluster = ctx.cluster(&cluster);
+            let r = client
+                .run_task(pb::RunTaskRequest {
+                    cluster: cluster.clone(),
+                    task_definition: task_definition.to_string(),
+                    count: i32::from(count),
+                    group: group.unwrap_or_default(),
+                    started_by: started_by.unwrap_or_default(),
+                    placement_constraints: constraints,
+                    placement_strategy: strategies,
+                    overrides,
+                    client_token: client_token.unwrap_or_default(),
+                })
+                .await
+                .map_err(&rpc)?
+                .into_inner();
+            let v = TasksView::new(r.tasks, r.failures);
+            if v.tasks.is_empty() {
+                if ctx.output == OutputFormat::Json {
+                    ctx.emit(&v, view::started_table)?;
+                }
+                return Err(CtlError::NotStarted { items: missing(&v) });
+            }
+            let failures = missing(&v);
+            if !wait {
+                ctx.emit(&v, view::started_table)?;
+                for f in &failures {
+                    ctx.note(&format!(
+                        "warning: not placed: {}",
+                        crate::error::failure_line(f)
+                    ))?;
+                }
+                return Ok(());
+            }
+            let ids: Vec<String> = v.tasks.iter().map(|t| t.id().to_owned()).collect();
+            let done = wait_running(&mut client, ctx, &cluster, ids, timeout).await;
+            let done = done?;
+            let done = TasksView {
+                tasks: done.tasks,
+                failures: v.failures,
+            };
+            ctx.emit(&done, view::list_table)?;
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                Err(CtlError::TaskFailed {
+                    message: format!(
+                        "{} of {count} tasks RUNNING; not placed:{}",
+                        done.tasks.len(),
+                        failures
+                            .iter()
+                            .map(|f| format!("\n  {}", crate::error::failure_line(f)))
+                            .collect::<String>()
+                    ),
+                })
+            }
+        }
         TaskCommand::Start {
             task_definition,
             instances,

@@ -412,6 +412,16 @@ fn desired_message(shared: &Shared, instance: &str) -> Result<SchedulerMessage, 
                 (td, j)
             }
         };
+        // RunTask's overrides: the agent runs the definition as overridden.
+        let (td, json) = match &t.overrides {
+            Some(o) => {
+                let mut td = td;
+                td.definition = o.apply(&td.definition);
+                let j = definition_json(&shared.arn, &td);
+                (td, j)
+            }
+            None => (td, json),
+        };
         let (secrets, repository_credentials) = task_secrets(shared, &t, &td);
         out.push(DesiredTask {
             task_arn: shared.arn.task(&t.cluster, &t.id),

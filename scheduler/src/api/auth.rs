@@ -118,6 +118,7 @@ pub const METHODS: &[MethodRule] = &[
     ),
     open("/berth.v1.SystemService/Version"),
     write("/berth.v1.TaskService/StartTask", Operator),
+    write("/berth.v1.TaskService/RunTask", Operator),
     write("/berth.v1.TaskService/StopTask", Operator),
     read("/berth.v1.TaskService/ListTasks", ReadOnly),
     read("/berth.v1.TaskService/DescribeTasks", ReadOnly),
@@ -189,6 +190,14 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
         ),
         "StartTask" => {
             let r = de::<pb::StartTaskRequest>(msg);
+            format!(
+                "cluster/{} task-definition/{}",
+                super::cluster_arg(&r.cluster),
+                r.task_definition
+            )
+        }
+        "RunTask" => {
+            let r = de::<pb::RunTaskRequest>(msg);
             format!(
                 "cluster/{} task-definition/{}",
                 super::cluster_arg(&r.cluster),

@@ -79,6 +79,7 @@ impl From<ApiError> for Status {
                 DbError::PermissionDenied(_) => Status::permission_denied(msg),
                 DbError::InvalidArgument { .. } => Status::invalid_argument(msg),
                 DbError::Contention { .. } => Status::aborted(msg),
+                DbError::Unavailable(_) => Status::unavailable(msg),
                 DbError::Store(s) => {
                     tracing::error!(cause = %s, "store error");
                     match s {

@@ -33,6 +33,8 @@ pub use error::ApiError;
 #[derive(Debug, Clone)]
 pub struct Shared {
     pub db: Db,
+    /// The single committer of RunTask placements.
+    pub placer: crate::placer::Placer,
     pub sessions: Sessions,
     pub arn: Arc<ArnPrefix>,
     pub heartbeat_interval: std::time::Duration,

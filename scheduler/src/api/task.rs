@@ -6,20 +6,27 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use berth_proto::arn::{short_id, ArnPrefix};
+use berth_proto::taskdef::{FieldIssue, PlacementConstraintType};
 use berth_proto::v1::{
     task_service_server::TaskService, Container, DescribeTasksRequest, DescribeTasksResponse,
     Failure, GetTaskLogsRequest, ListTasksRequest, ListTasksResponse, LogEntry, NetworkBinding,
-    StartTaskRequest, StartTaskResponse, StopTaskRequest, StopTaskResponse, Task,
+    RunTaskRequest, RunTaskResponse, StartTaskRequest, StartTaskResponse, StopTaskRequest,
+    StopTaskResponse, Task,
 };
 use futures::Stream;
+use prost::Message as _;
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use super::taskdef::parse_ref;
 use super::{cluster_arg, millis, timestamp, ApiError, Shared};
 use crate::agent_link::{LogLine, LogPart, LogQuery, LogRouter, Outbound};
-use crate::db::{StartSpec, TaskFilter, MAX_COUNT};
-use crate::records::{DesiredStatus, TaskRecord};
+use crate::db::{RunSpec, StartSpec, TaskFilter, MAX_COUNT, MAX_RUN_COUNT};
+use crate::placement::spec::{Constraint, Strategy, MAX_CONSTRAINTS, MAX_STRATEGIES};
+use crate::records::{
+    ContainerOverride, DesiredStatus, TaskDefinitionRecord, TaskOverrides, TaskRecord,
+};
 
 /// ECS's limit on tasks named in one DescribeTasks call.
 const MAX_DESCRIBE: usize = 100;
@@ -92,6 +99,162 @@ pub fn task_to_proto(arn: &ArnPrefix, t: &TaskRecord) -> Task {
 }
 
 /// ECS's startedBy/group rule: up to `max` letters, digits, `-_:./`.
+/// ECS's limit on a RunTask `clientToken`.
+const MAX_CLIENT_TOKEN: usize = 64;
+
+/// The definition's own `memberOf` constraints, then the request's, parsed.
+fn run_constraints(
+    td: &TaskDefinitionRecord,
+    req: &[berth_proto::v1::PlacementConstraint],
+) -> Result<Vec<Constraint>, ApiError> {
+    let mut issues = Vec::new();
+    let mut out = Vec::new();
+    for (i, c) in td.definition.placement_constraints.iter().enumerate() {
+        let kind = match c.kind {
+            PlacementConstraintType::MemberOf => "memberOf",
+        };
+        let path = format!("taskDefinition.placementConstraints[{i}]");
+        match Constraint::parse(&path, kind, c.expression.as_deref().unwrap_or_default()) {
+            Ok(c) => out.push(c),
+            Err(e) => issues.push(FieldIssue {
+                path: e.path,
+                message: e.message,
+            }),
+        }
+    }
+    for (i, c) in req.iter().enumerate() {
+        match Constraint::parse(
+            &format!("placementConstraints[{i}]"),
+            &c.r#type,
+            &c.expression,
+        ) {
+            Ok(c) => out.push(c),
+            Err(e) => issues.push(FieldIssue {
+                path: e.path,
+                message: e.message,
+            }),
+        }
+    }
+    if !issues.is_empty() {
+        return Err(ApiError::InvalidFields(issues));
+    }
+    if out.len() > MAX_CONSTRAINTS {
+        return Err(ApiError::invalid(
+            "placementConstraints",
+            format!(
+                "{} constraints with the task definition's; at most {MAX_CONSTRAINTS}",
+                out.len()
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+fn run_strategies(req: &[berth_proto::v1::PlacementStrategy]) -> Result<Vec<Strategy>, ApiError> {
+    if req.len() > MAX_STRATEGIES {
+        return Err(ApiError::invalid(
+            "placementStrategy",
+            format!("{} strategies; at most {MAX_STRATEGIES}", req.len()),
+        ));
+    }
+    let mut issues = Vec::new();
+    let mut out = Vec::new();
+    for (i, s) in req.iter().enumerate() {
+        match Strategy::parse(&format!("placementStrategy[{i}]"), &s.r#type, &s.field) {
+            Ok(s) => out.push(s),
+            Err(e) => issues.push(FieldIssue {
+                path: e.path,
+                message: e.message,
+            }),
+        }
+    }
+    if !issues.is_empty() {
+        return Err(ApiError::InvalidFields(issues));
+    }
+    // ECS's default for RunTask.
+    if out.is_empty() {
+        out.push(Strategy::Random);
+    }
+    Ok(out)
+}
+
+/// RunTask's overrides, checked against the definition they apply to.
+fn run_overrides(
+    td: &TaskDefinitionRecord,
+    req: Option<&berth_proto::v1::TaskOverride>,
+) -> Result<Option<TaskOverrides>, ApiError> {
+    let Some(req) = req.filter(|o| !o.container_overrides.is_empty()) else {
+        return Ok(None);
+    };
+    let mut issues = Vec::new();
+    let mut out = TaskOverrides::default();
+    let non_negative =
+        |issues: &mut Vec<FieldIssue>, path: String, v: Option<i32>| -> Option<u32> {
+            match v {
+                Some(n) if n < 0 => {
+                    issues.push(FieldIssue {
+                        path,
+                        message: format!("{n} is negative"),
+                    });
+                    None
+                }
+                other => other.map(|n| n as u32),
+            }
+        };
+    for (i, o) in req.container_overrides.iter().enumerate() {
+        let path = format!("overrides.containerOverrides[{i}]");
+        if !td
+            .definition
+            .container_definitions
+            .iter()
+            .any(|c| c.name == o.name)
+        {
+            issues.push(FieldIssue {
+                path: format!("{path}.name"),
+                message: format!("no container {:?} in {}:{}", o.name, td.family, td.revision),
+            });
+        }
+        for (j, kv) in o.environment.iter().enumerate() {
+            if kv.name.is_empty() {
+                issues.push(FieldIssue {
+                    path: format!("{path}.environment[{j}].name"),
+                    message: "required".into(),
+                });
+            }
+        }
+        out.container_overrides.push(ContainerOverride {
+            name: o.name.clone(),
+            command: Some(o.command.clone()).filter(|c| !c.is_empty()),
+            environment: o
+                .environment
+                .iter()
+                .map(|kv| (kv.name.clone(), kv.value.clone()))
+                .collect(),
+            cpu: non_negative(&mut issues, format!("{path}.cpu"), o.cpu),
+            memory: non_negative(&mut issues, format!("{path}.memory"), o.memory),
+            memory_reservation: non_negative(
+                &mut issues,
+                format!("{path}.memoryReservation"),
+                o.memory_reservation,
+            ),
+        });
+    }
+    if issues.is_empty() {
+        // The definition as it will run must be valid as a whole.
+        if let Err(e) = berth_proto::taskdef::validate::validate(&out.apply(&td.definition)) {
+            issues.extend(e.errors.into_iter().map(|f| FieldIssue {
+                path: f.path,
+                message: format!("{} (with overrides applied)", f.message),
+            }));
+        }
+    }
+    if issues.is_empty() {
+        Ok(Some(out))
+    } else {
+        Err(ApiError::InvalidFields(issues))
+    }
+}
+
 fn validate_tag(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
     if s.len() > max {
         return Err(ApiError::invalid(
@@ -259,6 +422,94 @@ impl TaskService for TaskApi {
                 .into_iter()
                 .map(|f| Failure {
                     arn: arn.container_instance(&cluster, &f.instance_id),
+                    reason: f.reason,
+                    detail: f.detail,
+                })
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(task_definition = %req.get_ref().task_definition, count = req.get_ref().count))]
+    async fn run_task(
+        &self,
+        req: Request<RunTaskRequest>,
+    ) -> Result<Response<RunTaskResponse>, Status> {
+        let req = req.into_inner();
+        let cluster = cluster_arg(&req.cluster);
+        let r = parse_ref("taskDefinition", &req.task_definition)?;
+        let count = match req.count {
+            0 => 1,
+            n @ 1.. if n as u32 <= MAX_RUN_COUNT => n as u32,
+            n => {
+                return Err(ApiError::invalid(
+                    "count",
+                    format!("{n} is not within 1–{MAX_RUN_COUNT}"),
+                )
+                .into())
+            }
+        };
+        validate_tag("startedBy", &req.started_by, 128)?;
+        validate_tag("group", &req.group, 255)?;
+        if req.client_token.len() > MAX_CLIENT_TOKEN {
+            return Err(ApiError::invalid(
+                "clientToken",
+                format!("must be at most {MAX_CLIENT_TOKEN} characters"),
+            )
+            .into());
+        }
+        let strategies = run_strategies(&req.placement_strategy)?;
+        let td = self
+            .shared
+            .db
+            .task_definition(&r.family, r.revision)
+            .map_err(ApiError::from)?;
+        let (_, issues) = self
+            .shared
+            .secrets
+            .resolve_task(&td.definition)
+            .map_err(ApiError::from)?;
+        if !issues.is_empty() {
+            return Err(ApiError::InvalidFields(issues).into());
+        }
+        let constraints = run_constraints(&td, &req.placement_constraints)?;
+        let overrides = run_overrides(&td, req.overrides.as_ref())?;
+        let fingerprint = {
+            let mut unkeyed = req.clone();
+            unkeyed.client_token.clear();
+            unkeyed.cluster = cluster.clone();
+            hex::encode(Sha256::digest(unkeyed.encode_to_vec()))
+        };
+        let spec = RunSpec {
+            cluster: cluster.clone(),
+            family: td.family.clone(),
+            revision: Some(td.revision),
+            count,
+            group: Some(req.group).filter(|g| !g.is_empty()),
+            started_by: req.started_by,
+            constraints,
+            strategies,
+            overrides,
+            client_token: Some(req.client_token).filter(|t| !t.is_empty()),
+            fingerprint,
+        };
+        let out = self.shared.placer.run(spec).await.map_err(ApiError::from)?;
+        for t in &out.tasks {
+            tracing::info!(task = %t.id, instance = %t.instance_id, cpu = t.reservation.cpu_units, memory_mib = t.reservation.memory_mib, ports = t.reservation.ports.len(), "task placed");
+        }
+        for f in &out.failures {
+            tracing::info!(closest = ?f.instance_id, reason = %f.reason, detail = %f.detail, "tasks not placed");
+        }
+        let arn = &self.shared.arn;
+        Ok(Response::new(RunTaskResponse {
+            tasks: out.tasks.iter().map(|t| task_to_proto(arn, t)).collect(),
+            failures: out
+                .failures
+                .into_iter()
+                .map(|f| Failure {
+                    arn: f
+                        .instance_id
+                        .map(|i| arn.container_instance(&cluster, &i))
+                        .unwrap_or_default(),
                     reason: f.reason,
                     detail: f.detail,
                 })

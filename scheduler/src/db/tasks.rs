@@ -130,8 +130,65 @@ fn failure(instance: &str, reason: &str, detail: impl Into<String>) -> StartFail
 }
 
 /// A 32-hex task id, like ECS's.
-fn new_task_id() -> String {
+pub(super) fn new_task_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The record of a task just placed on `instance`, PROVISIONING. `def` is
+/// the definition as run (`td`'s with `overrides` applied).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn placed_task(
+    id: String,
+    cluster: &str,
+    instance: &str,
+    td: &TaskDefinitionRecord,
+    def: &berth_proto::taskdef::TaskDefinition,
+    group: String,
+    started_by: &str,
+    reservation: crate::records::Reservation,
+    overrides: Option<crate::records::TaskOverrides>,
+) -> TaskRecord {
+    TaskRecord {
+        id,
+        cluster: cluster.to_owned(),
+        instance_id: instance.to_owned(),
+        family: td.family.clone(),
+        revision: td.revision,
+        desired_status: DesiredStatus::Running,
+        last_status: TaskStatus::Provisioning,
+        health_status: "UNKNOWN".to_owned(),
+        started_by: started_by.to_owned(),
+        group,
+        created_at: now_millis(),
+        pull_started_at: None,
+        pull_stopped_at: None,
+        started_at: None,
+        stopping_at: None,
+        stopped_at: None,
+        stop_code: String::new(),
+        stopped_reason: String::new(),
+        containers: def
+            .container_definitions
+            .iter()
+            .map(|c| ContainerRecord {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                last_status: "PENDING".to_owned(),
+                cpu: c.cpu,
+                memory: c.memory,
+                memory_reservation: c.memory_reservation,
+                ..Default::default()
+            })
+            .collect(),
+        reservation,
+        version: 1,
+        overrides,
+    }
+}
+
+/// The `InstanceTasks` key of a task.
+pub(super) fn instance_task_key(instance: &str, task: &str) -> Vec<u8> {
+    index_key(instance, task)
 }
 
 impl Db {
@@ -340,43 +397,17 @@ impl Db {
                 .unwrap_or_else(|| format!("family:{}", td.family));
             alloc.add_task(&reservation, &group);
             alloc.generation += 1;
-            let now = now_millis();
-            let task = TaskRecord {
-                id: id.clone(),
-                cluster: spec.cluster.clone(),
-                instance_id: instance.to_owned(),
-                family: td.family.clone(),
-                revision: td.revision,
-                desired_status: DesiredStatus::Running,
-                last_status: TaskStatus::Provisioning,
-                health_status: "UNKNOWN".to_owned(),
-                started_by: spec.started_by.clone(),
+            let task = placed_task(
+                id.clone(),
+                &spec.cluster,
+                instance,
+                td,
+                &td.definition,
                 group,
-                created_at: now,
-                pull_started_at: None,
-                pull_stopped_at: None,
-                started_at: None,
-                stopping_at: None,
-                stopped_at: None,
-                stop_code: String::new(),
-                stopped_reason: String::new(),
-                containers: td
-                    .definition
-                    .container_definitions
-                    .iter()
-                    .map(|c| ContainerRecord {
-                        name: c.name.clone(),
-                        image: c.image.clone(),
-                        last_status: "PENDING".to_owned(),
-                        cpu: c.cpu,
-                        memory: c.memory,
-                        memory_reservation: c.memory_reservation,
-                        ..Default::default()
-                    })
-                    .collect(),
+                &spec.started_by,
                 reservation,
-                version: 1,
-            };
+                None,
+            );
             let txn = Txn::new()
                 .check_equals(Table::Instances, instance, inst_bytes)
                 .check_equals(Table::TaskDefinitions, td_key.clone(), td_bytes);

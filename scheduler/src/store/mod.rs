@@ -47,10 +47,13 @@ pub enum Table {
     RevokedCerts,
     /// Secret name → its current version, sealed (see `crate::secrets`).
     Secrets,
+    /// `cluster` 0x00 `clientToken` → what the RunTask with that token
+    /// placed (idempotent retries).
+    RunTokens,
 }
 
 impl Table {
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::Meta,
         Table::Clusters,
         Table::Families,
@@ -64,6 +67,7 @@ impl Table {
         Table::Activations,
         Table::RevokedCerts,
         Table::Secrets,
+        Table::RunTokens,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +85,7 @@ impl Table {
             Table::Activations => "activations",
             Table::RevokedCerts => "revoked_certs",
             Table::Secrets => "secrets",
+            Table::RunTokens => "run_tokens",
         }
     }
 
@@ -99,6 +104,7 @@ impl Table {
             Table::Activations => 10,
             Table::RevokedCerts => 11,
             Table::Secrets => 12,
+            Table::RunTokens => 13,
         }
     }
 }
