@@ -234,8 +234,7 @@ impl ContainerInstanceService for ContainerInstanceApi {
                 .into())
             }
         };
-        if req.container_instances.is_empty() || req.container_instances.len() > MAX_STATE_UPDATES
-        {
+        if req.container_instances.is_empty() || req.container_instances.len() > MAX_STATE_UPDATES {
             return Err(ApiError::invalid(
                 "containerInstances",
                 format!(
