@@ -38,7 +38,9 @@
 //!   address. [`Host::heal`] removes the rules.
 //!
 //! Dropping [`Hosts`] heals cut hosts, stops every task through Berth (so
-//! live agents tear their networks and cgroups down), then each [`Host`]'s
+//! live agents tear their networks and cgroups down), kills the scheduler
+//! and the registry (so no socket of a host waits on a live peer and keeps
+//! its namespace alive), then each [`Host`]'s
 //! drop kills what is left of it, deletes its tasks' namespaces (from its
 //! agent's network records), its cgroups and its namespace (and with it the
 //! veth, the task bridge and the iptables rules in it); the test bridge goes
@@ -186,6 +188,38 @@ impl Hosts {
 
     pub fn hosts(&self) -> &[Host] {
         &self.hosts
+    }
+
+    /// The index of the host whose container instance is `instance` (an id
+    /// or ARN, e.g. a task's `containerInstanceArn`).
+    pub fn host_of(&self, instance: &str) -> Option<usize> {
+        let id = berth_proto::arn::short_id(instance);
+        self.hosts
+            .iter()
+            .position(|h| !h.instance.is_empty() && h.instance == id)
+    }
+
+    /// `GET path` on `task`'s host port for `container_port`, on the host
+    /// that runs it (`task` as `task describe` shows it).
+    pub fn get_task(
+        &self,
+        task: &Value,
+        container_port: u16,
+        path: &str,
+    ) -> Result<String, String> {
+        let host = task["containerInstanceArn"]
+            .as_str()
+            .and_then(|arn| self.host_of(arn))
+            .ok_or_else(|| format!("task on no known host: {task}"))?;
+        let port = task["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["networkBindings"].as_array().into_iter().flatten())
+            .find(|b| b["containerPort"] == container_port)
+            .and_then(|b| b["hostPort"].as_u64())
+            .ok_or_else(|| format!("no host port for {container_port}: {task}"))?;
+        self.hosts[host].get(port as u16, path)
     }
 
     pub fn len(&self) -> usize {
@@ -350,6 +384,12 @@ impl Drop for Hosts {
             }
         }
         self.stop_all_tasks(Duration::from_secs(20));
+        // The servers go first: a host's sockets to a live peer would wait
+        // for its FIN (FIN_WAIT2, a minute) and keep the host's namespace,
+        // and its veth, alive after the bridge is gone. With the peer gone
+        // first, the kernel answers the hosts' FINs with RSTs at once.
+        self.sched.kill9();
+        self.registry.stop();
         // Then the fields drop: each Host cleans itself up, then the bridge.
     }
 }
