@@ -268,6 +268,22 @@ mod tests {
             expect!["error (exit 2): MissingRequiredArgument"],
         );
         check(
+            "instance drain 4f1c9a7e 9b2d --cluster prod",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Instance(Drain { ids: ["4f1c9a7e", "9b2d"], cluster: ClusterArg { cluster: Some("prod") } })"#
+            ]],
+        );
+        check(
+            "instance activate 4f1c9a7e",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Instance(Activate { ids: ["4f1c9a7e"], cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+        check(
+            "instance drain",
+            expect!["error (exit 2): MissingRequiredArgument"],
+        );
+        check(
             "version",
             expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Version"#]],
         );

@@ -597,6 +597,52 @@ impl Db {
         })
         .await
     }
+
+    /// ECS's UpdateContainerInstancesState for one instance: `status` is
+    /// ACTIVE or DRAINING. Only an ACTIVE or DRAINING instance changes (an
+    /// INACTIVE one is FailedPrecondition); setting the status it already
+    /// has writes nothing. Tasks are not touched: a draining instance keeps
+    /// its standalone tasks and only stops taking new ones.
+    pub async fn set_instance_status(
+        &self,
+        id: &str,
+        status: InstanceStatus,
+    ) -> Result<InstanceRecord, DbError> {
+        if status == InstanceStatus::Inactive {
+            return Err(DbError::InvalidArgument {
+                field: "status",
+                message: "must be ACTIVE or DRAINING; deregister an instance to make it INACTIVE"
+                    .to_owned(),
+            });
+        }
+        self.write("container instance", || {
+            let (mut rec, old) = self
+                .get::<InstanceRecord>(Table::Instances, id.as_bytes())?
+                .ok_or_else(|| DbError::NotFound {
+                    kind: "container instance",
+                    name: id.to_owned(),
+                })?;
+            if rec.status == InstanceStatus::Inactive {
+                return Err(DbError::FailedPrecondition(format!(
+                    "container instance {id} is INACTIVE (deregistered); only ACTIVE and \
+                     DRAINING instances change state"
+                )));
+            }
+            if rec.status == status {
+                return Ok((Txn::new(), rec));
+            }
+            rec.status = status;
+            Ok((
+                Txn::new().check_equals(Table::Instances, id, old).put(
+                    Table::Instances,
+                    id,
+                    encode(Table::Instances, &rec)?,
+                ),
+                rec,
+            ))
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

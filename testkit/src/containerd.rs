@@ -2,6 +2,13 @@
 //! short temp dir, the overlayfs snapshotter, the CRI plugin disabled so it
 //! starts in a moment. Dropping it kills the shims it started, kills
 //! containerd, and lazily unmounts whatever is still mounted under its dir.
+//!
+//! [`Containerd::start_in_netns`] runs it (and so its shims and their
+//! containers' host side) inside a network namespace of the test's, through
+//! `nsenter --net` (not `ip netns exec`, which remounts `/sys` and so hides
+//! the cgroup hierarchy that runc needs). [`Containerd::kill9`] and
+//! [`Containerd::restart`] simulate a crash and a restart with the same
+//! root, state and socket.
 
 use std::fs;
 use std::io::Read;
@@ -25,6 +32,10 @@ pub struct Containerd {
     dir: Option<tempfile::TempDir>,
     socket: PathBuf,
     root: PathBuf,
+    binary: PathBuf,
+    config: PathBuf,
+    /// The network namespace it runs in (a `/run/netns/NAME` path), if not the test's own.
+    netns: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Containerd {
@@ -41,6 +52,18 @@ impl Containerd {
     /// clear message when not root, when containerd is not installed, or when
     /// it does not come up (with the tail of its log).
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts containerd inside the network namespace at `netns` (e.g.
+    /// `/run/netns/NAME`, made by the test), so the shims it starts live
+    /// there too.
+    pub fn start_in_netns(netns: &Path) -> Self {
+        require_binary("nsenter", "util-linux");
+        Self::start_with(Some(netns.to_owned()))
+    }
+
+    fn start_with(netns: Option<PathBuf>) -> Self {
         require_root();
         let binary = require_binary("containerd", "containerd");
         require_binary("ctr", "containerd");
@@ -74,10 +97,41 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
             ),
         )
         .expect("write containerd config");
-        let log = fs::File::create(base.join("containerd.log")).expect("create containerd log");
-        let child = Command::new(binary)
+        let mut ctd = Self {
+            child: None,
+            dir: Some(dir),
+            socket,
+            root: base,
+            binary,
+            config,
+            netns,
+        };
+        ctd.spawn();
+        ctd.wait_ready();
+        ctd
+    }
+
+    /// Runs the containerd process (its log appended to `containerd.log`).
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join("containerd.log"))
+            .expect("open containerd log");
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                // nsenter execs containerd: the child's pid is containerd's.
+                c.arg(format!("--net={}", ns.display()))
+                    .arg("--")
+                    .arg(&self.binary);
+                c
+            }
+            None => Command::new(&self.binary),
+        };
+        let child = cmd
             .arg("--config")
-            .arg(&config)
+            .arg(&self.config)
             .arg("--log-level")
             .arg("info")
             .stdin(Stdio::null())
@@ -85,14 +139,32 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
             .stderr(log)
             .spawn()
             .expect("spawn containerd");
-        let mut ctd = Self {
-            child: Some(child),
-            dir: Some(dir),
-            socket,
-            root: base,
-        };
-        ctd.wait_ready();
-        ctd
+        self.child = Some(child);
+    }
+
+    /// SIGKILL to containerd, its shims and the shims' children (the
+    /// containers' processes, log drivers), as when the machine dies. Mounts
+    /// and the state dir stay; [`restart`](Self::restart) brings it back.
+    pub fn kill9(&mut self) {
+        self.kill_shims();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts containerd again with the same root, state, socket (and
+    /// network namespace) after [`kill9`](Self::kill9), and waits until it
+    /// answers.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+        self.wait_ready();
+    }
+
+    /// containerd's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     fn wait_ready(&mut self) {
@@ -164,9 +236,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
         text[start..].to_owned()
     }
 
-    /// Kills processes whose command line names this containerd's socket
-    /// (the runc shims it started), then containerd itself.
-    fn stop(&mut self) {
+    /// SIGKILLs processes whose command line names this containerd's socket
+    /// (the runc shims it started) and their children.
+    fn kill_shims(&self) {
         let needle = self.socket.to_string_lossy().into_owned();
         let own = self.child.as_ref().map(|c| c.id());
         for pid in pids_with_arg(&needle) {
@@ -179,6 +251,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
         }
+    }
+
+    /// Kills the shims (see `kill_shims`), then containerd itself.
+    fn stop(&mut self) {
+        self.kill_shims();
         if let Some(mut child) = self.child.take() {
             let pid = Pid::from_raw(child.id() as i32);
             let _ = kill(pid, Signal::SIGTERM);

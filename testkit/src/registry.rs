@@ -1,12 +1,13 @@
 //! A local registry: Debian's `docker-registry` (distribution 2.8) on
-//! `127.0.0.1:<free port>`, plain HTTP, storage in a temp dir, optionally
+//! `127.0.0.1:<free port>` (or another local address of the test's own,
+//! such as a test bridge's gateway: [`Registry::start_on`]), plain HTTP, storage in a temp dir, optionally
 //! behind htpasswd basic auth (bcrypt entries made with the `bcrypt` crate;
 //! distribution accepts htpasswd auth without TLS). Images are pushed with
 //! `skopeo copy` from OCI layouts built by [`crate::image`]. Killed on drop.
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
@@ -21,6 +22,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Registry {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    ip: IpAddr,
     port: u16,
     auth: Option<(String, String)>,
 }
@@ -54,6 +56,13 @@ impl Registry {
     /// Starts the registry, with basic auth for `auth` = (user, password)
     /// when given, and waits until `/v2/` answers.
     pub fn start(auth: Option<(&str, &str)>) -> Self {
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), auth)
+    }
+
+    /// Like [`start`](Self::start), listening on `ip` (an address of this
+    /// host that the test set up, e.g. a test bridge's gateway, so agents
+    /// in other network namespaces can pull).
+    pub fn start_on(ip: IpAddr, auth: Option<(&str, &str)>) -> Self {
         let binary = require_binary("docker-registry", "docker-registry");
         require_binary("skopeo", "skopeo");
         let dir = short_tempdir("breg");
@@ -62,7 +71,7 @@ impl Registry {
             "version: 0.1\n\
              log:\n  level: warn\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n\
-             http:\n  addr: 127.0.0.1:{port}\n  secret: berth-testkit\n",
+             http:\n  addr: {ip}:{port}\n  secret: berth-testkit\n",
             data = dir.path().join("data").display(),
         );
         if let Some((user, pass)) = auth {
@@ -90,6 +99,7 @@ impl Registry {
         let mut reg = Self {
             child: Some(child),
             dir,
+            ip,
             port,
             auth: auth.map(|(u, p)| (u.to_owned(), p.to_owned())),
         };
@@ -126,23 +136,18 @@ impl Registry {
 
     /// The HTTP status of `GET /v2/`, if the registry answers.
     fn probe(&self) -> Option<u16> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let mut s = TcpStream::connect((self.ip, self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        write!(
-            s,
-            "GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
-            self.port
-        )
-        .ok()?;
+        write!(s, "GET /v2/ HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr()).ok()?;
         let mut buf = [0u8; 64];
         let n = s.read(&mut buf).ok()?;
         let head = String::from_utf8_lossy(&buf[..n]);
         head.split(' ').nth(1)?.parse().ok()
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `IP:PORT` (`127.0.0.1:PORT` unless started with [`start_on`](Self::start_on)).
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     /// The registry's log.

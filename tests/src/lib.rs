@@ -10,14 +10,17 @@
 //! are built on [`Scheduler::authed_channel`]. The agent API needs no token:
 //! agents present their client certificate.
 //!
-//! Everything binds 127.0.0.1; data and state live in temp dirs removed with
-//! the test. Processes are killed when their handle drops.
+//! Everything binds 127.0.0.1 (a scheduler for several hosts binds a test
+//! bridge's gateway instead: [`Scheduler::start_on`], see [`multihost`]);
+//! data and state live in temp dirs removed with the test. Processes are
+//! killed when their handle drops.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fake_agent;
+pub mod multihost;
 
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -101,6 +104,8 @@ pub fn kill9(child: &mut Child) {
 /// A scheduler process on a loopback port with its own data dir.
 pub struct Scheduler {
     pub child: Option<Child>,
+    /// The address it listens on (127.0.0.1 unless [`start_on`](Self::start_on)).
+    pub ip: IpAddr,
     pub port: u16,
     pub data_dir: PathBuf,
     pub log: PathBuf,
@@ -116,6 +121,14 @@ impl Scheduler {
     }
 
     pub async fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_on(data_dir, IpAddr::V4(Ipv4Addr::LOCALHOST), env).await
+    }
+
+    /// Like [`start_with`](Self::start_with), listening on `ip` (an address
+    /// of this host the test set up, such as a test bridge's gateway, so
+    /// agents in other network namespaces reach it). The serving
+    /// certificate names `ip` (`BERTH_TLS_SERVER_NAMES`).
+    pub async fn start_on(data_dir: &Path, ip: IpAddr, env: &[(&str, &str)]) -> Self {
         let mut env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -128,9 +141,17 @@ impl Scheduler {
                 t
             }
         };
+        if !ip.is_loopback() && !env.iter().any(|(k, _)| k == "BERTH_TLS_SERVER_NAMES") {
+            env.push(("BERTH_TLS_SERVER_NAMES".to_owned(), ip.to_string()));
+        }
+        let port = TcpListener::bind((ip, 0))
+            .and_then(|l| l.local_addr())
+            .unwrap_or_else(|e| panic!("no free port on {ip}: {e}"))
+            .port();
         let mut s = Self {
             child: None,
-            port: free_port(),
+            ip,
+            port,
             data_dir: data_dir.to_owned(),
             log: data_dir.with_extension("scheduler.log"),
             admin_token,
@@ -150,7 +171,7 @@ impl Scheduler {
         cmd.arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(std::net::SocketAddr::new(self.ip, self.port).to_string())
             // Never read the machine's /etc/berth in tests.
             .arg("--config")
             .arg("/dev/null")
@@ -168,7 +189,7 @@ impl Scheduler {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        format!("https://{}", std::net::SocketAddr::new(self.ip, self.port))
     }
 
     /// Where the scheduler keeps its CA certificate.
@@ -410,6 +431,8 @@ pub struct Agent {
     scheduler: String,
     cluster: String,
     env: Vec<(String, String)>,
+    /// The network namespace (`/run/netns/NAME`) it runs in, if not the test's.
+    netns: Option<PathBuf>,
 }
 
 impl Agent {
@@ -427,6 +450,19 @@ impl Agent {
         state_dir: &Path,
         env: &[(String, String)],
     ) -> Self {
+        Self::start_in_netns(scheduler, cluster, state_dir, env, None)
+    }
+
+    /// Like [`start_with_env`](Self::start_with_env), with `register` and
+    /// the agent run inside the network namespace at `netns` (through
+    /// `nsenter --net`, which keeps the mount namespace and so `/sys/fs/cgroup`).
+    pub fn start_in_netns(
+        scheduler: &Scheduler,
+        cluster: &str,
+        state_dir: &Path,
+        env: &[(String, String)],
+        netns: Option<&Path>,
+    ) -> Self {
         let mut a = Self {
             child: None,
             state_dir: state_dir.to_owned(),
@@ -434,6 +470,7 @@ impl Agent {
             scheduler: scheduler.endpoint(),
             cluster: cluster.to_owned(),
             env: env.to_vec(),
+            netns: netns.map(Path::to_owned),
         };
         let (id, code, fingerprint) = scheduler.activation(cluster, &[]);
         let out = a.register(&id, &code, &fingerprint);
@@ -467,12 +504,13 @@ impl Agent {
             scheduler: scheduler.endpoint(),
             cluster: "default".to_owned(),
             env: vec![],
+            netns: None,
         }
     }
 
     /// Runs `berth-agent register` for this agent's state dir.
     pub fn register(&self, id: &str, code: &str, fingerprint: &str) -> Output {
-        Command::new(bin("berth-agent"))
+        self.command()
             .arg("register")
             .arg("--scheduler")
             .arg(&self.scheduler)
@@ -498,7 +536,8 @@ impl Agent {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(bin("berth-agent"))
+        let child = self
+            .command()
             .arg("--scheduler")
             .arg(&self.scheduler)
             .arg("--cluster")
@@ -517,12 +556,36 @@ impl Agent {
         self.child = Some(child);
     }
 
+    /// `berth-agent`, inside the agent's network namespace if it has one
+    /// (nsenter execs it, so the child's pid is the agent's).
+    fn command(&self) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.display()))
+                    .arg("--")
+                    .arg(bin("berth-agent"));
+                c
+            }
+            None => Command::new(bin("berth-agent")),
+        }
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             kill9(&mut c);
         }
     }
 
+    /// Whether the process is running (not killed, not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Kills the agent (if running) and runs it again with the same
+    /// identity, state dir and settings.
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();

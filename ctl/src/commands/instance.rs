@@ -1,5 +1,5 @@
-//! `berthctl instance ls|describe|deregister`: the container instances of a
-//! cluster.
+//! `berthctl instance ls|describe|drain|activate|deregister`: the container
+//! instances of a cluster.
 
 use berth_proto::v1 as pb;
 use berth_proto::v1::container_instance_service_client::ContainerInstanceServiceClient;
@@ -21,6 +21,23 @@ pub enum InstanceCommand {
     },
     /// Describe container instances: resources, attributes, agent
     Describe {
+        /// Container instance ids or ARNs
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+    /// Drain container instances: DRAINING, no new tasks are placed on them
+    /// (standalone tasks already there keep running)
+    Drain {
+        /// Container instance ids or ARNs
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+    /// Activate drained container instances: ACTIVE, they take tasks again
+    Activate {
         /// Container instance ids or ARNs
         #[arg(value_name = "ID", required = true)]
         ids: Vec<String>,
@@ -128,6 +145,14 @@ pub async fn run(cmd: InstanceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError
             });
             ctx.emit(&v, view::list_table)
         }
+        InstanceCommand::Drain { ids, cluster } => {
+            let cluster = ctx.cluster(&cluster);
+            set_state(&mut client, ctx, cluster, ids, InstanceStatus::Draining).await
+        }
+        InstanceCommand::Activate { ids, cluster } => {
+            let cluster = ctx.cluster(&cluster);
+            set_state(&mut client, ctx, cluster, ids, InstanceStatus::Active).await
+        }
         InstanceCommand::Describe { ids, cluster } => {
             let v: ContainerInstancesView = client
                 .describe_container_instances(pb::DescribeContainerInstancesRequest {
@@ -147,5 +172,37 @@ pub async fn run(cmd: InstanceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError
                 })
             }
         }
+    }
+}
+
+/// UpdateContainerInstancesState; prints the changed instances, and fails
+/// naming each instance that could not change.
+async fn set_state(
+    client: &mut ContainerInstanceServiceClient<crate::client::Conn>,
+    ctx: &mut Ctx<'_>,
+    cluster: String,
+    ids: Vec<String>,
+    status: InstanceStatus,
+) -> Result<(), CtlError> {
+    let r = client
+        .update_container_instances_state(pb::UpdateContainerInstancesStateRequest {
+            cluster,
+            container_instances: ids,
+            status: status.as_str().to_owned(),
+        })
+        .await
+        .map_err(ctx.rpc_error())?
+        .into_inner();
+    let v = ContainerInstancesView::from(pb::DescribeContainerInstancesResponse {
+        container_instances: r.container_instances,
+        failures: r.failures,
+    });
+    ctx.emit(&v, view::list_table)?;
+    if v.failures.is_empty() {
+        Ok(())
+    } else {
+        Err(CtlError::Missing {
+            items: v.failures.iter().map(Into::into).collect(),
+        })
     }
 }

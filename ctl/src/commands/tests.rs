@@ -30,6 +30,7 @@ struct State {
     taskdefs: BTreeMap<String, Vec<(String, String)>>,
     list_requests: Vec<pb::ListTaskDefinitionsRequest>,
     describe_instance_requests: Vec<pb::DescribeContainerInstancesRequest>,
+    state_requests: Vec<pb::UpdateContainerInstancesStateRequest>,
 }
 
 #[derive(Clone, Default)]
@@ -288,6 +289,27 @@ impl ContainerInstanceService for Fake {
         Err(Status::unimplemented("not in this fake"))
     }
 
+    async fn update_container_instances_state(
+        &self,
+        r: Request<pb::UpdateContainerInstancesStateRequest>,
+    ) -> Result<Response<pb::UpdateContainerInstancesStateResponse>, Status> {
+        let req = r.into_inner();
+        self.state().state_requests.push(req.clone());
+        let mut resp = pb::UpdateContainerInstancesStateResponse::default();
+        for id in req.container_instances {
+            if berth_proto::arn::short_id(&id) == "4f1c9a7e" {
+                resp.container_instances.push(node_a(&req.status));
+            } else {
+                resp.failures.push(pb::Failure {
+                    arn: format!("{PREFIX}:container-instance/default/{id}"),
+                    reason: "MISSING".to_owned(),
+                    detail: String::new(),
+                });
+            }
+        }
+        Ok(Response::new(resp))
+    }
+
     async fn list_container_instances(
         &self,
         r: Request<pb::ListContainerInstancesRequest>,
@@ -313,30 +335,7 @@ impl ContainerInstanceService for Fake {
         let mut resp = pb::DescribeContainerInstancesResponse::default();
         for id in req.container_instances {
             if berth_proto::arn::short_id(&id) == "4f1c9a7e" {
-                resp.container_instances.push(pb::ContainerInstance {
-                    container_instance_arn: format!("{PREFIX}:container-instance/default/4f1c9a7e"),
-                    id: "4f1c9a7e".to_owned(),
-                    cluster_arn: format!("{PREFIX}:cluster/default"),
-                    ec2_instance_id: "node-a".to_owned(),
-                    hostname: "node-a".to_owned(),
-                    status: "ACTIVE".to_owned(),
-                    agent_connected: true,
-                    agent_version: "0.1.0".to_owned(),
-                    registered_resources: vec![pb::Resource {
-                        name: "CPU".to_owned(),
-                        r#type: "INTEGER".to_owned(),
-                        integer_value: 2048,
-                        string_set_value: vec![],
-                    }],
-                    remaining_resources: vec![pb::Resource {
-                        name: "CPU".to_owned(),
-                        r#type: "INTEGER".to_owned(),
-                        integer_value: 1024,
-                        string_set_value: vec![],
-                    }],
-                    running_tasks_count: 1,
-                    ..Default::default()
-                });
+                resp.container_instances.push(node_a("ACTIVE"));
             } else {
                 resp.failures.push(pb::Failure {
                     arn: format!("{PREFIX}:container-instance/default/{id}"),
@@ -346,6 +345,34 @@ impl ContainerInstanceService for Fake {
             }
         }
         Ok(Response::new(resp))
+    }
+}
+
+/// The fake's one container instance, `4f1c9a7e` on node-a, with `status`.
+fn node_a(status: &str) -> pb::ContainerInstance {
+    pb::ContainerInstance {
+        container_instance_arn: format!("{PREFIX}:container-instance/default/4f1c9a7e"),
+        id: "4f1c9a7e".to_owned(),
+        cluster_arn: format!("{PREFIX}:cluster/default"),
+        ec2_instance_id: "node-a".to_owned(),
+        hostname: "node-a".to_owned(),
+        status: status.to_owned(),
+        agent_connected: true,
+        agent_version: "0.1.0".to_owned(),
+        registered_resources: vec![pb::Resource {
+            name: "CPU".to_owned(),
+            r#type: "INTEGER".to_owned(),
+            integer_value: 2048,
+            string_set_value: vec![],
+        }],
+        remaining_resources: vec![pb::Resource {
+            name: "CPU".to_owned(),
+            r#type: "INTEGER".to_owned(),
+            integer_value: 1024,
+            string_set_value: vec![],
+        }],
+        running_tasks_count: 1,
+        ..Default::default()
     }
 }
 
@@ -723,6 +750,33 @@ async fn instance_ls_and_describe() {
         out.stderr,
         "error: not found: arn:berth:ecs:local:000000000000:container-instance/default/gone (MISSING)\n"
     );
+}
+
+#[tokio::test]
+async fn instance_drain_and_activate() {
+    let fake = Fake::default();
+    let url = serve(fake.clone()).await;
+    berthctl(&url, &["instance", "drain", "4f1c9a7e"])
+        .await
+        .check(expect![[r#"
+            [exit 0]
+            ID        HOST    STATUS    CONNECTED  CPU        MEMORY (MiB)  TASKS  AGENT VERSION
+            4f1c9a7e  node-a  DRAINING  yes        1024/2048  -/-           1      0.1.0
+        "#]]);
+    berthctl(&url, &["instance", "activate", "4f1c9a7e", "gone"])
+        .await
+        .check(expect![[r#"
+            [exit 1]
+            ID        HOST    STATUS  CONNECTED  CPU        MEMORY (MiB)  TASKS  AGENT VERSION
+            4f1c9a7e  node-a  ACTIVE  yes        1024/2048  -/-           1      0.1.0
+            --- stderr
+            error: not found: arn:berth:ecs:local:000000000000:container-instance/default/gone (MISSING)
+        "#]]);
+    let reqs = fake.state().state_requests.clone();
+    assert_eq!(reqs[0].status, "DRAINING");
+    assert_eq!(reqs[0].cluster, "default");
+    assert_eq!(reqs[1].status, "ACTIVE");
+    assert_eq!(reqs[1].container_instances, ["4f1c9a7e", "gone"]);
 }
 
 #[tokio::test]

@@ -116,6 +116,10 @@ pub const METHODS: &[MethodRule] = &[
         "/berth.v1.ContainerInstanceService/DeregisterContainerInstance",
         Operator,
     ),
+    write(
+        "/berth.v1.ContainerInstanceService/UpdateContainerInstancesState",
+        Operator,
+    ),
     open("/berth.v1.SystemService/Version"),
     write("/berth.v1.TaskService/StartTask", Operator),
     write("/berth.v1.TaskService/RunTask", Operator),
@@ -219,6 +223,15 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
                 "cluster/{} container-instance/{}",
                 super::cluster_arg(&r.cluster),
                 r.container_instance
+            )
+        }
+        "UpdateContainerInstancesState" => {
+            let r = de::<pb::UpdateContainerInstancesStateRequest>(msg);
+            format!(
+                "cluster/{} container-instance/{} status/{}",
+                super::cluster_arg(&r.cluster),
+                r.container_instances.join(","),
+                r.status
             )
         }
         "CreateActivation" => format!(

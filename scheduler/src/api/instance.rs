@@ -1,5 +1,6 @@
 //! `ContainerInstanceService`: list and describe container instances with
-//! ECS's resource shapes (CPU, MEMORY, PORTS, PORTS_UDP), and deregister
+//! ECS's resource shapes (CPU, MEMORY, PORTS, PORTS_UDP), drain and
+//! activate them (ECS's UpdateContainerInstancesState), and deregister
 //! them (INACTIVE, certificates revoked, agent stream closed).
 
 use berth_proto::arn::short_id;
@@ -8,12 +9,14 @@ use berth_proto::v1::{
     DeregisterContainerInstanceRequest, DeregisterContainerInstanceResponse,
     DescribeContainerInstancesRequest, DescribeContainerInstancesResponse, Failure,
     ListContainerInstancesRequest, ListContainerInstancesResponse, Resource,
+    UpdateContainerInstancesStateRequest, UpdateContainerInstancesStateResponse,
 };
 use tonic::{Request, Response, Status};
 
 use super::cluster::task_counts;
 use super::{cluster_arg, timestamp, ApiError, Shared};
 use crate::agent_link::Outbound;
+use crate::db::DbError;
 use crate::records::{AllocationRecord, HostResources, InstanceRecord, InstanceStatus};
 
 #[derive(Debug)]
@@ -187,7 +190,7 @@ impl ContainerInstanceService for ContainerInstanceApi {
         match self.shared.db.instance(id).map_err(ApiError::from)? {
             Some(i) if i.cluster == cluster => {}
             _ => {
-                return Err(ApiError::Db(crate::db::DbError::NotFound {
+                return Err(ApiError::Db(DbError::NotFound {
                     kind: "container instance",
                     name: format!("{cluster}/{id}"),
                 })
@@ -212,4 +215,76 @@ impl ContainerInstanceService for ContainerInstanceApi {
             container_instance: Some(self.to_proto(&rec)?),
         }))
     }
+
+    #[tracing::instrument(skip_all, fields(status = %req.get_ref().status))]
+    async fn update_container_instances_state(
+        &self,
+        req: Request<UpdateContainerInstancesStateRequest>,
+    ) -> Result<Response<UpdateContainerInstancesStateResponse>, Status> {
+        let req = req.into_inner();
+        let cluster = cluster_arg(&req.cluster);
+        let status = match req.status.as_str() {
+            "ACTIVE" => InstanceStatus::Active,
+            "DRAINING" => InstanceStatus::Draining,
+            s => {
+                return Err(ApiError::invalid(
+                    "status",
+                    format!("{s:?} is not one of ACTIVE, DRAINING"),
+                )
+                .into())
+            }
+        };
+        if req.container_instances.is_empty() || req.container_instances.len() > MAX_STATE_UPDATES {
+            return Err(ApiError::invalid(
+                "containerInstances",
+                format!(
+                    "between 1 and {MAX_STATE_UPDATES} container instances, got {}",
+                    req.container_instances.len()
+                ),
+            )
+            .into());
+        }
+        for (i, wanted) in req.container_instances.iter().enumerate() {
+            if short_id(wanted.trim()).is_empty() {
+                return Err(ApiError::invalid(&format!("containerInstances[{i}]"), "empty").into());
+            }
+        }
+        self.shared
+            .db
+            .active_cluster(&cluster)
+            .map_err(ApiError::from)?;
+        let mut out = UpdateContainerInstancesStateResponse::default();
+        for wanted in &req.container_instances {
+            let id = short_id(wanted.trim());
+            let failure = |reason: &str, detail: String| Failure {
+                arn: self.shared.arn.container_instance(&cluster, id),
+                reason: reason.to_owned(),
+                detail,
+            };
+            match self.shared.db.instance(id).map_err(ApiError::from)? {
+                Some(i) if i.cluster == cluster => {}
+                _ => {
+                    out.failures.push(failure("MISSING", String::new()));
+                    continue;
+                }
+            }
+            match self.shared.db.set_instance_status(id, status).await {
+                Ok(rec) => {
+                    tracing::info!(instance = %id, status = rec.status.as_str(), "container instance state updated");
+                    out.container_instances.push(self.to_proto(&rec)?);
+                }
+                Err(DbError::FailedPrecondition(detail)) => {
+                    out.failures.push(failure("INACTIVE", detail));
+                }
+                Err(DbError::NotFound { .. }) => {
+                    out.failures.push(failure("MISSING", String::new()));
+                }
+                Err(e) => return Err(ApiError::from(e).into()),
+            }
+        }
+        Ok(Response::new(out))
+    }
 }
+
+/// ECS takes at most 10 container instances per UpdateContainerInstancesState.
+const MAX_STATE_UPDATES: usize = 10;

@@ -389,4 +389,54 @@ mod tests {
         assert!(db.is_revoked("renewed").unwrap());
         assert_eq!(db.revoked_certs().unwrap().len(), 2);
     }
+
+    #[tokio::test]
+    async fn draining_and_activating_change_only_live_instances() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(dir.path()).await;
+        db.create_activation(activation(5, i64::MAX)).await.unwrap();
+        for id in ["i1", "i2"] {
+            db.register_instance("act1", "c0de", 10, instance(id))
+                .await
+                .unwrap();
+        }
+        let rec = db
+            .set_instance_status("i1", InstanceStatus::Draining)
+            .await
+            .unwrap();
+        assert_eq!(rec.status, InstanceStatus::Draining);
+        assert_eq!(
+            db.instance("i1").unwrap().unwrap().status,
+            InstanceStatus::Draining
+        );
+        // Again: nothing changes, no error.
+        db.set_instance_status("i1", InstanceStatus::Draining)
+            .await
+            .unwrap();
+        let rec = db
+            .set_instance_status("i1", InstanceStatus::Active)
+            .await
+            .unwrap();
+        assert_eq!(rec.status, InstanceStatus::Active);
+        let e = db
+            .set_instance_status("i1", InstanceStatus::Inactive)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DbError::InvalidArgument { .. }), "{e}");
+        db.deregister_instance("i2", false).await.unwrap();
+        let e = db
+            .set_instance_status("i2", InstanceStatus::Draining)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DbError::FailedPrecondition(_)), "{e}");
+        assert_eq!(
+            db.instance("i2").unwrap().unwrap().status,
+            InstanceStatus::Inactive
+        );
+        let e = db
+            .set_instance_status("nope", InstanceStatus::Draining)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DbError::NotFound { .. }), "{e}");
+    }
 }
