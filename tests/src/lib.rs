@@ -188,6 +188,11 @@ impl Scheduler {
         self.wait_ready().await;
     }
 
+    /// The scheduler process's pid (for RSS readings).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
     pub fn endpoint(&self) -> String {
         format!("https://{}", std::net::SocketAddr::new(self.ip, self.port))
     }

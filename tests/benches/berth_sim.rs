@@ -1,0 +1,342 @@
+//! `berth-sim`: the scale simulator. One real scheduler process (release
+//! build) and N simulated agents in this process, each a real mutual-TLS
+//! gRPC `Connect` session that registered with an activation code, reports
+//! realistic resources and attributes (three zones, three instance types),
+//! answers every desired state by reporting its new tasks RUNNING, and
+//! heartbeats. Clients then drive RunTask calls concurrently and the
+//! simulator prints placements/s, RunTask latency, the time until every task
+//! was reported RUNNING, the scheduler's RSS and the store's size.
+//!
+//! ```text
+//! cargo build --release --workspace --bins
+//! SIM_INSTANCES=10000 SIM_TASKS=100000 cargo bench -p berth-tests --bench berth-sim
+//! ```
+//!
+//! Settings (environment): `SIM_INSTANCES` (1000), `SIM_TASKS` (10000),
+//! `SIM_COUNT` tasks per RunTask (10, ECS's maximum), `SIM_CLIENTS`
+//! concurrent RunTask callers (32), `SIM_STRATEGY` (`spread:attribute:ecs.availability-zone`,
+//! or `binpack:memory`, `random`, ...).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_proto::v1 as pb;
+use berth_proto::v1::agent_service_client::AgentServiceClient;
+use berth_proto::v1::task_service_client::TaskServiceClient;
+use berth_proto::v1::{agent_message, scheduler_message, AgentMessage};
+use berth_tests::fake_agent::{report_for, AgentCert, AgentTarget};
+use berth_tests::Scheduler;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}={v:?} is not a number"))
+        })
+        .unwrap_or(default)
+}
+
+const TASK_DEF: &str = r#"{"family":"sim","containerDefinitions":[{"name":"app","image":"sim/app:1",
+    "cpu":10,"memory":64,"portMappings":[{"containerPort":8080}]}]}"#;
+
+/// (type, cpu units, memory MiB), as EC2 reports them.
+const TYPES: [(&str, i64, i64); 3] = [
+    ("m5.large", 2048, 7680),
+    ("m5.xlarge", 4096, 15616),
+    ("c5.2xlarge", 8192, 15616),
+];
+const ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
+
+/// Counters shared by the simulated agents.
+#[derive(Default)]
+struct Counters {
+    connected: AtomicUsize,
+    running_reported: AtomicU64,
+    desired_messages: AtomicU64,
+}
+
+/// One simulated host: registers, connects, answers desired states.
+async fn sim_agent(
+    i: usize,
+    target: AgentTarget,
+    cert: AgentCert,
+    counters: Arc<Counters>,
+) -> Result<(), String> {
+    let channel = target.channel(Some(&cert)).await?;
+    let mut client = AgentServiceClient::new(channel);
+    let (tx, rx) = mpsc::channel::<AgentMessage>(1024);
+    let (kind, cpu, memory) = TYPES[i % TYPES.len()];
+    tx.send(AgentMessage {
+        msg: Some(agent_message::Msg::Hello(pb::Hello {
+            resources: Some(pb::HostResources {
+                cpu_units: cpu,
+                memory_mib: memory,
+                port_range_start: 20000,
+                port_range_end: 32767,
+                reserved_tcp_ports: vec![22],
+                reserved_udp_ports: vec![],
+            }),
+            attributes: vec![
+                pb::Attribute {
+                    name: "ecs.availability-zone".into(),
+                    value: ZONES[(i / TYPES.len()) % ZONES.len()].into(),
+                },
+                pb::Attribute {
+                    name: "ecs.instance-type".into(),
+                    value: kind.into(),
+                },
+            ],
+            agent_version: "0.1.0-sim".into(),
+            hostname: format!("sim-{i}"),
+        })),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut down = client
+        .connect(tonic::Request::new(ReceiverStream::new(rx)))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    counters.connected.fetch_add(1, Ordering::Relaxed);
+    let beat = tokio::spawn({
+        let tx = tx.clone();
+        async move {
+            for seq in 0.. {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let hb = AgentMessage {
+                    msg: Some(agent_message::Msg::Heartbeat(pb::Heartbeat {
+                        seq,
+                        sent_at: None,
+                    })),
+                };
+                if tx.send(hb).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut reported: HashSet<String> = HashSet::new();
+    while let Ok(Some(m)) = down.message().await {
+        let Some(scheduler_message::Msg::DesiredState(d)) = m.msg else {
+            continue;
+        };
+        counters.desired_messages.fetch_add(1, Ordering::Relaxed);
+        for t in &d.tasks {
+            if t.desired_status == "RUNNING" && reported.insert(t.task_arn.clone()) {
+                let r = report_for(t, "RUNNING");
+                if tx
+                    .send(AgentMessage {
+                        msg: Some(agent_message::Msg::TaskStatus(r)),
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                counters.running_reported.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    beat.abort();
+    Ok(())
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn dir_bytes(p: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo test --all-targets` builds bench targets; only `cargo bench`
+    // (which passes --bench) measures.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("berth-sim is a benchmark: run it with `cargo bench -p berth-tests --bench berth-sim`");
+        return;
+    }
+    raise_fd_limit();
+    let instances = env_usize("SIM_INSTANCES", 1000);
+    let tasks = env_usize("SIM_TASKS", 10_000);
+    let count = env_usize("SIM_COUNT", 10).clamp(1, 1000);
+    let clients = env_usize("SIM_CLIENTS", 32).max(1);
+    let strategy = std::env::var("SIM_STRATEGY")
+        .unwrap_or_else(|_| "spread:attribute:ecs.availability-zone".to_owned());
+    eprintln!(
+        "berth-sim: {instances} instances, {tasks} tasks, {count} per RunTask, {clients} clients, \
+         strategy {strategy}; binaries from {}",
+        berth_tests::bin_dir().display()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sched");
+    let sched = Scheduler::start_with(
+        &data,
+        &[
+            ("BERTH_HEARTBEAT_INTERVAL", "5s"),
+            ("BERTH_HEARTBEAT_TTL", "60s"),
+            ("RUST_LOG", "warn"),
+        ],
+    )
+    .await;
+    let pid = sched.pid();
+    let ok = sched.ctl_stdin(&["taskdef", "register", "-f", "-"], TASK_DEF);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let target = sched.agent_target().await;
+    let (activation, code) = target.activation("default", instances as u32, 0).await;
+
+    // Join: register (key, CSR, certificate) and connect, 64 at a time.
+    let t0 = Instant::now();
+    let counters = Arc::new(Counters::default());
+    let gate = Arc::new(Semaphore::new(64));
+    let mut joins = Vec::with_capacity(instances);
+    for i in 0..instances {
+        let target = target.clone();
+        let (activation, code) = (activation.clone(), code.clone());
+        let counters = counters.clone();
+        let gate = gate.clone();
+        joins.push(tokio::spawn(async move {
+            let permit = gate.acquire_owned().await.unwrap();
+            let (_, cert) = target
+                .register(&activation, &code)
+                .await
+                .unwrap_or_else(|e| panic!("register {i}: {e}"));
+            drop(permit);
+            if let Err(e) = sim_agent(i, target, cert, counters).await {
+                eprintln!("sim agent {i}: {e}");
+            }
+        }));
+    }
+    while counters.connected.load(Ordering::Relaxed) < instances {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every agent has had its first (empty) desired state.
+    while (counters.desired_messages.load(Ordering::Relaxed) as usize) < instances {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let join_time = t0.elapsed();
+    let rss_joined = status_kib(pid, "VmRSS");
+    eprintln!("joined {instances} agents in {join_time:.1?}");
+
+    // Drive RunTask.
+    let calls = tasks.div_ceil(count);
+    let next = Arc::new(AtomicUsize::new(0));
+    let placed = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let (kind, field) = strategy.split_once(':').unwrap_or((strategy.as_str(), ""));
+    let strategy_pb = pb::PlacementStrategy {
+        r#type: kind.into(),
+        field: field.into(),
+    };
+    let t1 = Instant::now();
+    let mut drivers = Vec::new();
+    for _ in 0..clients {
+        let channel = sched.authed_channel().await;
+        let (next, placed, failures) = (next.clone(), placed.clone(), failures.clone());
+        let strategy = strategy_pb.clone();
+        drivers.push(tokio::spawn(async move {
+            let mut client = TaskServiceClient::new(channel);
+            let mut latencies = Vec::new();
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= calls {
+                    return latencies;
+                }
+                let n = count.min(tasks - k * count);
+                let started = Instant::now();
+                let r = client
+                    .run_task(pb::RunTaskRequest {
+                        task_definition: "sim".into(),
+                        count: n as i32,
+                        placement_strategy: vec![strategy.clone()],
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("RunTask")
+                    .into_inner();
+                latencies.push(started.elapsed());
+                placed.fetch_add(r.tasks.len() as u64, Ordering::Relaxed);
+                if !r.failures.is_empty() {
+                    failures.fetch_add((n - r.tasks.len()) as u64, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    for d in drivers {
+        latencies.extend(d.await.unwrap());
+    }
+    let place_time = t1.elapsed();
+    let placed = placed.load(Ordering::Relaxed);
+    eprintln!("placed {placed} tasks in {place_time:.1?}; waiting for RUNNING reports");
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while counters.running_reported.load(Ordering::Relaxed) < placed && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let running_reported = counters.running_reported.load(Ordering::Relaxed);
+    let all_running = t1.elapsed();
+    // The scheduler records reports in order per agent; wait until the last
+    // task each client placed reads RUNNING (bounded).
+    latencies.sort_unstable();
+    let rss = status_kib(pid, "VmRSS");
+    let hwm = status_kib(pid, "VmHWM");
+    let store = dir_bytes(&data.join("sled"));
+
+    println!("berth-sim results");
+    println!("  instances                  {instances}");
+    println!("  tasks requested            {tasks} ({calls} RunTask calls of {count}, {clients} clients, {strategy})");
+    println!("  join (register + connect)  {:.1} s", join_time.as_secs_f64());
+    println!("  placed (durable, acked)    {placed} in {:.2} s = {:.0} placements/s", place_time.as_secs_f64(), placed as f64 / place_time.as_secs_f64());
+    println!("  not placed                 {}", failures.load(Ordering::Relaxed));
+    println!("  RunTask latency p50/p99    {:.1?} / {:.1?}", percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    println!("  all RUNNING reported       {running_reported} after {:.2} s", all_running.as_secs_f64());
+    println!("  desired-state messages     {}", counters.desired_messages.load(Ordering::Relaxed));
+    println!("  scheduler RSS              {:.0} MiB joined, {:.0} MiB at end (peak {:.0} MiB)", rss_joined as f64 / 1024.0, rss as f64 / 1024.0, hwm as f64 / 1024.0);
+    println!("  store size                 {:.0} MiB", store as f64 / (1024.0 * 1024.0));
+    for j in joins {
+        j.abort();
+    }
+    drop(sched);
+}
