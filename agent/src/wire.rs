@@ -177,14 +177,24 @@ pub fn task_status(r: &TaskReport) -> v1::AgentMessage {
                         })
                         .collect(),
                     image_digest: c.image_digest.clone(),
-                    health_status: String::new(),
+                    health_status: c
+                        .health
+                        .as_ref()
+                        .map(|h| h.status.as_str().to_owned())
+                        .unwrap_or_default(),
+                    health_check_output: c
+                        .health
+                        .as_ref()
+                        .map(|h| h.output.clone())
+                        .unwrap_or_default(),
+                    restart_count: c.restart_count,
                 })
                 .collect(),
             pull_started_at: ts(r.pull_started_at),
             pull_stopped_at: ts(r.pull_stopped_at),
             started_at: ts(r.started_at),
             stopped_at: ts(r.stopped_at),
-            health_status: String::new(),
+            health_status: r.health_status.as_str().to_owned(),
         })),
     }
 }

@@ -352,6 +352,12 @@ pub struct ContainerRecord {
     pub network_bindings: Vec<NetworkBinding>,
     #[serde(default)]
     pub health_status: String,
+    /// The last health check's output (first 1024 bytes).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub health_check_output: String,
+    /// Restarts by the container's restartPolicy.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restart_count: u32,
     /// From the definition, for DescribeTasks.
     #[serde(default)]
     pub cpu: Option<u32>,
@@ -625,4 +631,8 @@ impl std::fmt::Debug for SecretRecord {
             .field("updated_at", &self.updated_at)
             .finish_non_exhaustive()
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

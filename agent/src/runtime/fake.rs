@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
-use super::ops::{ExitInfo, Observed, OpsError, PullInfo, TaskOps};
+use super::ops::{ExecOutput, ExitInfo, Observed, OpsError, PullInfo, TaskOps};
 use super::plan::{ContainerPlan, TaskPlan};
 use super::report::Binding;
 
@@ -21,6 +21,8 @@ pub struct FakeOps {
     /// Containers that ignore SIGTERM (only SIGKILL ends them).
     pub ignore_sigterm: Mutex<Vec<String>>,
     pub observed: Mutex<Vec<Observed>>,
+    /// Exit code of commands exec'd in a container (default 0).
+    pub exec_codes: Mutex<HashMap<String, i32>>,
 }
 
 impl FakeOps {
@@ -43,6 +45,16 @@ impl FakeOps {
             .entry(id.to_owned())
             .or_insert_with(|| watch::channel(None).0)
             .clone()
+    }
+
+    /// Commands exec'd in container `id` exit with `code` from now on.
+    pub fn set_exec_code(&self, id: &str, code: i32) {
+        self.exec_codes.lock().unwrap().insert(id.to_owned(), code);
+    }
+
+    /// How often `call` was made (exactly).
+    pub fn count(&self, call: &str) -> usize {
+        self.calls().iter().filter(|c| *c == call).count()
     }
 
     /// The container's process exits now.
@@ -131,6 +143,34 @@ impl TaskOps for FakeOps {
             _ => {}
         }
         Ok(())
+    }
+
+    async fn exec(
+        &self,
+        _plan: &TaskPlan,
+        c: &ContainerPlan,
+        argv: &[String],
+        _timeout: Duration,
+    ) -> Result<ExecOutput, OpsError> {
+        self.call(format!("exec {} {}", c.runtime_id, argv.join(" ")));
+        let code = self
+            .exec_codes
+            .lock()
+            .unwrap()
+            .get(&c.runtime_id)
+            .copied()
+            .unwrap_or(0);
+        Ok(ExecOutput {
+            exit_code: code,
+            output: format!("exit {code}"),
+            timed_out: false,
+        })
+    }
+
+    async fn restart(&self, _plan: &TaskPlan, c: &ContainerPlan) -> Result<u32, OpsError> {
+        self.call(format!("restart {}", c.runtime_id));
+        self.channel(&c.runtime_id).send_replace(None);
+        Ok(4343)
     }
 
     async fn teardown(&self, plan: &TaskPlan) -> Result<(), OpsError> {

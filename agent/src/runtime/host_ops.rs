@@ -9,16 +9,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use berth_proto::taskdef::{ContainerDefinition, LogDriver, NetworkMode, TaskDefinition};
 use containerd_client::services::v1::container::Runtime;
-use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
+use containerd_client::services::v1::snapshots::{
+    MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
+};
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, CreateRequest as CreateLeaseRequest, CreateTaskRequest,
-    DeleteContainerRequest, DeleteRequest as DeleteLeaseRequest, DeleteTaskRequest, GetRequest,
-    KillRequest, ListContainersRequest, StartRequest, WaitRequest,
+    DeleteContainerRequest, DeleteProcessRequest, DeleteRequest as DeleteLeaseRequest,
+    DeleteTaskRequest, ExecProcessRequest, GetContainerRequest, GetRequest, KillRequest,
+    ListContainersRequest, StartRequest, WaitRequest,
 };
 use containerd_client::types::Mount;
 use tonic::Code;
@@ -26,8 +30,9 @@ use tonic::Code;
 use super::cgroups::{CgroupManager, TaskLimits};
 use super::containerd::Containerd;
 use super::image::{ImageStore, PullPolicy, PulledImage};
+use super::lifecycle::truncate_output;
 use super::network::{self, Networking, PortMapping, Protocol};
-use super::ops::{ExitInfo, Observed, ObservedState, OpsError, PullInfo, TaskOps};
+use super::ops::{ExecOutput, ExitInfo, Observed, ObservedState, OpsError, PullInfo, TaskOps};
 use super::plan::{labels, ContainerPlan, TaskPlan};
 use super::report::Binding;
 use super::spec;
@@ -38,6 +43,8 @@ use crate::logs::server::log_path;
 const RUNC_RUNTIME: &str = "io.containerd.runc.v2";
 /// Default pids limit of a task cgroup (a fork bomb stays in its task).
 const TASK_PIDS_MAX: i64 = 4096;
+/// containerd's type for an exec'd process's OCI spec.
+const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
 /// Settings of [`HostOps`].
 #[derive(Debug, Clone)]
@@ -75,6 +82,8 @@ pub struct HostOps {
     init_binary: Option<PathBuf>,
     /// Image names in use by containers this agent started or adopted.
     in_use: Mutex<HashMap<String, String>>,
+    /// Numbers exec ids (`berth-exec-<n>`).
+    execs: AtomicU64,
 }
 
 fn rt(op: &str, status: tonic::Status) -> OpsError {
@@ -188,6 +197,7 @@ impl HostOps {
             cfg,
             init_binary: spec::find_init_binary(),
             in_use: Mutex::new(HashMap::new()),
+            execs: AtomicU64::new(0),
         }
     }
 
@@ -209,14 +219,16 @@ impl HostOps {
         self.cfg.task_dir.join(&plan.id)
     }
 
-    fn log_args(&self, plan: &TaskPlan, c: &ContainerDefinition) -> DriverArgs {
+    /// The log driver's arguments for container `name`; `c` (absent for an
+    /// adopted task) gives json-file's own options.
+    fn log_args(&self, plan: &TaskPlan, name: &str, c: Option<&ContainerDefinition>) -> DriverArgs {
         let mut args = DriverArgs {
-            file: log_path(&self.cfg.log_dir, &plan.id, &c.name),
+            file: log_path(&self.cfg.log_dir, &plan.id, name),
             max_bytes: self.cfg.log_max_bytes,
             max_files: self.cfg.log_max_files,
         };
         // json-file's own options, as Docker reads them.
-        if let Some(lc) = &c.log_configuration {
+        if let Some(lc) = c.and_then(|c| c.log_configuration.as_ref()) {
             if lc.log_driver == LogDriver::JsonFile {
                 if let Some(v) = lc
                     .options
@@ -534,6 +546,142 @@ impl TaskOps for HostOps {
         }
     }
 
+    async fn exec(
+        &self,
+        plan: &TaskPlan,
+        c: &ContainerPlan,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, OpsError> {
+        // The container's own process settings (env, user, cwd, caps) with
+        // the command's argv, as `docker exec` and Docker's health checks do.
+        let req = self.ctd.with_namespace(GetContainerRequest {
+            id: c.runtime_id.clone(),
+        });
+        let container = self
+            .ctd
+            .containers()
+            .get(req)
+            .await
+            .map_err(|s| rt("get container", s))?
+            .into_inner()
+            .container
+            .ok_or_else(|| OpsError::Runtime("containerd returned no container".into()))?;
+        let spec_json = container
+            .spec
+            .map(|a| a.value)
+            .ok_or_else(|| OpsError::Runtime("the container has no spec".into()))?;
+        let mut spec: serde_json::Value = serde_json::from_slice(&spec_json)
+            .map_err(|e| OpsError::Runtime(format!("the container's spec: {e}")))?;
+        let mut process = spec
+            .get_mut("process")
+            .map(serde_json::Value::take)
+            .ok_or_else(|| OpsError::Runtime("the container's spec has no process".into()))?;
+        process["args"] = serde_json::json!(argv);
+        process["terminal"] = serde_json::Value::Bool(false);
+        let process = serde_json::to_vec(&process)
+            .map_err(|e| OpsError::Runtime(format!("the exec spec: {e}")))?;
+
+        let n = self.execs.fetch_add(1, Ordering::Relaxed);
+        let exec_id = format!("berth-exec-{n}");
+        let dir = self.task_dir(plan).join("exec");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| OpsError::Runtime(format!("{}: {e}", dir.display())))?;
+        let out_path = dir.join(format!("{}-{exec_id}.out", c.runtime_id));
+        // The shim appends stdout and stderr to this file.
+        let uri = format!("file://{}", out_path.display());
+        let req = self.ctd.with_namespace(ExecProcessRequest {
+            container_id: c.runtime_id.clone(),
+            exec_id: exec_id.clone(),
+            stdout: uri.clone(),
+            stderr: uri,
+            terminal: false,
+            spec: Some(prost_types::Any {
+                type_url: PROCESS_TYPE_URL.to_owned(),
+                value: process,
+            }),
+            ..Default::default()
+        });
+        self.ctd
+            .tasks()
+            .exec(req)
+            .await
+            .map_err(|s| rt("exec", s))?;
+        let res = self.run_exec(c, &exec_id, timeout).await;
+        let req = self.ctd.with_namespace(DeleteProcessRequest {
+            container_id: c.runtime_id.clone(),
+            exec_id: exec_id.clone(),
+        });
+        if let Err(s) = self.ctd.tasks().delete_process(req).await {
+            if s.code() != Code::NotFound {
+                tracing::warn!(container = %c.runtime_id, exec = %exec_id, cause = %s.message(), "deleting an exec'd process failed");
+            }
+        }
+        let mut output = match std::fs::read(&out_path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(_) => String::new(),
+        };
+        let _ = std::fs::remove_file(&out_path);
+        let (exit_code, timed_out) = res?;
+        if timed_out {
+            output = format!("Health check exceeded timeout ({}s)", timeout.as_secs());
+        }
+        truncate_output(&mut output);
+        Ok(ExecOutput {
+            exit_code,
+            output,
+            timed_out,
+        })
+    }
+
+    async fn restart(&self, plan: &TaskPlan, c: &ContainerPlan) -> Result<u32, OpsError> {
+        // The old (exited) process goes; the container, its snapshot and
+        // its spec stay.
+        self.delete_task(&c.runtime_id).await;
+        let req = self.ctd.with_namespace(MountsRequest {
+            snapshotter: self.cfg.snapshotter.clone(),
+            key: c.runtime_id.clone(),
+        });
+        let mounts = self
+            .ctd
+            .snapshots()
+            .mounts(req)
+            .await
+            .map_err(|s| OpsError::Start(format!("the container's rootfs: {}", s.message())))?
+            .into_inner()
+            .mounts;
+        let cdef = plan
+            .definition
+            .as_deref()
+            .and_then(|d| container_def(d, &c.name).ok());
+        let uri = binary_uri(&self.cfg.agent_binary, &self.log_args(plan, &c.name, cdef));
+        let req = self.ctd.with_namespace(CreateTaskRequest {
+            container_id: c.runtime_id.clone(),
+            rootfs: mounts,
+            stdout: uri.clone(),
+            stderr: uri,
+            ..Default::default()
+        });
+        let pid = self
+            .ctd
+            .tasks()
+            .create(req)
+            .await
+            .map_err(|s| OpsError::Start(s.message().to_owned()))?
+            .into_inner()
+            .pid;
+        let req = self.ctd.with_namespace(StartRequest {
+            container_id: c.runtime_id.clone(),
+            ..Default::default()
+        });
+        self.ctd
+            .tasks()
+            .start(req)
+            .await
+            .map_err(|s| OpsError::Start(s.message().to_owned()))?;
+        Ok(pid)
+    }
+
     async fn teardown(&self, plan: &TaskPlan) -> Result<(), OpsError> {
         for c in &plan.containers {
             self.delete_task(&c.runtime_id).await;
@@ -616,6 +764,52 @@ impl TaskOps for HostOps {
 }
 
 impl HostOps {
+    /// Starts exec `exec_id` and waits for it; after `timeout` kills it.
+    /// Returns the exit code and whether it timed out.
+    async fn run_exec(
+        &self,
+        c: &ContainerPlan,
+        exec_id: &str,
+        timeout: Duration,
+    ) -> Result<(i32, bool), OpsError> {
+        // Wait before start, so that a quick exit is not missed.
+        let wait_req = self.ctd.with_namespace(WaitRequest {
+            container_id: c.runtime_id.clone(),
+            exec_id: exec_id.to_owned(),
+        });
+        let mut tasks = self.ctd.tasks();
+        let wait = tokio::spawn(async move { tasks.wait(wait_req).await });
+        let req = self.ctd.with_namespace(StartRequest {
+            container_id: c.runtime_id.clone(),
+            exec_id: exec_id.to_owned(),
+        });
+        if let Err(s) = self.ctd.tasks().start(req).await {
+            wait.abort();
+            // runc could not run it (no such executable, ...): a failed
+            // check, as in Docker, with the runtime's words as the output.
+            return Err(OpsError::Runtime(format!("exec: {}", s.message())));
+        }
+        let abort = wait.abort_handle();
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(Ok(r))) => Ok((r.into_inner().exit_status as i32, false)),
+            Ok(Ok(Err(s))) => Err(rt("wait exec", s)),
+            Ok(Err(e)) => Err(OpsError::Runtime(format!("wait exec: {e}"))),
+            Err(_) => {
+                abort.abort();
+                let req = self.ctd.with_namespace(KillRequest {
+                    container_id: c.runtime_id.clone(),
+                    exec_id: exec_id.to_owned(),
+                    signal: 9,
+                    all: false,
+                });
+                if let Err(s) = self.ctd.tasks().kill(req).await {
+                    tracing::warn!(container = %c.runtime_id, exec = %exec_id, cause = %s.message(), "killing a timed-out exec failed");
+                }
+                Ok((-1, true))
+            }
+        }
+    }
+
     /// Creates and starts container `c`, its new snapshot held by `lease`.
     async fn start_leased(
         &self,
@@ -708,7 +902,10 @@ impl HostOps {
         if let Err(s) = self.ctd.containers().create(req).await {
             return Err(OpsError::Create(s.message().to_owned()));
         }
-        let uri = binary_uri(&self.cfg.agent_binary, &self.log_args(plan, cdef));
+        let uri = binary_uri(
+            &self.cfg.agent_binary,
+            &self.log_args(plan, &c.name, Some(cdef)),
+        );
         let req = self.ctd.with_namespace(CreateTaskRequest {
             container_id: c.runtime_id.clone(),
             rootfs: mounts,

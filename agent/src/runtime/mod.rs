@@ -4,6 +4,8 @@
 //! - [`supervisor`]: reconciles the desired set, one runner per task;
 //!   re-adopts what containerd runs after an agent restart.
 //! - [`runner`]: one task's lifecycle (ECS statuses, stop codes).
+//! - [`lifecycle`]: dependsOn, stop order, health and restart decisions
+//!   (pure).
 //! - [`plan`]: a task as supervised, and the container labels it lives in.
 //! - [`report`]: ECS-named reports, kept level-triggered for the session.
 //! - [`ops`]: the seam to the host (containerd, CNI, cgroups).
@@ -20,6 +22,7 @@ pub mod cgroups;
 pub mod containerd;
 pub mod host_ops;
 pub mod image;
+pub mod lifecycle;
 pub mod network;
 pub mod ops;
 pub mod plan;

@@ -1,11 +1,12 @@
 //! The seam between task supervision ([`super::runner`]) and the host:
 //! pulling, preparing (cgroup, network), starting, waiting, signalling,
-//! tearing down and observing containers. The real implementation drives
+//! tearing down and observing containers, running commands inside them
+//! (health checks) and restarting them. The real implementation drives
 //! containerd ([`super::host_ops`]); unit tests use a recording fake.
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::plan::{ContainerPlan, TaskPlan};
 use super::report::Binding;
@@ -25,6 +26,17 @@ pub struct PullInfo {
     pub digest: String,
     /// The image's StopSignal, if it sets one.
     pub stop_signal: Option<String>,
+}
+
+/// What a command run inside a container ([`TaskOps::exec`]) gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// The command's exit code; -1 when it timed out (and was killed).
+    pub exit_code: i32,
+    /// Its stdout and stderr, interleaved, at most the first 1024 bytes
+    /// (lossy UTF-8).
+    pub output: String,
+    pub timed_out: bool,
 }
 
 /// A container found in containerd when the agent starts.
@@ -114,6 +126,27 @@ pub trait TaskOps: Send + Sync + 'static {
         runtime_id: &str,
         signal: &str,
     ) -> impl Future<Output = Result<(), OpsError>> + Send;
+
+    /// Runs `argv` inside the running container (its environment, user and
+    /// working directory), killing it after `timeout`. A command that cannot
+    /// be started (no such executable) is an `Ok` with a non-zero exit code
+    /// when the runtime says so, else an error.
+    fn exec(
+        &self,
+        plan: &TaskPlan,
+        container: &ContainerPlan,
+        argv: &[String],
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ExecOutput, OpsError>> + Send;
+
+    /// Starts an exited container again in place: a new process from the
+    /// same container, on the same root filesystem (what it wrote stays),
+    /// network and volumes. Returns the new pid.
+    fn restart(
+        &self,
+        plan: &TaskPlan,
+        container: &ContainerPlan,
+    ) -> impl Future<Output = Result<u32, OpsError>> + Send;
 
     /// Task-level teardown once every container has exited: network (host
     /// ports, IPAM lease, netns) and cgroup. Idempotent.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use berth_proto::taskdef::{self, NetworkMode, TaskDefinition};
 
+use super::lifecycle::Lifecycle;
 use crate::desired::{DesiredTask, PortAssignment, TaskSecrets};
 
 /// Label keys on every container Berth creates.
@@ -32,6 +33,9 @@ pub mod labels {
     pub const NETWORK_MODE: &str = "berth.network-mode";
     /// JSON list of this task's [`super::PortAssignment`]s.
     pub const PORTS: &str = "berth.ports";
+    /// JSON of the container's [`super::Lifecycle`] (dependsOn, health
+    /// check, restart policy); absent when it has none.
+    pub const LIFECYCLE: &str = "berth.lifecycle";
 }
 
 /// Why a plan cannot be made.
@@ -71,6 +75,8 @@ pub struct ContainerPlan {
     pub stop_signal: Option<String>,
     /// containerd's id: `<task id>-<index>-<name prefix>`, at most 76 chars.
     pub runtime_id: String,
+    /// dependsOn, startTimeout, health check, restart policy.
+    pub lifecycle: Lifecycle,
 }
 
 /// A task to supervise.
@@ -144,6 +150,7 @@ impl TaskPlan {
                     .unwrap_or(default_stop_timeout),
                 stop_signal: None,
                 runtime_id: runtime_id(&id, index, &c.name),
+                lifecycle: Lifecycle::from_definition(c),
             })
             .collect();
         Ok(Self {
@@ -196,6 +203,11 @@ impl TaskPlan {
             labels::PORTS,
             serde_json::to_string(&self.ports).unwrap_or_else(|_| "[]".to_owned()),
         );
+        if c.lifecycle != Lifecycle::default() {
+            if let Ok(json) = serde_json::to_string(&c.lifecycle) {
+                put(labels::LIFECYCLE, json);
+            }
+        }
         l
     }
 
@@ -238,7 +250,17 @@ impl TaskPlan {
         let mut plans = Vec::new();
         for (runtime_id, l) in containers {
             let name = get(l, labels::CONTAINER_NAME)?;
+            let lifecycle = match l.get(labels::LIFECYCLE) {
+                None => Lifecycle::default(),
+                Some(v) => serde_json::from_str(v).map_err(|_| PlanError::Label {
+                    task: arn.clone(),
+                    container: name.clone(),
+                    label: labels::LIFECYCLE,
+                    value: v.clone(),
+                })?,
+            };
             plans.push(ContainerPlan {
+                lifecycle,
                 index: parse(l, labels::CONTAINER_INDEX, &name)? as usize,
                 image: get(l, labels::IMAGE)?,
                 essential: get(l, labels::ESSENTIAL)? == "true",
@@ -333,8 +355,10 @@ mod tests {
 
     const TWO: &str = r#"{"family":"web","containerDefinitions":[
         {"name":"web","image":"busybox","memory":32,"stopTimeout":5,
-         "portMappings":[{"containerPort":80}]},
-        {"name":"a-very-long-sidecar-name-to-truncate","image":"busybox","memory":32,"essential":false}]}"#;
+         "portMappings":[{"containerPort":80}],
+         "dependsOn":[{"containerName":"a-very-long-sidecar-name-to-truncate","condition":"HEALTHY"}]},
+        {"name":"a-very-long-sidecar-name-to-truncate","image":"busybox","memory":32,"essential":false,
+         "healthCheck":{"command":["CMD","true"]},"restartPolicy":{"enabled":true}}]}"#;
 
     #[test]
     fn plan_from_desired_task() {

@@ -57,6 +57,24 @@ impl ContainerStatus {
     }
 }
 
+/// ECS healthStatus of a container or a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HealthStatus {
+    Healthy,
+    Unhealthy,
+    Unknown,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Healthy => "HEALTHY",
+            HealthStatus::Unhealthy => "UNHEALTHY",
+            HealthStatus::Unknown => "UNKNOWN",
+        }
+    }
+}
+
 /// ECS stop codes the agent itself decides.
 pub mod stop_code {
     pub const TASK_FAILED_TO_START: &str = "TaskFailedToStart";
@@ -82,6 +100,21 @@ pub struct ContainerReport {
     pub reason: String,
     pub bindings: Vec<Binding>,
     pub image_digest: String,
+    /// `None` for a container without a health check.
+    pub health: Option<HealthReport>,
+    /// Restarts by the container's restartPolicy.
+    pub restart_count: u32,
+}
+
+/// A container's health as its checks found it (ECS's task metadata v4
+/// `Health` object: status, since when, last exit code and output).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    pub status: HealthStatus,
+    pub since: Option<SystemTime>,
+    pub exit_code: Option<i32>,
+    /// The last check's output, at most 1024 bytes.
+    pub output: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +128,8 @@ pub struct TaskReport {
     pub pull_stopped_at: Option<SystemTime>,
     pub started_at: Option<SystemTime>,
     pub stopped_at: Option<SystemTime>,
+    /// ECS's task healthStatus, from the containers' ([`super::lifecycle::task_health`]).
+    pub health_status: HealthStatus,
 }
 
 impl TaskReport {
@@ -115,12 +150,15 @@ impl TaskReport {
                     reason: String::new(),
                     bindings: vec![],
                     image_digest: String::new(),
+                    health: None,
+                    restart_count: 0,
                 })
                 .collect(),
             pull_started_at: None,
             pull_stopped_at: None,
             started_at: None,
             stopped_at: None,
+            health_status: HealthStatus::Unknown,
         }
     }
 

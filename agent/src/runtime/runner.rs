@@ -1,11 +1,17 @@
 //! One task's life on this host, as a state machine driven by one
-//! `select!`: pull → prepare → start → watch exits → stop → teardown →
-//! (after the cleanup wait) remove. Every transition is published through
-//! the [`Reporter`] in ECS's names.
+//! `select!`: pull → prepare → start the containers as their `dependsOn`
+//! allow → watch exits, health checks and restarts → stop (dependents
+//! first) → teardown → (after the cleanup wait) remove. Every transition is
+//! published through the [`Reporter`] in ECS's names. The decisions
+//! (dependency gates, stop order, health, restarts) are the pure functions
+//! of [`super::lifecycle`]; each container's state is a [`Slot`].
 //!
 //! When the agent shuts down the runner just stops supervising: containers
 //! keep running and the next agent re-adopts them ([`adopt`]). Only the
-//! scheduler's desired status or an essential container's exit stops a task.
+//! scheduler's desired status, an essential container's exit (that its
+//! restart policy does not restart) or a dependency that cannot be met
+//! stops a task. An UNHEALTHY container does not stop a task by itself
+//! (ECS: a standalone task lives on; a service replaces it).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,12 +19,14 @@ use std::time::{Duration, SystemTime};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::lifecycle::{self, CheckResult, Gate, HealthTracker, Lifecycle, Phase, View};
 use super::ops::{ExitInfo, ObservedState, OpsError, TaskOps};
 use super::plan::TaskPlan;
-use super::report::{stop_code, ContainerStatus, Reporter, TaskReport, TaskStatus};
+use super::report::{stop_code, ContainerStatus, HealthReport, Reporter, TaskReport, TaskStatus};
 
 /// ECS's reason when the kernel's OOM killer ended a container.
 pub const OOM_REASON: &str = "OutOfMemoryError: Container killed due to memory usage";
@@ -42,12 +50,10 @@ pub struct RunnerCtx<O> {
     pub cleanup_after: Duration,
 }
 
-/// A container the runner adopted or started, with what it learned.
-struct Live {
-    index: usize,
-}
-
 type Exit = (usize, Result<ExitInfo, OpsError>);
+/// A health check result: container index, the slot's generation when the
+/// check ran, the result.
+type HealthMsg = (usize, u64, CheckResult);
 
 fn now() -> Option<SystemTime> {
     Some(SystemTime::now())
@@ -59,14 +65,116 @@ struct StopCause {
     reason: String,
 }
 
+/// Where one container is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    /// Not started: waiting for its dependencies (or for its turn).
+    Waiting,
+    Running,
+    /// Exited and not restarted.
+    Exited {
+        code: Option<i32>,
+    },
+}
+
+/// A running health check loop; aborted when dropped.
+struct Probe(tokio::task::JoinHandle<()>);
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One container as the runner supervises it.
+struct Slot {
+    state: SlotState,
+    /// First start (a dependency's startTimeout counts from it).
+    started_at: Option<Instant>,
+    /// Latest (re)start (the restartAttemptPeriod counts from it).
+    last_start: Option<Instant>,
+    health: Option<HealthTracker>,
+    probe: Option<Probe>,
+    /// Bumped at every (re)start, so a result of an older process's check
+    /// is dropped.
+    generation: u64,
+    restarts: u32,
+}
+
+impl Slot {
+    fn new() -> Self {
+        Self {
+            state: SlotState::Waiting,
+            started_at: None,
+            last_start: None,
+            health: None,
+            probe: None,
+            generation: 0,
+            restarts: 0,
+        }
+    }
+}
+
+/// What starting containers needs (only a launched task has it; an adopted
+/// one has every container already).
+struct Starter<O: TaskOps> {
+    images: Vec<O::Image>,
+    prepared: O::Prepared,
+}
+
 struct Runner<O: TaskOps> {
     ctx: Arc<RunnerCtx<O>>,
     plan: TaskPlan,
     report: TaskReport,
+    slots: Vec<Slot>,
+    health_tx: mpsc::UnboundedSender<HealthMsg>,
 }
 
 impl<O: TaskOps> Runner<O> {
-    fn publish(&self) {
+    fn new(
+        ctx: Arc<RunnerCtx<O>>,
+        plan: TaskPlan,
+        report: TaskReport,
+    ) -> (Self, mpsc::UnboundedReceiver<HealthMsg>) {
+        let (health_tx, health_rx) = mpsc::unbounded_channel();
+        let slots = plan.containers.iter().map(|_| Slot::new()).collect();
+        let r = Self {
+            ctx,
+            plan,
+            report,
+            slots,
+            health_tx,
+        };
+        (r, health_rx)
+    }
+
+    /// Publishes the report, with the containers' health and restarts and
+    /// the task's health brought up to date first.
+    fn publish(&mut self) {
+        let wall = SystemTime::now();
+        let mono = Instant::now();
+        let mut healths = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            let c = &self.plan.containers[i];
+            let health = slot.health.as_ref().map(|h| HealthReport {
+                status: h.status,
+                since: wall.checked_sub(mono.saturating_duration_since(h.since)),
+                exit_code: h.last.as_ref().map(|r| r.exit_code),
+                output: h
+                    .last
+                    .as_ref()
+                    .map(|r| r.output.clone())
+                    .unwrap_or_default(),
+            });
+            healths.push((c.essential, health.as_ref().map(|h| h.status)));
+            if let Some(rep) = self.report.container_mut(&c.name) {
+                if health.is_some() {
+                    rep.health = health;
+                }
+                rep.restart_count = slot.restarts;
+            }
+        }
+        self.report.health_status = lifecycle::task_health(&healths);
         self.ctx.reporter.publish(self.report.clone());
     }
 
@@ -82,8 +190,76 @@ impl<O: TaskOps> Runner<O> {
         async move { (index, ops.wait(&plan, &id).await) }.boxed()
     }
 
-    /// Records a container's exit in the report.
+    /// Container `i` runs (started, restarted or adopted) as of `at`: its
+    /// health checks begin anew.
+    fn mark_running(&mut self, i: usize, at: Instant) {
+        let spec = self.plan.containers[i].lifecycle.health_check.clone();
+        let slot = &mut self.slots[i];
+        slot.state = SlotState::Running;
+        slot.started_at.get_or_insert(at);
+        slot.last_start = Some(at);
+        slot.generation += 1;
+        let generation = slot.generation;
+        slot.probe = None;
+        if let Some(spec) = spec {
+            slot.health = Some(HealthTracker::new(&spec, at));
+            let ops = self.ctx.ops.clone();
+            let plan = self.plan.clone();
+            let tx = self.health_tx.clone();
+            let handle = tokio::spawn(async move {
+                let c = &plan.containers[i];
+                loop {
+                    // Docker (and so ECS) runs the first check one interval
+                    // after the start.
+                    tokio::time::sleep(spec.interval()).await;
+                    let result = match ops.exec(&plan, c, &spec.argv, spec.timeout()).await {
+                        Ok(out) => CheckResult {
+                            exit_code: out.exit_code,
+                            output: out.output,
+                        },
+                        Err(e) => CheckResult {
+                            exit_code: -1,
+                            output: e.to_string(),
+                        },
+                    };
+                    if tx.send((i, generation, result)).is_err() {
+                        return;
+                    }
+                }
+            });
+            slot.probe = Some(Probe(handle));
+        }
+        let name = self.plan.containers[i].name.clone();
+        if let Some(c) = self.report.container_mut(&name) {
+            c.status = ContainerStatus::Running;
+            c.exit_code = None;
+        }
+    }
+
+    fn on_health(&mut self, (i, generation, result): HealthMsg) {
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
+        if slot.generation != generation || slot.state != SlotState::Running {
+            return;
+        }
+        let Some(h) = slot.health.as_mut() else {
+            return;
+        };
+        let code = result.exit_code;
+        if h.record(result, Instant::now()) {
+            tracing::info!(task = %self.plan.arn, container = %self.plan.containers[i].name,
+                health = h.status.as_str(), exit = code, "container health changed");
+        }
+    }
+
+    /// Records a container's exit (for good) in the report.
     fn record_exit(&mut self, index: usize, res: &Result<ExitInfo, OpsError>) {
+        let slot = &mut self.slots[index];
+        slot.state = SlotState::Exited {
+            code: res.as_ref().ok().map(|e| e.code),
+        };
+        slot.probe = None;
         let name = self.plan.containers[index].name.clone();
         if let Some(c) = self.report.container_mut(&name) {
             c.status = ContainerStatus::Stopped;
@@ -99,34 +275,192 @@ impl<O: TaskOps> Runner<O> {
         }
     }
 
-    /// Stops every live container: its stop signal, then SIGKILL after its
-    /// stopTimeout. Containers stop concurrently.
-    async fn stop_containers(&mut self, live: Vec<Live>) {
-        let mut stops = FuturesUnordered::new();
-        for l in live {
-            let ops = self.ctx.ops.clone();
-            let plan = self.plan.clone();
-            let c = plan.containers[l.index].clone();
-            stops.push(async move {
-                let signal = c.stop_signal.clone().unwrap_or_else(|| "SIGTERM".to_owned());
-                if let Err(e) = ops.signal(&c.runtime_id, &signal).await {
-                    tracing::warn!(container = %c.runtime_id, cause = %e, "stop signal failed");
-                }
-                let exit = match tokio::time::timeout(c.stop_timeout, ops.wait(&plan, &c.runtime_id)).await {
-                    Ok(res) => res,
-                    Err(_) => {
-                        tracing::info!(container = %c.runtime_id, timeout = ?c.stop_timeout, "stop timeout passed; sending SIGKILL");
-                        if let Err(e) = ops.signal(&c.runtime_id, "SIGKILL").await {
-                            tracing::warn!(container = %c.runtime_id, cause = %e, "SIGKILL failed");
-                        }
-                        ops.wait(&plan, &c.runtime_id).await
+    /// A container exited: restarted by its policy, or recorded. Returns
+    /// why the task must stop, if it must.
+    async fn on_exit(
+        &mut self,
+        index: usize,
+        res: Result<ExitInfo, OpsError>,
+        stopping: bool,
+        waits: &mut FuturesUnordered<BoxFuture<'static, Exit>>,
+    ) -> Option<StopCause> {
+        let c = self.plan.containers[index].clone();
+        let at = Instant::now();
+        let code = res.as_ref().ok().map(|e| e.code);
+        tracing::info!(task = %self.plan.arn, container = %c.name, exit = ?code, essential = c.essential, "container exited");
+        if let Some(policy) = c.lifecycle.restart_policy.as_ref() {
+            let last = self.slots[index].last_start.unwrap_or(at);
+            match lifecycle::should_restart(Some(policy), code, last, at, stopping) {
+                Ok(()) => match self.ctx.ops.restart(&self.plan, &c).await {
+                    Ok(pid) => {
+                        self.slots[index].restarts += 1;
+                        tracing::info!(task = %self.plan.arn, container = %c.name, pid,
+                            restarts = self.slots[index].restarts, "container restarted by its restart policy");
+                        self.mark_running(index, at);
+                        waits.push(self.wait_for(index));
+                        return None;
                     }
-                };
-                (l.index, exit)
-            });
+                    Err(e) => {
+                        tracing::warn!(task = %self.plan.arn, container = %c.name, cause = %e, "restarting the container failed");
+                        self.record_exit(index, &res);
+                        if let Some(rep) = self.report.container_mut(&c.name) {
+                            rep.reason = format!("restart failed: {e}");
+                        }
+                        return self.after_exit(index);
+                    }
+                },
+                Err(why) => {
+                    tracing::info!(task = %self.plan.arn, container = %c.name, why = %why, "container not restarted");
+                }
+            }
         }
-        while let Some((index, res)) = stops.next().await {
-            self.record_exit(index, &res);
+        self.record_exit(index, &res);
+        self.after_exit(index)
+    }
+
+    fn after_exit(&self, index: usize) -> Option<StopCause> {
+        self.plan.containers[index].essential.then(|| StopCause {
+            code: stop_code::ESSENTIAL_CONTAINER_EXITED.to_owned(),
+            reason: "Essential container in task exited".to_owned(),
+        })
+    }
+
+    fn views(&self) -> Vec<View<'_>> {
+        self.plan
+            .containers
+            .iter()
+            .zip(&self.slots)
+            .map(|(c, s)| View {
+                name: &c.name,
+                lifecycle: &c.lifecycle,
+                phase: match s.state {
+                    SlotState::Waiting => Phase::Waiting,
+                    SlotState::Running => Phase::Running {
+                        since: s.started_at.unwrap_or_else(Instant::now),
+                    },
+                    SlotState::Exited { code } => Phase::Exited { code },
+                },
+                started_at: s.started_at,
+                health: s.health.as_ref().map(|h| h.status),
+            })
+            .collect()
+    }
+
+    /// Starts every waiting container whose dependencies allow it, in
+    /// definition order, until none more can start. Returns when to look
+    /// again at the latest (a startTimeout ending), or why the task cannot
+    /// start.
+    async fn start_ready(
+        &mut self,
+        starter: Option<&Starter<O>>,
+        waits: &mut FuturesUnordered<BoxFuture<'static, Exit>>,
+    ) -> Result<Option<Instant>, StopCause> {
+        let Some(starter) = starter else {
+            return Ok(None);
+        };
+        loop {
+            let now = Instant::now();
+            let mut next: Option<Instant> = None;
+            let mut ready = None;
+            for i in 0..self.slots.len() {
+                if self.slots[i].state != SlotState::Waiting {
+                    continue;
+                }
+                match lifecycle::gate(&self.views(), i, now) {
+                    Gate::Open => {
+                        ready = Some(i);
+                        break;
+                    }
+                    Gate::Wait { until } => {
+                        if let Some(u) = until {
+                            next = Some(next.map_or(u, |n| n.min(u)));
+                        }
+                    }
+                    Gate::Never(reason) => {
+                        tracing::warn!(task = %self.plan.arn, reason = %reason, "a dependency cannot be met");
+                        let name = self.plan.containers[i].name.clone();
+                        if let Some(c) = self.report.container_mut(&name) {
+                            c.reason = reason.clone();
+                        }
+                        return Err(StopCause {
+                            code: stop_code::TASK_FAILED_TO_START.to_owned(),
+                            reason,
+                        });
+                    }
+                }
+            }
+            let Some(i) = ready else {
+                return Ok(next);
+            };
+            let c = &self.plan.containers[i];
+            match self
+                .ctx
+                .ops
+                .start(&self.plan, c, &starter.images[i], &starter.prepared)
+                .await
+            {
+                Ok(pid) => {
+                    tracing::info!(task = %self.plan.arn, container = %c.name, pid, "container started");
+                    self.mark_running(i, Instant::now());
+                    waits.push(self.wait_for(i));
+                }
+                Err(e) => {
+                    tracing::warn!(task = %self.plan.arn, container = %c.name, cause = %e, "task failed to start");
+                    let reason = e.to_string();
+                    let name = c.name.clone();
+                    if let Some(c) = self.report.container_mut(&name) {
+                        c.reason = reason.clone();
+                    }
+                    return Err(StopCause {
+                        code: stop_code::TASK_FAILED_TO_START.to_owned(),
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Stops every running container, dependents before what they depend
+    /// on ([`lifecycle::stop_waves`]): in each wave its stop signal, then
+    /// SIGKILL after its stopTimeout, concurrently.
+    async fn stop_containers(&mut self) {
+        let live: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].state == SlotState::Running)
+            .collect();
+        let lifecycles: Vec<(&str, &Lifecycle)> = self
+            .plan
+            .containers
+            .iter()
+            .map(|c| (c.name.as_str(), &c.lifecycle))
+            .collect();
+        let waves = lifecycle::stop_waves(&lifecycles, &live);
+        for wave in waves {
+            let mut stops = FuturesUnordered::new();
+            for index in wave {
+                let ops = self.ctx.ops.clone();
+                let plan = self.plan.clone();
+                let c = plan.containers[index].clone();
+                stops.push(async move {
+                    let signal = c.stop_signal.clone().unwrap_or_else(|| "SIGTERM".to_owned());
+                    if let Err(e) = ops.signal(&c.runtime_id, &signal).await {
+                        tracing::warn!(container = %c.runtime_id, cause = %e, "stop signal failed");
+                    }
+                    let exit = match tokio::time::timeout(c.stop_timeout, ops.wait(&plan, &c.runtime_id)).await {
+                        Ok(res) => res,
+                        Err(_) => {
+                            tracing::info!(container = %c.runtime_id, timeout = ?c.stop_timeout, "stop timeout passed; sending SIGKILL");
+                            if let Err(e) = ops.signal(&c.runtime_id, "SIGKILL").await {
+                                tracing::warn!(container = %c.runtime_id, cause = %e, "SIGKILL failed");
+                            }
+                            ops.wait(&plan, &c.runtime_id).await
+                        }
+                    };
+                    (index, exit)
+                });
+            }
+            while let Some((index, res)) = stops.next().await {
+                self.record_exit(index, &res);
+            }
         }
     }
 
@@ -143,13 +477,22 @@ impl<O: TaskOps> Runner<O> {
     }
 
     /// Stopping through to STOPPED, then the cleanup wait and removal.
-    async fn finish(mut self, live: Vec<Live>, cause: StopCause, cancel: CancellationToken) {
+    async fn finish(mut self, cause: StopCause, cancel: CancellationToken) {
         if self.report.stop_code.is_empty() {
             self.report.stop_code = cause.code;
             self.report.stopped_reason = cause.reason;
         }
+        for slot in &mut self.slots {
+            slot.probe = None;
+        }
+        // Containers that never started end here too.
+        for c in &mut self.report.containers {
+            if c.status == ContainerStatus::Pending {
+                c.status = ContainerStatus::Stopped;
+            }
+        }
         self.set_status(TaskStatus::Stopping);
-        self.stop_containers(live).await;
+        self.stop_containers().await;
         self.set_status(TaskStatus::Deprovisioning);
         self.teardown().await;
         self.report.stopped_at = now();
@@ -167,11 +510,13 @@ impl<O: TaskOps> Runner<O> {
         }
     }
 
-    /// Supervises running containers until the task must stop.
+    /// Starts containers as their dependencies allow and supervises them
+    /// until the task must stop.
     async fn supervise(
         mut self,
-        mut live: Vec<Live>,
+        starter: Option<Starter<O>>,
         mut waits: FuturesUnordered<BoxFuture<'static, Exit>>,
+        mut health_rx: mpsc::UnboundedReceiver<HealthMsg>,
         mut desire: watch::Receiver<Desire>,
         cancel: CancellationToken,
     ) {
@@ -179,21 +524,37 @@ impl<O: TaskOps> Runner<O> {
             if let Desire::Stop { code, reason } = desire.borrow_and_update().clone() {
                 break StopCause { code, reason };
             }
+            let next = match self.start_ready(starter.as_ref(), &mut waits).await {
+                Ok(next) => next,
+                Err(cause) => break cause,
+            };
+            // RUNNING once every container has started (ECS: an init
+            // container still running keeps the task PENDING).
+            if self.report.status < TaskStatus::Running
+                && self.slots.iter().all(|s| s.state != SlotState::Waiting)
+            {
+                self.report.status = TaskStatus::Activating;
+                self.publish();
+                self.report.started_at = now();
+                self.report.status = TaskStatus::Running;
+            }
+            self.publish();
+            let timer = async move {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = cancel.cancelled() => return,
                 Some((index, res)) = waits.next() => {
-                    self.record_exit(index, &res);
-                    live.retain(|l| l.index != index);
-                    let c = &self.plan.containers[index];
-                    tracing::info!(task = %self.plan.arn, container = %c.name, exit = ?res.as_ref().ok().map(|e| e.code), essential = c.essential, "container exited");
-                    if c.essential {
-                        break StopCause {
-                            code: stop_code::ESSENTIAL_CONTAINER_EXITED.to_owned(),
-                            reason: "Essential container in task exited".to_owned(),
-                        };
+                    let stopping = matches!(*desire.borrow(), Desire::Stop { .. });
+                    if let Some(cause) = self.on_exit(index, res, stopping, &mut waits).await {
+                        break cause;
                     }
-                    self.publish();
                 }
+                Some(msg) = health_rx.recv() => self.on_health(msg),
+                () = timer => {}
                 changed = desire.changed() => {
                     if changed.is_err() {
                         // The supervisor is gone (agent shutting down).
@@ -203,7 +564,7 @@ impl<O: TaskOps> Runner<O> {
             }
         };
         drop(waits);
-        self.finish(live, cause, cancel).await;
+        self.finish(cause, cancel).await;
     }
 }
 
@@ -219,7 +580,7 @@ pub async fn launch<O: TaskOps>(
         .iter()
         .map(|c| (c.name.clone(), c.runtime_id.clone()));
     let report = TaskReport::new(&plan.arn, containers);
-    let mut r = Runner { ctx, plan, report };
+    let (mut r, health_rx) = Runner::new(ctx, plan, report);
 
     // Stopped before it began: nothing to undo.
     if let Desire::Stop { code, reason } = desire.borrow_and_update().clone() {
@@ -247,13 +608,13 @@ pub async fn launch<O: TaskOps>(
                 }
                 images.push(image);
             }
-            Err(e) => return fail_to_start(r, vec![], e, cancel).await,
+            Err(e) => return fail_to_start(r, e, cancel).await,
         }
         if matches!(*desire.borrow(), Desire::Stop { .. }) {
             let Desire::Stop { code, reason } = desire.borrow_and_update().clone() else {
                 return;
             };
-            return r.finish(vec![], StopCause { code, reason }, cancel).await;
+            return r.finish(StopCause { code, reason }, cancel).await;
         }
     }
     r.report.pull_stopped_at = now();
@@ -278,44 +639,22 @@ pub async fn launch<O: TaskOps>(
             }
             prepared
         }
-        Err(e) => return fail_to_start(r, vec![], e, cancel).await,
+        Err(e) => return fail_to_start(r, e, cancel).await,
     };
-
-    let mut live = Vec::new();
-    let waits = FuturesUnordered::new();
-    for (i, image) in images.iter().enumerate() {
-        let started = r
-            .ctx
-            .ops
-            .start(&r.plan, &r.plan.containers[i], image, &prepared)
-            .await;
-        match started {
-            Ok(pid) => {
-                let name = r.plan.containers[i].name.clone();
-                tracing::info!(task = %r.plan.arn, container = %name, pid, "container started");
-                if let Some(c) = r.report.container_mut(&name) {
-                    c.status = ContainerStatus::Running;
-                }
-                live.push(Live { index: i });
-                waits.push(r.wait_for(i));
-            }
-            Err(e) => return fail_to_start(r, live, e, cancel).await,
-        }
-    }
-    r.report.status = TaskStatus::Activating;
-    r.publish();
-    r.report.started_at = now();
-    r.set_status(TaskStatus::Running);
-    r.supervise(live, waits, desire, cancel).await;
+    let starter = Starter { images, prepared };
+    r.supervise(
+        Some(starter),
+        FuturesUnordered::new(),
+        health_rx,
+        desire,
+        cancel,
+    )
+    .await;
 }
 
-/// TaskFailedToStart: stop what started, tear down, report STOPPED.
-async fn fail_to_start<O: TaskOps>(
-    mut r: Runner<O>,
-    live: Vec<Live>,
-    e: OpsError,
-    cancel: CancellationToken,
-) {
+/// TaskFailedToStart before any container started (pull, prepare): tear
+/// down, report STOPPED.
+async fn fail_to_start<O: TaskOps>(mut r: Runner<O>, e: OpsError, cancel: CancellationToken) {
     tracing::warn!(task = %r.plan.arn, cause = %e, "task failed to start");
     let reason = e.to_string();
     // The container that failed carries the reason, as ECS shows it.
@@ -327,20 +666,17 @@ async fn fail_to_start<O: TaskOps>(
     if let Some(c) = failed {
         c.reason = reason.clone();
     }
-    for c in &mut r.report.containers {
-        if c.status == ContainerStatus::Pending {
-            c.status = ContainerStatus::Stopped;
-        }
-    }
     let cause = StopCause {
         code: stop_code::TASK_FAILED_TO_START.to_owned(),
         reason,
     };
-    r.finish(live, cause, cancel).await;
+    r.finish(cause, cancel).await;
 }
 
 /// Resumes supervising a task found in containerd after an agent restart.
-/// Running containers keep running; exits are watched again.
+/// Running containers keep running; exits are watched again, health checks
+/// and restart policies resume (a restart needs a full restartAttemptPeriod
+/// observed by this agent).
 pub async fn adopt<O: TaskOps>(
     ctx: Arc<RunnerCtx<O>>,
     plan: TaskPlan,
@@ -356,7 +692,7 @@ pub async fn adopt<O: TaskOps>(
         .reporter
         .get(&plan.arn)
         .unwrap_or_else(|| TaskReport::new(&plan.arn, containers));
-    let mut r = Runner { ctx, plan, report };
+    let (mut r, health_rx) = Runner::new(ctx, plan, report);
     let bindings = match r.ctx.ops.adopt(&r.plan).await {
         Ok(b) => b,
         Err(e) => {
@@ -364,9 +700,9 @@ pub async fn adopt<O: TaskOps>(
             vec![]
         }
     };
-    let mut live = Vec::new();
     let waits = FuturesUnordered::new();
     let mut gone_essential = None;
+    let at = Instant::now();
     for (runtime_id, state) in observed {
         let Some(index) = r
             .plan
@@ -377,8 +713,9 @@ pub async fn adopt<O: TaskOps>(
             continue;
         };
         let c = r.plan.containers[index].clone();
-        let rep = r.report.container_mut(&c.name);
-        let Some(rep) = rep else { continue };
+        let Some(rep) = r.report.container_mut(&c.name) else {
+            continue;
+        };
         rep.bindings = bindings
             .iter()
             .filter(|b| {
@@ -390,19 +727,16 @@ pub async fn adopt<O: TaskOps>(
             })
             .cloned()
             .collect();
+        let restarts = rep.restart_count;
         match state {
             ObservedState::Running { pid } => {
-                rep.status = ContainerStatus::Running;
                 tracing::info!(task = %r.plan.arn, container = %c.name, pid, "re-adopted running container");
-                live.push(Live { index });
+                r.slots[index].restarts = restarts;
+                r.mark_running(index, at);
                 waits.push(r.wait_for(index));
             }
             ObservedState::Exited(info) => {
-                rep.status = ContainerStatus::Stopped;
-                rep.exit_code = Some(info.code);
-                if info.oom_killed {
-                    rep.reason = OOM_REASON.to_owned();
-                }
+                r.record_exit(index, &Ok(info));
                 if c.essential {
                     gone_essential = Some(StopCause {
                         code: stop_code::ESSENTIAL_CONTAINER_EXITED.to_owned(),
@@ -411,10 +745,13 @@ pub async fn adopt<O: TaskOps>(
                 }
             }
             ObservedState::NoTask => {
-                rep.status = ContainerStatus::Stopped;
-                rep.reason = "the container was no longer running when the agent restarted \
-                              (containerd or the host restarted)"
-                    .to_owned();
+                r.slots[index].state = SlotState::Exited { code: None };
+                if let Some(rep) = r.report.container_mut(&c.name) {
+                    rep.status = ContainerStatus::Stopped;
+                    rep.reason = "the container was no longer running when the agent restarted \
+                                  (containerd or the host restarted)"
+                        .to_owned();
+                }
                 if c.essential {
                     gone_essential = Some(StopCause {
                         code: stop_code::ESSENTIAL_CONTAINER_EXITED.to_owned(),
@@ -428,11 +765,11 @@ pub async fn adopt<O: TaskOps>(
     }
     if let Some(cause) = gone_essential {
         drop(waits);
-        return r.finish(live, cause, cancel).await;
+        return r.finish(cause, cancel).await;
     }
     if r.report.status < TaskStatus::Running {
         r.report.status = TaskStatus::Running;
     }
     r.publish();
-    r.supervise(live, waits, desire, cancel).await;
+    r.supervise(None, waits, health_rx, desire, cancel).await;
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::fake::FakeOps;
 use super::ops::{Observed, ObservedState};
 use super::plan::TaskPlan;
-use super::report::{ContainerStatus, Reporter, TaskReport, TaskStatus};
+use super::report::{ContainerStatus, HealthStatus, Reporter, TaskReport, TaskStatus};
 use super::runner::RunnerCtx;
 use super::supervisor::Supervisor;
 use crate::desired::{DesiredState, DesiredStatus, DesiredTask, PortAssignment};
@@ -305,4 +305,218 @@ async fn agent_shutdown_leaves_tasks_running() {
             .any(|c| c.starts_with("signal") || c.starts_with("teardown")),
         "{calls:?}"
     );
+}
+
+/// A desired task of `containers` (JSON objects), no ports.
+fn task_of(containers: &str) -> DesiredTask {
+    DesiredTask {
+        task_arn: ARN.into(),
+        desired_status: DesiredStatus::Running,
+        task_definition_json: format!(
+            r#"{{"family":"web","containerDefinitions":[{containers}]}}"#
+        ),
+        cluster: "default".into(),
+        family: "web".into(),
+        revision: 1,
+        ..Default::default()
+    }
+}
+
+const INIT: &str = "0123456789abcdef0123456789abcdef-0-init";
+const APP: &str = "0123456789abcdef0123456789abcdef-1-app";
+
+const INIT_APP: &str = r#"
+    {"name":"init","image":"busybox","memory":32,"essential":false},
+    {"name":"app","image":"busybox","memory":32,
+     "dependsOn":[{"containerName":"init","condition":"SUCCESS"}]}"#;
+
+#[tokio::test(start_paused = true)]
+async fn a_success_dependency_gates_the_app_until_init_exits_zero() {
+    let mut h = Harness::start(FakeOps::new());
+    h.want(vec![task_of(INIT_APP)]);
+    h.until("init running", |r| {
+        r.containers[0].status == ContainerStatus::Running
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let r = h.reporter.get(ARN).unwrap();
+    assert_eq!(r.status, TaskStatus::Pending, "init still runs");
+    assert_eq!(r.containers[1].status, ContainerStatus::Pending);
+    assert_eq!(h.ops.count(&format!("start {APP}")), 0);
+    h.ops.exit(INIT, 0, false);
+    let r = h
+        .until("RUNNING", |r| r.status == TaskStatus::Running)
+        .await;
+    assert_eq!(r.containers[0].status, ContainerStatus::Stopped);
+    assert_eq!(r.containers[0].exit_code, Some(0));
+    assert_eq!(r.containers[1].status, ContainerStatus::Running);
+    h.cancel.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_success_dependency_stops_the_task_with_a_reason() {
+    let mut h = Harness::start(FakeOps::new());
+    h.want(vec![task_of(INIT_APP)]);
+    h.until("init running", |r| {
+        r.containers[0].status == ContainerStatus::Running
+    })
+    .await;
+    h.ops.exit(INIT, 1, false);
+    let r = h
+        .until("STOPPED", |r| r.status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(r.stop_code, "TaskFailedToStart");
+    assert!(
+        r.stopped_reason.contains("\"app\"")
+            && r.stopped_reason.contains("\"init\"")
+            && r.stopped_reason.contains("SUCCESS")
+            && r.stopped_reason.contains("code 1"),
+        "{}",
+        r.stopped_reason
+    );
+    assert_eq!(r.containers[1].status, ContainerStatus::Stopped);
+    assert_eq!(r.containers[1].reason, r.stopped_reason);
+    assert_eq!(h.ops.count(&format!("start {APP}")), 0);
+}
+
+const DB_APP: &str = r#"
+    {"name":"db","image":"busybox","memory":32,"startTimeout":30,
+     "healthCheck":{"command":["CMD-SHELL","pg_isready"],"interval":5,"retries":2}},
+    {"name":"app","image":"busybox","memory":32,
+     "dependsOn":[{"containerName":"db","condition":"HEALTHY"}]}"#;
+const DB: &str = "0123456789abcdef0123456789abcdef-0-db";
+const DB_APP_APP: &str = "0123456789abcdef0123456789abcdef-1-app";
+
+#[tokio::test(start_paused = true)]
+async fn a_healthy_dependency_waits_for_the_check_and_health_is_reported() {
+    let ops = FakeOps::new();
+    ops.set_exec_code(DB, 1);
+    let mut h = Harness::start(ops);
+    h.want(vec![task_of(DB_APP)]);
+    h.until("db running", |r| {
+        r.containers[0].status == ContainerStatus::Running
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let r = h.reporter.get(ARN).unwrap();
+    assert_eq!(r.status, TaskStatus::Pending);
+    assert_eq!(
+        r.containers[0].health.as_ref().map(|h| h.status),
+        Some(HealthStatus::Unhealthy),
+        "two failed checks (retries 2)"
+    );
+    assert_eq!(r.containers[0].health.as_ref().unwrap().output, "exit 1");
+    assert_eq!(r.health_status, HealthStatus::Unhealthy);
+    assert!(h
+        .ops
+        .calls()
+        .contains(&format!("exec {DB} /bin/sh -c pg_isready")));
+    h.ops.set_exec_code(DB, 0);
+    let r = h
+        .until("RUNNING", |r| r.status == TaskStatus::Running)
+        .await;
+    assert_eq!(
+        r.containers[0].health.as_ref().map(|h| h.status),
+        Some(HealthStatus::Healthy)
+    );
+    assert_eq!(r.health_status, HealthStatus::Healthy);
+    assert_eq!(r.containers[1].health, None, "app has no check");
+    assert_eq!(h.ops.count(&format!("start {DB_APP_APP}")), 1);
+
+    // Stopping goes dependents first: app, then db.
+    let mut stop = task_of(DB_APP);
+    stop.desired_status = DesiredStatus::Stopped;
+    stop.stop_code = "UserInitiated".into();
+    h.want(vec![stop]);
+    h.until("STOPPED", |r| r.status == TaskStatus::Stopped)
+        .await;
+    let calls = h.ops.calls();
+    let app = calls
+        .iter()
+        .position(|c| c == &format!("signal {DB_APP_APP} SIGTERM"))
+        .unwrap();
+    let db = calls
+        .iter()
+        .position(|c| c == &format!("signal {DB} SIGTERM"))
+        .unwrap();
+    assert!(app < db, "{calls:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dependency_that_misses_its_start_timeout_stops_the_task() {
+    let ops = FakeOps::new();
+    ops.set_exec_code(DB, 1);
+    let mut h = Harness::start(ops);
+    h.want(vec![task_of(DB_APP)]);
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(h.reporter.get(ARN).unwrap().status, TaskStatus::Pending);
+    let r = h
+        .until("STOPPED", |r| r.status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(r.stop_code, "TaskFailedToStart");
+    assert!(
+        r.stopped_reason.contains("HEALTHY") && r.stopped_reason.contains("startTimeout of 30 s"),
+        "{}",
+        r.stopped_reason
+    );
+    assert_eq!(h.ops.count(&format!("start {DB_APP_APP}")), 0);
+}
+
+const RESTARTING: &str = r#"
+    {"name":"web","image":"busybox","memory":32},
+    {"name":"side","image":"busybox","memory":32,"essential":false,
+     "restartPolicy":{"enabled":true,"ignoredExitCodes":[3],"restartAttemptPeriod":60}}"#;
+const RSIDE: &str = "0123456789abcdef0123456789abcdef-1-side";
+
+#[tokio::test(start_paused = true)]
+async fn the_restart_policy_restarts_by_ecs_rules() {
+    let mut h = Harness::start(FakeOps::new());
+    h.want(vec![task_of(RESTARTING)]);
+    h.until("RUNNING", |r| r.status == TaskStatus::Running)
+        .await;
+    // Ran a full restartAttemptPeriod: restarted in place.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    h.ops.exit(RSIDE, 1, false);
+    let r = h
+        .until("one restart", |r| r.containers[1].restart_count == 1)
+        .await;
+    assert_eq!(r.containers[1].status, ContainerStatus::Running);
+    assert_eq!(h.ops.count(&format!("restart {RSIDE}")), 1);
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    h.ops.exit(RSIDE, 137, false);
+    h.until("two restarts", |r| r.containers[1].restart_count == 2)
+        .await;
+    // An ignored exit code is not restarted, however long it ran.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    h.ops.exit(RSIDE, 3, false);
+    let r = h
+        .until("side stopped", |r| {
+            r.containers[1].status == ContainerStatus::Stopped
+        })
+        .await;
+    assert_eq!(
+        (r.containers[1].exit_code, r.containers[1].restart_count),
+        (Some(3), 2)
+    );
+    assert_eq!(r.status, TaskStatus::Running);
+    assert_eq!(h.ops.count(&format!("restart {RSIDE}")), 2);
+    h.cancel.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_early_exit_is_not_restarted() {
+    let mut h = Harness::start(FakeOps::new());
+    h.want(vec![task_of(RESTARTING)]);
+    h.until("RUNNING", |r| r.status == TaskStatus::Running)
+        .await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    h.ops.exit(RSIDE, 1, false);
+    let r = h
+        .until("side stopped", |r| {
+            r.containers[1].status == ContainerStatus::Stopped
+        })
+        .await;
+    assert_eq!(r.containers[1].restart_count, 0);
+    assert_eq!(h.ops.count(&format!("restart {RSIDE}")), 0);
+    h.cancel.cancel();
 }

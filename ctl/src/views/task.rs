@@ -23,6 +23,10 @@ fn skip_empty(s: &str) -> bool {
     s.is_empty()
 }
 
+fn skip_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// ECS's Container of a task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -43,6 +47,12 @@ pub struct ContainerView {
     pub network_bindings: Vec<NetworkBindingView>,
     #[serde(skip_serializing_if = "skip_empty")]
     pub health_status: String,
+    /// Berth's addition: the last health check's output (first 1024 bytes).
+    #[serde(skip_serializing_if = "skip_empty")]
+    pub health_check_output: String,
+    /// Berth's addition: restarts by the container's restartPolicy.
+    #[serde(skip_serializing_if = "skip_zero")]
+    pub restart_count: u32,
     #[serde(skip_serializing_if = "skip_empty")]
     pub cpu: String,
     #[serde(skip_serializing_if = "skip_empty")]
@@ -147,6 +157,8 @@ impl From<pb::Task> for TaskView {
                         })
                         .collect(),
                     health_status: c.health_status,
+                    health_check_output: c.health_check_output,
+                    restart_count: c.restart_count,
                     cpu: c.cpu,
                     memory: c.memory,
                     memory_reservation: c.memory_reservation,

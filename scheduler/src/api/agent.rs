@@ -544,6 +544,8 @@ pub fn validate_report(r: TaskStatusReport) -> Result<TaskReport, ApiError> {
             reason: c.reason,
             network_bindings: bindings,
             health_status: c.health_status,
+            health_check_output: c.health_check_output,
+            restart_count: c.restart_count,
             cpu: None,
             memory: None,
             memory_reservation: None,

@@ -76,6 +76,8 @@ pub fn task_to_proto(arn: &ArnPrefix, t: &TaskRecord) -> Task {
                     })
                     .collect(),
                 health_status: c.health_status.clone(),
+                health_check_output: c.health_check_output.clone(),
+                restart_count: c.restart_count,
                 cpu: opt_string(c.cpu),
                 memory: opt_string(c.memory),
                 memory_reservation: opt_string(c.memory_reservation),

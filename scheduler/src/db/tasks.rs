@@ -617,7 +617,9 @@ fn merge_report(task: &mut TaskRecord, r: &TaskReport) {
         }
         if !c.health_status.is_empty() {
             mine.health_status = c.health_status.clone();
+            mine.health_check_output = c.health_check_output.clone();
         }
+        mine.restart_count = mine.restart_count.max(c.restart_count);
     }
     if r.last_status == TaskStatus::Stopped {
         task.desired_status = DesiredStatus::Stopped;

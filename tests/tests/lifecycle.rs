@@ -1,0 +1,408 @@
+//! Container semantics on real containerd + runc + CNI: `dependsOn` gates
+//! (SUCCESS, HEALTHY, a failing init, a cycle refused at registration),
+//! health checks run through containerd exec and reported by `task
+//! describe`, and the restart policy by ECS's rules. Root is required: run
+//! via `scripts/test` as root; without root the tests fail with that message.
+//!
+//! Each test has its own scheduler, agent, containerd, registry, bridge,
+//! subnet, cgroup parent and host-port range (free_slot block 216).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests fail loudly by design; Drop polls with std time
+
+use std::time::Duration;
+
+use berth_proto::v1::task_definition_service_client::TaskDefinitionServiceClient;
+use berth_proto::v1::RegisterTaskDefinitionRequest;
+use berth_testkit::registry::Registry;
+use berth_tests::{eventually, json, ok_stdout, Agent, Scheduler};
+use serde_json::Value;
+use tokio::time::Instant;
+
+struct Cluster {
+    sched: Scheduler,
+    agent: Agent,
+    _registry: Registry,
+    _ctd: berth_testkit::containerd::Containerd,
+    image: String,
+    instance: String,
+    /// Its bridge and cgroup parent, removed when the cluster goes.
+    bridge: String,
+    cgroup_parent: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn cluster() -> Cluster {
+    berth_testkit::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let ctd = berth_testkit::containerd::Containerd::start();
+    let registry = Registry::start(None);
+    let pushed = registry.push_busybox("berth/busybox", "latest");
+    let sched = Scheduler::start(&dir.path().join("sched")).await;
+    let (r, port_base, subnet) = berth_tests::free_slot(216);
+    let bridge = format!("bt{r:04x}");
+    let cgroup_parent = format!("berth-test-{r:04x}");
+    let env: Vec<(String, String)> = vec![
+        (
+            "BERTH_CONTAINERD_SOCKET".into(),
+            ctd.socket().display().to_string(),
+        ),
+        ("BERTH_INSECURE_REGISTRIES".into(), registry.addr()),
+        ("BERTH_TASK_CLEANUP_WAIT".into(), "2s".into()),
+        ("BERTH_STOP_TIMEOUT".into(), "3s".into()),
+        ("BERTH_BRIDGE".into(), bridge.clone()),
+        ("BERTH_BRIDGE_SUBNET".into(), subnet),
+        ("BERTH_CGROUP_PARENT".into(), cgroup_parent.clone()),
+        (
+            "BERTH_PORT_RANGE".into(),
+            format!("{port_base}-{}", port_base + 49),
+        ),
+    ];
+    let agent = Agent::start_with_env(&sched, "default", &dir.path().join("agent"), &env);
+    let instance = berth_tests::connected_instance(&sched, &agent).await;
+    Cluster {
+        sched,
+        agent,
+        image: pushed.reference,
+        _registry: registry,
+        _ctd: ctd,
+        instance,
+        bridge,
+        cgroup_parent,
+        _dir: dir,
+    }
+}
+
+impl Drop for Cluster {
+    /// Stops the test's remaining tasks through Berth, so the agent tears
+    /// their networks and cgroups down before containerd goes away; then
+    /// removes the (now unused) bridge and the empty cgroup parents.
+    fn drop(&mut self) {
+        self.sched.stop_all_tasks(Duration::from_secs(30));
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+            for ctrl in controllers.flatten() {
+                let _ = std::fs::remove_dir(ctrl.path().join(&self.cgroup_parent));
+            }
+        }
+    }
+}
+
+impl Cluster {
+    fn register(&self, json: &str) -> String {
+        let json = json.replace("IMAGE", &self.image);
+        let out = self
+            .sched
+            .ctl_stdin(&["taskdef", "register", "-f", "-"], &json);
+        ok_stdout(&out).lines().next().unwrap().to_owned()
+    }
+
+    fn start(&self, taskdef: &str) -> String {
+        let out = self.sched.ctl(&[
+            "task",
+            "start",
+            "--taskdef",
+            taskdef,
+            "--instance",
+            &self.instance,
+            "-o",
+            "json",
+        ]);
+        let v = json(&out);
+        let arn = v["tasks"][0]["taskArn"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no task in {v}"));
+        berth_proto::arn::short_id(arn).to_owned()
+    }
+
+    fn describe(&self, task: &str) -> Value {
+        json(&self.sched.ctl(&["task", "describe", task, "-o", "json"]))["tasks"][0].clone()
+    }
+
+    /// Polls `task describe` until `check` accepts it.
+    async fn until(
+        &self,
+        task: &str,
+        limit: Duration,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        eventually(limit, &format!("task {task}: {what}"), || async {
+            let t = self.describe(task);
+            if check(&t) {
+                Ok(t)
+            } else {
+                Err(format!(
+                    "{t:#}\nagent log (tail):\n{}",
+                    tail(&self.agent.log_text(), 30)
+                ))
+            }
+        })
+        .await
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<_> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn container<'a>(t: &'a Value, name: &str) -> &'a Value {
+    t["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no container {name} in {t:#}"))
+}
+
+/// init writes a marker into a task volume and exits 0 after 4 s; app
+/// exits 7 at once if it starts before the marker exists.
+const GATED: &str = r#"{"family":"gated","volumes":[{"name":"data"}],"containerDefinitions":[
+    {"name":"init","image":"IMAGE","memory":32,"essential":false,
+     "mountPoints":[{"sourceVolume":"data","containerPath":"/data"}],
+     "entryPoint":["sh","-c"],"command":["sleep 4; echo ok > /data/ready"]},
+    {"name":"app","image":"IMAGE","memory":32,
+     "mountPoints":[{"sourceVolume":"data","containerPath":"/data"}],
+     "dependsOn":[{"containerName":"init","condition":"SUCCESS"}],
+     "entryPoint":["sh","-c"],"command":["test -f /data/ready || exit 7; exec sleep 3600"]}]}"#;
+
+const FAILING_INIT: &str = r#"{"family":"failing-init","containerDefinitions":[
+    {"name":"init","image":"IMAGE","memory":32,"essential":false,
+     "entryPoint":["sh","-c"],"command":["sleep 1; exit 1"]},
+    {"name":"app","image":"IMAGE","memory":32,
+     "dependsOn":[{"containerName":"init","condition":"SUCCESS"}],
+     "entryPoint":["sh","-c"],"command":["exec sleep 3600"]}]}"#;
+
+/// db becomes healthy once /tmp/up exists (after 6 s; checks every 5 s);
+/// it also writes /data/up, which app requires at its start.
+const HEALTHY_DEP: &str = r#"{"family":"healthy-dep","volumes":[{"name":"data"}],"containerDefinitions":[
+    {"name":"db","image":"IMAGE","memory":32,"startTimeout":60,
+     "mountPoints":[{"sourceVolume":"data","containerPath":"/data"}],
+     "entryPoint":["sh","-c"],"command":["sleep 6; touch /tmp/up /data/up; exec sleep 3600"],
+     "healthCheck":{"command":["CMD-SHELL","test -f /tmp/up"],"interval":5,"timeout":2,"retries":3}},
+    {"name":"app","image":"IMAGE","memory":32,
+     "mountPoints":[{"sourceVolume":"data","containerPath":"/data"}],
+     "dependsOn":[{"containerName":"db","condition":"HEALTHY"}],
+     "entryPoint":["sh","-c"],"command":["test -f /data/up || exit 7; exec sleep 3600"]}]}"#;
+
+const CYCLE: &str = r#"{"family":"cycle","containerDefinitions":[
+    {"name":"a","image":"busybox","memory":32,"dependsOn":[{"containerName":"b","condition":"START"}]},
+    {"name":"b","image":"busybox","memory":32,"dependsOn":[{"containerName":"a","condition":"START"}]}]}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn depends_on_gates_containers_and_stops_tasks_whose_dependency_fails() {
+    let c = cluster().await;
+
+    // A cycle is refused at registration, naming the path.
+    let mut client = TaskDefinitionServiceClient::new(c.sched.authed_channel().await);
+    let err = client
+        .register_task_definition(RegisterTaskDefinitionRequest {
+            task_definition_json: CYCLE.to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message()
+            .contains("containerDefinitions[0].dependsOn[0]")
+            && err.message().contains("a -> b -> a"),
+        "{}",
+        err.message()
+    );
+
+    let gated = c.start(&c.register(GATED));
+    let failing = c.start(&c.register(FAILING_INIT));
+    let healthy = c.start(&c.register(HEALTHY_DEP));
+
+    // While init runs, app waits and the task is PENDING.
+    let t = c
+        .until(&gated, Duration::from_secs(60), "init running", |t| {
+            container(t, "init")["lastStatus"] == "RUNNING"
+        })
+        .await;
+    assert_eq!(t["lastStatus"], "PENDING", "{t:#}");
+    assert_eq!(container(&t, "app")["lastStatus"], "PENDING", "{t:#}");
+    // init exits 0: app starts (and finds init's marker: it would exit 7).
+    let t = c
+        .until(&gated, Duration::from_secs(30), "RUNNING", |t| {
+            t["lastStatus"] == "RUNNING"
+        })
+        .await;
+    assert_eq!(container(&t, "init")["exitCode"], 0, "{t:#}");
+    assert_eq!(container(&t, "app")["lastStatus"], "RUNNING", "{t:#}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let t = c.describe(&gated);
+    assert_eq!(t["lastStatus"], "RUNNING", "app did not exit: {t:#}");
+
+    // init exits 1: the task stops, the reason names both and the condition.
+    let t = c
+        .until(&failing, Duration::from_secs(60), "STOPPED", |t| {
+            t["lastStatus"] == "STOPPED"
+        })
+        .await;
+    assert_eq!(t["stopCode"], "TaskFailedToStart", "{t:#}");
+    let reason = t["stoppedReason"].as_str().unwrap();
+    assert!(
+        reason.contains("\"app\"")
+            && reason.contains("\"init\"")
+            && reason.contains("SUCCESS")
+            && reason.contains("exited with code 1"),
+        "{reason}"
+    );
+    assert_eq!(container(&t, "init")["exitCode"], 1, "{t:#}");
+    assert_eq!(container(&t, "app")["lastStatus"], "STOPPED", "{t:#}");
+    assert!(
+        container(&t, "app").get("exitCode").is_none(),
+        "app never ran: {t:#}"
+    );
+
+    // A HEALTHY dependency: app waits for db's health check to pass.
+    let t = c
+        .until(&healthy, Duration::from_secs(60), "db running", |t| {
+            container(t, "db")["lastStatus"] == "RUNNING"
+        })
+        .await;
+    assert_eq!(t["lastStatus"], "PENDING", "{t:#}");
+    assert_eq!(container(&t, "app")["lastStatus"], "PENDING", "{t:#}");
+    assert_eq!(container(&t, "db")["healthStatus"], "UNKNOWN", "{t:#}");
+    let t = c
+        .until(&healthy, Duration::from_secs(40), "RUNNING", |t| {
+            t["lastStatus"] == "RUNNING"
+        })
+        .await;
+    assert_eq!(container(&t, "db")["healthStatus"], "HEALTHY", "{t:#}");
+    assert_eq!(t["healthStatus"], "HEALTHY", "{t:#}");
+    assert_eq!(container(&t, "app")["lastStatus"], "RUNNING", "{t:#}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(c.describe(&healthy)["lastStatus"], "RUNNING");
+}
+
+/// The file the check tests goes away 12 s after the start and comes back
+/// at 29 s.
+const FLAPPING: &str = r#"{"family":"flapping","containerDefinitions":[
+    {"name":"web","image":"IMAGE","memory":32,
+     "entryPoint":["sh","-c"],
+     "command":["touch /tmp/ok; sleep 12; rm /tmp/ok; sleep 17; touch /tmp/ok; exec sleep 3600"],
+     "healthCheck":{"command":["CMD-SHELL","if test -f /tmp/ok; then echo fine; else echo missing; exit 1; fi"],
+                    "interval":5,"timeout":2,"retries":2,"startPeriod":0}}]}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_health_check_turns_unhealthy_and_a_passing_one_healthy() {
+    let c = cluster().await;
+    let id = c.start(&c.register(FLAPPING));
+    let t = c
+        .until(&id, Duration::from_secs(60), "RUNNING", |t| {
+            t["lastStatus"] == "RUNNING"
+        })
+        .await;
+    // The container started before RUNNING was seen: its clock is ahead.
+    let running_seen = Instant::now();
+    assert_eq!(container(&t, "web")["healthStatus"], "UNKNOWN", "{t:#}");
+
+    let t = c
+        .until(&id, Duration::from_secs(20), "HEALTHY", |t| {
+            container(t, "web")["healthStatus"] == "HEALTHY"
+        })
+        .await;
+    assert_eq!(t["healthStatus"], "HEALTHY", "{t:#}");
+    assert_eq!(container(&t, "web")["healthCheckOutput"], "fine\n", "{t:#}");
+
+    let t = c
+        .until(&id, Duration::from_secs(40), "UNHEALTHY", |t| {
+            container(t, "web")["healthStatus"] == "UNHEALTHY"
+        })
+        .await;
+    let unhealthy_after = running_seen.elapsed();
+    // Removed at 12 s; unhealthy within interval × retries + timeout of
+    // that (5 × 2 + 2), with 3 s for reporting and polling.
+    assert!(
+        unhealthy_after <= Duration::from_secs(12 + 10 + 2 + 3),
+        "UNHEALTHY only {unhealthy_after:?} after RUNNING"
+    );
+    assert!(
+        unhealthy_after >= Duration::from_secs(12),
+        "UNHEALTHY before the file went: {unhealthy_after:?}"
+    );
+    assert_eq!(t["healthStatus"], "UNHEALTHY", "{t:#}");
+    assert_eq!(
+        container(&t, "web")["healthCheckOutput"],
+        "missing\n",
+        "{t:#}"
+    );
+    // ECS: an UNHEALTHY container does not stop a standalone task.
+    assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
+
+    // The file is back at 29 s: the next check passes.
+    let t = c
+        .until(&id, Duration::from_secs(30), "HEALTHY again", |t| {
+            container(t, "web")["healthStatus"] == "HEALTHY"
+        })
+        .await;
+    assert_eq!(t["healthStatus"], "HEALTHY", "{t:#}");
+    assert_eq!(container(&t, "web")["healthCheckOutput"], "fine\n", "{t:#}");
+}
+
+/// `crash` runs 61 s (a full restartAttemptPeriod of 60 s) and exits 1, so
+/// it is restarted in place; its second run finds its marker on the kept
+/// root filesystem and exits 3, which is ignored. `ignored` runs as long
+/// and exits 3: not restarted. `early` exits 1 at once: it did not run a
+/// full period, so ECS does not restart it.
+const RESTARTS: &str = r#"{"family":"restarts","containerDefinitions":[
+    {"name":"web","image":"IMAGE","memory":32,"entryPoint":["sh","-c"],"command":["exec sleep 3600"]},
+    {"name":"crash","image":"IMAGE","memory":32,"essential":false,
+     "restartPolicy":{"enabled":true,"ignoredExitCodes":[3],"restartAttemptPeriod":60},
+     "entryPoint":["sh","-c"],
+     "command":["if test -f /ran-once; then echo second run; exit 3; fi; touch /ran-once; sleep 61; exit 1"]},
+    {"name":"ignored","image":"IMAGE","memory":32,"essential":false,
+     "restartPolicy":{"enabled":true,"ignoredExitCodes":[3],"restartAttemptPeriod":60},
+     "entryPoint":["sh","-c"],"command":["sleep 61; exit 3"]},
+    {"name":"early","image":"IMAGE","memory":32,"essential":false,
+     "restartPolicy":{"enabled":true,"restartAttemptPeriod":60},
+     "entryPoint":["sh","-c"],"command":["exit 1"]}]}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_restart_policy_restarts_crashing_containers_by_ecs_rules() {
+    let c = cluster().await;
+    let id = c.start(&c.register(RESTARTS));
+    c.until(&id, Duration::from_secs(60), "RUNNING", |t| {
+        t["lastStatus"] == "RUNNING"
+    })
+    .await;
+    let t = c
+        .until(&id, Duration::from_secs(20), "early stopped", |t| {
+            container(t, "early")["lastStatus"] == "STOPPED"
+        })
+        .await;
+    assert_eq!(container(&t, "early")["exitCode"], 1, "{t:#}");
+    assert!(
+        container(&t, "early").get("restartCount").is_none(),
+        "{t:#}"
+    );
+
+    let t = c
+        .until(&id, Duration::from_secs(90), "crash restarted", |t| {
+            container(t, "crash")["restartCount"] == 1
+        })
+        .await;
+    assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
+    // Its second run exits 3 (ignored) at once: no more restarts.
+    let t = c
+        .until(&id, Duration::from_secs(30), "crash stopped", |t| {
+            container(t, "crash")["lastStatus"] == "STOPPED"
+                && container(t, "ignored")["lastStatus"] == "STOPPED"
+        })
+        .await;
+    assert_eq!(container(&t, "crash")["exitCode"], 3, "{t:#}");
+    assert_eq!(container(&t, "crash")["restartCount"], 1, "{t:#}");
+    assert_eq!(container(&t, "ignored")["exitCode"], 3, "{t:#}");
+    assert!(
+        container(&t, "ignored").get("restartCount").is_none(),
+        "{t:#}"
+    );
+    let logs = ok_stdout(&c.sched.ctl(&["task", "logs", &id, "--container", "crash"]));
+    assert!(logs.contains("second run"), "{logs}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t = c.describe(&id);
+    assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
+    assert_eq!(container(&t, "crash")["restartCount"], 1, "{t:#}");
+}
