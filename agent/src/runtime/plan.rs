@@ -32,6 +32,9 @@ pub mod labels {
     pub const NETWORK_MODE: &str = "berth.network-mode";
     /// JSON list of this task's [`super::PortAssignment`]s.
     pub const PORTS: &str = "berth.ports";
+    /// The container's random id in its task metadata endpoint URI
+    /// (`/v4/<id>`); unguessable, so a task cannot name another's.
+    pub const METADATA_ID: &str = "berth.metadata-id";
 }
 
 /// Why a plan cannot be made.
@@ -71,6 +74,9 @@ pub struct ContainerPlan {
     pub stop_signal: Option<String>,
     /// containerd's id: `<task id>-<index>-<name prefix>`, at most 76 chars.
     pub runtime_id: String,
+    /// Random (128 bits, hex): the container's path in the task metadata
+    /// endpoint. Empty for containers started before Berth had one.
+    pub metadata_id: String,
 }
 
 /// A task to supervise.
@@ -110,6 +116,11 @@ fn runtime_id(task_id: &str, index: usize, name: &str) -> String {
     id
 }
 
+/// 128 random bits from the OS's CSPRNG (a v4 UUID's randomness), as hex.
+fn new_metadata_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 fn task_id_of(arn: &str) -> String {
     berth_proto::arn::short_id(arn).to_owned()
 }
@@ -144,6 +155,7 @@ impl TaskPlan {
                     .unwrap_or(default_stop_timeout),
                 stop_signal: None,
                 runtime_id: runtime_id(&id, index, &c.name),
+                metadata_id: new_metadata_id(),
             })
             .collect();
         Ok(Self {
@@ -186,6 +198,9 @@ impl TaskPlan {
         );
         if let Some(s) = &c.stop_signal {
             put(labels::STOP_SIGNAL, s.clone());
+        }
+        if !c.metadata_id.is_empty() {
+            put(labels::METADATA_ID, c.metadata_id.clone());
         }
         put(labels::IMAGE, c.image.clone());
         put(
@@ -245,6 +260,7 @@ impl TaskPlan {
                 stop_timeout: Duration::from_secs(parse(l, labels::STOP_TIMEOUT_SECS, &name)?),
                 stop_signal: l.get(labels::STOP_SIGNAL).cloned(),
                 runtime_id: runtime_id.clone(),
+                metadata_id: l.get(labels::METADATA_ID).cloned().unwrap_or_default(),
                 name,
             });
         }
@@ -349,6 +365,11 @@ mod tests {
             "0123456789abcdef0123456789abcdef-1-a-very-long-sidecar-name"
         );
         assert_eq!(p.ports_of("web").count(), 1);
+        let ids: Vec<_> = p.containers.iter().map(|c| &c.metadata_id).collect();
+        assert!(ids.iter().all(|i| i.len() == 32), "{ids:?}");
+        assert_ne!(ids[0], ids[1], "each container has its own metadata id");
+        let again = TaskPlan::from_desired(&desired(TWO), Duration::from_secs(30)).unwrap();
+        assert_ne!(again.containers[0].metadata_id, p.containers[0].metadata_id);
     }
 
     #[test]
