@@ -86,6 +86,13 @@ pub mod env {
     pub const IMAGE_CLEANUP_INTERVAL: &str = "BERTH_IMAGE_CLEANUP_INTERVAL";
     /// ECS_NUM_IMAGES_DELETE_PER_CYCLE.
     pub const IMAGE_CLEANUP_PER_CYCLE: &str = "BERTH_IMAGE_CLEANUP_PER_CYCLE";
+    /// `true` (default) or `false`: the task metadata endpoint v4.
+    pub const TASK_METADATA: &str = "BERTH_TASK_METADATA";
+    /// The endpoint's port on the bridge's gateway address (default 51679).
+    pub const TASK_METADATA_PORT: &str = "BERTH_TASK_METADATA_PORT";
+    /// The address containers get as `BERTH_HOST_IP` (default: the address
+    /// of the interface of the host's default route).
+    pub const TASK_HOST_IP: &str = "BERTH_TASK_HOST_IP";
 }
 
 /// A duration written like `30s`, `5m`, `3h` (humantime).
@@ -171,6 +178,10 @@ pub struct RuntimeConfig {
     pub image_cleanup_min_age: std::time::Duration,
     pub image_cleanup_interval: std::time::Duration,
     pub image_cleanup_per_cycle: usize,
+    /// Serve the task metadata endpoint v4 (and give containers its URI).
+    pub task_metadata: bool,
+    pub task_metadata_port: u16,
+    pub task_host_ip: Option<std::net::IpAddr>,
 }
 
 impl RuntimeConfig {
@@ -203,6 +214,9 @@ impl Default for RuntimeConfig {
             image_cleanup_min_age: std::time::Duration::from_secs(3600),
             image_cleanup_interval: std::time::Duration::from_secs(1800),
             image_cleanup_per_cycle: 5,
+            task_metadata: true,
+            task_metadata_port: crate::metadata::DEFAULT_PORT,
+            task_host_ip: None,
         }
     }
 }
@@ -440,6 +454,9 @@ struct FileConfig {
     image_cleanup_min_age: Option<HumanDuration>,
     image_cleanup_interval: Option<HumanDuration>,
     image_cleanup_per_cycle: Option<usize>,
+    task_metadata: Option<bool>,
+    task_metadata_port: Option<u16>,
+    task_host_ip: Option<std::net::IpAddr>,
 }
 
 /// Loads the configuration: reads the file named by `flags.config`, else by
@@ -760,6 +777,27 @@ pub fn from_sources(
             file_cfg.image_cleanup_per_cycle,
         )?
         .map_or(d.image_cleanup_per_cycle, |(v, _)| v);
+    let task_metadata = layers
+        .parsed(env::TASK_METADATA, "task_metadata", file_cfg.task_metadata)?
+        .map_or(d.task_metadata, |(v, _)| v);
+    let task_metadata_port = match layers.parsed::<u16>(
+        env::TASK_METADATA_PORT,
+        "task_metadata_port",
+        file_cfg.task_metadata_port,
+    )? {
+        Some((0, origin)) => {
+            return Err(invalid(
+                "task_metadata_port",
+                "0",
+                &origin,
+                "must be a port number (1-65535)".to_owned(),
+            ))
+        }
+        other => other.map_or(d.task_metadata_port, |(v, _)| v),
+    };
+    let task_host_ip = layers
+        .parsed(env::TASK_HOST_IP, "task_host_ip", file_cfg.task_host_ip)?
+        .map(|(v, _)| v);
     let runtime = RuntimeConfig {
         containerd_socket,
         containerd_namespace,
@@ -777,6 +815,9 @@ pub fn from_sources(
         image_cleanup_min_age,
         image_cleanup_interval,
         image_cleanup_per_cycle,
+        task_metadata,
+        task_metadata_port,
+        task_host_ip,
     };
 
     Ok(Config {
@@ -1388,5 +1429,24 @@ mod runtime_settings_tests {
         assert!(err("", &[(env::BRIDGE, "a-very-long-bridge-name")]).contains("invalid bridge"));
         assert!(err("", &[(env::LOG_MAX_FILES, "0")]).contains("invalid log_max_files"));
         assert!(err("contianerd_socket = \"/x\"", &[]).contains("unknown field"));
+        assert!(err("", &[(env::TASK_METADATA, "yes")]).contains("invalid task_metadata"));
+        assert!(err("", &[(env::TASK_METADATA_PORT, "0")]).contains("invalid task_metadata_port"));
+        assert!(err("", &[(env::TASK_HOST_IP, "host")]).contains("invalid task_host_ip"));
+    }
+
+    #[test]
+    fn task_metadata_settings() {
+        let c = load_with("", &[]).unwrap();
+        assert!(c.runtime.task_metadata);
+        assert_eq!(c.runtime.task_metadata_port, 51679);
+        assert_eq!(c.runtime.task_host_ip, None);
+        let c = load_with(
+            "task_metadata_port = 8080\ntask_host_ip = \"192.0.2.7\"",
+            &[(env::TASK_METADATA, "false")],
+        )
+        .unwrap();
+        assert!(!c.runtime.task_metadata);
+        assert_eq!(c.runtime.task_metadata_port, 8080);
+        assert_eq!(c.runtime.task_host_ip, Some("192.0.2.7".parse().unwrap()));
     }
 }

@@ -17,6 +17,7 @@
 //! - [`runtime`]: running tasks on this host: the supervisor and runners,
 //!   OCI specs, cgroups, CNI networking, containerd, image pulls and GC.
 //! - [`logs`]: container logs (the log-driver binary, json-files, the log server).
+//! - [`metadata`]: the task metadata endpoint v4 (HTTP on the bridge's gateway).
 //!
 //! Invariants: nothing here exits or panics on a scheduler outage (a lost
 //! connection is a [`ConnectionState`]); configuration, host and identity are
@@ -28,6 +29,7 @@ pub mod desired;
 pub mod host;
 pub mod identity;
 pub mod logs;
+pub mod metadata;
 pub mod register;
 pub mod runtime;
 pub mod session;
@@ -160,6 +162,40 @@ pub fn start_runtime(
         what: "CNI networking",
         cause: e.to_string(),
     })?;
+    // The task metadata endpoint on the bridge's gateway address (the
+    // subnet's first address, which the CNI bridge plugin gives the bridge).
+    let registry = metadata::Registry::default();
+    let metadata_base = if rc.task_metadata {
+        let gateway = std::net::Ipv4Addr::from(u32::from(networking.subnet().network().addr()) + 1);
+        let addr = std::net::SocketAddr::new(gateway.into(), rc.task_metadata_port);
+        match metadata::bind(addr) {
+            Ok(listener) => {
+                let endpoint = std::sync::Arc::new(metadata::Endpoint::new(
+                    registry.clone(),
+                    reporter.clone(),
+                    desired.clone(),
+                    Some(cgroups.clone()),
+                    config.availability_zone.clone(),
+                ));
+                tokio::spawn(metadata::serve(listener, endpoint, cancel.clone()));
+                Some(format!("http://{addr}"))
+            }
+            // Tasks still run; their containers get no metadata URI. (Two
+            // agents sharing one bridge, e.g., meet here.)
+            Err(e) => {
+                tracing::error!(%addr, cause = %e, "cannot listen for the task metadata endpoint; containers get no ECS_CONTAINER_METADATA_URI");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let host_ip = rc.task_host_ip.or_else(runtime::task_env::detect_host_ip);
+    if host_ip.is_none() {
+        tracing::warn!(
+            "no address for BERTH_HOST_IP: the host has no default route; set task_host_ip"
+        );
+    }
     let hostname = config.hostname.clone().unwrap_or_else(|| {
         hostname::get()
             .map(|h| h.to_string_lossy().into_owned())
@@ -178,6 +214,8 @@ pub fn start_runtime(
         task_dir: config.state_dir.join("tasks"),
         snapshotter: "overlayfs".to_owned(),
         hostname,
+        metadata_base,
+        host_ip,
     };
     tokio::spawn(async move {
         let mut warned = false;
@@ -210,9 +248,10 @@ pub fn start_runtime(
             }
         }
         let images = runtime::image::ImageStore::new(ctd.clone(), rc.image_store_config());
-        let ops = std::sync::Arc::new(runtime::host_ops::HostOps::new(
-            ctd, images, networking, cgroups, host_cfg,
-        ));
+        let ops = std::sync::Arc::new(
+            runtime::host_ops::HostOps::new(ctd, images, networking, cgroups, host_cfg)
+                .with_metadata(registry),
+        );
         let ctx = std::sync::Arc::new(runtime::runner::RunnerCtx {
             ops: ops.clone(),
             reporter,

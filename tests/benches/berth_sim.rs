@@ -193,7 +193,9 @@ async fn main() {
     // `cargo test --all-targets` builds bench targets; only `cargo bench`
     // (which passes --bench) measures.
     if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("berth-sim is a benchmark: run it with `cargo bench -p berth-tests --bench berth-sim`");
+        eprintln!(
+            "berth-sim is a benchmark: run it with `cargo bench -p berth-tests --bench berth-sim`"
+        );
         return;
     }
     raise_fd_limit();
@@ -222,7 +224,11 @@ async fn main() {
     .await;
     let pid = sched.pid();
     let ok = sched.ctl_stdin(&["taskdef", "register", "-f", "-"], TASK_DEF);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let target = sched.agent_target().await;
     let (activation, code) = target.activation("default", instances as u32, 0).await;
 
@@ -311,8 +317,7 @@ async fn main() {
     let placed = placed.load(Ordering::Relaxed);
     eprintln!("placed {placed} tasks in {place_time:.1?}; waiting for RUNNING reports");
     let deadline = Instant::now() + Duration::from_secs(1800);
-    while counters.running_reported.load(Ordering::Relaxed) < placed && Instant::now() < deadline
-    {
+    while counters.running_reported.load(Ordering::Relaxed) < placed && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let running_reported = counters.running_reported.load(Ordering::Relaxed);
@@ -327,14 +332,42 @@ async fn main() {
     println!("berth-sim results");
     println!("  instances                  {instances}");
     println!("  tasks requested            {tasks} ({calls} RunTask calls of {count}, {clients} clients, {strategy})");
-    println!("  join (register + connect)  {:.1} s", join_time.as_secs_f64());
-    println!("  placed (durable, acked)    {placed} in {:.2} s = {:.0} placements/s", place_time.as_secs_f64(), placed as f64 / place_time.as_secs_f64());
-    println!("  not placed                 {}", failures.load(Ordering::Relaxed));
-    println!("  RunTask latency p50/p99    {:.1?} / {:.1?}", percentile(&latencies, 0.5), percentile(&latencies, 0.99));
-    println!("  all RUNNING reported       {running_reported} after {:.2} s", all_running.as_secs_f64());
-    println!("  desired-state messages     {}", counters.desired_messages.load(Ordering::Relaxed));
-    println!("  scheduler RSS              {:.0} MiB joined, {:.0} MiB at end (peak {:.0} MiB)", rss_joined as f64 / 1024.0, rss as f64 / 1024.0, hwm as f64 / 1024.0);
-    println!("  store size                 {:.0} MiB", store as f64 / (1024.0 * 1024.0));
+    println!(
+        "  join (register + connect)  {:.1} s",
+        join_time.as_secs_f64()
+    );
+    println!(
+        "  placed (durable, acked)    {placed} in {:.2} s = {:.0} placements/s",
+        place_time.as_secs_f64(),
+        placed as f64 / place_time.as_secs_f64()
+    );
+    println!(
+        "  not placed                 {}",
+        failures.load(Ordering::Relaxed)
+    );
+    println!(
+        "  RunTask latency p50/p99    {:.1?} / {:.1?}",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+    println!(
+        "  all RUNNING reported       {running_reported} after {:.2} s",
+        all_running.as_secs_f64()
+    );
+    println!(
+        "  desired-state messages     {}",
+        counters.desired_messages.load(Ordering::Relaxed)
+    );
+    println!(
+        "  scheduler RSS              {:.0} MiB joined, {:.0} MiB at end (peak {:.0} MiB)",
+        rss_joined as f64 / 1024.0,
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    println!(
+        "  store size                 {:.0} MiB",
+        store as f64 / (1024.0 * 1024.0)
+    );
     for j in joins {
         j.abort();
     }

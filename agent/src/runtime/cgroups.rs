@@ -132,6 +132,33 @@ pub struct Stats {
     pub pids: u64,
 }
 
+/// Usage of one container's cgroup, for Docker-style stats (the task
+/// metadata endpoint's `/stats`). Optional files the kernel may lack read
+/// as `None` or empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerUsage {
+    pub cpu_total_ns: u64,
+    pub cpu_user_ns: u64,
+    pub cpu_system_ns: u64,
+    /// v1 only (`cpuacct.usage_percpu`).
+    pub percpu_ns: Vec<u64>,
+    pub throttle_periods: u64,
+    pub throttled_periods: u64,
+    pub throttled_ns: u64,
+    pub memory_usage: u64,
+    pub memory_max_usage: Option<u64>,
+    /// `None`: unlimited.
+    pub memory_limit: Option<u64>,
+    pub memory_failcnt: Option<u64>,
+    /// `memory.stat`, as the kernel names its keys.
+    pub memory_stat: BTreeMap<String, u64>,
+    pub pids: u64,
+    pub pids_limit: Option<u64>,
+}
+
+/// Nanoseconds per `USER_HZ` tick (100 on Linux), for v1's `cpuacct.stat`.
+const NS_PER_TICK: u64 = 10_000_000;
+
 /// CPU shares (v1, 2–262144) to `cpu.weight` (v2, 1–10000): runc's
 /// `ConvertCPUSharesToCgroupV2Value`, which the kubelet uses too; 0 stays 0
 /// (unset).
@@ -318,6 +345,82 @@ impl CgroupManager {
                     memory_usage_bytes: read_u64(&dir.join("memory.current"))?,
                     memory_limit_bytes: parse_max(&max),
                     pids: read_u64(&dir.join("pids.current"))?,
+                })
+            }
+        }
+    }
+
+    /// Usage of container `container` of task `task_id` (its own cgroup,
+    /// which runc creates at [`Self::container_cgroups_path`]). An error when
+    /// the cgroup is gone (the container stopped).
+    pub fn container_usage(
+        &self,
+        task_id: &str,
+        container: &str,
+    ) -> Result<ContainerUsage, CgroupError> {
+        check_name(task_id, false)?;
+        check_name(container, false)?;
+        let rel = format!("{}/{}", self.task_rel(task_id), container);
+        let opt = |p: &Path| fs::read_to_string(p).ok();
+        let opt_u64 = |p: &Path| opt(p).and_then(|s| s.trim().parse::<u64>().ok());
+        let flat = |text: Option<String>| -> BTreeMap<String, u64> {
+            text.unwrap_or_default()
+                .lines()
+                .filter_map(|l| {
+                    let (k, v) = l.split_once(' ')?;
+                    Some((k.to_owned(), v.trim().parse().ok()?))
+                })
+                .collect()
+        };
+        match self.version {
+            CgroupVersion::V1 => {
+                let acct = self.dir("cpuacct", &rel)?;
+                let cpu = self.dir("cpu", &rel)?;
+                let mem = self.dir("memory", &rel)?;
+                let pids = self.dir("pids", &rel)?;
+                let ticks = flat(opt(&acct.join("cpuacct.stat")));
+                let throttle = flat(opt(&cpu.join("cpu.stat")));
+                let limit = read_u64(&mem.join("memory.limit_in_bytes"))?;
+                Ok(ContainerUsage {
+                    cpu_total_ns: read_u64(&acct.join("cpuacct.usage"))?,
+                    cpu_user_ns: ticks.get("user").copied().unwrap_or(0) * NS_PER_TICK,
+                    cpu_system_ns: ticks.get("system").copied().unwrap_or(0) * NS_PER_TICK,
+                    percpu_ns: opt(&acct.join("cpuacct.usage_percpu"))
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .filter_map(|n| n.parse().ok())
+                        .collect(),
+                    throttle_periods: throttle.get("nr_periods").copied().unwrap_or(0),
+                    throttled_periods: throttle.get("nr_throttled").copied().unwrap_or(0),
+                    throttled_ns: throttle.get("throttled_time").copied().unwrap_or(0),
+                    memory_usage: read_u64(&mem.join("memory.usage_in_bytes"))?,
+                    memory_max_usage: opt_u64(&mem.join("memory.max_usage_in_bytes")),
+                    memory_limit: (limit < V1_UNLIMITED).then_some(limit),
+                    memory_failcnt: opt_u64(&mem.join("memory.failcnt")),
+                    memory_stat: flat(opt(&mem.join("memory.stat"))),
+                    pids: opt_u64(&pids.join("pids.current")).unwrap_or(0),
+                    pids_limit: opt(&pids.join("pids.max")).and_then(|s| parse_max(&s)),
+                })
+            }
+            CgroupVersion::V2 => {
+                let dir = self.dir("unified", &rel)?;
+                let cpu = flat(Some(read_file(&dir.join("cpu.stat"))?));
+                let us = |k: &str| cpu.get(k).copied().unwrap_or(0).saturating_mul(1000);
+                Ok(ContainerUsage {
+                    cpu_total_ns: us("usage_usec"),
+                    cpu_user_ns: us("user_usec"),
+                    cpu_system_ns: us("system_usec"),
+                    percpu_ns: vec![],
+                    throttle_periods: cpu.get("nr_periods").copied().unwrap_or(0),
+                    throttled_periods: cpu.get("nr_throttled").copied().unwrap_or(0),
+                    throttled_ns: us("throttled_usec"),
+                    memory_usage: read_u64(&dir.join("memory.current"))?,
+                    memory_max_usage: opt_u64(&dir.join("memory.peak")),
+                    memory_limit: opt(&dir.join("memory.max")).and_then(|s| parse_max(&s)),
+                    memory_failcnt: None,
+                    memory_stat: flat(opt(&dir.join("memory.stat"))),
+                    pids: opt_u64(&dir.join("pids.current")).unwrap_or(0),
+                    pids_limit: opt(&dir.join("pids.max")).and_then(|s| parse_max(&s)),
                 })
             }
         }

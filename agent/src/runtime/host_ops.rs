@@ -36,8 +36,11 @@ use super::ops::{ExecOutput, ExitInfo, Observed, ObservedState, OpsError, PullIn
 use super::plan::{labels, ContainerPlan, TaskPlan};
 use super::report::Binding;
 use super::spec;
+use super::task_env;
 use crate::logs::driver::{binary_uri, DriverArgs};
 use crate::logs::server::log_path;
+use crate::metadata::registry::{ContainerEvent, NetworkFacts, TaskEntry};
+use crate::metadata::Registry;
 
 /// containerd's runc shim.
 const RUNC_RUNTIME: &str = "io.containerd.runc.v2";
@@ -60,6 +63,11 @@ pub struct HostOpsConfig {
     pub snapshotter: String,
     /// The host's name (containers in host network mode take it).
     pub hostname: String,
+    /// `http://addr:port` of the task metadata endpoint; `None` when it is
+    /// off (containers then get no `ECS_CONTAINER_METADATA_URI*`).
+    pub metadata_base: Option<String>,
+    /// The address containers get as `BERTH_HOST_IP`.
+    pub host_ip: Option<std::net::IpAddr>,
 }
 
 /// What `prepare` set up for a task.
@@ -84,6 +92,8 @@ pub struct HostOps {
     in_use: Mutex<HashMap<String, String>>,
     /// Numbers exec ids (`berth-exec-<n>`).
     execs: AtomicU64,
+    /// What the task metadata endpoint serves (written here, read there).
+    metadata: Registry,
 }
 
 fn rt(op: &str, status: tonic::Status) -> OpsError {
@@ -132,6 +142,15 @@ fn network_mode(m: NetworkMode) -> network::Mode {
         NetworkMode::Host => network::Mode::Host,
         NetworkMode::Awsvpc => network::Mode::Awsvpc,
         NetworkMode::None => network::Mode::None,
+    }
+}
+
+fn network_facts(n: &network::TaskNetwork) -> NetworkFacts {
+    NetworkFacts {
+        ip: n.ip,
+        prefix_len: n.prefix_len,
+        gateway: n.gateway,
+        host_veth: n.host_veth.clone(),
     }
 }
 
@@ -198,7 +217,16 @@ impl HostOps {
             init_binary: spec::find_init_binary(),
             in_use: Mutex::new(HashMap::new()),
             execs: AtomicU64::new(0),
+            metadata: Registry::default(),
         }
+    }
+
+    /// Shares `registry` with the task metadata endpoint: tasks are entered
+    /// once their network is set up (or re-adopted) and forgotten at
+    /// teardown.
+    pub fn with_metadata(mut self, registry: Registry) -> Self {
+        self.metadata = registry;
+        self
     }
 
     pub fn images(&self) -> &ImageStore {
@@ -459,6 +487,8 @@ impl TaskOps for HostOps {
             volumes.insert(name, dir);
         }
         let b = bindings(&net.bindings);
+        self.metadata
+            .register(TaskEntry::new(plan, network_facts(&net)));
         Ok((
             PreparedTask {
                 network: net,
@@ -481,6 +511,10 @@ impl TaskOps for HostOps {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(c.runtime_id.clone(), c.image.clone());
         }
+        self.metadata.register(TaskEntry::new(
+            plan,
+            net.as_ref().map(network_facts).unwrap_or_default(),
+        ));
         Ok(net.map(|n| bindings(&n.bindings)).unwrap_or_default())
     }
 
@@ -515,13 +549,16 @@ impl TaskOps for HostOps {
             .find(|c| c.runtime_id == runtime_id)
             .map(|c| c.name.clone())
             .unwrap_or_default();
+        let at = system_time(r.exited_at);
+        self.metadata
+            .container_event(&plan.arn, &name, ContainerEvent::Finished, at);
         let oom_killed = self
             .cgroups
             .container_oom_killed(&plan.id, &name)
             .unwrap_or(false);
         Ok(ExitInfo {
             code: r.exit_status as i32,
-            at: system_time(r.exited_at),
+            at,
             oom_killed,
         })
     }
@@ -683,6 +720,8 @@ impl TaskOps for HostOps {
     }
 
     async fn teardown(&self, plan: &TaskPlan) -> Result<(), OpsError> {
+        // Before the address can go to another task.
+        self.metadata.forget(&plan.arn);
         for c in &plan.containers {
             self.delete_task(&c.runtime_id).await;
         }
@@ -844,8 +883,16 @@ impl HostOps {
                 s.value_from, s.name
             )));
         }
-        let secret_env = plan.secrets.env_for(&c.name);
-        let process = spec::resolve_process(&image.config, cdef, &secret_env)
+        // The agent's variables, then the secrets (which win, as in ECS).
+        let mut extra_env = task_env::agent_env(
+            plan,
+            cdef,
+            &c.metadata_id,
+            self.cfg.metadata_base.as_deref(),
+            self.cfg.host_ip,
+        );
+        extra_env.extend(plan.secrets.env_for(&c.name));
+        let process = spec::resolve_process(&image.config, cdef, &extra_env)
             .map_err(|e| OpsError::Create(e.to_string()))?;
         let mounts = self.prepare_snapshot(c, image, lease).await?;
         let uid_gid = match numeric_user(&process.user) {
@@ -906,6 +953,12 @@ impl HostOps {
             &self.cfg.agent_binary,
             &self.log_args(plan, &c.name, Some(cdef)),
         );
+        self.metadata.container_event(
+            &plan.arn,
+            &c.name,
+            ContainerEvent::Created,
+            SystemTime::now(),
+        );
         let req = self.ctd.with_namespace(CreateTaskRequest {
             container_id: c.runtime_id.clone(),
             rootfs: mounts,
@@ -924,6 +977,12 @@ impl HostOps {
         if let Err(s) = self.ctd.tasks().start(req).await {
             return Err(OpsError::Start(s.message().to_owned()));
         }
+        self.metadata.container_event(
+            &plan.arn,
+            &c.name,
+            ContainerEvent::Started,
+            SystemTime::now(),
+        );
         self.in_use
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -36,6 +36,9 @@ pub mod labels {
     /// JSON of the container's [`super::Lifecycle`] (dependsOn, health
     /// check, restart policy); absent when it has none.
     pub const LIFECYCLE: &str = "berth.lifecycle";
+    /// The container's random id in its task metadata endpoint URI
+    /// (`/v4/<id>`); unguessable, so a task cannot name another's.
+    pub const METADATA_ID: &str = "berth.metadata-id";
 }
 
 /// Why a plan cannot be made.
@@ -77,6 +80,9 @@ pub struct ContainerPlan {
     pub runtime_id: String,
     /// dependsOn, startTimeout, health check, restart policy.
     pub lifecycle: Lifecycle,
+    /// Random (128 bits, hex): the container's path in the task metadata
+    /// endpoint. Empty for containers started before Berth had one.
+    pub metadata_id: String,
 }
 
 /// A task to supervise.
@@ -116,6 +122,11 @@ fn runtime_id(task_id: &str, index: usize, name: &str) -> String {
     id
 }
 
+/// 128 random bits from the OS's CSPRNG (a v4 UUID's randomness), as hex.
+fn new_metadata_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 fn task_id_of(arn: &str) -> String {
     berth_proto::arn::short_id(arn).to_owned()
 }
@@ -151,6 +162,7 @@ impl TaskPlan {
                 stop_signal: None,
                 runtime_id: runtime_id(&id, index, &c.name),
                 lifecycle: Lifecycle::from_definition(c),
+                metadata_id: new_metadata_id(),
             })
             .collect();
         Ok(Self {
@@ -193,6 +205,9 @@ impl TaskPlan {
         );
         if let Some(s) = &c.stop_signal {
             put(labels::STOP_SIGNAL, s.clone());
+        }
+        if !c.metadata_id.is_empty() {
+            put(labels::METADATA_ID, c.metadata_id.clone());
         }
         put(labels::IMAGE, c.image.clone());
         put(
@@ -267,6 +282,7 @@ impl TaskPlan {
                 stop_timeout: Duration::from_secs(parse(l, labels::STOP_TIMEOUT_SECS, &name)?),
                 stop_signal: l.get(labels::STOP_SIGNAL).cloned(),
                 runtime_id: runtime_id.clone(),
+                metadata_id: l.get(labels::METADATA_ID).cloned().unwrap_or_default(),
                 name,
             });
         }
@@ -373,6 +389,11 @@ mod tests {
             "0123456789abcdef0123456789abcdef-1-a-very-long-sidecar-name"
         );
         assert_eq!(p.ports_of("web").count(), 1);
+        let ids: Vec<_> = p.containers.iter().map(|c| &c.metadata_id).collect();
+        assert!(ids.iter().all(|i| i.len() == 32), "{ids:?}");
+        assert_ne!(ids[0], ids[1], "each container has its own metadata id");
+        let again = TaskPlan::from_desired(&desired(TWO), Duration::from_secs(30)).unwrap();
+        assert_ne!(again.containers[0].metadata_id, p.containers[0].metadata_id);
     }
 
     #[test]

@@ -1,0 +1,314 @@
+//! The task metadata endpoint v4 and the host-port environment, on real
+//! containerd + runc + CNI: busybox containers read
+//! `$ECS_CONTAINER_METADATA_URI_V4` with `wget` from inside bridge and
+//! awsvpc tasks, a second task is refused another task's metadata, the rate
+//! limit answers 429, and `$BERTH_HOST_PORT_80` matches what `berthctl task
+//! describe` shows. Root is required (network namespaces, cgroups, mounts):
+//! run via `scripts/test` as root; without root the tests fail with that
+//! message.
+//!
+//! The cluster has its own containerd, registry, bridge, subnet, cgroup
+//! parent and host-port range (`free_slot` block 217), so it meets no other
+//! test; the endpoint listens on its bridge's gateway address.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests fail loudly by design; Drop polls with std time
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use berth_testkit::registry::Registry;
+use berth_tests::{eventually, json, ok_stdout, Agent, Scheduler};
+use serde_json::Value;
+
+struct Cluster {
+    sched: Scheduler,
+    agent: Agent,
+    _registry: Registry,
+    _ctd: berth_testkit::containerd::Containerd,
+    image: String,
+    instance: String,
+    /// The endpoint's address: the bridge subnet's first address.
+    gateway: String,
+    bridge: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    /// Stops the test's tasks through Berth, so the agent tears their
+    /// networks and cgroups down before containerd goes away, then removes
+    /// the test's bridge (the CNI bridge plugin never does).
+    fn drop(&mut self) {
+        self.sched.stop_all_tasks(Duration::from_secs(20));
+        let _ = std::process::Command::new("ip")
+            .args(["link", "delete", &self.bridge])
+            .status();
+    }
+}
+
+async fn cluster() -> Cluster {
+    berth_testkit::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let ctd = berth_testkit::containerd::Containerd::start();
+    let registry = Registry::start(None);
+    let pushed = registry.push_busybox_with(
+        "berth/busybox",
+        "latest",
+        &berth_testkit::image::ImageOptions {
+            stop_signal: None,
+            ..Default::default()
+        },
+        berth_testkit::image::ImageFormat::Oci,
+    );
+    let sched = Scheduler::start(&dir.path().join("sched")).await;
+    let (r, port_base, subnet) = berth_tests::free_slot(217);
+    let gateway = subnet.replace(".0/24", ".1");
+    let bridge = format!("bm{r:04x}");
+    let env: Vec<(String, String)> = vec![
+        (
+            "BERTH_CONTAINERD_SOCKET".into(),
+            ctd.socket().display().to_string(),
+        ),
+        ("BERTH_INSECURE_REGISTRIES".into(), registry.addr()),
+        ("BERTH_TASK_CLEANUP_WAIT".into(), "2s".into()),
+        ("BERTH_STOP_TIMEOUT".into(), "2s".into()),
+        ("BERTH_BRIDGE".into(), bridge.clone()),
+        ("BERTH_BRIDGE_SUBNET".into(), subnet),
+        ("BERTH_CGROUP_PARENT".into(), format!("berth-test-{r:04x}")),
+        (
+            "BERTH_PORT_RANGE".into(),
+            format!("{port_base}-{}", port_base + 49),
+        ),
+        ("BERTH_TASK_HOST_IP".into(), "192.0.2.7".into()),
+    ];
+    let agent = Agent::start_with_env(&sched, "default", &dir.path().join("agent"), &env);
+    let instance = berth_tests::connected_instance(&sched, &agent).await;
+    Cluster {
+        sched,
+        agent,
+        _registry: registry,
+        _ctd: ctd,
+        image: pushed.reference,
+        instance,
+        gateway,
+        bridge,
+        _dir: dir,
+    }
+}
+
+impl Cluster {
+    fn run(&self, json: &str) -> String {
+        let json = json.replace("IMAGE", &self.image);
+        let out = self
+            .sched
+            .ctl_stdin(&["taskdef", "register", "-f", "-"], &json);
+        let td = ok_stdout(&out).lines().next().unwrap().to_owned();
+        let out = self.sched.ctl(&[
+            "task",
+            "start",
+            "--taskdef",
+            &td,
+            "--instance",
+            &self.instance,
+        ]);
+        let text = ok_stdout(&out);
+        text.split_whitespace()
+            .find(|w| w.len() == 32 && w.chars().all(|c| c.is_ascii_hexdigit()))
+            .or_else(|| {
+                text.lines()
+                    .next()
+                    .map(|l| berth_proto::arn::short_id(l.trim()))
+            })
+            .unwrap_or_else(|| panic!("no task id in {text:?}"))
+            .to_owned()
+    }
+
+    fn describe(&self, task: &str) -> Value {
+        json(&self.sched.ctl(&["task", "describe", task, "-o", "json"]))["tasks"][0].clone()
+    }
+
+    /// The text after `MARKER ` on the first log line of `task` that has it.
+    async fn logged(&self, task: &str, marker: &str) -> String {
+        let tag = format!("{marker} ");
+        eventually(
+            Duration::from_secs(60),
+            &format!("{marker} in the logs of {task}"),
+            || async {
+                let logs = ok_stdout(&self.sched.ctl(&["task", "logs", task]));
+                logs.lines()
+                    .find_map(|l| l.split_once(&tag).map(|(_, v)| v.trim().to_owned()))
+                    .ok_or_else(|| {
+                        format!(
+                            "logs: {logs}\ntask: {}\nagent log:\n{}",
+                            self.describe(task),
+                            tail(&self.agent.log_text(), 30)
+                        )
+                    })
+            },
+        )
+        .await
+    }
+
+    async fn logged_json(&self, task: &str, marker: &str) -> Value {
+        let text = self.logged(task, marker).await;
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{marker}: {e}: {text}"))
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<_> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn host_port(t: &Value, container_port: u64) -> u64 {
+    t["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["networkBindings"].as_array().cloned().unwrap_or_default())
+        .find(|b| b["containerPort"] == container_port)
+        .unwrap_or_else(|| panic!("no binding for {container_port} in {t}"))["hostPort"]
+        .as_u64()
+        .unwrap()
+}
+
+/// A shell loop: GET `url` until it answers, printing `MARKER <body>`
+/// (newlines removed), or `MARKER ERROR <wget's message>` after 10 tries.
+fn fetch(marker: &str, url: &str) -> String {
+    format!(
+        "i=0; while :; do if out=$(wget -qO- {url} 2>&1); then echo \"{marker} $(echo \"$out\" | tr -d '\\n')\"; break; fi; \
+         i=$((i+1)); if [ $i -ge 10 ]; then echo \"{marker} ERROR $out\"; break; fi; sleep 1; done"
+    )
+}
+
+/// A definition of one busybox container running `script`.
+fn one_container(family: &str, mode: &str, ports: &str, script: &str) -> String {
+    format!(
+        r#"{{"family":"{family}","networkMode":"{mode}","containerDefinitions":[{{
+          "name":"web","image":"IMAGE","memory":64,"portMappings":[{ports}],
+          "entryPoint":["sh","-c"],"command":[{}]}}]}}"#,
+        serde_json::to_string(script).unwrap()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_read_their_own_metadata_and_host_ports() {
+    let c = cluster().await;
+    let script = format!(
+        "echo \"ENV port80=$BERTH_HOST_PORT_80 named=$BERTH_PORT_HTTP_MAIN host=$BERTH_HOST_IP \
+         uri=$ECS_CONTAINER_METADATA_URI_V4 v3=$ECS_CONTAINER_METADATA_URI \"; {}; {}; exec sleep 600",
+        fetch("TASKJSON", "$ECS_CONTAINER_METADATA_URI_V4/task"),
+        fetch("STATSJSON", "$ECS_CONTAINER_METADATA_URI_V4/stats"),
+    );
+    let def = one_container(
+        "meta-bridge",
+        "bridge",
+        r#"{"containerPort":80,"hostPort":0,"name":"http-main"}"#,
+        &script,
+    );
+    let a = c.run(&def);
+
+    // Host ports in the environment: what `task describe` shows.
+    let env = c.logged(&a, "ENV").await;
+    let t = c.describe(&a);
+    let port = host_port(&t, 80);
+    assert!(
+        env.contains(&format!("port80={port} ")) && env.contains(&format!("named={port} ")),
+        "{env} vs hostPort {port}"
+    );
+    assert!(env.contains("host=192.0.2.7 "), "{env}");
+    let uri = env
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("uri="))
+        .unwrap()
+        .to_owned();
+    assert!(
+        uri.starts_with(&format!("http://{}:51679/v4/", c.gateway)),
+        "{uri}"
+    );
+    let metadata_id = uri.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(metadata_id.len(), 32, "a random id, not the name: {uri}");
+    assert!(env.contains(&format!("v3=http://{}:51679/v3/{metadata_id}", c.gateway)));
+
+    // The task's JSON, read from inside: its own DockerId and host port.
+    let task = c.logged_json(&a, "TASKJSON").await;
+    assert_eq!(task["TaskARN"], t["taskArn"], "{task}");
+    assert_eq!(task["Family"], "meta-bridge");
+    assert_eq!(task["LaunchType"], "EC2");
+    let web = &task["Containers"][0];
+    assert_eq!(web["Name"], "web");
+    assert_eq!(web["DockerId"], t["containers"][0]["runtimeId"], "{task}");
+    assert_eq!(web["Ports"][0]["ContainerPort"], 80);
+    assert_eq!(web["Ports"][0]["HostPort"], port, "{task}");
+    assert_eq!(web["Networks"][0]["NetworkMode"], "bridge");
+    let ip = web["Networks"][0]["IPv4Addresses"][0].as_str().unwrap();
+    assert!(
+        ip.starts_with(c.gateway.trim_end_matches(".1")),
+        "{ip} on the bridge"
+    );
+
+    // Stats from the container's cgroup, in Docker's shape.
+    let stats = c.logged_json(&a, "STATSJSON").await;
+    assert!(
+        stats["memory_stats"]["usage"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+    assert!(
+        stats["cpu_stats"]["cpu_usage"]["total_usage"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(stats["id"], t["containers"][0]["runtimeId"]);
+
+    // A second task (bridge) and an awsvpc task, each given the first
+    // task's URI: each reads its own metadata and is refused the other's.
+    let prying = |family: &str, mode: &str| {
+        let script = format!(
+            "{}; {}; exec sleep 600",
+            fetch("OWN", "$ECS_CONTAINER_METADATA_URI_V4"),
+            fetch("OTHER", &format!("{uri}/task")),
+        );
+        one_container(family, mode, "", &script)
+    };
+    let b = c.run(&prying("meta-pry", "bridge"));
+    let v = c.run(&prying("meta-vpc", "awsvpc"));
+    for task in [&b, &v] {
+        let own = c.logged_json(task, "OWN").await;
+        let d = c.describe(task);
+        assert_eq!(own["DockerId"], d["containers"][0]["runtimeId"], "{own}");
+        let other = c.logged(task, "OTHER").await;
+        assert!(
+            other.starts_with("ERROR") && other.contains("403"),
+            "another task's metadata must be refused: {other}"
+        );
+    }
+    let own_vpc = c.logged_json(&v, "OWN").await;
+    assert_eq!(own_vpc["Networks"][0]["NetworkMode"], "awsvpc", "{own_vpc}");
+
+    // ECS's rate limit: bursts of 60 per source address, then 429 (here
+    // from the host's own address on the bridge; unknown ids still count).
+    let mut codes = Vec::new();
+    for _ in 0..80 {
+        codes.push(http_status(&c.gateway, 51679, "/v4/not-an-id"));
+    }
+    assert_eq!(codes[0], 404, "{codes:?}");
+    assert!(codes.contains(&429), "{codes:?}");
+    assert!(
+        codes.iter().filter(|s| **s == 429).count() >= 10,
+        "{codes:?}"
+    );
+}
+
+fn http_status(host: &str, port: u16, path: &str) -> u16 {
+    let mut s = TcpStream::connect((host, port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"))
+}
