@@ -22,7 +22,9 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use berth_proto::v1 as pb;
 use berth_proto::v1::agent_service_client::AgentServiceClient;
