@@ -66,7 +66,11 @@ fn fleet(n: usize) -> ClusterView {
                         host_port: 20000 + t as u16,
                     }],
                 },
-                if t % 2 == 0 { "family:app" } else { "service:web" },
+                if t % 2 == 0 {
+                    "family:app"
+                } else {
+                    "service:web"
+                },
             );
         }
         v.upsert(Node::from_records(&inst, alloc, true));

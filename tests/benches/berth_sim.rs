@@ -162,6 +162,19 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) of process `pid` so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn dir_bytes(p: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(p) else {
         return 0;
@@ -232,7 +245,11 @@ async fn main() {
         String::from_utf8_lossy(&ok.stderr)
     );
     let target = sched.agent_target().await;
-    let (activation, code) = target.activation("default", instances as u32, 0).await;
+    // An activation admits at most 1000 hosts (as SSM's do).
+    let mut activations = Vec::new();
+    for _ in 0..instances.div_ceil(1000) {
+        activations.push(target.activation("default", 1000, 0).await);
+    }
 
     // Join: register (key, CSR, certificate) and connect, 64 at a time.
     let t0 = Instant::now();
@@ -241,7 +258,7 @@ async fn main() {
     let mut joins = Vec::with_capacity(instances);
     for i in 0..instances {
         let target = target.clone();
-        let (activation, code) = (activation.clone(), code.clone());
+        let (activation, code) = activations[i / 1000].clone();
         let counters = counters.clone();
         let gate = gate.clone();
         joins.push(tokio::spawn(async move {
@@ -277,6 +294,7 @@ async fn main() {
         r#type: kind.into(),
         field: field.into(),
     };
+    let cpu0 = (cpu_secs(pid), cpu_secs(std::process::id()));
     let t1 = Instant::now();
     let mut drivers = Vec::new();
     for _ in 0..clients {
@@ -324,6 +342,10 @@ async fn main() {
     }
     let running_reported = counters.running_reported.load(Ordering::Relaxed);
     let all_running = t1.elapsed();
+    let cpu = (
+        cpu_secs(pid) - cpu0.0,
+        cpu_secs(std::process::id()) - cpu0.1,
+    );
     // The scheduler records reports in order per agent; wait until the last
     // task each client placed reads RUNNING (bounded).
     latencies.sort_unstable();
@@ -359,6 +381,12 @@ async fn main() {
     println!(
         "  desired-state messages     {}",
         counters.desired_messages.load(Ordering::Relaxed)
+    );
+    println!(
+        "  CPU while placing          scheduler {:.1} s, simulator {:.1} s (of {:.1} s on 2 cores)",
+        cpu.0,
+        cpu.1,
+        2.0 * all_running.as_secs_f64()
     );
     println!(
         "  scheduler RSS              {:.0} MiB joined, {:.0} MiB at end (peak {:.0} MiB)",
