@@ -9,6 +9,12 @@ use berth_scheduler::config::{Config, LogFormat, Overrides};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: with glibc's malloc a scheduler holding a million tasks spent
+/// over a third of its time in `_int_malloc` (fragmentation); see
+/// BENCHMARKS.md (berth-sim).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for bad configuration (EX_USAGE... sysexits' EX_CONFIG is 78,
 /// but 64 is what operators' scripts commonly check).
 const EXIT_CONFIG: u8 = 64;

@@ -214,11 +214,26 @@ impl ClusterView {
         }
     }
 
-    /// Records a placed task on node `i`.
+    /// Records a placed task on node `i`: only the indexes it changes.
     fn apply(&mut self, i: u32, reservation: &Reservation, group: &str) {
-        self.unindex(i);
-        self.nodes[i as usize].alloc.add_task(reservation, group);
-        self.reindex(i);
+        let n = &self.nodes[i as usize];
+        self.by_memory.remove(&(n.remaining_memory(), i));
+        self.by_cpu.remove(&(n.remaining_cpu(), i));
+        let n = &mut self.nodes[i as usize];
+        n.alloc.add_task(reservation, group);
+        let count = n.alloc.group_count(group);
+        let (memory, cpu) = (n.remaining_memory(), n.remaining_cpu());
+        self.by_memory.insert((memory, i));
+        self.by_cpu.insert((cpu, i));
+        match self.groups.get_mut(group) {
+            Some(m) => {
+                m.insert(i, count);
+            }
+            None => {
+                self.groups
+                    .insert(group.to_owned(), HashMap::from([(i, count)]));
+            }
+        }
     }
 }
 
