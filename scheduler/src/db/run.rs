@@ -204,10 +204,7 @@ impl Db {
             let clusters: HashSet<&str> = specs.iter().map(|s| s.cluster.as_str()).collect();
             for c in clusters {
                 if let Some(view) = st.views.get_mut(c) {
-                    let ids: Vec<String> = view.nodes().map(|n| n.id.clone()).collect();
-                    for id in ids {
-                        view.set_connected(&id, connected(&id));
-                    }
+                    view.refresh_connected(connected);
                 }
             }
             let mut batch = Batch::default();
@@ -272,11 +269,7 @@ impl Db {
                             r.2 = Some(bytes);
                         }
                         if let Some(v) = st.views.get_mut(&cluster) {
-                            if let Some(n) = v.node(&id).cloned() {
-                                let mut n = n;
-                                n.alloc = alloc;
-                                v.upsert(n);
-                            }
+                            v.set_generation(&id, alloc.generation);
                         }
                     }
                     return (results, notes);

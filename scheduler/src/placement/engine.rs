@@ -169,6 +169,20 @@ impl ClusterView {
         }
     }
 
+    /// Sets every node's connection state from `connected(id)`.
+    pub fn refresh_connected(&mut self, connected: impl Fn(&str) -> bool) {
+        for n in &mut self.nodes {
+            n.connected = connected(&n.id);
+        }
+    }
+
+    /// Records the desired-set generation the store now holds for `id`.
+    pub fn set_generation(&mut self, id: &str, generation: u64) {
+        if let Some(&i) = self.index.get(id) {
+            self.nodes[i as usize].alloc.generation = generation;
+        }
+    }
+
     /// Adds `node`, or replaces the node with its id.
     pub fn upsert(&mut self, mut node: Node) {
         let next_class = self.classes.len() as u32;
