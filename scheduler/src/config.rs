@@ -23,6 +23,14 @@ pub const ENV_ARN_REGION: &str = "BERTH_ARN_REGION";
 pub const ENV_ARN_ACCOUNT: &str = "BERTH_ARN_ACCOUNT";
 pub const ENV_HEARTBEAT_INTERVAL: &str = "BERTH_HEARTBEAT_INTERVAL";
 pub const ENV_HEARTBEAT_TTL: &str = "BERTH_HEARTBEAT_TTL";
+/// How long an instance may stay disconnected beyond the heartbeat TTL
+/// before its service tasks are replaced elsewhere.
+pub const ENV_LOST_AFTER: &str = "BERTH_LOST_AFTER";
+/// The first delay of the service start-failure throttle.
+pub const ENV_SERVICE_THROTTLE_BASE: &str = "BERTH_SERVICE_THROTTLE_BASE";
+/// How often the service controller re-evaluates every service even when
+/// nothing woke it.
+pub const ENV_SERVICE_RESYNC: &str = "BERTH_SERVICE_RESYNC";
 /// Comma-separated extra names of the serving certificate.
 pub const ENV_TLS_SERVER_NAMES: &str = "BERTH_TLS_SERVER_NAMES";
 pub const ENV_TLS_CA_CERT: &str = "BERTH_TLS_CA_CERT";
@@ -80,6 +88,7 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     arn: Option<FileArn>,
     agents: Option<FileAgents>,
+    services: Option<FileServices>,
     tls: Option<FileTls>,
     secrets: Option<FileSecrets>,
 }
@@ -124,12 +133,36 @@ struct FileAgents {
     heartbeat_ttl: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServices {
+    /// e.g. "60s": disconnected this long beyond the heartbeat TTL, an
+    /// instance's service tasks are replaced elsewhere.
+    lost_after: Option<String>,
+    /// e.g. "5s": the first start-failure back-off; it doubles up to 15 min.
+    throttle_base: Option<String>,
+    /// e.g. "10s": the controller's periodic re-evaluation.
+    resync: Option<String>,
+}
+
 /// Command-line overrides (highest precedence).
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub config: Option<PathBuf>,
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+}
+
+/// The service controller's settings (`[services]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceSettings {
+    /// Disconnected this long beyond the heartbeat TTL, an instance is lost:
+    /// its service tasks are replaced elsewhere.
+    pub lost_after: Duration,
+    /// The first start-failure back-off; it doubles up to 15 minutes.
+    pub throttle_base: Duration,
+    /// The periodic re-evaluation of every service.
+    pub resync: Duration,
 }
 
 /// The validated configuration.
@@ -141,6 +174,8 @@ pub struct Config {
     pub arn: ArnPrefix,
     pub heartbeat_interval: Duration,
     pub heartbeat_ttl: Duration,
+    /// Service controller settings.
+    pub services: ServiceSettings,
     pub tls: TlsSettings,
     /// From [`ENV_BOOTSTRAP_TOKEN`] only (a secret has no place in a file).
     pub bootstrap_token: Option<crate::auth::Token>,
@@ -159,6 +194,11 @@ impl Config {
             arn: ArnPrefix::default(),
             heartbeat_interval: Duration::from_millis(200),
             heartbeat_ttl: Duration::from_secs(1),
+            services: ServiceSettings {
+                lost_after: Duration::from_secs(2),
+                throttle_base: Duration::from_millis(100),
+                resync: Duration::from_millis(500),
+            },
             tls: TlsSettings::default(),
             bootstrap_token: None,
             secrets_key_file: data_dir.join(SECRETS_KEY_FILE_NAME),
@@ -287,6 +327,27 @@ impl Config {
                 ),
             ));
         }
+        let sv = file.services.unwrap_or_default();
+        let services = ServiceSettings {
+            lost_after: duration(
+                "services.lost_after",
+                pick(None, ENV_LOST_AFTER, sv.lost_after),
+                Duration::from_secs(60),
+            )?,
+            throttle_base: duration(
+                "services.throttle_base",
+                pick(None, ENV_SERVICE_THROTTLE_BASE, sv.throttle_base),
+                Duration::from_secs(5),
+            )?,
+            resync: duration(
+                "services.resync",
+                pick(None, ENV_SERVICE_RESYNC, sv.resync),
+                Duration::from_secs(10),
+            )?,
+        };
+        if services.resync < Duration::from_millis(50) {
+            return Err(invalid("services.resync", "must be at least 50ms"));
+        }
         let tls = resolve_tls(file.tls.unwrap_or_default(), env)?;
         let bootstrap_token = env
             .get(ENV_BOOTSTRAP_TOKEN)
@@ -315,6 +376,7 @@ impl Config {
             arn,
             heartbeat_interval,
             heartbeat_ttl,
+            services,
             tls,
             bootstrap_token,
             secrets_key_file,

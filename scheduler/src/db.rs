@@ -20,12 +20,14 @@ use crate::store::{GroupCommit, Op, Store, StoreError, Table, Txn};
 mod auth;
 mod run;
 mod secrets;
+mod services;
 mod tasks;
 mod trust;
 
 pub use auth::{AuditFilter, BOOTSTRAP_TOKEN_NAME, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 
 pub use run::{PlacerState, RunFailure, RunSpec, RunTasks, MAX_RUN_COUNT};
+pub use services::ServiceSnapshot;
 pub use tasks::{
     ReportOutcome, StartFailure, StartSpec, StartTasks, TaskFilter, TaskReport,
     DEFAULT_STOP_REASON, MAX_COUNT,
@@ -33,7 +35,7 @@ pub use tasks::{
 pub use trust::{check_activation, RegisterOutcome};
 
 /// The schema this code writes. Bump it together with a step in [`migrate`].
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// How many times an optimistic write retries on conflict before giving up.
 const MAX_RETRIES: usize = 64;
@@ -72,6 +74,9 @@ pub struct Db {
     /// Instances whose instance or allocation record was written by
     /// anything but the placer since it last looked: it re-reads them.
     changed: Arc<std::sync::Mutex<std::collections::HashSet<Vec<u8>>>>,
+    /// Poked after writes the service controller reacts to (task reports,
+    /// stops, placements, instance status, services).
+    changes: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Db {
@@ -133,6 +138,10 @@ const MIGRATIONS: &[Migration] = &[
     // (placement constraints and strategies read them); recount them from
     // the tasks that hold a reservation.
     count_allocated_tasks,
+    // 6 → 7: the Services table starts empty. The bump keeps an older
+    // scheduler, which would not keep services running, from opening the
+    // store.
+    |_| Ok(()),
 ];
 
 fn count_allocated_tasks(store: &dyn Store) -> Result<(), StoreError> {
@@ -199,6 +208,7 @@ impl Db {
             commit,
             desired: DesiredNotifier::default(),
             changed: Default::default(),
+            changes: Default::default(),
         };
         match db.create_cluster("default").await {
             Ok(_) | Err(DbError::AlreadyExists { .. }) => {}
@@ -215,6 +225,12 @@ impl Db {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Poked after every write the service controller reacts to; it
+    /// keeps one permit, so a wake-up between two evaluations is not lost.
+    pub fn changes(&self) -> &Arc<tokio::sync::Notify> {
+        &self.changes
     }
 
     /// Bumped after every durable change of an instance's desired set.
@@ -250,6 +266,7 @@ impl Db {
     ) -> Result<R, DbError> {
         let out = self.commit_retrying(what, build)?;
         self.commit.durable().await?;
+        self.changes.notify_one();
         Ok(out)
     }
 

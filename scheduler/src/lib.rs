@@ -12,6 +12,8 @@
 //!   strategies and the placement core; pure.
 //! - [`placer`]: the single committer that batches RunTask calls through `placement` into
 //!   the store.
+//! - [`services`]: the service controller (REPLICA deployments, circuit breaker, lost and
+//!   draining instances); its decisions are pure functions in `services::plan`.
 //! - [`reserve`]: what a task needs on an instance and whether it fits; pure functions.
 //! - [`records`]: the stored domain records.
 //! - [`secrets`]: the secret store's key, sealing, and resolution for tasks.
@@ -29,6 +31,7 @@ pub mod records;
 pub mod reserve;
 pub mod secrets;
 pub mod server;
+pub mod services;
 pub mod sessions;
 pub mod store;
 pub mod tls;

@@ -636,3 +636,6 @@ impl std::fmt::Debug for SecretRecord {
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
+
+mod service;
+pub use service::*;

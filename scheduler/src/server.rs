@@ -10,7 +10,8 @@ use berth_proto::v1::{
     audit_service_server::AuditServiceServer, cluster_ca_service_server::ClusterCaServiceServer,
     cluster_service_server::ClusterServiceServer,
     container_instance_service_server::ContainerInstanceServiceServer,
-    secret_service_server::SecretServiceServer, system_service_server::SystemServiceServer,
+    secret_service_server::SecretServiceServer, service_service_server::ServiceServiceServer,
+    system_service_server::SystemServiceServer,
     task_definition_service_server::TaskDefinitionServiceServer,
     task_service_server::TaskServiceServer, token_service_server::TokenServiceServer,
 };
@@ -27,6 +28,7 @@ use crate::api::{
     cluster::ClusterApi,
     instance::ContainerInstanceApi,
     secret::SecretApi,
+    service::ServiceApi,
     system::SystemApi,
     taskdef::TaskDefinitionApi,
     token::TokenApi,
@@ -119,9 +121,17 @@ pub async fn run(
     bootstrap(&db, config.bootstrap_token.clone()).await?;
     let key = SecretKey::load_or_create(&config.secrets_key_file)?;
     let sessions = Sessions::new(config.heartbeat_ttl);
+    let placer = crate::placer::Placer::start(db.clone(), sessions.clone());
+    let controller = crate::services::Controller::new(
+        db.clone(),
+        placer.clone(),
+        sessions.clone(),
+        config.services,
+    )
+    .start(shutdown.child_token());
     let shared = Shared {
         db: db.clone(),
-        placer: crate::placer::Placer::start(db.clone(), sessions.clone()),
+        placer,
         sessions,
         arn: Arc::new(config.arn.clone()),
         heartbeat_interval: config.heartbeat_interval,
@@ -149,6 +159,9 @@ pub async fn run(
             shared: shared.clone(),
         }))
         .add_service(TaskServiceServer::new(TaskApi {
+            shared: shared.clone(),
+        }))
+        .add_service(ServiceServiceServer::new(ServiceApi {
             shared: shared.clone(),
         }))
         .add_service(SecretServiceServer::new(SecretApi {
@@ -190,6 +203,9 @@ pub async fn run(
             tracing::warn!(drain = ?DRAIN, "connections still open after the drain period; closing them");
         }
     }
+    // The controller stops at the shutdown signal; wait for its last
+    // evaluation before the final flush.
+    let _ = controller.await;
     db.close().await;
     tokio::task::spawn_blocking(move || store.flush())
         .await

@@ -43,6 +43,9 @@ pub struct Sessions {
     inner: Arc<Mutex<HashMap<String, Session>>>,
     next_conn: Arc<AtomicU64>,
     base_ttl: Duration,
+    /// When this registry was created (the scheduler's start): an instance
+    /// never seen since counts as disconnected from then.
+    started: Instant,
 }
 
 /// Proof of an attached session; detaches it when dropped.
@@ -77,6 +80,7 @@ impl Sessions {
             inner: Arc::new(Mutex::new(HashMap::new())),
             next_conn: Arc::new(AtomicU64::new(1)),
             base_ttl,
+            started: Instant::now(),
         }
     }
 
@@ -134,6 +138,21 @@ impl Sessions {
                 last_heartbeat_at: Some(s.last_seen_wall),
             },
         }
+    }
+
+    /// How long `id` has been disconnected beyond the TTL: None while it is
+    /// connected. An instance not seen since the scheduler started counts
+    /// from the start (plus the TTL, so restarts give agents time to
+    /// reconnect).
+    pub fn disconnected_for(&self, id: &str) -> Option<Duration> {
+        let ttl = self.ttl();
+        let map = self.lock();
+        let since = match map.get(id) {
+            Some(s) if s.open && s.last_seen.elapsed() <= ttl => return None,
+            Some(s) => s.last_seen,
+            None => self.started,
+        };
+        Some(since.elapsed().saturating_sub(ttl))
     }
 
     /// The sender to `id`'s stream while its agent is connected.

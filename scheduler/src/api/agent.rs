@@ -342,6 +342,9 @@ impl AgentService for AgentApi {
             .map_err(ApiError::from)?;
         let (out_tx, out_rx) = mpsc::channel::<Outbound>(OUTBOUND_BUFFER);
         let guard = self.shared.sessions.attach(&id, out_tx);
+        // The service controller re-evaluates: a returning agent's instance
+        // takes tasks again (DAEMON, replacements).
+        self.shared.db.changes().notify_one();
         tracing::info!(instance = %id, cpu = facts.resources.cpu_units, memory_mib = facts.resources.memory_mib, "agent connected");
 
         let (tx, rx) = mpsc::channel::<Result<SchedulerMessage, Status>>(16);

@@ -127,6 +127,11 @@ pub const METHODS: &[MethodRule] = &[
     read("/berth.v1.TaskService/ListTasks", ReadOnly),
     read("/berth.v1.TaskService/DescribeTasks", ReadOnly),
     read("/berth.v1.TaskService/GetTaskLogs", ReadOnly),
+    write("/berth.v1.ServiceService/CreateService", Operator),
+    write("/berth.v1.ServiceService/UpdateService", Operator),
+    write("/berth.v1.ServiceService/DeleteService", Operator),
+    read("/berth.v1.ServiceService/DescribeServices", ReadOnly),
+    read("/berth.v1.ServiceService/ListServices", ReadOnly),
     write("/berth.v1.TokenService/CreateToken", Admin),
     read("/berth.v1.TokenService/ListTokens", Admin),
     write("/berth.v1.TokenService/RevokeToken", Admin),
@@ -211,6 +216,35 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
         "StopTask" => {
             let r = de::<pb::StopTaskRequest>(msg);
             format!("cluster/{} task/{}", super::cluster_arg(&r.cluster), r.task)
+        }
+        "CreateService" => {
+            let r = de::<pb::CreateServiceRequest>(msg);
+            format!(
+                "cluster/{} service/{} task-definition/{}",
+                super::cluster_arg(&r.cluster),
+                r.service_name,
+                r.task_definition
+            )
+        }
+        "UpdateService" => {
+            let r = de::<pb::UpdateServiceRequest>(msg);
+            let mut s = format!(
+                "cluster/{} service/{}",
+                super::cluster_arg(&r.cluster),
+                r.service
+            );
+            if !r.task_definition.is_empty() {
+                s.push_str(&format!(" task-definition/{}", r.task_definition));
+            }
+            s
+        }
+        "DeleteService" => {
+            let r = de::<pb::DeleteServiceRequest>(msg);
+            format!(
+                "cluster/{} service/{}",
+                super::cluster_arg(&r.cluster),
+                r.service
+            )
         }
         "CreateToken" => {
             let r = de::<pb::CreateTokenRequest>(msg);

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod error;
 pub mod instance;
 pub mod secret;
+pub mod service;
 pub mod system;
 pub mod task;
 pub mod taskdef;

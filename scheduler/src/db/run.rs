@@ -490,6 +490,7 @@ impl Db {
     /// agents' streams about their new desired sets.
     pub async fn durable_then_notify(&self, notes: &[(String, u64)]) -> Result<(), DbError> {
         self.commit.durable().await?;
+        self.changes.notify_one();
         for (instance, generation) in notes {
             self.desired.notify(instance, *generation);
         }

@@ -440,6 +440,19 @@ impl Db {
         id: &str,
         reason: &str,
     ) -> Result<TaskRecord, DbError> {
+        self.stop_task_as(cluster, id, "UserInitiated", reason)
+            .await
+    }
+
+    /// StopTask with the given stop code: `UserInitiated` for StopTask,
+    /// `ServiceSchedulerInitiated` for the service controller.
+    pub async fn stop_task_as(
+        &self,
+        cluster: &str,
+        id: &str,
+        stop_code: &str,
+        reason: &str,
+    ) -> Result<TaskRecord, DbError> {
         let not_found = || DbError::NotFound {
             kind: "task",
             name: id.to_owned(),
@@ -459,7 +472,7 @@ impl Db {
             }
             let now = now_millis();
             task.desired_status = DesiredStatus::Stopped;
-            task.stop_code = "UserInitiated".to_owned();
+            task.stop_code = stop_code.to_owned();
             task.stopped_reason = reason.clone();
             task.stopping_at = Some(now);
             task.version += 1;
@@ -488,6 +501,7 @@ impl Db {
         })?;
         if let Some(g) = generation {
             self.commit.durable().await?;
+            self.changes.notify_one();
             self.desired.notify(&task.instance_id, g);
         }
         Ok(task)
@@ -512,6 +526,7 @@ impl Db {
         }
         if outcomes.contains(&ReportOutcome::Applied) {
             self.commit.durable().await?;
+            self.changes.notify_one();
         }
         if let Some(g) = generation {
             self.desired.notify(instance, g);

@@ -50,10 +50,13 @@ pub enum Table {
     /// `cluster` 0x00 `clientToken` → what the RunTask with that token
     /// placed (idempotent retries).
     RunTokens,
+    /// `cluster` 0x00 `service name` → service record (its deployments and
+    /// events included).
+    Services,
 }
 
 impl Table {
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 15] = [
         Table::Meta,
         Table::Clusters,
         Table::Families,
@@ -68,6 +71,7 @@ impl Table {
         Table::RevokedCerts,
         Table::Secrets,
         Table::RunTokens,
+        Table::Services,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,6 +90,7 @@ impl Table {
             Table::RevokedCerts => "revoked_certs",
             Table::Secrets => "secrets",
             Table::RunTokens => "run_tokens",
+            Table::Services => "services",
         }
     }
 
@@ -105,6 +110,7 @@ impl Table {
             Table::RevokedCerts => 11,
             Table::Secrets => 12,
             Table::RunTokens => 13,
+            Table::Services => 14,
         }
     }
 }

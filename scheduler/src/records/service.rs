@@ -1,0 +1,200 @@
+//! Service records: a service with its deployments and its last events,
+//! stored as one record so that every controller decision is one checked
+//! write (the deployments survive a restart with the service).
+
+use serde::{Deserialize, Serialize};
+
+use super::UnixMillis;
+
+/// How many events a service keeps (ECS's DescribeServices shows 100).
+pub const MAX_SERVICE_EVENTS: usize = 100;
+
+/// ECS's service status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ServiceStatus {
+    Active,
+    Draining,
+    Inactive,
+}
+
+impl ServiceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceStatus::Active => "ACTIVE",
+            ServiceStatus::Draining => "DRAINING",
+            ServiceStatus::Inactive => "INACTIVE",
+        }
+    }
+}
+
+/// ECS's schedulingStrategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SchedulingStrategy {
+    Replica,
+    Daemon,
+}
+
+impl SchedulingStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchedulingStrategy::Replica => "REPLICA",
+            SchedulingStrategy::Daemon => "DAEMON",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "REPLICA" => Some(Self::Replica),
+            "DAEMON" => Some(Self::Daemon),
+            _ => None,
+        }
+    }
+}
+
+/// ECS's deployment status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DeploymentStatus {
+    Primary,
+    Active,
+    Inactive,
+}
+
+impl DeploymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentStatus::Primary => "PRIMARY",
+            DeploymentStatus::Active => "ACTIVE",
+            DeploymentStatus::Inactive => "INACTIVE",
+        }
+    }
+}
+
+/// ECS's deployment rolloutState.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RolloutState {
+    InProgress,
+    Completed,
+    Failed,
+}
+
+impl RolloutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutState::InProgress => "IN_PROGRESS",
+            RolloutState::Completed => "COMPLETED",
+            RolloutState::Failed => "FAILED",
+        }
+    }
+}
+
+/// ECS's deploymentCircuitBreaker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CircuitBreaker {
+    pub enable: bool,
+    pub rollback: bool,
+}
+
+/// ECS's deploymentConfiguration, with the defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentConfig {
+    pub minimum_healthy_percent: u32,
+    pub maximum_percent: u32,
+    pub circuit_breaker: CircuitBreaker,
+}
+
+/// A placement constraint or strategy as the user gave it (type and
+/// expression or field); parsed again by the controller, checked by the
+/// API before it is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementItem {
+    pub kind: String,
+    pub value: String,
+}
+
+/// One deployment of a service: a task definition rolling out (PRIMARY)
+/// or being replaced (ACTIVE). Its tasks carry `startedBy = id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    /// `ecs-svc/` and 19 digits, as ECS.
+    pub id: String,
+    pub status: DeploymentStatus,
+    pub family: String,
+    pub revision: u32,
+    pub rollout_state: RolloutState,
+    pub rollout_state_reason: String,
+    /// Failed task launches counted so far (for the circuit breaker).
+    pub failed_tasks: u32,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+/// One line of a service's event log, in ECS's wording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEventRecord {
+    pub id: String,
+    pub created_at: UnixMillis,
+    pub message: String,
+}
+
+/// A service, its deployments (PRIMARY first) and its last events
+/// (newest first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub cluster: String,
+    pub name: String,
+    pub status: ServiceStatus,
+    pub scheduling: SchedulingStrategy,
+    /// REPLICA: as set; DAEMON: the controller keeps it at the number of
+    /// instances that should run the daemon.
+    pub desired_count: u32,
+    pub constraints: Vec<PlacementItem>,
+    pub strategies: Vec<PlacementItem>,
+    pub deployment_config: DeploymentConfig,
+    pub health_check_grace_period_secs: u32,
+    pub tags: Vec<(String, String)>,
+    pub created_at: UnixMillis,
+    pub deployments: Vec<DeploymentRecord>,
+    pub events: Vec<ServiceEventRecord>,
+    /// Whether the last evaluation found the service at steady state (so
+    /// the steady-state event is written once per arrival).
+    pub steady: bool,
+    /// No task is started before this time (the start-failure throttle).
+    pub throttled_until: Option<UnixMillis>,
+    /// Consecutive failed launches behind the throttle.
+    pub throttle_failures: u32,
+    /// The task definition of the last COMPLETED deployment (the circuit
+    /// breaker's rollback target).
+    pub last_completed: Option<(String, u32)>,
+    /// +1 on every write.
+    pub version: u64,
+}
+
+impl ServiceRecord {
+    /// The task group of the service's tasks (ECS: `service:<name>`).
+    pub fn group(&self) -> String {
+        format!("service:{}", self.name)
+    }
+
+    pub fn primary(&self) -> Option<&DeploymentRecord> {
+        self.deployments
+            .iter()
+            .find(|d| d.status == DeploymentStatus::Primary)
+    }
+
+    /// Adds an event (newest first), keeping the last [`MAX_SERVICE_EVENTS`].
+    pub fn push_event(&mut self, id: String, at: UnixMillis, message: String) {
+        self.events.insert(
+            0,
+            ServiceEventRecord {
+                id,
+                created_at: at,
+                message,
+            },
+        );
+        self.events.truncate(MAX_SERVICE_EVENTS);
+    }
+}

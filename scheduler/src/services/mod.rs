@@ -1,0 +1,389 @@
+//! The service controller: keeps every service's tasks at its desired
+//! count and rolls deployments out, by ECS's rules.
+//!
+//! Level-triggered: it is woken by the store's change notifications
+//! (task reports, placements, stops, instance and service writes) and by a
+//! periodic resync, and then evaluates every service from what the store
+//! holds and what the sessions say about the agents. One loop evaluates
+//! the services one after another, so one evaluation per service is in
+//! flight. All of its state is in the store (deployments, events,
+//! throttle), so a restarted scheduler resumes where it stopped.
+//!
+//! The decisions are pure ([`plan`]); this module does the I/O: it writes
+//! the new service record (checked against the bytes evaluated), stops
+//! tasks with stop code `ServiceSchedulerInitiated`, places through the
+//! placer (group `service:<name>`, startedBy the deployment id) and writes
+//! the events in ECS's wording.
+
+pub mod plan;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServiceSettings;
+use crate::db::{Db, DbError, RunFailure, RunSpec, ServiceSnapshot};
+use crate::placement::spec::{Constraint, SpreadField, Strategy};
+use crate::placer::Placer;
+use crate::records::{
+    now_millis, InstanceStatus, PlacementItem, SchedulingStrategy, ServiceRecord, ServiceStatus,
+    TaskRecord,
+};
+use crate::sessions::Sessions;
+use plan::{InstanceFacts, Standing, TaskFacts};
+
+/// The availability-zone attribute (spread's default and scale-in's key).
+pub const ZONE_ATTRIBUTE: &str = "ecs.availability-zone";
+
+/// ECS's default placement strategy of a REPLICA service.
+pub fn default_strategies() -> Vec<Strategy> {
+    vec![
+        Strategy::Spread(SpreadField::Attribute(ZONE_ATTRIBUTE.to_owned())),
+        Strategy::Spread(SpreadField::Instance),
+    ]
+}
+
+/// Parses a service's stored placement (checked by the API when stored)
+/// and its definition's `memberOf` constraints.
+pub fn placement(
+    rec: &ServiceRecord,
+    def: &berth_proto::taskdef::TaskDefinition,
+) -> Result<(Vec<Constraint>, Vec<Strategy>), crate::placement::spec::SpecError> {
+    let mut constraints = Vec::new();
+    for (i, c) in def.placement_constraints.iter().enumerate() {
+        constraints.push(Constraint::parse(
+            &format!("taskDefinition.placementConstraints[{i}]"),
+            "memberOf",
+            c.expression.as_deref().unwrap_or_default(),
+        )?);
+    }
+    for (i, c) in rec.constraints.iter().enumerate() {
+        constraints.push(Constraint::parse(
+            &format!("placementConstraints[{i}]"),
+            &c.kind,
+            &c.value,
+        )?);
+    }
+    let mut strategies = Vec::new();
+    for (i, s) in rec.strategies.iter().enumerate() {
+        strategies.push(Strategy::parse(
+            &format!("placementStrategy[{i}]"),
+            &s.kind,
+            &s.value,
+        )?);
+    }
+    if strategies.is_empty() && rec.scheduling == SchedulingStrategy::Replica {
+        strategies = default_strategies();
+    }
+    Ok((constraints, strategies))
+}
+
+/// Stored placement items from (type, value) pairs.
+pub fn items(pairs: impl IntoIterator<Item = (String, String)>) -> Vec<PlacementItem> {
+    pairs
+        .into_iter()
+        .map(|(kind, value)| PlacementItem { kind, value })
+        .collect()
+}
+
+/// The controller's facts of a task.
+pub fn task_facts(t: &TaskRecord) -> TaskFacts {
+    TaskFacts {
+        id: t.id.clone(),
+        instance_id: t.instance_id.clone(),
+        deployment: t.started_by.clone(),
+        desired_running: t.desired_status == crate::records::DesiredStatus::Running,
+        last_status: t.last_status,
+        health: t.health_status.clone(),
+        created_at: t.created_at,
+        started_at: t.started_at,
+        stopped_at: t.stopped_at,
+    }
+}
+
+/// ECS's sentence for a placement failure's closest instance.
+pub fn unable_to_place(service: &str, f: &RunFailure) -> String {
+    let head = format!(
+        "(service {service}) was unable to place a task because no container instance met all \
+         of its requirements."
+    );
+    let Some(id) = &f.instance_id else {
+        return format!("{head} Reason: No Container Instances were found in your cluster.");
+    };
+    let why = match f.reason.as_str() {
+        "RESOURCE:MEMORY" => "has insufficient memory available.".to_owned(),
+        "RESOURCE:CPU" => "has insufficient CPU units available.".to_owned(),
+        "RESOURCE:PORTS" => "is already using a port required by your task.".to_owned(),
+        "DRAINING" => "is DRAINING.".to_owned(),
+        "AGENT" => "has no connected agent.".to_owned(),
+        other => format!("encountered error \"{}\".", other.trim_end_matches('.')),
+    };
+    format!("{head} The closest matching container-instance {id} {why}")
+}
+
+/// "(task a) (task b)"
+fn task_list<'a>(ids: impl IntoIterator<Item = &'a String>) -> String {
+    ids.into_iter()
+        .map(|id| format!("(task {id})"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The controller: start it once per scheduler.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    db: Db,
+    placer: Placer,
+    sessions: Sessions,
+    settings: ServiceSettings,
+}
+
+impl Controller {
+    pub fn new(db: Db, placer: Placer, sessions: Sessions, settings: ServiceSettings) -> Self {
+        Self {
+            db,
+            placer,
+            sessions,
+            settings,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled.
+    pub fn start(self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move { self.run(shutdown).await })
+    }
+
+    async fn run(self, shutdown: CancellationToken) {
+        let mut last_error_log: Option<tokio::time::Instant> = None;
+        loop {
+            if let Err(e) = self.evaluate_all().await {
+                // Rate-limited: a store that keeps failing logs once a minute.
+                if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    tracing::warn!(cause = %e, "service evaluation failed; retrying");
+                    last_error_log = Some(tokio::time::Instant::now());
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.db.changes().notified() => {}
+                _ = tokio::time::sleep(self.settings.resync) => {}
+            }
+        }
+    }
+
+    /// How an instance stands for service tasks now.
+    fn standing(&self, status: InstanceStatus, id: &str) -> Standing {
+        if status == InstanceStatus::Inactive {
+            return Standing::Lost;
+        }
+        if self
+            .sessions
+            .disconnected_for(id)
+            .is_some_and(|d| d > self.settings.lost_after)
+        {
+            return Standing::Lost;
+        }
+        if status == InstanceStatus::Draining {
+            Standing::Draining
+        } else {
+            Standing::Ok
+        }
+    }
+
+    /// One pass over every service that is not INACTIVE.
+    pub async fn evaluate_all(&self) -> Result<(), DbError> {
+        let snaps: Vec<ServiceSnapshot> = self
+            .db
+            .service_snapshots()?
+            .into_iter()
+            .filter(|s| s.record.status != ServiceStatus::Inactive)
+            .collect();
+        if snaps.is_empty() {
+            return Ok(());
+        }
+        let tasks = self.db.service_tasks()?;
+        let mut instances: HashMap<String, HashMap<String, InstanceFacts>> = HashMap::new();
+        for i in self.db.instances()? {
+            let zone = i
+                .attributes
+                .iter()
+                .find(|(k, _)| k == ZONE_ATTRIBUTE)
+                .map(|(_, v)| v.clone());
+            let standing = self.standing(i.status, &i.id);
+            instances
+                .entry(i.cluster.clone())
+                .or_default()
+                .insert(i.id.clone(), InstanceFacts { standing, zone });
+        }
+        let empty_instances = HashMap::new();
+        for snap in snaps {
+            let key = (snap.record.cluster.clone(), snap.record.group());
+            let facts: Vec<TaskFacts> = tasks
+                .get(&key)
+                .map(|ts| ts.iter().map(task_facts).collect())
+                .unwrap_or_default();
+            let inst = instances
+                .get(&snap.record.cluster)
+                .unwrap_or(&empty_instances);
+            let name = snap.record.name.clone();
+            if let Err(e) = self.evaluate(snap, &facts, inst).await {
+                tracing::warn!(service = %name, cause = %e, "service evaluation failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Deployments whose task definition has container health checks.
+    fn health_checked(&self, rec: &ServiceRecord) -> HashSet<String> {
+        rec.deployments
+            .iter()
+            .filter(|d| {
+                self.db
+                    .task_definition(&d.family, Some(d.revision))
+                    .map(|td| {
+                        td.definition
+                            .container_definitions
+                            .iter()
+                            .any(|c| c.health_check.is_some())
+                    })
+                    .unwrap_or(false)
+            })
+            .map(|d| d.id.clone())
+            .collect()
+    }
+
+    async fn evaluate(
+        &self,
+        snap: ServiceSnapshot,
+        tasks: &[TaskFacts],
+        instances: &HashMap<String, InstanceFacts>,
+    ) -> Result<(), DbError> {
+        let health_checked = self.health_checked(&snap.record);
+        let now = now_millis();
+        let inputs = plan::Inputs {
+            service: &snap.record,
+            tasks,
+            instances,
+            health_checked: &health_checked,
+            now,
+            throttle_base_ms: self.settings.throttle_base.as_millis() as i64,
+        };
+        let plan = plan::plan(&inputs);
+        let rec = &plan.record;
+        let (cluster, name) = (rec.cluster.clone(), rec.name.clone());
+        if plan.record != snap.record {
+            if !self.db.replace_service(&snap, plan.record.clone()).await? {
+                // Changed meanwhile (an UpdateService): evaluate again.
+                self.db.changes().notify_one();
+                return Ok(());
+            }
+            if rec.status == ServiceStatus::Inactive {
+                tracing::info!(service = %name, cluster = %cluster, "service is INACTIVE");
+            }
+        }
+        let mut events: Vec<String> = Vec::new();
+        let mut stopped = Vec::new();
+        for s in &plan.stops {
+            match self
+                .db
+                .stop_task_as(&cluster, &s.task_id, "ServiceSchedulerInitiated", &s.reason)
+                .await
+            {
+                Ok(_) => stopped.push(s.task_id.clone()),
+                Err(e) => {
+                    tracing::warn!(service = %name, task = %s.task_id, cause = %e, "cannot stop a service task")
+                }
+            }
+        }
+        if !stopped.is_empty() {
+            tracing::info!(service = %name, tasks = stopped.len(), "service stopped tasks");
+            events.push(format!(
+                "(service {name}) has stopped {} running tasks: {}.",
+                stopped.len(),
+                task_list(&stopped)
+            ));
+        }
+        if plan.start > 0 {
+            if let Some(p) = rec.primary() {
+                match self.place(rec, p.id.clone(), plan.start).await {
+                    Ok(out) => {
+                        if !out.tasks.is_empty() {
+                            let ids: Vec<String> = out.tasks.iter().map(|t| t.id.clone()).collect();
+                            tracing::info!(service = %name, deployment = %p.id, tasks = ids.len(), "service started tasks");
+                            events.push(format!(
+                                "(service {name}) has started {} tasks: {}.",
+                                ids.len(),
+                                task_list(&ids)
+                            ));
+                        }
+                        if let Some(f) = out.failures.first() {
+                            let msg = unable_to_place(&name, f);
+                            // Said once until something else happens.
+                            if rec.events.first().map(|e| &e.message) != Some(&msg)
+                                && !events.contains(&msg)
+                            {
+                                events.push(msg);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(service = %name, cause = %e, "cannot place service tasks");
+                        let msg = format!("(service {name}) was unable to place a task: {e}");
+                        if rec.events.first().map(|e| &e.message) != Some(&msg) {
+                            events.push(msg);
+                        }
+                    }
+                }
+            }
+        }
+        if !events.is_empty() {
+            self.db
+                .update_service(&cluster, &name, |r| {
+                    let now = now_millis();
+                    for m in &events {
+                        r.push_event(plan::new_event_id(), now, m.clone());
+                    }
+                    r.steady = false;
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn place(
+        &self,
+        rec: &ServiceRecord,
+        deployment: String,
+        count: u32,
+    ) -> Result<crate::db::RunTasks, DbError> {
+        let Some(p) = rec.deployments.iter().find(|d| d.id == deployment) else {
+            return Ok(crate::db::RunTasks {
+                tasks: vec![],
+                failures: vec![],
+            });
+        };
+        let td = self.db.task_definition(&p.family, Some(p.revision))?;
+        let (constraints, strategies) =
+            placement(rec, &td.definition).map_err(|e| DbError::InvalidArgument {
+                field: "placement",
+                message: e.to_string(),
+            })?;
+        self.placer
+            .run(RunSpec {
+                cluster: rec.cluster.clone(),
+                family: p.family.clone(),
+                revision: Some(p.revision),
+                count,
+                group: Some(rec.group()),
+                started_by: deployment,
+                constraints,
+                strategies,
+                overrides: None,
+                client_token: None,
+                fingerprint: String::new(),
+            })
+            .await
+    }
+}

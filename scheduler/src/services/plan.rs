@@ -1,0 +1,665 @@
+//! The service controller's decisions, as pure functions of one service's
+//! record, its tasks, its cluster's instances and the time. No I/O: the
+//! controller (`super`) reads the store, calls [`plan`], writes the new
+//! record and then places and stops what the plan says.
+//!
+//! The rules are ECS's:
+//! - at every moment at least ceil(desired × minimumHealthyPercent / 100)
+//!   tasks are healthy and at most floor(desired × maximumPercent / 100)
+//!   are running or pending (tasks still stopping count as running);
+//! - a task is healthy when RUNNING, past the grace period, and HEALTHY
+//!   where its definition has container health checks;
+//! - the circuit breaker fails a deployment after
+//!   min(200, max(10, ceil(0.5 × desired))) failed launches and, with
+//!   rollback, returns to the last COMPLETED deployment;
+//! - tasks that keep failing to start are retried with a back-off that
+//!   grows to 15 minutes (the service throttle);
+//! - scale-in stops the tasks in the zone with most tasks, then on the
+//!   instance with most tasks.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::records::{
+    DeploymentRecord, DeploymentStatus, RolloutState, ServiceRecord, ServiceStatus, TaskStatus,
+    UnixMillis,
+};
+
+/// The longest start back-off (ECS's service throttle: 15 minutes).
+pub const MAX_THROTTLE_MS: i64 = 15 * 60 * 1000;
+/// Replaced deployments kept (INACTIVE) for DescribeServices.
+pub const MAX_INACTIVE_DEPLOYMENTS: usize = 3;
+/// Consecutive failed launches before the throttle starts.
+pub const THROTTLE_AFTER: u32 = 5;
+
+/// Where an instance stands for the service's tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// ACTIVE with a connected (or recently connected) agent.
+    Ok,
+    /// DRAINING: its service tasks are replaced elsewhere.
+    Draining,
+    /// Disconnected for longer than `lostAfter`, deregistered or gone: its
+    /// tasks are replaced and given desired STOPPED.
+    Lost,
+}
+
+/// What the plan needs of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceFacts {
+    pub standing: Standing,
+    /// `ecs.availability-zone`, if it has one.
+    pub zone: Option<String>,
+}
+
+/// What the plan needs of a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskFacts {
+    pub id: String,
+    pub instance_id: String,
+    /// `startedBy`: the deployment id.
+    pub deployment: String,
+    pub desired_running: bool,
+    pub last_status: TaskStatus,
+    /// HEALTHY | UNHEALTHY | UNKNOWN (or empty).
+    pub health: String,
+    pub created_at: UnixMillis,
+    pub started_at: Option<UnixMillis>,
+    pub stopped_at: Option<UnixMillis>,
+}
+
+/// The inputs of one evaluation.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    pub service: &'a ServiceRecord,
+    pub tasks: &'a [TaskFacts],
+    pub instances: &'a HashMap<String, InstanceFacts>,
+    /// Deployments whose task definition has container health checks.
+    pub health_checked: &'a HashSet<String>,
+    pub now: UnixMillis,
+    /// The first throttle delay; it doubles per further failure.
+    pub throttle_base_ms: i64,
+}
+
+/// A task to stop and why (its stoppedReason).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    pub task_id: String,
+    pub reason: String,
+}
+
+/// What one evaluation decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The service as it should be stored (deployments, flags, events of
+    /// state changes).
+    pub record: ServiceRecord,
+    /// Tasks of the PRIMARY deployment to place.
+    pub start: u32,
+    pub stops: Vec<Stop>,
+}
+
+/// Counts for DescribeServices and progress: per deployment id,
+/// (running, pending).
+pub fn deployment_counts(tasks: &[TaskFacts]) -> HashMap<String, (u32, u32)> {
+    let mut out: HashMap<String, (u32, u32)> = HashMap::new();
+    for t in tasks
+        .iter()
+        .filter(|t| t.desired_running && t.last_status != TaskStatus::Stopped)
+    {
+        let e = out.entry(t.deployment.clone()).or_default();
+        if t.last_status == TaskStatus::Running {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    out
+}
+
+/// ceil(desired × min% / 100).
+pub fn min_healthy(desired: u32, percent: u32) -> u32 {
+    ((u64::from(desired) * u64::from(percent)).div_ceil(100)) as u32
+}
+
+/// floor(desired × max% / 100).
+pub fn max_running(desired: u32, percent: u32) -> u32 {
+    ((u64::from(desired) * u64::from(percent)) / 100) as u32
+}
+
+/// The circuit breaker's failure threshold: min(200, max(10, ceil(0.5 × desired))).
+pub fn failure_threshold(desired: u32) -> u32 {
+    desired.div_ceil(2).clamp(10, 200)
+}
+
+/// The throttle delay after `consecutive` failed launches (0 below
+/// [`THROTTLE_AFTER`]).
+pub fn throttle_delay(consecutive: u32, base_ms: i64) -> i64 {
+    if consecutive < THROTTLE_AFTER {
+        return 0;
+    }
+    let doublings = (consecutive - THROTTLE_AFTER).min(40);
+    base_ms
+        .saturating_mul(1i64 << doublings)
+        .min(MAX_THROTTLE_MS)
+}
+
+/// A new deployment id: `ecs-svc/` and 19 digits, as ECS.
+pub fn new_deployment_id() -> String {
+    use rand::Rng;
+    let n: u64 = rand::rng().random_range(1_000_000_000_000_000_000..10_000_000_000_000_000_000);
+    format!("ecs-svc/{n}")
+}
+
+/// A new event id.
+pub fn new_event_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn event(rec: &mut ServiceRecord, now: UnixMillis, message: String) {
+    rec.push_event(new_event_id(), now, message);
+}
+
+/// A PRIMARY, IN_PROGRESS deployment of `family:revision`.
+pub fn new_deployment(family: &str, revision: u32, now: UnixMillis) -> DeploymentRecord {
+    DeploymentRecord {
+        id: new_deployment_id(),
+        status: DeploymentStatus::Primary,
+        family: family.to_owned(),
+        revision,
+        rollout_state: RolloutState::InProgress,
+        rollout_state_reason: "ECS deployment in progress.".to_owned(),
+        failed_tasks: 0,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Makes `dep` the PRIMARY deployment of `rec`; the PRIMARY before becomes
+/// ACTIVE (its tasks are replaced).
+pub fn promote(rec: &mut ServiceRecord, dep: DeploymentRecord) {
+    for d in &mut rec.deployments {
+        if d.status == DeploymentStatus::Primary {
+            d.status = DeploymentStatus::Active;
+        }
+    }
+    rec.deployments.retain(|d| d.id != dep.id);
+    // A deployment whose tasks are all gone is INACTIVE from the next
+    // evaluation on; PRIMARY first, then ACTIVE, then INACTIVE.
+    rec.deployments.insert(0, dep);
+    rec.steady = false;
+    rec.throttled_until = None;
+    rec.throttle_failures = 0;
+}
+
+/// Orders `candidates` for scale-in by ECS's rule: repeatedly the zone
+/// with the most of the service's tasks, then the instance with the most,
+/// then the newest task. `others` are the service's other tasks that
+/// still run (they count towards zones and instances).
+pub fn scale_in_order<'a>(
+    candidates: &[&'a TaskFacts],
+    others: &[&TaskFacts],
+    instances: &HashMap<String, InstanceFacts>,
+) -> Vec<&'a TaskFacts> {
+    let zone = |t: &TaskFacts| {
+        instances
+            .get(&t.instance_id)
+            .and_then(|i| i.zone.clone())
+            .unwrap_or_default()
+    };
+    let mut per_zone: BTreeMap<String, u32> = BTreeMap::new();
+    let mut per_instance: BTreeMap<String, u32> = BTreeMap::new();
+    for t in candidates.iter().copied().chain(others.iter().copied()) {
+        *per_zone.entry(zone(t)).or_default() += 1;
+        *per_instance.entry(t.instance_id.clone()).or_default() += 1;
+    }
+    let mut left: Vec<&'a TaskFacts> = candidates.to_vec();
+    let mut out = Vec::with_capacity(left.len());
+    while !left.is_empty() {
+        let best = left
+            .iter()
+            .enumerate()
+            .max_by(|(_, a), (_, b)| {
+                let ka = (
+                    per_zone.get(&zone(a)).copied().unwrap_or(0),
+                    per_instance.get(&a.instance_id).copied().unwrap_or(0),
+                    a.created_at,
+                    std::cmp::Reverse(a.id.as_str()),
+                );
+                let kb = (
+                    per_zone.get(&zone(b)).copied().unwrap_or(0),
+                    per_instance.get(&b.instance_id).copied().unwrap_or(0),
+                    b.created_at,
+                    std::cmp::Reverse(b.id.as_str()),
+                );
+                ka.cmp(&kb)
+            })
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        let t = left.swap_remove(best);
+        if let Some(n) = per_zone.get_mut(&zone(t)) {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(n) = per_instance.get_mut(&t.instance_id) {
+            *n = n.saturating_sub(1);
+        }
+        out.push(t);
+    }
+    out
+}
+
+struct Classified<'a> {
+    /// Not STOPPED and not on a lost instance: holds a slot against
+    /// maximumPercent.
+    occupying: Vec<&'a TaskFacts>,
+    healthy: HashSet<&'a str>,
+}
+
+fn standing(inputs: &Inputs<'_>, t: &TaskFacts) -> Standing {
+    inputs
+        .instances
+        .get(&t.instance_id)
+        .map(|i| i.standing)
+        .unwrap_or(Standing::Lost)
+}
+
+fn is_healthy(inputs: &Inputs<'_>, t: &TaskFacts) -> bool {
+    let grace_ms = i64::from(inputs.service.health_check_grace_period_secs) * 1000;
+    t.desired_running
+        && t.last_status == TaskStatus::Running
+        && standing(inputs, t) != Standing::Lost
+        && t.started_at.is_some_and(|s| s + grace_ms <= inputs.now)
+        && (!inputs.health_checked.contains(&t.deployment) || t.health == "HEALTHY")
+}
+
+/// A RUNNING task past its grace period whose health checks say UNHEALTHY.
+fn is_unhealthy(inputs: &Inputs<'_>, t: &TaskFacts) -> bool {
+    let grace_ms = i64::from(inputs.service.health_check_grace_period_secs) * 1000;
+    t.desired_running
+        && t.last_status == TaskStatus::Running
+        && inputs.health_checked.contains(&t.deployment)
+        && t.health == "UNHEALTHY"
+        && t.started_at.is_some_and(|s| s + grace_ms <= inputs.now)
+}
+
+fn classify<'a>(inputs: &Inputs<'a>) -> Classified<'a> {
+    let mut c = Classified {
+        occupying: Vec::new(),
+        healthy: HashSet::new(),
+    };
+    for t in inputs.tasks {
+        if t.last_status == TaskStatus::Stopped {
+            continue;
+        }
+        if standing(inputs, t) != Standing::Lost {
+            c.occupying.push(t);
+        }
+        if is_healthy(inputs, t) {
+            c.healthy.insert(t.id.as_str());
+        }
+    }
+    c
+}
+
+/// Failed launches of `deployment`: tasks that stopped while the service
+/// still wanted them running.
+fn failures<'a>(tasks: &'a [TaskFacts], deployment: &str) -> Vec<&'a TaskFacts> {
+    tasks
+        .iter()
+        .filter(|t| {
+            t.deployment == deployment && t.last_status == TaskStatus::Stopped && t.desired_running
+        })
+        .collect()
+}
+
+/// Decides one evaluation of a REPLICA service.
+pub fn plan(inputs: &Inputs<'_>) -> Plan {
+    let mut rec = inputs.service.clone();
+    let now = inputs.now;
+    let name = rec.name.clone();
+    let desired = if rec.status == ServiceStatus::Active {
+        rec.desired_count
+    } else {
+        0
+    };
+    let cfg = rec.deployment_config;
+    let min_h = min_healthy(desired, cfg.minimum_healthy_percent);
+    let max_r = max_running(desired, cfg.maximum_percent);
+
+    // Failed launches per deployment, and the circuit breaker.
+    for d in &mut rec.deployments {
+        let n = failures(inputs.tasks, &d.id).len() as u32;
+        if n != d.failed_tasks {
+            d.failed_tasks = n;
+            d.updated_at = now;
+        }
+    }
+    if let Some(pi) = rec
+        .deployments
+        .iter()
+        .position(|d| d.status == DeploymentStatus::Primary)
+    {
+        let p = &rec.deployments[pi];
+        if p.rollout_state == RolloutState::InProgress
+            && cfg.circuit_breaker.enable
+            && p.failed_tasks >= failure_threshold(desired)
+        {
+            let failed_id = p.id.clone();
+            {
+                let p = &mut rec.deployments[pi];
+                p.rollout_state = RolloutState::Failed;
+                p.rollout_state_reason = format!(
+                    "ECS deployment circuit breaker: tasks failed to start. ({} failed tasks)",
+                    p.failed_tasks
+                );
+                p.updated_at = now;
+            }
+            event(
+                &mut rec,
+                now,
+                format!(
+                    "(service {name}) (deployment {failed_id}) deployment failed: tasks failed to start."
+                ),
+            );
+            if cfg.circuit_breaker.rollback {
+                let back = rec
+                    .deployments
+                    .iter()
+                    .find(|d| {
+                        d.status != DeploymentStatus::Primary
+                            && d.rollout_state == RolloutState::Completed
+                    })
+                    .cloned()
+                    .or_else(|| {
+                        rec.last_completed
+                            .as_ref()
+                            .map(|(f, r)| new_deployment(f, *r, now))
+                    });
+                if let Some(mut back) = back {
+                    back.status = DeploymentStatus::Primary;
+                    back.rollout_state = RolloutState::InProgress;
+                    back.rollout_state_reason = format!(
+                        "ECS deployment circuit breaker: rolling back to deploymentId {}.",
+                        back.id
+                    );
+                    back.updated_at = now;
+                    let back_id = back.id.clone();
+                    promote(&mut rec, back);
+                    event(
+                        &mut rec,
+                        now,
+                        format!("(service {name}) rolling back to deployment {back_id}."),
+                    );
+                }
+            }
+        }
+    }
+    let primary = rec.primary().cloned();
+    let primary_id = primary.as_ref().map(|d| d.id.clone()).unwrap_or_default();
+    let c = classify(inputs);
+    let is_primary = |t: &TaskFacts| t.deployment == primary_id;
+    let scaling = format!("Scaling activity initiated by (deployment {primary_id})");
+
+    let mut stops: Vec<Stop> = Vec::new();
+    let mut stopping: HashSet<&str> = HashSet::new();
+    let stop = |t: &TaskFacts, reason: String, stops: &mut Vec<Stop>| {
+        stops.push(Stop {
+            task_id: t.id.clone(),
+            reason,
+        });
+    };
+    let live: Vec<&TaskFacts> = inputs
+        .tasks
+        .iter()
+        .filter(|t| t.desired_running && t.last_status != TaskStatus::Stopped)
+        .collect();
+
+    // Tasks on lost instances: replaced, and stopped for when they return.
+    for t in live
+        .iter()
+        .filter(|t| standing(inputs, t) == Standing::Lost)
+    {
+        stopping.insert(t.id.as_str());
+        stop(
+            t,
+            format!(
+                "Task stopped because its container instance {} was lost (agent disconnected)",
+                t.instance_id
+            ),
+            &mut stops,
+        );
+    }
+    // Primary tasks failing their health checks: replaced at once (they
+    // do not count as healthy anyway).
+    let failing: Vec<&TaskFacts> = live
+        .iter()
+        .filter(|t| is_primary(t) && !stopping.contains(t.id.as_str()) && is_unhealthy(inputs, t))
+        .copied()
+        .collect();
+    for t in failing {
+        stopping.insert(t.id.as_str());
+        stop(
+            t,
+            "Task failed container health checks".to_owned(),
+            &mut stops,
+        );
+    }
+    let serving = |t: &&&TaskFacts| !stopping.contains(t.id.as_str());
+    // The primary's tasks that count towards the desired count.
+    let primary_live: Vec<&TaskFacts> = live
+        .iter()
+        .filter(serving)
+        .filter(|t| is_primary(t) && standing(inputs, t) == Standing::Ok)
+        .copied()
+        .collect();
+    // Tasks to replace: other deployments', and the primary's on DRAINING
+    // instances.
+    let replaceable: Vec<&TaskFacts> = live
+        .iter()
+        .filter(serving)
+        .filter(|t| !is_primary(t) || standing(inputs, t) == Standing::Draining)
+        .copied()
+        .collect();
+    let healthy_count = c.healthy.len() as u32;
+    let mut budget = healthy_count.saturating_sub(min_h);
+    // Not healthy: stopping them costs no healthy task.
+    let unhealthy_replaceable: Vec<&TaskFacts> = replaceable
+        .iter()
+        .filter(|t| !c.healthy.contains(t.id.as_str()))
+        .copied()
+        .collect();
+    for t in unhealthy_replaceable {
+        stopping.insert(t.id.as_str());
+        stop(t, scaling.clone(), &mut stops);
+    }
+    let excess = (primary_live.len() as u32).saturating_sub(desired) as usize;
+    let (excess_unhealthy, excess_healthy): (Vec<&TaskFacts>, Vec<&TaskFacts>) = primary_live
+        .iter()
+        .partition(|t| !c.healthy.contains(t.id.as_str()));
+    let mut excess_left = excess;
+    // Pending ones first, newest first.
+    let mut eu = excess_unhealthy.clone();
+    eu.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    for t in eu.into_iter().take(excess_left) {
+        stopping.insert(t.id.as_str());
+        stop(t, scaling.clone(), &mut stops);
+        excess_left -= 1;
+    }
+    // Healthy ones within the budget, by the scale-in rule: replaced
+    // tasks first, then the primary's excess.
+    let healthy_replaceable: Vec<&TaskFacts> = replaceable
+        .iter()
+        .filter(|t| c.healthy.contains(t.id.as_str()))
+        .copied()
+        .collect();
+    let order = scale_in_order(&healthy_replaceable, &[], inputs.instances);
+    for t in order {
+        if budget == 0 {
+            break;
+        }
+        budget -= 1;
+        stopping.insert(t.id.as_str());
+        stop(t, scaling.clone(), &mut stops);
+    }
+    if excess_left > 0 {
+        let rest: Vec<&TaskFacts> = c
+            .occupying
+            .iter()
+            .filter(|t| !stopping.contains(t.id.as_str()))
+            .copied()
+            .collect();
+        let rest_others: Vec<&TaskFacts> = rest
+            .iter()
+            .filter(|t| !excess_healthy.iter().any(|e| e.id == t.id))
+            .copied()
+            .collect();
+        for t in scale_in_order(&excess_healthy, &rest_others, inputs.instances) {
+            if budget == 0 || excess_left == 0 {
+                break;
+            }
+            budget -= 1;
+            excess_left -= 1;
+            stopping.insert(t.id.as_str());
+            stop(t, scaling.clone(), &mut stops);
+        }
+    }
+    let primary_running = primary_live
+        .iter()
+        .filter(|t| !stopping.contains(t.id.as_str()))
+        .count() as u32;
+
+    // The start-failure throttle.
+    let mut throttled = false;
+    if let Some(p) = &primary {
+        let failed = failures(inputs.tasks, &p.id);
+        let last_success = inputs
+            .tasks
+            .iter()
+            .filter(|t| t.deployment == p.id && t.last_status == TaskStatus::Running)
+            .filter_map(|t| t.started_at)
+            .max()
+            .unwrap_or(i64::MIN);
+        let recent: Vec<UnixMillis> = failed
+            .iter()
+            .filter_map(|t| t.stopped_at)
+            .filter(|s| *s > last_success)
+            .collect();
+        let consecutive = recent.len() as u32;
+        let delay = throttle_delay(consecutive, inputs.throttle_base_ms);
+        let until = recent.iter().max().map(|m| m + delay);
+        match until {
+            Some(until) if delay > 0 && now < until => {
+                throttled = true;
+                if rec.throttled_until.is_none() {
+                    event(
+                        &mut rec,
+                        now,
+                        format!(
+                            "(service {name}) is unable to consistently start tasks successfully."
+                        ),
+                    );
+                }
+                rec.throttled_until = Some(until);
+                rec.throttle_failures = consecutive;
+            }
+            _ if consecutive < THROTTLE_AFTER => {
+                rec.throttled_until = None;
+                rec.throttle_failures = consecutive;
+            }
+            _ => {}
+        }
+    }
+
+    // Starts: up to the desired count, within maximumPercent.
+    let occupying_after = c.occupying.len() as u32;
+    let can_start = rec.status == ServiceStatus::Active
+        && !throttled
+        && primary
+            .as_ref()
+            .is_some_and(|p| p.rollout_state != RolloutState::Failed);
+    let start = if can_start {
+        desired
+            .saturating_sub(primary_running)
+            .min(max_r.saturating_sub(occupying_after))
+    } else {
+        0
+    };
+
+    // Old deployments with nothing left are done (INACTIVE: dropped).
+    let alive_of = |id: &str| {
+        inputs.tasks.iter().any(|t| {
+            t.deployment == id
+                && t.last_status != TaskStatus::Stopped
+                && (t.desired_running || standing(inputs, t) != Standing::Lost)
+        })
+    };
+    for d in &mut rec.deployments {
+        if d.status == DeploymentStatus::Active && !alive_of(&d.id) {
+            d.status = DeploymentStatus::Inactive;
+            d.updated_at = now;
+        }
+    }
+    // INACTIVE ones stay visible (a FAILED rollout, say), the last few only.
+    let mut inactive = 0;
+    rec.deployments.retain(|d| {
+        if d.status != DeploymentStatus::Inactive {
+            return true;
+        }
+        inactive += 1;
+        inactive <= MAX_INACTIVE_DEPLOYMENTS
+    });
+
+    // Completion and steady state.
+    let primary_healthy = primary_live
+        .iter()
+        .filter(|t| c.healthy.contains(t.id.as_str()) && !stopping.contains(t.id.as_str()))
+        .count() as u32;
+    let only_primary = c
+        .occupying
+        .iter()
+        .all(|t| is_primary(t) && t.desired_running && standing(inputs, t) == Standing::Ok);
+    let settled = start == 0
+        && stops.is_empty()
+        && primary_running == desired
+        && primary_healthy == desired
+        && only_primary
+        && rec
+            .deployments
+            .iter()
+            .all(|d| d.status != DeploymentStatus::Active);
+    if settled {
+        if let Some(p) = rec.deployments.first_mut() {
+            if p.rollout_state == RolloutState::InProgress {
+                p.rollout_state = RolloutState::Completed;
+                p.rollout_state_reason = format!("ECS deployment {} completed.", p.id);
+                p.updated_at = now;
+                let id = p.id.clone();
+                rec.last_completed = Some((p.family.clone(), p.revision));
+                event(
+                    &mut rec,
+                    now,
+                    format!("(service {name}) (deployment {id}) deployment completed."),
+                );
+            }
+        }
+        if !rec.steady && rec.status == ServiceStatus::Active {
+            event(
+                &mut rec,
+                now,
+                format!("(service {name}) has reached a steady state."),
+            );
+        }
+    }
+    rec.steady = settled;
+    if rec.status == ServiceStatus::Draining && c.occupying.is_empty() && stops.is_empty() {
+        rec.status = ServiceStatus::Inactive;
+        rec.desired_count = 0;
+    }
+    Plan {
+        record: rec,
+        start,
+        stops,
+    }
+}
+
+#[cfg(test)]
+mod tests;
