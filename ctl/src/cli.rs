@@ -5,7 +5,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
     activation::ActivationCommand, audit::AuditCommand, cluster::ClusterCommand,
-    instance::InstanceCommand, login::LoginArgs, secret::SecretCommand, task::TaskCommand,
+    instance::InstanceCommand, login::LoginArgs, secret::SecretCommand, service::ServiceCommand,
+    task::TaskCommand,
     taskdef::TaskdefCommand, token::TokenCommand,
 };
 use crate::output::OutputFormat;
@@ -67,6 +68,9 @@ pub enum Command {
     /// Start, list, describe and stop tasks; read their logs
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Create, update, scale, delete, list and describe services; read their events
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Store, list and delete secrets (values are never shown)
     #[command(subcommand)]
     Secret(SecretCommand),

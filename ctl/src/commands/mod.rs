@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod instance;
 pub mod login;
 pub mod secret;
+pub mod service;
 pub mod task;
 pub mod taskdef;
 pub mod token;
@@ -137,6 +138,7 @@ pub async fn run(
         Command::Taskdef(cmd) => taskdef::run(cmd, &mut ctx).await,
         Command::Instance(cmd) => instance::run(cmd, &mut ctx).await,
         Command::Task(cmd) => task::run(cmd, &mut ctx).await,
+        Command::Service(cmd) => service::run(cmd, &mut ctx).await,
         Command::Secret(cmd) => secret::run(cmd, &mut ctx).await,
         Command::Version => version::run(&mut ctx).await,
         Command::Login(args) => login::run(args, &mut ctx).await,

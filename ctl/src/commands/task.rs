@@ -139,11 +139,11 @@ pub enum DesiredStatus {
     Stopped,
 }
 
-fn parse_ref(s: &str) -> Result<TaskDefRef, String> {
+pub(crate) fn parse_ref(s: &str) -> Result<TaskDefRef, String> {
     TaskDefRef::parse(s).map_err(|e| e.to_string())
 }
 
-fn parse_strategy(s: &str) -> Result<pb::PlacementStrategy, String> {
+pub(crate) fn parse_strategy(s: &str) -> Result<pb::PlacementStrategy, String> {
     let (kind, field) = s.split_once(':').unwrap_or((s, ""));
     match kind {
         "binpack" | "spread" | "random" => Ok(pb::PlacementStrategy {
@@ -157,7 +157,7 @@ fn parse_strategy(s: &str) -> Result<pb::PlacementStrategy, String> {
     }
 }
 
-fn parse_constraint(s: &str) -> Result<pb::PlacementConstraint, String> {
+pub(crate) fn parse_constraint(s: &str) -> Result<pb::PlacementConstraint, String> {
     let (kind, expression) = s.split_once(':').unwrap_or((s, ""));
     match kind {
         "distinctInstance" | "memberOf" => Ok(pb::PlacementConstraint {

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cluster;
 pub mod instance;
 pub mod secret;
+pub mod service;
 pub mod system;
 pub mod task;
 pub mod taskdef;

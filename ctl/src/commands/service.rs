@@ -1,0 +1,505 @@
+//! `berthctl service create|update|scale|delete|ls|describe|events`: ECS's
+//! CreateService, UpdateService, DeleteService, ListServices and
+//! DescribeServices. `--wait` follows the deployment (running/desired per
+//! deployment) until the service is at steady state, and fails when the
+//! deployment does.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use berth_proto::arn::TaskDefRef;
+use berth_proto::v1 as pb;
+use berth_proto::v1::service_service_client::ServiceServiceClient;
+use clap::Subcommand;
+
+use super::task::{parse_constraint, parse_ref, parse_strategy};
+use super::{ClusterArg, Ctx};
+use crate::client::Conn;
+use crate::error::{CtlError, MissingItem};
+use crate::views::service::{self as view, ServiceView, ServicesView};
+
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct DeploymentArgs {
+    /// Tasks that must stay healthy during a deployment, in percent of the
+    /// desired count [default: 100]
+    #[arg(long = "min-healthy-percent", value_name = "PERCENT")]
+    pub min_healthy: Option<i32>,
+    /// Tasks that may run during a deployment, in percent of the desired
+    /// count [default: 200]
+    #[arg(long = "max-percent", value_name = "PERCENT")]
+    pub max_percent: Option<i32>,
+    /// The deployment circuit breaker: fail a deployment whose tasks keep
+    /// failing to start
+    #[arg(long = "circuit-breaker")]
+    pub circuit_breaker: bool,
+    /// With --circuit-breaker: roll back to the last completed deployment
+    #[arg(long, requires = "circuit_breaker")]
+    pub rollback: bool,
+}
+
+impl DeploymentArgs {
+    fn to_proto(&self) -> Option<pb::DeploymentConfiguration> {
+        if *self == Self::default() {
+            return None;
+        }
+        Some(pb::DeploymentConfiguration {
+            minimum_healthy_percent: self.min_healthy,
+            maximum_percent: self.max_percent,
+            deployment_circuit_breaker: self.circuit_breaker.then_some(
+                pb::DeploymentCircuitBreaker {
+                    enable: true,
+                    rollback: self.rollback,
+                },
+            ),
+        })
+    }
+}
+
+impl Default for DeploymentArgs {
+    fn default() -> Self {
+        Self {
+            min_healthy: None,
+            max_percent: None,
+            circuit_breaker: false,
+            rollback: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct WaitArgs {
+    /// Follow the deployment until steady state (exit 0) or failure (exit 1)
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Create a service: keep DESIRED copies of a task definition running
+    Create {
+        /// Service name
+        name: String,
+        /// FAMILY (latest ACTIVE revision), FAMILY:REVISION or an ARN
+        #[arg(long = "taskdef", value_name = "FAMILY[:REVISION]", value_parser = parse_ref)]
+        task_definition: TaskDefRef,
+        /// How many tasks to keep running
+        #[arg(long = "desired-count", value_name = "N")]
+        desired_count: u32,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        /// Placement strategy, in order (repeat up to 5) [default:
+        /// spread:attribute:ecs.availability-zone, spread:instanceId]
+        #[arg(long = "strategy", value_name = "TYPE[:FIELD]", value_parser = parse_strategy)]
+        strategies: Vec<pb::PlacementStrategy>,
+        /// Placement constraint (repeat): distinctInstance, or memberOf:EXPRESSION
+        #[arg(long = "constraint", value_name = "CONSTRAINT", value_parser = parse_constraint)]
+        constraints: Vec<pb::PlacementConstraint>,
+        /// Seconds after a task starts before it must be healthy
+        #[arg(long = "health-check-grace-period", value_name = "SECONDS", default_value_t = 0)]
+        grace: u32,
+        /// Tag KEY=VALUE (repeat)
+        #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+        tags: Vec<pb::Tag>,
+        #[command(flatten)]
+        wait: WaitArgs,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+    /// Change a service: a new task definition (or --force-new-deployment)
+    /// starts a rolling deployment
+    Update {
+        name: String,
+        #[arg(long = "taskdef", value_name = "FAMILY[:REVISION]", value_parser = parse_ref)]
+        task_definition: Option<TaskDefRef>,
+        #[arg(long = "desired-count", value_name = "N")]
+        desired_count: Option<u32>,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        /// Replace every task, even with the same task definition
+        #[arg(long = "force-new-deployment")]
+        force_new_deployment: bool,
+        /// Seconds after a task starts before it must be healthy
+        #[arg(long = "health-check-grace-period", value_name = "SECONDS")]
+        grace: Option<u32>,
+        #[command(flatten)]
+        wait: WaitArgs,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+    /// Set a service's desired count
+    Scale {
+        name: String,
+        #[arg(value_name = "DESIRED")]
+        desired_count: u32,
+        #[command(flatten)]
+        wait: WaitArgs,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+    /// Delete a service (it must be scaled to 0 first, or use --force)
+    Delete {
+        name: String,
+        /// Scale to 0 and delete
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+    /// List services
+    Ls {
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+    /// Describe services: counts, deployments and recent events
+    Describe {
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+    /// A service's events (newest last), optionally following new ones
+    Events {
+        name: String,
+        /// Keep printing new events until interrupted
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+}
+
+fn parse_tag(s: &str) -> Result<pb::Tag, String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    Ok(pb::Tag {
+        key: key.to_owned(),
+        value: value.to_owned(),
+    })
+}
+
+/// How often `--wait` and `events --follow` look.
+const POLL: Duration = Duration::from_millis(500);
+
+async fn describe_one(
+    client: &mut ServiceServiceClient<Conn>,
+    ctx: &Ctx<'_>,
+    cluster: &str,
+    name: &str,
+) -> Result<ServiceView, CtlError> {
+    let r = client
+        .describe_services(pb::DescribeServicesRequest {
+            cluster: cluster.to_owned(),
+            services: vec![name.to_owned()],
+        })
+        .await
+        .map_err(ctx.rpc_error())?
+        .into_inner();
+    match r.services.into_iter().next() {
+        Some(s) => Ok(ServiceView::new(s)),
+        None => Err(CtlError::Missing {
+            items: r
+                .failures
+                .into_iter()
+                .map(|f| MissingItem {
+                    arn: f.arn,
+                    reason: f.reason,
+                    detail: f.detail,
+                })
+                .collect(),
+        }),
+    }
+}
+
+/// Follows deployment `deployment` of the service until steady state,
+/// printing progress on stderr whenever it changes.
+async fn wait_steady(
+    client: &mut ServiceServiceClient<Conn>,
+    ctx: &mut Ctx<'_>,
+    cluster: &str,
+    name: &str,
+    deployment: &str,
+    timeout: Duration,
+) -> Result<ServiceView, CtlError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let bar = std::io::stderr().is_terminal();
+    let mut last = String::new();
+    loop {
+        let s = describe_one(client, ctx, cluster, name).await?;
+        let progress = view::progress_line(&s, bar);
+        if progress != last {
+            ctx.note(&progress)?;
+            last = progress;
+        }
+        let ours = s.deployments.iter().find(|d| d.id == deployment);
+        match ours {
+            Some(d) if d.rollout_state == "FAILED" => {
+                let why: Vec<String> = s
+                    .events
+                    .iter()
+                    .take(5)
+                    .map(|e| format!("\n  {}", e.message))
+                    .collect();
+                return Err(CtlError::TaskFailed {
+                    message: format!(
+                        "deployment {deployment} FAILED: {}{}",
+                        d.rollout_state_reason,
+                        why.concat()
+                    ),
+                });
+            }
+            Some(d)
+                if d.status == "PRIMARY"
+                    && d.rollout_state == "COMPLETED"
+                    && d.running_count == s.desired_count
+                    && s
+                        .deployments
+                        .iter()
+                        .all(|o| o.id == d.id || o.status == "INACTIVE") =>
+            {
+                ctx.note(&format!("(service {name}) has reached a steady state."))?;
+                return Ok(s);
+            }
+            Some(_) => {}
+            None => {
+                return Err(CtlError::TaskFailed {
+                    message: format!("deployment {deployment} is gone from service {name}"),
+                })
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CtlError::TaskFailed {
+                message: format!(
+                    "gave up after {}: {last}",
+                    humantime::format_duration(timeout)
+                ),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn finish(
+    client: &mut ServiceServiceClient<Conn>,
+    ctx: &mut Ctx<'_>,
+    cluster: &str,
+    s: Option<pb::Service>,
+    wait: &WaitArgs,
+) -> Result<(), CtlError> {
+    let s = ServiceView::new(s.ok_or_else(|| CtlError::BadResponse {
+        what: "no service in the answer".to_owned(),
+    })?);
+    let s = if wait.wait {
+        let deployment = s
+            .deployments
+            .first()
+            .map(|d| d.id.clone())
+            .unwrap_or_default();
+        wait_steady(
+            client,
+            ctx,
+            cluster,
+            &s.service_name,
+            &deployment,
+            wait.timeout,
+        )
+        .await?
+    } else {
+        s
+    };
+    let v = ServicesView {
+        services: vec![s],
+        failures: vec![],
+    };
+    ctx.emit(&v, view::describe_table)
+}
+
+pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
+    let mut client = ServiceServiceClient::new(ctx.channel().await?);
+    let rpc = ctx.rpc_error();
+    match cmd {
+        ServiceCommand::Create {
+            name,
+            task_definition,
+            desired_count,
+            deployment,
+            strategies,
+            constraints,
+            grace,
+            tags,
+            wait,
+            cluster,
+        } => {
+            let cluster = ctx.cluster(&cluster);
+            let r = client
+                .create_service(pb::CreateServiceRequest {
+                    cluster: cluster.clone(),
+                    service_name: name,
+                    task_definition: task_definition.to_string(),
+                    desired_count: Some(i32::try_from(desired_count).unwrap_or(i32::MAX)),
+                    scheduling_strategy: "REPLICA".to_owned(),
+                    placement_constraints: constraints,
+                    placement_strategy: strategies,
+                    deployment_configuration: deployment.to_proto(),
+                    health_check_grace_period_seconds: i32::try_from(grace).unwrap_or(i32::MAX),
+                    tags,
+                })
+                .await
+                .map_err(&rpc)?
+                .into_inner();
+            finish(&mut client, ctx, &cluster, r.service, &wait).await
+        }
+        ServiceCommand::Update {
+            name,
+            task_definition,
+            desired_count,
+            deployment,
+            force_new_deployment,
+            grace,
+            wait,
+            cluster,
+        } => {
+            let cluster = ctx.cluster(&cluster);
+            let r = client
+                .update_service(pb::UpdateServiceRequest {
+                    cluster: cluster.clone(),
+                    service: name,
+                    task_definition: task_definition.map(|t| t.to_string()).unwrap_or_default(),
+                    desired_count: desired_count.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+                    deployment_configuration: deployment.to_proto(),
+                    placement: None,
+                    force_new_deployment,
+                    health_check_grace_period_seconds: grace
+                        .map(|g| i32::try_from(g).unwrap_or(i32::MAX)),
+                })
+                .await
+                .map_err(&rpc)?
+                .into_inner();
+            finish(&mut client, ctx, &cluster, r.service, &wait).await
+        }
+        ServiceCommand::Scale {
+            name,
+            desired_count,
+            wait,
+            cluster,
+        } => {
+            let cluster = ctx.cluster(&cluster);
+            let r = client
+                .update_service(pb::UpdateServiceRequest {
+                    cluster: cluster.clone(),
+                    service: name,
+                    desired_count: Some(i32::try_from(desired_count).unwrap_or(i32::MAX)),
+                    ..Default::default()
+                })
+                .await
+                .map_err(&rpc)?
+                .into_inner();
+            finish(&mut client, ctx, &cluster, r.service, &wait).await
+        }
+        ServiceCommand::Delete {
+            name,
+            force,
+            cluster,
+        } => {
+            let cluster = ctx.cluster(&cluster);
+            let r = client
+                .delete_service(pb::DeleteServiceRequest {
+                    cluster,
+                    service: name,
+                    force,
+                })
+                .await
+                .map_err(&rpc)?
+                .into_inner();
+            let s = ServiceView::new(r.service.unwrap_or_default());
+            ctx.emit(&s, |s| {
+                format!("{}: {} (its tasks are being stopped)\n", s.service_name, s.status)
+            })
+        }
+        ServiceCommand::Ls { cluster } => {
+            let cluster = ctx.cluster(&cluster);
+            let arns = client
+                .list_services(pb::ListServicesRequest {
+                    cluster: cluster.clone(),
+                    scheduling_strategy: String::new(),
+                })
+                .await
+                .map_err(&rpc)?
+                .into_inner()
+                .service_arns;
+            let mut v = ServicesView {
+                services: vec![],
+                failures: vec![],
+            };
+            for chunk in arns.chunks(10) {
+                let r = client
+                    .describe_services(pb::DescribeServicesRequest {
+                        cluster: cluster.clone(),
+                        services: chunk.to_vec(),
+                    })
+                    .await
+                    .map_err(&rpc)?
+                    .into_inner();
+                v.services
+                    .extend(r.services.into_iter().map(ServiceView::new));
+            }
+            ctx.emit(&v, view::list_table)
+        }
+        ServiceCommand::Describe { names, cluster } => {
+            let cluster = ctx.cluster(&cluster);
+            let r = client
+                .describe_services(pb::DescribeServicesRequest {
+                    cluster,
+                    services: names,
+                })
+                .await
+                .map_err(&rpc)?
+                .into_inner();
+            let v = ServicesView {
+                services: r.services.into_iter().map(ServiceView::new).collect(),
+                failures: r.failures.into_iter().map(Into::into).collect(),
+            };
+            let missing: Vec<MissingItem> = v.failures.iter().map(Into::into).collect();
+            ctx.emit(&v, view::describe_table)?;
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(CtlError::Missing { items: missing })
+            }
+        }
+        ServiceCommand::Events {
+            name,
+            follow,
+            cluster,
+        } => {
+            let cluster = ctx.cluster(&cluster);
+            let mut seen: std::collections::HashSet<String> = Default::default();
+            loop {
+                let s = describe_one(&mut client, ctx, &cluster, &name).await?;
+                let new: Vec<_> = s
+                    .events
+                    .iter()
+                    .rev()
+                    .filter(|e| seen.insert(e.id.clone()))
+                    .cloned()
+                    .collect();
+                if ctx.output == crate::output::OutputFormat::Json {
+                    ctx.emit(&new, |_| String::new())?;
+                } else {
+                    let text: String = new
+                        .iter()
+                        .map(|e| format!("{}  {}\n", e.at, e.message))
+                        .collect();
+                    ctx.write(&text)?;
+                }
+                if !follow {
+                    return Ok(());
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+}
