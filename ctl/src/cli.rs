@@ -6,8 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::commands::{
     activation::ActivationCommand, audit::AuditCommand, cluster::ClusterCommand,
     instance::InstanceCommand, login::LoginArgs, secret::SecretCommand, service::ServiceCommand,
-    task::TaskCommand,
-    taskdef::TaskdefCommand, token::TokenCommand,
+    task::TaskCommand, taskdef::TaskdefCommand, token::TokenCommand,
 };
 use crate::output::OutputFormat;
 

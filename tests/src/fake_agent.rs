@@ -128,6 +128,25 @@ impl Default for FakeHost {
     }
 }
 
+/// How [`FakeAgent::autopilot_with`] plays its tasks.
+#[derive(Clone)]
+pub struct Autopilot {
+    /// Between PENDING and RUNNING.
+    pub start_delay: Duration,
+    /// Tasks for which this holds fail to start (STOPPED with
+    /// TaskFailedToStart instead of RUNNING).
+    pub fail: std::sync::Arc<dyn Fn(&berth_proto::v1::DesiredTask) -> bool + Send + Sync>,
+}
+
+impl Default for Autopilot {
+    fn default() -> Self {
+        Self {
+            start_delay: Duration::ZERO,
+            fail: std::sync::Arc::new(|_| false),
+        }
+    }
+}
+
 /// A connected fake agent. Dropping it closes its stream.
 pub struct FakeAgent {
     pub id: String,
@@ -291,7 +310,13 @@ impl FakeAgent {
     /// bindings and a runtime id per container; every desired STOPPED one
     /// STOPPED (exit code 0). Each log request gets two lines per container
     /// and eof.
-    pub fn autopilot(mut self) -> Self {
+    pub fn autopilot(self) -> Self {
+        self.autopilot_with(Autopilot::default())
+    }
+
+    /// [`autopilot`](Self::autopilot) with a start delay and tasks that
+    /// fail to start.
+    pub fn autopilot_with(mut self, pilot: Autopilot) -> Self {
         let desired = self.desired.clone();
         let tx = self.tx.clone();
         let driver = tokio::spawn(async move {
@@ -311,14 +336,27 @@ impl FakeAgent {
                                 continue;
                             }
                             reported.push((t.task_arn.clone(), *step));
-                            let r = report_for(t, step);
-                            if tx
-                                .send(AgentMessage {
-                                    msg: Some(agent_message::Msg::TaskStatus(r)),
-                                })
-                                .await
-                                .is_err()
-                            {
+                            let r = if *step == "RUNNING" && (pilot.fail)(t) {
+                                let mut r = report_for(t, "STOPPED");
+                                r.stop_code = "TaskFailedToStart".to_owned();
+                                r.stopped_reason =
+                                    "CannotPullContainerError: the fake agent fails this image"
+                                        .to_owned();
+                                r
+                            } else {
+                                report_for(t, step)
+                            };
+                            let msg = AgentMessage {
+                                msg: Some(agent_message::Msg::TaskStatus(r)),
+                            };
+                            if *step == "RUNNING" && !pilot.start_delay.is_zero() {
+                                let tx = tx.clone();
+                                let delay = pilot.start_delay;
+                                tokio::spawn(async move {
+                                    tokio::time::sleep(delay).await;
+                                    let _ = tx.send(msg).await;
+                                });
+                            } else if tx.send(msg).await.is_err() {
                                 return;
                             }
                         }

@@ -98,7 +98,11 @@ pub enum ServiceCommand {
         #[arg(long = "constraint", value_name = "CONSTRAINT", value_parser = parse_constraint)]
         constraints: Vec<pb::PlacementConstraint>,
         /// Seconds after a task starts before it must be healthy
-        #[arg(long = "health-check-grace-period", value_name = "SECONDS", default_value_t = 0)]
+        #[arg(
+            long = "health-check-grace-period",
+            value_name = "SECONDS",
+            default_value_t = 0
+        )]
         grace: u32,
         /// Tag KEY=VALUE (repeat)
         #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
@@ -255,8 +259,7 @@ async fn wait_steady(
                 if d.status == "PRIMARY"
                     && d.rollout_state == "COMPLETED"
                     && d.running_count == s.desired_count
-                    && s
-                        .deployments
+                    && s.deployments
                         .iter()
                         .all(|o| o.id == d.id || o.status == "INACTIVE") =>
             {
@@ -416,7 +419,10 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                 .into_inner();
             let s = ServiceView::new(r.service.unwrap_or_default());
             ctx.emit(&s, |s| {
-                format!("{}: {} (its tasks are being stopped)\n", s.service_name, s.status)
+                format!(
+                    "{}: {} (its tasks are being stopped)\n",
+                    s.service_name, s.status
+                )
             })
         }
         ServiceCommand::Ls { cluster } => {

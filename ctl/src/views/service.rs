@@ -232,7 +232,14 @@ pub fn list_table(v: &ServicesView) -> String {
 /// Deployments as a table (describe, and each step of `--wait`).
 pub fn deployments_table(s: &ServiceView) -> String {
     let mut t = Table::new(&[
-        "DEPLOYMENT", "STATUS", "TASKDEF", "DESIRED", "RUNNING", "PENDING", "FAILED", "ROLLOUT",
+        "DEPLOYMENT",
+        "STATUS",
+        "TASKDEF",
+        "DESIRED",
+        "RUNNING",
+        "PENDING",
+        "FAILED",
+        "ROLLOUT",
     ]);
     for d in &s.deployments {
         t.row([
@@ -371,8 +378,7 @@ mod tests {
                 pb::Deployment {
                     id: "ecs-svc/2".into(),
                     status: "PRIMARY".into(),
-                    task_definition: "arn:aws:ecs:local:000000000000:task-definition/web:2"
-                        .into(),
+                    task_definition: "arn:aws:ecs:local:000000000000:task-definition/web:2".into(),
                     desired_count: 4,
                     running_count: 1,
                     pending_count: 1,
@@ -382,8 +388,7 @@ mod tests {
                 pb::Deployment {
                     id: "ecs-svc/1".into(),
                     status: "ACTIVE".into(),
-                    task_definition: "arn:aws:ecs:local:000000000000:task-definition/web:1"
-                        .into(),
+                    task_definition: "arn:aws:ecs:local:000000000000:task-definition/web:1".into(),
                     running_count: 4,
                     rollout_state: "COMPLETED".into(),
                     ..Default::default()

@@ -99,6 +99,7 @@ pub fn task_facts(t: &TaskRecord) -> TaskFacts {
         created_at: t.created_at,
         started_at: t.started_at,
         stopped_at: t.stopped_at,
+        stop_code: t.stop_code.clone(),
     }
 }
 

@@ -65,6 +65,21 @@ pub struct TaskFacts {
     pub created_at: UnixMillis,
     pub started_at: Option<UnixMillis>,
     pub stopped_at: Option<UnixMillis>,
+    /// Why it stopped (once STOPPED): `ServiceSchedulerInitiated` and
+    /// `UserInitiated` were asked for; anything else is a failure.
+    pub stop_code: String,
+}
+
+impl TaskFacts {
+    /// Stopped without anyone asking: a failed launch or an essential
+    /// container's exit.
+    pub fn failed(&self) -> bool {
+        self.last_status == TaskStatus::Stopped
+            && !matches!(
+                self.stop_code.as_str(),
+                "ServiceSchedulerInitiated" | "UserInitiated"
+            )
+    }
 }
 
 /// The inputs of one evaluation.
@@ -300,14 +315,12 @@ fn classify<'a>(inputs: &Inputs<'a>) -> Classified<'a> {
     c
 }
 
-/// Failed launches of `deployment`: tasks that stopped while the service
-/// still wanted them running.
+/// Failed launches of `deployment`: tasks that stopped without the
+/// scheduler or a user asking.
 fn failures<'a>(tasks: &'a [TaskFacts], deployment: &str) -> Vec<&'a TaskFacts> {
     tasks
         .iter()
-        .filter(|t| {
-            t.deployment == deployment && t.last_status == TaskStatus::Stopped && t.desired_running
-        })
+        .filter(|t| t.deployment == deployment && t.failed())
         .collect()
 }
 

@@ -63,6 +63,11 @@ fn task(id: &str, dep: &str, inst: &str, status: TaskStatus) -> TaskFacts {
         created_at: T0,
         started_at: (status >= TaskStatus::Running).then_some(T0),
         stopped_at: (status == TaskStatus::Stopped).then_some(T0),
+        stop_code: if status == TaskStatus::Stopped {
+            "TaskFailedToStart".into()
+        } else {
+            String::new()
+        },
     }
 }
 
@@ -144,6 +149,7 @@ impl World {
         for s in &p.stops {
             if let Some(t) = self.tasks.iter_mut().find(|t| t.id == s.task_id) {
                 t.desired_running = false;
+                t.stop_code = "ServiceSchedulerInitiated".into();
             }
         }
         let primary = p.record.primary().map(|d| d.id.clone()).unwrap_or_default();
