@@ -18,7 +18,7 @@ use crate::client::Conn;
 use crate::error::{CtlError, MissingItem};
 use crate::views::service::{self as view, ServiceView, ServicesView};
 
-#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct DeploymentArgs {
     /// Tasks that must stay healthy during a deployment, in percent of the
     /// desired count [default: 100]
@@ -52,17 +52,6 @@ impl DeploymentArgs {
                 },
             ),
         })
-    }
-}
-
-impl Default for DeploymentArgs {
-    fn default() -> Self {
-        Self {
-            min_healthy: None,
-            max_percent: None,
-            circuit_breaker: false,
-            rollback: false,
-        }
     }
 }
 
