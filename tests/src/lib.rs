@@ -19,6 +19,7 @@
 
 pub mod fake_agent;
 pub mod multihost;
+pub mod service_probe;
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};

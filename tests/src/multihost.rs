@@ -334,6 +334,17 @@ impl Hosts {
     /// Stops every task that is not STOPPED and waits (up to `limit`) until
     /// each of those on a reachable host (not killed, not cut) is.
     pub fn stop_all_tasks(&self, limit: Duration) {
+        // Services first (scaled to 0 and deleted), or their controller
+        // would replace the tasks stopped below.
+        if let Ok(v) = serde_json::from_slice::<Value>(
+            &self.sched.ctl(&["service", "ls", "-o", "json"]).stdout,
+        ) {
+            for s in v["services"].as_array().into_iter().flatten() {
+                if let Some(name) = s["serviceName"].as_str() {
+                    let _ = self.sched.ctl(&["service", "delete", name, "--force"]);
+                }
+            }
+        }
         let Ok(v) =
             serde_json::from_slice::<Value>(&self.sched.ctl(&["task", "ls", "-o", "json"]).stdout)
         else {

@@ -7,17 +7,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_proto::v1::service_service_client::ServiceServiceClient;
-use berth_proto::v1::task_service_client::TaskServiceClient;
-use berth_proto::v1::{
-    CreateServiceRequest, DeleteServiceRequest, DescribeServicesRequest, DescribeTasksRequest,
-    ListTasksRequest, Service, Task, UpdateServiceRequest,
-};
+use berth_proto::v1::{CreateServiceRequest, DeleteServiceRequest, Task, UpdateServiceRequest};
 use berth_tests::fake_agent::{Autopilot, FakeAgent, FakeHost};
+use berth_tests::service_probe::{
+    describe, healthy, messages, occupying, service_tasks, steady, Sampler,
+};
 use berth_tests::{eventually, json, ok_stdout, AuthedChannel, Scheduler};
 use tonic::Code;
 
@@ -104,123 +102,6 @@ impl Cluster {
     }
 }
 
-/// The service's tasks as the scheduler records them (both desired states).
-async fn service_tasks(ops: &AuthedChannel, name: &str) -> Vec<Task> {
-    let mut client = TaskServiceClient::new(ops.clone());
-    let mut arns = Vec::new();
-    for desired in ["RUNNING", "STOPPED"] {
-        arns.extend(
-            client
-                .list_tasks(ListTasksRequest {
-                    desired_status: desired.to_owned(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .task_arns,
-        );
-    }
-    let mut out = Vec::new();
-    for chunk in arns.chunks(100) {
-        out.extend(
-            client
-                .describe_tasks(DescribeTasksRequest {
-                    cluster: String::new(),
-                    tasks: chunk.to_vec(),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .tasks
-                .into_iter()
-                .filter(|t| t.group == format!("service:{name}")),
-        );
-    }
-    out
-}
-
-async fn describe(ops: &AuthedChannel, name: &str) -> Service {
-    ServiceServiceClient::new(ops.clone())
-        .describe_services(DescribeServicesRequest {
-            cluster: String::new(),
-            services: vec![name.to_owned()],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .services
-        .remove(0)
-}
-
-fn healthy(ts: &[Task]) -> usize {
-    ts.iter()
-        .filter(|t| t.desired_status == "RUNNING" && t.last_status == "RUNNING")
-        .count()
-}
-
-fn occupying(ts: &[Task]) -> usize {
-    ts.iter().filter(|t| t.last_status != "STOPPED").count()
-}
-
-/// Samples the service every 50 ms until stopped; returns the violations
-/// of (min healthy, max running) it saw and the samples taken.
-fn sampler(
-    ops: AuthedChannel,
-    name: &'static str,
-    min: usize,
-    max: usize,
-) -> (
-    Arc<AtomicBool>,
-    tokio::task::JoinHandle<(Vec<String>, usize)>,
-) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let mut bad = Vec::new();
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let ts = service_tasks(&ops, name).await;
-                n += 1;
-                let (h, o) = (healthy(&ts), occupying(&ts));
-                if h < min || o > max {
-                    bad.push(format!("{h} healthy, {o} running"));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            (bad, n)
-        }
-    });
-    (stop, handle)
-}
-
-async fn steady(ops: &AuthedChannel, name: &str, limit: Duration) -> Service {
-    eventually(limit, "steady state", || async {
-        let s = describe(ops, name).await;
-        let p = &s.deployments[0];
-        let active = s
-            .deployments
-            .iter()
-            .filter(|d| d.status == "ACTIVE")
-            .count();
-        if p.rollout_state == "COMPLETED"
-            && active == 0
-            && s.running_count == s.desired_count
-            && s.pending_count == 0
-        {
-            Ok(s)
-        } else {
-            Err(format!("{:?}", s.deployments))
-        }
-    })
-    .await
-}
-
-fn messages(s: &Service) -> Vec<String> {
-    s.events.iter().map(|e| e.message.clone()).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_updates_keep_ecs_minimum_and_maximum() {
     let pilot = Autopilot {
@@ -266,7 +147,7 @@ async fn rolling_updates_keep_ecs_minimum_and_maximum() {
     assert_eq!(per_instance.len(), 3, "{per_instance:?}");
 
     // min 50 / max 100: never fewer than 2 healthy nor more than 4 running.
-    let (stop, h) = sampler(ops.clone(), "web", 2, 4);
+    let sampler = Sampler::start(ops.clone(), "web", 2, 4, Duration::from_millis(50));
     let out = c
         .ctl(&[
             "service",
@@ -280,8 +161,7 @@ async fn rolling_updates_keep_ecs_minimum_and_maximum() {
         ])
         .await;
     ok_stdout(&out);
-    stop.store(true, Ordering::Relaxed);
-    let (bad, n) = h.await.unwrap();
+    let (bad, n) = sampler.finish().await;
     assert!(n > 10, "the sampler ran ({n} samples)");
     assert!(bad.is_empty(), "50/100 bounds broken: {bad:?}");
     let s = steady(&ops, "web", Duration::from_secs(10)).await;
@@ -300,7 +180,7 @@ async fn rolling_updates_keep_ecs_minimum_and_maximum() {
                 .starts_with("Scaling activity initiated by (deployment ecs-svc/")));
 
     // min 100 / max 150: never fewer than 4 healthy nor more than 6 running.
-    let (stop, h) = sampler(ops.clone(), "web", 4, 6);
+    let sampler = Sampler::start(ops.clone(), "web", 4, 6, Duration::from_millis(50));
     let out = c
         .ctl(&[
             "service",
@@ -318,8 +198,7 @@ async fn rolling_updates_keep_ecs_minimum_and_maximum() {
         ])
         .await;
     ok_stdout(&out);
-    stop.store(true, Ordering::Relaxed);
-    let (bad, n) = h.await.unwrap();
+    let (bad, n) = sampler.finish().await;
     assert!(n > 10, "the sampler ran ({n} samples)");
     assert!(bad.is_empty(), "100/150 bounds broken: {bad:?}");
     let s = steady(&ops, "web", Duration::from_secs(10)).await;
@@ -495,10 +374,9 @@ async fn kill9_mid_deployment_resumes_within_maximum() {
         );
     }
     let ops = c.ops().await;
-    let (stop, h) = sampler(ops.clone(), "web", 0, 6);
+    let sampler = Sampler::start(ops.clone(), "web", 0, 6, Duration::from_millis(50));
     let s = steady(&ops, "web", Duration::from_secs(30)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (bad, _) = h.await.unwrap();
+    let (bad, _) = sampler.finish().await;
     assert!(
         bad.is_empty(),
         "more than 150% running after the restart: {bad:?}"
@@ -553,7 +431,7 @@ async fn draining_and_lost_instances_move_service_tasks() {
         .clone();
 
     // Draining: replacements start first (100% minimum), then the old stop.
-    let (stop, h) = sampler(ops.clone(), "web", 3, 6);
+    let sampler = Sampler::start(ops.clone(), "web", 3, 6, Duration::from_millis(50));
     ok_stdout(&c.ctl(&["instance", "drain", &victim]).await);
     eventually(
         Duration::from_secs(15),
@@ -570,8 +448,7 @@ async fn draining_and_lost_instances_move_service_tasks() {
         },
     )
     .await;
-    stop.store(true, Ordering::Relaxed);
-    let (bad, _) = h.await.unwrap();
+    let (bad, _) = sampler.finish().await;
     assert!(bad.is_empty(), "below the minimum while draining: {bad:?}");
     ok_stdout(&c.ctl(&["instance", "activate", &victim]).await);
 

@@ -1,0 +1,145 @@
+//! Watching services from a test: the service's tasks as the scheduler
+//! records them, DescribeServices, steady state, and a sampler that checks
+//! ECS's deployment bounds (at least the minimum healthy, at most the
+//! maximum running) for as long as a test runs it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::v1::service_service_client::ServiceServiceClient;
+use berth_proto::v1::task_service_client::TaskServiceClient;
+use berth_proto::v1::{
+    DescribeServicesRequest, DescribeTasksRequest, ListTasksRequest, Service, Task,
+};
+
+use crate::{eventually, AuthedChannel};
+
+/// The service's tasks (both desired states) as the scheduler records them.
+pub async fn service_tasks(ops: &AuthedChannel, name: &str) -> Vec<Task> {
+    let mut client = TaskServiceClient::new(ops.clone());
+    let mut arns = Vec::new();
+    for desired in ["RUNNING", "STOPPED"] {
+        if let Ok(r) = client
+            .list_tasks(ListTasksRequest {
+                desired_status: desired.to_owned(),
+                ..Default::default()
+            })
+            .await
+        {
+            arns.extend(r.into_inner().task_arns);
+        }
+    }
+    let mut out = Vec::new();
+    for chunk in arns.chunks(100) {
+        if let Ok(r) = client
+            .describe_tasks(DescribeTasksRequest {
+                cluster: String::new(),
+                tasks: chunk.to_vec(),
+            })
+            .await
+        {
+            out.extend(
+                r.into_inner()
+                    .tasks
+                    .into_iter()
+                    .filter(|t| t.group == format!("service:{name}")),
+            );
+        }
+    }
+    out
+}
+
+/// DescribeServices of one service (panics if it is missing).
+pub async fn describe(ops: &AuthedChannel, name: &str) -> Service {
+    ServiceServiceClient::new(ops.clone())
+        .describe_services(DescribeServicesRequest {
+            cluster: String::new(),
+            services: vec![name.to_owned()],
+        })
+        .await
+        .expect("DescribeServices")
+        .into_inner()
+        .services
+        .remove(0)
+}
+
+/// RUNNING and still wanted.
+pub fn healthy(ts: &[Task]) -> usize {
+    ts.iter()
+        .filter(|t| t.desired_status == "RUNNING" && t.last_status == "RUNNING")
+        .count()
+}
+
+/// Not STOPPED (stopping ones still run).
+pub fn occupying(ts: &[Task]) -> usize {
+    ts.iter().filter(|t| t.last_status != "STOPPED").count()
+}
+
+/// The event messages, newest first.
+pub fn messages(s: &Service) -> Vec<String> {
+    s.events.iter().map(|e| e.message.clone()).collect()
+}
+
+/// Waits until the PRIMARY deployment is COMPLETED, no other is ACTIVE and
+/// the running count is the desired count.
+pub async fn steady(ops: &AuthedChannel, name: &str, limit: Duration) -> Service {
+    eventually(limit, "steady state", || async {
+        let s = describe(ops, name).await;
+        let p = &s.deployments[0];
+        let active = s
+            .deployments
+            .iter()
+            .filter(|d| d.status == "ACTIVE")
+            .count();
+        if p.rollout_state == "COMPLETED"
+            && active == 0
+            && s.running_count == s.desired_count
+            && s.pending_count == 0
+        {
+            Ok(s)
+        } else {
+            Err(format!("{:?}", s.deployments))
+        }
+    })
+    .await
+}
+
+/// A running sampler; [`Sampler::finish`] stops it.
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    handle: tokio::task::JoinHandle<(Vec<String>, usize)>,
+}
+
+impl Sampler {
+    /// Samples every `every` until finished, recording each sample with
+    /// fewer than `min` healthy or more than `max` running tasks.
+    pub fn start(ops: AuthedChannel, name: &str, min: usize, max: usize, every: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let name = name.to_owned();
+        let handle = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut bad = Vec::new();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let ts = service_tasks(&ops, &name).await;
+                    n += 1;
+                    let (h, o) = (healthy(&ts), occupying(&ts));
+                    if h < min || o > max {
+                        bad.push(format!("{h} healthy, {o} running"));
+                    }
+                    tokio::time::sleep(every).await;
+                }
+                (bad, n)
+            }
+        });
+        Sampler { stop, handle }
+    }
+
+    /// Stops sampling: (violations, samples taken).
+    pub async fn finish(self) -> (Vec<String>, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.await.expect("sampler task")
+    }
+}
