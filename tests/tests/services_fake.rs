@@ -631,3 +631,113 @@ async fn the_api_validates_and_explains() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_runs_on_every_instance_and_follows_them() {
+    let mut c = Cluster::start(3, Autopilot::default(), &[]).await;
+    let ops = c.ops().await;
+    let out = c
+        .ctl(&[
+            "service",
+            "create",
+            "agentd",
+            "--taskdef",
+            "web:1",
+            "--daemon",
+            "--wait",
+            "--timeout",
+            "30s",
+        ])
+        .await;
+    let text = ok_stdout(&out);
+    assert!(text.contains("Scheduling:       DAEMON"), "{text}");
+    let per_instance = |ts: &[Task]| {
+        let mut m: HashMap<String, usize> = HashMap::new();
+        for t in ts
+            .iter()
+            .filter(|t| t.desired_status == "RUNNING" && t.last_status == "RUNNING")
+        {
+            *m.entry(t.container_instance_arn.clone()).or_default() += 1;
+        }
+        m
+    };
+    let ts = service_tasks(&ops, "agentd").await;
+    let m = per_instance(&ts);
+    assert_eq!(m.len(), 3, "{m:?}");
+    assert!(m.values().all(|n| *n == 1), "{m:?}");
+    let s = describe(&ops, "agentd").await;
+    assert_eq!((s.desired_count, s.running_count), (3, 3));
+    let v = json(
+        &c.ctl(&["service", "describe", "agentd", "-o", "json"])
+            .await,
+    );
+    let cfg = &v["services"][0]["deploymentConfiguration"];
+    assert_eq!(
+        (
+            cfg["minimumHealthyPercent"].as_i64(),
+            cfg["maximumPercent"].as_i64()
+        ),
+        (Some(0), Some(100))
+    );
+
+    // A fourth instance joins and gets its daemon.
+    let target = c.s.agent_target().await;
+    c.agents.push(
+        FakeAgent::join(&target, "default", host("zone-a"))
+            .await
+            .autopilot(),
+    );
+    let fourth = c.agents[3].id.clone();
+    eventually(
+        Duration::from_secs(10),
+        "a daemon on the new instance",
+        || async {
+            let m = per_instance(&service_tasks(&ops, "agentd").await);
+            (m.len() == 4 && m.keys().any(|k| k.ends_with(&fourth)))
+                .then_some(())
+                .ok_or(format!("{m:?}"))
+        },
+    )
+    .await;
+    // A drained instance loses it (no replica tasks to wait for).
+    ok_stdout(&c.ctl(&["instance", "drain", &fourth]).await);
+    eventually(
+        Duration::from_secs(10),
+        "the drained instance's daemon stopped",
+        || async {
+            let m = per_instance(&service_tasks(&ops, "agentd").await);
+            let s = describe(&ops, "agentd").await;
+            (m.len() == 3 && !m.keys().any(|k| k.ends_with(&fourth)) && s.desired_count == 3)
+                .then_some(())
+                .ok_or(format!("{m:?} desired {}", s.desired_count))
+        },
+    )
+    .await;
+    // Validation: no desired count, no strategies for a DAEMON.
+    let mut client = ServiceServiceClient::new(ops.clone());
+    let st = client
+        .create_service(CreateServiceRequest {
+            service_name: "d2".into(),
+            task_definition: "web:1".into(),
+            scheduling_strategy: "DAEMON".into(),
+            desired_count: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), Code::InvalidArgument);
+    assert!(
+        st.message().starts_with("desiredCount:"),
+        "{}",
+        st.message()
+    );
+    // A DAEMON is deleted without scaling first.
+    ok_stdout(&c.ctl(&["service", "delete", "agentd"]).await);
+    eventually(Duration::from_secs(10), "INACTIVE", || async {
+        let s = describe(&ops, "agentd").await;
+        (s.status == "INACTIVE" && occupying(&service_tasks(&ops, "agentd").await) == 0)
+            .then_some(())
+            .ok_or(s.status)
+    })
+    .await;
+}

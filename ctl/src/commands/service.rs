@@ -74,9 +74,17 @@ pub enum ServiceCommand {
         /// FAMILY (latest ACTIVE revision), FAMILY:REVISION or an ARN
         #[arg(long = "taskdef", value_name = "FAMILY[:REVISION]", value_parser = parse_ref)]
         task_definition: TaskDefRef,
-        /// How many tasks to keep running
-        #[arg(long = "desired-count", value_name = "N")]
-        desired_count: u32,
+        /// How many tasks to keep running (REPLICA; a DAEMON runs one per instance)
+        #[arg(
+            long = "desired-count",
+            value_name = "N",
+            required_unless_present = "daemon"
+        )]
+        desired_count: Option<u32>,
+        /// The DAEMON scheduling strategy: one task on every ACTIVE instance
+        /// that meets the constraints
+        #[arg(long, conflicts_with_all = ["desired_count", "strategies"])]
+        daemon: bool,
         #[command(flatten)]
         deployment: DeploymentArgs,
         /// Placement strategy, in order (repeat up to 5) [default:
@@ -317,6 +325,7 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
             name,
             task_definition,
             desired_count,
+            daemon,
             deployment,
             strategies,
             constraints,
@@ -331,8 +340,8 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                     cluster: cluster.clone(),
                     service_name: name,
                     task_definition: task_definition.to_string(),
-                    desired_count: Some(i32::try_from(desired_count).unwrap_or(i32::MAX)),
-                    scheduling_strategy: "REPLICA".to_owned(),
+                    desired_count: desired_count.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+                    scheduling_strategy: if daemon { "DAEMON" } else { "REPLICA" }.to_owned(),
                     placement_constraints: constraints,
                     placement_strategy: strategies,
                     deployment_configuration: deployment.to_proto(),

@@ -194,6 +194,22 @@ fn active_definition(
     Ok(td)
 }
 
+/// ECS's defaults: REPLICA 100/200, DAEMON 0/100.
+fn defaults(scheduling: SchedulingStrategy) -> DeploymentConfig {
+    match scheduling {
+        SchedulingStrategy::Replica => DeploymentConfig {
+            minimum_healthy_percent: 100,
+            maximum_percent: 200,
+            circuit_breaker: CircuitBreaker::default(),
+        },
+        SchedulingStrategy::Daemon => DeploymentConfig {
+            minimum_healthy_percent: 0,
+            maximum_percent: 100,
+            circuit_breaker: CircuitBreaker::default(),
+        },
+    }
+}
+
 fn grace(v: i32) -> Result<u32, ApiError> {
     u32::try_from(v).map_err(|_| {
         ApiError::invalid(
@@ -324,39 +340,49 @@ impl ServiceService for ServiceApi {
                 )
             })?,
         };
-        if scheduling == SchedulingStrategy::Daemon {
-            return Err(ApiError::invalid(
-                "schedulingStrategy",
-                "DAEMON is not supported yet; use REPLICA",
-            )
-            .into());
-        }
-        let desired = match req.desired_count {
-            None => {
+        let daemon = scheduling == SchedulingStrategy::Daemon;
+        let desired = match (req.desired_count, daemon) {
+            (Some(_), true) => {
+                return Err(ApiError::invalid(
+                    "desiredCount",
+                    "must not be set for the DAEMON scheduling strategy (one task per instance)",
+                )
+                .into())
+            }
+            (None, true) => 0,
+            (None, false) => {
                 return Err(ApiError::invalid(
                     "desiredCount",
                     "required for the REPLICA scheduling strategy",
                 )
                 .into())
             }
-            Some(n) if n < 0 => {
+            (Some(n), false) if n < 0 => {
                 return Err(
                     ApiError::invalid("desiredCount", format!("{n} must not be negative")).into(),
                 )
             }
-            Some(n) => n as u32,
+            (Some(n), false) => n as u32,
         };
+        if daemon && !req.placement_strategy.is_empty() {
+            return Err(ApiError::invalid(
+                "placementStrategy",
+                "placement strategies are not supported for the DAEMON scheduling strategy",
+            )
+            .into());
+        }
         let td = active_definition(&self.shared, "taskDefinition", &req.task_definition)?;
         let (constraints, strategies) =
             placement_items(&req.placement_constraints, &req.placement_strategy, "")?;
-        let deployment_config = deployment_config(
-            req.deployment_configuration.as_ref(),
-            DeploymentConfig {
-                minimum_healthy_percent: 100,
-                maximum_percent: 200,
-                circuit_breaker: CircuitBreaker::default(),
-            },
-        )?;
+        let deployment_config =
+            deployment_config(req.deployment_configuration.as_ref(), defaults(scheduling))?;
+        if daemon && deployment_config.maximum_percent != 100 {
+            return Err(ApiError::invalid(
+                "deploymentConfiguration.maximumPercent",
+                "must be 100 for the DAEMON scheduling strategy",
+            )
+            .into());
+        }
         let tags = validate_tags(&req.tags)?;
         let now = now_millis();
         let mut rec = ServiceRecord {
@@ -446,16 +472,37 @@ impl ServiceService for ServiceApi {
                         rec.status.as_str()
                     )));
                 }
+                let daemon = rec.scheduling == SchedulingStrategy::Daemon;
                 if let Some(n) = req.desired_count {
+                    if daemon {
+                        return Err(DbError::InvalidArgument {
+                            field: "desiredCount",
+                            message: "a DAEMON service runs one task per instance".to_owned(),
+                        });
+                    }
                     rec.desired_count = n as u32;
                     rec.steady = false;
                 }
                 if let Ok(cfg) =
                     deployment_config(req.deployment_configuration.as_ref(), rec.deployment_config)
                 {
+                    if daemon && cfg.maximum_percent != 100 {
+                        return Err(DbError::InvalidArgument {
+                            field: "deploymentConfiguration.maximumPercent",
+                            message: "must be 100 for the DAEMON scheduling strategy".to_owned(),
+                        });
+                    }
                     rec.deployment_config = cfg;
                 }
                 if let Some((c, s)) = &placement {
+                    if daemon && !s.is_empty() {
+                        return Err(DbError::InvalidArgument {
+                            field: "placement.placementStrategy",
+                            message: "placement strategies are not supported for the DAEMON \
+                                      scheduling strategy"
+                                .to_owned(),
+                        });
+                    }
                     rec.constraints = c.clone();
                     rec.strategies = s.clone();
                 }
@@ -511,7 +558,10 @@ impl ServiceService for ServiceApi {
                 if rec.status == ServiceStatus::Draining {
                     return Ok(());
                 }
-                if rec.desired_count > 0 && !req.force {
+                if rec.scheduling == SchedulingStrategy::Replica
+                    && rec.desired_count > 0
+                    && !req.force
+                {
                     return Err(DbError::FailedPrecondition(
                         "The service cannot be stopped while it is scaled above 0. Scale it \
                          to 0 first, or delete it with force."

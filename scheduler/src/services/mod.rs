@@ -28,7 +28,7 @@ use crate::placement::spec::{Constraint, SpreadField, Strategy};
 use crate::placer::Placer;
 use crate::records::{
     now_millis, InstanceStatus, PlacementItem, SchedulingStrategy, ServiceRecord, ServiceStatus,
-    TaskRecord,
+    TaskRecord, TaskStatus,
 };
 use crate::sessions::Sessions;
 use plan::{InstanceFacts, Standing, TaskFacts};
@@ -194,7 +194,7 @@ impl Controller {
 
     /// One pass over every service that is not INACTIVE.
     pub async fn evaluate_all(&self) -> Result<(), DbError> {
-        let snaps: Vec<ServiceSnapshot> = self
+        let mut snaps: Vec<ServiceSnapshot> = self
             .db
             .service_snapshots()?
             .into_iter()
@@ -203,9 +203,25 @@ impl Controller {
         if snaps.is_empty() {
             return Ok(());
         }
+        // Daemons are placed first.
+        snaps.sort_by_key(|s| s.record.scheduling != SchedulingStrategy::Daemon);
         let tasks = self.db.service_tasks()?;
+        let replica_groups: HashSet<(String, String)> = snaps
+            .iter()
+            .filter(|s| s.record.scheduling == SchedulingStrategy::Replica)
+            .map(|s| (s.record.cluster.clone(), s.record.group()))
+            .collect();
+        // Instances still holding REPLICA service tasks (daemons stop last).
+        let busy: HashSet<String> = tasks
+            .iter()
+            .filter(|(k, _)| replica_groups.contains(*k))
+            .flat_map(|(_, ts)| ts.iter())
+            .filter(|t| t.last_status != TaskStatus::Stopped)
+            .map(|t| t.instance_id.clone())
+            .collect();
+        let records = self.db.instances()?;
         let mut instances: HashMap<String, HashMap<String, InstanceFacts>> = HashMap::new();
-        for i in self.db.instances()? {
+        for i in &records {
             let zone = i
                 .attributes
                 .iter()
@@ -218,7 +234,13 @@ impl Controller {
                 .insert(i.id.clone(), InstanceFacts { standing, zone });
         }
         let empty_instances = HashMap::new();
+        let no_eligible = HashSet::new();
         for snap in snaps {
+            let eligible = if snap.record.scheduling == SchedulingStrategy::Daemon {
+                self.daemon_instances(&snap.record, &records)
+            } else {
+                no_eligible.clone()
+            };
             let key = (snap.record.cluster.clone(), snap.record.group());
             let facts: Vec<TaskFacts> = tasks
                 .get(&key)
@@ -228,7 +250,7 @@ impl Controller {
                 .get(&snap.record.cluster)
                 .unwrap_or(&empty_instances);
             let name = snap.record.name.clone();
-            if let Err(e) = self.evaluate(snap, &facts, inst).await {
+            if let Err(e) = self.evaluate(snap, &facts, inst, &eligible, &busy).await {
                 tracing::warn!(service = %name, cause = %e, "service evaluation failed");
             }
         }
@@ -254,11 +276,45 @@ impl Controller {
             .collect()
     }
 
+    /// The instances a DAEMON service should run on: ACTIVE, agent
+    /// connected, meeting its (and its definition's) constraints.
+    fn daemon_instances(
+        &self,
+        rec: &ServiceRecord,
+        records: &[crate::records::InstanceRecord],
+    ) -> HashSet<String> {
+        let Some(p) = rec.primary() else {
+            return HashSet::new();
+        };
+        let Ok(td) = self.db.task_definition(&p.family, Some(p.revision)) else {
+            return HashSet::new();
+        };
+        let Ok((constraints, _)) = placement(rec, &td.definition) else {
+            return HashSet::new();
+        };
+        records
+            .iter()
+            .filter(|i| i.cluster == rec.cluster && i.status == InstanceStatus::Active)
+            .filter(|i| self.sessions.liveness(&i.id).connected)
+            .filter(|i| {
+                let alloc = self.db.allocation_of(&i.id).unwrap_or_default();
+                let node = crate::placement::engine::Node::from_records(i, alloc, true);
+                constraints.iter().all(|c| match c {
+                    Constraint::DistinctInstance => true,
+                    Constraint::MemberOf(expr) => expr.eval(&node),
+                })
+            })
+            .map(|i| i.id.clone())
+            .collect()
+    }
+
     async fn evaluate(
         &self,
         snap: ServiceSnapshot,
         tasks: &[TaskFacts],
         instances: &HashMap<String, InstanceFacts>,
+        eligible: &HashSet<String>,
+        busy: &HashSet<String>,
     ) -> Result<(), DbError> {
         let health_checked = self.health_checked(&snap.record);
         let now = now_millis();
@@ -269,6 +325,8 @@ impl Controller {
             health_checked: &health_checked,
             now,
             throttle_base_ms: self.settings.throttle_base.as_millis() as i64,
+            eligible,
+            busy,
         };
         let plan = plan::plan(&inputs);
         let rec = &plan.record;
@@ -334,6 +392,53 @@ impl Controller {
                         if rec.events.first().map(|e| &e.message) != Some(&msg) {
                             events.push(msg);
                         }
+                    }
+                }
+            }
+        }
+        if !plan.start_on.is_empty() {
+            if let Some(p) = rec.primary() {
+                let spec = crate::db::StartSpec {
+                    cluster: cluster.clone(),
+                    family: p.family.clone(),
+                    revision: Some(p.revision),
+                    instances: plan.start_on.clone(),
+                    count: 1,
+                    started_by: p.id.clone(),
+                    group: Some(rec.group()),
+                };
+                let sessions = self.sessions.clone();
+                match self
+                    .db
+                    .start_tasks(&spec, |id| sessions.liveness(id).connected)
+                    .await
+                {
+                    Ok(out) => {
+                        if !out.tasks.is_empty() {
+                            let ids: Vec<String> = out.tasks.iter().map(|t| t.id.clone()).collect();
+                            tracing::info!(service = %name, deployment = %p.id, tasks = ids.len(), "daemon started tasks");
+                            events.push(format!(
+                                "(service {name}) has started {} tasks: {}.",
+                                ids.len(),
+                                task_list(&ids)
+                            ));
+                        }
+                        if let Some(f) = out.failures.first() {
+                            let msg = unable_to_place(
+                                &name,
+                                &RunFailure {
+                                    instance_id: Some(f.instance_id.clone()),
+                                    reason: f.reason.clone(),
+                                    detail: f.detail.clone(),
+                                },
+                            );
+                            if rec.events.first().map(|e| &e.message) != Some(&msg) {
+                                events.push(msg);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(service = %name, cause = %e, "cannot start daemon tasks")
                     }
                 }
             }

@@ -20,8 +20,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::records::{
-    DeploymentRecord, DeploymentStatus, RolloutState, ServiceRecord, ServiceStatus, TaskStatus,
-    UnixMillis,
+    DeploymentRecord, DeploymentStatus, RolloutState, SchedulingStrategy, ServiceRecord,
+    ServiceStatus, TaskStatus, UnixMillis,
 };
 
 /// The longest start back-off (ECS's service throttle: 15 minutes).
@@ -93,6 +93,12 @@ pub struct Inputs<'a> {
     pub now: UnixMillis,
     /// The first throttle delay; it doubles per further failure.
     pub throttle_base_ms: i64,
+    /// DAEMON: the instances that should run the daemon (ACTIVE, agent
+    /// connected, meeting the constraints).
+    pub eligible: &'a HashSet<String>,
+    /// DAEMON: instances that still hold REPLICA service tasks; a DRAINING
+    /// one keeps its daemon until they are gone (daemons stop last).
+    pub busy: &'a HashSet<String>,
 }
 
 /// A task to stop and why (its stoppedReason).
@@ -111,6 +117,8 @@ pub struct Plan {
     /// Tasks of the PRIMARY deployment to place.
     pub start: u32,
     pub stops: Vec<Stop>,
+    /// DAEMON: instances to start one task of the PRIMARY on.
+    pub start_on: Vec<String>,
 }
 
 /// Counts for DescribeServices and progress: per deployment id,
@@ -324,20 +332,13 @@ fn failures<'a>(tasks: &'a [TaskFacts], deployment: &str) -> Vec<&'a TaskFacts> 
         .collect()
 }
 
-/// Decides one evaluation of a REPLICA service.
-pub fn plan(inputs: &Inputs<'_>) -> Plan {
-    let mut rec = inputs.service.clone();
+/// Counts each deployment's failed launches and trips the circuit breaker
+/// of an IN_PROGRESS PRIMARY: FAILED and, with rollback, the last
+/// COMPLETED deployment becomes PRIMARY again.
+fn breaker(rec: &mut ServiceRecord, inputs: &Inputs<'_>, desired: u32) {
     let now = inputs.now;
     let name = rec.name.clone();
-    let desired = if rec.status == ServiceStatus::Active {
-        rec.desired_count
-    } else {
-        0
-    };
     let cfg = rec.deployment_config;
-    let min_h = min_healthy(desired, cfg.minimum_healthy_percent);
-    let max_r = max_running(desired, cfg.maximum_percent);
-
     // Failed launches per deployment, and the circuit breaker.
     for d in &mut rec.deployments {
         let n = failures(inputs.tasks, &d.id).len() as u32;
@@ -367,7 +368,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
                 p.updated_at = now;
             }
             event(
-                &mut rec,
+                rec,
                 now,
                 format!(
                     "(service {name}) (deployment {failed_id}) deployment failed: tasks failed to start."
@@ -396,9 +397,9 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
                     );
                     back.updated_at = now;
                     let back_id = back.id.clone();
-                    promote(&mut rec, back);
+                    promote(rec, back);
                     event(
-                        &mut rec,
+                        rec,
                         now,
                         format!("(service {name}) rolling back to deployment {back_id}."),
                     );
@@ -406,6 +407,140 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
             }
         }
     }
+}
+
+/// The start-failure throttle: true while starts must wait.
+fn throttle(
+    rec: &mut ServiceRecord,
+    inputs: &Inputs<'_>,
+    primary: Option<&DeploymentRecord>,
+) -> bool {
+    let now = inputs.now;
+    let name = rec.name.clone();
+    // The start-failure throttle.
+    let mut throttled = false;
+    if let Some(p) = primary {
+        let failed = failures(inputs.tasks, &p.id);
+        let last_success = inputs
+            .tasks
+            .iter()
+            .filter(|t| t.deployment == p.id && t.last_status == TaskStatus::Running)
+            .filter_map(|t| t.started_at)
+            .max()
+            .unwrap_or(i64::MIN);
+        let recent: Vec<UnixMillis> = failed
+            .iter()
+            .filter_map(|t| t.stopped_at)
+            .filter(|s| *s > last_success)
+            .collect();
+        let consecutive = recent.len() as u32;
+        let delay = throttle_delay(consecutive, inputs.throttle_base_ms);
+        let until = recent.iter().max().map(|m| m + delay);
+        match until {
+            Some(until) if delay > 0 && now < until => {
+                throttled = true;
+                if rec.throttled_until.is_none() {
+                    event(
+                        rec,
+                        now,
+                        format!(
+                            "(service {name}) is unable to consistently start tasks successfully."
+                        ),
+                    );
+                }
+                rec.throttled_until = Some(until);
+                rec.throttle_failures = consecutive;
+            }
+            _ if consecutive < THROTTLE_AFTER => {
+                rec.throttled_until = None;
+                rec.throttle_failures = consecutive;
+            }
+            _ => {}
+        }
+    }
+
+    throttled
+}
+
+/// Marks replaced deployments without tasks INACTIVE, keeping the last few.
+fn retire(rec: &mut ServiceRecord, inputs: &Inputs<'_>) {
+    let now = inputs.now;
+    // Old deployments with nothing left are done (INACTIVE: dropped).
+    let alive_of = |id: &str| {
+        inputs.tasks.iter().any(|t| {
+            t.deployment == id
+                && t.last_status != TaskStatus::Stopped
+                && (t.desired_running || standing(inputs, t) != Standing::Lost)
+        })
+    };
+    for d in &mut rec.deployments {
+        if d.status == DeploymentStatus::Active && !alive_of(&d.id) {
+            d.status = DeploymentStatus::Inactive;
+            d.updated_at = now;
+        }
+    }
+    // INACTIVE ones stay visible (a FAILED rollout, say), the last few only.
+    let mut inactive = 0;
+    rec.deployments.retain(|d| {
+        if d.status != DeploymentStatus::Inactive {
+            return true;
+        }
+        inactive += 1;
+        inactive <= MAX_INACTIVE_DEPLOYMENTS
+    });
+}
+
+/// A settled service: the PRIMARY's rollout COMPLETED and, on arrival,
+/// the steady-state event.
+fn settle(rec: &mut ServiceRecord, settled: bool, now: UnixMillis) {
+    let name = rec.name.clone();
+    if settled {
+        if let Some(p) = rec.deployments.first_mut() {
+            if p.rollout_state == RolloutState::InProgress {
+                p.rollout_state = RolloutState::Completed;
+                p.rollout_state_reason = format!("ECS deployment {} completed.", p.id);
+                p.updated_at = now;
+                let id = p.id.clone();
+                rec.last_completed = Some((p.family.clone(), p.revision));
+                event(
+                    rec,
+                    now,
+                    format!("(service {name}) (deployment {id}) deployment completed."),
+                );
+            }
+        }
+        if !rec.steady && rec.status == ServiceStatus::Active {
+            event(
+                rec,
+                now,
+                format!("(service {name}) has reached a steady state."),
+            );
+        }
+    }
+}
+
+/// Decides one evaluation of a service.
+pub fn plan(inputs: &Inputs<'_>) -> Plan {
+    match inputs.service.scheduling {
+        SchedulingStrategy::Replica => plan_replica(inputs),
+        SchedulingStrategy::Daemon => plan_daemon(inputs),
+    }
+}
+
+/// Decides one evaluation of a REPLICA service.
+fn plan_replica(inputs: &Inputs<'_>) -> Plan {
+    let mut rec = inputs.service.clone();
+    let now = inputs.now;
+    let desired = if rec.status == ServiceStatus::Active {
+        rec.desired_count
+    } else {
+        0
+    };
+    let cfg = rec.deployment_config;
+    let min_h = min_healthy(desired, cfg.minimum_healthy_percent);
+    let max_r = max_running(desired, cfg.maximum_percent);
+
+    breaker(&mut rec, inputs, desired);
     let primary = rec.primary().cloned();
     let primary_id = primary.as_ref().map(|d| d.id.clone()).unwrap_or_default();
     let c = classify(inputs);
@@ -540,47 +675,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         .filter(|t| !stopping.contains(t.id.as_str()))
         .count() as u32;
 
-    // The start-failure throttle.
-    let mut throttled = false;
-    if let Some(p) = &primary {
-        let failed = failures(inputs.tasks, &p.id);
-        let last_success = inputs
-            .tasks
-            .iter()
-            .filter(|t| t.deployment == p.id && t.last_status == TaskStatus::Running)
-            .filter_map(|t| t.started_at)
-            .max()
-            .unwrap_or(i64::MIN);
-        let recent: Vec<UnixMillis> = failed
-            .iter()
-            .filter_map(|t| t.stopped_at)
-            .filter(|s| *s > last_success)
-            .collect();
-        let consecutive = recent.len() as u32;
-        let delay = throttle_delay(consecutive, inputs.throttle_base_ms);
-        let until = recent.iter().max().map(|m| m + delay);
-        match until {
-            Some(until) if delay > 0 && now < until => {
-                throttled = true;
-                if rec.throttled_until.is_none() {
-                    event(
-                        &mut rec,
-                        now,
-                        format!(
-                            "(service {name}) is unable to consistently start tasks successfully."
-                        ),
-                    );
-                }
-                rec.throttled_until = Some(until);
-                rec.throttle_failures = consecutive;
-            }
-            _ if consecutive < THROTTLE_AFTER => {
-                rec.throttled_until = None;
-                rec.throttle_failures = consecutive;
-            }
-            _ => {}
-        }
-    }
+    let throttled = throttle(&mut rec, inputs, primary.as_ref());
 
     // Starts: up to the desired count, within maximumPercent.
     let occupying_after = c.occupying.len() as u32;
@@ -597,29 +692,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         0
     };
 
-    // Old deployments with nothing left are done (INACTIVE: dropped).
-    let alive_of = |id: &str| {
-        inputs.tasks.iter().any(|t| {
-            t.deployment == id
-                && t.last_status != TaskStatus::Stopped
-                && (t.desired_running || standing(inputs, t) != Standing::Lost)
-        })
-    };
-    for d in &mut rec.deployments {
-        if d.status == DeploymentStatus::Active && !alive_of(&d.id) {
-            d.status = DeploymentStatus::Inactive;
-            d.updated_at = now;
-        }
-    }
-    // INACTIVE ones stay visible (a FAILED rollout, say), the last few only.
-    let mut inactive = 0;
-    rec.deployments.retain(|d| {
-        if d.status != DeploymentStatus::Inactive {
-            return true;
-        }
-        inactive += 1;
-        inactive <= MAX_INACTIVE_DEPLOYMENTS
-    });
+    retire(&mut rec, inputs);
 
     // Completion and steady state.
     let primary_healthy = primary_live
@@ -639,29 +712,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
             .deployments
             .iter()
             .all(|d| d.status != DeploymentStatus::Active);
-    if settled {
-        if let Some(p) = rec.deployments.first_mut() {
-            if p.rollout_state == RolloutState::InProgress {
-                p.rollout_state = RolloutState::Completed;
-                p.rollout_state_reason = format!("ECS deployment {} completed.", p.id);
-                p.updated_at = now;
-                let id = p.id.clone();
-                rec.last_completed = Some((p.family.clone(), p.revision));
-                event(
-                    &mut rec,
-                    now,
-                    format!("(service {name}) (deployment {id}) deployment completed."),
-                );
-            }
-        }
-        if !rec.steady && rec.status == ServiceStatus::Active {
-            event(
-                &mut rec,
-                now,
-                format!("(service {name}) has reached a steady state."),
-            );
-        }
-    }
+    settle(&mut rec, settled, now);
     rec.steady = settled;
     if rec.status == ServiceStatus::Draining && c.occupying.is_empty() && stops.is_empty() {
         rec.status = ServiceStatus::Inactive;
@@ -671,6 +722,151 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         record: rec,
         start,
         stops,
+        start_on: Vec::new(),
+    }
+}
+
+/// Decides one evaluation of a DAEMON service: one task of the PRIMARY on
+/// every eligible instance, none elsewhere. Per instance at most one task
+/// runs (maximumPercent 100): an old task stops (within
+/// minimumHealthyPercent, 0 by default) before its replacement starts.
+fn plan_daemon(inputs: &Inputs<'_>) -> Plan {
+    let mut rec = inputs.service.clone();
+    let now = inputs.now;
+    let active = rec.status == ServiceStatus::Active;
+    let desired = if active {
+        inputs.eligible.len() as u32
+    } else {
+        0
+    };
+    rec.desired_count = desired;
+    let min_h = min_healthy(desired, rec.deployment_config.minimum_healthy_percent);
+    breaker(&mut rec, inputs, desired);
+    let primary = rec.primary().cloned();
+    let primary_id = primary.as_ref().map(|d| d.id.clone()).unwrap_or_default();
+    let c = classify(inputs);
+    let scaling = format!("Scaling activity initiated by (deployment {primary_id})");
+    let mut stops: Vec<Stop> = Vec::new();
+    let mut stopping: HashSet<String> = HashSet::new();
+    fn add(stops: &mut Vec<Stop>, stopping: &mut HashSet<String>, t: &TaskFacts, reason: String) {
+        if stopping.insert(t.id.clone()) {
+            stops.push(Stop {
+                task_id: t.id.clone(),
+                reason,
+            });
+        }
+    }
+    let live: Vec<&TaskFacts> = inputs
+        .tasks
+        .iter()
+        .filter(|t| t.desired_running && t.last_status != TaskStatus::Stopped)
+        .collect();
+    let mut budget = (c.healthy.len() as u32).saturating_sub(min_h);
+    for t in &live {
+        let st = standing(inputs, t);
+        if st == Standing::Lost {
+            add(
+                &mut stops,
+                &mut stopping,
+                t,
+                format!(
+                    "Task stopped because its container instance {} was lost (agent disconnected)",
+                    t.instance_id
+                ),
+            );
+        } else if !active || !inputs.eligible.contains(&t.instance_id) {
+            // Daemons stop last on a draining instance.
+            if active && st == Standing::Draining && inputs.busy.contains(&t.instance_id) {
+                continue;
+            }
+            add(&mut stops, &mut stopping, t, scaling.clone());
+        } else if t.deployment == primary_id && is_unhealthy(inputs, t) {
+            add(
+                &mut stops,
+                &mut stopping,
+                t,
+                "Task failed container health checks".to_owned(),
+            );
+        }
+    }
+    let throttled = throttle(&mut rec, inputs, primary.as_ref());
+    let can_start = active
+        && !throttled
+        && primary
+            .as_ref()
+            .is_some_and(|p| p.rollout_state != RolloutState::Failed);
+    let mut start_on = Vec::new();
+    let mut eligible: Vec<&String> = inputs.eligible.iter().collect();
+    eligible.sort();
+    let mut settled_everywhere = active;
+    for inst in eligible {
+        let here: Vec<&TaskFacts> = c
+            .occupying
+            .iter()
+            .filter(|t| &t.instance_id == inst)
+            .copied()
+            .collect();
+        let mut keep: Vec<&TaskFacts> = here
+            .iter()
+            .filter(|t| {
+                t.desired_running && t.deployment == primary_id && !stopping.contains(&t.id)
+            })
+            .copied()
+            .collect();
+        keep.sort_by_key(|t| {
+            (
+                !c.healthy.contains(t.id.as_str()),
+                t.created_at,
+                t.id.clone(),
+            )
+        });
+        for extra in keep.iter().skip(1) {
+            add(&mut stops, &mut stopping, extra, scaling.clone());
+        }
+        for old in here
+            .iter()
+            .filter(|t| t.desired_running && t.deployment != primary_id)
+        {
+            if !c.healthy.contains(old.id.as_str()) {
+                add(&mut stops, &mut stopping, old, scaling.clone());
+            } else if budget > 0 {
+                budget -= 1;
+                add(&mut stops, &mut stopping, old, scaling.clone());
+            }
+        }
+        let healthy_here = keep
+            .first()
+            .is_some_and(|t| c.healthy.contains(t.id.as_str()));
+        if here.is_empty() && can_start {
+            start_on.push(inst.clone());
+        }
+        if !(here.len() == 1 && healthy_here) {
+            settled_everywhere = false;
+        }
+    }
+    retire(&mut rec, inputs);
+    let only_primary = c.occupying.iter().all(|t| {
+        t.deployment == primary_id && t.desired_running && inputs.eligible.contains(&t.instance_id)
+    });
+    let settled = settled_everywhere
+        && stops.is_empty()
+        && start_on.is_empty()
+        && only_primary
+        && rec
+            .deployments
+            .iter()
+            .all(|d| d.status != DeploymentStatus::Active);
+    settle(&mut rec, settled, now);
+    rec.steady = settled;
+    if !active && c.occupying.is_empty() && stops.is_empty() {
+        rec.status = ServiceStatus::Inactive;
+        rec.desired_count = 0;
+    }
+    Plan {
+        record: rec,
+        start: 0,
+        stops,
+        start_on,
     }
 }
 

@@ -84,6 +84,8 @@ fn run_plan(
         health_checked: &HashSet::new(),
         now,
         throttle_base_ms: 1000,
+        eligible: &HashSet::new(),
+        busy: &HashSet::new(),
     })
 }
 
@@ -465,4 +467,79 @@ fn scale_in_and_delete() {
     w.settle(20);
     assert_eq!(w.rec.status, ServiceStatus::Inactive);
     assert_eq!(w.occupying(), 0);
+}
+
+fn daemon() -> ServiceRecord {
+    let mut rec = service(0, 0, 100);
+    rec.scheduling = SchedulingStrategy::Daemon;
+    rec
+}
+
+fn daemon_plan(
+    rec: &ServiceRecord,
+    tasks: &[TaskFacts],
+    inst: &HashMap<String, InstanceFacts>,
+    eligible: &[&str],
+    busy: &[&str],
+) -> Plan {
+    let eligible: HashSet<String> = eligible.iter().map(|s| s.to_string()).collect();
+    let busy: HashSet<String> = busy.iter().map(|s| s.to_string()).collect();
+    plan(&Inputs {
+        service: rec,
+        tasks,
+        instances: inst,
+        health_checked: &HashSet::new(),
+        now: T0 + 1000,
+        throttle_base_ms: 1000,
+        eligible: &eligible,
+        busy: &busy,
+    })
+}
+
+#[test]
+fn daemon_runs_one_task_per_eligible_instance() {
+    let inst = instances(4);
+    let p = daemon_plan(&daemon(), &[], &inst, &["i0", "i1", "i2"], &[]);
+    assert_eq!(p.start_on, ["i0", "i1", "i2"]);
+    assert_eq!(p.record.desired_count, 3);
+    // A fourth instance joins: only it gets a task.
+    let tasks: Vec<TaskFacts> = ["i0", "i1", "i2"]
+        .iter()
+        .map(|i| task(&format!("t-{i}"), "ecs-svc/1", i, TaskStatus::Running))
+        .collect();
+    let p = daemon_plan(&daemon(), &tasks, &inst, &["i0", "i1", "i2", "i3"], &[]);
+    assert_eq!(p.start_on, ["i3"]);
+    assert!(p.stops.is_empty());
+    assert_eq!(p.record.desired_count, 4);
+    // Steady with one healthy task on each.
+    let p = daemon_plan(&daemon(), &tasks, &inst, &["i0", "i1", "i2"], &[]);
+    assert!(p.record.steady && p.start_on.is_empty() && p.stops.is_empty());
+}
+
+#[test]
+fn daemon_update_stops_then_starts_per_instance_and_stops_last_on_drain() {
+    let inst = instances(3);
+    let tasks: Vec<TaskFacts> = ["i0", "i1", "i2"]
+        .iter()
+        .map(|i| task(&format!("t-{i}"), "ecs-svc/1", i, TaskStatus::Running))
+        .collect();
+    let mut rec = daemon();
+    let mut d = new_deployment("web", 2, T0);
+    d.id = "ecs-svc/2".into();
+    promote(&mut rec, d);
+    let p = daemon_plan(&rec, &tasks, &inst, &["i0", "i1", "i2"], &[]);
+    assert_eq!(p.stops.len(), 3, "minimum 0: every old daemon stops");
+    assert!(
+        p.start_on.is_empty(),
+        "maximum 100: not while the old one runs"
+    );
+    // An instance that stops being eligible (DRAINING) while replica tasks
+    // remain on it keeps its daemon; without them it stops.
+    let mut inst = instances(3);
+    inst.get_mut("i2").unwrap().standing = Standing::Draining;
+    let p = daemon_plan(&daemon(), &tasks, &inst, &["i0", "i1"], &["i2"]);
+    assert!(p.stops.is_empty(), "{:?}", p.stops);
+    let p = daemon_plan(&daemon(), &tasks, &inst, &["i0", "i1"], &[]);
+    assert_eq!(p.stops.len(), 1);
+    assert_eq!(p.stops[0].task_id, "t-i2");
 }
