@@ -368,3 +368,184 @@ async fn an_image_that_cannot_start_trips_the_circuit_breaker_and_rolls_back() {
     );
     all_answer(&hosts, "good", 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_runs_on_three_hosts_and_a_fourth_gets_its_own() {
+    let mut hosts = hosts(3).await;
+    let ops = hosts.sched.authed_channel().await;
+    let td = hosts.register(&httpd("daemon"));
+    ok_stdout(
+        &ctl(
+            &hosts,
+            &[
+                "service",
+                "create",
+                "web",
+                "--taskdef",
+                &td,
+                "--daemon",
+                "--wait",
+                "--timeout",
+                "120s",
+            ],
+        )
+        .await,
+    );
+    all_answer(&hosts, "daemon", 3).await;
+    let on = |hosts: &Hosts| -> std::collections::BTreeSet<usize> {
+        live_tasks(hosts)
+            .iter()
+            .filter_map(|t| hosts.host_of(t["containerInstanceArn"].as_str().unwrap()))
+            .collect()
+    };
+    assert_eq!(on(&hosts).len(), 3);
+    let fourth = hosts.add_host().await;
+    all_answer(&hosts, "daemon", 4).await;
+    assert!(on(&hosts).contains(&fourth), "the new host runs its daemon");
+    let s = describe(&ops, "web").await;
+    assert_eq!((s.desired_count, s.running_count), (4, 4));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn draining_a_host_moves_its_tasks_without_dropping_below_the_minimum() {
+    let hosts = hosts(3).await;
+    let ops = hosts.sched.authed_channel().await;
+    let td = hosts.register(&httpd("v1"));
+    ok_stdout(
+        &ctl(
+            &hosts,
+            &[
+                "service",
+                "create",
+                "web",
+                "--taskdef",
+                &td,
+                "--desired-count",
+                "3",
+                "--wait",
+                "--timeout",
+                "120s",
+            ],
+        )
+        .await,
+    );
+    all_answer(&hosts, "v1", 3).await;
+    let victim = hosts
+        .host_of(
+            live_tasks(&hosts)[0]["containerInstanceArn"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let instance = hosts.host(victim).instance().to_owned();
+    let sampler = Sampler::start(ops.clone(), "web", 3, 6, Duration::from_millis(200));
+    ok_stdout(&ctl(&hosts, &["instance", "drain", &instance]).await);
+    eventually(
+        Duration::from_secs(60),
+        "tasks moved off the drained host",
+        || async {
+            let ts = live_tasks(&hosts);
+            let there = ts
+                .iter()
+                .filter(|t| {
+                    t["containerInstanceArn"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with(&instance)
+                })
+                .count();
+            (there == 0 && ts.len() == 3)
+                .then_some(())
+                .ok_or(format!("{there} left there"))
+        },
+    )
+    .await;
+    let (bad, n) = sampler.finish().await;
+    assert!(n >= 3, "the sampler ran ({n} samples)");
+    assert!(
+        bad.is_empty(),
+        "below the 100% minimum while draining: {bad:?}"
+    );
+    all_answer(&hosts, "v1", 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_cut_off_for_60s_keeps_serving_and_the_service_converges() {
+    let mut hosts = hosts(3).await;
+    let ops = hosts.sched.authed_channel().await;
+    let td = hosts.register(&httpd("v1"));
+    ok_stdout(
+        &ctl(
+            &hosts,
+            &[
+                "service",
+                "create",
+                "web",
+                "--taskdef",
+                &td,
+                "--desired-count",
+                "3",
+                "--wait",
+                "--timeout",
+                "120s",
+            ],
+        )
+        .await,
+    );
+    all_answer(&hosts, "v1", 3).await;
+    let task = live_tasks(&hosts)[0].clone();
+    let victim = hosts
+        .host_of(task["containerInstanceArn"].as_str().unwrap())
+        .unwrap();
+    let instance = hosts.host(victim).instance().to_owned();
+    hosts.host_mut(victim).cut();
+    let cut_at = tokio::time::Instant::now();
+    // Replaced elsewhere once lost...
+    eventually(
+        Duration::from_secs(30),
+        "replacements elsewhere",
+        || async {
+            let ts = service_tasks(&ops, "web").await;
+            let elsewhere = ts
+                .iter()
+                .filter(|t| t.desired_status == "RUNNING" && t.last_status == "RUNNING")
+                .filter(|t| !t.container_instance_arn.ends_with(&instance))
+                .count();
+            (elsewhere == 3)
+                .then_some(())
+                .ok_or(format!("{elsewhere} elsewhere"))
+        },
+    )
+    .await;
+    // ...while the cut host's copy keeps serving on its address.
+    while cut_at.elapsed() < Duration::from_secs(60) {
+        let r = hosts.get_task(&task, 80, "/");
+        assert!(
+            r.as_ref().is_ok_and(|r| r.contains(" 200 ")),
+            "the cut host stopped serving: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    hosts.host_mut(victim).heal();
+    hosts.until_connected(victim, true).await;
+    eventually(
+        Duration::from_secs(30),
+        "exactly the desired count",
+        || async {
+            let ts = service_tasks(&ops, "web").await;
+            (occupying(&ts) == 3 && healthy(&ts) == 3)
+                .then_some(())
+                .ok_or(format!(
+                    "{} running, {} healthy",
+                    occupying(&ts),
+                    healthy(&ts)
+                ))
+        },
+    )
+    .await;
+    assert!(
+        hosts.get_task(&task, 80, "/").is_err(),
+        "the superseded copy stopped"
+    );
+    all_answer(&hosts, "v1", 3).await;
+}
