@@ -16,6 +16,12 @@
 //! `SIM_COUNT` tasks per RunTask (10, ECS's maximum), `SIM_CLIENTS`
 //! concurrent RunTask callers (32), `SIM_STRATEGY` (`spread:attribute:ecs.availability-zone`,
 //! or `binpack:memory`, `random`, ...).
+//!
+//! `SIM_SCENARIO=service` runs the service scenario instead: one REPLICA
+//! service of `SIM_TASKS` tasks (default placement), the time until it is
+//! at steady state, then a rolling deployment of a new revision with
+//! `SIM_MIN`/`SIM_MAX` percent (100/200) and the time until it completes.
+//! The simulated agents report every desired STOPPED task STOPPED.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly
 
@@ -131,6 +137,19 @@ async fn sim_agent(
         };
         counters.desired_messages.fetch_add(1, Ordering::Relaxed);
         for t in &d.tasks {
+            if t.desired_status == "STOPPED" && reported.insert(format!("{}/stopped", t.task_arn)) {
+                let r = report_for(t, "STOPPED");
+                if tx
+                    .send(AgentMessage {
+                        msg: Some(agent_message::Msg::TaskStatus(r)),
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                continue;
+            }
             if t.desired_status == "RUNNING" && reported.insert(t.task_arn.clone()) {
                 let r = report_for(t, "RUNNING");
                 if tx
@@ -283,6 +302,13 @@ async fn main() {
     let join_time = t0.elapsed();
     let rss_joined = status_kib(pid, "VmRSS");
     eprintln!("joined {instances} agents in {join_time:.1?}");
+    if std::env::var("SIM_SCENARIO").as_deref() == Ok("service") {
+        service_scenario(&sched, instances, tasks, join_time, rss_joined).await;
+        for j in joins {
+            j.abort();
+        }
+        return;
+    }
 
     // Drive RunTask.
     let calls = tasks.div_ceil(count);
@@ -402,4 +428,120 @@ async fn main() {
         j.abort();
     }
     drop(sched);
+}
+
+/// The service scenario: a REPLICA service of `tasks` tasks to steady state,
+/// then a rolling deployment of a second revision.
+async fn service_scenario(
+    sched: &Scheduler,
+    instances: usize,
+    tasks: usize,
+    join_time: Duration,
+    rss_joined: u64,
+) {
+    use berth_proto::v1::service_service_client::ServiceServiceClient;
+    use berth_tests::service_probe::describe;
+    let min = env_usize("SIM_MIN", 100) as i32;
+    let max = env_usize("SIM_MAX", 200) as i32;
+    let pid = sched.pid();
+    let ops = sched.authed_channel().await;
+    let mut client = ServiceServiceClient::new(ops.clone());
+    let steady = |deployment: String| {
+        let ops = ops.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(3600);
+            loop {
+                let s = describe(&ops, "sim").await;
+                let p = &s.deployments[0];
+                let others = s
+                    .deployments
+                    .iter()
+                    .filter(|d| d.status == "ACTIVE")
+                    .count();
+                if p.id == deployment
+                    && p.rollout_state == "COMPLETED"
+                    && others == 0
+                    && s.running_count == s.desired_count
+                {
+                    return s;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no steady state: {:?}",
+                    s.deployments
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let cpu0 = cpu_secs(pid);
+    let t0 = Instant::now();
+    let created = client
+        .create_service(pb::CreateServiceRequest {
+            service_name: "sim".into(),
+            task_definition: "sim:1".into(),
+            desired_count: Some(tasks as i32),
+            deployment_configuration: Some(pb::DeploymentConfiguration {
+                minimum_healthy_percent: Some(min),
+                maximum_percent: Some(max),
+                deployment_circuit_breaker: None,
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("CreateService")
+        .into_inner()
+        .service
+        .unwrap();
+    steady(created.deployments[0].id.clone()).await;
+    let create_time = t0.elapsed();
+    let cpu_create = cpu_secs(pid) - cpu0;
+    eprintln!("service of {tasks} at steady state after {create_time:.1?}");
+    let ok = sched.ctl_stdin(&["taskdef", "register", "-f", "-"], TASK_DEF);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let cpu1 = cpu_secs(pid);
+    let t1 = Instant::now();
+    let updated = client
+        .update_service(pb::UpdateServiceRequest {
+            service: "sim".into(),
+            task_definition: "sim:2".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("UpdateService")
+        .into_inner()
+        .service
+        .unwrap();
+    let s = steady(updated.deployments[0].id.clone()).await;
+    let deploy_time = t1.elapsed();
+    let cpu_deploy = cpu_secs(pid) - cpu1;
+    let rss = status_kib(pid, "VmRSS");
+    let hwm = status_kib(pid, "VmHWM");
+    println!("berth-sim service results");
+    println!("  instances                  {instances}");
+    println!(
+        "  join (register + connect)  {:.1} s",
+        join_time.as_secs_f64()
+    );
+    println!(
+        "  service of {tasks} to steady  {:.2} s (scheduler CPU {:.1} s)",
+        create_time.as_secs_f64(),
+        cpu_create
+    );
+    println!(
+        "  rolling deployment {min}/{max}  {:.2} s (scheduler CPU {:.1} s), {} events",
+        deploy_time.as_secs_f64(),
+        cpu_deploy,
+        s.events.len()
+    );
+    println!(
+        "  scheduler RSS              {:.0} MiB joined, {:.0} MiB at end (peak {:.0} MiB)",
+        rss_joined as f64 / 1024.0,
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
 }

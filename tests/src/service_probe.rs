@@ -30,6 +30,10 @@ pub async fn service_tasks(ops: &AuthedChannel, name: &str) -> Vec<Task> {
             arns.extend(r.into_inner().task_arns);
         }
     }
+    // A task whose desired status changed between the two listings is in
+    // both: describe it once.
+    let mut seen = std::collections::HashSet::new();
+    arns.retain(|a| seen.insert(a.clone()));
     let mut out = Vec::new();
     for chunk in arns.chunks(100) {
         if let Ok(r) = client

@@ -33,6 +33,9 @@ use crate::records::{
 use crate::sessions::Sessions;
 use plan::{InstanceFacts, Standing, TaskFacts};
 
+/// Stops issued at once (they share fsyncs through the group commit).
+const STOP_CONCURRENCY: usize = 256;
+
 /// The availability-zone attribute (spread's default and scale-in's key).
 pub const ZONE_ATTRIBUTE: &str = "ecs.availability-zone";
 
@@ -343,15 +346,19 @@ impl Controller {
         }
         let mut events: Vec<String> = Vec::new();
         let mut stopped = Vec::new();
-        for s in &plan.stops {
-            match self
-                .db
-                .stop_task_as(&cluster, &s.task_id, "ServiceSchedulerInitiated", &s.reason)
-                .await
-            {
-                Ok(_) => stopped.push(s.task_id.clone()),
-                Err(e) => {
-                    tracing::warn!(service = %name, task = %s.task_id, cause = %e, "cannot stop a service task")
+        // Concurrent stops share the group commit's fsyncs.
+        for chunk in plan.stops.chunks(STOP_CONCURRENCY) {
+            let results = futures::future::join_all(chunk.iter().map(|s| {
+                self.db
+                    .stop_task_as(&cluster, &s.task_id, "ServiceSchedulerInitiated", &s.reason)
+            }))
+            .await;
+            for (s, r) in chunk.iter().zip(results) {
+                match r {
+                    Ok(_) => stopped.push(s.task_id.clone()),
+                    Err(e) => {
+                        tracing::warn!(service = %name, task = %s.task_id, cause = %e, "cannot stop a service task")
+                    }
                 }
             }
         }
@@ -365,7 +372,10 @@ impl Controller {
         }
         if plan.start > 0 {
             if let Some(p) = rec.primary() {
-                match self.place(rec, p.id.clone(), plan.start).await {
+                // At most RunTask's limit per evaluation; the placement's
+                // write wakes the next one.
+                let count = plan.start.min(crate::db::MAX_RUN_COUNT);
+                match self.place(rec, p.id.clone(), count).await {
                     Ok(out) => {
                         if !out.tasks.is_empty() {
                             let ids: Vec<String> = out.tasks.iter().map(|t| t.id.clone()).collect();
