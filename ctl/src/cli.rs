@@ -420,4 +420,48 @@ mod tests {
             expect!["error (exit 2): ValueValidation"],
         );
     }
+
+    #[test]
+    fn service_commands() {
+        check(
+            "service create web --taskdef web:2 --desired-count 4 --min-healthy-percent 50 --max-percent 100 --circuit-breaker --rollback --wait",
+            expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Create { name: "web", task_definition: TaskDefRef { family: "web", revision: Some(2) }, desired_count: Some(4), daemon: false, deployment: DeploymentArgs { min_healthy: Some(50), max_percent: Some(100), circuit_breaker: true, rollback: true }, strategies: [], constraints: [], grace: 0, tags: [], wait: WaitArgs { wait: true, timeout: 600s }, cluster: ClusterArg { cluster: None } })"#]],
+        );
+        check(
+            "service create agentd --taskdef agentd --daemon",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Create { name: "agentd", task_definition: TaskDefRef { family: "agentd", revision: None }, desired_count: None, daemon: true, deployment: DeploymentArgs { min_healthy: None, max_percent: None, circuit_breaker: false, rollback: false }, strategies: [], constraints: [], grace: 0, tags: [], wait: WaitArgs { wait: false, timeout: 600s }, cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+        check(
+            "service create agentd --taskdef agentd --daemon --desired-count 2",
+            expect!["error (exit 2): ArgumentConflict"],
+        );
+        check(
+            "service create web --taskdef web",
+            expect!["error (exit 2): MissingRequiredArgument"],
+        );
+        check(
+            "service create web --taskdef web --desired-count 1 --rollback",
+            expect!["error (exit 2): MissingRequiredArgument"],
+        );
+        check(
+            "service scale web 6 --wait --timeout 2m",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Scale { name: "web", desired_count: 6, wait: WaitArgs { wait: true, timeout: 120s }, cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+        check(
+            "service delete web --force",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Delete { name: "web", force: true, cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+        check(
+            "service events web -f",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Events { name: "web", follow: true, cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+    }
 }

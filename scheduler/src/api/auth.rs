@@ -590,6 +590,18 @@ mod tests {
             resource("/berth.v1.TaskService/StopTask", &msg).unwrap(),
             "cluster/prod task/abc"
         );
+        let msg = pb::UpdateServiceRequest {
+            cluster: "prod".into(),
+            service: "web".into(),
+            task_definition: "web:2".into(),
+            desired_count: Some(3),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        assert_eq!(
+            resource("/berth.v1.ServiceService/UpdateService", &msg).unwrap(),
+            "cluster/prod service/web task-definition/web:2"
+        );
         let msg = pb::RegisterTaskDefinitionRequest {
             task_definition_json: r#"{"taskDefinition":{"family":"web","containerDefinitions":[{"environment":[{"name":"PW","value":"hunter2"}]}]}}"#.into(),
         }

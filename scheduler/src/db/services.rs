@@ -114,8 +114,7 @@ impl Db {
     }
 
     /// Applies `change` to the current record (retried on conflict);
-    /// writes only if it changed. NotFound for an INACTIVE service unless
-    /// `inactive_ok`.
+    /// writes only if it changed. NotFound for an INACTIVE service.
     pub async fn update_service(
         &self,
         cluster: &str,
