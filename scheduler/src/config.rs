@@ -504,6 +504,30 @@ mod tests {
     }
 
     #[test]
+    fn services_section_and_its_env_overrides() {
+        let c = Config::from_toml("", &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.services.lost_after, Duration::from_secs(60));
+        assert_eq!(c.services.throttle_base, Duration::from_secs(5));
+        assert_eq!(c.services.resync, Duration::from_secs(10));
+        let text = "[services]\nlost_after = \"2m\"\nthrottle_base = \"1s\"\nresync = \"3s\"\n";
+        let c = Config::from_toml(text, &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.services.lost_after, Duration::from_secs(120));
+        assert_eq!(c.services.throttle_base, Duration::from_secs(1));
+        let e = env(&[(ENV_LOST_AFTER, "30s"), (ENV_SERVICE_RESYNC, "1s")]);
+        let c = Config::from_toml(text, &Overrides::default(), &e).unwrap();
+        assert_eq!(c.services.lost_after, Duration::from_secs(30));
+        assert_eq!(c.services.resync, Duration::from_secs(1));
+        let err = Config::from_toml(
+            "[services]\nlost_after = \"soon\"",
+            &Overrides::default(),
+            &env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("services.lost_after:"), "{err}");
+    }
+
+    #[test]
     fn flags_beat_env_beat_file() {
         let text = "listen = \"127.0.0.1:1\"\ndata_dir = \"/file\"\n[arn]\nregion = \"eu-1\"\n";
         let e = env(&[(ENV_LISTEN, "127.0.0.1:2"), (ENV_DATA_DIR, "/env")]);
