@@ -279,8 +279,8 @@ impl Controller {
             .collect()
     }
 
-    /// The instances a DAEMON service should run on: ACTIVE, agent
-    /// connected, meeting its (and its definition's) constraints.
+    /// The instances a DAEMON service should run on: ACTIVE, not lost,
+    /// meeting its (and its definition's) constraints.
     fn daemon_instances(
         &self,
         rec: &ServiceRecord,
@@ -298,7 +298,9 @@ impl Controller {
         records
             .iter()
             .filter(|i| i.cluster == rec.cluster && i.status == InstanceStatus::Active)
-            .filter(|i| self.sessions.liveness(&i.id).connected)
+            // A briefly disconnected instance keeps its daemon; only a lost
+            // one loses it (starts wait for the agent, see `evaluate`).
+            .filter(|i| self.standing(i.status, &i.id) == Standing::Ok)
             .filter(|i| {
                 let alloc = self.db.allocation_of(&i.id).unwrap_or_default();
                 let node = crate::placement::engine::Node::from_records(i, alloc, true);
@@ -406,13 +408,19 @@ impl Controller {
                 }
             }
         }
-        if !plan.start_on.is_empty() {
+        let start_on: Vec<String> = plan
+            .start_on
+            .iter()
+            .filter(|i| self.sessions.liveness(i).connected)
+            .cloned()
+            .collect();
+        if !start_on.is_empty() {
             if let Some(p) = rec.primary() {
                 let spec = crate::db::StartSpec {
                     cluster: cluster.clone(),
                     family: p.family.clone(),
                     revision: Some(p.revision),
-                    instances: plan.start_on.clone(),
+                    instances: start_on,
                     count: 1,
                     started_by: p.id.clone(),
                     group: Some(rec.group()),
