@@ -225,16 +225,17 @@ impl Controller {
         let records = self.db.instances()?;
         let mut instances: HashMap<String, HashMap<String, InstanceFacts>> = HashMap::new();
         for i in &records {
-            let zone = i
-                .attributes
-                .iter()
-                .find(|(k, _)| k == ZONE_ATTRIBUTE)
-                .map(|(_, v)| v.clone());
             let standing = self.standing(i.status, &i.id);
-            instances
-                .entry(i.cluster.clone())
-                .or_default()
-                .insert(i.id.clone(), InstanceFacts { standing, zone });
+            let alloc = self.db.allocation_of(&i.id).unwrap_or_default();
+            instances.entry(i.cluster.clone()).or_default().insert(
+                i.id.clone(),
+                InstanceFacts {
+                    standing,
+                    attributes: i.attributes.clone(),
+                    remaining_cpu: i.resources.cpu_units - alloc.cpu_units,
+                    remaining_memory: i.resources.memory_mib - alloc.memory_mib,
+                },
+            );
         }
         let empty_instances = HashMap::new();
         let no_eligible = HashSet::new();

@@ -14,11 +14,13 @@
 //!   rollback, returns to the last COMPLETED deployment;
 //! - tasks that keep failing to start are retried with a back-off that
 //!   grows to 15 minutes (the service throttle);
-//! - scale-in stops the tasks in the zone with most tasks, then on the
-//!   instance with most tasks.
+//! - scale-in follows the strategy chain: `spread` keeps the balance
+//!   (by default the zone with most tasks, then the instance with most),
+//!   `binpack` stops tasks where the most resources are left.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::placement::spec::{BinpackField, SpreadField, Strategy};
 use crate::records::{
     DeploymentRecord, DeploymentStatus, RolloutState, SchedulingStrategy, ServiceRecord,
     ServiceStatus, TaskStatus, UnixMillis,
@@ -32,9 +34,10 @@ pub const MAX_INACTIVE_DEPLOYMENTS: usize = 3;
 pub const THROTTLE_AFTER: u32 = 5;
 
 /// Where an instance stands for the service's tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Standing {
     /// ACTIVE with a connected (or recently connected) agent.
+    #[default]
     Ok,
     /// DRAINING: its service tasks are replaced elsewhere.
     Draining,
@@ -44,11 +47,23 @@ pub enum Standing {
 }
 
 /// What the plan needs of an instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InstanceFacts {
     pub standing: Standing,
-    /// `ecs.availability-zone`, if it has one.
-    pub zone: Option<String>,
+    /// Its attributes (the agent's and the activation's), sorted by name.
+    pub attributes: Vec<(String, String)>,
+    /// CPU units and memory MiB not reserved (binpack's scale-in).
+    pub remaining_cpu: i64,
+    pub remaining_memory: i64,
+}
+
+impl InstanceFacts {
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// What the plan needs of a task.
@@ -214,27 +229,65 @@ pub fn promote(rec: &mut ServiceRecord, dep: DeploymentRecord) {
     rec.throttle_failures = 0;
 }
 
-/// Orders `candidates` for scale-in by ECS's rule: repeatedly the zone
-/// with the most of the service's tasks, then the instance with the most,
-/// then the newest task. `others` are the service's other tasks that
-/// still run (they count towards zones and instances).
+/// Orders `candidates` for scale-in by ECS's rules, following the
+/// service's strategy chain (none, or only `random`: ECS's default
+/// spread over `ecs.availability-zone`, then over instances):
+/// `spread` stops a task in the bucket (zone, attribute value, instance)
+/// with the most of the service's tasks, keeping the balance; `binpack`
+/// stops a task on the instance with the most of the resource left;
+/// ties go to the newest task. `others` are the service's other tasks that
+/// still run (they count towards the buckets).
 pub fn scale_in_order<'a>(
     candidates: &[&'a TaskFacts],
     others: &[&TaskFacts],
     instances: &HashMap<String, InstanceFacts>,
+    strategies: &[Strategy],
 ) -> Vec<&'a TaskFacts> {
-    let zone = |t: &TaskFacts| {
-        instances
-            .get(&t.instance_id)
-            .and_then(|i| i.zone.clone())
-            .unwrap_or_default()
+    let chain: Vec<Strategy> = if strategies.iter().all(|s| *s == Strategy::Random) {
+        super::default_strategies()
+    } else {
+        strategies.to_vec()
     };
-    let mut per_zone: BTreeMap<String, u32> = BTreeMap::new();
-    let mut per_instance: BTreeMap<String, u32> = BTreeMap::new();
+    let facts = |t: &TaskFacts| instances.get(&t.instance_id);
+    let bucket = |s: &Strategy, t: &TaskFacts| -> Option<String> {
+        match s {
+            Strategy::Spread(SpreadField::Instance) => Some(t.instance_id.clone()),
+            Strategy::Spread(SpreadField::Attribute(a)) => Some(
+                facts(t)
+                    .and_then(|i| i.attribute(a))
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            _ => None,
+        }
+    };
+    let mut counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); chain.len()];
     for t in candidates.iter().copied().chain(others.iter().copied()) {
-        *per_zone.entry(zone(t)).or_default() += 1;
-        *per_instance.entry(t.instance_id.clone()).or_default() += 1;
+        for (i, s) in chain.iter().enumerate() {
+            if let Some(b) = bucket(s, t) {
+                *counts[i].entry(b).or_default() += 1;
+            }
+        }
     }
+    let key = |counts: &[HashMap<String, i64>], t: &TaskFacts| -> Vec<i64> {
+        chain
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match s {
+                Strategy::Spread(_) => bucket(s, t)
+                    .and_then(|b| counts[i].get(&b).copied())
+                    .unwrap_or(0),
+                Strategy::Binpack(BinpackField::Cpu) => {
+                    facts(t).map(|f| f.remaining_cpu).unwrap_or(0)
+                }
+                Strategy::Binpack(BinpackField::Memory) => {
+                    facts(t).map(|f| f.remaining_memory).unwrap_or(0)
+                }
+                Strategy::Random => 0,
+            })
+            .chain([t.created_at])
+            .collect()
+    };
     let mut left: Vec<&'a TaskFacts> = candidates.to_vec();
     let mut out = Vec::with_capacity(left.len());
     while !left.is_empty() {
@@ -242,32 +295,30 @@ pub fn scale_in_order<'a>(
             .iter()
             .enumerate()
             .max_by(|(_, a), (_, b)| {
-                let ka = (
-                    per_zone.get(&zone(a)).copied().unwrap_or(0),
-                    per_instance.get(&a.instance_id).copied().unwrap_or(0),
-                    a.created_at,
-                    std::cmp::Reverse(a.id.as_str()),
-                );
-                let kb = (
-                    per_zone.get(&zone(b)).copied().unwrap_or(0),
-                    per_instance.get(&b.instance_id).copied().unwrap_or(0),
-                    b.created_at,
-                    std::cmp::Reverse(b.id.as_str()),
-                );
-                ka.cmp(&kb)
+                key(&counts, a)
+                    .cmp(&key(&counts, b))
+                    .then_with(|| b.id.cmp(&a.id))
             })
             .map(|(i, _)| i)
             .unwrap_or(0);
         let t = left.swap_remove(best);
-        if let Some(n) = per_zone.get_mut(&zone(t)) {
-            *n = n.saturating_sub(1);
-        }
-        if let Some(n) = per_instance.get_mut(&t.instance_id) {
-            *n = n.saturating_sub(1);
+        for (i, s) in chain.iter().enumerate() {
+            if let Some(n) = bucket(s, t).and_then(|b| counts[i].get_mut(&b)) {
+                *n -= 1;
+            }
         }
         out.push(t);
     }
     out
+}
+
+/// The service's placement strategies (checked when stored; one that
+/// does not parse any more is left out).
+fn service_strategies(rec: &ServiceRecord) -> Vec<Strategy> {
+    rec.strategies
+        .iter()
+        .filter_map(|s| Strategy::parse("placementStrategy", &s.kind, &s.value).ok())
+        .collect()
 }
 
 struct Classified<'a> {
@@ -639,7 +690,8 @@ fn plan_replica(inputs: &Inputs<'_>) -> Plan {
         .filter(|t| c.healthy.contains(t.id.as_str()))
         .copied()
         .collect();
-    let order = scale_in_order(&healthy_replaceable, &[], inputs.instances);
+    let strategies = service_strategies(&rec);
+    let order = scale_in_order(&healthy_replaceable, &[], inputs.instances, &strategies);
     for t in order {
         if budget == 0 {
             break;
@@ -660,7 +712,7 @@ fn plan_replica(inputs: &Inputs<'_>) -> Plan {
             .filter(|t| !excess_healthy.iter().any(|e| e.id == t.id))
             .copied()
             .collect();
-        for t in scale_in_order(&excess_healthy, &rest_others, inputs.instances) {
+        for t in scale_in_order(&excess_healthy, &rest_others, inputs.instances, &strategies) {
             if budget == 0 || excess_left == 0 {
                 break;
             }

@@ -3,6 +3,7 @@
 //! the throttle, scale-in order, lost and draining instances.
 
 use super::*;
+use crate::placement::spec::Strategy;
 use crate::records::{CircuitBreaker, DeploymentConfig, SchedulingStrategy};
 
 const T0: UnixMillis = 1_700_000_000_000;
@@ -44,8 +45,12 @@ fn instances(n: usize) -> HashMap<String, InstanceFacts> {
             (
                 format!("i{i}"),
                 InstanceFacts {
-                    standing: Standing::Ok,
-                    zone: Some(format!("zone-{}", i % 3)),
+                    attributes: vec![(
+                        "ecs.availability-zone".to_owned(),
+                        format!("zone-{}", i % 3),
+                    )],
+                    remaining_memory: 1000 - 100 * i as i64,
+                    ..Default::default()
                 },
             )
         })
@@ -320,7 +325,7 @@ fn scale_in_takes_the_fullest_zone_then_instance() {
         task("f", "d", "i2", TaskStatus::Running),
     ];
     let refs: Vec<&TaskFacts> = ts.iter().collect();
-    let order: Vec<&str> = scale_in_order(&refs, &[], &inst)
+    let order: Vec<&str> = scale_in_order(&refs, &[], &inst, &[])
         .iter()
         .map(|t| t.id.as_str())
         .collect();
@@ -331,6 +336,25 @@ fn scale_in_takes_the_fullest_zone_then_instance() {
         "zone-0 still has the most: {order:?}"
     );
     assert_eq!(order.len(), 5);
+    // binpack:memory stops where the most memory is left (i0, then i1, ...).
+    let binpack = [Strategy::Binpack(
+        crate::placement::spec::BinpackField::Memory,
+    )];
+    let order: Vec<&str> = scale_in_order(&refs, &[], &inst, &binpack)
+        .iter()
+        .map(|t| t.id.as_str())
+        .collect();
+    assert_eq!(order[0], "a", "{order:?}");
+    assert_eq!(order[1], "e", "{order:?}");
+    // spread:instanceId alone: the instance with most tasks first.
+    let spread = [Strategy::Spread(
+        crate::placement::spec::SpreadField::Instance,
+    )];
+    let order: Vec<&str> = scale_in_order(&refs, &[], &inst, &spread)
+        .iter()
+        .map(|t| t.id.as_str())
+        .collect();
+    assert!(order[0] == "b" || order[0] == "c", "{order:?}");
 }
 
 #[test]
