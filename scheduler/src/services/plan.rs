@@ -18,7 +18,7 @@
 //!   (by default the zone with most tasks, then the instance with most),
 //!   `binpack` stops tasks where the most resources are left.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use crate::placement::spec::{BinpackField, SpreadField, Strategy};
 use crate::records::{
