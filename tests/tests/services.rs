@@ -549,3 +549,68 @@ async fn a_host_cut_off_for_60s_keeps_serving_and_the_service_converges() {
     );
     all_answer(&hosts, "v1", 3).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_of_the_scheduler_mid_deployment_finishes_within_maximum() {
+    let mut hosts = hosts(3).await;
+    let ops = hosts.sched.authed_channel().await;
+    let v1 = hosts.register(&httpd("v1"));
+    let v2 = hosts.register(&httpd("v2"));
+    ok_stdout(
+        &ctl(
+            &hosts,
+            &[
+                "service",
+                "create",
+                "web",
+                "--taskdef",
+                &v1,
+                "--desired-count",
+                "4",
+                "--min-healthy-percent",
+                "100",
+                "--max-percent",
+                "150",
+                "--wait",
+                "--timeout",
+                "120s",
+            ],
+        )
+        .await,
+    );
+    all_answer(&hosts, "v1", 4).await;
+    ok_stdout(&ctl(&hosts, &["service", "update", "web", "--taskdef", &v2]).await);
+    eventually(
+        Duration::from_secs(30),
+        "the first new tasks placed",
+        || async {
+            let n = service_tasks(&ops, "web")
+                .await
+                .iter()
+                .filter(|t| t.task_definition_arn.ends_with(&v2))
+                .count();
+            (n > 0).then_some(()).ok_or(format!("{n}"))
+        },
+    )
+    .await;
+    hosts.sched.restart().await;
+    let ops = hosts.sched.authed_channel().await;
+    let sampler = Sampler::start(ops.clone(), "web", 0, 6, Duration::from_millis(200));
+    let s = steady(&ops, "web", Duration::from_secs(120)).await;
+    let (bad, _) = sampler.finish().await;
+    assert!(
+        bad.is_empty(),
+        "more than 150% running after the restart: {bad:?}"
+    );
+    assert!(s.task_definition.ends_with(&v2), "{s:?}");
+    all_answer(&hosts, "v2", 4).await;
+    let placed = service_tasks(&ops, "web")
+        .await
+        .iter()
+        .filter(|t| t.task_definition_arn.ends_with(&v2))
+        .count();
+    assert!(
+        placed <= 6,
+        "{placed} v2 tasks placed: nothing placed twice"
+    );
+}
