@@ -3,8 +3,10 @@
 //! CNI and registry): rolling updates with min 50 / max 100 and with
 //! min 100 / max 150 sampled throughout, every new task answering on its
 //! host port; a killed host's tasks replaced within TTL + lostAfter + 5 s
-//! and the count exact after it returns; an image that cannot start
-//! tripping the circuit breaker and rolling back. Root is required: run
+//! and the count exact after it returns; a 60 s cut; draining; an image
+//! that cannot start tripping the circuit breaker and rolling back;
+//! `kill -9` of the scheduler mid-deployment; a DAEMON joined by a fourth
+//! host. Root is required: run
 //! via `scripts/test` as root; without root the tests fail with that
 //! message.
 
