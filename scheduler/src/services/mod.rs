@@ -261,7 +261,8 @@ impl Controller {
         Ok(())
     }
 
-    /// Deployments whose task definition has container health checks.
+    /// Deployments whose task definition has container health checks
+    /// (`["NONE"]` is none).
     fn health_checked(&self, rec: &ServiceRecord) -> HashSet<String> {
         rec.deployments
             .iter()
@@ -272,7 +273,8 @@ impl Controller {
                         td.definition
                             .container_definitions
                             .iter()
-                            .any(|c| c.health_check.is_some())
+                            .filter_map(|c| c.health_check.as_ref())
+                            .any(|h| h.command.first().map(String::as_str) != Some("NONE"))
                     })
                     .unwrap_or(false)
             })
