@@ -136,6 +136,8 @@ pub struct Autopilot {
     /// Tasks for which this holds fail to start (STOPPED with
     /// TaskFailedToStart instead of RUNNING).
     pub fail: std::sync::Arc<dyn Fn(&berth_proto::v1::DesiredTask) -> bool + Send + Sync>,
+    /// The task healthStatus reported with RUNNING (empty: none).
+    pub health: std::sync::Arc<dyn Fn(&berth_proto::v1::DesiredTask) -> String + Send + Sync>,
 }
 
 impl Default for Autopilot {
@@ -143,6 +145,7 @@ impl Default for Autopilot {
         Self {
             start_delay: Duration::ZERO,
             fail: std::sync::Arc::new(|_| false),
+            health: std::sync::Arc::new(|_| String::new()),
         }
     }
 }
@@ -344,7 +347,11 @@ impl FakeAgent {
                                         .to_owned();
                                 r
                             } else {
-                                report_for(t, step)
+                                let mut r = report_for(t, step);
+                                if *step == "RUNNING" {
+                                    r.health_status = (pilot.health)(t);
+                                }
+                                r
                             };
                             let msg = AgentMessage {
                                 msg: Some(agent_message::Msg::TaskStatus(r)),

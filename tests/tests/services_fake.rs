@@ -247,6 +247,7 @@ async fn circuit_breaker_fails_the_deployment_and_rolls_back() {
     let pilot = Autopilot {
         start_delay: Duration::from_millis(50),
         fail: Arc::new(|t| t.family == "bad"),
+        ..Autopilot::default()
     };
     let c = Cluster::start(2, pilot, &[]).await;
     let ops = c.ops().await;
@@ -740,4 +741,62 @@ async fn daemon_runs_on_every_instance_and_follows_them() {
             .ok_or(s.status)
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_gate_deployments_and_trip_the_breaker() {
+    let pilot = Autopilot {
+        health: Arc::new(|t| match t.family.as_str() {
+            "sick" => "UNHEALTHY".to_owned(),
+            _ => "HEALTHY".to_owned(),
+        }),
+        ..Autopilot::default()
+    };
+    let c = Cluster::start(2, pilot, &[]).await;
+    let ops = c.ops().await;
+    for family in ["fine", "sick"] {
+        let td = format!(
+            r#"{{"family":"{family}","containerDefinitions":[{{"name":"app","image":"busybox",
+            "memory":64,"healthCheck":{{"command":["CMD-SHELL","true"]}}}}]}}"#
+        );
+        ok_stdout(&c.s.ctl_stdin(&["taskdef", "register", "-f", "-"], &td));
+    }
+    // HEALTHY tasks complete the deployment.
+    ok_stdout(
+        &c.ctl(&[
+            "service",
+            "create",
+            "web",
+            "--taskdef",
+            "fine:1",
+            "--desired-count",
+            "2",
+            "--circuit-breaker",
+            "--rollback",
+            "--wait",
+            "--timeout",
+            "30s",
+        ])
+        .await,
+    );
+    // UNHEALTHY ones are replaced, count as failures, and the breaker trips.
+    let out = c
+        .ctl(&[
+            "service",
+            "update",
+            "web",
+            "--taskdef",
+            "sick:1",
+            "--wait",
+            "--timeout",
+            "60s",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let s = steady(&ops, "web", Duration::from_secs(20)).await;
+    assert!(s.task_definition.ends_with("fine:1"), "{s:?}");
+    let ts = service_tasks(&ops, "web").await;
+    assert!(ts.iter().any(|t| t.task_definition_arn.ends_with("sick:1")
+        && t.stopped_reason == "Task failed container health checks"));
+    assert_eq!(healthy(&ts), 2);
 }

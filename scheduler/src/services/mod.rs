@@ -103,6 +103,7 @@ pub fn task_facts(t: &TaskRecord) -> TaskFacts {
         started_at: t.started_at,
         stopped_at: t.stopped_at,
         stop_code: t.stop_code.clone(),
+        failed_health: t.stopped_reason == plan::HEALTH_CHECK_FAILED,
     }
 }
 

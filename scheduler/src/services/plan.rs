@@ -28,6 +28,8 @@ use crate::records::{
 
 /// The longest start back-off (ECS's service throttle: 15 minutes).
 pub const MAX_THROTTLE_MS: i64 = 15 * 60 * 1000;
+/// The stoppedReason of a task replaced because its health checks failed.
+pub const HEALTH_CHECK_FAILED: &str = "Task failed container health checks";
 /// Replaced deployments kept (INACTIVE) for DescribeServices.
 pub const MAX_INACTIVE_DEPLOYMENTS: usize = 3;
 /// Consecutive failed launches before the throttle starts.
@@ -83,6 +85,9 @@ pub struct TaskFacts {
     /// Why it stopped (once STOPPED): `ServiceSchedulerInitiated` and
     /// `UserInitiated` were asked for; anything else is a failure.
     pub stop_code: String,
+    /// Stopped by the controller because its health checks failed (a
+    /// failure too, as in ECS's circuit breaker).
+    pub failed_health: bool,
 }
 
 impl TaskFacts {
@@ -90,10 +95,11 @@ impl TaskFacts {
     /// container's exit.
     pub fn failed(&self) -> bool {
         self.last_status == TaskStatus::Stopped
-            && !matches!(
-                self.stop_code.as_str(),
-                "ServiceSchedulerInitiated" | "UserInitiated"
-            )
+            && (self.failed_health
+                || !matches!(
+                    self.stop_code.as_str(),
+                    "ServiceSchedulerInitiated" | "UserInitiated"
+                ))
     }
 }
 
@@ -636,11 +642,7 @@ fn plan_replica(inputs: &Inputs<'_>) -> Plan {
         .collect();
     for t in failing {
         stopping.insert(t.id.as_str());
-        stop(
-            t,
-            "Task failed container health checks".to_owned(),
-            &mut stops,
-        );
+        stop(t, HEALTH_CHECK_FAILED.to_owned(), &mut stops);
     }
     let serving = |t: &&&TaskFacts| !stopping.contains(t.id.as_str());
     // The primary's tasks that count towards the desired count.
@@ -833,12 +835,7 @@ fn plan_daemon(inputs: &Inputs<'_>) -> Plan {
             }
             add(&mut stops, &mut stopping, t, scaling.clone());
         } else if t.deployment == primary_id && is_unhealthy(inputs, t) {
-            add(
-                &mut stops,
-                &mut stopping,
-                t,
-                "Task failed container health checks".to_owned(),
-            );
+            add(&mut stops, &mut stopping, t, HEALTH_CHECK_FAILED.to_owned());
         }
     }
     let throttled = throttle(&mut rec, inputs, primary.as_ref());

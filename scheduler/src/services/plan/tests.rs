@@ -68,6 +68,7 @@ fn task(id: &str, dep: &str, inst: &str, status: TaskStatus) -> TaskFacts {
         created_at: T0,
         started_at: (status >= TaskStatus::Running).then_some(T0),
         stopped_at: (status == TaskStatus::Stopped).then_some(T0),
+        failed_health: false,
         stop_code: if status == TaskStatus::Stopped {
             "TaskFailedToStart".into()
         } else {
