@@ -242,13 +242,18 @@ pub fn promote(rec: &mut ServiceRecord, dep: DeploymentRecord) {
 /// with the most of the service's tasks, keeping the balance; `binpack`
 /// stops a task on the instance with the most of the resource left;
 /// ties go to the newest task. `others` are the service's other tasks that
-/// still run (they count towards the buckets).
+/// still run (they count towards the buckets). Only the first `limit` are
+/// ordered; when every candidate goes, none needs ordering.
 pub fn scale_in_order<'a>(
     candidates: &[&'a TaskFacts],
     others: &[&TaskFacts],
     instances: &HashMap<String, InstanceFacts>,
     strategies: &[Strategy],
+    limit: usize,
 ) -> Vec<&'a TaskFacts> {
+    if limit >= candidates.len() {
+        return candidates.to_vec();
+    }
     let chain: Vec<Strategy> = if strategies.iter().all(|s| *s == Strategy::Random) {
         super::default_strategies()
     } else {
@@ -295,8 +300,8 @@ pub fn scale_in_order<'a>(
             .collect()
     };
     let mut left: Vec<&'a TaskFacts> = candidates.to_vec();
-    let mut out = Vec::with_capacity(left.len());
-    while !left.is_empty() {
+    let mut out = Vec::with_capacity(limit);
+    while !left.is_empty() && out.len() < limit {
         let best = left
             .iter()
             .enumerate()
@@ -693,7 +698,13 @@ fn plan_replica(inputs: &Inputs<'_>) -> Plan {
         .copied()
         .collect();
     let strategies = service_strategies(&rec);
-    let order = scale_in_order(&healthy_replaceable, &[], inputs.instances, &strategies);
+    let order = scale_in_order(
+        &healthy_replaceable,
+        &[],
+        inputs.instances,
+        &strategies,
+        budget as usize,
+    );
     for t in order {
         if budget == 0 {
             break;
@@ -714,7 +725,14 @@ fn plan_replica(inputs: &Inputs<'_>) -> Plan {
             .filter(|t| !excess_healthy.iter().any(|e| e.id == t.id))
             .copied()
             .collect();
-        for t in scale_in_order(&excess_healthy, &rest_others, inputs.instances, &strategies) {
+        let limit = excess_left.min(budget as usize);
+        for t in scale_in_order(
+            &excess_healthy,
+            &rest_others,
+            inputs.instances,
+            &strategies,
+            limit,
+        ) {
             if budget == 0 || excess_left == 0 {
                 break;
             }
