@@ -440,7 +440,7 @@ async fn draining_a_host_moves_its_tasks_without_dropping_below_the_minimum() {
         )
         .unwrap();
     let instance = hosts.host(victim).instance().to_owned();
-    let sampler = Sampler::start(ops.clone(), "web", 3, 6, Duration::from_millis(200));
+    let sampler = Sampler::start(ops.clone(), "web", 3, 6, Duration::from_millis(50));
     ok_stdout(&ctl(&hosts, &["instance", "drain", &instance]).await);
     eventually(
         Duration::from_secs(60),
@@ -463,7 +463,8 @@ async fn draining_a_host_moves_its_tasks_without_dropping_below_the_minimum() {
     )
     .await;
     let (bad, n) = sampler.finish().await;
-    assert!(n >= 3, "the sampler ran ({n} samples)");
+    // The move can take well under a second: at least two samples.
+    assert!(n >= 2, "the sampler ran ({n} samples)");
     assert!(
         bad.is_empty(),
         "below the 100% minimum while draining: {bad:?}"
