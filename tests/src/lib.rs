@@ -10,6 +10,9 @@
 //! are built on [`Scheduler::authed_channel`]. The agent API needs no token:
 //! agents present their client certificate.
 //!
+//! [`cluster`] puts a scheduler, an agent with its own containerd and a
+//! registry together for the real-containerd tests of one host.
+//!
 //! Everything binds 127.0.0.1 (a scheduler for several hosts binds a test
 //! bridge's gateway instead: [`Scheduler::start_on`], see [`multihost`]);
 //! data and state live in temp dirs removed with the test. Processes are
@@ -17,9 +20,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
 pub mod fake_agent;
 pub mod multihost;
 pub mod service_probe;
+
+pub use cluster::{Cluster, ClusterOptions};
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -4,178 +4,36 @@
 //! `scripts/test` as root; without root the tests fail with that message.
 //!
 //! Each test has its own containerd, registry, bridge, subnet, cgroup parent
-//! and host-port range, so tests run in parallel without meeting.
+//! and host-port range (`berth_tests::Cluster` in `free_slot` block 213), so
+//! tests run in parallel without meeting.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests fail loudly by design; Drop polls with std time
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use berth_testkit::registry::Registry;
-use berth_tests::{eventually, json, ok_stdout, Agent, Scheduler};
-use serde_json::Value;
+use berth_tests::cluster::{host_port, http_get, tail};
+use berth_tests::{eventually, json, ok_stdout, Cluster, ClusterOptions};
 
-struct Cluster {
-    sched: Scheduler,
-    agent: Agent,
-    registry: Registry,
-    ctd: berth_testkit::containerd::Containerd,
-    image: String,
-    instance: String,
-    bridge: String,
-    cgroup_parent: String,
-    _dir: tempfile::TempDir,
-}
+/// This file's `free_slot` block.
+const BLOCK: u8 = 213;
 
 async fn cluster_with(
     registry_auth: Option<(&str, &str)>,
     extra_env: &[(&str, String)],
 ) -> Cluster {
-    berth_testkit::require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let ctd = berth_testkit::containerd::Containerd::start();
-    let registry = Registry::start(registry_auth);
-    let opts = berth_testkit::image::ImageOptions {
-        stop_signal: None,
-        ..Default::default()
+    let opts = ClusterOptions {
+        registry_auth: registry_auth.map(|(u, p)| (u.to_owned(), p.to_owned())),
+        agent_env: extra_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        ..ClusterOptions::default()
     };
-    let pushed = registry.push_busybox_with(
-        "berth/busybox",
-        "latest",
-        &opts,
-        berth_testkit::image::ImageFormat::Oci,
-    );
-    let sched = Scheduler::start(&dir.path().join("sched")).await;
-    let (r, port_base, subnet) = berth_tests::free_slot(213);
-    let bridge = format!("bt{:04x}", r);
-    let cgroup_parent = format!("berth-test-{:04x}", r);
-    let mut env: Vec<(String, String)> = vec![
-        (
-            "BERTH_CONTAINERD_SOCKET".into(),
-            ctd.socket().display().to_string(),
-        ),
-        ("BERTH_INSECURE_REGISTRIES".into(), registry.addr()),
-        (
-            "BERTH_TASK_CLEANUP_WAIT".into(),
-            std::env::var("DEBUG_CLEANUP").unwrap_or_else(|_| "2s".into()),
-        ),
-        ("BERTH_STOP_TIMEOUT".into(), "3s".into()),
-        ("BERTH_BRIDGE".into(), bridge.clone()),
-        ("BERTH_BRIDGE_SUBNET".into(), subnet),
-        ("BERTH_CGROUP_PARENT".into(), cgroup_parent.clone()),
-        (
-            "BERTH_PORT_RANGE".into(),
-            format!("{port_base}-{}", port_base + 49),
-        ),
-    ];
-    env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let agent = Agent::start_with_env(&sched, "default", &dir.path().join("agent"), &env);
-    let instance = berth_tests::connected_instance(&sched, &agent).await;
-    Cluster {
-        sched,
-        agent,
-        image: pushed.reference,
-        registry,
-        ctd,
-        instance,
-        bridge,
-        cgroup_parent,
-        _dir: dir,
-    }
-}
-
-impl Drop for Cluster {
-    /// Stops the test's remaining tasks through Berth, so the agent tears
-    /// their networks and cgroups down before containerd goes away.
-    fn drop(&mut self) {
-        self.sched.stop_all_tasks(Duration::from_secs(20));
-    }
+    Cluster::start_in(BLOCK, opts).await
 }
 
 async fn cluster() -> Cluster {
     cluster_with(None, &[]).await
-}
-
-impl Cluster {
-    fn register(&self, json: &str) -> String {
-        let json = json.replace("IMAGE", &self.image);
-        let out = self
-            .sched
-            .ctl_stdin(&["taskdef", "register", "-f", "-"], &json);
-        ok_stdout(&out).lines().next().unwrap().to_owned()
-    }
-
-    fn start(&self, taskdef: &str) -> String {
-        let out = self.sched.ctl(&[
-            "task",
-            "start",
-            "--taskdef",
-            taskdef,
-            "--instance",
-            &self.instance,
-        ]);
-        let text = ok_stdout(&out);
-        text.split_whitespace()
-            .find(|w| w.len() == 32 && w.chars().all(|c| c.is_ascii_hexdigit()))
-            .or_else(|| {
-                text.lines()
-                    .next()
-                    .map(|l| berth_proto::arn::short_id(l.trim()))
-            })
-            .unwrap_or_else(|| panic!("no task id in {text:?}"))
-            .to_owned()
-    }
-
-    fn describe(&self, task: &str) -> Value {
-        json(&self.sched.ctl(&["task", "describe", task, "-o", "json"]))["tasks"][0].clone()
-    }
-
-    async fn until_status(&self, task: &str, status: &str) -> Value {
-        eventually(
-            Duration::from_secs(60),
-            &format!("task {task} {status}"),
-            || async {
-                let t = self.describe(task);
-                if t["lastStatus"] == status {
-                    Ok(t)
-                } else {
-                    Err(format!(
-                        "{t}\nagent log (tail):\n{}",
-                        tail(&self.agent.log_text(), 40)
-                    ))
-                }
-            },
-        )
-        .await
-    }
-
-    fn host_port(t: &Value, container_port: u64) -> u16 {
-        t["containers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|c| c["networkBindings"].as_array().cloned().unwrap_or_default())
-            .find(|b| b["containerPort"] == container_port)
-            .unwrap_or_else(|| panic!("no binding for {container_port} in {t}"))["hostPort"]
-            .as_u64()
-            .unwrap() as u16
-    }
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<_> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-fn http_get(port: u16) -> Result<String, String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).map_err(|e| e.to_string())?;
-    Ok(body)
 }
 
 const HTTPD: &str = r#"{"family":"httpd","containerDefinitions":[{
@@ -192,7 +50,7 @@ async fn httpd_task_serves_on_its_dynamic_host_port() {
     let b = c.start(&td);
     let ta = c.until_status(&a, "RUNNING").await;
     let tb = c.until_status(&b, "RUNNING").await;
-    let (pa, pb) = (Cluster::host_port(&ta, 8080), Cluster::host_port(&tb, 8080));
+    let (pa, pb) = (host_port(&ta, 8080), host_port(&tb, 8080));
     assert_ne!(pa, pb, "two tasks on one agent get different host ports");
     for p in [pa, pb] {
         let body = eventually(Duration::from_secs(10), "the page", || async {
@@ -347,7 +205,7 @@ async fn stop_sends_sigterm_first_and_cleanup_leaves_nothing() {
     ));
     let id = c.start(&td);
     let t = c.until_status(&id, "RUNNING").await;
-    let port = Cluster::host_port(&t, 9000);
+    let port = host_port(&t, 9000);
     ok_stdout(&c.sched.ctl(&["task", "stop", &id, "--reason", "test"]));
     let t = c.until_status(&id, "STOPPED").await;
     assert_eq!(t["stopCode"], "UserInitiated");
@@ -558,7 +416,7 @@ async fn task_run_binpack_waits_for_three_tasks_that_answer() {
     let mut ports = Vec::new();
     for t in tasks {
         assert_eq!(t["lastStatus"], "RUNNING", "{t}");
-        ports.push(Cluster::host_port(t, 8080));
+        ports.push(host_port(t, 8080));
     }
     ports.sort_unstable();
     ports.dedup();

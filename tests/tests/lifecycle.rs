@@ -5,7 +5,8 @@
 //! via `scripts/test` as root; without root the tests fail with that message.
 //!
 //! Each test has its own scheduler, agent, containerd, registry, bridge,
-//! subnet, cgroup parent and host-port range (free_slot block 216).
+//! subnet, cgroup parent and host-port range (`berth_tests::Cluster` in
+//! free_slot block 216).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests fail loudly by design; Drop polls with std time
 
@@ -13,139 +14,12 @@ use std::time::Duration;
 
 use berth_proto::v1::task_definition_service_client::TaskDefinitionServiceClient;
 use berth_proto::v1::RegisterTaskDefinitionRequest;
-use berth_testkit::registry::Registry;
-use berth_tests::{eventually, json, ok_stdout, Agent, Scheduler};
+use berth_tests::{ok_stdout, Cluster, ClusterOptions};
 use serde_json::Value;
 use tokio::time::Instant;
 
-struct Cluster {
-    sched: Scheduler,
-    agent: Agent,
-    _registry: Registry,
-    _ctd: berth_testkit::containerd::Containerd,
-    image: String,
-    instance: String,
-    /// Its bridge and cgroup parent, removed when the cluster goes.
-    bridge: String,
-    cgroup_parent: String,
-    _dir: tempfile::TempDir,
-}
-
 async fn cluster() -> Cluster {
-    berth_testkit::require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let ctd = berth_testkit::containerd::Containerd::start();
-    let registry = Registry::start(None);
-    let pushed = registry.push_busybox("berth/busybox", "latest");
-    let sched = Scheduler::start(&dir.path().join("sched")).await;
-    let (r, port_base, subnet) = berth_tests::free_slot(216);
-    let bridge = format!("bt{r:04x}");
-    let cgroup_parent = format!("berth-test-{r:04x}");
-    let env: Vec<(String, String)> = vec![
-        (
-            "BERTH_CONTAINERD_SOCKET".into(),
-            ctd.socket().display().to_string(),
-        ),
-        ("BERTH_INSECURE_REGISTRIES".into(), registry.addr()),
-        ("BERTH_TASK_CLEANUP_WAIT".into(), "2s".into()),
-        ("BERTH_STOP_TIMEOUT".into(), "3s".into()),
-        ("BERTH_BRIDGE".into(), bridge.clone()),
-        ("BERTH_BRIDGE_SUBNET".into(), subnet),
-        ("BERTH_CGROUP_PARENT".into(), cgroup_parent.clone()),
-        (
-            "BERTH_PORT_RANGE".into(),
-            format!("{port_base}-{}", port_base + 49),
-        ),
-    ];
-    let agent = Agent::start_with_env(&sched, "default", &dir.path().join("agent"), &env);
-    let instance = berth_tests::connected_instance(&sched, &agent).await;
-    Cluster {
-        sched,
-        agent,
-        image: pushed.reference,
-        _registry: registry,
-        _ctd: ctd,
-        instance,
-        bridge,
-        cgroup_parent,
-        _dir: dir,
-    }
-}
-
-impl Drop for Cluster {
-    /// Stops the test's remaining tasks through Berth, so the agent tears
-    /// their networks and cgroups down before containerd goes away; then
-    /// removes the (now unused) bridge and the empty cgroup parents.
-    fn drop(&mut self) {
-        self.sched.stop_all_tasks(Duration::from_secs(30));
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .output();
-        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
-            for ctrl in controllers.flatten() {
-                let _ = std::fs::remove_dir(ctrl.path().join(&self.cgroup_parent));
-            }
-        }
-    }
-}
-
-impl Cluster {
-    fn register(&self, json: &str) -> String {
-        let json = json.replace("IMAGE", &self.image);
-        let out = self
-            .sched
-            .ctl_stdin(&["taskdef", "register", "-f", "-"], &json);
-        ok_stdout(&out).lines().next().unwrap().to_owned()
-    }
-
-    fn start(&self, taskdef: &str) -> String {
-        let out = self.sched.ctl(&[
-            "task",
-            "start",
-            "--taskdef",
-            taskdef,
-            "--instance",
-            &self.instance,
-            "-o",
-            "json",
-        ]);
-        let v = json(&out);
-        let arn = v["tasks"][0]["taskArn"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no task in {v}"));
-        berth_proto::arn::short_id(arn).to_owned()
-    }
-
-    fn describe(&self, task: &str) -> Value {
-        json(&self.sched.ctl(&["task", "describe", task, "-o", "json"]))["tasks"][0].clone()
-    }
-
-    /// Polls `task describe` until `check` accepts it.
-    async fn until(
-        &self,
-        task: &str,
-        limit: Duration,
-        what: &str,
-        check: impl Fn(&Value) -> bool,
-    ) -> Value {
-        eventually(limit, &format!("task {task}: {what}"), || async {
-            let t = self.describe(task);
-            if check(&t) {
-                Ok(t)
-            } else {
-                Err(format!(
-                    "{t:#}\nagent log (tail):\n{}",
-                    tail(&self.agent.log_text(), 30)
-                ))
-            }
-        })
-        .await
-    }
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<_> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    Cluster::start_in(216, ClusterOptions::default()).await
 }
 
 fn container<'a>(t: &'a Value, name: &str) -> &'a Value {

@@ -17,159 +17,50 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use berth_testkit::registry::Registry;
-use berth_tests::{eventually, json, ok_stdout, Agent, Scheduler};
+use berth_tests::cluster::{host_port, tail};
+use berth_tests::{eventually, ok_stdout, Cluster, ClusterOptions};
 use serde_json::Value;
 
-struct Cluster {
-    sched: Scheduler,
-    agent: Agent,
-    _registry: Registry,
-    _ctd: berth_testkit::containerd::Containerd,
-    image: String,
-    instance: String,
-    /// The endpoint's address: the bridge subnet's first address.
-    gateway: String,
-    bridge: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    /// Stops the test's tasks through Berth, so the agent tears their
-    /// networks and cgroups down before containerd goes away, then removes
-    /// the test's bridge (the CNI bridge plugin never does).
-    fn drop(&mut self) {
-        self.sched.stop_all_tasks(Duration::from_secs(20));
-        let _ = std::process::Command::new("ip")
-            .args(["link", "delete", &self.bridge])
-            .status();
-    }
-}
-
 async fn cluster() -> Cluster {
-    berth_testkit::require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let ctd = berth_testkit::containerd::Containerd::start();
-    let registry = Registry::start(None);
-    let pushed = registry.push_busybox_with(
-        "berth/busybox",
-        "latest",
-        &berth_testkit::image::ImageOptions {
-            stop_signal: None,
-            ..Default::default()
+    let opts = ClusterOptions {
+        bridge_prefix: "bm".to_owned(),
+        stop_timeout: "2s".to_owned(),
+        agent_env: vec![("BERTH_TASK_HOST_IP".to_owned(), "192.0.2.7".to_owned())],
+        ..ClusterOptions::default()
+    };
+    Cluster::start_in(217, opts).await
+}
+
+/// Registers `json` and starts it; returns the task id.
+fn run(c: &Cluster, json: &str) -> String {
+    c.start(&c.register(json))
+}
+
+/// The text after `MARKER ` on the first log line of `task` that has it.
+async fn logged(c: &Cluster, task: &str, marker: &str) -> String {
+    let tag = format!("{marker} ");
+    eventually(
+        Duration::from_secs(60),
+        &format!("{marker} in the logs of {task}"),
+        || async {
+            let logs = ok_stdout(&c.sched.ctl(&["task", "logs", task]));
+            logs.lines()
+                .find_map(|l| l.split_once(&tag).map(|(_, v)| v.trim().to_owned()))
+                .ok_or_else(|| {
+                    format!(
+                        "logs: {logs}\ntask: {}\nagent log:\n{}",
+                        c.describe(task),
+                        tail(&c.agent.log_text(), 30)
+                    )
+                })
         },
-        berth_testkit::image::ImageFormat::Oci,
-    );
-    let sched = Scheduler::start(&dir.path().join("sched")).await;
-    let (r, port_base, subnet) = berth_tests::free_slot(217);
-    let gateway = subnet.replace(".0/24", ".1");
-    let bridge = format!("bm{r:04x}");
-    let env: Vec<(String, String)> = vec![
-        (
-            "BERTH_CONTAINERD_SOCKET".into(),
-            ctd.socket().display().to_string(),
-        ),
-        ("BERTH_INSECURE_REGISTRIES".into(), registry.addr()),
-        ("BERTH_TASK_CLEANUP_WAIT".into(), "2s".into()),
-        ("BERTH_STOP_TIMEOUT".into(), "2s".into()),
-        ("BERTH_BRIDGE".into(), bridge.clone()),
-        ("BERTH_BRIDGE_SUBNET".into(), subnet),
-        ("BERTH_CGROUP_PARENT".into(), format!("berth-test-{r:04x}")),
-        (
-            "BERTH_PORT_RANGE".into(),
-            format!("{port_base}-{}", port_base + 49),
-        ),
-        ("BERTH_TASK_HOST_IP".into(), "192.0.2.7".into()),
-    ];
-    let agent = Agent::start_with_env(&sched, "default", &dir.path().join("agent"), &env);
-    let instance = berth_tests::connected_instance(&sched, &agent).await;
-    Cluster {
-        sched,
-        agent,
-        _registry: registry,
-        _ctd: ctd,
-        image: pushed.reference,
-        instance,
-        gateway,
-        bridge,
-        _dir: dir,
-    }
+    )
+    .await
 }
 
-impl Cluster {
-    fn run(&self, json: &str) -> String {
-        let json = json.replace("IMAGE", &self.image);
-        let out = self
-            .sched
-            .ctl_stdin(&["taskdef", "register", "-f", "-"], &json);
-        let td = ok_stdout(&out).lines().next().unwrap().to_owned();
-        let out = self.sched.ctl(&[
-            "task",
-            "start",
-            "--taskdef",
-            &td,
-            "--instance",
-            &self.instance,
-        ]);
-        let text = ok_stdout(&out);
-        text.split_whitespace()
-            .find(|w| w.len() == 32 && w.chars().all(|c| c.is_ascii_hexdigit()))
-            .or_else(|| {
-                text.lines()
-                    .next()
-                    .map(|l| berth_proto::arn::short_id(l.trim()))
-            })
-            .unwrap_or_else(|| panic!("no task id in {text:?}"))
-            .to_owned()
-    }
-
-    fn describe(&self, task: &str) -> Value {
-        json(&self.sched.ctl(&["task", "describe", task, "-o", "json"]))["tasks"][0].clone()
-    }
-
-    /// The text after `MARKER ` on the first log line of `task` that has it.
-    async fn logged(&self, task: &str, marker: &str) -> String {
-        let tag = format!("{marker} ");
-        eventually(
-            Duration::from_secs(60),
-            &format!("{marker} in the logs of {task}"),
-            || async {
-                let logs = ok_stdout(&self.sched.ctl(&["task", "logs", task]));
-                logs.lines()
-                    .find_map(|l| l.split_once(&tag).map(|(_, v)| v.trim().to_owned()))
-                    .ok_or_else(|| {
-                        format!(
-                            "logs: {logs}\ntask: {}\nagent log:\n{}",
-                            self.describe(task),
-                            tail(&self.agent.log_text(), 30)
-                        )
-                    })
-            },
-        )
-        .await
-    }
-
-    async fn logged_json(&self, task: &str, marker: &str) -> Value {
-        let text = self.logged(task, marker).await;
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{marker}: {e}: {text}"))
-    }
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<_> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-fn host_port(t: &Value, container_port: u64) -> u64 {
-    t["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|c| c["networkBindings"].as_array().cloned().unwrap_or_default())
-        .find(|b| b["containerPort"] == container_port)
-        .unwrap_or_else(|| panic!("no binding for {container_port} in {t}"))["hostPort"]
-        .as_u64()
-        .unwrap()
+async fn logged_json(c: &Cluster, task: &str, marker: &str) -> Value {
+    let text = logged(c, task, marker).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{marker}: {e}: {text}"))
 }
 
 /// A shell loop: GET `url` until it answers, printing `MARKER <body>`
@@ -206,10 +97,10 @@ async fn containers_read_their_own_metadata_and_host_ports() {
         r#"{"containerPort":80,"hostPort":0,"name":"http-main"}"#,
         &script,
     );
-    let a = c.run(&def);
+    let a = run(&c, &def);
 
     // Host ports in the environment: what `task describe` shows.
-    let env = c.logged(&a, "ENV").await;
+    let env = logged(&c, &a, "ENV").await;
     let t = c.describe(&a);
     let port = host_port(&t, 80);
     assert!(
@@ -231,7 +122,7 @@ async fn containers_read_their_own_metadata_and_host_ports() {
     assert!(env.contains(&format!("v3=http://{}:51679/v3/{metadata_id}", c.gateway)));
 
     // The task's JSON, read from inside: its own DockerId and host port.
-    let task = c.logged_json(&a, "TASKJSON").await;
+    let task = logged_json(&c, &a, "TASKJSON").await;
     assert_eq!(task["TaskARN"], t["taskArn"], "{task}");
     assert_eq!(task["Family"], "meta-bridge");
     assert_eq!(task["LaunchType"], "EC2");
@@ -248,7 +139,7 @@ async fn containers_read_their_own_metadata_and_host_ports() {
     );
 
     // Stats from the container's cgroup, in Docker's shape.
-    let stats = c.logged_json(&a, "STATSJSON").await;
+    let stats = logged_json(&c, &a, "STATSJSON").await;
     assert!(
         stats["memory_stats"]["usage"].as_u64().unwrap() > 0,
         "{stats}"
@@ -271,19 +162,19 @@ async fn containers_read_their_own_metadata_and_host_ports() {
         );
         one_container(family, mode, "", &script)
     };
-    let b = c.run(&prying("meta-pry", "bridge"));
-    let v = c.run(&prying("meta-vpc", "awsvpc"));
+    let b = run(&c, &prying("meta-pry", "bridge"));
+    let v = run(&c, &prying("meta-vpc", "awsvpc"));
     for task in [&b, &v] {
-        let own = c.logged_json(task, "OWN").await;
+        let own = logged_json(&c, task, "OWN").await;
         let d = c.describe(task);
         assert_eq!(own["DockerId"], d["containers"][0]["runtimeId"], "{own}");
-        let other = c.logged(task, "OTHER").await;
+        let other = logged(&c, task, "OTHER").await;
         assert!(
             other.starts_with("ERROR") && other.contains("403"),
             "another task's metadata must be refused: {other}"
         );
     }
-    let own_vpc = c.logged_json(&v, "OWN").await;
+    let own_vpc = logged_json(&c, &v, "OWN").await;
     assert_eq!(own_vpc["Networks"][0]["NetworkMode"], "awsvpc", "{own_vpc}");
 
     // ECS's rate limit: bursts of 60 per source address, then 429 (here

@@ -17,133 +17,25 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use berth_testkit::registry::Registry;
-use berth_tests::{eventually, json, ok_stdout, Agent, Scheduler};
-use serde_json::Value;
+use berth_tests::{eventually, ok_stdout, Cluster, ClusterOptions};
 
-/// A scheduler, an agent with its own containerd, and a registry holding
-/// busybox (the set-up of `containerd.rs`).
-struct Cluster {
-    sched: Scheduler,
-    agent: Agent,
-    _registry: Registry,
-    _ctd: berth_testkit::containerd::Containerd,
-    image: String,
-    instance: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    /// Stops the test's remaining tasks through Berth, so the agent tears
-    /// their networks and cgroups down before containerd goes away.
-    fn drop(&mut self) {
-        self.sched.stop_all_tasks(Duration::from_secs(20));
-    }
-}
-
+/// The set-up of `containerd.rs` (in `free_slot` block 214), with debug
+/// logging on both daemons: more text in which a value could leak.
 async fn cluster(registry_auth: Option<(&str, &str)>) -> Cluster {
-    berth_testkit::require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let ctd = berth_testkit::containerd::Containerd::start();
-    let registry = Registry::start(registry_auth);
-    let pushed = registry.push_busybox_with(
-        "berth/private",
-        "latest",
-        &berth_testkit::image::ImageOptions {
-            stop_signal: None,
-            ..Default::default()
-        },
-        berth_testkit::image::ImageFormat::Oci,
-    );
-    // Debug logging on both daemons: more text in which a value could leak.
-    let sched = Scheduler::start_with(&dir.path().join("sched"), &[("BERTH_LOG", "debug")]).await;
-    let (r, port_base, subnet) = berth_tests::free_slot(214);
-    let env: Vec<(String, String)> = vec![
-        ("BERTH_LOG".into(), "debug".into()),
-        (
-            "BERTH_CONTAINERD_SOCKET".into(),
-            ctd.socket().display().to_string(),
-        ),
-        ("BERTH_INSECURE_REGISTRIES".into(), registry.addr()),
-        ("BERTH_TASK_CLEANUP_WAIT".into(), "2s".into()),
-        ("BERTH_STOP_TIMEOUT".into(), "10s".into()),
-        ("BERTH_BRIDGE".into(), format!("bs{r:04x}")),
-        ("BERTH_BRIDGE_SUBNET".into(), subnet),
-        ("BERTH_CGROUP_PARENT".into(), format!("berth-test-{r:04x}")),
-        (
-            "BERTH_PORT_RANGE".into(),
-            format!("{port_base}-{}", port_base + 49),
-        ),
-    ];
-    let agent = Agent::start_with_env(&sched, "default", &dir.path().join("agent"), &env);
-    let instance = berth_tests::connected_instance(&sched, &agent).await;
-    Cluster {
-        sched,
-        agent,
-        image: pushed.reference,
-        _registry: registry,
-        _ctd: ctd,
-        instance,
-        dir,
-    }
+    let debug = vec![("BERTH_LOG".to_owned(), "debug".to_owned())];
+    let opts = ClusterOptions {
+        registry_auth: registry_auth.map(|(u, p)| (u.to_owned(), p.to_owned())),
+        image_name: "berth/private".to_owned(),
+        bridge_prefix: "bs".to_owned(),
+        stop_timeout: "10s".to_owned(),
+        scheduler_env: debug.clone(),
+        agent_env: debug,
+    };
+    Cluster::start_in(214, opts).await
 }
 
-impl Cluster {
-    fn register(&self, json: &str) -> String {
-        let json = json.replace("IMAGE", &self.image);
-        let out = self
-            .sched
-            .ctl_stdin(&["taskdef", "register", "-f", "-"], &json);
-        ok_stdout(&out).lines().next().unwrap().to_owned()
-    }
-
-    fn try_start(&self, taskdef: &str) -> Output {
-        self.sched.ctl(&[
-            "task",
-            "start",
-            "--taskdef",
-            taskdef,
-            "--instance",
-            &self.instance,
-        ])
-    }
-
-    fn start(&self, taskdef: &str) -> String {
-        let text = ok_stdout(&self.try_start(taskdef));
-        text.split_whitespace()
-            .find(|w| w.len() == 32 && w.chars().all(|c| c.is_ascii_hexdigit()))
-            .or_else(|| {
-                text.lines()
-                    .next()
-                    .map(|l| berth_proto::arn::short_id(l.trim()))
-            })
-            .unwrap_or_else(|| panic!("no task id in {text:?}"))
-            .to_owned()
-    }
-
-    fn describe(&self, task: &str) -> Value {
-        json(&self.sched.ctl(&["task", "describe", task, "-o", "json"]))["tasks"][0].clone()
-    }
-
-    async fn until_status(&self, task: &str, status: &str) -> Value {
-        eventually(
-            Duration::from_secs(60),
-            &format!("task {task} {status}"),
-            || async {
-                let t = self.describe(task);
-                if t["lastStatus"] == status {
-                    Ok(t)
-                } else {
-                    Err(format!("{t}\nagent log:\n{}", self.agent.log_text()))
-                }
-            },
-        )
-        .await
-    }
-
-    fn put_secret(&self, name: &str, value: &str) {
-        ok_stdout(&self.sched.ctl_stdin(&["secret", "put", name], value));
-    }
+fn put_secret(c: &Cluster, name: &str, value: &str) {
+    ok_stdout(&c.sched.ctl_stdin(&["secret", "put", name], value));
 }
 
 fn text(out: &Output) -> String {
@@ -202,8 +94,8 @@ async fn secrets_reach_the_container_environment_and_nothing_else() {
     let c = cluster(None).await;
     let out_dir = tempfile::tempdir().unwrap();
     // Stored from standard input, as an operator would pipe it in.
-    c.put_secret("app/db-password", &format!("{DB_PASSWORD}\n"));
-    c.put_secret("app/api-key", API_KEY);
+    put_secret(&c, "app/db-password", &format!("{DB_PASSWORD}\n"));
+    put_secret(&c, "app/api-key", API_KEY);
 
     let def = format!(
         r#"{{"family":"envcheck","volumes":[{{"name":"out","host":{{"sourcePath":"{}"}}}}],
@@ -228,7 +120,7 @@ async fn secrets_reach_the_container_environment_and_nothing_else() {
             && why.contains("\"app/later\" does not exist"),
         "{why}"
     );
-    c.put_secret("app/later", "later-value");
+    put_secret(&c, "app/later", "later-value");
 
     let id = c.start(&td);
     c.until_status(&id, "RUNNING").await;
@@ -372,7 +264,8 @@ async fn private_image_pulls_with_repository_credentials() {
     let reason = t["stoppedReason"].as_str().unwrap().to_owned();
     assert!(reason.starts_with("CannotPullContainerError:"), "{reason}");
 
-    c.put_secret(
+    put_secret(
+        &c,
         "registry/wrong",
         &format!(r#"{{"username":"{REG_USER}","password":"{WRONG_PASSWORD}"}}"#),
     );
@@ -385,7 +278,8 @@ async fn private_image_pulls_with_repository_credentials() {
     assert!(!reason.contains(WRONG_PASSWORD), "{reason}");
 
     // With the right credentials (a Secrets Manager ARN naming the secret).
-    c.put_secret(
+    put_secret(
+        &c,
         "registry/creds",
         &format!(r#"{{"username":"{REG_USER}","password":"{REG_PASSWORD}"}}"#),
     );
