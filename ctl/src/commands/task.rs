@@ -300,6 +300,18 @@ async fn wait_running(
     }
 }
 
+/// StartTask/RunTask placed nothing: the failures (JSON output also
+/// prints the answer) as the error.
+fn nothing_placed(ctx: &mut Ctx<'_>, v: &TasksView) -> Result<(), CtlError> {
+    if !v.tasks.is_empty() {
+        return Ok(());
+    }
+    if ctx.output == OutputFormat::Json {
+        ctx.emit(v, view::started_table)?;
+    }
+    Err(CtlError::NotStarted { items: missing(v) })
+}
+
 fn missing(v: &TasksView) -> Vec<MissingItem> {
     v.failures.iter().map(Into::into).collect()
 }
@@ -338,12 +350,7 @@ pub async fn run(cmd: TaskCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
                 .map_err(&rpc)?
                 .into_inner();
             let v = TasksView::new(r.tasks, r.failures);
-            if v.tasks.is_empty() {
-                if ctx.output == OutputFormat::Json {
-                    ctx.emit(&v, view::started_table)?;
-                }
-                return Err(CtlError::NotStarted { items: missing(&v) });
-            }
+            nothing_placed(ctx, &v)?;
             let failures = missing(&v);
             if !wait {
                 ctx.emit(&v, view::started_table)?;
@@ -399,12 +406,7 @@ pub async fn run(cmd: TaskCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
                 .map_err(rpc)?
                 .into_inner();
             let v = TasksView::new(r.tasks, r.failures);
-            if v.tasks.is_empty() {
-                if ctx.output == OutputFormat::Json {
-                    ctx.emit(&v, view::started_table)?;
-                }
-                return Err(CtlError::NotStarted { items: missing(&v) });
-            }
+            nothing_placed(ctx, &v)?;
             ctx.emit(&v, view::started_table)?;
             for f in missing(&v) {
                 ctx.note(&format!(
