@@ -1,8 +1,10 @@
 //! Watching services from a test: the service's tasks as the scheduler
 //! records them, DescribeServices, steady state, and a sampler that checks
 //! ECS's deployment bounds (at least the minimum healthy, at most the
-//! maximum running) for as long as a test runs it.
+//! maximum running) for as long as a test runs it; `berthctl service`
+//! off the async runtime, and the waits the service tests share.
 
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,47 @@ use berth_proto::v1::{
     DescribeServicesRequest, DescribeTasksRequest, ListTasksRequest, Service, Task,
 };
 
-use crate::{eventually, AuthedChannel};
+use crate::{eventually, AuthedChannel, Scheduler};
+
+/// berthctl as `sched`'s admin, off the async runtime (fake agents and
+/// samplers keep running meanwhile).
+pub async fn ctl(sched: &Scheduler, args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let endpoint = sched.endpoint();
+    let ca = sched.ca_path();
+    let token = sched.admin_token.clone();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::ctl_env(
+            &args,
+            None,
+            None,
+            &[
+                ("BERTH_ENDPOINT", &endpoint),
+                ("BERTH_CA_CERT", &ca.to_string_lossy()),
+                ("BERTH_TOKEN", &token),
+            ],
+        )
+    })
+    .await
+    .expect("berthctl task")
+}
+
+/// `berthctl service VERB NAME --taskdef TD EXTRA... --wait --timeout
+/// TIMEOUT` through [`ctl`].
+pub async fn service_wait(
+    sched: &Scheduler,
+    verb: &str,
+    name: &str,
+    td: &str,
+    extra: &[&str],
+    timeout: &str,
+) -> Output {
+    let mut args = vec!["service", verb, name, "--taskdef", td];
+    args.extend_from_slice(extra);
+    args.extend(["--wait", "--timeout", timeout]);
+    ctl(sched, &args).await
+}
 
 /// The service's tasks (both desired states) as the scheduler records them.
 pub async fn service_tasks(ops: &AuthedChannel, name: &str) -> Vec<Task> {
@@ -105,6 +147,55 @@ pub async fn steady(ops: &AuthedChannel, name: &str, limit: Duration) -> Service
         } else {
             Err(format!("{:?}", s.deployments))
         }
+    })
+    .await
+}
+
+/// Waits until `count` of the service's tasks are RUNNING and wanted on
+/// instances other than `instance` (an ARN suffix).
+pub async fn until_elsewhere(
+    ops: &AuthedChannel,
+    name: &str,
+    instance: &str,
+    count: usize,
+    limit: Duration,
+) {
+    eventually(limit, "replacements RUNNING elsewhere", || async {
+        let ts = service_tasks(ops, name).await;
+        let elsewhere = ts
+            .iter()
+            .filter(|t| t.desired_status == "RUNNING" && t.last_status == "RUNNING")
+            .filter(|t| !t.container_instance_arn.ends_with(instance))
+            .count();
+        (elsewhere == count)
+            .then_some(())
+            .ok_or(format!("{elsewhere} elsewhere"))
+    })
+    .await
+}
+
+/// Waits until exactly `count` of the service's tasks run, all healthy.
+pub async fn until_exactly(ops: &AuthedChannel, name: &str, count: usize, limit: Duration) {
+    eventually(limit, "exactly the desired count", || async {
+        let ts = service_tasks(ops, name).await;
+        (occupying(&ts) == count && healthy(&ts) == count)
+            .then_some(())
+            .ok_or(format!(
+                "{} running, {} healthy",
+                occupying(&ts),
+                healthy(&ts)
+            ))
+    })
+    .await
+}
+
+/// Waits until the service is INACTIVE and none of its tasks runs.
+pub async fn until_inactive(ops: &AuthedChannel, name: &str, limit: Duration) {
+    eventually(limit, "INACTIVE", || async {
+        let s = describe(ops, name).await;
+        (s.status == "INACTIVE" && occupying(&service_tasks(ops, name).await) == 0)
+            .then_some(())
+            .ok_or(s.status)
     })
     .await
 }

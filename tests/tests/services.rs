@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use berth_tests::multihost::{Hosts, HostsOptions, HEARTBEAT_TTL};
 use berth_tests::service_probe::{
-    describe, healthy, messages, occupying, service_tasks, steady, Sampler,
+    describe, messages, service_tasks, service_wait, steady, until_elsewhere, until_exactly,
+    Sampler,
 };
 use berth_tests::{eventually, ok_stdout};
 use serde_json::Value;
@@ -55,25 +56,32 @@ async fn hosts(n: usize) -> Hosts {
 
 /// berthctl off the async runtime.
 async fn ctl(hosts: &Hosts, args: &[&str]) -> std::process::Output {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let endpoint = hosts.sched.endpoint();
-    let ca = hosts.sched.ca_path();
-    let token = hosts.sched.admin_token.clone();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        berth_tests::ctl_env(
-            &args,
-            None,
-            None,
-            &[
-                ("BERTH_ENDPOINT", &endpoint),
-                ("BERTH_CA_CERT", &ca.to_string_lossy()),
-                ("BERTH_TOKEN", &token),
-            ],
-        )
-    })
-    .await
-    .unwrap()
+    berth_tests::service_probe::ctl(&hosts.sched, args).await
+}
+
+/// `service create web --taskdef TD EXTRA... --wait`, which succeeds.
+async fn create(hosts: &Hosts, td: &str, extra: &[&str]) {
+    ok_stdout(&service_wait(&hosts.sched, "create", "web", td, extra, "120s").await);
+}
+
+/// `service update web --taskdef TD EXTRA... --wait`.
+async fn update(hosts: &Hosts, td: &str, extra: &[&str], timeout: &str) -> std::process::Output {
+    service_wait(&hosts.sched, "update", "web", td, extra, timeout).await
+}
+
+/// The host a task (as `task ls` shows it) runs on.
+fn host_of_task(hosts: &Hosts, t: &Value) -> usize {
+    hosts
+        .host_of(t["containerInstanceArn"].as_str().unwrap())
+        .unwrap()
+}
+
+/// The hosts the service's live tasks run on.
+fn on_hosts(hosts: &Hosts) -> std::collections::BTreeSet<usize> {
+    live_tasks(hosts)
+        .iter()
+        .map(|t| host_of_task(hosts, t))
+        .collect()
 }
 
 /// The service's live tasks as `task describe` shows them.
@@ -119,51 +127,25 @@ async fn rolling_updates_across_three_hosts_stay_within_bounds() {
     let v1 = hosts.register(&httpd("v1"));
     let v2 = hosts.register(&httpd("v2"));
     let v3 = hosts.register(&httpd("v3"));
-    ok_stdout(
-        &ctl(
-            &hosts,
-            &[
-                "service",
-                "create",
-                "web",
-                "--taskdef",
-                &v1,
-                "--desired-count",
-                "4",
-                "--min-healthy-percent",
-                "50",
-                "--max-percent",
-                "100",
-                "--wait",
-                "--timeout",
-                "120s",
-            ],
-        )
-        .await,
-    );
-    all_answer(&hosts, "v1", 4).await;
-    let on_hosts: std::collections::BTreeSet<usize> = live_tasks(&hosts)
-        .iter()
-        .filter_map(|t| hosts.host_of(t["containerInstanceArn"].as_str().unwrap()))
-        .collect();
-    assert_eq!(on_hosts.len(), 3, "spread over the hosts");
-
-    // min 50 / max 100: at least 2 healthy, at most 4 running.
-    let sampler = Sampler::start(ops.clone(), "web", 2, 4, Duration::from_millis(200));
-    let out = ctl(
+    create(
         &hosts,
+        &v1,
         &[
-            "service",
-            "update",
-            "web",
-            "--taskdef",
-            &v2,
-            "--wait",
-            "--timeout",
-            "120s",
+            "--desired-count",
+            "4",
+            "--min-healthy-percent",
+            "50",
+            "--max-percent",
+            "100",
         ],
     )
     .await;
+    all_answer(&hosts, "v1", 4).await;
+    assert_eq!(on_hosts(&hosts).len(), 3, "spread over the hosts");
+
+    // min 50 / max 100: at least 2 healthy, at most 4 running.
+    let sampler = Sampler::start(ops.clone(), "web", 2, 4, Duration::from_millis(200));
+    let out = update(&hosts, &v2, &[], "120s").await;
     let (bad, n) = sampler.finish().await;
     ok_stdout(&out);
     assert!(n >= 5, "the sampler ran ({n} samples)");
@@ -172,22 +154,11 @@ async fn rolling_updates_across_three_hosts_stay_within_bounds() {
 
     // min 100 / max 150: at least 4 healthy, at most 6 running.
     let sampler = Sampler::start(ops.clone(), "web", 4, 6, Duration::from_millis(200));
-    let out = ctl(
+    let out = update(
         &hosts,
-        &[
-            "service",
-            "update",
-            "web",
-            "--taskdef",
-            &v3,
-            "--min-healthy-percent",
-            "100",
-            "--max-percent",
-            "150",
-            "--wait",
-            "--timeout",
-            "120s",
-        ],
+        &v3,
+        &["--min-healthy-percent", "100", "--max-percent", "150"],
+        "120s",
     )
     .await;
     let (bad, n) = sampler.finish().await;
@@ -210,48 +181,19 @@ async fn a_killed_host_is_replaced_and_its_return_ends_at_the_desired_count() {
     let mut hosts = hosts(3).await;
     let ops = hosts.sched.authed_channel().await;
     let v1 = hosts.register(&httpd("v1"));
-    ok_stdout(
-        &ctl(
-            &hosts,
-            &[
-                "service",
-                "create",
-                "web",
-                "--taskdef",
-                &v1,
-                "--desired-count",
-                "4",
-                "--wait",
-                "--timeout",
-                "120s",
-            ],
-        )
-        .await,
-    );
+    create(&hosts, &v1, &["--desired-count", "4"]).await;
     all_answer(&hosts, "v1", 4).await;
-    let victim = live_tasks(&hosts)
-        .iter()
-        .filter_map(|t| hosts.host_of(t["containerInstanceArn"].as_str().unwrap()))
-        .next()
-        .unwrap();
+    let victim = host_of_task(&hosts, &live_tasks(&hosts)[0]);
     let victim_instance = hosts.host(victim).instance().to_owned();
     let killed_at = tokio::time::Instant::now();
     hosts.host_mut(victim).kill();
     let limit = HEARTBEAT_TTL + LOST_AFTER + Duration::from_secs(5);
-    eventually(
+    until_elsewhere(
+        &ops,
+        "web",
+        &victim_instance,
+        4,
         limit + Duration::from_secs(20),
-        "replacements RUNNING elsewhere",
-        || async {
-            let ts = service_tasks(&ops, "web").await;
-            let elsewhere = ts
-                .iter()
-                .filter(|t| t.desired_status == "RUNNING" && t.last_status == "RUNNING")
-                .filter(|t| !t.container_instance_arn.ends_with(&victim_instance))
-                .count();
-            (elsewhere == 4)
-                .then_some(())
-                .ok_or(format!("{elsewhere} elsewhere"))
-        },
     )
     .await;
     let took = killed_at.elapsed();
@@ -278,21 +220,7 @@ async fn a_killed_host_is_replaced_and_its_return_ends_at_the_desired_count() {
     // The host returns: the superseded copies stop, exactly 4 remain.
     hosts.host_mut(victim).restart();
     hosts.until_connected(victim, true).await;
-    eventually(
-        Duration::from_secs(30),
-        "exactly the desired count",
-        || async {
-            let ts = service_tasks(&ops, "web").await;
-            (occupying(&ts) == 4 && healthy(&ts) == 4)
-                .then_some(())
-                .ok_or(format!(
-                    "{} running, {} healthy",
-                    occupying(&ts),
-                    healthy(&ts)
-                ))
-        },
-    )
-    .await;
+    until_exactly(&ops, "web", 4, Duration::from_secs(30)).await;
     let s = describe(&ops, "web").await;
     assert_eq!((s.desired_count, s.running_count), (4, 4));
 }
@@ -304,41 +232,14 @@ async fn an_image_that_cannot_start_trips_the_circuit_breaker_and_rolls_back() {
     let good = hosts.register(&httpd("good"));
     let missing = hosts.image.replace("busybox", "does-not-exist");
     let bad = hosts.register(&httpd("bad").replace("IMAGE", &missing));
-    ok_stdout(
-        &ctl(
-            &hosts,
-            &[
-                "service",
-                "create",
-                "web",
-                "--taskdef",
-                &good,
-                "--desired-count",
-                "2",
-                "--circuit-breaker",
-                "--rollback",
-                "--wait",
-                "--timeout",
-                "120s",
-            ],
-        )
-        .await,
-    );
-    all_answer(&hosts, "good", 2).await;
-    let out = ctl(
+    create(
         &hosts,
-        &[
-            "service",
-            "update",
-            "web",
-            "--taskdef",
-            &bad,
-            "--wait",
-            "--timeout",
-            "180s",
-        ],
+        &good,
+        &["--desired-count", "2", "--circuit-breaker", "--rollback"],
     )
     .await;
+    all_answer(&hosts, "good", 2).await;
+    let out = update(&hosts, &bad, &[], "180s").await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("FAILED"), "{err}");
@@ -376,34 +277,15 @@ async fn a_daemon_runs_on_three_hosts_and_a_fourth_gets_its_own() {
     let mut hosts = hosts(3).await;
     let ops = hosts.sched.authed_channel().await;
     let td = hosts.register(&httpd("daemon"));
-    ok_stdout(
-        &ctl(
-            &hosts,
-            &[
-                "service",
-                "create",
-                "web",
-                "--taskdef",
-                &td,
-                "--daemon",
-                "--wait",
-                "--timeout",
-                "120s",
-            ],
-        )
-        .await,
-    );
+    create(&hosts, &td, &["--daemon"]).await;
     all_answer(&hosts, "daemon", 3).await;
-    let on = |hosts: &Hosts| -> std::collections::BTreeSet<usize> {
-        live_tasks(hosts)
-            .iter()
-            .filter_map(|t| hosts.host_of(t["containerInstanceArn"].as_str().unwrap()))
-            .collect()
-    };
-    assert_eq!(on(&hosts).len(), 3);
+    assert_eq!(on_hosts(&hosts).len(), 3);
     let fourth = hosts.add_host().await;
     all_answer(&hosts, "daemon", 4).await;
-    assert!(on(&hosts).contains(&fourth), "the new host runs its daemon");
+    assert!(
+        on_hosts(&hosts).contains(&fourth),
+        "the new host runs its daemon"
+    );
     let s = describe(&ops, "web").await;
     assert_eq!((s.desired_count, s.running_count), (4, 4));
 }
@@ -413,32 +295,9 @@ async fn draining_a_host_moves_its_tasks_without_dropping_below_the_minimum() {
     let hosts = hosts(3).await;
     let ops = hosts.sched.authed_channel().await;
     let td = hosts.register(&httpd("v1"));
-    ok_stdout(
-        &ctl(
-            &hosts,
-            &[
-                "service",
-                "create",
-                "web",
-                "--taskdef",
-                &td,
-                "--desired-count",
-                "3",
-                "--wait",
-                "--timeout",
-                "120s",
-            ],
-        )
-        .await,
-    );
+    create(&hosts, &td, &["--desired-count", "3"]).await;
     all_answer(&hosts, "v1", 3).await;
-    let victim = hosts
-        .host_of(
-            live_tasks(&hosts)[0]["containerInstanceArn"]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
+    let victim = host_of_task(&hosts, &live_tasks(&hosts)[0]);
     let instance = hosts.host(victim).instance().to_owned();
     let sampler = Sampler::start(ops.clone(), "web", 3, 6, Duration::from_millis(50));
     ok_stdout(&ctl(&hosts, &["instance", "drain", &instance]).await);
@@ -477,49 +336,15 @@ async fn a_host_cut_off_for_60s_keeps_serving_and_the_service_converges() {
     let mut hosts = hosts(3).await;
     let ops = hosts.sched.authed_channel().await;
     let td = hosts.register(&httpd("v1"));
-    ok_stdout(
-        &ctl(
-            &hosts,
-            &[
-                "service",
-                "create",
-                "web",
-                "--taskdef",
-                &td,
-                "--desired-count",
-                "3",
-                "--wait",
-                "--timeout",
-                "120s",
-            ],
-        )
-        .await,
-    );
+    create(&hosts, &td, &["--desired-count", "3"]).await;
     all_answer(&hosts, "v1", 3).await;
     let task = live_tasks(&hosts)[0].clone();
-    let victim = hosts
-        .host_of(task["containerInstanceArn"].as_str().unwrap())
-        .unwrap();
+    let victim = host_of_task(&hosts, &task);
     let instance = hosts.host(victim).instance().to_owned();
     hosts.host_mut(victim).cut();
     let cut_at = tokio::time::Instant::now();
     // Replaced elsewhere once lost...
-    eventually(
-        Duration::from_secs(30),
-        "replacements elsewhere",
-        || async {
-            let ts = service_tasks(&ops, "web").await;
-            let elsewhere = ts
-                .iter()
-                .filter(|t| t.desired_status == "RUNNING" && t.last_status == "RUNNING")
-                .filter(|t| !t.container_instance_arn.ends_with(&instance))
-                .count();
-            (elsewhere == 3)
-                .then_some(())
-                .ok_or(format!("{elsewhere} elsewhere"))
-        },
-    )
-    .await;
+    until_elsewhere(&ops, "web", &instance, 3, Duration::from_secs(30)).await;
     // ...while the cut host's copy keeps serving on its address.
     while cut_at.elapsed() < Duration::from_secs(60) {
         let r = hosts.get_task(&task, 80, "/");
@@ -531,21 +356,7 @@ async fn a_host_cut_off_for_60s_keeps_serving_and_the_service_converges() {
     }
     hosts.host_mut(victim).heal();
     hosts.until_connected(victim, true).await;
-    eventually(
-        Duration::from_secs(30),
-        "exactly the desired count",
-        || async {
-            let ts = service_tasks(&ops, "web").await;
-            (occupying(&ts) == 3 && healthy(&ts) == 3)
-                .then_some(())
-                .ok_or(format!(
-                    "{} running, {} healthy",
-                    occupying(&ts),
-                    healthy(&ts)
-                ))
-        },
-    )
-    .await;
+    until_exactly(&ops, "web", 3, Duration::from_secs(30)).await;
     assert!(
         hosts.get_task(&task, 80, "/").is_err(),
         "the superseded copy stopped"
@@ -559,28 +370,19 @@ async fn kill9_of_the_scheduler_mid_deployment_finishes_within_maximum() {
     let ops = hosts.sched.authed_channel().await;
     let v1 = hosts.register(&httpd("v1"));
     let v2 = hosts.register(&httpd("v2"));
-    ok_stdout(
-        &ctl(
-            &hosts,
-            &[
-                "service",
-                "create",
-                "web",
-                "--taskdef",
-                &v1,
-                "--desired-count",
-                "4",
-                "--min-healthy-percent",
-                "100",
-                "--max-percent",
-                "150",
-                "--wait",
-                "--timeout",
-                "120s",
-            ],
-        )
-        .await,
-    );
+    create(
+        &hosts,
+        &v1,
+        &[
+            "--desired-count",
+            "4",
+            "--min-healthy-percent",
+            "100",
+            "--max-percent",
+            "150",
+        ],
+    )
+    .await;
     all_answer(&hosts, "v1", 4).await;
     ok_stdout(&ctl(&hosts, &["service", "update", "web", "--taskdef", &v2]).await);
     eventually(

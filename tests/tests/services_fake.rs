@@ -14,7 +14,8 @@ use berth_proto::v1::service_service_client::ServiceServiceClient;
 use berth_proto::v1::{CreateServiceRequest, DeleteServiceRequest, Task, UpdateServiceRequest};
 use berth_tests::fake_agent::{Autopilot, FakeAgent, FakeHost};
 use berth_tests::service_probe::{
-    describe, healthy, messages, occupying, service_tasks, steady, Sampler,
+    describe, healthy, messages, occupying, service_tasks, service_wait, steady, until_elsewhere,
+    until_exactly, until_inactive, Sampler,
 };
 use berth_tests::{eventually, json, ok_stdout, AuthedChannel, Scheduler};
 use tonic::Code;
@@ -80,25 +81,17 @@ impl Cluster {
 
     /// berthctl off the async runtime (the fake agents keep answering).
     async fn ctl(&self, args: &[&str]) -> std::process::Output {
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let endpoint = self.s.endpoint();
-        let ca = self.s.ca_path();
-        let token = self.s.admin_token.clone();
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            berth_tests::ctl_env(
-                &args,
-                None,
-                None,
-                &[
-                    ("BERTH_ENDPOINT", &endpoint),
-                    ("BERTH_CA_CERT", &ca.to_string_lossy()),
-                    ("BERTH_TOKEN", &token),
-                ],
-            )
-        })
-        .await
-        .unwrap()
+        berth_tests::service_probe::ctl(&self.s, args).await
+    }
+
+    /// `service create NAME --taskdef TD EXTRA... --wait --timeout 30s`.
+    async fn create(&self, name: &str, td: &str, extra: &[&str]) -> std::process::Output {
+        service_wait(&self.s, "create", name, td, extra, "30s").await
+    }
+
+    /// `service update web --taskdef TD EXTRA... --wait --timeout 60s`.
+    async fn update(&self, td: &str, extra: &[&str]) -> std::process::Output {
+        service_wait(&self.s, "update", "web", td, extra, "60s").await
     }
 }
 
@@ -111,22 +104,18 @@ async fn rolling_updates_keep_ecs_minimum_and_maximum() {
     let c = Cluster::start(3, pilot, &[]).await;
     let ops = c.ops().await;
     let out = c
-        .ctl(&[
-            "service",
-            "create",
+        .create(
             "web",
-            "--taskdef",
             "web:1",
-            "--desired-count",
-            "4",
-            "--min-healthy-percent",
-            "50",
-            "--max-percent",
-            "100",
-            "--wait",
-            "--timeout",
-            "30s",
-        ])
+            &[
+                "--desired-count",
+                "4",
+                "--min-healthy-percent",
+                "50",
+                "--max-percent",
+                "100",
+            ],
+        )
         .await;
     let text = ok_stdout(&out);
     assert!(text.contains("4 desired, 4 running"), "{text}");
@@ -148,18 +137,7 @@ async fn rolling_updates_keep_ecs_minimum_and_maximum() {
 
     // min 50 / max 100: never fewer than 2 healthy nor more than 4 running.
     let sampler = Sampler::start(ops.clone(), "web", 2, 4, Duration::from_millis(50));
-    let out = c
-        .ctl(&[
-            "service",
-            "update",
-            "web",
-            "--taskdef",
-            "web:2",
-            "--wait",
-            "--timeout",
-            "60s",
-        ])
-        .await;
+    let out = c.update("web:2", &[]).await;
     ok_stdout(&out);
     let (bad, n) = sampler.finish().await;
     assert!(n > 10, "the sampler ran ({n} samples)");
@@ -182,20 +160,10 @@ async fn rolling_updates_keep_ecs_minimum_and_maximum() {
     // min 100 / max 150: never fewer than 4 healthy nor more than 6 running.
     let sampler = Sampler::start(ops.clone(), "web", 4, 6, Duration::from_millis(50));
     let out = c
-        .ctl(&[
-            "service",
-            "update",
-            "web",
-            "--taskdef",
+        .update(
             "web:3",
-            "--min-healthy-percent",
-            "100",
-            "--max-percent",
-            "150",
-            "--wait",
-            "--timeout",
-            "60s",
-        ])
+            &["--min-healthy-percent", "100", "--max-percent", "150"],
+        )
         .await;
     ok_stdout(&out);
     let (bad, n) = sampler.finish().await;
@@ -231,13 +199,7 @@ async fn rolling_updates_keep_ecs_minimum_and_maximum() {
         "{out:?}"
     );
     ok_stdout(&c.ctl(&["service", "delete", "web", "--force"]).await);
-    eventually(Duration::from_secs(10), "INACTIVE", || async {
-        let s = describe(&ops, "web").await;
-        (s.status == "INACTIVE" && occupying(&service_tasks(&ops, "web").await) == 0)
-            .then_some(())
-            .ok_or(s.status)
-    })
-    .await;
+    until_inactive(&ops, "web", Duration::from_secs(10)).await;
     let ls = ok_stdout(&c.ctl(&["service", "ls"]).await);
     assert!(!ls.contains("web "), "{ls}");
 }
@@ -252,34 +214,14 @@ async fn circuit_breaker_fails_the_deployment_and_rolls_back() {
     let c = Cluster::start(2, pilot, &[]).await;
     let ops = c.ops().await;
     ok_stdout(
-        &c.ctl(&[
-            "service",
-            "create",
+        &c.create(
             "web",
-            "--taskdef",
             "web:1",
-            "--desired-count",
-            "2",
-            "--circuit-breaker",
-            "--rollback",
-            "--wait",
-            "--timeout",
-            "30s",
-        ])
+            &["--desired-count", "2", "--circuit-breaker", "--rollback"],
+        )
         .await,
     );
-    let out = c
-        .ctl(&[
-            "service",
-            "update",
-            "web",
-            "--taskdef",
-            "bad:1",
-            "--wait",
-            "--timeout",
-            "60s",
-        ])
-        .await;
+    let out = c.update("bad:1", &[]).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(err.contains("FAILED"), "{err}");
@@ -327,22 +269,18 @@ async fn kill9_mid_deployment_resumes_within_maximum() {
     let mut c = Cluster::start(3, pilot, &[("BERTH_LOST_AFTER", "5s")]).await;
     let ops = c.ops().await;
     ok_stdout(
-        &c.ctl(&[
-            "service",
-            "create",
+        &c.create(
             "web",
-            "--taskdef",
             "web:1",
-            "--desired-count",
-            "4",
-            "--min-healthy-percent",
-            "100",
-            "--max-percent",
-            "150",
-            "--wait",
-            "--timeout",
-            "30s",
-        ])
+            &[
+                "--desired-count",
+                "4",
+                "--min-healthy-percent",
+                "100",
+                "--max-percent",
+                "150",
+            ],
+        )
         .await,
     );
     ok_stdout(
@@ -401,21 +339,7 @@ async fn kill9_mid_deployment_resumes_within_maximum() {
 async fn draining_and_lost_instances_move_service_tasks() {
     let c = Cluster::start(4, Autopilot::default(), &[]).await;
     let ops = c.ops().await;
-    ok_stdout(
-        &c.ctl(&[
-            "service",
-            "create",
-            "web",
-            "--taskdef",
-            "web:1",
-            "--desired-count",
-            "3",
-            "--wait",
-            "--timeout",
-            "30s",
-        ])
-        .await,
-    );
+    ok_stdout(&c.create("web", "web:1", &["--desired-count", "3"]).await);
     let on = |ts: &[Task], id: &str| {
         ts.iter()
             .filter(|t| t.last_status != "STOPPED" && t.desired_status == "RUNNING")
@@ -462,18 +386,7 @@ async fn draining_and_lost_instances_move_service_tasks() {
     let lost_tasks = on(&ts, &gone_id);
     let t0 = tokio::time::Instant::now();
     drop(gone);
-    eventually(Duration::from_secs(10), "replaced elsewhere", || async {
-        let ts = service_tasks(&ops, "web").await;
-        let elsewhere = ts
-            .iter()
-            .filter(|t| t.desired_status == "RUNNING" && t.last_status == "RUNNING")
-            .filter(|t| !t.container_instance_arn.ends_with(&gone_id))
-            .count();
-        (elsewhere == 3)
-            .then_some(())
-            .ok_or(format!("{elsewhere} elsewhere"))
-    })
-    .await;
+    until_elsewhere(&ops, "web", &gone_id, 3, Duration::from_secs(10)).await;
     let took = t0.elapsed();
     assert!(
         took <= Duration::from_secs(8),
@@ -499,17 +412,7 @@ async fn draining_and_lost_instances_move_service_tasks() {
     )
     .await
     .autopilot();
-    eventually(
-        Duration::from_secs(10),
-        "exactly the desired count",
-        || async {
-            let ts = service_tasks(&ops, "web").await;
-            (occupying(&ts) == 3 && healthy(&ts) == 3)
-                .then_some(())
-                .ok_or(format!("{} running", occupying(&ts)))
-        },
-    )
-    .await;
+    until_exactly(&ops, "web", 3, Duration::from_secs(10)).await;
     drop(back);
 }
 
@@ -637,19 +540,7 @@ async fn the_api_validates_and_explains() {
 async fn daemon_runs_on_every_instance_and_follows_them() {
     let mut c = Cluster::start(3, Autopilot::default(), &[]).await;
     let ops = c.ops().await;
-    let out = c
-        .ctl(&[
-            "service",
-            "create",
-            "agentd",
-            "--taskdef",
-            "web:1",
-            "--daemon",
-            "--wait",
-            "--timeout",
-            "30s",
-        ])
-        .await;
+    let out = c.create("agentd", "web:1", &["--daemon"]).await;
     let text = ok_stdout(&out);
     assert!(text.contains("Scheduling:       DAEMON"), "{text}");
     let per_instance = |ts: &[Task]| {
@@ -734,13 +625,7 @@ async fn daemon_runs_on_every_instance_and_follows_them() {
     );
     // A DAEMON is deleted without scaling first.
     ok_stdout(&c.ctl(&["service", "delete", "agentd"]).await);
-    eventually(Duration::from_secs(10), "INACTIVE", || async {
-        let s = describe(&ops, "agentd").await;
-        (s.status == "INACTIVE" && occupying(&service_tasks(&ops, "agentd").await) == 0)
-            .then_some(())
-            .ok_or(s.status)
-    })
-    .await;
+    until_inactive(&ops, "agentd", Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -763,35 +648,15 @@ async fn health_checks_gate_deployments_and_trip_the_breaker() {
     }
     // HEALTHY tasks complete the deployment.
     ok_stdout(
-        &c.ctl(&[
-            "service",
-            "create",
+        &c.create(
             "web",
-            "--taskdef",
             "fine:1",
-            "--desired-count",
-            "2",
-            "--circuit-breaker",
-            "--rollback",
-            "--wait",
-            "--timeout",
-            "30s",
-        ])
+            &["--desired-count", "2", "--circuit-breaker", "--rollback"],
+        )
         .await,
     );
     // UNHEALTHY ones are replaced, count as failures, and the breaker trips.
-    let out = c
-        .ctl(&[
-            "service",
-            "update",
-            "web",
-            "--taskdef",
-            "sick:1",
-            "--wait",
-            "--timeout",
-            "60s",
-        ])
-        .await;
+    let out = c.update("sick:1", &[]).await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let s = steady(&ops, "web", Duration::from_secs(20)).await;
     assert!(s.task_definition.ends_with("fine:1"), "{s:?}");

@@ -317,6 +317,22 @@ async fn finish(
     ctx.emit(&v, view::describe_table)
 }
 
+/// UpdateService, then [`finish`] with the answer.
+async fn update(
+    client: &mut ServiceServiceClient<Conn>,
+    ctx: &mut Ctx<'_>,
+    request: pb::UpdateServiceRequest,
+    wait: &WaitArgs,
+) -> Result<(), CtlError> {
+    let cluster = request.cluster.clone();
+    let r = client
+        .update_service(request)
+        .await
+        .map_err(ctx.rpc_error())?
+        .into_inner();
+    finish(client, ctx, &cluster, r.service, wait).await
+}
+
 pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
     let mut client = ServiceServiceClient::new(ctx.channel().await?);
     let rpc = ctx.rpc_error();
@@ -363,23 +379,18 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
             wait,
             cluster,
         } => {
-            let cluster = ctx.cluster(&cluster);
-            let r = client
-                .update_service(pb::UpdateServiceRequest {
-                    cluster: cluster.clone(),
-                    service: name,
-                    task_definition: task_definition.map(|t| t.to_string()).unwrap_or_default(),
-                    desired_count: desired_count.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
-                    deployment_configuration: deployment.to_proto(),
-                    placement: None,
-                    force_new_deployment,
-                    health_check_grace_period_seconds: grace
-                        .map(|g| i32::try_from(g).unwrap_or(i32::MAX)),
-                })
-                .await
-                .map_err(&rpc)?
-                .into_inner();
-            finish(&mut client, ctx, &cluster, r.service, &wait).await
+            let request = pb::UpdateServiceRequest {
+                cluster: ctx.cluster(&cluster),
+                service: name,
+                task_definition: task_definition.map(|t| t.to_string()).unwrap_or_default(),
+                desired_count: desired_count.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+                deployment_configuration: deployment.to_proto(),
+                placement: None,
+                force_new_deployment,
+                health_check_grace_period_seconds: grace
+                    .map(|g| i32::try_from(g).unwrap_or(i32::MAX)),
+            };
+            update(&mut client, ctx, request, &wait).await
         }
         ServiceCommand::Scale {
             name,
@@ -387,18 +398,13 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
             wait,
             cluster,
         } => {
-            let cluster = ctx.cluster(&cluster);
-            let r = client
-                .update_service(pb::UpdateServiceRequest {
-                    cluster: cluster.clone(),
-                    service: name,
-                    desired_count: Some(i32::try_from(desired_count).unwrap_or(i32::MAX)),
-                    ..Default::default()
-                })
-                .await
-                .map_err(&rpc)?
-                .into_inner();
-            finish(&mut client, ctx, &cluster, r.service, &wait).await
+            let request = pb::UpdateServiceRequest {
+                cluster: ctx.cluster(&cluster),
+                service: name,
+                desired_count: Some(i32::try_from(desired_count).unwrap_or(i32::MAX)),
+                ..Default::default()
+            };
+            update(&mut client, ctx, request, &wait).await
         }
         ServiceCommand::Delete {
             name,
