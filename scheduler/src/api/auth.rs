@@ -172,16 +172,22 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
     fn de<M: Message + Default>(msg: &[u8]) -> M {
         M::decode(msg).unwrap_or_default()
     }
+    /// `cluster/NAME`, then ` REST` unless `rest` is empty.
+    fn in_cluster(cluster: &str, rest: &str) -> String {
+        let cluster = super::cluster_arg(cluster);
+        if rest.is_empty() {
+            format!("cluster/{cluster}")
+        } else {
+            format!("cluster/{cluster} {rest}")
+        }
+    }
     let method = path.rsplit('/').next().unwrap_or_default();
     Some(match method {
         "CreateCluster" => format!(
             "cluster/{}",
             de::<pb::CreateClusterRequest>(msg).cluster_name
         ),
-        "DeleteCluster" => format!(
-            "cluster/{}",
-            super::cluster_arg(&de::<pb::DeleteClusterRequest>(msg).cluster)
-        ),
+        "DeleteCluster" => in_cluster(&de::<pb::DeleteClusterRequest>(msg).cluster, ""),
         "RegisterTaskDefinition" => {
             let r = de::<pb::RegisterTaskDefinitionRequest>(msg);
             let v: serde_json::Value =
@@ -199,40 +205,35 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
         ),
         "StartTask" => {
             let r = de::<pb::StartTaskRequest>(msg);
-            format!(
-                "cluster/{} task-definition/{}",
-                super::cluster_arg(&r.cluster),
-                r.task_definition
+            in_cluster(
+                &r.cluster,
+                &format!("task-definition/{}", r.task_definition),
             )
         }
         "RunTask" => {
             let r = de::<pb::RunTaskRequest>(msg);
-            format!(
-                "cluster/{} task-definition/{}",
-                super::cluster_arg(&r.cluster),
-                r.task_definition
+            in_cluster(
+                &r.cluster,
+                &format!("task-definition/{}", r.task_definition),
             )
         }
         "StopTask" => {
             let r = de::<pb::StopTaskRequest>(msg);
-            format!("cluster/{} task/{}", super::cluster_arg(&r.cluster), r.task)
+            in_cluster(&r.cluster, &format!("task/{}", r.task))
         }
         "CreateService" => {
             let r = de::<pb::CreateServiceRequest>(msg);
-            format!(
-                "cluster/{} service/{} task-definition/{}",
-                super::cluster_arg(&r.cluster),
-                r.service_name,
-                r.task_definition
+            in_cluster(
+                &r.cluster,
+                &format!(
+                    "service/{} task-definition/{}",
+                    r.service_name, r.task_definition
+                ),
             )
         }
         "UpdateService" => {
             let r = de::<pb::UpdateServiceRequest>(msg);
-            let mut s = format!(
-                "cluster/{} service/{}",
-                super::cluster_arg(&r.cluster),
-                r.service
-            );
+            let mut s = in_cluster(&r.cluster, &format!("service/{}", r.service));
             if !r.task_definition.is_empty() {
                 s.push_str(&format!(" task-definition/{}", r.task_definition));
             }
@@ -240,11 +241,7 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
         }
         "DeleteService" => {
             let r = de::<pb::DeleteServiceRequest>(msg);
-            format!(
-                "cluster/{} service/{}",
-                super::cluster_arg(&r.cluster),
-                r.service
-            )
+            in_cluster(&r.cluster, &format!("service/{}", r.service))
         }
         "CreateToken" => {
             let r = de::<pb::CreateTokenRequest>(msg);
@@ -253,25 +250,23 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
         "RevokeToken" => format!("token/{}", de::<pb::RevokeTokenRequest>(msg).id),
         "DeregisterContainerInstance" => {
             let r = de::<pb::DeregisterContainerInstanceRequest>(msg);
-            format!(
-                "cluster/{} container-instance/{}",
-                super::cluster_arg(&r.cluster),
-                r.container_instance
+            in_cluster(
+                &r.cluster,
+                &format!("container-instance/{}", r.container_instance),
             )
         }
         "UpdateContainerInstancesState" => {
             let r = de::<pb::UpdateContainerInstancesStateRequest>(msg);
-            format!(
-                "cluster/{} container-instance/{} status/{}",
-                super::cluster_arg(&r.cluster),
-                r.container_instances.join(","),
-                r.status
+            in_cluster(
+                &r.cluster,
+                &format!(
+                    "container-instance/{} status/{}",
+                    r.container_instances.join(","),
+                    r.status
+                ),
             )
         }
-        "CreateActivation" => format!(
-            "cluster/{}",
-            super::cluster_arg(&de::<pb::CreateActivationRequest>(msg).cluster)
-        ),
+        "CreateActivation" => in_cluster(&de::<pb::CreateActivationRequest>(msg).cluster, ""),
         "RevokeActivation" => format!(
             "activation/{}",
             de::<pb::RevokeActivationRequest>(msg).activation_id
