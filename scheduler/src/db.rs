@@ -358,6 +358,17 @@ impl Db {
     }
 
     /// The cluster if it exists and is ACTIVE.
+    /// An ACTIVE cluster and its stored bytes (for a write's check that
+    /// it is not deleted concurrently); NotFound otherwise.
+    fn active_cluster_read(&self, name: &str) -> Result<(ClusterRecord, Vec<u8>), DbError> {
+        self.get::<ClusterRecord>(Table::Clusters, name.as_bytes())?
+            .filter(|(c, _)| c.status == ClusterStatus::Active)
+            .ok_or_else(|| DbError::NotFound {
+                kind: "cluster",
+                name: name.to_owned(),
+            })
+    }
+
     pub fn active_cluster(&self, name: &str) -> Result<ClusterRecord, DbError> {
         match self.cluster(name)? {
             Some(c) if c.status == ClusterStatus::Active => Ok(c),
@@ -556,13 +567,7 @@ impl Db {
     /// Records a newly joined instance. Its cluster must be ACTIVE.
     pub async fn create_instance(&self, rec: InstanceRecord) -> Result<InstanceRecord, DbError> {
         self.write("container instance", || {
-            let (cluster, cluster_bytes) = self
-                .get::<ClusterRecord>(Table::Clusters, rec.cluster.as_bytes())?
-                .filter(|(c, _)| c.status == ClusterStatus::Active)
-                .ok_or_else(|| DbError::NotFound {
-                    kind: "cluster",
-                    name: rec.cluster.clone(),
-                })?;
+            let (cluster, cluster_bytes) = self.active_cluster_read(&rec.cluster)?;
             Ok((
                 Txn::new()
                     // The cluster must not be deleted concurrently.

@@ -37,6 +37,15 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `berthctl task run ARGS` exits 1 and says `needle` on stderr.
+fn run_fails_with(s: &Scheduler, args: &[&str], needle: &str) {
+    let mut all = vec!["task", "run"];
+    all.extend_from_slice(args);
+    let out = s.ctl(&all);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(needle), "{}", stderr(&out));
+}
+
 /// task id → instance id, from `task describe -o json`.
 fn placements(s: &Scheduler, ids: &[String]) -> Vec<(String, String)> {
     let mut args = vec!["task", "describe", "-o", "json"];
@@ -206,71 +215,46 @@ async fn task_run_places_by_strategy_and_constraint() {
 
     // Impossible requests: ECS's reasons, closest instance, exit 1.
     let huge = r#"{"containerOverrides":[{"name":"web","memory":100000}]}"#;
-    let out = s.ctl(&[
-        "task",
-        "run",
-        "--taskdef",
-        "web",
-        "--overrides",
-        huge,
-        "--wait",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("RESOURCE:MEMORY"), "{}", stderr(&out));
-    let out = s.ctl(&[
-        "task",
-        "run",
-        "--taskdef",
-        "web",
-        "--constraint",
-        "memberOf:attribute:zone == z",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("MemberOf placement constraint unsatisfied."),
-        "{}",
-        stderr(&out)
+    run_fails_with(
+        &s,
+        &["--taskdef", "web", "--overrides", huge, "--wait"],
+        "RESOURCE:MEMORY",
+    );
+    run_fails_with(
+        &s,
+        &[
+            "--taskdef",
+            "web",
+            "--constraint",
+            "memberOf:attribute:zone == z",
+        ],
+        "MemberOf placement constraint unsatisfied.",
     );
     // Bad input names the path.
-    let out = s.ctl(&[
-        "task",
-        "run",
-        "--taskdef",
-        "web",
-        "--constraint",
-        "memberOf:attribute:zone ==",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("placementConstraints[0].expression: at column"),
-        "{}",
-        stderr(&out)
+    run_fails_with(
+        &s,
+        &[
+            "--taskdef",
+            "web",
+            "--constraint",
+            "memberOf:attribute:zone ==",
+        ],
+        "placementConstraints[0].expression: at column",
     );
-    let out = s.ctl(&[
-        "task",
-        "run",
-        "--taskdef",
-        "web",
-        "--strategy",
-        "binpack:disk",
-    ]);
-    assert!(
-        stderr(&out).contains("placementStrategy[0].field"),
-        "{}",
-        stderr(&out)
+    run_fails_with(
+        &s,
+        &["--taskdef", "web", "--strategy", "binpack:disk"],
+        "placementStrategy[0].field",
     );
-    let out = s.ctl(&[
-        "task",
-        "run",
-        "--taskdef",
-        "web",
-        "--overrides",
-        r#"{"containerOverrides":[{"name":"nope"}]}"#,
-    ]);
-    assert!(
-        stderr(&out).contains("overrides.containerOverrides[0].name"),
-        "{}",
-        stderr(&out)
+    run_fails_with(
+        &s,
+        &[
+            "--taskdef",
+            "web",
+            "--overrides",
+            r#"{"containerOverrides":[{"name":"nope"}]}"#,
+        ],
+        "overrides.containerOverrides[0].name",
     );
 }
 

@@ -87,13 +87,7 @@ impl Db {
         rec: ActivationRecord,
     ) -> Result<ActivationRecord, DbError> {
         self.write("activation", || {
-            let (_, cluster_bytes) = self
-                .get::<ClusterRecord>(Table::Clusters, rec.cluster.as_bytes())?
-                .filter(|(c, _)| c.status == ClusterStatus::Active)
-                .ok_or_else(|| DbError::NotFound {
-                    kind: "cluster",
-                    name: rec.cluster.clone(),
-                })?;
+            let (_, cluster_bytes) = self.active_cluster_read(&rec.cluster)?;
             Ok((
                 Txn::new()
                     .check_equals(Table::Clusters, rec.cluster.as_str(), cluster_bytes)
