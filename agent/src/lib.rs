@@ -37,6 +37,8 @@ pub mod transport;
 pub mod wire;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -93,14 +95,27 @@ impl AgentError {
 /// Runs the agent until `shutdown` completes, then closes the session.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let mut agent = Agent::start(&config, HostProbe::new(&config))?;
+    let (ping_tx, ping_rx) = tokio::sync::mpsc::channel(1);
+    let started = Arc::new(AtomicBool::new(false));
     start_runtime(
         &config,
         agent.reporter.clone(),
         agent.desired_state(),
         agent.cancel.child_token(),
+        Liveness {
+            pings: ping_rx,
+            started: started.clone(),
+        },
     )?;
+    let _watchdog = berth_proto::systemd::watchdog_period().map(|period| {
+        AbortOnDrop(tokio::spawn(berth_proto::systemd::run_watchdog(
+            period,
+            supervisor_probe(ping_tx, started),
+        )))
+    });
     tokio::select! {
         () = shutdown => {
+            berth_proto::systemd::notify_stopping();
             tracing::info!("shutting down");
             agent.stop().await;
             Ok(())
@@ -111,6 +126,49 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 Err(e) => e.to_string(),
             },
         }),
+    }
+}
+
+/// What the systemd watchdog needs from the task runtime: the supervisor's
+/// ping channel, and whether the supervisor runs yet (it starts once
+/// containerd answers).
+#[derive(Debug)]
+pub struct Liveness {
+    pub pings: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<()>>,
+    pub started: Arc<AtomicBool>,
+}
+
+/// The agent's watchdog probe: once the task supervisor runs, its loop must
+/// answer a ping; until then (containerd not reachable yet, retried in the
+/// background) the probe proves only that the runtime schedules tasks.
+fn supervisor_probe(
+    pings: runtime::supervisor::PingSender,
+    started: Arc<AtomicBool>,
+) -> impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+    move || {
+        let pings = pings.clone();
+        let started = started.load(Ordering::Acquire);
+        Box::pin(async move {
+            if !started {
+                return Ok(());
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            pings
+                .send(tx)
+                .await
+                .map_err(|_| "the task supervisor has stopped".to_owned())?;
+            rx.await
+                .map_err(|_| "the task supervisor dropped the ping".to_owned())
+        })
+    }
+}
+
+/// Aborts the task when dropped (the watchdog ends with `run`).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -134,6 +192,7 @@ pub fn start_runtime(
     reporter: runtime::report::Reporter,
     desired: watch::Receiver<Option<DesiredState>>,
     cancel: CancellationToken,
+    liveness: Liveness,
 ) -> Result<(), AgentError> {
     use runtime::{cgroups::CgroupManager, network};
     let rc = config.runtime.clone();
@@ -281,7 +340,11 @@ pub fn start_runtime(
                 }
             }
         });
+        // containerd answers and the runtime is set up: the agent serves.
+        liveness.started.store(true, Ordering::Release);
+        berth_proto::systemd::notify_ready("connected to containerd; supervising tasks");
         runtime::supervisor::Supervisor::new(ctx, rc.stop_timeout, cancel)
+            .with_pings(liveness.pings)
             .run(desired)
             .await;
     });

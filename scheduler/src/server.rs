@@ -99,6 +99,24 @@ fn nodelay(
     })
 }
 
+/// The watchdog's probe: the store answers a read. Runs on the blocking
+/// pool, as every store read does, so a wedged store or a starved runtime
+/// withholds systemd's keep-alive.
+fn store_probe(
+    db: Db,
+) -> impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+{
+    move || {
+        let db = db.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || db.clusters().map(|_| ()))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// Runs the scheduler until `shutdown` is cancelled.
 pub async fn run(
     config: Config,
@@ -186,11 +204,20 @@ pub async fn run(
             let shutdown = shutdown.clone();
             async move {
                 shutdown.cancelled().await;
+                berth_proto::systemd::notify_stopping();
                 tracing::info!("shutting down: no new calls, ending agent streams");
                 streams.cancel();
             }
         });
     tokio::pin!(serve);
+    // The store is open, the CA loaded and the listener bound: tonic accepts
+    // from the first poll of `serve` below.
+    berth_proto::systemd::notify_ready(&match addr {
+        Some(a) => format!("serving on {a}"),
+        None => "serving".to_owned(),
+    });
+    let watchdog = berth_proto::systemd::watchdog_period()
+        .map(|period| tokio::spawn(berth_proto::systemd::run_watchdog(period, store_probe(db.clone()))));
     // Calls in flight get DRAIN to finish; a peer that keeps its connection
     // open after GOAWAY does not hold the shutdown hostage.
     let drain_expired = async {
@@ -202,6 +229,9 @@ pub async fn run(
         _ = drain_expired => {
             tracing::warn!(drain = ?DRAIN, "connections still open after the drain period; closing them");
         }
+    }
+    if let Some(w) = watchdog {
+        w.abort();
     }
     // The controller stops at the shutdown signal; wait for its last
     // evaluation before the final flush.

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::ops::TaskOps;
@@ -35,8 +35,15 @@ const NOT_DESIRED: &str = "Task is not in the scheduler's desired state for this
 enum Event {
     Desired,
     RunnerDone(String),
+    /// The watchdog asks whether the loop turns; answered at once.
+    Ping(oneshot::Sender<()>),
     Shutdown,
 }
+
+/// The watchdog's side of [`Supervisor::with_pings`]: a ping is answered by
+/// the supervisor's loop between two events, so an answer proves that loop
+/// turns.
+pub type PingSender = mpsc::Sender<oneshot::Sender<()>>;
 
 struct Entry {
     desire: watch::Sender<Desire>,
@@ -51,6 +58,7 @@ pub struct Supervisor<O: TaskOps> {
     tasks: HashMap<String, Entry>,
     done_tx: mpsc::UnboundedSender<String>,
     done_rx: mpsc::UnboundedReceiver<String>,
+    pings: Option<mpsc::Receiver<oneshot::Sender<()>>>,
     cancel: CancellationToken,
 }
 
@@ -75,8 +83,16 @@ impl<O: TaskOps> Supervisor<O> {
             tasks: HashMap::new(),
             done_tx,
             done_rx,
+            pings: None,
             cancel,
         }
+    }
+
+    /// Answers the pings sent on the other side of `pings` (the systemd
+    /// watchdog's probe).
+    pub fn with_pings(mut self, pings: mpsc::Receiver<oneshot::Sender<()>>) -> Self {
+        self.pings = Some(pings);
+        self
     }
 
     fn spawn_runner(
@@ -272,10 +288,14 @@ impl<O: TaskOps> Supervisor<O> {
                     Err(_) => Event::Shutdown,
                 },
                 Some(arn) = self.done_rx.recv() => Event::RunnerDone(arn),
+                Some(reply) = next_ping(&mut self.pings) => Event::Ping(reply),
             };
             match event {
                 Event::Shutdown => break,
                 Event::Desired => pending = desired.borrow_and_update().clone(),
+                Event::Ping(reply) => {
+                    let _ = reply.send(());
+                }
                 Event::RunnerDone(arn) => {
                     if let Some(e) = self.tasks.get_mut(&arn) {
                         e.done = true;
@@ -289,5 +309,15 @@ impl<O: TaskOps> Supervisor<O> {
             tasks = self.tasks.len(),
             "task supervisor stopped; containers keep running"
         );
+    }
+}
+
+/// The next ping, or never when nobody pings.
+async fn next_ping(
+    pings: &mut Option<mpsc::Receiver<oneshot::Sender<()>>>,
+) -> Option<oneshot::Sender<()>> {
+    match pings {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
