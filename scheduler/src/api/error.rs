@@ -91,7 +91,8 @@ impl From<ApiError> for Status {
                         }
                         StoreError::Corrupt { .. }
                         | StoreError::Encode { .. }
-                        | StoreError::SchemaTooNew { .. } => Status::internal(msg),
+                        | StoreError::SchemaTooNew { .. }
+                        | StoreError::Export(_) => Status::internal(msg),
                     }
                 }
             },
