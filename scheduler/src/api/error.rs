@@ -7,6 +7,7 @@ use tonic::Status;
 
 use crate::db::DbError;
 use crate::secrets::SecretsError;
+use crate::snapshot::SnapshotError;
 use crate::store::StoreError;
 
 /// Errors of the API layer.
@@ -27,6 +28,9 @@ pub enum ApiError {
     Secrets(SecretsError),
     #[error(transparent)]
     Db(#[from] DbError),
+    /// A snapshot could not be taken.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
 impl From<SecretsError> for ApiError {
@@ -96,6 +100,10 @@ impl From<ApiError> for Status {
                     }
                 }
             },
+            ApiError::Snapshot(s) => {
+                tracing::error!(cause = %s, "snapshot failed");
+                Status::internal(msg)
+            }
         }
     }
 }
