@@ -31,6 +31,16 @@ struct Cli {
     /// Address to serve the gRPC API on, e.g. 127.0.0.1:7400.
     #[arg(long)]
     listen: Option<String>,
+    /// Without a command: serve.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Save, restore and inspect backups of the control plane (docs/backup.md)
+    #[command(subcommand)]
+    Snapshot(berth_scheduler::snapshot::cli::SnapshotCommand),
 }
 
 fn init_logging(format: LogFormat) {
@@ -68,6 +78,9 @@ async fn shutdown_signal(token: CancellationToken) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Snapshot(cmd)) = cli.command {
+        return berth_scheduler::snapshot::cli::main(cmd).await;
+    }
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
     let flags = Overrides {
         config: explicit.then(|| cli.config.clone()),

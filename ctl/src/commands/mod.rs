@@ -11,6 +11,7 @@ pub mod instance;
 pub mod login;
 pub mod secret;
 pub mod service;
+pub mod snapshot;
 pub mod task;
 pub mod taskdef;
 pub mod token;
@@ -144,5 +145,6 @@ pub async fn run(
         Command::Login(args) => login::run(args, &mut ctx).await,
         Command::Token(cmd) => token::run(cmd, &mut ctx).await,
         Command::Audit(cmd) => audit::run(cmd, &mut ctx).await,
+        Command::Snapshot(cmd) => snapshot::run(cmd, &mut ctx).await,
     }
 }
