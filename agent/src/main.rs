@@ -206,6 +206,7 @@ fn register_host(
         activation_code,
         ca_fingerprint,
         hostname,
+        cluster: None,
     };
     let store = berth_agent::identity::IdentityStore::new(config.identity_path());
     let outcome = tokio::runtime::Runtime::new()
