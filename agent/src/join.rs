@@ -184,7 +184,7 @@ pub enum JoinError {
     Host(#[from] HostError),
     #[error(transparent)]
     Register(RegisterError),
-    #[error("activation {id} cannot be used: {reason}")]
+    #[error("the scheduler refused the activation: {reason}")]
     ActivationRefused { id: String, reason: String },
     #[error("cannot write config file {}: {source}", path.display())]
     WriteConfig {
@@ -273,6 +273,7 @@ impl JoinError {
 /// and waits for it (see the module's doc). `env` is the process's
 /// environment (`BERTH_*` settings, as the agent reads them).
 pub async fn join(args: &JoinArgs, env: &HashMap<String, String>) -> Result<Joined, JoinError> {
+    trust::install_crypto_provider();
     if !nix::unistd::geteuid().is_root() {
         return Err(JoinError::NotRoot {
             config: args.config_path.clone(),
@@ -317,6 +318,13 @@ pub async fn join(args: &JoinArgs, env: &HashMap<String, String>) -> Result<Join
                 cluster = %identity.cluster,
                 "already registered with this cluster CA; not registering again"
             );
+            // A deregistered host is told so now, before systemd is touched
+            // (a scheduler out of reach is the wait's business).
+            if let Err(Poll::Refused(reason)) =
+                describe_self(&args.scheduler, &store.load_credentials()?).await
+            {
+                return Err(JoinError::IdentityRefused { reason });
+            }
             (identity, false)
         }
         None => (register_host(args, &config, &store).await?, true),
