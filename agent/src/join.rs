@@ -349,6 +349,19 @@ pub async fn join(args: &JoinArgs, env: &HashMap<String, String>) -> Result<Join
     if !args.start {
         return Ok(joined);
     }
+    // The packaged unit runs `berth-agent --config /etc/berth/agent.toml`
+    // only if /var/lib/berth/agent/identity.json exists.
+    if args.config_path != Path::new(config::DEFAULT_CONFIG_PATH)
+        || config.state_dir != Path::new(config::DEFAULT_STATE_DIR)
+    {
+        tracing::warn!(
+            config = %args.config_path.display(),
+            state_dir = %config.state_dir.display(),
+            unit = UNIT,
+            "the unit reads /etc/berth/agent.toml and starts only if \
+             /var/lib/berth/agent/identity.json exists: give it a drop-in with these paths"
+        );
+    }
     systemctl(&args.systemctl, &["daemon-reload"], &args.config_path)?;
     systemctl(
         &args.systemctl,
