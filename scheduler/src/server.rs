@@ -216,8 +216,12 @@ pub async fn run(
         Some(a) => format!("serving on {a}"),
         None => "serving".to_owned(),
     });
-    let watchdog = berth_proto::systemd::watchdog_period()
-        .map(|period| tokio::spawn(berth_proto::systemd::run_watchdog(period, store_probe(db.clone()))));
+    let watchdog = berth_proto::systemd::watchdog_period().map(|period| {
+        tokio::spawn(berth_proto::systemd::run_watchdog(
+            period,
+            store_probe(db.clone()),
+        ))
+    });
     // Calls in flight get DRAIN to finish; a peer that keeps its connection
     // open after GOAWAY does not hold the shutdown hostage.
     let drain_expired = async {
