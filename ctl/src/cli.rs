@@ -5,8 +5,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
     activation::ActivationCommand, audit::AuditCommand, cluster::ClusterCommand,
-    instance::InstanceCommand, login::LoginArgs, secret::SecretCommand, service::ServiceCommand,
-    task::TaskCommand, taskdef::TaskdefCommand, token::TokenCommand,
+    completion::CompletionArgs, instance::InstanceCommand, login::LoginArgs, secret::SecretCommand,
+    service::ServiceCommand, task::TaskCommand, taskdef::TaskdefCommand, token::TokenCommand,
 };
 use crate::output::OutputFormat;
 
@@ -83,6 +83,12 @@ pub enum Command {
     /// Read the audit log of mutating calls
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print the shell completion script for bash, zsh or fish
+    #[command(
+        after_help = "The Debian package installs these scripts. Otherwise, e.g.:\n  \
+        berthctl completion bash > ~/.local/share/bash-completion/completions/berthctl"
+    )]
+    Completion(CompletionArgs),
 }
 
 #[cfg(test)]

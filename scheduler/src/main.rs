@@ -63,6 +63,10 @@ async fn shutdown_signal(token: CancellationToken) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `berth-scheduler __generate-docs DIR`: man pages and completions (packaging).
+    if let Some(code) = berth_clidoc::generate_if_asked::<Cli>("8") {
+        return code;
+    }
     let cli = Cli::parse();
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
     let flags = Overrides {
