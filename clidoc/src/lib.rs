@@ -113,9 +113,15 @@ pub fn pages(cmd: Command) -> Vec<(String, Command)> {
     out
 }
 
-/// Renders the man pages of `cmd` and its subcommands, in `section`, into
-/// `dir/usr/share/man/man<section>/`. Returns the files written.
-pub fn man_pages(cmd: Command, section: &str, dir: &Path) -> Result<Vec<PathBuf>, DocError> {
+/// Renders the man pages of `cmd` and its subcommands, in `section` and
+/// dated `date`, into `dir/usr/share/man/man<section>/`. Returns the files
+/// written.
+pub fn man_pages(
+    cmd: Command,
+    section: &str,
+    date: &str,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, DocError> {
     let version = cmd.get_version().unwrap_or_default().to_owned();
     let mandir = dir.join(format!("usr/share/man/man{section}"));
     create_dir(&mandir)?;
@@ -125,6 +131,7 @@ pub fn man_pages(cmd: Command, section: &str, dir: &Path) -> Result<Vec<PathBuf>
         let mut text = Vec::new();
         clap_mangen::Man::new(page)
             .section(section)
+            .date(date)
             .source(format!("Berth {version}"))
             .manual(MANUAL)
             .render(&mut text)
@@ -136,6 +143,18 @@ pub fn man_pages(cmd: Command, section: &str, dir: &Path) -> Result<Vec<PathBuf>
         written.push(path);
     }
     Ok(written)
+}
+
+/// The date in the pages' header, YYYY-MM-DD: `SOURCE_DATE_EPOCH`'s
+/// (reproducible builds; `packaging/build-debs` sets it from the changelog),
+/// else today's. (An empty date would shift the header's other fields.)
+pub fn page_date(source_date_epoch: Option<&str>) -> String {
+    let when = source_date_epoch
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
+        .unwrap_or_else(time::OffsetDateTime::now_utc);
+    let d = when.date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
 /// Writes the bash, zsh and fish completions of `cmd` under `dir` (at
@@ -167,11 +186,13 @@ fn create_dir(dir: &Path) -> Result<(), DocError> {
     })
 }
 
-/// `<bin> __generate-docs DIR`: man pages (in `section`) and completions
-/// of `C` under `DIR`. Returns the files written.
+/// `<bin> __generate-docs DIR`: man pages (in `section`, dated by
+/// `source_date_epoch`, see [`page_date`]) and completions of `C` under
+/// `DIR`. Returns the files written.
 pub fn generate<C: CommandFactory>(
     section: &str,
     args: &[OsString],
+    source_date_epoch: Option<&str>,
 ) -> Result<Vec<PathBuf>, DocError> {
     let cmd = C::command();
     let [dir] = args else {
@@ -180,7 +201,8 @@ pub fn generate<C: CommandFactory>(
         });
     };
     let dir = Path::new(dir);
-    let mut written = man_pages(cmd.clone(), section, dir)?;
+    let date = page_date(source_date_epoch);
+    let mut written = man_pages(cmd.clone(), section, &date, dir)?;
     written.extend(completions(cmd, dir)?);
     Ok(written)
 }
@@ -195,7 +217,8 @@ pub fn generate_if_asked<C: CommandFactory>(section: &str) -> Option<ExitCode> {
     if first != GENERATE_DOCS {
         return None;
     }
-    Some(match generate::<C>(section, rest) {
+    let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
+    Some(match generate::<C>(section, rest, epoch.as_deref()) {
         Ok(files) => {
             let _ = writeln!(io::stderr(), "wrote {} files", files.len());
             ExitCode::SUCCESS

@@ -53,7 +53,7 @@ fn one_page_per_visible_command_depth_first() {
 fn generate_writes_pages_and_completions_where_debian_looks() {
     let dir = tempfile::tempdir().unwrap();
     let args = [dir.path().as_os_str().to_owned()];
-    let files = generate::<Cli>("8", &args).unwrap();
+    let files = generate::<Cli>("8", &args, Some("1796464800")).unwrap();
     let mut rel: Vec<String> = files
         .iter()
         .map(|f| f.strip_prefix(dir.path()).unwrap().display().to_string())
@@ -75,7 +75,7 @@ fn generate_writes_pages_and_completions_where_debian_looks() {
     let page =
         fs::read_to_string(dir.path().join("usr/share/man/man8/tool-snapshot-save.8")).unwrap();
     assert!(
-        page.contains(r#".TH tool-snapshot-save 8  "Berth 1.2.3" "Berth Manual""#),
+        page.contains(r#".TH tool-snapshot-save 8 2026-12-05 "Berth 1.2.3" "Berth Manual""#),
         "{page}"
     );
     assert!(page.contains("Saves one"), "{page}");
@@ -90,7 +90,7 @@ fn generate_writes_pages_and_completions_where_debian_looks() {
 
 #[test]
 fn generate_needs_exactly_one_directory() {
-    let err = generate::<Cli>("1", &[]).unwrap_err();
+    let err = generate::<Cli>("1", &[], None).unwrap_err();
     assert_eq!(err.to_string(), "usage: tool __generate-docs DIR");
 }
 
@@ -106,4 +106,13 @@ fn completion_scripts_name_the_binary() {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains(needle), "{shell:?}: {text}");
     }
+}
+
+#[test]
+fn page_date_comes_from_source_date_epoch() {
+    assert_eq!(page_date(Some("1796464800")), "2026-12-05");
+    assert_eq!(page_date(Some("0")), "1970-01-01");
+    // Unset or garbage: today, still a date.
+    assert_eq!(page_date(Some("soon")).len(), 10);
+    assert_eq!(page_date(None).len(), 10);
 }
