@@ -220,7 +220,7 @@ pub fn generate_if_asked<C: CommandFactory>(section: &str) -> Option<ExitCode> {
     let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
     Some(match generate::<C>(section, rest, epoch.as_deref()) {
         Ok(files) => {
-            let _ = writeln!(io::stderr(), "wrote {} files", files.len());
+            let _ = writeln!(io::stderr(), "{GENERATE_DOCS}: wrote {} files", files.len());
             ExitCode::SUCCESS
         }
         Err(e) => {
