@@ -157,6 +157,10 @@ fn log_driver_args(
 }
 
 fn main() -> ExitCode {
+    // `berth-agent __generate-docs DIR`: man pages and completions (packaging).
+    if let Some(code) = berth_clidoc::generate_if_asked::<Cli>("8") {
+        return code;
+    }
     let argv: Vec<String> = std::env::args().collect();
     if let Some(args) = log_driver_args(&argv) {
         return match args

@@ -5,8 +5,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
     activation::ActivationCommand, audit::AuditCommand, cluster::ClusterCommand,
-    instance::InstanceCommand, login::LoginArgs, secret::SecretCommand, service::ServiceCommand,
-    snapshot::SnapshotCommand, task::TaskCommand, taskdef::TaskdefCommand, token::TokenCommand,
+    completion::CompletionArgs, instance::InstanceCommand, login::LoginArgs, secret::SecretCommand,
+    service::ServiceCommand, snapshot::SnapshotCommand, task::TaskCommand, taskdef::TaskdefCommand,
+    token::TokenCommand,
 };
 use crate::output::OutputFormat;
 
@@ -86,6 +87,12 @@ pub enum Command {
     /// Save a backup of the control plane (admin; restore with berth-scheduler snapshot restore)
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Print the shell completion script for bash, zsh or fish
+    #[command(
+        after_help = "The Debian package installs these scripts. Otherwise, e.g.:\n  \
+        berthctl completion bash > ~/.local/share/bash-completion/completions/berthctl"
+    )]
+    Completion(CompletionArgs),
 }
 
 #[cfg(test)]

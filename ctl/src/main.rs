@@ -22,6 +22,10 @@ use clap::Parser;
 use crate::error::CtlError;
 
 fn main() -> ExitCode {
+    // `berthctl __generate-docs DIR`: man pages and completions (packaging).
+    if let Some(code) = berth_clidoc::generate_if_asked::<cli::Cli>("1") {
+        return code;
+    }
     // clap exits by itself: 0 for --help/--version, 2 for usage errors.
     let cli = cli::Cli::parse();
     let env = env::Env::from_process();

@@ -77,6 +77,10 @@ async fn shutdown_signal(token: CancellationToken) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `berth-scheduler __generate-docs DIR`: man pages and completions (packaging).
+    if let Some(code) = berth_clidoc::generate_if_asked::<Cli>("8") {
+        return code;
+    }
     let cli = Cli::parse();
     if let Some(Command::Snapshot(cmd)) = cli.command {
         return berth_scheduler::snapshot::cli::main(cmd).await;

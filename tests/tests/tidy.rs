@@ -34,7 +34,15 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn workspace_rules_hold() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut files = Vec::new();
-    for krate in ["proto", "scheduler", "agent", "ctl", "tests", "testkit"] {
+    for krate in [
+        "proto",
+        "scheduler",
+        "agent",
+        "ctl",
+        "clidoc",
+        "tests",
+        "testkit",
+    ] {
         rust_files(&root.join(krate), &mut files);
     }
     assert!(

@@ -7,6 +7,7 @@
 pub mod activation;
 pub mod audit;
 pub mod cluster;
+pub mod completion;
 pub mod instance;
 pub mod login;
 pub mod secret;
@@ -126,6 +127,10 @@ pub async fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), CtlError> {
+    // Works offline, before any setting is read (no token, no config file).
+    if let Command::Completion(args) = &cli.command {
+        return completion::run(args, out);
+    }
     let settings = Settings::load(
         cli.global.endpoint.as_deref(),
         cli.global.ca_cert.as_deref(),
@@ -146,5 +151,6 @@ pub async fn run(
         Command::Token(cmd) => token::run(cmd, &mut ctx).await,
         Command::Audit(cmd) => audit::run(cmd, &mut ctx).await,
         Command::Snapshot(cmd) => snapshot::run(cmd, &mut ctx).await,
+        Command::Completion(args) => completion::run(&args, ctx.out),
     }
 }
