@@ -10,6 +10,8 @@
 //! - [`host`]: what the host has (CPU, memory, ports, attributes), from `/proc`.
 //! - [`identity`]: the persisted container-instance identity and TLS material.
 //! - [`register`]: `berth-agent register` (CA pinning by fingerprint, key, CSR, activation).
+//! - [`join`]: `berth-agent join`: preconditions, register, write agent.toml, start the
+//!   agent with systemd and wait until the scheduler shows it connected.
 //! - [`session`]: the Connect loop, its backoff, and the `watch`es it publishes.
 //! - [`wire`]: the only conversions between `berth.v1` messages and domain types.
 //! - [`transport`]: the one place a channel to the scheduler is built.
@@ -28,6 +30,7 @@ pub mod config;
 pub mod desired;
 pub mod host;
 pub mod identity;
+pub mod join;
 pub mod logs;
 pub mod metadata;
 pub mod register;

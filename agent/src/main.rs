@@ -29,6 +29,9 @@ enum Command {
     /// Join a cluster with an activation: fetch and pin the cluster CA, make
     /// this host's key, and get its certificate (once per host).
     Register(RegisterCli),
+    /// Join this host in one command: check containerd, register, write
+    /// agent.toml, start berth-agent.service and wait until it connects.
+    Join(Box<JoinCli>),
     /// Print the agent's version.
     Version,
 }
@@ -51,6 +54,45 @@ struct RegisterCli {
     /// The cluster CA's fingerprint (sha256:<hex>) as the scheduler printed it.
     #[arg(long, value_name = "SHA256", env = "BERTH_CA_FINGERPRINT")]
     ca_fingerprint: String,
+}
+
+#[derive(Debug, Args)]
+struct JoinCli {
+    /// The scheduler's endpoint, e.g. https://scheduler:7400.
+    #[arg(long, value_name = "URL")]
+    scheduler: String,
+    /// The activation id `berthctl activation create` printed.
+    #[arg(long, value_name = "ID", env = "BERTH_ACTIVATION_ID")]
+    activation_id: String,
+    /// The activation code `berthctl activation create` printed (once).
+    #[arg(
+        long,
+        value_name = "CODE",
+        env = "BERTH_ACTIVATION_CODE",
+        hide_env_values = true
+    )]
+    activation_code: String,
+    /// The cluster CA's fingerprint (sha256:<hex>) as the scheduler printed it.
+    #[arg(long, value_name = "SHA256", env = "BERTH_CA_FINGERPRINT")]
+    ca_fingerprint: String,
+    /// Refuse an activation for another cluster (the activation decides the cluster).
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
+    /// The configuration file to write; its other settings are kept.
+    #[arg(long, value_name = "PATH", env = "BERTH_CONFIG", default_value = config::DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Where the agent keeps its identity (written to the config file when given).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Register and write the configuration only; do not start the agent.
+    #[arg(long)]
+    no_start: bool,
+    /// Replace this host's registration (another cluster CA, or deregistered).
+    #[arg(long)]
+    force: bool,
+    /// How long to wait for the agent to connect.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +180,7 @@ fn main() -> ExitCode {
             println!("berth-agent {}", berth_proto::VERSION);
             return ExitCode::SUCCESS;
         }
+        Some(Command::Join(j)) => return join_host(*j),
         Some(Command::Run(args)) => (args, None),
         Some(Command::Register(r)) => (
             r.run,
@@ -210,6 +253,7 @@ fn register_host(
         activation_code,
         ca_fingerprint,
         hostname,
+        cluster: None,
     };
     let store = berth_agent::identity::IdentityStore::new(config.identity_path());
     let outcome = tokio::runtime::Runtime::new()
@@ -229,6 +273,49 @@ fn register_host(
         }
         Err(e) => {
             eprintln!("berth-agent register: cannot start the Tokio runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `berth-agent join`: prints the instance it joined as, or why not, with
+/// the exit code of `berth_agent::join::exit`.
+fn join_host(cli: JoinCli) -> ExitCode {
+    use berth_agent::join::{self, JoinArgs};
+    init_logging(LogFormat::Text);
+    let env: HashMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let args = JoinArgs {
+        systemctl: PathBuf::from(
+            env.get(join::SYSTEMCTL_ENV)
+                .map_or("systemctl", String::as_str),
+        ),
+        scheduler: cli.scheduler,
+        cluster: cli.cluster,
+        config_path: cli.config,
+        state_dir: cli.state_dir,
+        activation_id: cli.activation_id,
+        activation_code: cli.activation_code,
+        ca_fingerprint: cli.ca_fingerprint,
+        force: cli.force,
+        start: !cli.no_start,
+        timeout: cli.timeout,
+    };
+    let outcome = tokio::runtime::Runtime::new()
+        .map_err(|e| e.to_string())
+        .map(|rt| rt.block_on(join::join(&args, &env)));
+    match outcome {
+        Ok(Ok(joined)) => {
+            print!("{}", joined.summary());
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("berth-agent join: {e}");
+            ExitCode::from(e.exit_code())
+        }
+        Err(e) => {
+            eprintln!("berth-agent join: cannot start the Tokio runtime: {e}");
             ExitCode::FAILURE
         }
     }
@@ -256,6 +343,10 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
+        // Under systemd, journald stamps every line itself.
+        LogFormat::Text if std::env::var_os("JOURNAL_STREAM").is_some() => {
+            builder.without_time().with_ansi(false).init()
+        }
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().init(),
     }

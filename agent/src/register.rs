@@ -33,6 +33,9 @@ pub struct RegisterArgs {
     /// `sha256:<hex>` as `berth-scheduler` and `berthctl activation create` print it.
     pub ca_fingerprint: String,
     pub hostname: String,
+    /// If set, the scheduler refuses an activation for another cluster
+    /// (before the code is used).
+    pub cluster: Option<String>,
 }
 
 /// Why registration failed.
@@ -123,6 +126,7 @@ pub async fn register(
         args.activation_code.trim(),
         &csr_pem,
         &args.hostname,
+        args.cluster.as_deref(),
     );
     let response = tokio::time::timeout(
         REGISTER_TIMEOUT,

@@ -56,13 +56,40 @@ pub fn register_request(
     activation_code: &str,
     csr_pem: &str,
     hostname: &str,
+    cluster: Option<&str>,
 ) -> v1::RegisterRequest {
     v1::RegisterRequest {
         activation_id: activation_id.to_owned(),
         activation_code: activation_code.to_owned(),
         csr_pem: csr_pem.to_owned(),
         hostname: hostname.to_owned(),
+        cluster: cluster.unwrap_or_default().to_owned(),
     }
+}
+
+/// This instance as the scheduler sees it (`DescribeSelf`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfView {
+    pub container_instance_id: String,
+    pub container_instance_arn: String,
+    pub status: String,
+    pub agent_connected: bool,
+}
+
+pub fn self_view(r: v1::DescribeSelfResponse) -> Result<SelfView, WireError> {
+    const M: &str = "DescribeSelfResponse";
+    if r.container_instance_id.is_empty() {
+        return Err(WireError::Missing {
+            message: M,
+            field: "container_instance_id",
+        });
+    }
+    Ok(SelfView {
+        container_instance_id: r.container_instance_id,
+        container_instance_arn: r.container_instance_arn,
+        status: r.status,
+        agent_connected: r.agent_connected,
+    })
 }
 
 /// The identity to persist from Register's answer, with the certificate

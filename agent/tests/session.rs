@@ -96,6 +96,13 @@ impl AgentService for Fake {
         }))
     }
 
+    async fn describe_self(
+        &self,
+        _request: Request<v1::DescribeSelfRequest>,
+    ) -> Result<Response<v1::DescribeSelfResponse>, Status> {
+        Err(Status::unimplemented("not used by the session tests"))
+    }
+
     type ConnectStream = ReceiverStream<Result<v1::SchedulerMessage, Status>>;
 
     async fn connect(
@@ -286,6 +293,7 @@ impl Harness {
             activation_code: "code".into(),
             ca_fingerprint: self.ca.fingerprint().to_owned(),
             hostname: "test-host".into(),
+            cluster: None,
         }
     }
 

@@ -6,7 +6,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::commands::{
     activation::ActivationCommand, audit::AuditCommand, cluster::ClusterCommand,
     completion::CompletionArgs, instance::InstanceCommand, login::LoginArgs, secret::SecretCommand,
-    service::ServiceCommand, task::TaskCommand, taskdef::TaskdefCommand, token::TokenCommand,
+    service::ServiceCommand, snapshot::SnapshotCommand, task::TaskCommand, taskdef::TaskdefCommand,
+    token::TokenCommand,
 };
 use crate::output::OutputFormat;
 
@@ -83,6 +84,9 @@ pub enum Command {
     /// Read the audit log of mutating calls
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Save a backup of the control plane (admin; restore with berth-scheduler snapshot restore)
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Print the shell completion script for bash, zsh or fish
     #[command(
         after_help = "The Debian package installs these scripts. Otherwise, e.g.:\n  \
@@ -468,6 +472,20 @@ mod tests {
             expect![[
                 r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Events { name: "web", follow: true, cluster: ClusterArg { cluster: None } })"#
             ]],
+        );
+    }
+
+    #[test]
+    fn snapshot_commands() {
+        check(
+            "snapshot save /backups/berth.snap",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Snapshot(Save { file: "/backups/berth.snap" })"#
+            ]],
+        );
+        check(
+            "snapshot save",
+            expect!["error (exit 2): MissingRequiredArgument"],
         );
     }
 }

@@ -9,12 +9,14 @@
 //! - [`trust`]: the clients' side of TLS: CA fingerprints, fetching and pinning the cluster CA.
 //! - [`secret_ref`]: secret names and the references to them in definitions.
 //! - [`systemd`]: the daemons' side of systemd's notify protocol (ready, stopping, watchdog).
+//! - [`snapshot`]: the clients' side of `SaveSnapshot`: the streamed snapshot to a file, atomically.
 //! - `redact`: the `Debug` of the messages that carry secret values.
 
 pub mod arn;
 pub mod auth;
 mod redact;
 pub mod secret_ref;
+pub mod snapshot;
 pub mod systemd;
 pub mod taskdef;
 pub mod trust;

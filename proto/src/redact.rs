@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::v1::{PutSecretRequest, RepositoryCredentials, SecretValue};
+use crate::v1::{PutSecretRequest, RepositoryCredentials, SecretValue, SnapshotChunk};
 
 /// What a redacted field shows.
 pub const REDACTED: &str = "<redacted>";
@@ -35,6 +35,15 @@ impl fmt::Debug for PutSecretRequest {
         f.debug_struct("PutSecretRequest")
             .field("name", &self.name)
             .field("value", &format_args!("{REDACTED}"))
+            .finish()
+    }
+}
+
+/// A snapshot's bytes hold the cluster CA's key: their length only.
+impl fmt::Debug for SnapshotChunk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotChunk")
+            .field("data", &format_args!("<{} bytes>", self.data.len()))
             .finish()
     }
 }

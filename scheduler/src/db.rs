@@ -36,7 +36,8 @@ pub use trust::{check_activation, RegisterOutcome};
 
 /// The schema this code writes. Bump it together with a step in [`migrate`].
 pub const SCHEMA_VERSION: u32 = 7;
-const SCHEMA_KEY: &[u8] = b"schema_version";
+/// The `Meta` key of the schema version.
+pub(crate) const SCHEMA_KEY: &[u8] = b"schema_version";
 /// How many times an optimistic write retries on conflict before giving up.
 const MAX_RETRIES: usize = 64;
 
@@ -170,9 +171,17 @@ fn count_allocated_tasks(store: &dyn Store) -> Result<(), StoreError> {
     store.commit(&txn)
 }
 
+/// The schema version `store` holds; `None` for a new, empty store.
+pub fn stored_schema_version(store: &dyn Store) -> Result<Option<u32>, StoreError> {
+    store
+        .get(Table::Meta, SCHEMA_KEY)?
+        .map(|b| decode::<u32>(Table::Meta, SCHEMA_KEY, &b))
+        .transpose()
+}
+
 fn migrate(store: &dyn Store) -> Result<(), StoreError> {
-    let found = match store.get(Table::Meta, SCHEMA_KEY)? {
-        Some(b) => decode::<u32>(Table::Meta, SCHEMA_KEY, &b)?,
+    let found = match stored_schema_version(store)? {
+        Some(v) => v,
         None => {
             store.commit(&Txn::new().put(
                 Table::Meta,

@@ -17,6 +17,8 @@
 //! - [`reserve`]: what a task needs on an instance and whether it fits; pure functions.
 //! - [`records`]: the stored domain records.
 //! - [`secrets`]: the secret store's key, sealing, and resolution for tasks.
+//! - [`snapshot`]: backups: a consistent snapshot of the store and the cluster CA, and its
+//!   restore; `berth-scheduler snapshot`.
 //! - [`config`]: file/env/flag configuration, validated before anything binds.
 //! - [`tls`]: the cluster CA, the serving certificate, agents' client certificates.
 
@@ -33,5 +35,6 @@ pub mod secrets;
 pub mod server;
 pub mod services;
 pub mod sessions;
+pub mod snapshot;
 pub mod store;
 pub mod tls;

@@ -31,6 +31,16 @@ struct Cli {
     /// Address to serve the gRPC API on, e.g. 127.0.0.1:7400.
     #[arg(long)]
     listen: Option<String>,
+    /// Without a command: serve.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Save, restore and inspect backups of the control plane (docs/backup.md)
+    #[command(subcommand)]
+    Snapshot(berth_scheduler::snapshot::cli::SnapshotCommand),
 }
 
 fn init_logging(format: LogFormat) {
@@ -40,6 +50,10 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
+        // Under systemd, journald stamps every line itself.
+        LogFormat::Text if std::env::var_os("JOURNAL_STREAM").is_some() => {
+            builder.without_time().with_ansi(false).init()
+        }
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
@@ -68,6 +82,9 @@ async fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
+    if let Some(Command::Snapshot(cmd)) = cli.command {
+        return berth_scheduler::snapshot::cli::main(cmd).await;
+    }
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
     let flags = Overrides {
         config: explicit.then(|| cli.config.clone()),

@@ -11,7 +11,7 @@ use berth_proto::v1::{
     cluster_service_server::ClusterServiceServer,
     container_instance_service_server::ContainerInstanceServiceServer,
     secret_service_server::SecretServiceServer, service_service_server::ServiceServiceServer,
-    system_service_server::SystemServiceServer,
+    snapshot_service_server::SnapshotServiceServer, system_service_server::SystemServiceServer,
     task_definition_service_server::TaskDefinitionServiceServer,
     task_service_server::TaskServiceServer, token_service_server::TokenServiceServer,
 };
@@ -29,6 +29,7 @@ use crate::api::{
     instance::ContainerInstanceApi,
     secret::SecretApi,
     service::ServiceApi,
+    snapshot::SnapshotApi,
     system::SystemApi,
     taskdef::TaskDefinitionApi,
     token::TokenApi,
@@ -195,6 +196,11 @@ pub async fn run(
         }))
         .add_service(AuditServiceServer::new(AuditApi {
             shared: shared.clone(),
+        }))
+        .add_service(SnapshotServiceServer::new(SnapshotApi {
+            store: store.clone(),
+            ca: ca.snapshot_files(),
+            spool_dir: config.data_dir.clone(),
         }))
         .add_service(AgentServiceServer::new(AgentApi {
             shared: shared.clone(),

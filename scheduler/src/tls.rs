@@ -113,6 +113,8 @@ pub struct PeerIdentity {
 /// The cluster CA, its key, and the serving identity.
 pub struct ClusterCa {
     ca_pem: String,
+    /// For snapshots only (`crate::snapshot`); never logged.
+    ca_key_pem: String,
     issuer: Issuer<'static, KeyPair>,
     fingerprint: String,
     server_cert_pem: String,
@@ -309,6 +311,7 @@ impl ClusterCa {
         };
         Ok(Self {
             ca_pem,
+            ca_key_pem,
             issuer,
             fingerprint,
             server_cert_pem,
@@ -324,6 +327,14 @@ impl ClusterCa {
 
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// The CA's certificate and key, as a snapshot carries them.
+    pub fn snapshot_files(&self) -> crate::snapshot::CaFiles {
+        crate::snapshot::CaFiles {
+            cert_pem: self.ca_pem.clone(),
+            key_pem: self.ca_key_pem.clone(),
+        }
     }
 
     /// TLS for the listener: the serving identity, and client certificates

@@ -94,6 +94,7 @@ impl AgentTarget {
                 activation_code: code.to_owned(),
                 csr_pem: csr,
                 hostname: "fake-host".to_owned(),
+                cluster: String::new(),
             })
             .await?
             .into_inner();

@@ -1,7 +1,11 @@
 //! The project's standing rules, as a test over the whole workspace:
 //! every Rust source file opens with a `//!` doc; no test is skipped
 //! (the ignore attribute) or passes by panicking (the should_panic
-//! attribute); no todo/unimplemented macros in non-test code.
+//! attribute); no todo/unimplemented macros in non-test code; every
+//! `.proto` import is a file this repository carries (or a well-known type
+//! that protox, the compiler `proto/build.rs` uses, carries itself), so no
+//! build depends on a system include directory; and the systemd units keep
+//! the directives their guarantees rest on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -73,4 +77,148 @@ fn workspace_rules_hold() {
         "project rules broken:\n{}",
         problems.join("\n")
     );
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
+}
+
+/// The well-known types protox compiles from its own copies.
+const PROTOX_WELL_KNOWN: [&str; 10] = [
+    "google/protobuf/any.proto",
+    "google/protobuf/api.proto",
+    "google/protobuf/descriptor.proto",
+    "google/protobuf/duration.proto",
+    "google/protobuf/empty.proto",
+    "google/protobuf/field_mask.proto",
+    "google/protobuf/source_context.proto",
+    "google/protobuf/struct.proto",
+    "google/protobuf/timestamp.proto",
+    "google/protobuf/wrappers.proto",
+];
+
+#[test]
+fn every_proto_import_is_carried_by_the_repository_or_protox() {
+    let proto_root = workspace_root().join("proto");
+    let mut files = Vec::new();
+    proto_files(&proto_root, &mut files);
+    assert!(!files.is_empty(), "no .proto files under proto/");
+    let mut missing = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read a .proto file");
+        for line in text.lines() {
+            let Some(rest) = line.trim().strip_prefix("import ") else {
+                continue;
+            };
+            let target = rest
+                .trim_start_matches("public ")
+                .trim_start_matches("weak ")
+                .trim()
+                .trim_end_matches(';')
+                .trim_matches('"');
+            if !proto_root.join(target).is_file() && !PROTOX_WELL_KNOWN.contains(&target) {
+                missing.push(format!("{} imports {target}", file.display()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "imports neither in proto/ nor among protox's well-known types \
+         (a system include directory must never be needed): {missing:?}"
+    );
+    // The build must not look for protoc's includes either.
+    let build = std::fs::read_to_string(proto_root.join("build.rs")).expect("proto/build.rs");
+    assert!(
+        build.contains("protox::Compiler"),
+        "proto/build.rs must compile with protox"
+    );
+    assert!(
+        !build.contains("compile_protos("),
+        "proto/build.rs must not call protoc (compile_protos)"
+    );
+}
+
+fn proto_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            proto_files(&path, out);
+        } else if path.extension().is_some_and(|x| x == "proto") {
+            out.push(path);
+        }
+    }
+}
+
+fn unit(name: &str) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(workspace_root().join("systemd").join(name))
+        .unwrap_or_else(|e| panic!("systemd/{name}: {e}"));
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.starts_with('[') && !l.is_empty())
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+fn has(unit: &[(String, String)], key: &str, value: &str) -> bool {
+    unit.iter().any(|(k, v)| k == key && v == value)
+}
+
+#[test]
+fn the_units_keep_the_directives_their_guarantees_rest_on() {
+    let agent = unit("berth-agent.service");
+    for (k, v) in [
+        ("Type", "notify"),
+        // Restarts and upgrades kill the agent alone, never a task.
+        ("KillMode", "process"),
+        ("Restart", "always"),
+        ("RestartPreventExitStatus", "64"),
+        ("OOMScoreAdjust", "-999"),
+        ("TasksMax", "infinity"),
+        ("ConditionPathExists", "/var/lib/berth/agent/identity.json"),
+    ] {
+        assert!(has(&agent, k, v), "berth-agent.service lacks {k}={v}");
+    }
+    assert!(agent.iter().any(|(k, _)| k == "WatchdogSec"));
+    // Any of these gives the unit its own mount namespace, which hides the
+    // agent's network namespaces from runc.
+    for k in [
+        "ProtectSystem",
+        "ProtectHome",
+        "PrivateTmp",
+        "PrivateDevices",
+        "PrivateMounts",
+        "ProtectKernelTunables",
+        "ProtectKernelLogs",
+        "ProtectControlGroups",
+        "ReadOnlyPaths",
+        "InaccessiblePaths",
+        "TemporaryFileSystem",
+    ] {
+        assert!(
+            !agent.iter().any(|(key, _)| key == k),
+            "berth-agent.service must not set {k}"
+        );
+    }
+
+    let scheduler = unit("berth-scheduler.service");
+    for (k, v) in [
+        ("Type", "notify"),
+        ("User", "berth"),
+        ("StateDirectory", "berth/scheduler"),
+        ("Restart", "on-failure"),
+        ("ProtectSystem", "strict"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+    ] {
+        assert!(
+            has(&scheduler, k, v),
+            "berth-scheduler.service lacks {k}={v}"
+        );
+    }
+    assert!(scheduler.iter().any(|(k, _)| k == "WatchdogSec"));
 }

@@ -1,5 +1,5 @@
 //! `berthctl activation create|ls|revoke`: activations let hosts join a
-//! cluster with `berth-agent register` (ECS Anywhere's create-activation).
+//! cluster with `berth-agent join` (ECS Anywhere's create-activation).
 
 use std::time::Duration;
 
@@ -8,12 +8,13 @@ use berth_proto::v1::activation_service_client::ActivationServiceClient;
 use clap::Subcommand;
 
 use super::{ClusterArg, Ctx};
+use crate::client;
 use crate::error::CtlError;
 use crate::views::activation::{self as view, ActivationResultView, ActivationsView, CreatedView};
 
 #[derive(Debug, Subcommand)]
 pub enum ActivationCommand {
-    /// Create an activation; prints its id and code (once) and the CA fingerprint
+    /// Create an activation; prints its id and code (once), the CA fingerprint and the join command
     Create {
         #[command(flatten)]
         cluster: ClusterArg,
@@ -58,7 +59,8 @@ pub async fn run(cmd: ActivationCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlErr
             registration_limit,
             attributes,
         } => {
-            let v: CreatedView = client
+            let scheduler = client::endpoint_url(&ctx.settings.endpoint)?;
+            let r = client
                 .create_activation(pb::CreateActivationRequest {
                     cluster: ctx.cluster(&cluster),
                     expires_in_seconds: expires.as_secs().max(1),
@@ -70,9 +72,8 @@ pub async fn run(cmd: ActivationCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlErr
                 })
                 .await
                 .map_err(rpc)?
-                .into_inner()
-                .into();
-            ctx.emit(&v, view::created_table)
+                .into_inner();
+            ctx.emit(&CreatedView::new(r, &scheduler), view::created_table)
         }
         ActivationCommand::Ls { cluster } => {
             let v = ActivationsView {

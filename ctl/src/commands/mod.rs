@@ -12,6 +12,7 @@ pub mod instance;
 pub mod login;
 pub mod secret;
 pub mod service;
+pub mod snapshot;
 pub mod task;
 pub mod taskdef;
 pub mod token;
@@ -149,6 +150,7 @@ pub async fn run(
         Command::Login(args) => login::run(args, &mut ctx).await,
         Command::Token(cmd) => token::run(cmd, &mut ctx).await,
         Command::Audit(cmd) => audit::run(cmd, &mut ctx).await,
+        Command::Snapshot(cmd) => snapshot::run(cmd, &mut ctx).await,
         Command::Completion(args) => completion::run(&args, ctx.out),
     }
 }

@@ -52,8 +52,9 @@ impl From<pb::Activation> for ActivationView {
     }
 }
 
-/// `activation create`: the id, the code (shown this once) and the CA
-/// fingerprint a host needs to register.
+/// `activation create`: the id, the code (shown this once), the CA
+/// fingerprint a host needs to register, and the `berth-agent join`
+/// command that does it all on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedView {
@@ -61,17 +62,57 @@ pub struct CreatedView {
     pub activation_code: String,
     pub ca_fingerprint: String,
     pub activation: ActivationView,
+    pub join_command: String,
+    /// The join command cut into lines, for the table.
+    #[serde(skip)]
+    pub join_lines: Vec<String>,
 }
 
-impl From<pb::CreateActivationResponse> for CreatedView {
-    fn from(r: pb::CreateActivationResponse) -> Self {
+impl CreatedView {
+    /// The answer, with the join command for the scheduler at `scheduler`
+    /// (the URL this berthctl used).
+    pub fn new(r: pb::CreateActivationResponse, scheduler: &str) -> Self {
         let activation: ActivationView = r.activation.unwrap_or_default().into();
+        let join_lines = join_command(
+            scheduler,
+            &activation.activation_id,
+            &r.activation_code,
+            &r.ca_fingerprint,
+        );
         Self {
+            join_command: join_lines.join(" "),
+            join_lines,
             activation_id: activation.activation_id.clone(),
             activation_code: r.activation_code,
             ca_fingerprint: r.ca_fingerprint,
             activation,
         }
+    }
+}
+
+/// `berth-agent join --scheduler URL --activation-id ID --activation-code
+/// CODE --ca-fingerprint SHA256` in three parts (joined by a space, it is
+/// one command line), each value quoted for a POSIX shell if it needs to be.
+pub fn join_command(scheduler: &str, id: &str, code: &str, fingerprint: &str) -> Vec<String> {
+    vec![
+        format!("berth-agent join --scheduler {}", shell_word(scheduler)),
+        format!(
+            "--activation-id {} --activation-code {}",
+            shell_word(id),
+            shell_word(code)
+        ),
+        format!("--ca-fingerprint {}", shell_word(fingerprint)),
+    ]
+}
+
+/// `s` as one POSIX shell word: as it is when it holds only safe
+/// characters, else in single quotes.
+fn shell_word(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./:@%+=,[]".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -88,15 +129,15 @@ pub fn created_table(v: &CreatedView) -> String {
     ]);
     let mut out = t.render();
     out.push_str(
-        "\nThe code is shown only this once. On the host, run:\n  berth-agent register \
-         --scheduler https://SCHEDULER:7400 \\\n    --activation-id ",
+        "\nThe code is shown only this once. On the host (as root, with containerd and the \
+         agent installed), run:\n  ",
     );
-    out.push_str(&v.activation_id);
-    out.push_str(" \\\n    --activation-code ");
-    out.push_str(&v.activation_code);
-    out.push_str(" \\\n    --ca-fingerprint ");
-    out.push_str(&v.ca_fingerprint);
-    out.push('\n');
+    out.push_str(&v.join_lines.join(" \\\n    "));
+    out.push_str(
+        "\n\nIt checks containerd, registers the host, writes /etc/berth/agent.toml and starts \
+         berth-agent.service.\nIf hosts reach the scheduler at another address than this \
+         berthctl does, change --scheduler.\n",
+    );
     out
 }
 
@@ -179,18 +220,50 @@ mod tests {
     }
 
     #[test]
-    fn created_shows_the_code_once_with_the_register_command() {
-        let v: CreatedView = pb::CreateActivationResponse {
-            activation: Some(activation()),
-            activation_code: "c0de".into(),
-            ca_fingerprint: "sha256:ab".into(),
-        }
-        .into();
-        let text = created_table(&v);
-        assert!(text.contains("Activation code:     c0de"), "{text}");
-        assert!(text.contains("--ca-fingerprint sha256:ab"), "{text}");
+    fn created_shows_the_code_once_with_the_join_command() {
+        let v = CreatedView::new(
+            pb::CreateActivationResponse {
+                activation: Some(activation()),
+                activation_code: "c0de".into(),
+                ca_fingerprint: "sha256:ab".into(),
+            },
+            "https://10.0.0.5:7400",
+        );
+        expect![[r#"
+            Activation id:       5c1e
+            Activation code:     c0de
+            CA fingerprint:      sha256:ab
+            Cluster:             arn:berth:ecs:local:000000000000:cluster/prod
+            Expires:             2023-11-15T22:13:20Z
+            Registration limit:  3
+
+            The code is shown only this once. On the host (as root, with containerd and the agent installed), run:
+              berth-agent join --scheduler https://10.0.0.5:7400 \
+                --activation-id 5c1e --activation-code c0de \
+                --ca-fingerprint sha256:ab
+
+            It checks containerd, registers the host, writes /etc/berth/agent.toml and starts berth-agent.service.
+            If hosts reach the scheduler at another address than this berthctl does, change --scheduler.
+        "#]]
+        .assert_eq(&created_table(&v));
         let json = crate::output::json(&v);
         assert!(json.contains("\"activationCode\": \"c0de\""), "{json}");
         assert!(json.contains("\"caFingerprint\": \"sha256:ab\""), "{json}");
+        assert!(
+            json.contains(
+                "\"joinCommand\": \"berth-agent join --scheduler https://10.0.0.5:7400 \
+                 --activation-id 5c1e --activation-code c0de --ca-fingerprint sha256:ab\""
+            ),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn join_command_quotes_what_the_shell_would_split() {
+        assert_eq!(
+            join_command("https://h:1/a b", "i'd", "c", "sha256:ab").join(" "),
+            "berth-agent join --scheduler 'https://h:1/a b' --activation-id 'i'\\''d' \
+             --activation-code c --ca-fingerprint sha256:ab"
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! `AgentService`: hosts join with `Register` and then hold one `Connect`
 //! stream each.
 //!
-//! Identity never comes from a message body: `Connect` and
-//! `RenewCertificate` take the instance from the client certificate that
+//! Identity never comes from a message body: `Connect`, `RenewCertificate`
+//! and `DescribeSelf` take the instance from the client certificate that
 //! rustls verified against the cluster CA (subject CN and SAN URI), and
 //! refuse revoked serials and deregistered instances. `Register` needs no
 //! certificate: the activation code is its credential.
@@ -13,9 +13,10 @@ use std::time::Duration;
 use berth_proto::arn::short_id;
 use berth_proto::v1::{
     agent_message, agent_service_server::AgentService, scheduler_message, AgentMessage,
-    DesiredState, DesiredTask, Hello, LogCancel, LogChunk, LogRequest, PortAssignment,
-    RegisterRequest, RegisterResponse, RenewCertificateRequest, RenewCertificateResponse,
-    RepositoryCredentials, SchedulerMessage, SecretValue, TaskStatusReport, Welcome,
+    DescribeSelfRequest, DescribeSelfResponse, DesiredState, DesiredTask, Hello, LogCancel,
+    LogChunk, LogRequest, PortAssignment, RegisterRequest, RegisterResponse,
+    RenewCertificateRequest, RenewCertificateResponse, RepositoryCredentials, SchedulerMessage,
+    SecretValue, TaskStatusReport, Welcome,
 };
 use futures::Stream;
 use sha2::{Digest, Sha256};
@@ -249,6 +250,14 @@ impl AgentService for AgentApi {
         let Some(activation) = activation else {
             return Err(Status::internal("activation vanished"));
         };
+        let expected = req.cluster.trim();
+        if !expected.is_empty() && expected != activation.cluster {
+            return Err(ApiError::Db(crate::db::DbError::FailedPrecondition(format!(
+                "activation {} is for cluster {}, not {expected}; the code was not used",
+                activation.id, activation.cluster
+            )))
+            .into());
+        }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let issued = self
             .shared
@@ -308,6 +317,23 @@ impl AgentService for AgentApi {
         tracing::info!(instance = %rec.id, old = %peer.serial, new = %issued.serial, "client certificate renewed");
         Ok(Response::new(RenewCertificateResponse {
             cert_pem: issued.pem,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn describe_self(
+        &self,
+        req: Request<DescribeSelfRequest>,
+    ) -> Result<Response<DescribeSelfResponse>, Status> {
+        let (rec, _) = self.authenticate(&req)?;
+        let live = self.shared.sessions.liveness(&rec.id);
+        tracing::debug!(instance = %rec.id, connected = live.connected, "described itself");
+        Ok(Response::new(DescribeSelfResponse {
+            container_instance_arn: self.shared.arn.container_instance(&rec.cluster, &rec.id),
+            cluster_arn: self.shared.arn.cluster(&rec.cluster),
+            status: rec.status.as_str().to_owned(),
+            agent_connected: live.connected,
+            container_instance_id: rec.id,
         }))
     }
 

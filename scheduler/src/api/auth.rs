@@ -42,7 +42,7 @@ pub enum Access {
 }
 
 /// One operator method: its full gRPC path, who may call it, and whether it
-/// changes anything (then it is audited).
+/// changes anything or exports the store (then it is audited).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MethodRule {
     pub path: &'static str,
@@ -72,6 +72,11 @@ const fn write(path: &'static str, role: Role) -> MethodRule {
         access: Access::Token(role),
         mutates: true,
     }
+}
+
+/// Changes nothing but hands out the store: audited like a write.
+const fn export(path: &'static str, role: Role) -> MethodRule {
+    write(path, role)
 }
 
 use Role::{Admin, Operator, ReadOnly};
@@ -146,6 +151,9 @@ pub const METHODS: &[MethodRule] = &[
     write("/berth.v1.SecretService/PutSecret", Operator),
     read("/berth.v1.SecretService/ListSecrets", ReadOnly),
     write("/berth.v1.SecretService/DeleteSecret", Operator),
+    // Backups: the whole store and the CA's key leave the scheduler, so
+    // taking one is audited like a write.
+    export("/berth.v1.SnapshotService/SaveSnapshot", Admin),
 ];
 
 /// Services outside this gate (their own authentication).
@@ -274,6 +282,7 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
         // The name only: the request's value never reaches the audit log.
         "PutSecret" => format!("secret/{}", de::<pb::PutSecretRequest>(msg).name),
         "DeleteSecret" => format!("secret/{}", de::<pb::DeleteSecretRequest>(msg).name),
+        "SaveSnapshot" => "snapshot".to_owned(),
         _ => return None,
     })
 }
@@ -543,6 +552,7 @@ mod tests {
             );
             if m.path.starts_with("/berth.v1.TokenService/")
                 || m.path.starts_with("/berth.v1.ActivationService/")
+                || m.path.starts_with("/berth.v1.SnapshotService/")
             {
                 assert_eq!(m.access, Access::Token(Role::Admin), "{}", m.path);
             } else if m.mutates {

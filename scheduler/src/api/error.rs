@@ -7,6 +7,7 @@ use tonic::Status;
 
 use crate::db::DbError;
 use crate::secrets::SecretsError;
+use crate::snapshot::SnapshotError;
 use crate::store::StoreError;
 
 /// Errors of the API layer.
@@ -27,6 +28,9 @@ pub enum ApiError {
     Secrets(SecretsError),
     #[error(transparent)]
     Db(#[from] DbError),
+    /// A snapshot could not be taken.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
 impl From<SecretsError> for ApiError {
@@ -91,10 +95,15 @@ impl From<ApiError> for Status {
                         }
                         StoreError::Corrupt { .. }
                         | StoreError::Encode { .. }
-                        | StoreError::SchemaTooNew { .. } => Status::internal(msg),
+                        | StoreError::SchemaTooNew { .. }
+                        | StoreError::Export(_) => Status::internal(msg),
                     }
                 }
             },
+            ApiError::Snapshot(s) => {
+                tracing::error!(cause = %s, "snapshot failed");
+                Status::internal(msg)
+            }
         }
     }
 }

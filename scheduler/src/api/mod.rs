@@ -10,6 +10,7 @@ pub mod error;
 pub mod instance;
 pub mod secret;
 pub mod service;
+pub mod snapshot;
 pub mod system;
 pub mod task;
 pub mod taskdef;

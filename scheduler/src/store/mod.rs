@@ -94,6 +94,11 @@ impl Table {
         }
     }
 
+    /// The table [`Table::name`] names.
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
     fn index(self) -> usize {
         match self {
             Table::Meta => 0,
@@ -202,6 +207,9 @@ pub enum StoreError {
     SchemaTooNew { found: u32, supported: u32 },
     #[error("the durability flusher has stopped")]
     FlusherGone,
+    /// The sink of [`Store::export`] failed (writing the snapshot).
+    #[error("exporting the store: {0}")]
+    Export(#[source] std::io::Error),
 }
 
 /// A stored key and its value.
@@ -220,4 +228,13 @@ pub trait Store: Send + Sync + 'static {
     fn flush(&self) -> Result<(), StoreError>;
     /// Approximate bytes on disk, for metrics and benchmarks.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+    /// Hands `sink` every record of every table (in [`Table::ALL`] order,
+    /// keys in order) as of one point in time: no commit is in progress
+    /// while it runs, and commits that start meanwhile wait until it
+    /// returns, so each committed [`Txn`] is in the export wholly or not at
+    /// all (snapshots, `crate::snapshot`).
+    fn export(&self, sink: &mut ExportSink<'_>) -> Result<(), StoreError>;
 }
+
+/// Where [`Store::export`] puts each record: `(table, key, value)`.
+pub type ExportSink<'a> = dyn FnMut(Table, &[u8], &[u8]) -> std::io::Result<()> + 'a;

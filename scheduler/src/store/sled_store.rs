@@ -1,7 +1,12 @@
 //! The sled implementation of [`Store`]: one sled tree per [`Table`], atomic
 //! multi-tree transactions for [`Txn`], `Db::flush` for durability.
+//!
+//! sled has no point-in-time view across trees, so [`Store::export`] holds
+//! the write side of a lock whose read side every commit holds: commits run
+//! concurrently with each other, and none while an export reads.
 
 use std::path::Path;
+use std::sync::RwLock;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -12,6 +17,8 @@ use super::{Check, KeyValue, Op, Store, StoreError, Table, Txn};
 pub struct SledStore {
     db: sled::Db,
     trees: Vec<sled::Tree>,
+    /// Read by every commit, written by an export (see the module doc).
+    commits: RwLock<()>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -36,7 +43,11 @@ impl SledStore {
             .iter()
             .map(|t| db.open_tree(t.name()))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { db, trees })
+        Ok(Self {
+            db,
+            trees,
+            commits: RwLock::new(()),
+        })
     }
 
     fn tree(&self, table: Table) -> &sled::Tree {
@@ -60,6 +71,8 @@ impl Store for SledStore {
     }
 
     fn commit(&self, txn: &Txn) -> Result<(), StoreError> {
+        // The guard protects no data, so a poisoned lock is still usable.
+        let _commit = self.commits.read().unwrap_or_else(|p| p.into_inner());
         let result = self.trees.as_slice().transaction(|trees| {
             for check in &txn.checks {
                 let ok = match check {
@@ -98,6 +111,17 @@ impl Store for SledStore {
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
+    }
+
+    fn export(&self, sink: &mut super::ExportSink<'_>) -> Result<(), StoreError> {
+        let _paused = self.commits.write().unwrap_or_else(|p| p.into_inner());
+        for table in Table::ALL {
+            for kv in self.tree(table).iter() {
+                let (k, v) = kv?;
+                sink(table, &k, &v).map_err(StoreError::Export)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -160,6 +184,52 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(keys, vec![b"b\x001".to_vec(), b"b\x002".to_vec()]);
+    }
+
+    /// Writers commit the same counter to two tables in one `Txn` while
+    /// exports run: every export sees both halves of each commit or neither.
+    #[test]
+    fn export_sees_each_commit_wholly_or_not_at_all() {
+        let (_d, s) = open();
+        let s = std::sync::Arc::new(s);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..2u32)
+            .map(|w| {
+                let (s, stop) = (s.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut i = 0u32;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let key = format!("w{w}");
+                        let txn = Txn::new()
+                            .put(Table::Clusters, key.clone(), i.to_string())
+                            .put(Table::Services, key, i.to_string());
+                        s.commit(&txn).unwrap();
+                        i += 1;
+                    }
+                    i
+                })
+            })
+            .collect();
+        for _ in 0..200 {
+            let mut seen: std::collections::HashMap<(Table, Vec<u8>), Vec<u8>> = Default::default();
+            s.export(&mut |t, k, v| {
+                seen.insert((t, k.to_vec()), v.to_vec());
+                Ok(())
+            })
+            .unwrap();
+            for w in 0..2 {
+                let k = format!("w{w}").into_bytes();
+                assert_eq!(
+                    seen.get(&(Table::Clusters, k.clone())),
+                    seen.get(&(Table::Services, k)),
+                    "an export saw half of a commit"
+                );
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for w in writers {
+            assert!(w.join().unwrap() > 0);
+        }
     }
 
     #[test]
