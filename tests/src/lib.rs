@@ -729,6 +729,25 @@ pub fn free_slot(block: u8) -> (u16, u16, String) {
 
 /// Waits until `agent` shows up connected in `instance ls`; returns the
 /// container instance's id.
+/// Waits (up to `limit`) until `instance describe` shows the instance's
+/// agent as connected (`true`) or not (`false`).
+pub async fn until_connected(sched: &Scheduler, instance: &str, connected: bool, limit: Duration) {
+    eventually(
+        limit,
+        &format!("instance {instance}: agentConnected == {connected}"),
+        || async {
+            let out = sched.ctl(&["instance", "describe", instance, "-o", "json"]);
+            let v: serde_json::Value =
+                serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {out:?}"))?;
+            let ci = &v["containerInstances"][0];
+            (ci["agentConnected"].as_bool() == Some(connected))
+                .then_some(())
+                .ok_or(format!("{ci}"))
+        },
+    )
+    .await
+}
+
 pub async fn connected_instance(sched: &Scheduler, agent: &Agent) -> String {
     eventually(Duration::from_secs(30), "the agent to connect", || async {
         let out = sched.ctl(&["instance", "ls", "-o", "json"]);
