@@ -89,10 +89,10 @@ async fn concurrent_acknowledged_registrations_survive_sigkill_mid_flight() {
     }
     // Let the writers run until they have made progress, then kill the
     // scheduler while calls are in flight (the writers never pause).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     while acked.lock().unwrap().len() <= 8 {
         assert!(
-            std::time::Instant::now() < deadline,
+            tokio::time::Instant::now() < deadline,
             "the writers made no progress in 60 s"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
