@@ -89,6 +89,28 @@ async fn describe(tasks: &mut TaskServiceClient<AuthedChannel>, id: &str) -> Tas
     r.tasks.remove(0)
 }
 
+/// Waits (bounded) until the scheduler records the instance as disconnected.
+async fn until_disconnected(ops: &AuthedChannel, instance: &str) {
+    let mut client = ContainerInstanceServiceClient::new(ops.clone());
+    for _ in 0..200 {
+        let ci = client
+            .describe_container_instances(DescribeContainerInstancesRequest {
+                cluster: String::new(),
+                container_instances: vec![instance.to_owned()],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_instances
+            .remove(0);
+        if !ci.agent_connected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("instance {instance} still connected after 10 s");
+}
+
 async fn eventually_task(
     tasks: &mut TaskServiceClient<AuthedChannel>,
     id: &str,
@@ -178,13 +200,14 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
     assert_eq!(c.runtime_id, format!("{id0}-web"));
     assert_eq!(c.network_bindings[0].host_port, web0.ports[0].host_port);
     assert!(t.started_at.is_some() && t.pull_started_at.is_some());
-    // A regression is ignored.
+    // A regression is ignored. Reports on one stream are handled in order:
+    // once a later report on the same stream is visible, the regression has
+    // been handled too.
     agent.report(report_for(&web0, "PENDING")).await;
-
-    // Another instance cannot report this task.
-    let intruder = FakeAgent::join(&s.target, "default", FakeHost::default()).await;
-    intruder.report(report_for(&web0, "STOPPED")).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let web1 = d.tasks[1].clone();
+    let id1 = short(&web1.task_arn).to_owned();
+    agent.report(report_for(&web1, "PENDING")).await;
+    eventually_task(&mut tasks, &id1, |t| t.last_status == "PENDING").await;
     assert_eq!(describe(&mut tasks, &id0).await.last_status, "RUNNING");
 
     // Counters follow the tasks.
@@ -324,6 +347,29 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
         .into_inner();
     assert_eq!(fixed.task_arns.len(), 1);
 
+    // Another instance cannot report this task. The intruder then reports a
+    // task of its own on the same stream: once that is visible, the forged
+    // report has been handled too.
+    let intruder = FakeAgent::join(&s.target, "default", FakeHost::default()).await;
+    intruder.report(report_for(&web1, "STOPPED")).await;
+    let own = tasks
+        .start_task(start_req("web", &intruder.id, 1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(own.failures.is_empty(), "{:?}", own.failures);
+    let own = intruder.desired_where(|d| d.tasks.len() == 1).await.tasks[0].clone();
+    intruder.report(report_for(&own, "PENDING")).await;
+    eventually_task(&mut tasks, short(&own.task_arn), |t| {
+        t.last_status == "PENDING"
+    })
+    .await;
+    let t1 = describe(&mut tasks, &id1).await;
+    assert_eq!(
+        (t1.last_status.as_str(), t1.desired_status.as_str()),
+        ("PENDING", "RUNNING")
+    );
+
     // Errors.
     let missing = tasks
         .describe_tasks(DescribeTasksRequest {
@@ -343,8 +389,9 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let other = short(&d.tasks[0].task_arn).to_owned();
+    let agent_id = agent.id.clone();
     drop(agent);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_disconnected(&s.ops, &agent_id).await;
     let err = tasks
         .get_task_logs(GetTaskLogsRequest {
             task: other,
@@ -415,7 +462,7 @@ async fn inactive_revisions_and_bad_instances_are_refused() {
     // A disconnected agent takes nothing.
     let id = agent.id.clone();
     drop(agent);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_disconnected(&s.ops, &id).await;
     let r = tasks
         .start_task(start_req("web", &id, 1))
         .await

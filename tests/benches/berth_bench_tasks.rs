@@ -23,7 +23,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly by design
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use berth_proto::v1::container_instance_service_client::ContainerInstanceServiceClient;
@@ -71,7 +71,6 @@ struct Bench {
     _registry: Registry,
     image: String,
     instance_arn: String,
-    agent_dir: PathBuf,
     agent_env: Vec<(String, String)>,
     tasks: TaskServiceClient<berth_tests::AuthedChannel>,
     /// containerd namespace of the `ctr run` baseline. Unique per run:
@@ -134,7 +133,6 @@ impl Bench {
             image: pushed.reference,
             _registry: registry,
             instance_arn: String::new(),
-            agent_dir,
             agent_env,
             ctr_ns: format!("bench-{r:04x}"),
             bridge: format!("bb{r:04x}"),
@@ -173,14 +171,42 @@ impl Bench {
     }
 
     /// Restarts the agent (same identity and state dir) with one more setting.
+    /// (Registering again would need a second activation and make a second
+    /// instance: the first series' instance must be the one that comes back.)
     async fn restart_agent_with(&mut self, key: &str, value: &str) {
         self.agent.kill9();
+        // The scheduler may still show the killed session for a moment: wait
+        // until it does not, so the connected session found below is new.
+        self.wait_disconnected().await;
         let mut env = self.agent_env.clone();
         env.push((key.into(), value.into()));
-        self.agent = Agent::start_with_env(&self.sched, CLUSTER, &self.agent_dir, &env);
-        // The scheduler may still show the killed session for a moment.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        self.wait_connected().await;
+        self.agent.restart_with_env(&env);
+        let arn = self.wait_connected().await;
+        assert_eq!(arn, self.instance_arn, "the same instance came back");
+    }
+
+    /// Waits until no instance of the cluster shows its agent as connected.
+    async fn wait_disconnected(&self) {
+        let mut client = ContainerInstanceServiceClient::new(self.sched.authed_channel().await);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let resp = client
+                .describe_container_instances(DescribeContainerInstancesRequest {
+                    cluster: CLUSTER.into(),
+                    container_instances: vec![],
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            if resp.container_instances.iter().all(|i| !i.agent_connected) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the killed agent still shows as connected after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn register(&self, json: &str) {

@@ -208,6 +208,35 @@ impl Cluster {
         .await
     }
 
+    /// Polls `task describe` for all of `window` and panics at the first
+    /// observation `check` refuses: for "this does not happen", the window
+    /// must cover the time by which it would have happened (and been
+    /// reported). Returns the last observation.
+    pub async fn holds(
+        &self,
+        task: &str,
+        window: Duration,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let end = tokio::time::Instant::now() + window;
+        let mut seen = 0;
+        loop {
+            let t = self.describe(task);
+            assert!(
+                check(&t),
+                "task {task}: {what} broken after {seen} good observations: {t:#}\n\
+                 agent log (tail):\n{}",
+                tail(&self.agent.log_text(), 40)
+            );
+            seen += 1;
+            if tokio::time::Instant::now() >= end && seen >= 2 {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits (up to 60 s) until the task's lastStatus is `status`.
     pub async fn until_status(&self, task: &str, status: &str) -> Value {
         self.until(task, Duration::from_secs(60), status, |t| {

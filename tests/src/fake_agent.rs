@@ -6,8 +6,9 @@
 //! plays a well-behaved agent (PENDING → RUNNING with the assigned ports as
 //! bindings, STOPPED when told, canned log lines).
 //!
-//! It stands in for the task runtime, which another milestone builds; the
-//! scheduler cannot tell the difference.
+//! It stands in for the agent's containerd runtime where a test is about
+//! the scheduler: the scheduler cannot tell the difference. The end-to-end
+//! tests of the real runtime use the real agent (`Agent`, `cluster`).
 
 use std::time::Duration;
 

@@ -603,6 +603,14 @@ impl Agent {
         self.spawn();
     }
 
+    /// Kills the agent (if running) and runs it again with the same
+    /// identity and state dir, and `env` as its extra settings.
+    pub fn restart_with_env(&mut self, env: &[(String, String)]) {
+        self.kill9();
+        self.env = env.to_vec();
+        self.spawn();
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -645,9 +653,33 @@ pub fn host_memory_mib() -> i64 {
     kib / 1024
 }
 
-/// Online CPUs of this host.
+/// Online CPUs of this host, counted as the agent counts them: the list in
+/// /sys/devices/system/cpu/online (not `available_parallelism`, which a
+/// cpuset or CPU quota lowers), else `available_parallelism` as the agent
+/// falls back to.
 pub fn host_cpus() -> i64 {
-    std::thread::available_parallelism().unwrap().get() as i64
+    let listed = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|text| cpu_list_len(&text));
+    match listed {
+        Some(n) if n > 0 => n,
+        _ => std::thread::available_parallelism().unwrap().get() as i64,
+    }
+}
+
+/// How many CPUs a kernel CPU list (`0-3,6,8-9`) names.
+fn cpu_list_len(text: &str) -> Option<i64> {
+    let mut n = 0;
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        n += match part.split_once('-') {
+            Some((a, b)) => b.parse::<i64>().ok()? - a.parse::<i64>().ok()? + 1,
+            None => {
+                part.parse::<i64>().ok()?;
+                1
+            }
+        };
+    }
+    Some(n)
 }
 
 /// Parses JSON output of a command.
@@ -729,6 +761,25 @@ pub fn free_slot(block: u8) -> (u16, u16, String) {
 
 /// Waits until `agent` shows up connected in `instance ls`; returns the
 /// container instance's id.
+/// Waits (up to `limit`) until `instance describe` shows the instance's
+/// agent as connected (`true`) or not (`false`).
+pub async fn until_connected(sched: &Scheduler, instance: &str, connected: bool, limit: Duration) {
+    eventually(
+        limit,
+        &format!("instance {instance}: agentConnected == {connected}"),
+        || async {
+            let out = sched.ctl(&["instance", "describe", instance, "-o", "json"]);
+            let v: serde_json::Value =
+                serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {out:?}"))?;
+            let ci = &v["containerInstances"][0];
+            (ci["agentConnected"].as_bool() == Some(connected))
+                .then_some(())
+                .ok_or(format!("{ci}"))
+        },
+    )
+    .await
+}
+
 pub async fn connected_instance(sched: &Scheduler, agent: &Agent) -> String {
     eventually(Duration::from_secs(30), "the agent to connect", || async {
         let out = sched.ctl(&["instance", "ls", "-o", "json"]);

@@ -57,20 +57,37 @@ pub async fn service_wait(
     ctl(sched, &args).await
 }
 
-/// The service's tasks (both desired states) as the scheduler records them.
-pub async fn service_tasks(ops: &AuthedChannel, name: &str) -> Vec<Task> {
+/// Deadline of each gRPC call the probes make: a stalled call fails the
+/// test instead of hanging it.
+pub const RPC_DEADLINE: Duration = Duration::from_secs(15);
+
+/// `call` within [`RPC_DEADLINE`], its error (or the timeout) as text.
+async fn within<T>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(RPC_DEADLINE, call).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: no answer within {RPC_DEADLINE:?}")),
+    }
+}
+
+/// The service's tasks (both desired states) as the scheduler records them,
+/// or the first failed call: an error is never mistaken for "no tasks".
+pub async fn try_service_tasks(ops: &AuthedChannel, name: &str) -> Result<Vec<Task>, String> {
     let mut client = TaskServiceClient::new(ops.clone());
     let mut arns = Vec::new();
     for desired in ["RUNNING", "STOPPED"] {
-        if let Ok(r) = client
-            .list_tasks(ListTasksRequest {
+        let r = within(
+            "ListTasks",
+            client.list_tasks(ListTasksRequest {
                 desired_status: desired.to_owned(),
                 ..Default::default()
-            })
-            .await
-        {
-            arns.extend(r.into_inner().task_arns);
-        }
+            }),
+        )
+        .await?;
+        arns.extend(r.task_arns);
     }
     // A task whose desired status changed between the two listings is in
     // both: describe it once.
@@ -78,36 +95,44 @@ pub async fn service_tasks(ops: &AuthedChannel, name: &str) -> Vec<Task> {
     arns.retain(|a| seen.insert(a.clone()));
     let mut out = Vec::new();
     for chunk in arns.chunks(100) {
-        if let Ok(r) = client
-            .describe_tasks(DescribeTasksRequest {
+        let r = within(
+            "DescribeTasks",
+            client.describe_tasks(DescribeTasksRequest {
                 cluster: String::new(),
                 tasks: chunk.to_vec(),
-            })
-            .await
-        {
-            out.extend(
-                r.into_inner()
-                    .tasks
-                    .into_iter()
-                    .filter(|t| t.group == format!("service:{name}")),
-            );
-        }
+            }),
+        )
+        .await?;
+        out.extend(
+            r.tasks
+                .into_iter()
+                .filter(|t| t.group == format!("service:{name}")),
+        );
     }
-    out
+    Ok(out)
 }
 
-/// DescribeServices of one service (panics if it is missing).
+/// [`try_service_tasks`], panicking on a failed call.
+pub async fn service_tasks(ops: &AuthedChannel, name: &str) -> Vec<Task> {
+    try_service_tasks(ops, name)
+        .await
+        .unwrap_or_else(|e| panic!("listing the tasks of service {name}: {e}"))
+}
+
+/// DescribeServices of one service (panics if it is missing or the call
+/// fails or takes longer than [`RPC_DEADLINE`]).
 pub async fn describe(ops: &AuthedChannel, name: &str) -> Service {
-    ServiceServiceClient::new(ops.clone())
-        .describe_services(DescribeServicesRequest {
+    within(
+        "DescribeServices",
+        ServiceServiceClient::new(ops.clone()).describe_services(DescribeServicesRequest {
             cluster: String::new(),
             services: vec![name.to_owned()],
-        })
-        .await
-        .expect("DescribeServices")
-        .into_inner()
-        .services
-        .remove(0)
+        }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .services
+    .remove(0)
 }
 
 /// RUNNING and still wanted.
@@ -161,7 +186,7 @@ pub async fn until_elsewhere(
     limit: Duration,
 ) {
     eventually(limit, "replacements RUNNING elsewhere", || async {
-        let ts = service_tasks(ops, name).await;
+        let ts = try_service_tasks(ops, name).await?;
         let elsewhere = ts
             .iter()
             .filter(|t| t.desired_status == "RUNNING" && t.last_status == "RUNNING")
@@ -177,7 +202,7 @@ pub async fn until_elsewhere(
 /// Waits until exactly `count` of the service's tasks run, all healthy.
 pub async fn until_exactly(ops: &AuthedChannel, name: &str, count: usize, limit: Duration) {
     eventually(limit, "exactly the desired count", || async {
-        let ts = service_tasks(ops, name).await;
+        let ts = try_service_tasks(ops, name).await?;
         (occupying(&ts) == count && healthy(&ts) == count)
             .then_some(())
             .ok_or(format!(
@@ -193,9 +218,11 @@ pub async fn until_exactly(ops: &AuthedChannel, name: &str, count: usize, limit:
 pub async fn until_inactive(ops: &AuthedChannel, name: &str, limit: Duration) {
     eventually(limit, "INACTIVE", || async {
         let s = describe(ops, name).await;
-        (s.status == "INACTIVE" && occupying(&service_tasks(ops, name).await) == 0)
+        // A failed listing is "not yet", never "no tasks".
+        let left = occupying(&try_service_tasks(ops, name).await?);
+        (s.status == "INACTIVE" && left == 0)
             .then_some(())
-            .ok_or(s.status)
+            .ok_or(format!("{}, {left} tasks not STOPPED", s.status))
     })
     .await
 }
@@ -203,38 +230,65 @@ pub async fn until_inactive(ops: &AuthedChannel, name: &str, limit: Duration) {
 /// A running sampler; [`Sampler::finish`] stops it.
 pub struct Sampler {
     stop: Arc<AtomicBool>,
-    handle: tokio::task::JoinHandle<(Vec<String>, usize)>,
+    handle: tokio::task::JoinHandle<(Vec<String>, Vec<String>, usize)>,
 }
 
 impl Sampler {
     /// Samples every `every` until finished, recording each sample with
-    /// fewer than `min` healthy or more than `max` running tasks.
-    pub fn start(ops: AuthedChannel, name: &str, min: usize, max: usize, every: Duration) -> Self {
+    /// fewer than `min` healthy or more than `max` running tasks. Returns once
+    /// the first sample is taken, so the state before whatever the test does
+    /// next is always checked; [`Sampler::finish`] takes one more, so the end
+    /// state is too.
+    pub async fn start(
+        ops: AuthedChannel,
+        name: &str,
+        min: usize,
+        max: usize,
+        every: Duration,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let name = name.to_owned();
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
         let handle = tokio::spawn({
             let stop = stop.clone();
             async move {
-                let mut bad = Vec::new();
+                let mut first = Some(first_tx);
+                let (mut bad, mut errors) = (Vec::new(), Vec::new());
                 let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let ts = service_tasks(&ops, &name).await;
-                    n += 1;
-                    let (h, o) = (healthy(&ts), occupying(&ts));
-                    if h < min || o > max {
-                        bad.push(format!("{h} healthy, {o} running"));
+                loop {
+                    let last = stop.load(Ordering::SeqCst);
+                    match try_service_tasks(&ops, &name).await {
+                        Ok(ts) => {
+                            n += 1;
+                            let (h, o) = (healthy(&ts), occupying(&ts));
+                            if h < min || o > max {
+                                bad.push(format!("{h} healthy, {o} running"));
+                            }
+                        }
+                        Err(e) => errors.push(e),
+                    }
+                    if let Some(tx) = first.take() {
+                        let _ = tx.send(());
+                    }
+                    if last {
+                        break;
                     }
                     tokio::time::sleep(every).await;
                 }
-                (bad, n)
+                (bad, errors, n)
             }
         });
+        first_rx.await.expect("sampler's first sample");
         Sampler { stop, handle }
     }
 
-    /// Stops sampling: (violations, samples taken).
+    /// Stops sampling after one last sample: (violations, successful
+    /// samples). Panics if any sample's calls failed: a failed probe is
+    /// neither a good nor a bad sample.
     pub async fn finish(self) -> (Vec<String>, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.await.expect("sampler task")
+        self.stop.store(true, Ordering::SeqCst);
+        let (bad, errors, n) = self.handle.await.expect("sampler task");
+        assert!(errors.is_empty(), "the sampler's probes failed: {errors:?}");
+        (bad, n)
     }
 }

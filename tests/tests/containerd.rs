@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use berth_tests::cluster::{host_port, http_get, tail};
-use berth_tests::{eventually, json, ok_stdout, Cluster, ClusterOptions};
+use berth_tests::{eventually, json, ok_stdout, until_connected, Cluster, ClusterOptions};
 
 /// This file's `free_slot` block.
 const BLOCK: u8 = 213;
@@ -84,7 +84,7 @@ async fn httpd_task_serves_on_its_dynamic_host_port() {
     let err =
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(
-        err.contains("RESOURCE:PORTS") || err.contains(&pa.to_string()),
+        err.contains("RESOURCE:PORTS") && err.contains(&format!("{pa}/tcp")),
         "{err}"
     );
 }
@@ -206,6 +206,17 @@ async fn stop_sends_sigterm_first_and_cleanup_leaves_nothing() {
     let id = c.start(&td);
     let t = c.until_status(&id, "RUNNING").await;
     let port = host_port(&t, 9000);
+    // The task's cgroup, wherever this host keeps it (v1 per controller, v2
+    // unified): one must exist now, or the leftover check below checks
+    // nothing.
+    let cgroups: Vec<String> = ["memory/", "cpu/", "pids/", ""]
+        .iter()
+        .map(|ctrl| format!("/sys/fs/cgroup/{ctrl}{}/{id}", c.cgroup_parent))
+        .collect();
+    assert!(
+        cgroups.iter().any(|p| std::path::Path::new(p).exists()),
+        "no cgroup of the running task among {cgroups:?}"
+    );
     ok_stdout(&c.sched.ctl(&["task", "stop", &id, "--reason", "test"]));
     let t = c.until_status(&id, "STOPPED").await;
     assert_eq!(t["stopCode"], "UserInitiated");
@@ -258,9 +269,8 @@ async fn stop_sends_sigterm_first_and_cleanup_leaves_nothing() {
         "veth left on {}",
         c.bridge
     );
-    for ctrl in ["memory", "cpu", "pids"] {
-        let p = format!("/sys/fs/cgroup/{ctrl}/{}/{id}", c.cgroup_parent);
-        assert!(!std::path::Path::new(&p).exists(), "cgroup {p} left");
+    for p in &cgroups {
+        assert!(!std::path::Path::new(p).exists(), "cgroup {p} left");
     }
 }
 
@@ -285,29 +295,37 @@ async fn agent_restart_readopts_running_tasks() {
     let pid = pid_of(&c);
     assert!(!pid.is_empty());
     c.agent.kill9();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The scheduler notices the agent is gone before it comes back.
+    until_connected(&c.sched, &c.instance, false, Duration::from_secs(30)).await;
+    let log_before = c.agent.log_text().len();
     c.agent.restart();
+    until_connected(&c.sched, &c.instance, true, Duration::from_secs(30)).await;
     // Still RUNNING with the same process, logs still growing.
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let t = c.until_status(&id, "RUNNING").await;
     assert_eq!(t["lastStatus"], "RUNNING");
     assert_eq!(pid_of(&c), pid, "the container kept its process");
-    let before = ok_stdout(&c.sched.ctl(&["task", "logs", &id]))
-        .lines()
-        .count();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = ok_stdout(&c.sched.ctl(&["task", "logs", &id]))
-        .lines()
-        .count();
-    assert!(
-        after > before,
-        "log capture continued across the agent restart ({before} → {after})"
-    );
-    assert!(
-        c.agent.log_text().contains("re-adopt"),
-        "{}",
-        tail(&c.agent.log_text(), 30)
-    );
+    let last_tick = |c: &Cluster| {
+        ok_stdout(&c.sched.ctl(&["task", "logs", &id]))
+            .lines()
+            .filter_map(|l| l.rsplit("tick ").next()?.trim().parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+    };
+    let before = last_tick(&c);
+    eventually(
+        Duration::from_secs(20),
+        "log capture to continue across the agent restart",
+        || async {
+            let after = last_tick(&c);
+            (after > before)
+                .then_some(())
+                .ok_or(format!("last tick {before} → {after}"))
+        },
+    )
+    .await;
+    let log = c.agent.log_text();
+    let new_log = log.get(log_before..).unwrap_or_default();
+    assert!(new_log.contains("re-adopt"), "{}", tail(new_log, 30));
 }
 
 #[tokio::test(flavor = "multi_thread")]

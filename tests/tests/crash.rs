@@ -87,8 +87,16 @@ async fn concurrent_acknowledged_registrations_survive_sigkill_mid_flight() {
             }
         }));
     }
-    // Let the writers run, then kill the scheduler while calls are in flight.
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // Let the writers run until they have made progress, then kill the
+    // scheduler while calls are in flight (the writers never pause).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while acked.lock().unwrap().len() <= 8 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the writers made no progress in 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     s.kill9();
     for w in writers {
         w.await.unwrap();

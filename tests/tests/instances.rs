@@ -225,7 +225,25 @@ async fn hosts_join_with_activations_and_deregistration_shuts_them_out() {
         },
     )
     .await;
+    // For good: the restarted agent (same identity) tries again and is
+    // refused again. Its log is appended to, so only what it wrote after the
+    // restart counts.
+    let before = first.log_text().len();
     first.restart();
+    eventually(
+        Duration::from_secs(20),
+        "the restarted agent to be refused",
+        || async {
+            let log = first.log_text();
+            let new = log.get(before..).unwrap_or_default();
+            if new.contains("refused this host's certificate") {
+                Ok(())
+            } else {
+                Err(new.to_owned())
+            }
+        },
+    )
+    .await;
     let v = json(&s.ctl(&["instance", "describe", &instance, "-o", "json"]));
     assert_eq!(v["containerInstances"][0]["status"], "INACTIVE", "{v}");
     assert_eq!(v["containerInstances"][0]["agentConnected"], false, "{v}");

@@ -104,9 +104,12 @@ async fn depends_on_gates_containers_and_stops_tasks_whose_dependency_fails() {
         .await;
     assert_eq!(container(&t, "init")["exitCode"], 0, "{t:#}");
     assert_eq!(container(&t, "app")["lastStatus"], "RUNNING", "{t:#}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let t = c.describe(&gated);
-    assert_eq!(t["lastStatus"], "RUNNING", "app did not exit: {t:#}");
+    // Had app started before the marker it would exit 7 at once; watch long
+    // enough for that exit to be reported.
+    c.holds(&gated, Duration::from_secs(5), "app did not exit", |t| {
+        t["lastStatus"] == "RUNNING" && container(t, "app")["lastStatus"] == "RUNNING"
+    })
+    .await;
 
     // init exits 1: the task stops, the reason names both and the condition.
     let t = c
@@ -147,8 +150,11 @@ async fn depends_on_gates_containers_and_stops_tasks_whose_dependency_fails() {
     assert_eq!(container(&t, "db")["healthStatus"], "HEALTHY", "{t:#}");
     assert_eq!(t["healthStatus"], "HEALTHY", "{t:#}");
     assert_eq!(container(&t, "app")["lastStatus"], "RUNNING", "{t:#}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(c.describe(&healthy)["lastStatus"], "RUNNING");
+    // app would exit 7 at once without db's marker: watch for it.
+    c.holds(&healthy, Duration::from_secs(5), "app did not exit", |t| {
+        t["lastStatus"] == "RUNNING" && container(t, "app")["lastStatus"] == "RUNNING"
+    })
+    .await;
 }
 
 /// The file the check tests goes away 12 s after the start and comes back
@@ -275,8 +281,13 @@ async fn the_restart_policy_restarts_crashing_containers_by_ecs_rules() {
     );
     let logs = ok_stdout(&c.sched.ctl(&["task", "logs", &id, "--container", "crash"]));
     assert!(logs.contains("second run"), "{logs}");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let t = c.describe(&id);
-    assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
-    assert_eq!(container(&t, "crash")["restartCount"], 1, "{t:#}");
+    // A wrong restart would follow the exit at once: watch for one.
+    c.holds(&id, Duration::from_secs(6), "no more restarts", |t| {
+        t["lastStatus"] == "RUNNING"
+            && container(t, "crash")["lastStatus"] == "STOPPED"
+            && container(t, "crash")["restartCount"] == 1
+            && container(t, "ignored")["lastStatus"] == "STOPPED"
+            && container(t, "ignored").get("restartCount").is_none()
+    })
+    .await;
 }

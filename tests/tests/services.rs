@@ -144,7 +144,7 @@ async fn rolling_updates_across_three_hosts_stay_within_bounds() {
     assert_eq!(on_hosts(&hosts).len(), 3, "spread over the hosts");
 
     // min 50 / max 100: at least 2 healthy, at most 4 running.
-    let sampler = Sampler::start(ops.clone(), "web", 2, 4, Duration::from_millis(200));
+    let sampler = Sampler::start(ops.clone(), "web", 2, 4, Duration::from_millis(200)).await;
     let out = update(&hosts, &v2, &[], "120s").await;
     let (bad, n) = sampler.finish().await;
     ok_stdout(&out);
@@ -153,7 +153,7 @@ async fn rolling_updates_across_three_hosts_stay_within_bounds() {
     all_answer(&hosts, "v2", 4).await;
 
     // min 100 / max 150: at least 4 healthy, at most 6 running.
-    let sampler = Sampler::start(ops.clone(), "web", 4, 6, Duration::from_millis(200));
+    let sampler = Sampler::start(ops.clone(), "web", 4, 6, Duration::from_millis(200)).await;
     let out = update(
         &hosts,
         &v3,
@@ -299,7 +299,7 @@ async fn draining_a_host_moves_its_tasks_without_dropping_below_the_minimum() {
     all_answer(&hosts, "v1", 3).await;
     let victim = host_of_task(&hosts, &live_tasks(&hosts)[0]);
     let instance = hosts.host(victim).instance().to_owned();
-    let sampler = Sampler::start(ops.clone(), "web", 3, 6, Duration::from_millis(50));
+    let sampler = Sampler::start(ops.clone(), "web", 3, 6, Duration::from_millis(50)).await;
     ok_stdout(&ctl(&hosts, &["instance", "drain", &instance]).await);
     eventually(
         Duration::from_secs(60),
@@ -400,9 +400,11 @@ async fn kill9_of_the_scheduler_mid_deployment_finishes_within_maximum() {
     .await;
     hosts.sched.restart().await;
     let ops = hosts.sched.authed_channel().await;
-    let sampler = Sampler::start(ops.clone(), "web", 0, 6, Duration::from_millis(200));
+    let sampler = Sampler::start(ops.clone(), "web", 0, 6, Duration::from_millis(200)).await;
     let s = steady(&ops, "web", Duration::from_secs(120)).await;
-    let (bad, _) = sampler.finish().await;
+    let (bad, n) = sampler.finish().await;
+    // One sample before steady state, one at it: the window was watched.
+    assert!(n >= 2, "the sampler ran ({n} samples)");
     assert!(
         bad.is_empty(),
         "more than 150% running after the restart: {bad:?}"

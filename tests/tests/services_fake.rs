@@ -136,7 +136,7 @@ async fn rolling_updates_keep_ecs_minimum_and_maximum() {
     assert_eq!(per_instance.len(), 3, "{per_instance:?}");
 
     // min 50 / max 100: never fewer than 2 healthy nor more than 4 running.
-    let sampler = Sampler::start(ops.clone(), "web", 2, 4, Duration::from_millis(50));
+    let sampler = Sampler::start(ops.clone(), "web", 2, 4, Duration::from_millis(50)).await;
     let out = c.update("web:2", &[]).await;
     ok_stdout(&out);
     let (bad, n) = sampler.finish().await;
@@ -158,7 +158,7 @@ async fn rolling_updates_keep_ecs_minimum_and_maximum() {
                 .starts_with("Scaling activity initiated by (deployment ecs-svc/")));
 
     // min 100 / max 150: never fewer than 4 healthy nor more than 6 running.
-    let sampler = Sampler::start(ops.clone(), "web", 4, 6, Duration::from_millis(50));
+    let sampler = Sampler::start(ops.clone(), "web", 4, 6, Duration::from_millis(50)).await;
     let out = c
         .update(
             "web:3",
@@ -313,9 +313,11 @@ async fn kill9_mid_deployment_resumes_within_maximum() {
         );
     }
     let ops = c.ops().await;
-    let sampler = Sampler::start(ops.clone(), "web", 0, 6, Duration::from_millis(50));
+    let sampler = Sampler::start(ops.clone(), "web", 0, 6, Duration::from_millis(50)).await;
     let s = steady(&ops, "web", Duration::from_secs(30)).await;
-    let (bad, _) = sampler.finish().await;
+    let (bad, n) = sampler.finish().await;
+    // One sample before steady state, one at it: the window was watched.
+    assert!(n >= 2, "the sampler ran ({n} samples)");
     assert!(
         bad.is_empty(),
         "more than 150% running after the restart: {bad:?}"
@@ -356,7 +358,7 @@ async fn draining_and_lost_instances_move_service_tasks() {
         .clone();
 
     // Draining: replacements start first (100% minimum), then the old stop.
-    let sampler = Sampler::start(ops.clone(), "web", 3, 6, Duration::from_millis(50));
+    let sampler = Sampler::start(ops.clone(), "web", 3, 6, Duration::from_millis(50)).await;
     ok_stdout(&c.ctl(&["instance", "drain", &victim]).await);
     eventually(
         Duration::from_secs(15),
@@ -373,7 +375,8 @@ async fn draining_and_lost_instances_move_service_tasks() {
         },
     )
     .await;
-    let (bad, _) = sampler.finish().await;
+    let (bad, n) = sampler.finish().await;
+    assert!(n >= 2, "the sampler ran ({n} samples)");
     assert!(bad.is_empty(), "below the minimum while draining: {bad:?}");
     ok_stdout(&c.ctl(&["instance", "activate", &victim]).await);
 

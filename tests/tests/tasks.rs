@@ -165,8 +165,9 @@ async fn task_lifecycle_through_berthctl() {
     assert_eq!(memory, 1024 - 160 - 64);
 
     // Logs of a task whose agent is gone: a clear error, not "unreachable".
+    let agent_id = agent.id.clone();
     drop(agent);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    berth_tests::until_connected(&s, &agent_id, false, Duration::from_secs(10)).await;
     let out = s.ctl(&["task", "logs", &ids[1]]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not connected"), "{}", stderr(&out));

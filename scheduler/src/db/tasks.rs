@@ -947,8 +947,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path()).await;
         instance(&db, "i1", 2000, (20000, 20039)).await;
-        let mut rng = rand::rng();
+        // The task definitions are random; BERTH_TEST_SEED replays a run
+        // (the seed is printed, and cargo test shows it when this fails).
+        let seed = std::env::var("BERTH_TEST_SEED")
+            .ok()
+            .map(|s| s.parse::<u64>().expect("BERTH_TEST_SEED is a u64"))
+            .unwrap_or_else(|| rand::rng().random());
+        println!("BERTH_TEST_SEED={seed}");
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
         let mut families = Vec::new();
+        let mut static_ports = Vec::new();
         for f in 0..6 {
             let memory = rng.random_range(16..300);
             let cpu = rng.random_range(0..700);
@@ -958,6 +966,7 @@ mod tests {
                 .collect();
             if f % 3 == 0 {
                 ports.push(format!(r#"{{"containerPort":90,"hostPort":{}}}"#, 9000 + f));
+                static_ports.push(9000 + f as u16);
             }
             let json = format!(
                 r#"{{"family":"f{f}","containerDefinitions":[{{"name":"c","image":"x","memory":{memory},"cpu":{cpu},"portMappings":[{}]}}]}}"#,
@@ -997,7 +1006,17 @@ mod tests {
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), n, "a host port was handed out twice");
-        assert!(!ports.contains(&22), "a reserved port was handed out");
+        // Dynamic ports come from the instance's range (which excludes the
+        // reserved 22), static ones are the definitions' own.
+        let stray: Vec<u16> = ports
+            .iter()
+            .copied()
+            .filter(|p| !(20000..=20039).contains(p) && !static_ports.contains(p))
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "ports outside the range handed out: {stray:?}"
+        );
         let a = db.allocation_of("i1").unwrap();
         assert_eq!((a.cpu_units, a.memory_mib), (cpu, memory));
         assert_eq!(

@@ -144,8 +144,14 @@ mod tests {
                 gc.durable().await.unwrap();
             }));
         }
-        for h in handles {
-            h.await.unwrap();
-        }
+        // A lost wake-up would leave a waiter parked for ever: fail instead.
+        let all = async {
+            for h in handles {
+                h.await.unwrap();
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), all)
+            .await
+            .expect("every durable() returns within 30 s (no lost wake-up)");
     }
 }
