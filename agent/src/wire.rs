@@ -1,7 +1,8 @@
 //! The edge between the agent and the `berth.v1` `AgentService` messages:
 //! builds the agent's messages from domain types and turns the scheduler's
-//! into validated domain types. No other module builds or reads prost types
-//! except the session, which only moves them between this module and tonic.
+//! into validated domain types. Besides this module, prost types appear only
+//! in the session (which moves them between this module and tonic) and in
+//! `register.rs` and `join.rs` (unary calls made before a session exists).
 
 use std::time::{Duration, SystemTime};
 

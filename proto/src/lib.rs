@@ -1,7 +1,7 @@
 //! `berth-proto`: the wire API and the shared data model.
 //!
 //! - [`v1`]: the generated tonic/prost code of package `berth.v1`. Only the
-//!   conversion modules at the edge of each service touch these types.
+//!   edges touch these types (ARCHITECTURE.md lists them).
 //! - [`taskdef`]: ECS's task-definition JSON as a serde model, with its
 //!   validation (every error at once, each naming its JSON path).
 //! - [`arn`]: ECS-shaped ARNs.

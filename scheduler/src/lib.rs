@@ -1,7 +1,8 @@
 //! `berth-scheduler`: Berth's control plane.
 //!
 //! - [`server`]: assembles store, services and listener; `run(config, listener, shutdown)`.
-//! - [`api`]: the gRPC edge, one module per service; the only place prost types appear.
+//! - [`api`]: the gRPC edge, one module per service, where prost types are converted (besides
+//!   the generated servers in [`server`] and the snapshot client in `snapshot::cli`).
 //!   `api::auth` is the one gate of the operator API (tokens, roles, audit).
 //! - [`auth`]: roles, the operator-token format and its hash; no I/O.
 //! - [`db`]: typed, durable operations (clusters, task definitions, instances, tasks).

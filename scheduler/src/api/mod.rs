@@ -1,6 +1,7 @@
 //! The gRPC edge: one module per service converts prost messages into
-//! validated domain values, calls the logic, and converts back. Only this
-//! module tree touches prost types.
+//! validated domain values, calls the logic, and converts back. Besides this
+//! tree, prost types appear only in `server.rs` (the generated servers) and
+//! `snapshot/cli.rs` (a client of `SaveSnapshot`).
 
 pub mod agent;
 pub mod audit;
