@@ -101,32 +101,7 @@ pub struct PortAssignment {
     pub host_port: u16,
 }
 
-/// ECS's desiredStatus of a task.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum DesiredStatus {
-    #[default]
-    Running,
-    Stopped,
-}
-
-impl DesiredStatus {
-    /// ECS's name: `RUNNING` or `STOPPED`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DesiredStatus::Running => "RUNNING",
-            DesiredStatus::Stopped => "STOPPED",
-        }
-    }
-
-    /// Reads ECS's name; anything else is `None`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "RUNNING" => Some(DesiredStatus::Running),
-            "STOPPED" => Some(DesiredStatus::Stopped),
-            _ => None,
-        }
-    }
-}
+pub use berth_proto::ecs::DesiredStatus;
 
 #[cfg(test)]
 mod tests {

@@ -299,11 +299,13 @@ fn desired_state(d: v1::DesiredState) -> Result<DesiredState, WireError> {
                 });
             }
             let desired_status =
-                DesiredStatus::parse(&t.desired_status).ok_or_else(|| WireError::Invalid {
-                    message: M,
-                    field: format!("tasks[{i}].desired_status"),
-                    reason: format!("{:?} is neither RUNNING nor STOPPED", t.desired_status),
-                })?;
+                t.desired_status
+                    .parse::<DesiredStatus>()
+                    .map_err(|_| WireError::Invalid {
+                        message: M,
+                        field: format!("tasks[{i}].desired_status"),
+                        reason: format!("{:?} is neither RUNNING nor STOPPED", t.desired_status),
+                    })?;
             let ports =
                 t.ports
                     .into_iter()

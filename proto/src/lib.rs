@@ -4,6 +4,8 @@
 //!   edges touch these types (ARCHITECTURE.md lists them).
 //! - [`taskdef`]: ECS's task-definition JSON as a serde model, with its
 //!   validation (every error at once, each naming its JSON path).
+//! - [`ecs`]: ECS's status vocabulary (task, desired, container and health
+//!   status, stop codes), each defined once.
 //! - [`arn`]: ECS-shaped ARNs.
 //! - [`auth`]: the operator token's wire form (`authorization: Bearer ...`).
 //! - [`trust`]: the clients' side of TLS: CA fingerprints, fetching and pinning the cluster CA.
@@ -14,6 +16,7 @@
 
 pub mod arn;
 pub mod auth;
+pub mod ecs;
 mod redact;
 pub mod secret_ref;
 pub mod snapshot;

@@ -11,69 +11,7 @@ use std::time::SystemTime;
 
 use tokio::sync::Notify;
 
-/// ECS task lastStatus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum TaskStatus {
-    Provisioning,
-    Pending,
-    Activating,
-    Running,
-    Deactivating,
-    Stopping,
-    Deprovisioning,
-    Stopped,
-}
-
-impl TaskStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Provisioning => "PROVISIONING",
-            TaskStatus::Pending => "PENDING",
-            TaskStatus::Activating => "ACTIVATING",
-            TaskStatus::Running => "RUNNING",
-            TaskStatus::Deactivating => "DEACTIVATING",
-            TaskStatus::Stopping => "STOPPING",
-            TaskStatus::Deprovisioning => "DEPROVISIONING",
-            TaskStatus::Stopped => "STOPPED",
-        }
-    }
-}
-
-/// ECS container lastStatus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ContainerStatus {
-    Pending,
-    Running,
-    Stopped,
-}
-
-impl ContainerStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContainerStatus::Pending => "PENDING",
-            ContainerStatus::Running => "RUNNING",
-            ContainerStatus::Stopped => "STOPPED",
-        }
-    }
-}
-
-/// ECS healthStatus of a container or a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HealthStatus {
-    Healthy,
-    Unhealthy,
-    Unknown,
-}
-
-impl HealthStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HealthStatus::Healthy => "HEALTHY",
-            HealthStatus::Unhealthy => "UNHEALTHY",
-            HealthStatus::Unknown => "UNKNOWN",
-        }
-    }
-}
+pub use berth_proto::ecs::{ContainerStatus, HealthStatus, TaskStatus};
 
 /// ECS stop codes the agent itself decides.
 pub mod stop_code {

@@ -6,9 +6,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_proto::arn::TaskDefRef;
+use berth_proto::ecs::DesiredStatus;
 use berth_proto::v1 as pb;
 use berth_proto::v1::task_service_client::TaskServiceClient;
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 
 use super::{ClusterArg, Ctx};
 use crate::error::{CtlError, MissingItem};
@@ -84,7 +85,7 @@ pub enum TaskCommand {
         #[arg(long)]
         family: Option<String>,
         /// Desired status [default: RUNNING]
-        #[arg(long = "desired-status", value_enum, ignore_case = true)]
+        #[arg(long = "desired-status", value_parser = desired_status_parser(), ignore_case = true)]
         desired_status: Option<DesiredStatus>,
         #[command(flatten)]
         cluster: ClusterArg,
@@ -130,13 +131,11 @@ pub enum TaskCommand {
     },
 }
 
-/// ECS's desired statuses of a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DesiredStatus {
-    #[value(name = "RUNNING")]
-    Running,
-    #[value(name = "STOPPED")]
-    Stopped,
+/// Reads `--desired-status`: ECS's names, any case; `--help` lists them.
+fn desired_status_parser() -> impl clap::builder::TypedValueParser<Value = DesiredStatus> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(DesiredStatus::ALL.iter().map(|s| s.as_str()))
+        .try_map(|s| s.to_ascii_uppercase().parse::<DesiredStatus>())
 }
 
 pub(crate) fn parse_ref(s: &str) -> Result<TaskDefRef, String> {
@@ -429,11 +428,9 @@ pub async fn run(cmd: TaskCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
                     container_instance: instance.unwrap_or_default(),
                     family: family.unwrap_or_default(),
                     started_by: String::new(),
-                    desired_status: match desired_status {
-                        None => String::new(),
-                        Some(DesiredStatus::Running) => "RUNNING".to_owned(),
-                        Some(DesiredStatus::Stopped) => "STOPPED".to_owned(),
-                    },
+                    desired_status: desired_status
+                        .map(|s| s.as_str().to_owned())
+                        .unwrap_or_default(),
                 })
                 .await
                 .map_err(&rpc)?

@@ -540,7 +540,7 @@ pub fn validate_report(r: TaskStatusReport) -> Result<TaskReport, ApiError> {
     if task_id.is_empty() {
         return Err(ApiError::invalid("taskStatus.taskArn", "required"));
     }
-    let last_status = TaskStatus::parse(&r.last_status).ok_or_else(|| {
+    let last_status = r.last_status.parse::<TaskStatus>().map_err(|_| {
         ApiError::invalid(
             "taskStatus.lastStatus",
             format!("{:?} is not an ECS task status", r.last_status),

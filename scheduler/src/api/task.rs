@@ -557,9 +557,13 @@ impl TaskService for TaskApi {
             .map_err(ApiError::from)?;
         let desired = match req.desired_status.as_str() {
             "" => DesiredStatus::Running,
-            s => DesiredStatus::parse(s).ok_or_else(|| {
-                ApiError::invalid("desiredStatus", format!("{s:?} is not RUNNING or STOPPED"))
-            })?,
+            // Case-insensitive, as ListTasks has always read it.
+            s => s
+                .to_ascii_uppercase()
+                .parse::<DesiredStatus>()
+                .map_err(|_| {
+                    ApiError::invalid("desiredStatus", format!("{s:?} is not RUNNING or STOPPED"))
+                })?,
         };
         let non_empty = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
         let filter = TaskFilter {
