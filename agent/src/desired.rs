@@ -26,7 +26,7 @@ pub struct DesiredTask {
     /// Host ports the scheduler reserved, one per published port mapping.
     pub ports: Vec<PortAssignment>,
     /// With `desired_status` STOPPED: why (ECS stopCode and stoppedReason).
-    pub stop_code: String,
+    pub stop_code: Option<StopCode>,
     pub stopped_reason: String,
     /// Secret values for the containers' environment and registry logins.
     pub secrets: TaskSecrets,
@@ -101,7 +101,7 @@ pub struct PortAssignment {
     pub host_port: u16,
 }
 
-pub use berth_proto::ecs::DesiredStatus;
+pub use berth_proto::ecs::{DesiredStatus, StopCode};
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use berth_proto::v1;
 
 use crate::desired::{
-    DesiredState, DesiredStatus, DesiredTask, PortAssignment, SecretEnv, TaskSecrets,
+    DesiredState, DesiredStatus, DesiredTask, PortAssignment, SecretEnv, StopCode, TaskSecrets,
 };
 use crate::host::HostFacts;
 use crate::identity::Identity;
@@ -183,7 +183,10 @@ pub fn task_status(r: &TaskReport) -> v1::AgentMessage {
         msg: Some(v1::agent_message::Msg::TaskStatus(v1::TaskStatusReport {
             task_arn: r.arn.clone(),
             last_status: r.status.as_str().to_owned(),
-            stop_code: r.stop_code.clone(),
+            stop_code: r
+                .stop_code
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default(),
             stopped_reason: r.stopped_reason.clone(),
             containers: r
                 .containers
@@ -306,6 +309,14 @@ fn desired_state(d: v1::DesiredState) -> Result<DesiredState, WireError> {
                         field: format!("tasks[{i}].desired_status"),
                         reason: format!("{:?} is neither RUNNING nor STOPPED", t.desired_status),
                     })?;
+            let stop_code =
+                berth_proto::ecs::parse_optional::<StopCode>(&t.stop_code).map_err(|e| {
+                    WireError::Invalid {
+                        message: M,
+                        field: format!("tasks[{i}].stop_code"),
+                        reason: e.to_string(),
+                    }
+                })?;
             let ports =
                 t.ports
                     .into_iter()
@@ -361,7 +372,7 @@ fn desired_state(d: v1::DesiredState) -> Result<DesiredState, WireError> {
                 family: t.family,
                 revision: t.revision,
                 ports,
-                stop_code: t.stop_code,
+                stop_code,
                 stopped_reason: t.stopped_reason,
             })
         })
@@ -486,5 +497,30 @@ mod tests {
         assert_eq!(state.tasks[0].desired_status, DesiredStatus::Running);
         let err = inbound(d("PAUSED")).expect_err("bad status");
         assert!(err.to_string().contains("tasks[0].desired_status"), "{err}");
+
+        let stop = |code: &str| v1::SchedulerMessage {
+            msg: Some(Msg::DesiredState(v1::DesiredState {
+                generation: 4,
+                tasks: vec![v1::DesiredTask {
+                    task_arn: "arn:t".into(),
+                    desired_status: "STOPPED".into(),
+                    stop_code: code.into(),
+                    ..Default::default()
+                }],
+            })),
+        };
+        let Ok(Inbound::DesiredState(state)) = inbound(stop("ServiceSchedulerInitiated")) else {
+            panic!("desired state");
+        };
+        assert_eq!(
+            state.tasks[0].stop_code,
+            Some(StopCode::ServiceSchedulerInitiated)
+        );
+        let Ok(Inbound::DesiredState(state)) = inbound(stop("")) else {
+            panic!("desired state");
+        };
+        assert_eq!(state.tasks[0].stop_code, None);
+        let err = inbound(stop("Bored")).expect_err("bad stop code");
+        assert!(err.to_string().contains("tasks[0].stop_code"), "{err}");
     }
 }

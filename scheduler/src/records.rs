@@ -191,7 +191,7 @@ pub struct RevokedCertRecord {
 
 // ------------------------------------------------------------------ tasks
 
-pub use berth_proto::ecs::{DesiredStatus, TaskStatus};
+pub use berth_proto::ecs::{DesiredStatus, StopCode, TaskStatus};
 
 /// Transport protocol of a host port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -319,8 +319,9 @@ pub struct TaskRecord {
     pub stopping_at: Option<UnixMillis>,
     #[serde(default)]
     pub stopped_at: Option<UnixMillis>,
-    #[serde(default)]
-    pub stop_code: String,
+    /// Why it stopped; stored as ECS's name, `""` while there is none.
+    #[serde(default, with = "berth_proto::ecs::empty_is_none")]
+    pub stop_code: Option<StopCode>,
     #[serde(default)]
     pub stopped_reason: String,
     pub containers: Vec<ContainerRecord>,
@@ -562,3 +563,30 @@ fn is_zero(n: &u32) -> bool {
 
 mod service;
 pub use service::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task record exactly as the store holds it: the ECS names are the
+    /// stored strings, and an absent stop code is `""`.
+    const STORED_TASK: &str = r#"{"id":"0123456789abcdef0123456789abcdef","cluster":"default","instance_id":"i1","family":"web","revision":3,"desired_status":"STOPPED","last_status":"DEPROVISIONING","health_status":"","started_by":"","group":"family:web","created_at":1,"pull_started_at":null,"pull_stopped_at":null,"started_at":2,"stopping_at":3,"stopped_at":null,"stop_code":"UserInitiated","stopped_reason":"Task stopped by user","containers":[],"reservation":{"cpu_units":0,"memory_mib":128,"ports":[{"container_name":"web","container_port":80,"protocol":"tcp","host_port":8080}]},"version":4}"#;
+
+    #[test]
+    fn stored_task_records_keep_their_form() {
+        let t: TaskRecord = serde_json::from_str(STORED_TASK).unwrap();
+        assert_eq!(t.desired_status, DesiredStatus::Stopped);
+        assert_eq!(t.last_status, TaskStatus::Deprovisioning);
+        assert_eq!(t.stop_code, Some(StopCode::UserInitiated));
+        assert_eq!(serde_json::to_string(&t).unwrap(), STORED_TASK);
+
+        let running = STORED_TASK.replace(r#""stop_code":"UserInitiated""#, r#""stop_code":"""#);
+        let t: TaskRecord = serde_json::from_str(&running).unwrap();
+        assert_eq!(t.stop_code, None);
+        assert_eq!(serde_json::to_string(&t).unwrap(), running);
+
+        let older = STORED_TASK.replace(r#""stop_code":"UserInitiated","#, "");
+        let t: TaskRecord = serde_json::from_str(&older).unwrap();
+        assert_eq!(t.stop_code, None, "records from before stop codes decode");
+    }
+}

@@ -11,14 +11,7 @@ use std::time::SystemTime;
 
 use tokio::sync::Notify;
 
-pub use berth_proto::ecs::{ContainerStatus, HealthStatus, TaskStatus};
-
-/// ECS stop codes the agent itself decides.
-pub mod stop_code {
-    pub const TASK_FAILED_TO_START: &str = "TaskFailedToStart";
-    pub const ESSENTIAL_CONTAINER_EXITED: &str = "EssentialContainerExited";
-    pub const USER_INITIATED: &str = "UserInitiated";
-}
+pub use berth_proto::ecs::{ContainerStatus, HealthStatus, StopCode, TaskStatus};
 
 /// A host port as really mapped.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -59,7 +52,8 @@ pub struct HealthReport {
 pub struct TaskReport {
     pub arn: String,
     pub status: TaskStatus,
-    pub stop_code: String,
+    /// Why it stopped; `None` until it stops.
+    pub stop_code: Option<StopCode>,
     pub stopped_reason: String,
     pub containers: Vec<ContainerReport>,
     pub pull_started_at: Option<SystemTime>,
@@ -76,7 +70,7 @@ impl TaskReport {
         Self {
             arn: arn.to_owned(),
             status: TaskStatus::Provisioning,
-            stop_code: String::new(),
+            stop_code: None,
             stopped_reason: String::new(),
             containers: containers
                 .into_iter()

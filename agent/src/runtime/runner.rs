@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::lifecycle::{self, CheckResult, Gate, HealthTracker, Lifecycle, Phase, View};
 use super::ops::{ExitInfo, ObservedState, OpsError, TaskOps};
 use super::plan::TaskPlan;
-use super::report::{stop_code, ContainerStatus, HealthReport, Reporter, TaskReport, TaskStatus};
+use super::report::{ContainerStatus, HealthReport, Reporter, StopCode, TaskReport, TaskStatus};
 
 /// ECS's reason when the kernel's OOM killer ended a container.
 pub const OOM_REASON: &str = "OutOfMemoryError: Container killed due to memory usage";
@@ -38,7 +38,7 @@ const TEARDOWN_TRIES: u32 = 5;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Desire {
     Run,
-    Stop { code: String, reason: String },
+    Stop { code: StopCode, reason: String },
 }
 
 /// What the runners share.
@@ -61,7 +61,7 @@ fn now() -> Option<SystemTime> {
 
 /// Why the task is stopping.
 struct StopCause {
-    code: String,
+    code: StopCode,
     reason: String,
 }
 
@@ -320,7 +320,7 @@ impl<O: TaskOps> Runner<O> {
 
     fn after_exit(&self, index: usize) -> Option<StopCause> {
         self.plan.containers[index].essential.then(|| StopCause {
-            code: stop_code::ESSENTIAL_CONTAINER_EXITED.to_owned(),
+            code: StopCode::EssentialContainerExited,
             reason: "Essential container in task exited".to_owned(),
         })
     }
@@ -383,7 +383,7 @@ impl<O: TaskOps> Runner<O> {
                             c.reason = reason.clone();
                         }
                         return Err(StopCause {
-                            code: stop_code::TASK_FAILED_TO_START.to_owned(),
+                            code: StopCode::TaskFailedToStart,
                             reason,
                         });
                     }
@@ -412,7 +412,7 @@ impl<O: TaskOps> Runner<O> {
                         c.reason = reason.clone();
                     }
                     return Err(StopCause {
-                        code: stop_code::TASK_FAILED_TO_START.to_owned(),
+                        code: StopCode::TaskFailedToStart,
                         reason,
                     });
                 }
@@ -478,8 +478,8 @@ impl<O: TaskOps> Runner<O> {
 
     /// Stopping through to STOPPED, then the cleanup wait and removal.
     async fn finish(mut self, cause: StopCause, cancel: CancellationToken) {
-        if self.report.stop_code.is_empty() {
-            self.report.stop_code = cause.code;
+        if self.report.stop_code.is_none() {
+            self.report.stop_code = Some(cause.code);
             self.report.stopped_reason = cause.reason;
         }
         for slot in &mut self.slots {
@@ -497,7 +497,7 @@ impl<O: TaskOps> Runner<O> {
         self.teardown().await;
         self.report.stopped_at = now();
         self.set_status(TaskStatus::Stopped);
-        tracing::info!(task = %self.plan.arn, code = %self.report.stop_code, reason = %self.report.stopped_reason, "task stopped");
+        tracing::info!(task = %self.plan.arn, code = self.report.stop_code.map_or("", StopCode::as_str), reason = %self.report.stopped_reason, "task stopped");
         tokio::select! {
             () = cancel.cancelled() => {}
             () = tokio::time::sleep(self.ctx.cleanup_after) => {
@@ -584,7 +584,7 @@ pub async fn launch<O: TaskOps>(
 
     // Stopped before it began: nothing to undo.
     if let Desire::Stop { code, reason } = desire.borrow_and_update().clone() {
-        r.report.stop_code = code;
+        r.report.stop_code = Some(code);
         r.report.stopped_reason = reason;
         r.report.stopped_at = now();
         r.set_status(TaskStatus::Stopped);
@@ -667,7 +667,7 @@ async fn fail_to_start<O: TaskOps>(mut r: Runner<O>, e: OpsError, cancel: Cancel
         c.reason = reason.clone();
     }
     let cause = StopCause {
-        code: stop_code::TASK_FAILED_TO_START.to_owned(),
+        code: StopCode::TaskFailedToStart,
         reason,
     };
     r.finish(cause, cancel).await;
@@ -739,7 +739,7 @@ pub async fn adopt<O: TaskOps>(
                 r.record_exit(index, &Ok(info));
                 if c.essential {
                     gone_essential = Some(StopCause {
-                        code: stop_code::ESSENTIAL_CONTAINER_EXITED.to_owned(),
+                        code: StopCode::EssentialContainerExited,
                         reason: "Essential container in task exited".to_owned(),
                     });
                 }
@@ -754,7 +754,7 @@ pub async fn adopt<O: TaskOps>(
                 }
                 if c.essential {
                     gone_essential = Some(StopCause {
-                        code: stop_code::ESSENTIAL_CONTAINER_EXITED.to_owned(),
+                        code: StopCode::EssentialContainerExited,
                         reason: "Task stopped while the agent was down: an essential container \
                                  is no longer running (containerd or the host restarted)"
                             .to_owned(),

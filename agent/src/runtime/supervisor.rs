@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ops::TaskOps;
 use super::plan::{labels, TaskPlan};
-use super::report::{stop_code, ContainerStatus, TaskReport, TaskStatus};
+use super::report::{ContainerStatus, StopCode, TaskReport, TaskStatus};
 use super::runner::{self, Desire, RunnerCtx};
 use crate::desired::{DesiredState, DesiredStatus};
 
@@ -174,11 +174,7 @@ impl<O: TaskOps> Supervisor<O> {
             let want = match t.desired_status {
                 DesiredStatus::Running => Desire::Run,
                 DesiredStatus::Stopped => Desire::Stop {
-                    code: if t.stop_code.is_empty() {
-                        stop_code::USER_INITIATED.to_owned()
-                    } else {
-                        t.stop_code.clone()
-                    },
+                    code: t.stop_code.unwrap_or(StopCode::UserInitiated),
                     reason: if t.stopped_reason.is_empty() {
                         "Task stopped by the scheduler".to_owned()
                     } else {
@@ -206,7 +202,7 @@ impl<O: TaskOps> Supervisor<O> {
                         tracing::error!(task = %t.task_arn, cause = %e, "cannot run task");
                         let mut r = TaskReport::new(&t.task_arn, []);
                         r.status = TaskStatus::Stopped;
-                        r.stop_code = stop_code::TASK_FAILED_TO_START.to_owned();
+                        r.stop_code = Some(StopCode::TaskFailedToStart);
                         r.stopped_reason = e.to_string();
                         r.stopped_at = Some(std::time::SystemTime::now());
                         self.ctx.reporter.publish(r);
@@ -232,7 +228,7 @@ impl<O: TaskOps> Supervisor<O> {
                     {
                         let mut r = TaskReport::new(&t.task_arn, []);
                         r.status = TaskStatus::Stopped;
-                        r.stop_code = code;
+                        r.stop_code = Some(code);
                         r.stopped_reason = reason;
                         r.stopped_at = Some(std::time::SystemTime::now());
                         for c in &mut r.containers {
@@ -262,7 +258,7 @@ impl<O: TaskOps> Supervisor<O> {
             } else if *e.desire.borrow() == Desire::Run {
                 tracing::info!(task = %arn, "task not desired any more; stopping it");
                 let _ = e.desire.send(Desire::Stop {
-                    code: stop_code::USER_INITIATED.to_owned(),
+                    code: StopCode::UserInitiated,
                     reason: NOT_DESIRED.to_owned(),
                 });
             }

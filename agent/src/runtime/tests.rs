@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::fake::FakeOps;
 use super::ops::{Observed, ObservedState};
 use super::plan::TaskPlan;
-use super::report::{ContainerStatus, HealthStatus, Reporter, TaskReport, TaskStatus};
+use super::report::{ContainerStatus, HealthStatus, Reporter, StopCode, TaskReport, TaskStatus};
 use super::runner::RunnerCtx;
 use super::supervisor::Supervisor;
 use crate::desired::{DesiredState, DesiredStatus, DesiredTask, PortAssignment};
@@ -121,7 +121,7 @@ async fn launch_runs_then_essential_exit_stops_the_task() {
     let r = h
         .until("STOPPED", |r| r.status == TaskStatus::Stopped)
         .await;
-    assert_eq!(r.stop_code, "EssentialContainerExited");
+    assert_eq!(r.stop_code, Some(StopCode::EssentialContainerExited));
     assert_eq!(r.containers[0].exit_code, Some(3));
     assert!(r.stopped_at.is_some());
     let calls = h.ops.calls();
@@ -142,13 +142,13 @@ async fn stop_sends_sigterm_then_sigkill_after_stop_timeout() {
     h.until("RUNNING", |r| r.status == TaskStatus::Running)
         .await;
     let mut stop = task(DesiredStatus::Stopped);
-    stop.stop_code = "UserInitiated".into();
+    stop.stop_code = Some(StopCode::UserInitiated);
     stop.stopped_reason = "Task stopped by user".into();
     h.want(vec![stop]);
     let r = h
         .until("STOPPED", |r| r.status == TaskStatus::Stopped)
         .await;
-    assert_eq!(r.stop_code, "UserInitiated");
+    assert_eq!(r.stop_code, Some(StopCode::UserInitiated));
     assert_eq!(r.stopped_reason, "Task stopped by user");
     assert_eq!(
         r.containers[0].exit_code,
@@ -192,7 +192,7 @@ async fn a_failed_pull_is_task_failed_to_start() {
     let r = h
         .until("STOPPED", |r| r.status == TaskStatus::Stopped)
         .await;
-    assert_eq!(r.stop_code, "TaskFailedToStart");
+    assert_eq!(r.stop_code, Some(StopCode::TaskFailedToStart));
     assert_eq!(
         r.stopped_reason,
         "CannotPullContainerError: unauthorized: authentication required"
@@ -282,7 +282,7 @@ async fn tasks_that_died_while_the_agent_was_down_are_reported_stopped() {
     let r = h
         .until("STOPPED", |r| r.status == TaskStatus::Stopped)
         .await;
-    assert_eq!(r.stop_code, "EssentialContainerExited");
+    assert_eq!(r.stop_code, Some(StopCode::EssentialContainerExited));
     assert!(
         r.stopped_reason.contains("agent was down"),
         "{}",
@@ -365,7 +365,7 @@ async fn a_failed_success_dependency_stops_the_task_with_a_reason() {
     let r = h
         .until("STOPPED", |r| r.status == TaskStatus::Stopped)
         .await;
-    assert_eq!(r.stop_code, "TaskFailedToStart");
+    assert_eq!(r.stop_code, Some(StopCode::TaskFailedToStart));
     assert!(
         r.stopped_reason.contains("\"app\"")
             && r.stopped_reason.contains("\"init\"")
@@ -426,7 +426,7 @@ async fn a_healthy_dependency_waits_for_the_check_and_health_is_reported() {
     // Stopping goes dependents first: app, then db.
     let mut stop = task_of(DB_APP);
     stop.desired_status = DesiredStatus::Stopped;
-    stop.stop_code = "UserInitiated".into();
+    stop.stop_code = Some(StopCode::UserInitiated);
     h.want(vec![stop]);
     h.until("STOPPED", |r| r.status == TaskStatus::Stopped)
         .await;
@@ -453,7 +453,7 @@ async fn a_dependency_that_misses_its_start_timeout_stops_the_task() {
     let r = h
         .until("STOPPED", |r| r.status == TaskStatus::Stopped)
         .await;
-    assert_eq!(r.stop_code, "TaskFailedToStart");
+    assert_eq!(r.stop_code, Some(StopCode::TaskFailedToStart));
     assert!(
         r.stopped_reason.contains("HEALTHY") && r.stopped_reason.contains("startTimeout of 30 s"),
         "{}",

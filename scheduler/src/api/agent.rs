@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use berth_proto::arn::short_id;
+use berth_proto::ecs::StopCode;
 use berth_proto::v1::{
     agent_message, agent_service_server::AgentService, scheduler_message, AgentMessage,
     DescribeSelfRequest, DescribeSelfResponse, DesiredState, DesiredTask, Hello, LogCancel,
@@ -470,7 +471,10 @@ fn desired_message(shared: &Shared, instance: &str) -> Result<SchedulerMessage, 
                     host_port: u32::from(p.host_port),
                 })
                 .collect(),
-            stop_code: t.stop_code.clone(),
+            stop_code: t
+                .stop_code
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default(),
             stopped_reason: t.stopped_reason.clone(),
             secrets,
             repository_credentials,
@@ -546,6 +550,8 @@ pub fn validate_report(r: TaskStatusReport) -> Result<TaskReport, ApiError> {
             format!("{:?} is not an ECS task status", r.last_status),
         )
     })?;
+    let stop_code = berth_proto::ecs::parse_optional::<StopCode>(&r.stop_code)
+        .map_err(|e| ApiError::invalid("taskStatus.stopCode", e.to_string()))?;
     let mut containers = Vec::with_capacity(r.containers.len());
     for (i, c) in r.containers.into_iter().enumerate() {
         let mut bindings = Vec::with_capacity(c.network_bindings.len());
@@ -583,7 +589,7 @@ pub fn validate_report(r: TaskStatusReport) -> Result<TaskReport, ApiError> {
     Ok(TaskReport {
         task_id,
         last_status,
-        stop_code: r.stop_code,
+        stop_code,
         stopped_reason: r.stopped_reason,
         containers,
         pull_started_at: r.pull_started_at.as_ref().map(millis),
@@ -827,6 +833,26 @@ mod tests {
             ],
             agent_version: "0.1.0".into(),
             hostname: "h1".into(),
+        }
+    }
+
+    #[test]
+    fn reports_carry_ecs_stop_codes() {
+        let report = |status: &str, code: &str| TaskStatusReport {
+            task_arn: "arn:aws:ecs:local:0:task/default/0123".into(),
+            last_status: status.into(),
+            stop_code: code.into(),
+            ..Default::default()
+        };
+        let r = validate_report(report("STOPPED", "EssentialContainerExited")).unwrap();
+        assert_eq!(r.stop_code, Some(StopCode::EssentialContainerExited));
+        assert_eq!(
+            validate_report(report("RUNNING", "")).unwrap().stop_code,
+            None
+        );
+        match validate_report(report("STOPPED", "Bored")).unwrap_err() {
+            ApiError::Invalid { field, .. } => assert_eq!(field, "taskStatus.stopCode"),
+            e => panic!("{e}"),
         }
     }
 

@@ -95,7 +95,10 @@ pub fn task_to_proto(arn: &ArnPrefix, t: &TaskRecord) -> Task {
         stopping_at: t.stopping_at.map(timestamp),
         stopped_at: t.stopped_at.map(timestamp),
         connectivity_at: None,
-        stop_code: t.stop_code.clone(),
+        stop_code: t
+            .stop_code
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
         stopped_reason: t.stopped_reason.clone(),
     }
 }

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 
+use berth_proto::ecs::StopCode;
 use berth_proto::taskdef::TaskDefinitionStatus;
 use rand::Rng;
 
@@ -90,7 +91,7 @@ impl TaskFilter {
 pub struct TaskReport {
     pub task_id: String,
     pub last_status: TaskStatus,
-    pub stop_code: String,
+    pub stop_code: Option<StopCode>,
     pub stopped_reason: String,
     /// Matched to the task's containers by name; unknown names are ignored.
     pub containers: Vec<ContainerRecord>,
@@ -165,7 +166,7 @@ pub(super) fn placed_task(
         started_at: None,
         stopping_at: None,
         stopped_at: None,
-        stop_code: String::new(),
+        stop_code: None,
         stopped_reason: String::new(),
         containers: def
             .container_definitions
@@ -440,7 +441,7 @@ impl Db {
         id: &str,
         reason: &str,
     ) -> Result<TaskRecord, DbError> {
-        self.stop_task_as(cluster, id, "UserInitiated", reason)
+        self.stop_task_as(cluster, id, StopCode::UserInitiated, reason)
             .await
     }
 
@@ -450,7 +451,7 @@ impl Db {
         &self,
         cluster: &str,
         id: &str,
-        stop_code: &str,
+        stop_code: StopCode,
         reason: &str,
     ) -> Result<TaskRecord, DbError> {
         let not_found = || DbError::NotFound {
@@ -472,7 +473,7 @@ impl Db {
             }
             let now = now_millis();
             task.desired_status = DesiredStatus::Stopped;
-            task.stop_code = stop_code.to_owned();
+            task.stop_code = Some(stop_code);
             task.stopped_reason = reason.clone();
             task.stopping_at = Some(now);
             task.version += 1;
@@ -644,8 +645,8 @@ fn merge_report(task: &mut TaskRecord, r: &TaskReport) {
             task.stopping_at = task.stopped_at;
         }
         // A stop the scheduler asked for keeps its code and reason.
-        if task.stop_code.is_empty() {
-            task.stop_code = r.stop_code.clone();
+        if task.stop_code.is_none() {
+            task.stop_code = r.stop_code;
             task.stopped_reason = r.stopped_reason.clone();
         }
         for c in &mut task.containers {
@@ -722,7 +723,7 @@ mod tests {
         TaskReport {
             task_id: task.id.clone(),
             last_status: status,
-            stop_code: String::new(),
+            stop_code: None,
             stopped_reason: String::new(),
             containers: vec![],
             pull_started_at: None,
@@ -911,7 +912,7 @@ mod tests {
         // StopTask: desired STOPPED, reservation kept until the agent reports.
         let stopped = db.stop_task("default", &t.id, "").await.unwrap();
         assert_eq!(stopped.desired_status, DesiredStatus::Stopped);
-        assert_eq!(stopped.stop_code, "UserInitiated");
+        assert_eq!(stopped.stop_code, Some(StopCode::UserInitiated));
         assert_eq!(stopped.stopped_reason, DEFAULT_STOP_REASON);
         assert!(stopped.stopping_at.is_some());
         assert_eq!(stopped.last_status, TaskStatus::Running);
@@ -919,10 +920,14 @@ mod tests {
         let (_, set) = db.desired_set("i1").unwrap();
         assert_eq!(set[0].desired_status, DesiredStatus::Stopped);
         let mut exited = report(&t, TaskStatus::Stopped);
-        exited.stop_code = "EssentialContainerExited".into();
+        exited.stop_code = Some(StopCode::EssentialContainerExited);
         db.apply_reports("i1", &[exited]).await.unwrap();
         let rec = db.task(&t.id).unwrap().unwrap();
-        assert_eq!(rec.stop_code, "UserInitiated", "the user's stop code stays");
+        assert_eq!(
+            rec.stop_code,
+            Some(StopCode::UserInitiated),
+            "the user's stop code stays"
+        );
         assert_eq!(rec.containers[0].last_status, "STOPPED");
         assert_eq!(
             db.allocation_of("i1").unwrap(),

@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use berth_proto::ecs::StopCode;
+
 use crate::config::ServiceSettings;
 use crate::db::{Db, DbError, RunFailure, RunSpec, ServiceSnapshot};
 use crate::placement::spec::{Constraint, SpreadField, Strategy};
@@ -102,7 +104,7 @@ pub fn task_facts(t: &TaskRecord) -> TaskFacts {
         created_at: t.created_at,
         started_at: t.started_at,
         stopped_at: t.stopped_at,
-        stop_code: t.stop_code.clone(),
+        stop_code: t.stop_code,
         failed_health: t.stopped_reason == plan::HEALTH_CHECK_FAILED,
     }
 }
@@ -355,8 +357,12 @@ impl Controller {
         // Concurrent stops share the group commit's fsyncs.
         for chunk in plan.stops.chunks(STOP_CONCURRENCY) {
             let results = futures::future::join_all(chunk.iter().map(|s| {
-                self.db
-                    .stop_task_as(&cluster, &s.task_id, "ServiceSchedulerInitiated", &s.reason)
+                self.db.stop_task_as(
+                    &cluster,
+                    &s.task_id,
+                    StopCode::ServiceSchedulerInitiated,
+                    &s.reason,
+                )
             }))
             .await;
             for (s, r) in chunk.iter().zip(results) {

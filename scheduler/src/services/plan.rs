@@ -25,6 +25,7 @@ use crate::records::{
     DeploymentRecord, DeploymentStatus, RolloutState, SchedulingStrategy, ServiceRecord,
     ServiceStatus, TaskStatus, UnixMillis,
 };
+use berth_proto::ecs::StopCode;
 
 /// The longest start back-off (ECS's service throttle: 15 minutes).
 pub const MAX_THROTTLE_MS: i64 = 15 * 60 * 1000;
@@ -84,7 +85,7 @@ pub struct TaskFacts {
     pub stopped_at: Option<UnixMillis>,
     /// Why it stopped (once STOPPED): `ServiceSchedulerInitiated` and
     /// `UserInitiated` were asked for; anything else is a failure.
-    pub stop_code: String,
+    pub stop_code: Option<StopCode>,
     /// Stopped by the controller because its health checks failed (a
     /// failure too, as in ECS's circuit breaker).
     pub failed_health: bool,
@@ -97,8 +98,8 @@ impl TaskFacts {
         self.last_status == TaskStatus::Stopped
             && (self.failed_health
                 || !matches!(
-                    self.stop_code.as_str(),
-                    "ServiceSchedulerInitiated" | "UserInitiated"
+                    self.stop_code,
+                    Some(StopCode::ServiceSchedulerInitiated | StopCode::UserInitiated)
                 ))
     }
 }

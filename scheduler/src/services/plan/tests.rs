@@ -70,9 +70,9 @@ fn task(id: &str, dep: &str, inst: &str, status: TaskStatus) -> TaskFacts {
         stopped_at: (status == TaskStatus::Stopped).then_some(T0),
         failed_health: false,
         stop_code: if status == TaskStatus::Stopped {
-            "TaskFailedToStart".into()
+            Some(StopCode::TaskFailedToStart)
         } else {
-            String::new()
+            None
         },
     }
 }
@@ -157,7 +157,7 @@ impl World {
         for s in &p.stops {
             if let Some(t) = self.tasks.iter_mut().find(|t| t.id == s.task_id) {
                 t.desired_running = false;
-                t.stop_code = "ServiceSchedulerInitiated".into();
+                t.stop_code = Some(StopCode::ServiceSchedulerInitiated);
             }
         }
         let primary = p.record.primary().map(|d| d.id.clone()).unwrap_or_default();
