@@ -5,7 +5,9 @@
 //! `.proto` import is a file this repository carries (or a well-known type
 //! that protox, the compiler `proto/build.rs` uses, carries itself), so no
 //! build depends on a system include directory; and the systemd units keep
-//! the directives their guarantees rest on.
+//! the directives their guarantees rest on; and ECS's status vocabulary
+//! (task, desired, container and health status, stop codes) is defined
+//! once, in `proto/src/ecs.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -77,6 +79,82 @@ fn workspace_rules_hold() {
         "project rules broken:\n{}",
         problems.join("\n")
     );
+}
+
+/// ECS's status words, each defined only in `proto/src/ecs.rs`.
+const ECS_VOCABULARY: [&str; 5] = [
+    "TaskStatus",
+    "DesiredStatus",
+    "ContainerStatus",
+    "HealthStatus",
+    "StopCode",
+];
+
+/// Whether `text` defines `enum {name}` (not a longer name such as
+/// `{name}Report`).
+fn defines_enum(text: &str, name: &str) -> bool {
+    let needle = format!("enum {name}");
+    text.match_indices(&needle).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + needle.len()..].chars().next();
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
+#[test]
+fn the_ecs_vocabulary_has_one_home() {
+    let root = workspace_root();
+    let home = Path::new("proto/src/ecs.rs");
+    let home_text = std::fs::read_to_string(root.join(home)).unwrap();
+    let mut files = Vec::new();
+    for krate in [
+        "proto",
+        "scheduler",
+        "agent",
+        "ctl",
+        "clidoc",
+        "tests",
+        "testkit",
+    ] {
+        rust_files(&root.join(krate), &mut files);
+    }
+    let mut problems = Vec::new();
+    for name in ECS_VOCABULARY {
+        // ecs.rs declares them through its `ecs_enum!` table.
+        if !home_text.contains(&format!("\n    {name}, \"")) {
+            problems.push(format!("{}: does not define {name}", home.display()));
+        }
+    }
+    for f in &files {
+        let rel = f.strip_prefix(&root).unwrap();
+        if rel == home {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        for name in ECS_VOCABULARY {
+            if defines_enum(&text, name) {
+                problems.push(format!(
+                    "{}: defines enum {name}; use berth_proto::ecs::{name}",
+                    rel.display()
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "ECS vocabulary defined outside proto/src/ecs.rs:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn enum_definitions_are_found_by_whole_name() {
+    assert!(defines_enum("pub enum Widget {", "Widget"));
+    assert!(defines_enum("enum Widget<T>", "Widget"));
+    assert!(!defines_enum("enum Widgets {", "Widget"));
+    assert!(!defines_enum("enum MyWidget {", "Widget"));
+    assert!(!defines_enum("the Widget enum", "Widget"));
 }
 
 fn workspace_root() -> PathBuf {
