@@ -195,6 +195,11 @@ pub mod empty_is_none {
     }
 }
 
+/// Writes an optional ECS name as a wire string, `None` being `""`.
+pub fn name_or_empty<T: fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
 /// Reads an optional ECS name from a wire string, `""` being `None`.
 pub fn parse_optional<T: FromStr>(s: &str) -> Result<Option<T>, T::Err> {
     if s.is_empty() {
@@ -286,6 +291,8 @@ mod tests {
         assert_eq!(json, r#"{"code":"UserInitiated"}"#);
         assert_eq!(serde_json::from_str::<R>(&json).expect("de"), some);
         assert_eq!(parse_optional::<StopCode>(""), Ok(None));
+        assert_eq!(name_or_empty(Some(HealthStatus::Healthy)), "HEALTHY");
+        assert_eq!(name_or_empty::<HealthStatus>(None), "");
         assert!(parse_optional::<StopCode>("Nope").is_err());
     }
 }

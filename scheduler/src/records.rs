@@ -191,7 +191,7 @@ pub struct RevokedCertRecord {
 
 // ------------------------------------------------------------------ tasks
 
-pub use berth_proto::ecs::{DesiredStatus, StopCode, TaskStatus};
+pub use berth_proto::ecs::{ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskStatus};
 
 /// Transport protocol of a host port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -265,16 +265,19 @@ pub struct ContainerRecord {
     /// containerd's container id.
     #[serde(default)]
     pub runtime_id: String,
-    /// PENDING | RUNNING | STOPPED (ECS container status names).
-    pub last_status: String,
+    /// ECS's container lastStatus, stored as its name; `None` (`""`) in a
+    /// report that does not say.
+    #[serde(with = "berth_proto::ecs::empty_is_none")]
+    pub last_status: Option<ContainerStatus>,
     #[serde(default)]
     pub exit_code: Option<i32>,
     #[serde(default)]
     pub reason: String,
     #[serde(default)]
     pub network_bindings: Vec<NetworkBinding>,
-    #[serde(default)]
-    pub health_status: String,
+    /// `None` (stored as `""`) for a container without a health check.
+    #[serde(default, with = "berth_proto::ecs::empty_is_none")]
+    pub health_status: Option<HealthStatus>,
     /// The last health check's output (first 1024 bytes).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub health_check_output: String,
@@ -304,8 +307,9 @@ pub struct TaskRecord {
     pub revision: u32,
     pub desired_status: DesiredStatus,
     pub last_status: TaskStatus,
-    #[serde(default)]
-    pub health_status: String,
+    /// Stored as its name, `""` for none.
+    #[serde(default, with = "berth_proto::ecs::empty_is_none")]
+    pub health_status: Option<HealthStatus>,
     pub started_by: String,
     pub group: String,
     pub created_at: UnixMillis,
@@ -570,7 +574,7 @@ mod tests {
 
     /// A task record exactly as the store holds it: the ECS names are the
     /// stored strings, and an absent stop code is `""`.
-    const STORED_TASK: &str = r#"{"id":"0123456789abcdef0123456789abcdef","cluster":"default","instance_id":"i1","family":"web","revision":3,"desired_status":"STOPPED","last_status":"DEPROVISIONING","health_status":"","started_by":"","group":"family:web","created_at":1,"pull_started_at":null,"pull_stopped_at":null,"started_at":2,"stopping_at":3,"stopped_at":null,"stop_code":"UserInitiated","stopped_reason":"Task stopped by user","containers":[],"reservation":{"cpu_units":0,"memory_mib":128,"ports":[{"container_name":"web","container_port":80,"protocol":"tcp","host_port":8080}]},"version":4}"#;
+    const STORED_TASK: &str = r#"{"id":"0123456789abcdef0123456789abcdef","cluster":"default","instance_id":"i1","family":"web","revision":3,"desired_status":"STOPPED","last_status":"DEPROVISIONING","health_status":"UNKNOWN","started_by":"","group":"family:web","created_at":1,"pull_started_at":null,"pull_stopped_at":null,"started_at":2,"stopping_at":3,"stopped_at":null,"stop_code":"UserInitiated","stopped_reason":"Task stopped by user","containers":[{"name":"web","image":"nginx","image_digest":"","runtime_id":"c1","last_status":"RUNNING","exit_code":null,"reason":"","network_bindings":[],"health_status":"","cpu":null,"memory":128,"memory_reservation":null},{"name":"side","image":"busybox","image_digest":"","runtime_id":"","last_status":"PENDING","exit_code":null,"reason":"","network_bindings":[{"bind_ip":"0.0.0.0","container_port":53,"host_port":5353,"protocol":"udp"}],"health_status":"HEALTHY","health_check_output":"ok","restart_count":2,"cpu":null,"memory":null,"memory_reservation":null}],"reservation":{"cpu_units":0,"memory_mib":128,"ports":[{"container_name":"web","container_port":80,"protocol":"tcp","host_port":8080}]},"version":4}"#;
 
     #[test]
     fn stored_task_records_keep_their_form() {
@@ -578,6 +582,10 @@ mod tests {
         assert_eq!(t.desired_status, DesiredStatus::Stopped);
         assert_eq!(t.last_status, TaskStatus::Deprovisioning);
         assert_eq!(t.stop_code, Some(StopCode::UserInitiated));
+        assert_eq!(t.health_status, Some(HealthStatus::Unknown));
+        assert_eq!(t.containers[0].last_status, Some(ContainerStatus::Running));
+        assert_eq!(t.containers[0].health_status, None);
+        assert_eq!(t.containers[1].health_status, Some(HealthStatus::Healthy));
         assert_eq!(serde_json::to_string(&t).unwrap(), STORED_TASK);
 
         let running = STORED_TASK.replace(r#""stop_code":"UserInitiated""#, r#""stop_code":"""#);

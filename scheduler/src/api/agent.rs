@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use berth_proto::arn::short_id;
-use berth_proto::ecs::StopCode;
+use berth_proto::ecs::{parse_optional, ContainerStatus, HealthStatus, StopCode};
 use berth_proto::v1::{
     agent_message, agent_service_server::AgentService, scheduler_message, AgentMessage,
     DescribeSelfRequest, DescribeSelfResponse, DesiredState, DesiredTask, Hello, LogCancel,
@@ -550,7 +550,7 @@ pub fn validate_report(r: TaskStatusReport) -> Result<TaskReport, ApiError> {
             format!("{:?} is not an ECS task status", r.last_status),
         )
     })?;
-    let stop_code = berth_proto::ecs::parse_optional::<StopCode>(&r.stop_code)
+    let stop_code = parse_optional::<StopCode>(&r.stop_code)
         .map_err(|e| ApiError::invalid("taskStatus.stopCode", e.to_string()))?;
     let mut containers = Vec::with_capacity(r.containers.len());
     for (i, c) in r.containers.into_iter().enumerate() {
@@ -569,16 +569,21 @@ pub fn validate_report(r: TaskStatusReport) -> Result<TaskReport, ApiError> {
                 bind_ip: b.bind_ip,
             });
         }
+        let field = format!("taskStatus.containers[{i}]");
+        let last_status = parse_optional::<ContainerStatus>(&c.last_status)
+            .map_err(|e| ApiError::invalid(&format!("{field}.lastStatus"), e.to_string()))?;
+        let health_status = parse_optional::<HealthStatus>(&c.health_status)
+            .map_err(|e| ApiError::invalid(&format!("{field}.healthStatus"), e.to_string()))?;
         containers.push(ContainerRecord {
             name: c.name,
             image: String::new(),
             image_digest: c.image_digest,
             runtime_id: c.runtime_id,
-            last_status: c.last_status,
+            last_status,
             exit_code: c.exit_code,
             reason: c.reason,
             network_bindings: bindings,
-            health_status: c.health_status,
+            health_status,
             health_check_output: c.health_check_output,
             restart_count: c.restart_count,
             cpu: None,
@@ -596,7 +601,8 @@ pub fn validate_report(r: TaskStatusReport) -> Result<TaskReport, ApiError> {
         pull_stopped_at: r.pull_stopped_at.as_ref().map(millis),
         started_at: r.started_at.as_ref().map(millis),
         stopped_at: r.stopped_at.as_ref().map(millis),
-        health_status: r.health_status,
+        health_status: parse_optional::<HealthStatus>(&r.health_status)
+            .map_err(|e| ApiError::invalid("taskStatus.healthStatus", e.to_string()))?,
     })
 }
 
@@ -852,6 +858,19 @@ mod tests {
         );
         match validate_report(report("STOPPED", "Bored")).unwrap_err() {
             ApiError::Invalid { field, .. } => assert_eq!(field, "taskStatus.stopCode"),
+            e => panic!("{e}"),
+        }
+        let mut bad = report("RUNNING", "");
+        bad.containers = vec![berth_proto::v1::ContainerStatus {
+            name: "web".into(),
+            last_status: "RUNNING".into(),
+            health_status: "SICK".into(),
+            ..Default::default()
+        }];
+        match validate_report(bad).unwrap_err() {
+            ApiError::Invalid { field, .. } => {
+                assert_eq!(field, "taskStatus.containers[0].healthStatus")
+            }
             e => panic!("{e}"),
         }
     }

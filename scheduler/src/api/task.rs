@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use berth_proto::arn::{short_id, ArnPrefix};
+use berth_proto::ecs::name_or_empty;
 use berth_proto::taskdef::{FieldIssue, PlacementConstraintType};
 use berth_proto::v1::{
     task_service_server::TaskService, Container, DescribeTasksRequest, DescribeTasksResponse,
@@ -49,7 +50,7 @@ pub fn task_to_proto(arn: &ArnPrefix, t: &TaskRecord) -> Task {
         container_instance_arn: arn.container_instance(&t.cluster, &t.instance_id),
         last_status: t.last_status.as_str().to_owned(),
         desired_status: t.desired_status.as_str().to_owned(),
-        health_status: t.health_status.clone(),
+        health_status: name_or_empty(t.health_status),
         cpu: t.reservation.cpu_units.to_string(),
         memory: t.reservation.memory_mib.to_string(),
         containers: t
@@ -62,7 +63,7 @@ pub fn task_to_proto(arn: &ArnPrefix, t: &TaskRecord) -> Task {
                 image: c.image.clone(),
                 image_digest: c.image_digest.clone(),
                 runtime_id: c.runtime_id.clone(),
-                last_status: c.last_status.clone(),
+                last_status: name_or_empty(c.last_status),
                 exit_code: c.exit_code,
                 reason: c.reason.clone(),
                 network_bindings: c
@@ -75,7 +76,7 @@ pub fn task_to_proto(arn: &ArnPrefix, t: &TaskRecord) -> Task {
                         protocol: b.protocol.as_str().to_owned(),
                     })
                     .collect(),
-                health_status: c.health_status.clone(),
+                health_status: name_or_empty(c.health_status),
                 health_check_output: c.health_check_output.clone(),
                 restart_count: c.restart_count,
                 cpu: opt_string(c.cpu),

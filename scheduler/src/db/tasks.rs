@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use berth_proto::ecs::StopCode;
+use berth_proto::ecs::{ContainerStatus, HealthStatus, StopCode};
 use berth_proto::taskdef::TaskDefinitionStatus;
 use rand::Rng;
 
@@ -99,7 +99,7 @@ pub struct TaskReport {
     pub pull_stopped_at: Option<UnixMillis>,
     pub started_at: Option<UnixMillis>,
     pub stopped_at: Option<UnixMillis>,
-    pub health_status: String,
+    pub health_status: Option<HealthStatus>,
 }
 
 /// What became of one report.
@@ -157,7 +157,7 @@ pub(super) fn placed_task(
         revision: td.revision,
         desired_status: DesiredStatus::Running,
         last_status: TaskStatus::Provisioning,
-        health_status: "UNKNOWN".to_owned(),
+        health_status: Some(HealthStatus::Unknown),
         started_by: started_by.to_owned(),
         group,
         created_at: now_millis(),
@@ -174,7 +174,7 @@ pub(super) fn placed_task(
             .map(|c| ContainerRecord {
                 name: c.name.clone(),
                 image: c.image.clone(),
-                last_status: "PENDING".to_owned(),
+                last_status: Some(ContainerStatus::Pending),
                 cpu: c.cpu,
                 memory: c.memory,
                 memory_reservation: c.memory_reservation,
@@ -606,8 +606,8 @@ fn merge_report(task: &mut TaskRecord, r: &TaskReport) {
     keep(&mut task.pull_started_at, r.pull_started_at);
     keep(&mut task.pull_stopped_at, r.pull_stopped_at);
     keep(&mut task.started_at, r.started_at);
-    if !r.health_status.is_empty() {
-        task.health_status = r.health_status.clone();
+    if r.health_status.is_some() {
+        task.health_status = r.health_status;
     }
     for c in &r.containers {
         let Some(mine) = task.containers.iter_mut().find(|m| m.name == c.name) else {
@@ -619,8 +619,8 @@ fn merge_report(task: &mut TaskRecord, r: &TaskReport) {
         if !c.image_digest.is_empty() {
             mine.image_digest = c.image_digest.clone();
         }
-        if !c.last_status.is_empty() && mine.last_status != "STOPPED" {
-            mine.last_status = c.last_status.clone();
+        if c.last_status.is_some() && mine.last_status != Some(ContainerStatus::Stopped) {
+            mine.last_status = c.last_status;
         }
         if c.exit_code.is_some() {
             mine.exit_code = c.exit_code;
@@ -631,8 +631,8 @@ fn merge_report(task: &mut TaskRecord, r: &TaskReport) {
         if !c.network_bindings.is_empty() {
             mine.network_bindings = c.network_bindings.clone();
         }
-        if !c.health_status.is_empty() {
-            mine.health_status = c.health_status.clone();
+        if c.health_status.is_some() {
+            mine.health_status = c.health_status;
             mine.health_check_output = c.health_check_output.clone();
         }
         mine.restart_count = mine.restart_count.max(c.restart_count);
@@ -650,7 +650,7 @@ fn merge_report(task: &mut TaskRecord, r: &TaskReport) {
             task.stopped_reason = r.stopped_reason.clone();
         }
         for c in &mut task.containers {
-            c.last_status = "STOPPED".to_owned();
+            c.last_status = Some(ContainerStatus::Stopped);
         }
     } else if r.last_status >= TaskStatus::Deactivating && task.stopping_at.is_none() {
         task.stopping_at = Some(now_millis());
@@ -730,7 +730,7 @@ mod tests {
             pull_stopped_at: None,
             started_at: None,
             stopped_at: None,
-            health_status: String::new(),
+            health_status: None,
         }
     }
 
@@ -874,7 +874,7 @@ mod tests {
         running.containers = vec![ContainerRecord {
             name: "web".into(),
             runtime_id: "ctr-1".into(),
-            last_status: "RUNNING".into(),
+            last_status: Some(ContainerStatus::Running),
             network_bindings: vec![crate::records::NetworkBinding {
                 bind_ip: "0.0.0.0".into(),
                 container_port: 80,
@@ -928,7 +928,10 @@ mod tests {
             Some(StopCode::UserInitiated),
             "the user's stop code stays"
         );
-        assert_eq!(rec.containers[0].last_status, "STOPPED");
+        assert_eq!(
+            rec.containers[0].last_status,
+            Some(ContainerStatus::Stopped)
+        );
         assert_eq!(
             db.allocation_of("i1").unwrap(),
             AllocationRecord {

@@ -100,7 +100,7 @@ pub fn task_facts(t: &TaskRecord) -> TaskFacts {
         deployment: t.started_by.clone(),
         desired_running: t.desired_status == crate::records::DesiredStatus::Running,
         last_status: t.last_status,
-        health: t.health_status.clone(),
+        health: t.health_status,
         created_at: t.created_at,
         started_at: t.started_at,
         stopped_at: t.stopped_at,

@@ -25,7 +25,7 @@ use crate::records::{
     DeploymentRecord, DeploymentStatus, RolloutState, SchedulingStrategy, ServiceRecord,
     ServiceStatus, TaskStatus, UnixMillis,
 };
-use berth_proto::ecs::StopCode;
+use berth_proto::ecs::{HealthStatus, StopCode};
 
 /// The longest start back-off (ECS's service throttle: 15 minutes).
 pub const MAX_THROTTLE_MS: i64 = 15 * 60 * 1000;
@@ -78,8 +78,8 @@ pub struct TaskFacts {
     pub deployment: String,
     pub desired_running: bool,
     pub last_status: TaskStatus,
-    /// HEALTHY | UNHEALTHY | UNKNOWN (or empty).
-    pub health: String,
+    /// ECS's healthStatus; `None` when nothing reported one.
+    pub health: Option<HealthStatus>,
     pub created_at: UnixMillis,
     pub started_at: Option<UnixMillis>,
     pub stopped_at: Option<UnixMillis>,
@@ -354,7 +354,8 @@ fn is_healthy(inputs: &Inputs<'_>, t: &TaskFacts) -> bool {
         && t.last_status == TaskStatus::Running
         && standing(inputs, t) != Standing::Lost
         && t.started_at.is_some_and(|s| s + grace_ms <= inputs.now)
-        && (!inputs.health_checked.contains(&t.deployment) || t.health == "HEALTHY")
+        && (!inputs.health_checked.contains(&t.deployment)
+            || t.health == Some(HealthStatus::Healthy))
 }
 
 /// A RUNNING task past its grace period whose health checks say UNHEALTHY.
@@ -363,7 +364,7 @@ fn is_unhealthy(inputs: &Inputs<'_>, t: &TaskFacts) -> bool {
     t.desired_running
         && t.last_status == TaskStatus::Running
         && inputs.health_checked.contains(&t.deployment)
-        && t.health == "UNHEALTHY"
+        && t.health == Some(HealthStatus::Unhealthy)
         && t.started_at.is_some_and(|s| s + grace_ms <= inputs.now)
 }
 

@@ -64,7 +64,7 @@ fn task(id: &str, dep: &str, inst: &str, status: TaskStatus) -> TaskFacts {
         deployment: dep.into(),
         desired_running: true,
         last_status: status,
-        health: String::new(),
+        health: None,
         created_at: T0,
         started_at: (status >= TaskStatus::Running).then_some(T0),
         stopped_at: (status == TaskStatus::Stopped).then_some(T0),
