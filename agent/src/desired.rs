@@ -96,12 +96,11 @@ impl std::fmt::Debug for TaskSecrets {
 pub struct PortAssignment {
     pub container_name: String,
     pub container_port: u16,
-    /// `tcp` or `udp`.
-    pub protocol: String,
+    pub protocol: Protocol,
     pub host_port: u16,
 }
 
-pub use berth_proto::ecs::{DesiredStatus, StopCode};
+pub use berth_proto::ecs::{DesiredStatus, Protocol, StopCode};
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use berth_proto::ecs::Protocol;
+
 use crate::config::{Config, PortRange};
 
 /// CPU units per online CPU, as ECS counts them.
@@ -340,18 +342,10 @@ pub fn parse_ip_local_port_range(text: &str) -> Result<PortRange, String> {
     })
 }
 
-/// Which `/proc/net` table a text comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// Keeps sockets in state LISTEN (`0A`).
-    Tcp,
-    /// Keeps unconnected bound sockets (state `07`): servers, not clients'
-    /// connected sockets, whose ports are ephemeral.
-    Udp,
-}
-
 /// The local ports in use in a `/proc/net/{tcp,tcp6,udp,udp6}` table, sorted
-/// and without duplicates.
+/// and without duplicates. For tcp, the sockets in state LISTEN (`0A`); for
+/// udp, the unconnected bound sockets (state `07`): servers, not clients'
+/// connected sockets, whose ports are ephemeral.
 pub fn parse_proc_net(text: &str, protocol: Protocol) -> Result<Vec<u16>, String> {
     const TCP_LISTEN: &str = "0A";
     const UDP_UNCONNECTED: &str = "07";

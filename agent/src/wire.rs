@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 use berth_proto::v1;
 
 use crate::desired::{
-    DesiredState, DesiredStatus, DesiredTask, PortAssignment, SecretEnv, StopCode, TaskSecrets,
+    DesiredState, DesiredStatus, DesiredTask, PortAssignment, Protocol, SecretEnv, StopCode,
+    TaskSecrets,
 };
 use crate::host::HostFacts;
 use crate::identity::Identity;
@@ -204,7 +205,7 @@ pub fn task_status(r: &TaskReport) -> v1::AgentMessage {
                             bind_ip: b.bind_ip.clone(),
                             container_port: u32::from(b.container_port),
                             host_port: u32::from(b.host_port),
-                            protocol: b.protocol.clone(),
+                            protocol: b.protocol.as_str().to_owned(),
                         })
                         .collect(),
                     image_digest: c.image_digest.clone(),
@@ -331,11 +332,19 @@ fn desired_state(d: v1::DesiredState) -> Result<DesiredState, WireError> {
                                 }
                             })
                         };
+                        // An empty protocol is ECS's default, tcp.
+                        let protocol = berth_proto::ecs::parse_optional::<Protocol>(&p.protocol)
+                            .map(Option::unwrap_or_default)
+                            .map_err(|e| WireError::Invalid {
+                                message: M,
+                                field: format!("tasks[{i}].ports[{j}].protocol"),
+                                reason: e.to_string(),
+                            })?;
                         Ok(PortAssignment {
                             container_port: port(p.container_port, "container_port")?,
                             host_port: port(p.host_port, "host_port")?,
                             container_name: p.container_name,
-                            protocol: p.protocol,
+                            protocol,
                         })
                     })
                     .collect::<Result<Vec<_>, WireError>>()?;

@@ -1,5 +1,6 @@
 //! ECS's status vocabulary, each word defined once: a task's lastStatus and
-//! desiredStatus, a container's lastStatus, healthStatus and stopCode.
+//! desiredStatus, a container's lastStatus, healthStatus, stopCode and a
+//! port's transport protocol.
 //!
 //! Every type reads and writes ECS's exact strings (`RUNNING`,
 //! `EssentialContainerExited`, ...): [`as_str`](TaskStatus::as_str) and
@@ -78,8 +79,21 @@ macro_rules! ecs_enum {
 
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                s.parse().map_err(serde::de::Error::custom)
+                struct Names;
+                impl serde::de::Visitor<'_> for Names {
+                    type Value = $name;
+
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("variant identifier")
+                    }
+
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<$name, E> {
+                        s.parse().map_err(|_| E::unknown_variant(s, &[$($text),+]))
+                    }
+                }
+                // The same errors as serde's derived enums ("unknown variant
+                // `x`, expected `tcp` or `udp`").
+                d.deserialize_identifier(Names)
             }
         }
     };
@@ -162,6 +176,17 @@ ecs_enum! {
     }
 }
 
+ecs_enum! {
+    /// The transport protocol of a port: a definition's portMappings, a
+    /// reserved host port, a network binding. ECS's default is tcp.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    Protocol, "protocol" {
+        #[default]
+        Tcp => "tcp",
+        Udp => "udp",
+    }
+}
+
 /// Serde for an `Option` of one of these enums stored as a plain string,
 /// `""` standing for `None` (the form of fields such as a task record's
 /// `stop_code`). Use with `#[serde(default, with = "berth_proto::ecs::empty_is_none")]`.
@@ -234,6 +259,7 @@ mod tests {
         round_trip(ContainerStatus::ALL);
         round_trip(HealthStatus::ALL);
         round_trip(StopCode::ALL);
+        round_trip(Protocol::ALL);
     }
 
     #[test]
@@ -260,7 +286,11 @@ mod tests {
              ACTIVATING, RUNNING, DEACTIVATING, STOPPING, DEPROVISIONING, STOPPED)"
         );
         assert!("".parse::<StopCode>().is_err());
-        assert!(serde_json::from_str::<DesiredStatus>("\"PAUSED\"").is_err());
+        let err = serde_json::from_str::<DesiredStatus>("\"PAUSED\"").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown variant `PAUSED`, expected `RUNNING` or `STOPPED` at line 1 column 8"
+        );
     }
 
     #[test]

@@ -191,32 +191,9 @@ pub struct RevokedCertRecord {
 
 // ------------------------------------------------------------------ tasks
 
-pub use berth_proto::ecs::{ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskStatus};
-
-/// Transport protocol of a host port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl Protocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "tcp" | "" => Some(Self::Tcp),
-            "udp" => Some(Self::Udp),
-            _ => None,
-        }
-    }
-}
+pub use berth_proto::ecs::{
+    ContainerStatus, DesiredStatus, HealthStatus, Protocol, StopCode, TaskStatus,
+};
 
 /// One published port: which container port the scheduler mapped to which
 /// host port (dynamic ones resolved at placement).

@@ -13,7 +13,7 @@
 //! bridge, as an ENI is; see `docs/task-definitions.md`).
 
 use berth_proto::taskdef::validate::parse_port_range;
-use berth_proto::taskdef::{NetworkMode, TaskDefinition, TransportProtocol};
+use berth_proto::taskdef::{NetworkMode, TaskDefinition};
 
 use crate::records::{AllocationRecord, HostResources, PortAssignment, Protocol, Reservation};
 
@@ -103,13 +103,6 @@ impl Shortfall {
     }
 }
 
-fn protocol(p: TransportProtocol) -> Protocol {
-    match p {
-        TransportProtocol::Tcp => Protocol::Tcp,
-        TransportProtocol::Udp => Protocol::Udp,
-    }
-}
-
 /// The resources and ports one task of `def` needs (a validated definition).
 pub fn needs(def: &TaskDefinition) -> TaskNeeds {
     let containers = &def.container_definitions;
@@ -132,7 +125,7 @@ pub fn needs(def: &TaskDefinition) -> TaskNeeds {
     if mode != NetworkMode::None && mode != NetworkMode::Awsvpc {
         for c in containers {
             for pm in &c.port_mappings {
-                let proto = protocol(pm.effective_protocol());
+                let proto = pm.effective_protocol();
                 let container_ports: Vec<u32> =
                     match (pm.container_port, pm.container_port_range.as_deref()) {
                         (Some(cp), _) => vec![cp],

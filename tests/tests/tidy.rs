@@ -4,10 +4,10 @@
 //! attribute); no todo/unimplemented macros in non-test code; every
 //! `.proto` import is a file this repository carries (or a well-known type
 //! that protox, the compiler `proto/build.rs` uses, carries itself), so no
-//! build depends on a system include directory; and the systemd units keep
-//! the directives their guarantees rest on; and ECS's status vocabulary
-//! (task, desired, container and health status, stop codes) is defined
-//! once, in `proto/src/ecs.rs`.
+//! build depends on a system include directory; the systemd units keep
+//! the directives their guarantees rest on; and ECS's vocabulary (task,
+//! desired, container and health status, stop codes, the transport
+//! protocol) is defined once, in `proto/src/ecs.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -82,12 +82,13 @@ fn workspace_rules_hold() {
 }
 
 /// ECS's status words, each defined only in `proto/src/ecs.rs`.
-const ECS_VOCABULARY: [&str; 5] = [
+const ECS_VOCABULARY: [&str; 6] = [
     "TaskStatus",
     "DesiredStatus",
     "ContainerStatus",
     "HealthStatus",
     "StopCode",
+    "Protocol",
 ];
 
 /// Whether `text` defines `enum {name}` (not a longer name such as

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use berth_proto::ecs::Protocol;
 use berth_proto::taskdef::{ContainerDefinition, LogDriver, NetworkMode, TaskDefinition};
 use serde::Serialize;
 
@@ -71,7 +72,7 @@ pub struct Port {
     #[serde(rename = "ContainerPort")]
     pub container_port: u16,
     #[serde(rename = "Protocol")]
-    pub protocol: String,
+    pub protocol: Protocol,
     #[serde(rename = "HostPort", skip_serializing_if = "Option::is_none")]
     pub host_port: Option<u16>,
     #[serde(rename = "HostIp", skip_serializing_if = "Option::is_none")]
@@ -193,7 +194,7 @@ fn ports(inp: &Inputs, name: &str, cdef: Option<&ContainerDefinition>) -> Vec<Po
         return reserved
             .map(|p| Port {
                 container_port: p.container_port,
-                protocol: p.protocol.clone(),
+                protocol: p.protocol,
                 host_port: Some(p.host_port),
                 host_ip: host_ip(),
             })
@@ -202,7 +203,7 @@ fn ports(inp: &Inputs, name: &str, cdef: Option<&ContainerDefinition>) -> Vec<Po
     let reserved: Vec<_> = reserved.collect();
     let mut out = Vec::new();
     for m in &cdef.port_mappings {
-        let protocol = m.effective_protocol().as_str();
+        let protocol = m.effective_protocol();
         let container_ports: Vec<u16> = match (&m.container_port, &m.container_port_range) {
             (Some(p), _) => u16::try_from(*p).ok().into_iter().collect(),
             (None, Some(range)) => range
@@ -221,7 +222,7 @@ fn ports(inp: &Inputs, name: &str, cdef: Option<&ContainerDefinition>) -> Vec<Po
                 .map(|p| p.host_port);
             out.push(Port {
                 container_port: cp,
-                protocol: protocol.to_owned(),
+                protocol,
                 host_port,
                 host_ip: host_port.and_then(|_| host_ip()),
             });

@@ -99,7 +99,7 @@ impl TaskOps for FakeOps {
                     bind_ip: "0.0.0.0".into(),
                     container_port: p.container_port,
                     host_port: p.host_port,
-                    protocol: p.protocol.clone(),
+                    protocol: p.protocol,
                 })
                 .collect(),
         ))

@@ -31,7 +31,7 @@ use super::cgroups::{CgroupManager, TaskLimits};
 use super::containerd::Containerd;
 use super::image::{ImageStore, PullPolicy, PulledImage};
 use super::lifecycle::truncate_output;
-use super::network::{self, Networking, PortMapping, Protocol};
+use super::network::{self, Networking, PortMapping};
 use super::ops::{ExecOutput, ExitInfo, Observed, ObservedState, OpsError, PullInfo, TaskOps};
 use super::plan::{labels, ContainerPlan, TaskPlan};
 use super::report::Binding;
@@ -160,7 +160,7 @@ fn bindings(b: &[network::Binding]) -> Vec<Binding> {
             bind_ip: b.bind_ip.to_string(),
             container_port: b.container_port,
             host_port: b.host_port,
-            protocol: b.protocol.as_str().to_owned(),
+            protocol: b.protocol,
         })
         .collect()
 }
@@ -452,11 +452,7 @@ impl TaskOps for HostOps {
                     .map(|p| PortMapping {
                         container_port: p.container_port,
                         host_port: p.host_port,
-                        protocol: if p.protocol == "udp" {
-                            Protocol::Udp
-                        } else {
-                            Protocol::Tcp
-                        },
+                        protocol: p.protocol,
                     })
                     .collect()
             };

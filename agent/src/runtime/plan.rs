@@ -351,6 +351,7 @@ fn parse_network_mode(s: &str) -> Option<NetworkMode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_proto::ecs::Protocol;
 
     pub(crate) fn desired(json: &str) -> DesiredTask {
         DesiredTask {
@@ -362,7 +363,7 @@ mod tests {
             ports: vec![PortAssignment {
                 container_name: "web".into(),
                 container_port: 80,
-                protocol: "tcp".into(),
+                protocol: Protocol::Tcp,
                 host_port: 20123,
             }],
             ..Default::default()

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use tokio::sync::Notify;
 
-pub use berth_proto::ecs::{ContainerStatus, HealthStatus, StopCode, TaskStatus};
+pub use berth_proto::ecs::{ContainerStatus, HealthStatus, Protocol, StopCode, TaskStatus};
 
 /// A host port as really mapped.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -19,7 +19,7 @@ pub struct Binding {
     pub bind_ip: String,
     pub container_port: u16,
     pub host_port: u16,
-    pub protocol: String,
+    pub protocol: Protocol,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,6 +19,7 @@
 use std::net::IpAddr;
 use std::process::Command;
 
+use berth_proto::ecs::Protocol;
 use berth_proto::taskdef::{ContainerDefinition, NetworkMode};
 
 use super::plan::TaskPlan;
@@ -67,7 +68,11 @@ pub fn agent_env(
     }
     let mine: Vec<_> = plan.ports_of(&c.name).collect();
     for p in &mine {
-        let suffix = if p.protocol == "udp" { "_UDP" } else { "" };
+        let suffix = if p.protocol == Protocol::Udp {
+            "_UDP"
+        } else {
+            ""
+        };
         env.push((
             format!("{HOST_PORT_PREFIX}{}{suffix}", p.container_port),
             p.host_port.to_string(),
@@ -80,7 +85,7 @@ pub fn agent_env(
         ) else {
             continue;
         };
-        let protocol = m.effective_protocol().as_str();
+        let protocol = m.effective_protocol();
         let host_port = mine
             .iter()
             .find(|p| p.container_port == container_port && p.protocol == protocol)
@@ -157,7 +162,7 @@ mod tests {
         PortAssignment {
             container_name: container.into(),
             container_port: cp,
-            protocol: proto.into(),
+            protocol: proto.parse().unwrap(),
             host_port: hp,
         }
     }

@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 use super::fake::FakeOps;
 use super::ops::{Observed, ObservedState};
 use super::plan::TaskPlan;
-use super::report::{ContainerStatus, HealthStatus, Reporter, StopCode, TaskReport, TaskStatus};
+use super::report::{
+    ContainerStatus, HealthStatus, Protocol, Reporter, StopCode, TaskReport, TaskStatus,
+};
 use super::runner::RunnerCtx;
 use super::supervisor::Supervisor;
 use crate::desired::{DesiredState, DesiredStatus, DesiredTask, PortAssignment};
@@ -33,7 +35,7 @@ fn task(status: DesiredStatus) -> DesiredTask {
         ports: vec![PortAssignment {
             container_name: "web".into(),
             container_port: 80,
-            protocol: "tcp".into(),
+            protocol: Protocol::Tcp,
             host_port: 20001,
         }],
         ..Default::default()

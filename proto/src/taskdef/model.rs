@@ -15,6 +15,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::units::{self, UnitsError};
+use crate::ecs::Protocol;
 
 /// Reads `null` as the type's default (an empty list or map, `false`).
 fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -655,7 +656,7 @@ pub struct PortMapping {
     pub host_port: Option<u32>,
     /// `tcp` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<TransportProtocol>,
+    pub protocol: Option<Protocol>,
     /// Name of the mapping (1–64 of `[a-z0-9_-]`, unique in the task).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -668,24 +669,8 @@ pub struct PortMapping {
 }
 
 impl PortMapping {
-    pub fn effective_protocol(&self) -> TransportProtocol {
-        self.protocol.unwrap_or(TransportProtocol::Tcp)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TransportProtocol {
-    Tcp,
-    Udp,
-}
-
-impl TransportProtocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TransportProtocol::Tcp => "tcp",
-            TransportProtocol::Udp => "udp",
-        }
+    pub fn effective_protocol(&self) -> Protocol {
+        self.protocol.unwrap_or(Protocol::Tcp)
     }
 }
 

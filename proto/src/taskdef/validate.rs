@@ -11,8 +11,9 @@ use std::net::IpAddr;
 use super::issue::{join, join_index, join_key, FieldIssue, InvalidTaskDefinition};
 use super::model::{
     Compatibility, ContainerDefinition, DependencyCondition, HealthCheck, LogDriver, NetworkMode,
-    PortMapping, ResourceType, TaskDefinition, TransportProtocol, Volume, VolumeScope,
+    PortMapping, ResourceType, TaskDefinition, Volume, VolumeScope,
 };
+use crate::ecs::Protocol;
 
 /// Most containers ECS allows in one task definition.
 pub const MAX_CONTAINERS: usize = 10;
@@ -1351,7 +1352,7 @@ impl<'a> Checker<'a> {
         struct Fixed {
             lo: u32,
             hi: u32,
-            proto: TransportProtocol,
+            proto: Protocol,
             path: String,
             owner: String,
         }

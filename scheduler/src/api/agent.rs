@@ -558,12 +558,15 @@ pub fn validate_report(r: TaskStatusReport) -> Result<TaskReport, ApiError> {
         for (j, b) in c.network_bindings.into_iter().enumerate() {
             let field = format!("taskStatus.containers[{i}].networkBindings[{j}]");
             bindings.push(NetworkBinding {
-                protocol: Protocol::parse(&b.protocol).ok_or_else(|| {
-                    ApiError::invalid(
-                        &format!("{field}.protocol"),
-                        format!("{:?} is not tcp or udp", b.protocol),
-                    )
-                })?,
+                // An empty protocol is ECS's default, tcp.
+                protocol: parse_optional::<Protocol>(&b.protocol)
+                    .map(Option::unwrap_or_default)
+                    .map_err(|_| {
+                        ApiError::invalid(
+                            &format!("{field}.protocol"),
+                            format!("{:?} is not tcp or udp", b.protocol),
+                        )
+                    })?,
                 container_port: small_port(&format!("{field}.containerPort"), b.container_port)?,
                 host_port: small_port(&format!("{field}.hostPort"), b.host_port)?,
                 bind_ip: b.bind_ip,

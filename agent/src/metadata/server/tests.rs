@@ -7,7 +7,7 @@ use super::*;
 use crate::desired::{DesiredTask, PortAssignment};
 use crate::metadata::registry::{ContainerEvent, NetworkFacts};
 use crate::runtime::plan::TaskPlan;
-use crate::runtime::report::{Binding, ContainerStatus, TaskReport, TaskStatus};
+use crate::runtime::report::{Binding, ContainerStatus, Protocol, TaskReport, TaskStatus};
 
 const DEF: &str = r#"{"family":"web","cpu":"512","memory":"256","containerDefinitions":[
   {"name":"web","image":"registry.local/web:1","cpu":256,"memory":128,
@@ -53,13 +53,13 @@ fn fixture() -> Fixture {
             PortAssignment {
                 container_name: "web".into(),
                 container_port: 80,
-                protocol: "tcp".into(),
+                protocol: Protocol::Tcp,
                 host_port: 20080,
             },
             PortAssignment {
                 container_name: "web".into(),
                 container_port: 53,
-                protocol: "udp".into(),
+                protocol: Protocol::Udp,
                 host_port: 20053,
             },
         ],
@@ -94,7 +94,7 @@ fn fixture() -> Fixture {
         bind_ip: "0.0.0.0".into(),
         container_port: 80,
         host_port: 20080,
-        protocol: "tcp".into(),
+        protocol: Protocol::Tcp,
     }];
     report.containers[1].status = ContainerStatus::Stopped;
     report.containers[1].exit_code = Some(0);
