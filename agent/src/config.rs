@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use berth_proto::names::{check_attribute_name, check_attribute_value, check_cluster_name};
 use serde::Deserialize;
 
 pub use crate::runtime::image::PullPolicy;
@@ -980,18 +981,9 @@ fn validate_scheduler(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// ECS cluster names: up to 255 letters, digits, hyphens and underscores.
+/// ECS cluster names ([`check_cluster_name`]).
 fn validate_cluster(name: &str) -> Result<(), String> {
-    if name.len() > 255 {
-        return Err("longer than 255 characters".into());
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err("only letters, digits, hyphens and underscores are allowed".into());
-    }
-    Ok(())
+    check_cluster_name(name).map_err(|e| e.to_string())
 }
 
 fn validate_hostname(name: &str) -> Result<(), String> {
@@ -1019,50 +1011,22 @@ fn parse_attribute_list(raw: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
-/// Attribute names: up to 128 letters, digits, `-`, `_`, `/` or `.` (ECS also
-/// allows `\`, which Berth's scheduler does not); names starting with `ecs.`
-/// are the agent's own.
+/// A custom attribute by [`berth_proto::names`]' rules, which the scheduler
+/// applies too (an empty value is a presence-only attribute); names starting
+/// with `ecs.` are the agent's own.
 fn validate_custom_attribute(name: &str, value: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 128 {
-        return Err("attribute names have 1 to 128 characters".into());
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/' | '.'))
-    {
-        return Err(format!(
-            "attribute name {name:?} may only hold letters, digits, '-', '_', '/' and '.'"
-        ));
-    }
+    check_attribute_name(name).map_err(|e| format!("attribute name {e}"))?;
     if name.to_ascii_lowercase().starts_with("ecs.") {
         return Err(format!(
             "attribute name {name:?}: the \"ecs.\" prefix is reserved for the agent's own attributes"
         ));
     }
-    if value.is_empty() {
-        return Ok(());
-    }
     validate_attribute_value(value).map_err(|e| format!("value of {name:?}: {e}"))
 }
 
-/// ECS attribute values: up to 128 letters, digits, `-_.@/\:` or spaces, not
-/// starting or ending with a space.
+/// ECS attribute values ([`check_attribute_value`]).
 fn validate_attribute_value(value: &str) -> Result<(), String> {
-    if value.is_empty() || value.len() > 128 {
-        return Err("values have 1 to 128 characters".into());
-    }
-    if value.starts_with(' ') || value.ends_with(' ') {
-        return Err("values must not start or end with a space".into());
-    }
-    if !value.chars().all(|c| {
-        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '/' | '\\' | ':' | ' ')
-    }) {
-        return Err(
-            "values may only hold letters, digits, spaces and '-', '_', '.', '@', '/', '\\', ':'"
-                .into(),
-        );
-    }
-    Ok(())
+    check_attribute_value(value).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 //!   edges touch these types (ARCHITECTURE.md lists them).
 //! - [`taskdef`]: ECS's task-definition JSON as a serde model, with its
 //!   validation (every error at once, each naming its JSON path).
-//! - [`ecs`]: ECS's status vocabulary (task, desired, container and health
-//!   status, stop codes), each defined once.
+//! - [`ecs`]: ECS's vocabulary (task, desired, container and health status,
+//!   stop codes, the transport protocol), each defined once.
+//! - [`names`]: ECS's name rules (cluster names, attribute names and values).
 //! - [`arn`]: ECS-shaped ARNs.
 //! - [`auth`]: the operator token's wire form (`authorization: Bearer ...`).
 //! - [`trust`]: the clients' side of TLS: CA fingerprints, fetching and pinning the cluster CA.
@@ -17,6 +18,7 @@
 pub mod arn;
 pub mod auth;
 pub mod ecs;
+pub mod names;
 mod redact;
 pub mod secret_ref;
 pub mod snapshot;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use berth_proto::arn::short_id;
 use berth_proto::ecs::{parse_optional, ContainerStatus, HealthStatus, StopCode};
+use berth_proto::names::{check_attribute_name, check_attribute_value};
 use berth_proto::v1::{
     agent_message, agent_service_server::AgentService, scheduler_message, AgentMessage,
     DescribeSelfRequest, DescribeSelfResponse, DesiredState, DesiredTask, Hello, LogCancel,
@@ -73,36 +74,19 @@ fn port(field: &str, p: u32) -> Result<u16, ApiError> {
         .ok_or_else(|| ApiError::invalid(field, format!("{p} is not a port (1–65535)")))
 }
 
-/// ECS attribute names: 1–128 of letters, digits, `-_./`; values up to 128
-/// of letters, digits, `-_.@/\:` and spaces.
+/// An attribute by [`berth_proto::names`]' rules, which the agent's
+/// configuration applies too: names 1–128 of letters, digits, `-_./`; values
+/// absent or ECS's 1–128 of letters, digits, `-_.@/\:` and inner spaces.
 pub(crate) fn validate_attribute(
     prefix: &str,
     i: usize,
     name: &str,
     value: &str,
 ) -> Result<(), ApiError> {
-    let ok_name = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
-    if !ok_name {
-        return Err(ApiError::invalid(
-            &format!("{prefix}[{i}].name"),
-            format!("{name:?} must be 1–128 letters, digits, '-', '_', '.', '/'"),
-        ));
-    }
-    let ok_value = value.len() <= 128
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.@/\\: ".contains(c));
-    if !ok_value {
-        return Err(ApiError::invalid(
-            &format!("{prefix}[{i}].value"),
-            format!("{value:?} must be at most 128 letters, digits, spaces or '-_.@/\\:'"),
-        ));
-    }
-    Ok(())
+    check_attribute_name(name)
+        .map_err(|e| ApiError::invalid(&format!("{prefix}[{i}].name"), e.to_string()))?;
+    check_attribute_value(value)
+        .map_err(|e| ApiError::invalid(&format!("{prefix}[{i}].value"), e.to_string()))
 }
 
 /// Turns a wire Hello into validated facts.
@@ -909,6 +893,13 @@ mod tests {
         let mut h = hello();
         h.attributes[1].name = "ecs.os-type".into();
         assert_eq!(field(h), "hello.attributes");
+        // ECS's value rule, as the agent's configuration applies it.
+        let mut h = hello();
+        h.attributes[1].value = "rack-1 ".into();
+        assert_eq!(field(h), "hello.attributes[1].value");
+        let mut h = hello();
+        h.attributes[1].value = String::new();
+        assert!(validate_hello(h).is_ok(), "a presence-only attribute");
     }
 
     #[test]

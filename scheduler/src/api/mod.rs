@@ -71,19 +71,8 @@ pub fn cluster_arg(s: &str) -> String {
     }
 }
 
-/// ECS's cluster-name rule: 1–255 letters, digits, hyphens, underscores.
+/// ECS's cluster-name rule ([`berth_proto::names::check_cluster_name`]),
+/// also used for service and token names.
 pub fn validate_name(field: &str, s: &str) -> Result<(), ApiError> {
-    if s.is_empty() || s.len() > 255 {
-        return Err(ApiError::invalid(field, "must be 1–255 characters"));
-    }
-    if let Some(c) = s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-    {
-        return Err(ApiError::invalid(
-            field,
-            format!("{s:?} contains {c:?}; only letters, digits, '-' and '_' are allowed"),
-        ));
-    }
-    Ok(())
+    berth_proto::names::check_cluster_name(s).map_err(|e| ApiError::invalid(field, e.to_string()))
 }
