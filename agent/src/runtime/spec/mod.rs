@@ -12,7 +12,7 @@
 //!   Docker does with `docker-init`; without one the spec is refused;
 //! - SELinux `label:` options other than `label:disable` are refused.
 //!
-//! Everything here is a pure function of its inputs except what [`host`]
+//! Everything here is a pure function of its inputs except what `host.rs`
 //! holds: [`resolve_user`] (reads the rootfs), [`write_etc_files`] (writes
 //! three files) and the host lookups. [`build_spec`] still reaches two of
 //! those: the device nodes of `linuxParameters.devices` and `privileged`, and
