@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use berth_proto::arn::short_id;
 use berth_proto::ecs::{parse_optional, ContainerStatus, HealthStatus, StopCode};
-use berth_proto::names::{check_attribute_name, check_attribute_value};
 use berth_proto::v1::{
     agent_message, agent_service_server::AgentService, scheduler_message, AgentMessage,
     DescribeSelfRequest, DescribeSelfResponse, DesiredState, DesiredTask, Hello, LogCancel,
@@ -21,13 +20,12 @@ use berth_proto::v1::{
     SecretValue, TaskStatusReport, Welcome,
 };
 use futures::Stream;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::taskdef::definition_json;
+use super::convert::validate_attribute;
 use super::{millis, timestamp, ApiError, Shared};
 use crate::agent_link::{LogLine, LogPart, Outbound};
 use crate::db::{check_activation, ReportOutcome, TaskReport};
@@ -53,11 +51,6 @@ pub struct AgentApi {
     pub shutdown: CancellationToken,
 }
 
-/// SHA-256 (hex) of an activation code, as stored.
-pub fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
-
 /// The validated content of a Hello.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HelloFacts {
@@ -72,21 +65,6 @@ fn port(field: &str, p: u32) -> Result<u16, ApiError> {
         .ok()
         .filter(|p| *p > 0)
         .ok_or_else(|| ApiError::invalid(field, format!("{p} is not a port (1–65535)")))
-}
-
-/// An attribute by [`berth_proto::names`]' rules, which the agent's
-/// configuration applies too: names 1–128 of letters, digits, `-_./`; values
-/// absent or ECS's 1–128 of letters, digits, `-_.@/\:` and inner spaces.
-pub(crate) fn validate_attribute(
-    prefix: &str,
-    i: usize,
-    name: &str,
-    value: &str,
-) -> Result<(), ApiError> {
-    check_attribute_name(name)
-        .map_err(|e| ApiError::invalid(&format!("{prefix}[{i}].name"), e.to_string()))?;
-    check_attribute_value(value)
-        .map_err(|e| ApiError::invalid(&format!("{prefix}[{i}].value"), e.to_string()))
 }
 
 /// Turns a wire Hello into validated facts.
@@ -222,7 +200,7 @@ impl AgentService for AgentApi {
                 return Err(ApiError::invalid(field, "required").into());
             }
         }
-        let code = sha256_hex(req.activation_code.trim());
+        let code = crate::auth::sha256_hex(req.activation_code.trim());
         let now = now_millis();
         // Checked here before anything is signed, and again in the write.
         let activation = self
@@ -421,7 +399,7 @@ fn desired_message(shared: &Shared, instance: &str) -> Result<SchedulerMessage, 
             Some((_, td, j)) => (td.clone(), j.clone()),
             None => {
                 let td = shared.db.task_definition(&t.family, Some(t.revision))?;
-                let j = definition_json(&shared.arn, &td);
+                let j = td.describe_json(&shared.arn);
                 definitions.push((key, td.clone(), j.clone()));
                 (td, j)
             }
@@ -431,7 +409,7 @@ fn desired_message(shared: &Shared, instance: &str) -> Result<SchedulerMessage, 
             Some(o) => {
                 let mut td = td;
                 td.definition = o.apply(&td.definition);
-                let j = definition_json(&shared.arn, &td);
+                let j = td.describe_json(&shared.arn);
                 (td, j)
             }
             None => (td, json),

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod audit;
 pub mod auth;
 pub mod cluster;
+pub mod convert;
 pub mod error;
 pub mod instance;
 pub mod secret;

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::taskdef::parse_ref;
+use super::convert::parse_ref;
 use super::{cluster_arg, millis, timestamp, ApiError, Shared};
 use crate::agent_link::{LogLine, LogPart, LogQuery, LogRouter, Outbound};
 use crate::db::{RunSpec, StartSpec, TaskFilter, MAX_COUNT, MAX_RUN_COUNT};
