@@ -20,6 +20,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_link::LogRouter;
+use crate::agents::sessions::Sessions;
 use crate::api::auth::AuthLayer;
 use crate::api::task::TaskApi;
 use crate::api::{
@@ -40,7 +41,6 @@ use crate::auth::Token;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::secrets::{SecretKey, Secrets, SecretsError};
-use crate::sessions::Sessions;
 use crate::store::{SledStore, Store, StoreError};
 use crate::tls::{ClusterCa, TlsError};
 

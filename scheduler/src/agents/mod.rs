@@ -1,6 +1,7 @@
 //! The scheduler's side of the agent link, in domain terms: an agent's
 //! `Connect` stream as a loop over [`AgentEvent`]s in and [`ToAgent`]s out
-//! ([`session`]), and the desired set each agent is sent ([`desired`]).
+//! ([`session`]), the desired set each agent is sent ([`desired`]), and which
+//! instances hold a live stream, with their heartbeats ([`sessions`]).
 //!
 //! `api::agent` is the edge: it authenticates the stream, reads the Hello,
 //! converts every `AgentMessage` into an [`AgentEvent`] and every
@@ -9,6 +10,7 @@
 
 pub mod desired;
 pub mod session;
+pub mod sessions;
 
 use std::sync::Arc;
 

@@ -7,10 +7,10 @@
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::sessions::SessionGuard;
 use super::{desired, AgentEvent, Context, StreamError, ToAgent};
 use crate::agent_link::Outbound;
 use crate::db::{ReportOutcome, TaskReport};
-use crate::sessions::SessionGuard;
 
 /// Most reports made durable by one flush.
 const MAX_BATCH: usize = 256;

@@ -25,10 +25,10 @@ use berth_proto::arn::ArnPrefix;
 use prost_types::Timestamp;
 
 use crate::agent_link::LogRouter;
+use crate::agents::sessions::Sessions;
 use crate::db::Db;
 use crate::records::UnixMillis;
 use crate::secrets::Secrets;
-use crate::sessions::Sessions;
 use crate::tls::ClusterCa;
 
 pub use error::ApiError;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use berth_proto::ecs::StopCode;
 
+use crate::agents::sessions::Sessions;
 use crate::config::ServiceSettings;
 use crate::db::{Db, DbError, RunFailure, RunSpec, ServiceSnapshot};
 use crate::placement::spec::{self, Constraint, SpreadField, Strategy};
@@ -32,7 +33,6 @@ use crate::records::{
     now_millis, InstanceStatus, PlacementItem, SchedulingStrategy, ServiceRecord, ServiceStatus,
     TaskRecord, TaskStatus,
 };
-use crate::sessions::Sessions;
 use plan::{InstanceFacts, Standing, TaskFacts};
 
 /// Stops issued at once (they share fsyncs through the group commit).
