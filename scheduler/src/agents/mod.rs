@@ -30,6 +30,8 @@ pub struct Context {
     pub arn: Arc<ArnPrefix>,
     pub secrets: Secrets,
     pub logs: LogRouter,
+    /// Definitions and secrets as last rendered for the agents.
+    pub rendered: desired::RenderCache,
 }
 
 /// One message from an agent, as the edge validated it.

@@ -354,6 +354,7 @@ impl AgentService for AgentApi {
             arn: self.shared.arn.clone(),
             secrets: self.shared.secrets.clone(),
             logs: self.shared.logs.clone(),
+            rendered: self.shared.rendered.clone(),
         };
         // Subscribe before reading the set, so no change slips between.
         let mut desired = self.shared.db.desired_notifier().subscribe(&id);

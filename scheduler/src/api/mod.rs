@@ -46,6 +46,8 @@ pub struct Shared {
     /// The cluster CA: signs agents' certificates.
     pub ca: Arc<ClusterCa>,
     pub secrets: Secrets,
+    /// Agents' rendered definitions and secrets, shared by every stream.
+    pub rendered: crate::agents::desired::RenderCache,
 }
 
 pub fn timestamp(ms: UnixMillis) -> Timestamp {
