@@ -4,7 +4,7 @@
 //!   after a durable write changed the instance's desired set; each stream
 //!   then sends the full set again (level-triggered).
 //! - [`Outbound`]: what the API asks a stream to send besides the desired
-//!   set (log requests); each session holds the sender ([`crate::sessions`]).
+//!   set (log requests); each session holds the sender ([`crate::agents::sessions`]).
 //! - [`LogRouter`]: which caller waits for which log `request_id`, and from
 //!   which instance the answer must come.
 //!

@@ -7,7 +7,8 @@
 //! - [`auth`]: roles, the operator-token format and its hash; no I/O.
 //! - [`db`]: typed, durable operations (clusters, task definitions, instances, tasks).
 //! - [`store`]: the narrow storage trait and its sled implementation; the only place sled appears.
-//! - [`sessions`]: live agent sessions and heartbeats, in memory.
+//! - [`agents`]: an agent's `Connect` session loop over domain events, the desired set it is
+//!   sent, and the live sessions and heartbeats (in memory); `api::agent` converts at the edge.
 //! - [`agent_link`]: desired-set notifications and log-request routing to the agents' streams.
 //! - [`placement`]: choosing instances for tasks: the Cluster Query Language, constraints,
 //!   strategies and the placement core; pure.
@@ -24,6 +25,7 @@
 //! - [`tls`]: the cluster CA, the serving certificate, agents' client certificates.
 
 pub mod agent_link;
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod config;
@@ -35,7 +37,6 @@ pub mod reserve;
 pub mod secrets;
 pub mod server;
 pub mod services;
-pub mod sessions;
 pub mod snapshot;
 pub mod store;
 pub mod tls;

@@ -11,8 +11,8 @@
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::agents::sessions::Sessions;
 use crate::db::{Db, DbError, PlacerState, RunSpec, RunTasks};
-use crate::sessions::Sessions;
 
 /// Most requests planned in one batch.
 const MAX_BATCH: usize = 256;

@@ -1,7 +1,8 @@
 //! Domain records as the scheduler stores them. Prost types never reach
 //! here; the API modules convert at the edge.
 
-use berth_proto::taskdef::{TaskDefinition, TaskDefinitionStatus};
+use berth_proto::arn::ArnPrefix;
+use berth_proto::taskdef::{ReadOnlyFields, TaskDefinition, TaskDefinitionStatus};
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch (UTC).
@@ -51,6 +52,28 @@ pub struct TaskDefinitionRecord {
     pub registered_at: UnixMillis,
     pub deregistered_at: Option<UnixMillis>,
     pub definition: TaskDefinition,
+}
+
+impl TaskDefinitionRecord {
+    /// The revision as `aws ecs describe-task-definition` prints its
+    /// `taskDefinition` object: what `DescribeTaskDefinition` returns and
+    /// what an agent receives in its desired set.
+    pub fn describe_json(&self, arn: &ArnPrefix) -> String {
+        let ro = ReadOnlyFields {
+            task_definition_arn: arn.task_definition(&self.family, self.revision),
+            revision: self.revision,
+            status: self.status,
+            registered_at: offset_datetime(self.registered_at),
+            deregistered_at: self.deregistered_at.map(offset_datetime),
+            registered_by: None,
+        };
+        berth_proto::taskdef::describe_json(&self.definition, &ro).to_string()
+    }
+}
+
+fn offset_datetime(ms: UnixMillis) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 /// ECS container-instance status names.

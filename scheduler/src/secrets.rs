@@ -22,6 +22,7 @@ use std::fmt;
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -267,6 +268,8 @@ struct RegistryCredentialsJson {
 pub struct Secrets {
     key: Arc<SecretKey>,
     db: Db,
+    /// Moves on every put and delete, so resolutions can be cached.
+    generation: Arc<AtomicU64>,
 }
 
 impl Secrets {
@@ -274,7 +277,15 @@ impl Secrets {
         Self {
             key: Arc::new(key),
             db,
+            generation: Arc::default(),
         }
+    }
+
+    /// A number that differs after every put or delete through this store
+    /// (or its clones): what [`Secrets::resolve_task`] returned under one
+    /// generation stays true until it moves.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Creates the secret or stores its next version.
@@ -299,13 +310,17 @@ impl Secrets {
             });
         }
         let key = self.key.clone();
-        Ok(self
+        let put = self
             .db
             .put_secret(name, |version| {
                 Ok(base64::engine::general_purpose::STANDARD
                     .encode(seal(&key, name, version, value)))
             })
-            .await?)
+            .await;
+        // After the write, whatever its outcome: a resolution begun before
+        // it is never taken for current.
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(put?)
     }
 
     pub fn list(&self) -> Result<Vec<SecretRecord>, SecretsError> {
@@ -313,7 +328,9 @@ impl Secrets {
     }
 
     pub async fn delete(&self, name: &str) -> Result<SecretRecord, SecretsError> {
-        Ok(self.db.delete_secret(name).await?)
+        let deleted = self.db.delete_secret(name).await;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(deleted?)
     }
 
     /// The current value of `name`, or None when there is no such secret.

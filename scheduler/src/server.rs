@@ -20,6 +20,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_link::LogRouter;
+use crate::agents::desired::RenderCache;
+use crate::agents::sessions::Sessions;
 use crate::api::auth::AuthLayer;
 use crate::api::task::TaskApi;
 use crate::api::{
@@ -40,7 +42,6 @@ use crate::auth::Token;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::secrets::{SecretKey, Secrets, SecretsError};
-use crate::sessions::Sessions;
 use crate::store::{SledStore, Store, StoreError};
 use crate::tls::{ClusterCa, TlsError};
 
@@ -157,6 +158,7 @@ pub async fn run(
         logs: LogRouter::default(),
         ca: ca.clone(),
         secrets: Secrets::new(key, db.clone()),
+        rendered: RenderCache::default(),
     };
     let addr = listener.local_addr().ok();
     tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "berth-scheduler serving");

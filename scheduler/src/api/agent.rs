@@ -6,13 +6,17 @@
 //! rustls verified against the cluster CA (subject CN and SAN URI), and
 //! refuse revoked serials and deregistered instances. `Register` needs no
 //! certificate: the activation code is its credential.
+//!
+//! This is the edge of the agent link: after the Hello, every
+//! `AgentMessage` becomes an [`AgentEvent`] and every [`ToAgent`] a
+//! `SchedulerMessage`; the session loop and the desired set are in
+//! [`crate::agents`].
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use berth_proto::arn::short_id;
 use berth_proto::ecs::{parse_optional, ContainerStatus, HealthStatus, StopCode};
-use berth_proto::names::{check_attribute_name, check_attribute_value};
 use berth_proto::v1::{
     agent_message, agent_service_server::AgentService, scheduler_message, AgentMessage,
     DescribeSelfRequest, DescribeSelfResponse, DesiredState, DesiredTask, Hello, LogCancel,
@@ -21,41 +25,35 @@ use berth_proto::v1::{
     SecretValue, TaskStatusReport, Welcome,
 };
 use futures::Stream;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::taskdef::definition_json;
+use super::convert::validate_attribute;
 use super::{millis, timestamp, ApiError, Shared};
 use crate::agent_link::{LogLine, LogPart, Outbound};
-use crate::db::{check_activation, ReportOutcome, TaskReport};
+use crate::agents::{self, AgentEvent, AgentSession, DesiredSet, StreamError, ToAgent};
+use crate::db::{check_activation, TaskReport};
 use crate::records::{
-    now_millis, ContainerRecord, DesiredStatus, HostResources, InstanceRecord, InstanceStatus,
-    NetworkBinding, Protocol, TaskDefinitionRecord, TaskRecord, TaskStatus,
+    now_millis, ContainerRecord, HostResources, InstanceRecord, InstanceStatus, NetworkBinding,
+    Protocol, TaskStatus,
 };
-use crate::sessions::SessionGuard;
 use crate::tls::{peer_identity, PeerIdentity};
+
 /// How long a new stream may take to send its Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages the API may queue for one stream (log requests).
 const OUTBOUND_BUFFER: usize = 64;
 /// Agent messages read ahead of the loop that handles them.
 const INBOUND_BUFFER: usize = 256;
-/// Most reports made durable by one flush.
-const MAX_BATCH: usize = 256;
 
 #[derive(Debug)]
 pub struct AgentApi {
     pub shared: Shared,
     /// Cancelled on scheduler shutdown, ending every stream.
     pub shutdown: CancellationToken,
-}
-
-/// SHA-256 (hex) of an activation code, as stored.
-pub fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
 }
 
 /// The validated content of a Hello.
@@ -72,21 +70,6 @@ fn port(field: &str, p: u32) -> Result<u16, ApiError> {
         .ok()
         .filter(|p| *p > 0)
         .ok_or_else(|| ApiError::invalid(field, format!("{p} is not a port (1–65535)")))
-}
-
-/// An attribute by [`berth_proto::names`]' rules, which the agent's
-/// configuration applies too: names 1–128 of letters, digits, `-_./`; values
-/// absent or ECS's 1–128 of letters, digits, `-_.@/\:` and inner spaces.
-pub(crate) fn validate_attribute(
-    prefix: &str,
-    i: usize,
-    name: &str,
-    value: &str,
-) -> Result<(), ApiError> {
-    check_attribute_name(name)
-        .map_err(|e| ApiError::invalid(&format!("{prefix}[{i}].name"), e.to_string()))?;
-    check_attribute_value(value)
-        .map_err(|e| ApiError::invalid(&format!("{prefix}[{i}].value"), e.to_string()))
 }
 
 /// Turns a wire Hello into validated facts.
@@ -222,7 +205,7 @@ impl AgentService for AgentApi {
                 return Err(ApiError::invalid(field, "required").into());
             }
         }
-        let code = sha256_hex(req.activation_code.trim());
+        let code = crate::auth::sha256_hex(req.activation_code.trim());
         let now = now_millis();
         // Checked here before anything is signed, and again in the write.
         let activation = self
@@ -358,7 +341,6 @@ impl AgentService for AgentApi {
         self.shared.db.changes().notify_one();
         tracing::info!(instance = %id, cpu = facts.resources.cpu_units, memory_mib = facts.resources.memory_mib, "agent connected");
 
-        let (tx, rx) = mpsc::channel::<Result<SchedulerMessage, Status>>(16);
         let welcome = SchedulerMessage {
             msg: Some(scheduler_message::Msg::Welcome(Welcome {
                 container_instance_arn: self.shared.arn.container_instance(&rec.cluster, &id),
@@ -367,37 +349,43 @@ impl AgentService for AgentApi {
                 heartbeat_ttl_ms: self.shared.sessions.ttl().as_millis() as u32,
             })),
         };
+        let ctx = agents::Context {
+            db: self.shared.db.clone(),
+            arn: self.shared.arn.clone(),
+            secrets: self.shared.secrets.clone(),
+            logs: self.shared.logs.clone(),
+            rendered: self.shared.rendered.clone(),
+        };
         // Subscribe before reading the set, so no change slips between.
         let mut desired = self.shared.db.desired_notifier().subscribe(&id);
         desired.borrow_and_update();
         // The full desired set follows every (re)connect.
-        let first = desired_message(&self.shared, &id)?;
-        for m in [welcome, first] {
-            tx.send(Ok(m))
-                .await
-                .map_err(|_| Status::cancelled("agent went away"))?;
-        }
+        let first = agents::desired::desired_set(&ctx, &id).map_err(ApiError::from)?;
+        let (tx, rx) = mpsc::channel::<Result<ToAgent, StreamError>>(16);
+        tx.send(Ok(ToAgent::Desired(first)))
+            .await
+            .map_err(|_| Status::cancelled("agent went away"))?;
         // A reader task feeds the loop, which can then take every report
         // already received and make them durable with one flush.
-        let (in_tx, in_rx) = mpsc::channel::<Result<AgentMessage, Status>>(INBOUND_BUFFER);
+        let (in_tx, in_rx) = mpsc::channel::<Result<AgentEvent, String>>(INBOUND_BUFFER);
         tokio::spawn(async move {
             loop {
                 match inbound.message().await {
                     Ok(Some(m)) => {
-                        if in_tx.send(Ok(m)).await.is_err() {
+                        if in_tx.send(Ok(agent_event(m))).await.is_err() {
                             break;
                         }
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        let _ = in_tx.send(Err(e)).await;
+                        let _ = in_tx.send(Err(e.to_string())).await;
                         break;
                     }
                 }
             }
         });
-        let stream = AgentStream {
-            shared: self.shared.clone(),
+        let session = AgentSession {
+            ctx,
             id,
             guard,
             tx,
@@ -405,117 +393,13 @@ impl AgentService for AgentApi {
             outbound: out_rx,
             desired,
         };
-        tokio::spawn(stream.run(self.shutdown.clone()));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        tokio::spawn(session.run(self.shutdown.clone()));
+        // The Welcome first, then whatever the session sends.
+        let out = tokio_stream::once(Ok(welcome)).chain(
+            ReceiverStream::new(rx).map(|m| m.map(scheduler_message).map_err(stream_status)),
+        );
+        Ok(Response::new(Box::pin(out)))
     }
-}
-
-/// The full desired set of `instance` as a `DesiredState` message.
-fn desired_message(shared: &Shared, instance: &str) -> Result<SchedulerMessage, ApiError> {
-    let (generation, tasks) = shared.db.desired_set(instance)?;
-    let mut definitions: Vec<((String, u32), TaskDefinitionRecord, String)> = Vec::new();
-    let mut out = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        let key = (t.family.clone(), t.revision);
-        let (td, json) = match definitions.iter().find(|(k, _, _)| *k == key) {
-            Some((_, td, j)) => (td.clone(), j.clone()),
-            None => {
-                let td = shared.db.task_definition(&t.family, Some(t.revision))?;
-                let j = definition_json(&shared.arn, &td);
-                definitions.push((key, td.clone(), j.clone()));
-                (td, j)
-            }
-        };
-        // RunTask's overrides: the agent runs the definition as overridden.
-        let (td, json) = match &t.overrides {
-            Some(o) => {
-                let mut td = td;
-                td.definition = o.apply(&td.definition);
-                let j = definition_json(&shared.arn, &td);
-                (td, j)
-            }
-            None => (td, json),
-        };
-        let (secrets, repository_credentials) = task_secrets(shared, &t, &td);
-        out.push(DesiredTask {
-            task_arn: shared.arn.task(&t.cluster, &t.id),
-            desired_status: t.desired_status.as_str().to_owned(),
-            task_definition_json: json,
-            cluster: t.cluster.clone(),
-            family: t.family.clone(),
-            revision: t.revision,
-            ports: t
-                .reservation
-                .ports
-                .iter()
-                .map(|p| PortAssignment {
-                    container_name: p.container_name.clone(),
-                    container_port: u32::from(p.container_port),
-                    protocol: p.protocol.as_str().to_owned(),
-                    host_port: u32::from(p.host_port),
-                })
-                .collect(),
-            stop_code: t
-                .stop_code
-                .map(|c| c.as_str().to_owned())
-                .unwrap_or_default(),
-            stopped_reason: t.stopped_reason.clone(),
-            secrets,
-            repository_credentials,
-        });
-    }
-    Ok(SchedulerMessage {
-        msg: Some(scheduler_message::Msg::DesiredState(DesiredState {
-            generation,
-            tasks: out,
-        })),
-    })
-}
-
-/// The secret values a task's agent needs, only while the task should run
-/// and has not stopped. A reference that cannot be resolved now (a secret
-/// deleted since StartTask) is logged by path and name and left out: the
-/// agent then fails that container's start, naming it.
-fn task_secrets(
-    shared: &Shared,
-    t: &TaskRecord,
-    td: &TaskDefinitionRecord,
-) -> (Vec<SecretValue>, Vec<RepositoryCredentials>) {
-    if t.desired_status != DesiredStatus::Running || t.last_status == TaskStatus::Stopped {
-        return (vec![], vec![]);
-    }
-    let resolved = match shared.secrets.resolve_task(&td.definition) {
-        Ok((resolved, issues)) => {
-            for i in issues {
-                tracing::warn!(task = %t.id, path = %i.path, cause = %i.message, "a secret of the task cannot be resolved");
-            }
-            resolved
-        }
-        Err(e) => {
-            tracing::error!(task = %t.id, cause = %e, "cannot read the task's secrets");
-            return (vec![], vec![]);
-        }
-    };
-    (
-        resolved
-            .env
-            .into_iter()
-            .map(|e| SecretValue {
-                container_name: e.container,
-                name: e.name,
-                value: e.value,
-            })
-            .collect(),
-        resolved
-            .registry
-            .into_iter()
-            .map(|r| RepositoryCredentials {
-                container_name: r.container,
-                username: r.username,
-                password: r.password,
-            })
-            .collect(),
-    )
 }
 
 fn small_port(field: &str, p: u32) -> Result<u16, ApiError> {
@@ -610,11 +494,29 @@ fn log_part(c: LogChunk) -> LogPart {
     }
 }
 
-/// The message for `o`; `None` for [`Outbound::Close`], which ends the stream.
-fn outbound_message(o: Outbound) -> Option<SchedulerMessage> {
-    Some(SchedulerMessage {
-        msg: Some(match o {
-            Outbound::LogRequest { request_id, query } => {
+/// A wire message from an agent as a domain event; a report that fails
+/// validation becomes [`AgentEvent::InvalidReport`].
+fn agent_event(m: AgentMessage) -> AgentEvent {
+    match m.msg {
+        Some(agent_message::Msg::Heartbeat(_)) | None => AgentEvent::Heartbeat,
+        Some(agent_message::Msg::Hello(_)) => AgentEvent::Hello,
+        Some(agent_message::Msg::TaskStatus(r)) => match validate_report(r) {
+            Ok(r) => AgentEvent::Report(r),
+            Err(e) => AgentEvent::InvalidReport(e.to_string()),
+        },
+        Some(agent_message::Msg::LogChunk(c)) => AgentEvent::LogChunk {
+            request_id: c.request_id,
+            part: log_part(c),
+        },
+    }
+}
+
+/// The wire message for a domain message to an agent.
+fn scheduler_message(m: ToAgent) -> SchedulerMessage {
+    SchedulerMessage {
+        msg: Some(match m {
+            ToAgent::Desired(set) => scheduler_message::Msg::DesiredState(desired_state(set)),
+            ToAgent::LogRequest { request_id, query } => {
                 scheduler_message::Msg::LogRequest(LogRequest {
                     request_id,
                     task_arn: query.task_arn,
@@ -624,178 +526,70 @@ fn outbound_message(o: Outbound) -> Option<SchedulerMessage> {
                     since: query.since.map(timestamp),
                 })
             }
-            Outbound::LogCancel { request_id } => {
+            ToAgent::LogCancel { request_id } => {
                 scheduler_message::Msg::LogCancel(LogCancel { request_id })
             }
-            Outbound::Close { .. } => return None,
         }),
-    })
-}
-
-/// One agent's welcomed `Connect` stream: reports and log chunks in, the
-/// desired set and log requests out, in one loop.
-struct AgentStream {
-    shared: Shared,
-    /// The session's identity (from the credential, never a message body).
-    id: String,
-    guard: SessionGuard,
-    tx: mpsc::Sender<Result<SchedulerMessage, Status>>,
-    inbound: mpsc::Receiver<Result<AgentMessage, Status>>,
-    outbound: mpsc::Receiver<Outbound>,
-    desired: tokio::sync::watch::Receiver<u64>,
-}
-
-/// Why a stream's loop ended.
-enum End {
-    AgentClosed,
-    /// The instance was deregistered while connected.
-    Revoked(String),
-    Failed(String),
-    Shutdown,
-}
-
-impl AgentStream {
-    async fn run(mut self, shutdown: CancellationToken) {
-        let end = loop {
-            tokio::select! {
-                m = self.inbound.recv() => match m {
-                    None => break End::AgentClosed,
-                    Some(Err(e)) => break End::Failed(e.to_string()),
-                    Some(Ok(first)) => {
-                        if let Err(e) = self.handle_batch(first).await {
-                            break e;
-                        }
-                    }
-                },
-                Some(o) = self.outbound.recv() => {
-                    if let Outbound::Close { reason } = &o {
-                        break End::Revoked(reason.clone());
-                    }
-                    if let Some(m) = outbound_message(o) {
-                        if self.tx.send(Ok(m)).await.is_err() {
-                            break End::AgentClosed;
-                        }
-                    }
-                }
-                changed = self.desired.changed() => {
-                    if changed.is_err() {
-                        break End::Failed("desired-state notifier gone".into());
-                    }
-                    self.desired.borrow_and_update();
-                    match desired_message(&self.shared, &self.id) {
-                        Ok(m) => if self.tx.send(Ok(m)).await.is_err() { break End::AgentClosed },
-                        Err(e) => break End::Failed(format!("reading the desired set: {e}")),
-                    }
-                }
-                _ = self.tx.closed() => break End::AgentClosed,
-                _ = shutdown.cancelled() => break End::Shutdown,
-            }
-        };
-        let id = &self.id;
-        match end {
-            End::AgentClosed => {}
-            End::Failed(cause) => {
-                tracing::info!(instance = %id, %cause, "agent stream failed");
-                let _ = self.tx.try_send(Err(Status::unavailable(cause)));
-            }
-            End::Revoked(reason) => {
-                tracing::info!(instance = %id, %reason, "closing the agent's stream");
-                let _ = self.tx.send(Err(Status::permission_denied(reason))).await;
-            }
-            End::Shutdown => {
-                let _ = self
-                    .tx
-                    .send(Err(Status::unavailable("scheduler shutting down")))
-                    .await;
-            }
-        }
-        self.shared
-            .logs
-            .fail_instance(id, "the agent disconnected while its logs were being read");
-        drop(self.guard);
     }
+}
 
-    /// Handles `first` and every message already waiting, then makes their
-    /// reports durable with one flush.
-    async fn handle_batch(&mut self, first: AgentMessage) -> Result<(), End> {
-        let mut reports = Vec::new();
-        let mut next = Some(first);
-        while let Some(m) = next.take() {
-            self.guard.heartbeat();
-            match m.msg {
-                Some(agent_message::Msg::Heartbeat(_)) | None => {}
-                Some(agent_message::Msg::Hello(_)) => {
-                    tracing::warn!(instance = %self.id, "second Hello on one stream ignored");
-                }
-                Some(agent_message::Msg::TaskStatus(r)) => match validate_report(r) {
-                    Ok(r) => reports.push(r),
-                    Err(e) => {
-                        tracing::warn!(instance = %self.id, cause = %e, "invalid task report ignored")
-                    }
-                },
-                Some(agent_message::Msg::LogChunk(c)) => {
-                    let request_id = c.request_id;
-                    let eof = c.eof;
-                    let delivered = self
-                        .shared
-                        .logs
-                        .deliver(&self.id, request_id, log_part(c))
-                        .await;
-                    if !delivered && !eof {
-                        // Nobody reads this any more: tell the agent to stop.
-                        let cancel = SchedulerMessage {
-                            msg: Some(scheduler_message::Msg::LogCancel(LogCancel { request_id })),
-                        };
-                        if self.tx.send(Ok(cancel)).await.is_err() {
-                            return Err(End::AgentClosed);
-                        }
-                    }
-                }
-            }
-            if reports.len() < MAX_BATCH {
-                match self.inbound.try_recv() {
-                    Ok(Ok(m)) => next = Some(m),
-                    Ok(Err(e)) => {
-                        self.apply(&reports).await?;
-                        return Err(End::Failed(e.to_string()));
-                    }
-                    Err(_) => {}
-                }
-            }
-        }
-        self.apply(&reports).await
+fn desired_state(set: DesiredSet) -> DesiredState {
+    DesiredState {
+        generation: set.generation,
+        tasks: set.tasks.into_iter().map(desired_task).collect(),
     }
+}
 
-    async fn apply(&self, reports: &[TaskReport]) -> Result<(), End> {
-        if reports.is_empty() {
-            return Ok(());
-        }
-        let outcomes = self
-            .shared
-            .db
-            .apply_reports(&self.id, reports)
-            .await
-            // Unrecorded reports would be lost: end the stream, so the agent
-            // reconnects and reports every task again.
-            .map_err(|e| End::Failed(format!("recording task reports: {e}")))?;
-        for (r, o) in reports.iter().zip(outcomes) {
-            match o {
-                ReportOutcome::Applied => {
-                    tracing::info!(instance = %self.id, task = %r.task_id, last_status = r.last_status.as_str(), "task status")
-                }
-                ReportOutcome::Unchanged => {}
-                ReportOutcome::Regression => {
-                    tracing::debug!(instance = %self.id, task = %r.task_id, last_status = r.last_status.as_str(), "task report ignored: regression")
-                }
-                ReportOutcome::UnknownTask => {
-                    tracing::warn!(instance = %self.id, task = %r.task_id, "report for an unknown task ignored")
-                }
-                ReportOutcome::ForeignTask => {
-                    tracing::warn!(instance = %self.id, task = %r.task_id, "report for another instance's task refused")
-                }
-            }
-        }
-        Ok(())
+fn desired_task(t: agents::DesiredTask) -> DesiredTask {
+    DesiredTask {
+        task_arn: t.task_arn,
+        desired_status: t.desired_status.as_str().to_owned(),
+        task_definition_json: t.task_definition_json,
+        cluster: t.cluster,
+        family: t.family,
+        revision: t.revision,
+        ports: t
+            .ports
+            .into_iter()
+            .map(|p| PortAssignment {
+                container_name: p.container_name,
+                container_port: u32::from(p.container_port),
+                protocol: p.protocol.as_str().to_owned(),
+                host_port: u32::from(p.host_port),
+            })
+            .collect(),
+        stop_code: t
+            .stop_code
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
+        stopped_reason: t.stopped_reason,
+        secrets: t
+            .secrets
+            .env
+            .into_iter()
+            .map(|e| SecretValue {
+                container_name: e.container,
+                name: e.name,
+                value: e.value,
+            })
+            .collect(),
+        repository_credentials: t
+            .secrets
+            .registry
+            .into_iter()
+            .map(|r| RepositoryCredentials {
+                container_name: r.container,
+                username: r.username,
+                password: r.password,
+            })
+            .collect(),
+    }
+}
+
+fn stream_status(e: StreamError) -> Status {
+    match e {
+        StreamError::Unavailable(cause) => Status::unavailable(cause),
+        StreamError::PermissionDenied(reason) => Status::permission_denied(reason),
     }
 }
 
@@ -859,6 +653,47 @@ mod tests {
                 assert_eq!(field, "taskStatus.containers[0].healthStatus")
             }
             e => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn agent_messages_become_domain_events() {
+        let event = |msg| agent_event(AgentMessage { msg });
+        assert_eq!(event(None), AgentEvent::Heartbeat);
+        assert_eq!(
+            event(Some(agent_message::Msg::Hello(hello()))),
+            AgentEvent::Hello
+        );
+        let report = TaskStatusReport {
+            task_arn: "arn:aws:ecs:local:0:task/default/0123".into(),
+            last_status: "RUNNING".into(),
+            ..Default::default()
+        };
+        match event(Some(agent_message::Msg::TaskStatus(report.clone()))) {
+            AgentEvent::Report(r) => assert_eq!(r.task_id, "0123"),
+            e => panic!("{e:?}"),
+        }
+        let bad = TaskStatusReport {
+            last_status: "BORED".into(),
+            ..report
+        };
+        assert!(matches!(
+            event(Some(agent_message::Msg::TaskStatus(bad))),
+            AgentEvent::InvalidReport(_)
+        ));
+        let chunk = LogChunk {
+            request_id: 7,
+            eof: true,
+            error: "gone".into(),
+            ..Default::default()
+        };
+        match event(Some(agent_message::Msg::LogChunk(chunk))) {
+            AgentEvent::LogChunk { request_id, part } => {
+                assert_eq!(request_id, 7);
+                assert!(part.eof);
+                assert_eq!(part.error.as_deref(), Some("gone"));
+            }
+            e => panic!("{e:?}"),
         }
     }
 

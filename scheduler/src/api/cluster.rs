@@ -7,22 +7,9 @@ use berth_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use super::convert::task_counts;
 use super::{cluster_arg, timestamp, validate_name, ApiError, Shared};
-use crate::records::{ClusterRecord, ClusterStatus, InstanceStatus, TaskRecord, TaskStatus};
-
-/// ECS's runningTasksCount and pendingTasksCount: tasks whose lastStatus is
-/// RUNNING, and tasks placed but not yet RUNNING.
-pub fn task_counts<'a>(tasks: impl Iterator<Item = &'a TaskRecord>) -> (i32, i32) {
-    tasks.fold((0, 0), |(r, p), t| {
-        if t.last_status == TaskStatus::Running {
-            (r + 1, p)
-        } else if t.last_status.is_pending() {
-            (r, p + 1)
-        } else {
-            (r, p)
-        }
-    })
-}
+use crate::records::{ClusterRecord, ClusterStatus, InstanceStatus};
 
 #[derive(Debug)]
 pub struct ClusterApi {

@@ -13,7 +13,7 @@ use berth_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::cluster::task_counts;
+use super::convert::task_counts;
 use super::{cluster_arg, timestamp, ApiError, Shared};
 use crate::agent_link::Outbound;
 use crate::db::DbError;

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod audit;
 pub mod auth;
 pub mod cluster;
+pub mod convert;
 pub mod error;
 pub mod instance;
 pub mod secret;
@@ -24,10 +25,10 @@ use berth_proto::arn::ArnPrefix;
 use prost_types::Timestamp;
 
 use crate::agent_link::LogRouter;
+use crate::agents::sessions::Sessions;
 use crate::db::Db;
 use crate::records::UnixMillis;
 use crate::secrets::Secrets;
-use crate::sessions::Sessions;
 use crate::tls::ClusterCa;
 
 pub use error::ApiError;
@@ -45,6 +46,8 @@ pub struct Shared {
     /// The cluster CA: signs agents' certificates.
     pub ca: Arc<ClusterCa>,
     pub secrets: Secrets,
+    /// Agents' rendered definitions and secrets, shared by every stream.
+    pub rendered: crate::agents::desired::RenderCache,
 }
 
 pub fn timestamp(ms: UnixMillis) -> Timestamp {

@@ -14,7 +14,7 @@ use berth_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::taskdef::parse_ref;
+use super::convert::parse_ref;
 use super::{cluster_arg, timestamp, validate_name, ApiError, Shared};
 use crate::db::DbError;
 use crate::placement::spec::{Constraint, Strategy, MAX_CONSTRAINTS, MAX_STRATEGIES};

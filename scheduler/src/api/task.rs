@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use berth_proto::arn::{short_id, ArnPrefix};
 use berth_proto::ecs::name_or_empty;
-use berth_proto::taskdef::{FieldIssue, PlacementConstraintType};
+use berth_proto::taskdef::FieldIssue;
 use berth_proto::v1::{
     task_service_server::TaskService, Container, DescribeTasksRequest, DescribeTasksResponse,
     Failure, GetTaskLogsRequest, ListTasksRequest, ListTasksResponse, LogEntry, NetworkBinding,
@@ -20,11 +20,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::taskdef::parse_ref;
+use super::convert::parse_ref;
 use super::{cluster_arg, millis, timestamp, ApiError, Shared};
 use crate::agent_link::{LogLine, LogPart, LogQuery, LogRouter, Outbound};
 use crate::db::{RunSpec, StartSpec, TaskFilter, MAX_COUNT, MAX_RUN_COUNT};
-use crate::placement::spec::{Constraint, Strategy, MAX_CONSTRAINTS, MAX_STRATEGIES};
+use crate::placement::spec::{self, Constraint, Strategy, MAX_CONSTRAINTS, MAX_STRATEGIES};
 use crate::records::{
     ContainerOverride, DesiredStatus, TaskDefinitionRecord, TaskOverrides, TaskRecord,
 };
@@ -108,42 +108,18 @@ pub fn task_to_proto(arn: &ArnPrefix, t: &TaskRecord) -> Task {
 /// ECS's limit on a RunTask `clientToken`.
 const MAX_CLIENT_TOKEN: usize = 64;
 
-/// The definition's own `memberOf` constraints, then the request's, parsed.
+/// The definition's own `memberOf` constraints, then the request's, parsed
+/// ([`spec::constraints`]) and held to ECS's limit.
 fn run_constraints(
     td: &TaskDefinitionRecord,
     req: &[berth_proto::v1::PlacementConstraint],
 ) -> Result<Vec<Constraint>, ApiError> {
-    let mut issues = Vec::new();
-    let mut out = Vec::new();
-    for (i, c) in td.definition.placement_constraints.iter().enumerate() {
-        let kind = match c.kind {
-            PlacementConstraintType::MemberOf => "memberOf",
-        };
-        let path = format!("taskDefinition.placementConstraints[{i}]");
-        match Constraint::parse(&path, kind, c.expression.as_deref().unwrap_or_default()) {
-            Ok(c) => out.push(c),
-            Err(e) => issues.push(FieldIssue {
-                path: e.path,
-                message: e.message,
-            }),
-        }
-    }
-    for (i, c) in req.iter().enumerate() {
-        match Constraint::parse(
-            &format!("placementConstraints[{i}]"),
-            &c.r#type,
-            &c.expression,
-        ) {
-            Ok(c) => out.push(c),
-            Err(e) => issues.push(FieldIssue {
-                path: e.path,
-                message: e.message,
-            }),
-        }
-    }
-    if !issues.is_empty() {
-        return Err(ApiError::InvalidFields(issues));
-    }
+    let out = spec::constraints(
+        &td.definition,
+        req.iter()
+            .map(|c| (c.r#type.as_str(), c.expression.as_str())),
+    )
+    .map_err(spec_issues)?;
     if out.len() > MAX_CONSTRAINTS {
         return Err(ApiError::invalid(
             "placementConstraints",
@@ -156,6 +132,8 @@ fn run_constraints(
     Ok(out)
 }
 
+/// The request's strategies ([`spec::strategies`]); ECS's default for
+/// RunTask is `random`.
 fn run_strategies(req: &[berth_proto::v1::PlacementStrategy]) -> Result<Vec<Strategy>, ApiError> {
     if req.len() > MAX_STRATEGIES {
         return Err(ApiError::invalid(
@@ -163,25 +141,23 @@ fn run_strategies(req: &[berth_proto::v1::PlacementStrategy]) -> Result<Vec<Stra
             format!("{} strategies; at most {MAX_STRATEGIES}", req.len()),
         ));
     }
-    let mut issues = Vec::new();
-    let mut out = Vec::new();
-    for (i, s) in req.iter().enumerate() {
-        match Strategy::parse(&format!("placementStrategy[{i}]"), &s.r#type, &s.field) {
-            Ok(s) => out.push(s),
-            Err(e) => issues.push(FieldIssue {
+    spec::strategies(
+        req.iter().map(|s| (s.r#type.as_str(), s.field.as_str())),
+        || vec![Strategy::Random],
+    )
+    .map_err(spec_issues)
+}
+
+fn spec_issues(errors: Vec<spec::SpecError>) -> ApiError {
+    ApiError::InvalidFields(
+        errors
+            .into_iter()
+            .map(|e| FieldIssue {
                 path: e.path,
                 message: e.message,
-            }),
-        }
-    }
-    if !issues.is_empty() {
-        return Err(ApiError::InvalidFields(issues));
-    }
-    // ECS's default for RunTask.
-    if out.is_empty() {
-        out.push(Strategy::Random);
-    }
-    Ok(out)
+            })
+            .collect(),
+    )
 }
 
 /// RunTask's overrides, checked against the definition they apply to.

@@ -1,8 +1,7 @@
 //! `TaskDefinitionService`: register (ECS JSON in), describe (ECS JSON out),
 //! list, list families, deregister.
 
-use berth_proto::arn::{ArnPrefix, TaskDefRef};
-use berth_proto::taskdef::{self, ReadOnlyFields, TaskDefinitionStatus};
+use berth_proto::taskdef::{self, TaskDefinitionStatus};
 use berth_proto::v1::{
     task_definition_service_server::TaskDefinitionService, DeregisterTaskDefinitionRequest,
     DeregisterTaskDefinitionResponse, DescribeTaskDefinitionRequest,
@@ -12,8 +11,9 @@ use berth_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use super::convert::parse_ref;
 use super::{timestamp, ApiError, Shared};
-use crate::records::{TaskDefinitionRecord, UnixMillis};
+use crate::records::TaskDefinitionRecord;
 
 /// Largest request body accepted for a task definition (ECS allows 64 KiB
 /// of JSON; Berth is generous but bounded).
@@ -23,15 +23,6 @@ const DEFAULT_PAGE: usize = 100;
 #[derive(Debug)]
 pub struct TaskDefinitionApi {
     pub shared: Shared,
-}
-
-fn offset_datetime(ms: UnixMillis) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-}
-
-pub fn parse_ref(field: &str, s: &str) -> Result<TaskDefRef, ApiError> {
-    TaskDefRef::parse(s).map_err(|e| ApiError::invalid(field, e.to_string()))
 }
 
 fn parse_status(field: &str, s: &str) -> Result<Option<TaskDefinitionStatus>, ApiError> {
@@ -46,24 +37,10 @@ fn parse_status(field: &str, s: &str) -> Result<Option<TaskDefinitionStatus>, Ap
     }
 }
 
-/// The revision as `aws ecs describe-task-definition` prints its
-/// `taskDefinition` object.
-pub fn definition_json(arn: &ArnPrefix, r: &TaskDefinitionRecord) -> String {
-    let ro = ReadOnlyFields {
-        task_definition_arn: arn.task_definition(&r.family, r.revision),
-        revision: r.revision,
-        status: r.status,
-        registered_at: offset_datetime(r.registered_at),
-        deregistered_at: r.deregistered_at.map(offset_datetime),
-        registered_by: None,
-    };
-    taskdef::describe_json(&r.definition, &ro).to_string()
-}
-
 impl TaskDefinitionApi {
     pub fn to_proto(&self, r: &TaskDefinitionRecord) -> TaskDefinition {
         let arn = self.shared.arn.task_definition(&r.family, r.revision);
-        let json = definition_json(&self.shared.arn, r);
+        let json = r.describe_json(&self.shared.arn);
         TaskDefinition {
             task_definition_arn: arn,
             family: r.family.clone(),

@@ -14,7 +14,7 @@ use berth_proto::v1::{
 use rand::RngCore;
 use tonic::{Request, Response, Status};
 
-use super::agent::{sha256_hex, validate_attribute};
+use super::convert::validate_attribute;
 use super::{cluster_arg, timestamp, ApiError, Shared};
 use crate::records::{now_millis, ActivationRecord};
 use crate::tls::ClusterCa;
@@ -126,7 +126,7 @@ impl ActivationService for ActivationApi {
         let now = now_millis();
         let rec = ActivationRecord {
             id: uuid::Uuid::new_v4().to_string(),
-            code_sha256: sha256_hex(&code),
+            code_sha256: crate::auth::sha256_hex(&code),
             cluster,
             created_at: now,
             expires_at: now.saturating_add(ttl.as_millis() as i64),

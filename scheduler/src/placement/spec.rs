@@ -11,6 +11,8 @@
 
 use std::fmt;
 
+use berth_proto::taskdef::{PlacementConstraintType, TaskDefinition};
+
 use super::cql;
 
 /// ECS's limit on placement constraints per request (task definition and
@@ -174,9 +176,110 @@ impl fmt::Display for Strategy {
     }
 }
 
+/// The placement a task is placed with: its definition's own `memberOf`
+/// constraints, then the request's `(type, expression)` constraints, parsed.
+/// RunTask and the service controller both assemble it here. Every bad item
+/// is reported, in that order; the request limits stay with the caller.
+pub fn constraints<'a>(
+    definition: &TaskDefinition,
+    request: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Vec<Constraint>, Vec<SpecError>> {
+    let own = definition
+        .placement_constraints
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let kind = match c.kind {
+                PlacementConstraintType::MemberOf => "memberOf",
+            };
+            Constraint::parse(
+                &format!("taskDefinition.placementConstraints[{i}]"),
+                kind,
+                c.expression.as_deref().unwrap_or_default(),
+            )
+        });
+    let requested = request
+        .into_iter()
+        .enumerate()
+        .map(|(i, (kind, expression))| {
+            Constraint::parse(&format!("placementConstraints[{i}]"), kind, expression)
+        });
+    collect(own.chain(requested))
+}
+
+/// The request's `(type, field)` strategies, parsed, or `default()` when it
+/// names none (RunTask: `random`; a REPLICA service: spread by zone, then
+/// instance). Every bad item is reported.
+pub fn strategies<'a>(
+    request: impl IntoIterator<Item = (&'a str, &'a str)>,
+    default: impl FnOnce() -> Vec<Strategy>,
+) -> Result<Vec<Strategy>, Vec<SpecError>> {
+    let out = collect(request.into_iter().enumerate().map(|(i, (kind, field))| {
+        Strategy::parse(&format!("placementStrategy[{i}]"), kind, field)
+    }))?;
+    Ok(if out.is_empty() { default() } else { out })
+}
+
+fn collect<T>(items: impl Iterator<Item = Result<T, SpecError>>) -> Result<Vec<T>, Vec<SpecError>> {
+    let mut out = Vec::new();
+    let mut issues = Vec::new();
+    for item in items {
+        match item {
+            Ok(v) => out.push(v),
+            Err(e) => issues.push(e),
+        }
+    }
+    if issues.is_empty() {
+        Ok(out)
+    } else {
+        Err(issues)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn definition_then_request_with_every_issue() {
+        let def = berth_proto::taskdef::parse_registration(
+            r#"{"family":"web","containerDefinitions":[{"name":"a","image":"busybox","memory":64}],
+                "placementConstraints":[{"type":"memberOf","expression":"attribute:zone == a"}]}"#,
+        )
+        .unwrap()
+        .definition;
+        let got = constraints(&def, [("distinctInstance", "")]).unwrap();
+        assert!(matches!(
+            got.as_slice(),
+            [Constraint::MemberOf(_), Constraint::DistinctInstance]
+        ));
+        let paths: Vec<String> = constraints(&def, [("x", ""), ("memberOf", "attribute:zone ==")])
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "placementConstraints[0].type",
+                "placementConstraints[1].expression"
+            ]
+        );
+        assert_eq!(
+            strategies([], || vec![Strategy::Random]).unwrap(),
+            [Strategy::Random]
+        );
+        assert_eq!(
+            strategies([("binpack", "cpu")], || vec![Strategy::Random]).unwrap(),
+            [Strategy::Binpack(BinpackField::Cpu)]
+        );
+        assert_eq!(
+            strategies([("x", ""), ("y", "")], Vec::new)
+                .unwrap_err()
+                .len(),
+            2
+        );
+    }
 
     #[test]
     fn constraints_parse_with_paths() {

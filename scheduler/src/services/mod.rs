@@ -24,15 +24,15 @@ use tokio_util::sync::CancellationToken;
 
 use berth_proto::ecs::StopCode;
 
+use crate::agents::sessions::Sessions;
 use crate::config::ServiceSettings;
 use crate::db::{Db, DbError, RunFailure, RunSpec, ServiceSnapshot};
-use crate::placement::spec::{Constraint, SpreadField, Strategy};
+use crate::placement::spec::{self, Constraint, SpreadField, Strategy};
 use crate::placer::Placer;
 use crate::records::{
     now_millis, InstanceStatus, PlacementItem, SchedulingStrategy, ServiceRecord, ServiceStatus,
     TaskRecord, TaskStatus,
 };
-use crate::sessions::Sessions;
 use plan::{InstanceFacts, Standing, TaskFacts};
 
 /// Stops issued at once (they share fsyncs through the group commit).
@@ -50,37 +50,33 @@ pub fn default_strategies() -> Vec<Strategy> {
 }
 
 /// Parses a service's stored placement (checked by the API when stored)
-/// and its definition's `memberOf` constraints.
+/// with its definition's `memberOf` constraints ([`spec::constraints`],
+/// [`spec::strategies`]); the first bad item is the error.
 pub fn placement(
     rec: &ServiceRecord,
     def: &berth_proto::taskdef::TaskDefinition,
-) -> Result<(Vec<Constraint>, Vec<Strategy>), crate::placement::spec::SpecError> {
-    let mut constraints = Vec::new();
-    for (i, c) in def.placement_constraints.iter().enumerate() {
-        constraints.push(Constraint::parse(
-            &format!("taskDefinition.placementConstraints[{i}]"),
-            "memberOf",
-            c.expression.as_deref().unwrap_or_default(),
-        )?);
-    }
-    for (i, c) in rec.constraints.iter().enumerate() {
-        constraints.push(Constraint::parse(
-            &format!("placementConstraints[{i}]"),
-            &c.kind,
-            &c.value,
-        )?);
-    }
-    let mut strategies = Vec::new();
-    for (i, s) in rec.strategies.iter().enumerate() {
-        strategies.push(Strategy::parse(
-            &format!("placementStrategy[{i}]"),
-            &s.kind,
-            &s.value,
-        )?);
-    }
-    if strategies.is_empty() && rec.scheduling == SchedulingStrategy::Replica {
-        strategies = default_strategies();
-    }
+) -> Result<(Vec<Constraint>, Vec<Strategy>), spec::SpecError> {
+    let first = |mut errors: Vec<spec::SpecError>| errors.swap_remove(0);
+    let constraints = spec::constraints(
+        def,
+        rec.constraints
+            .iter()
+            .map(|c| (c.kind.as_str(), c.value.as_str())),
+    )
+    .map_err(first)?;
+    let strategies = spec::strategies(
+        rec.strategies
+            .iter()
+            .map(|s| (s.kind.as_str(), s.value.as_str())),
+        || {
+            if rec.scheduling == SchedulingStrategy::Replica {
+                default_strategies()
+            } else {
+                Vec::new()
+            }
+        },
+    )
+    .map_err(first)?;
     Ok((constraints, strategies))
 }
 

@@ -1,0 +1,185 @@
+//! One agent's welcomed `Connect` stream: [`AgentEvent`]s in, [`ToAgent`]s
+//! out, in one loop. Reports already waiting are made durable with one
+//! flush; the desired set is sent again whenever the instance's generation
+//! moves; log chunks go to whoever waits for them, and an agent is told to
+//! stop a log read nobody waits for any more.
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::sessions::SessionGuard;
+use super::{desired, AgentEvent, Context, StreamError, ToAgent};
+use crate::agent_link::Outbound;
+use crate::db::{ReportOutcome, TaskReport};
+
+/// Most reports made durable by one flush.
+const MAX_BATCH: usize = 256;
+
+/// An agent's stream after its Hello and first desired set.
+#[derive(Debug)]
+pub struct AgentSession {
+    pub ctx: Context,
+    /// The session's identity (from the credential, never a message body).
+    pub id: String,
+    pub guard: SessionGuard,
+    /// To the agent; the stream ends when the edge drops the receiver.
+    pub tx: mpsc::Sender<Result<ToAgent, StreamError>>,
+    /// From the agent, converted at the edge; `Err` is a failed read.
+    pub inbound: mpsc::Receiver<Result<AgentEvent, String>>,
+    /// What the API asks this stream to send (log requests, close).
+    pub outbound: mpsc::Receiver<Outbound>,
+    /// The instance's desired-set generation.
+    pub desired: watch::Receiver<u64>,
+}
+
+/// Why a stream's loop ended.
+enum End {
+    AgentClosed,
+    /// The instance was deregistered while connected.
+    Revoked(String),
+    Failed(String),
+    Shutdown,
+}
+
+impl AgentSession {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let end = loop {
+            tokio::select! {
+                m = self.inbound.recv() => match m {
+                    None => break End::AgentClosed,
+                    Some(Err(e)) => break End::Failed(e),
+                    Some(Ok(first)) => {
+                        if let Err(e) = self.handle_batch(first).await {
+                            break e;
+                        }
+                    }
+                },
+                Some(o) = self.outbound.recv() => {
+                    let m = match o {
+                        Outbound::Close { reason } => break End::Revoked(reason),
+                        Outbound::LogRequest { request_id, query } => {
+                            ToAgent::LogRequest { request_id, query }
+                        }
+                        Outbound::LogCancel { request_id } => ToAgent::LogCancel { request_id },
+                    };
+                    if self.tx.send(Ok(m)).await.is_err() {
+                        break End::AgentClosed;
+                    }
+                }
+                changed = self.desired.changed() => {
+                    if changed.is_err() {
+                        break End::Failed("desired-state notifier gone".into());
+                    }
+                    self.desired.borrow_and_update();
+                    match desired::desired_set(&self.ctx, &self.id) {
+                        Ok(s) => if self.tx.send(Ok(ToAgent::Desired(s))).await.is_err() { break End::AgentClosed },
+                        Err(e) => break End::Failed(format!("reading the desired set: {e}")),
+                    }
+                }
+                _ = self.tx.closed() => break End::AgentClosed,
+                _ = shutdown.cancelled() => break End::Shutdown,
+            }
+        };
+        let id = &self.id;
+        match end {
+            End::AgentClosed => {}
+            End::Failed(cause) => {
+                tracing::info!(instance = %id, %cause, "agent stream failed");
+                let _ = self.tx.try_send(Err(StreamError::Unavailable(cause)));
+            }
+            End::Revoked(reason) => {
+                tracing::info!(instance = %id, %reason, "closing the agent's stream");
+                let _ = self
+                    .tx
+                    .send(Err(StreamError::PermissionDenied(reason)))
+                    .await;
+            }
+            End::Shutdown => {
+                let _ = self
+                    .tx
+                    .send(Err(StreamError::Unavailable(
+                        "scheduler shutting down".into(),
+                    )))
+                    .await;
+            }
+        }
+        self.ctx
+            .logs
+            .fail_instance(id, "the agent disconnected while its logs were being read");
+        drop(self.guard);
+    }
+
+    /// Handles `first` and every event already waiting, then makes their
+    /// reports durable with one flush.
+    async fn handle_batch(&mut self, first: AgentEvent) -> Result<(), End> {
+        let mut reports = Vec::new();
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            self.guard.heartbeat();
+            match m {
+                AgentEvent::Heartbeat => {}
+                AgentEvent::Hello => {
+                    tracing::warn!(instance = %self.id, "second Hello on one stream ignored");
+                }
+                AgentEvent::Report(r) => reports.push(r),
+                AgentEvent::InvalidReport(e) => {
+                    tracing::warn!(instance = %self.id, cause = %e, "invalid task report ignored")
+                }
+                AgentEvent::LogChunk { request_id, part } => {
+                    let eof = part.eof;
+                    let delivered = self.ctx.logs.deliver(&self.id, request_id, part).await;
+                    if !delivered && !eof {
+                        // Nobody reads this any more: tell the agent to stop.
+                        let cancel = ToAgent::LogCancel { request_id };
+                        if self.tx.send(Ok(cancel)).await.is_err() {
+                            return Err(End::AgentClosed);
+                        }
+                    }
+                }
+            }
+            if reports.len() < MAX_BATCH {
+                match self.inbound.try_recv() {
+                    Ok(Ok(m)) => next = Some(m),
+                    Ok(Err(e)) => {
+                        self.apply(&reports).await?;
+                        return Err(End::Failed(e));
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        self.apply(&reports).await
+    }
+
+    async fn apply(&self, reports: &[TaskReport]) -> Result<(), End> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let outcomes = self
+            .ctx
+            .db
+            .apply_reports(&self.id, reports)
+            .await
+            // Unrecorded reports would be lost: end the stream, so the agent
+            // reconnects and reports every task again.
+            .map_err(|e| End::Failed(format!("recording task reports: {e}")))?;
+        for (r, o) in reports.iter().zip(outcomes) {
+            match o {
+                ReportOutcome::Applied => {
+                    tracing::info!(instance = %self.id, task = %r.task_id, last_status = r.last_status.as_str(), "task status")
+                }
+                ReportOutcome::Unchanged => {}
+                ReportOutcome::Regression => {
+                    tracing::debug!(instance = %self.id, task = %r.task_id, last_status = r.last_status.as_str(), "task report ignored: regression")
+                }
+                ReportOutcome::UnknownTask => {
+                    tracing::warn!(instance = %self.id, task = %r.task_id, "report for an unknown task ignored")
+                }
+                ReportOutcome::ForeignTask => {
+                    tracing::warn!(instance = %self.id, task = %r.task_id, "report for another instance's task refused")
+                }
+            }
+        }
+        Ok(())
+    }
+}
