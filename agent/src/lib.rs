@@ -100,7 +100,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut agent = Agent::start(&config, HostProbe::new(&config))?;
     let (ping_tx, ping_rx) = tokio::sync::mpsc::channel(1);
     let started = Arc::new(AtomicBool::new(false));
-    start_runtime(
+    let runtime = start_runtime(
         &config,
         agent.reporter.clone(),
         agent.desired_state(),
@@ -121,6 +121,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             berth_proto::systemd::notify_stopping();
             tracing::info!("shutting down");
             agent.stop().await;
+            runtime.join(STOP_TIMEOUT).await;
             Ok(())
         }
         joined = agent.session.task() => Err(AgentError::SessionDied {
@@ -166,12 +167,39 @@ fn supervisor_probe(
     }
 }
 
-/// Aborts the task when dropped (the watchdog ends with `run`).
+/// Aborts the task when dropped (the watchdog ends with `run`; the image
+/// cleanup loop with the runtime task that started it).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// The task runtime's background tasks: the metadata endpoint, and the
+/// containerd connect loop, which goes on to run the image cleanup loop and
+/// the task supervisor. Dropping it aborts them.
+#[derive(Debug)]
+#[must_use = "dropping RuntimeTasks aborts the runtime's tasks"]
+pub struct RuntimeTasks(tokio::task::JoinSet<()>);
+
+impl RuntimeTasks {
+    /// Waits, once their cancel token has fired, up to `timeout` for the
+    /// tasks to end; aborts those still running.
+    pub async fn join(mut self, timeout: Duration) {
+        let all = async {
+            while let Some(joined) = self.0.join_next().await {
+                if let Err(e) = joined {
+                    tracing::error!(cause = %e, "a runtime task failed");
+                }
+            }
+        };
+        let done = tokio::time::timeout(timeout, all).await;
+        if done.is_err() {
+            tracing::warn!(waited = ?timeout, "the runtime's tasks did not stop in time");
+            self.0.abort_all();
+        }
     }
 }
 
@@ -189,14 +217,16 @@ const CONTAINERD_RETRY: Duration = Duration::from_secs(2);
 /// Sets up the task runtime: cgroups and CNI are checked now (a host that
 /// cannot run tasks fails at start, exit 64); containerd is reached in the
 /// background, retrying, so the agent joins even while containerd starts.
-/// Tasks keep running when `cancel` fires.
+/// Tasks keep running when `cancel` fires; the returned [`RuntimeTasks`]
+/// then end, and `run` joins them.
 pub fn start_runtime(
     config: &Config,
     reporter: runtime::report::Reporter,
     desired: watch::Receiver<Option<DesiredState>>,
     cancel: CancellationToken,
     liveness: Liveness,
-) -> Result<(), AgentError> {
+) -> Result<RuntimeTasks, AgentError> {
+    let mut tasks = tokio::task::JoinSet::new();
     use runtime::{cgroups::CgroupManager, network};
     let rc = config.runtime.clone();
     let cgroups = CgroupManager::detect(&rc.cgroup_parent).map_err(|e| AgentError::Runtime {
@@ -239,7 +269,7 @@ pub fn start_runtime(
                     Some(cgroups.clone()),
                     config.availability_zone.clone(),
                 ));
-                tokio::spawn(metadata::serve(listener, endpoint, cancel.clone()));
+                tasks.spawn(metadata::serve(listener, endpoint, cancel.clone()));
                 Some(format!("http://{addr}"))
             }
             // Tasks still run; their containers get no metadata URI. (Two
@@ -279,7 +309,7 @@ pub fn start_runtime(
         metadata_base,
         host_ip,
     };
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut warned = false;
         let ctd = loop {
             match runtime::containerd::Containerd::connect(
@@ -322,7 +352,7 @@ pub fn start_runtime(
         // ECS-style image cleanup: least recently used images no task uses.
         let gc_ops = ops.clone();
         let gc_cancel = cancel.clone();
-        tokio::spawn(async move {
+        let mut gc = AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::select! {
                     () = gc_cancel.cancelled() => return,
@@ -342,7 +372,7 @@ pub fn start_runtime(
                     Err(e) => tracing::warn!(cause = %e, "image cleanup failed"),
                 }
             }
-        });
+        }));
         // containerd answers and the runtime is set up: the agent serves.
         liveness.started.store(true, Ordering::Release);
         berth_proto::systemd::notify_ready("connected to containerd; supervising tasks");
@@ -350,8 +380,12 @@ pub fn start_runtime(
             .with_pings(liveness.pings)
             .run(desired)
             .await;
+        // The cleanup loop has seen the same cancel; wait for it to end.
+        if let Err(e) = (&mut gc.0).await {
+            tracing::error!(cause = %e, "the image cleanup task failed");
+        }
     });
-    Ok(())
+    Ok(RuntimeTasks(tasks))
 }
 
 impl Agent {
@@ -466,5 +500,38 @@ fn warn_on_ephemeral_overlap(probe: &HostProbe) {
         ),
         Ok(_) => {}
         Err(e) => tracing::debug!(cause = %e, "cannot read the ephemeral port range"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn runtime_tasks_are_joined_once_cancelled_and_aborted_after_the_timeout() {
+        let cancel = CancellationToken::new();
+        let (ended_tx, mut ended_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut set = tokio::task::JoinSet::new();
+        let (c, tx) = (cancel.clone(), ended_tx.clone());
+        set.spawn(async move {
+            c.cancelled().await;
+            let _ = tx.send("cancelled");
+        });
+        cancel.cancel();
+        RuntimeTasks(set).join(STOP_TIMEOUT).await;
+        assert_eq!(ended_rx.try_recv(), Ok("cancelled"));
+
+        // A task that ignores its cancel is aborted once the timeout passes.
+        let mut set = tokio::task::JoinSet::new();
+        let (held_tx, held_rx) = tokio::sync::oneshot::channel::<()>();
+        set.spawn(async move {
+            std::future::pending::<()>().await;
+            drop(held_tx);
+        });
+        let started = tokio::time::Instant::now();
+        RuntimeTasks(set).join(STOP_TIMEOUT).await;
+        assert_eq!(started.elapsed(), STOP_TIMEOUT);
+        // Aborted: its sender is gone.
+        assert!(held_rx.await.is_err());
     }
 }

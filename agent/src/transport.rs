@@ -58,19 +58,5 @@ pub async fn connect_as(
     endpoint.connect().await.map_err(|e| fail(&e))
 }
 
-/// `error: source: source…`, skipping sources whose text repeats the last.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut last = out.clone();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !last.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        last = text;
-        source = s.source();
-    }
-    out
-}
+/// The shared renderer (`join` reaches it through this module).
+pub use berth_proto::errors::error_chain;

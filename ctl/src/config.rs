@@ -84,8 +84,7 @@ impl Config {
     /// Writes the file readable by its owner only (0600; its directory
     /// 0700 when created), replacing it atomically.
     pub fn save(&self, path: &Path) -> Result<(), CtlError> {
-        use std::io::Write as _;
-        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+        use std::os::unix::fs::DirBuilderExt as _;
         let fail = |source: io::Error| CtlError::WriteFile {
             path: path.display().to_string(),
             source,
@@ -98,20 +97,7 @@ impl Config {
                 .map_err(fail)?;
         }
         let text = toml::to_string(self).map_err(|e| fail(io::Error::other(e)))?;
-        let tmp = path.with_extension("toml.tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(fail)?;
-        // The umask cannot widen 0600, but say it explicitly all the same.
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .and_then(|()| f.write_all(text.as_bytes()))
-            .and_then(|()| f.sync_all())
-            .map_err(fail)?;
-        std::fs::rename(&tmp, path).map_err(fail)
+        berth_proto::fsutil::write_atomic(path, text.as_bytes(), 0o600).map_err(fail)
     }
 }
 

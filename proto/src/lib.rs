@@ -13,11 +13,15 @@
 //! - [`secret_ref`]: secret names and the references to them in definitions.
 //! - [`systemd`]: the daemons' side of systemd's notify protocol (ready, stopping, watchdog).
 //! - [`snapshot`]: the clients' side of `SaveSnapshot`: the streamed snapshot to a file, atomically.
+//! - [`errors`]: an error and its sources on one line.
+//! - [`fsutil`]: replacing a file atomically (temp file, fsync, rename, directory fsync).
 //! - `redact`: the `Debug` of the messages that carry secret values.
 
 pub mod arn;
 pub mod auth;
 pub mod ecs;
+pub mod errors;
+pub mod fsutil;
 pub mod names;
 mod redact;
 pub mod secret_ref;

@@ -15,6 +15,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, Uri};
 
+use crate::errors::error_chain;
 use crate::v1::cluster_ca_service_client::ClusterCaServiceClient;
 use crate::v1::GetClusterCaRequest;
 
@@ -184,23 +185,6 @@ pub async fn fetch_cluster_ca(url: &str, expected: &str) -> Result<String, Trust
         return Err(TrustError::FingerprintMismatch { expected, actual });
     }
     Ok(ca_pem)
-}
-
-/// `error: source: source…`, skipping sources whose text repeats the last.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut last = out.clone();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !last.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        last = text;
-        source = s.source();
-    }
-    out
 }
 
 /// Accepts any server certificate (signatures of the handshake are still

@@ -9,9 +9,8 @@
 //! that rustls has already verified against the CA.
 
 use std::fs;
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -137,39 +136,22 @@ fn read(path: &Path) -> Result<String, TlsError> {
     })
 }
 
-/// Writes `contents` atomically (temp file, fsync, rename) with `mode`.
+/// Writes `contents` atomically with `mode`
+/// ([`berth_proto::fsutil::write_atomic`]); the directory is created (mode
+/// 0700) if missing.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
     let err = |source| TlsError::Io {
         path: path.to_owned(),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(err)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(e)),
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
     }
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(contents).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(err)?;
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)
+    berth_proto::fsutil::write_atomic(path, contents, mode).map_err(err)
 }
 
 fn random_serial() -> SerialNumber {

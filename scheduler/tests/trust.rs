@@ -83,7 +83,7 @@ async fn connect_status(target: &AgentTarget, cert: Option<&AgentCert>) -> Optio
     };
     let refusal = |s: tonic::Status| {
         let chain = std::error::Error::source(&s)
-            .map(berth_proto::trust::error_chain)
+            .map(berth_proto::errors::error_chain)
             .unwrap_or_default();
         Some((s.code(), format!("{}: {chain}", s.message())))
     };

@@ -52,7 +52,7 @@ impl AgentTarget {
         .map_err(|e| e.to_string())?
         .connect()
         .await
-        .map_err(|e| berth_proto::trust::error_chain(&e))
+        .map_err(|e| berth_proto::errors::error_chain(&e))
     }
 
     /// A new activation: (id, code).

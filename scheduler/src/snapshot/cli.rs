@@ -238,7 +238,7 @@ pub async fn save(api: &ApiArgs, file: &Path) -> Result<Inspected, CliError> {
         .await
         .map_err(|e| CliError::Connect {
             endpoint: api.endpoint.clone(),
-            cause: berth_proto::trust::error_chain(&e),
+            cause: berth_proto::errors::error_chain(&e),
         })?;
     let mut client =
         SnapshotServiceClient::with_interceptor(channel, BearerToken::new(Some(token)))

@@ -4,7 +4,6 @@
 //! that stopped half-way. Written atomically (temp file, fsync, rename,
 //! fsync of the directory) before the first change to the host.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -75,25 +74,15 @@ pub fn load(state_dir: &Path, task_id: &str) -> Result<Option<Record>, NetworkEr
     Ok(Some(record))
 }
 
-/// Writes `record` atomically.
+/// Writes `record` atomically, mode 0644.
 pub fn store(state_dir: &Path, record: &Record) -> Result<(), NetworkError> {
     let p = path(state_dir, &record.task_id);
-    let tmp = state_dir.join(format!(".{}.json.tmp", record.task_id));
-    let io = |source| NetworkError::State {
-        path: p.clone(),
-        source,
-    };
     let bytes = serde_json::to_vec_pretty(record).map_err(|e| NetworkError::StateFormat {
         path: p.clone(),
         reason: e.to_string(),
     })?;
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, &p).map_err(io)?;
-    sync_dir(state_dir).map_err(io)
+    berth_proto::fsutil::write_atomic(&p, &bytes, 0o644)
+        .map_err(|source| NetworkError::State { path: p, source })
 }
 
 /// Removes the record (absent is fine).
