@@ -36,10 +36,9 @@ enum Command {
     Version,
 }
 
+/// What `berthctl activation create` printed, for `register` and `join`.
 #[derive(Debug, Args)]
-struct RegisterCli {
-    #[command(flatten)]
-    run: RunArgs,
+struct ActivationArgs {
     /// The activation id `berthctl activation create` printed.
     #[arg(long, value_name = "ID", env = "BERTH_ACTIVATION_ID")]
     activation_id: String,
@@ -57,24 +56,20 @@ struct RegisterCli {
 }
 
 #[derive(Debug, Args)]
+struct RegisterCli {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    activation: ActivationArgs,
+}
+
+#[derive(Debug, Args)]
 struct JoinCli {
     /// The scheduler's endpoint, e.g. https://scheduler:7400.
     #[arg(long, value_name = "URL")]
     scheduler: String,
-    /// The activation id `berthctl activation create` printed.
-    #[arg(long, value_name = "ID", env = "BERTH_ACTIVATION_ID")]
-    activation_id: String,
-    /// The activation code `berthctl activation create` printed (once).
-    #[arg(
-        long,
-        value_name = "CODE",
-        env = "BERTH_ACTIVATION_CODE",
-        hide_env_values = true
-    )]
-    activation_code: String,
-    /// The cluster CA's fingerprint (sha256:<hex>) as the scheduler printed it.
-    #[arg(long, value_name = "SHA256", env = "BERTH_CA_FINGERPRINT")]
-    ca_fingerprint: String,
+    #[command(flatten)]
+    activation: ActivationArgs,
     /// Refuse an activation for another cluster (the activation decides the cluster).
     #[arg(long, value_name = "NAME")]
     cluster: Option<String>,
@@ -182,10 +177,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Join(j)) => return join_host(*j),
         Some(Command::Run(args)) => (args, None),
-        Some(Command::Register(r)) => (
-            r.run,
-            Some((r.activation_id, r.activation_code, r.ca_fingerprint)),
-        ),
+        Some(Command::Register(r)) => (r.run, Some(r.activation)),
         None => (cli.run, None),
     };
 
@@ -207,8 +199,8 @@ fn main() -> ExitCode {
     };
     init_logging(config.log_format);
 
-    if let Some((activation_id, activation_code, ca_fingerprint)) = register {
-        return register_host(config, activation_id, activation_code, ca_fingerprint);
+    if let Some(activation) = register {
+        return register_host(config, activation);
     }
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
@@ -232,12 +224,7 @@ fn run(config: berth_agent::Config) -> anyhow::Result<()> {
 }
 
 /// `berth-agent register`: prints the instance it became, or why not.
-fn register_host(
-    config: berth_agent::Config,
-    activation_id: String,
-    activation_code: String,
-    ca_fingerprint: String,
-) -> ExitCode {
+fn register_host(config: berth_agent::Config, activation: ActivationArgs) -> ExitCode {
     use berth_agent::register::{register, RegisterArgs};
     let probe = berth_agent::host::HostProbe::new(&config);
     let hostname = match probe.hostname() {
@@ -249,9 +236,9 @@ fn register_host(
     };
     let args = RegisterArgs {
         scheduler: config.scheduler.clone(),
-        activation_id,
-        activation_code,
-        ca_fingerprint,
+        activation_id: activation.activation_id,
+        activation_code: activation.activation_code,
+        ca_fingerprint: activation.ca_fingerprint,
         hostname,
         cluster: None,
     };
@@ -295,9 +282,9 @@ fn join_host(cli: JoinCli) -> ExitCode {
         cluster: cli.cluster,
         config_path: cli.config,
         state_dir: cli.state_dir,
-        activation_id: cli.activation_id,
-        activation_code: cli.activation_code,
-        ca_fingerprint: cli.ca_fingerprint,
+        activation_id: cli.activation.activation_id,
+        activation_code: cli.activation.activation_code,
+        ca_fingerprint: cli.activation.ca_fingerprint,
         force: cli.force,
         start: !cli.no_start,
         timeout: cli.timeout,

@@ -16,7 +16,9 @@
 
 use std::path::{Path, PathBuf};
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every file below `dir` whose extension is `ext` (skipping `target` and
+/// `testdata` folders).
+fn files_with_ext(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -28,11 +30,15 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
             {
                 continue;
             }
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
+            files_with_ext(&p, ext, out);
+        } else if p.extension().is_some_and(|x| x == ext) {
             out.push(p);
         }
     }
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    files_with_ext(dir, "rs", out);
 }
 
 #[test]
@@ -186,7 +192,7 @@ const PROTOX_WELL_KNOWN: [&str; 10] = [
 fn every_proto_import_is_carried_by_the_repository_or_protox() {
     let proto_root = workspace_root().join("proto");
     let mut files = Vec::new();
-    proto_files(&proto_root, &mut files);
+    files_with_ext(&proto_root, "proto", &mut files);
     assert!(!files.is_empty(), "no .proto files under proto/");
     let mut missing = Vec::new();
     for file in &files {
@@ -221,18 +227,6 @@ fn every_proto_import_is_carried_by_the_repository_or_protox() {
         !build.contains("compile_protos("),
         "proto/build.rs must not call protoc (compile_protos)"
     );
-}
-
-fn proto_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            proto_files(&path, out);
-        } else if path.extension().is_some_and(|x| x == "proto") {
-            out.push(path);
-        }
-    }
 }
 
 fn unit(name: &str) -> Vec<(String, String)> {
