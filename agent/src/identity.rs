@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -209,21 +209,15 @@ impl IdentityStore {
 }
 
 /// Writes `contents` to `path` atomically with `mode`
-/// ([`berth_proto::fsutil::write_atomic`]). The directory is created
+/// ([`berth_proto::fsutil::write_atomic_private`]). The directory is created
 /// (mode 0700) if missing.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), IdentityError> {
-    let err = |source| IdentityError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(err)?;
-    }
-    berth_proto::fsutil::write_atomic(path, contents, mode).map_err(err)
+    berth_proto::fsutil::write_atomic_private(path, contents, mode).map_err(|source| {
+        IdentityError::Write {
+            path: path.to_owned(),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,20 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
 
+/// [`write_atomic`], creating the file's directory first (mode 0700, with
+/// its parents) if it is missing: for private state such as keys and
+/// certificates.
+pub fn write_atomic_private(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    write_atomic(path, contents, mode)
+}
+
 /// Replaces `path` with `contents`, atomically, with exactly `mode` (the
 /// umask does not narrow it): a temp file `.{name}.tmp` in the same
 /// directory, written and fsynced, renamed over `path`, then the directory
@@ -78,6 +92,18 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["config.toml"]);
+    }
+
+    #[test]
+    fn the_private_variant_creates_the_directory_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tls").join("deep").join("ca.key");
+        write_atomic_private(&path, b"k", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"k");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("tls")), 0o700);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
     }
 
     #[test]

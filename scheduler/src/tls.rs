@@ -10,7 +10,6 @@
 
 use std::fs;
 use std::net::IpAddr;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -137,21 +136,13 @@ fn read(path: &Path) -> Result<String, TlsError> {
 }
 
 /// Writes `contents` atomically with `mode`
-/// ([`berth_proto::fsutil::write_atomic`]); the directory is created (mode
+/// ([`berth_proto::fsutil::write_atomic_private`]); the directory is created (mode
 /// 0700) if missing.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
-    let err = |source| TlsError::Io {
+    berth_proto::fsutil::write_atomic_private(path, contents, mode).map_err(|source| TlsError::Io {
         path: path.to_owned(),
         source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(err)?;
-    }
-    berth_proto::fsutil::write_atomic(path, contents, mode).map_err(err)
+    })
 }
 
 fn random_serial() -> SerialNumber {

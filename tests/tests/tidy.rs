@@ -44,18 +44,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn workspace_rules_hold() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let mut files = Vec::new();
-    for krate in [
-        "proto",
-        "scheduler",
-        "agent",
-        "ctl",
-        "clidoc",
-        "tests",
-        "testkit",
-    ] {
-        rust_files(&root.join(krate), &mut files);
-    }
+    let files = workspace_rust_files(root);
     assert!(
         files.len() > 20,
         "found only {} files under {}",
@@ -117,18 +106,7 @@ fn the_ecs_vocabulary_has_one_home() {
     let root = workspace_root();
     let home = Path::new("proto/src/ecs.rs");
     let home_text = std::fs::read_to_string(root.join(home)).unwrap();
-    let mut files = Vec::new();
-    for krate in [
-        "proto",
-        "scheduler",
-        "agent",
-        "ctl",
-        "clidoc",
-        "tests",
-        "testkit",
-    ] {
-        rust_files(&root.join(krate), &mut files);
-    }
+    let files = workspace_rust_files(&root);
     let mut problems = Vec::new();
     for name in ECS_VOCABULARY {
         // ecs.rs declares them through its `ecs_enum!` table.
