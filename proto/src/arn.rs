@@ -4,6 +4,10 @@
 //! every resource gets one built from the scheduler's configured partition,
 //! region and account. Parsing accepts any partition/region/account: a name
 //! is resolved by its resource part.
+//!
+//! [`ResourceArn::parse`] reads the ARN of a taggable resource (cluster,
+//! service, task, task definition, container instance) strictly: the
+//! resource API calls (TagResource, ...) take full ARNs only, as ECS's do.
 
 use std::fmt;
 
@@ -82,6 +86,117 @@ pub fn cluster_name(s: &str) -> &str {
 pub fn short_id(s: &str) -> &str {
     let r = resource_part(s);
     r.rsplit('/').next().unwrap_or(r)
+}
+
+/// The resource a full ECS ARN names (the long form, with the cluster in
+/// the service, task and container-instance ARNs, as Berth issues them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceArn {
+    Cluster { name: String },
+    Service { cluster: String, name: String },
+    Task { cluster: String, id: String },
+    TaskDefinition { family: String, revision: u32 },
+    ContainerInstance { cluster: String, id: String },
+}
+
+/// Why a string is not the ARN of a taggable resource.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArnError {
+    #[error("{input:?} is not an ARN (arn:<partition>:ecs:<region>:<account>:<resource>)")]
+    NotAnArn { input: String },
+    #[error("{input:?} is not an ECS ARN")]
+    NotEcs { input: String },
+    #[error(
+        "{input:?} names no taggable resource; expected cluster/NAME, service/CLUSTER/NAME, \
+         task/CLUSTER/ID, task-definition/FAMILY:REVISION or container-instance/CLUSTER/ID"
+    )]
+    Resource { input: String },
+}
+
+impl ResourceArn {
+    pub fn parse(input: &str) -> Result<Self, ArnError> {
+        let parts: Vec<&str> = input.splitn(6, ':').collect();
+        let [arn, _partition, service, _region, _account, resource] = parts[..] else {
+            return Err(ArnError::NotAnArn {
+                input: input.to_owned(),
+            });
+        };
+        if arn != "arn" {
+            return Err(ArnError::NotAnArn {
+                input: input.to_owned(),
+            });
+        }
+        if service != "ecs" {
+            return Err(ArnError::NotEcs {
+                input: input.to_owned(),
+            });
+        }
+        let bad = || ArnError::Resource {
+            input: input.to_owned(),
+        };
+        let (kind, rest) = resource.split_once('/').ok_or_else(bad)?;
+        let segments: Vec<&str> = rest.split('/').collect();
+        if segments.iter().any(|s| s.is_empty()) {
+            return Err(bad());
+        }
+        let two = || match segments[..] {
+            [a, b] => Ok((a.to_owned(), b.to_owned())),
+            _ => Err(bad()),
+        };
+        Ok(match kind {
+            "cluster" if segments.len() == 1 => ResourceArn::Cluster {
+                name: rest.to_owned(),
+            },
+            "service" => {
+                let (cluster, name) = two()?;
+                ResourceArn::Service { cluster, name }
+            }
+            "task" => {
+                let (cluster, id) = two()?;
+                ResourceArn::Task { cluster, id }
+            }
+            "container-instance" => {
+                let (cluster, id) = two()?;
+                ResourceArn::ContainerInstance { cluster, id }
+            }
+            "task-definition" if segments.len() == 1 => {
+                let (family, revision) = rest.rsplit_once(':').ok_or_else(bad)?;
+                let revision = revision
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|r| *r > 0)
+                    .ok_or_else(bad)?;
+                if family.is_empty() {
+                    return Err(bad());
+                }
+                ResourceArn::TaskDefinition {
+                    family: family.to_owned(),
+                    revision,
+                }
+            }
+            _ => return Err(bad()),
+        })
+    }
+
+    /// The resource part (`cluster/prod`, `task-definition/web:3`).
+    pub fn resource(&self) -> String {
+        match self {
+            ResourceArn::Cluster { name } => format!("cluster/{name}"),
+            ResourceArn::Service { cluster, name } => format!("service/{cluster}/{name}"),
+            ResourceArn::Task { cluster, id } => format!("task/{cluster}/{id}"),
+            ResourceArn::TaskDefinition { family, revision } => {
+                format!("task-definition/{family}:{revision}")
+            }
+            ResourceArn::ContainerInstance { cluster, id } => {
+                format!("container-instance/{cluster}/{id}")
+            }
+        }
+    }
+
+    /// The ARN under `prefix`.
+    pub fn to_arn(&self, prefix: &ArnPrefix) -> String {
+        format!("{}:{}", prefix.base(), self.resource())
+    }
 }
 
 /// A reference to a task definition: `family`, `family:revision`, or an ARN.
@@ -177,5 +292,56 @@ mod tests {
             short_id("arn:berth:ecs:local:0:container-instance/prod/abc"),
             "abc"
         );
+    }
+
+    #[test]
+    fn parses_resource_arns() {
+        let p = ArnPrefix::default();
+        let all = [
+            ResourceArn::Cluster {
+                name: "prod".into(),
+            },
+            ResourceArn::Service {
+                cluster: "prod".into(),
+                name: "web".into(),
+            },
+            ResourceArn::Task {
+                cluster: "prod".into(),
+                id: "0123abcd".into(),
+            },
+            ResourceArn::TaskDefinition {
+                family: "web".into(),
+                revision: 3,
+            },
+            ResourceArn::ContainerInstance {
+                cluster: "prod".into(),
+                id: "i1".into(),
+            },
+        ];
+        for r in all {
+            assert_eq!(ResourceArn::parse(&r.to_arn(&p)), Ok(r));
+        }
+        assert!(matches!(
+            ResourceArn::parse("prod"),
+            Err(ArnError::NotAnArn { .. })
+        ));
+        assert!(matches!(
+            ResourceArn::parse("arn:aws:s3:::bucket/key"),
+            Err(ArnError::NotEcs { .. })
+        ));
+        for bad in [
+            "arn:aws:ecs:r:1:cluster/",
+            "arn:aws:ecs:r:1:task/abc",
+            "arn:aws:ecs:r:1:task/c/abc/x",
+            "arn:aws:ecs:r:1:task-definition/web",
+            "arn:aws:ecs:r:1:task-definition/web:0",
+            "arn:aws:ecs:r:1:capacity-provider/x",
+            "arn:aws:ecs:r:1:cluster",
+        ] {
+            assert!(
+                matches!(ResourceArn::parse(bad), Err(ArnError::Resource { .. })),
+                "{bad}"
+            );
+        }
     }
 }

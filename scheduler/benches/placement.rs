@@ -52,6 +52,7 @@ fn fleet(n: usize) -> ClusterView {
             cert_serials: vec![],
             activation_id: String::new(),
             custom_attributes: vec![],
+            tags: vec![],
         };
         let mut alloc = AllocationRecord::default();
         for t in 0..(i % 20) {

@@ -17,13 +17,16 @@ use crate::records::{
 };
 use crate::store::{GroupCommit, Op, Store, StoreError, Table, Txn};
 
+mod attributes;
 mod auth;
 mod run;
 mod secrets;
 mod services;
+mod tags;
 mod tasks;
 mod trust;
 
+pub use attributes::InstanceAttribute;
 pub use auth::{AuditFilter, BOOTSTRAP_TOKEN_NAME, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 
 pub use run::{PlacerState, RunFailure, RunSpec, RunTasks, MAX_RUN_COUNT};
@@ -35,7 +38,7 @@ pub use tasks::{
 pub use trust::{check_activation, RegisterOutcome};
 
 /// The schema this code writes. Bump it together with a step in [`migrate`].
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 /// The `Meta` key of the schema version.
 pub(crate) const SCHEMA_KEY: &[u8] = b"schema_version";
 /// How many times an optimistic write retries on conflict before giving up.
@@ -142,6 +145,12 @@ const MIGRATIONS: &[Migration] = &[
     // 6 → 7: the Services table starts empty. The bump keeps an older
     // scheduler, which would not keep services running, from opening the
     // store.
+    |_| Ok(()),
+    // 7 → 8: records gain `tags` (absent reads as none), instances custom
+    // attributes set by PutAttributes, and task definitions the status
+    // DELETE_IN_PROGRESS. The bump keeps an older scheduler, which would
+    // drop tags on its next write and fail to read a deleted revision, from
+    // opening the store.
     |_| Ok(()),
 ];
 
@@ -327,12 +336,22 @@ impl Db {
     /// Creates a cluster, or re-activates an INACTIVE one (ECS's CreateCluster
     /// on an existing name returns it).
     pub async fn create_cluster(&self, name: &str) -> Result<ClusterRecord, DbError> {
+        self.create_cluster_tagged(name, &[]).await
+    }
+
+    /// [`Db::create_cluster`] with ECS's tags (validated by the caller).
+    pub async fn create_cluster_tagged(
+        &self,
+        name: &str,
+        tags: &[(String, String)],
+    ) -> Result<ClusterRecord, DbError> {
         self.write("cluster", || {
             let existing = self.get::<ClusterRecord>(Table::Clusters, name.as_bytes())?;
             let rec = ClusterRecord {
                 name: name.to_owned(),
                 status: ClusterStatus::Active,
                 created_at: now_millis(),
+                tags: tags.to_vec(),
             };
             match existing {
                 Some((c, _)) if c.status == ClusterStatus::Active => Err(DbError::AlreadyExists {
@@ -553,6 +572,112 @@ impl Db {
         .await
     }
 
+    /// ECS's DeleteTaskDefinitions for one revision: an INACTIVE revision
+    /// becomes DELETE_IN_PROGRESS (never listed or run again, still
+    /// described); one already DELETE_IN_PROGRESS is returned as it is. An
+    /// ACTIVE revision is FailedPrecondition (deregister it first). The
+    /// record leaves the store in [`Db::sweep_deleted_task_definitions`].
+    pub async fn delete_task_definition(
+        &self,
+        family: &str,
+        revision: u32,
+    ) -> Result<TaskDefinitionRecord, DbError> {
+        let key = taskdef_key(family, revision);
+        self.write("task definition", || {
+            let Some((mut t, old)) =
+                self.get::<TaskDefinitionRecord>(Table::TaskDefinitions, &key)?
+            else {
+                return Err(DbError::NotFound {
+                    kind: "task definition",
+                    name: format!("{family}:{revision}"),
+                });
+            };
+            match t.status {
+                TaskDefinitionStatus::Active => Err(DbError::FailedPrecondition(
+                    "The specified task definition is still in ACTIVE status. Please \
+                     deregister the target and try again."
+                        .to_owned(),
+                )),
+                TaskDefinitionStatus::DeleteInProgress => Ok((Txn::new(), t)),
+                TaskDefinitionStatus::Inactive => {
+                    t.status = TaskDefinitionStatus::DeleteInProgress;
+                    Ok((
+                        Txn::new()
+                            .check_equals(Table::TaskDefinitions, key.clone(), old)
+                            .put(
+                                Table::TaskDefinitions,
+                                key.clone(),
+                                encode(Table::TaskDefinitions, &t)?,
+                            ),
+                        t,
+                    ))
+                }
+            }
+        })
+        .await
+    }
+
+    /// Removes the DELETE_IN_PROGRESS revisions nothing uses any more: no
+    /// task that is not STOPPED runs them and no service that is not
+    /// INACTIVE deploys them (or keeps them as its rollback target).
+    /// Nothing can start using such a revision again (it is not runnable),
+    /// so a revision found unused stays unused. Returns the revisions
+    /// removed, `family:revision`. Called by DeleteTaskDefinitions, before
+    /// and after its deletions.
+    pub async fn sweep_deleted_task_definitions(&self) -> Result<Vec<String>, DbError> {
+        let deleted: Vec<(Vec<u8>, Vec<u8>, TaskDefinitionRecord)> = self
+            .store
+            .scan_prefix(Table::TaskDefinitions, b"")?
+            .into_iter()
+            .map(|(k, v)| {
+                let t: TaskDefinitionRecord = decode(Table::TaskDefinitions, &k, &v)?;
+                Ok((k, v, t))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?
+            .into_iter()
+            .filter(|(_, _, t)| t.status == TaskDefinitionStatus::DeleteInProgress)
+            .collect();
+        if deleted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut used: std::collections::HashSet<(String, u32)> = self
+            .all_tasks()?
+            .into_iter()
+            .filter(|t| t.last_status != crate::records::TaskStatus::Stopped)
+            .map(|t| (t.family, t.revision))
+            .collect();
+        for svc in self.scan::<crate::records::ServiceRecord>(Table::Services, b"")? {
+            if svc.status == crate::records::ServiceStatus::Inactive {
+                continue;
+            }
+            used.extend(svc.deployments.into_iter().map(|d| (d.family, d.revision)));
+            used.extend(svc.last_completed);
+        }
+        let mut txn = Txn::new();
+        let mut removed = Vec::new();
+        for (key, bytes, t) in deleted {
+            if used.contains(&(t.family.clone(), t.revision)) {
+                continue;
+            }
+            txn = txn
+                .check_equals(Table::TaskDefinitions, key.clone(), bytes)
+                .delete(Table::TaskDefinitions, key);
+            removed.push(format!("{}:{}", t.family, t.revision));
+        }
+        if removed.is_empty() {
+            return Ok(removed);
+        }
+        match self.store.commit(&txn) {
+            Ok(()) => {}
+            // Something changed under the sweep: the next one retries.
+            Err(StoreError::Conflict) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        }
+        self.commit.durable().await?;
+        tracing::info!(revisions = ?removed, "deleted task definitions removed");
+        Ok(removed)
+    }
+
     // -------------------------------------------------- container instances
 
     pub fn instance(&self, id: &str) -> Result<Option<InstanceRecord>, DbError> {
@@ -748,6 +873,7 @@ mod tests {
             cert_serials: vec![],
             activation_id: String::new(),
             custom_attributes: vec![],
+            tags: vec![],
         })
         .await
         .unwrap();

@@ -35,6 +35,60 @@ pub struct ClusterRecord {
     pub name: String,
     pub status: ClusterStatus,
     pub created_at: UnixMillis,
+    /// ECS's tags, in the order first set; keys unique.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
+}
+
+/// A record that carries ECS tags (`TagService`). Keys are unique; the
+/// order is the order they were first set.
+pub trait Tagged {
+    fn tags(&self) -> Vec<(String, String)>;
+    fn set_tags(&mut self, tags: Vec<(String, String)>);
+}
+
+macro_rules! tagged_by_field {
+    ($($record:ty),*) => {$(
+        impl Tagged for $record {
+            fn tags(&self) -> Vec<(String, String)> {
+                self.tags.clone()
+            }
+            fn set_tags(&mut self, tags: Vec<(String, String)>) {
+                self.tags = tags;
+            }
+        }
+    )*};
+}
+
+tagged_by_field!(ClusterRecord, InstanceRecord, TaskRecord, ServiceRecord);
+
+/// A revision's tags are its definition's `tags` (registered with it, and
+/// changed by TagResource afterwards).
+impl Tagged for TaskDefinitionRecord {
+    fn tags(&self) -> Vec<(String, String)> {
+        self.definition
+            .tags
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone()))
+            .collect()
+    }
+    fn set_tags(&mut self, tags: Vec<(String, String)>) {
+        self.definition.tags = tags
+            .into_iter()
+            .map(|(key, value)| berth_proto::taskdef::Tag { key, value })
+            .collect();
+    }
+}
+
+/// `tags` with `new` merged in: a key present gets the new value, a new key
+/// goes at the end (ECS's TagResource).
+pub fn merge_tags(tags: &mut Vec<(String, String)>, new: &[(String, String)]) {
+    for (k, v) in new {
+        match tags.iter_mut().find(|(key, _)| key == k) {
+            Some(t) => t.1 = v.clone(),
+            None => tags.push((k.clone(), v.clone())),
+        }
+    }
 }
 
 /// Per-family bookkeeping: revisions are never reused, even after
@@ -132,10 +186,14 @@ pub struct InstanceRecord {
     /// The activation it joined with.
     #[serde(default)]
     pub activation_id: String,
-    /// The activation's custom attributes, sorted by name. They are merged
+    /// Custom attributes, sorted by name: the activation's, then those set
+    /// by PutAttributes (which DeleteAttributes removes). They are merged
     /// into `attributes` and a Hello cannot override them.
     #[serde(default)]
     pub custom_attributes: Vec<(String, String)>,
+    /// ECS's tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
 }
 
 impl InstanceRecord {
@@ -335,6 +393,9 @@ pub struct TaskRecord {
     /// RunTask's `overrides`, applied to the definition the agent gets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverrides>,
+    /// ECS's tags (RunTask's and StartTask's `tags`, then TagResource).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
 }
 
 /// ECS's `TaskOverride` (the container fields Berth honours).

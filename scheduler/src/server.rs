@@ -15,6 +15,9 @@ use berth_proto::v1::{
     task_definition_service_server::TaskDefinitionServiceServer,
     task_service_server::TaskServiceServer, token_service_server::TokenServiceServer,
 };
+use berth_proto::v1::{
+    attribute_service_server::AttributeServiceServer, tag_service_server::TagServiceServer,
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +29,7 @@ use crate::api::auth::AuthLayer;
 use crate::api::task::TaskApi;
 use crate::api::{
     agent::AgentApi,
+    attribute::AttributeApi,
     audit::AuditApi,
     cluster::ClusterApi,
     instance::ContainerInstanceApi,
@@ -33,6 +37,7 @@ use crate::api::{
     service::ServiceApi,
     snapshot::SnapshotApi,
     system::SystemApi,
+    tags::TagApi,
     taskdef::TaskDefinitionApi,
     token::TokenApi,
     trust::{ActivationApi, ClusterCaApi},
@@ -203,6 +208,12 @@ pub async fn run(
             store: store.clone(),
             ca: ca.snapshot_files(),
             spool_dir: config.data_dir.clone(),
+        }))
+        .add_service(TagServiceServer::new(TagApi {
+            shared: shared.clone(),
+        }))
+        .add_service(AttributeServiceServer::new(AttributeApi {
+            shared: shared.clone(),
         }))
         .add_service(AgentServiceServer::new(AgentApi {
             shared: shared.clone(),

@@ -101,6 +101,7 @@ async fn task_definitions_register_describe_list_deregister() {
     let d = td
         .describe_task_definition(DescribeTaskDefinitionRequest {
             task_definition: "web".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -133,6 +134,7 @@ async fn task_definitions_register_describe_list_deregister() {
     let latest = td
         .describe_task_definition(DescribeTaskDefinitionRequest {
             task_definition: "web".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -143,6 +145,7 @@ async fn task_definitions_register_describe_list_deregister() {
     let by_arn = td
         .describe_task_definition(DescribeTaskDefinitionRequest {
             task_definition: "arn:aws:ecs:eu-west-1:1:task-definition/web:2".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -268,6 +271,7 @@ async fn errors_map_to_grpc_codes_with_field_paths() {
     let e = td
         .describe_task_definition(DescribeTaskDefinitionRequest {
             task_definition: "nope:1".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -286,6 +290,7 @@ async fn errors_map_to_grpc_codes_with_field_paths() {
     let e = td
         .describe_task_definition(DescribeTaskDefinitionRequest {
             task_definition: "web:zero".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -295,6 +300,7 @@ async fn errors_map_to_grpc_codes_with_field_paths() {
     let e = cl
         .create_cluster(CreateClusterRequest {
             cluster_name: "no spaces".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -318,6 +324,7 @@ async fn errors_map_to_grpc_codes_with_field_paths() {
         .describe_container_instances(DescribeContainerInstancesRequest {
             cluster: "ghost".into(),
             container_instances: vec![],
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -331,6 +338,7 @@ async fn clusters_crud() {
     let c = cl
         .create_cluster(CreateClusterRequest {
             cluster_name: "prod".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -345,6 +353,7 @@ async fn clusters_crud() {
     // Idempotent, as ECS.
     cl.create_cluster(CreateClusterRequest {
         cluster_name: "prod".into(),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -358,6 +367,7 @@ async fn clusters_crud() {
     let d = cl
         .describe_clusters(DescribeClustersRequest {
             clusters: vec!["prod".into(), "ghost".into()],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -447,6 +457,7 @@ async fn agents_authenticate_connect_and_heartbeat() {
             ci.describe_container_instances(DescribeContainerInstancesRequest {
                 cluster: "default".into(),
                 container_instances: vec![],
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -494,6 +505,7 @@ async fn agents_authenticate_connect_and_heartbeat() {
     let mut cl = ClusterServiceClient::new(s.ops.clone());
     cl.create_cluster(CreateClusterRequest {
         cluster_name: "c2".into(),
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -247,6 +247,7 @@ async fn mutations_are_audited_with_who_what_when_and_reads_are_not() {
     admin
         .create_cluster(CreateClusterRequest {
             cluster_name: "audited".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -254,6 +255,7 @@ async fn mutations_are_audited_with_who_what_when_and_reads_are_not() {
     let err = admin
         .create_cluster(CreateClusterRequest {
             cluster_name: "bad name".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

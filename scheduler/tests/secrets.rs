@@ -170,6 +170,7 @@ async fn secrets_reach_only_the_agents_desired_set() {
         .describe_tasks(DescribeTasksRequest {
             cluster: String::new(),
             tasks: vec![task_arn.clone()],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -178,6 +179,7 @@ async fn secrets_reach_only_the_agents_desired_set() {
     let td = TaskDefinitionServiceClient::new(ch.clone())
         .describe_task_definition(DescribeTaskDefinitionRequest {
             task_definition: "app".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

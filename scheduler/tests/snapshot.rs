@@ -94,6 +94,7 @@ async fn a_restored_snapshot_serves_everything_the_original_held() {
     ClusterServiceClient::new(ch.clone())
         .create_cluster(CreateClusterRequest {
             cluster_name: "prod".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -227,6 +228,7 @@ async fn a_restored_snapshot_serves_everything_the_original_held() {
     let td = taskdefs
         .describe_task_definition(DescribeTaskDefinitionRequest {
             task_definition: "web:1".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -246,6 +248,7 @@ async fn a_restored_snapshot_serves_everything_the_original_held() {
         .describe_services(DescribeServicesRequest {
             cluster: "prod".into(),
             services: vec!["web".into()],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -269,6 +272,7 @@ async fn a_restored_snapshot_serves_everything_the_original_held() {
     let st = ClusterServiceClient::new(ro)
         .create_cluster(CreateClusterRequest {
             cluster_name: "nope".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -73,6 +73,7 @@ fn start_req(taskdef: &str, instance: &str, count: i32) -> StartTaskRequest {
         count,
         started_by: "test".to_owned(),
         group: String::new(),
+        ..Default::default()
     }
 }
 
@@ -81,6 +82,7 @@ async fn describe(tasks: &mut TaskServiceClient<AuthedChannel>, id: &str) -> Tas
         .describe_tasks(DescribeTasksRequest {
             cluster: String::new(),
             tasks: vec![id.to_owned()],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -97,6 +99,7 @@ async fn until_disconnected(ops: &AuthedChannel, instance: &str) {
             .describe_container_instances(DescribeContainerInstancesRequest {
                 cluster: String::new(),
                 container_instances: vec![instance.to_owned()],
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -215,6 +218,7 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
         .describe_container_instances(DescribeContainerInstancesRequest {
             cluster: String::new(),
             container_instances: vec![agent.id.clone()],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -235,7 +239,10 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
         .unwrap();
     assert!(ports.string_set_value.contains(&"8080".to_owned()));
     let cluster = ClusterServiceClient::new(s.ops.clone())
-        .describe_clusters(DescribeClustersRequest { clusters: vec![] })
+        .describe_clusters(DescribeClustersRequest {
+            clusters: vec![],
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -375,6 +382,7 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
         .describe_tasks(DescribeTasksRequest {
             cluster: String::new(),
             tasks: vec!["0123456789abcdef0123456789abcdef".into()],
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -187,6 +187,7 @@ async fn connect_needs_a_certificate_of_this_cluster_that_is_not_revoked() {
                 .describe_container_instances(DescribeContainerInstancesRequest {
                     cluster: String::new(),
                     container_instances: vec![reg.container_instance_id.clone()],
+                    ..Default::default()
                 })
                 .await
                 .unwrap()
@@ -336,6 +337,7 @@ async fn activation_attributes_are_the_instances_and_hello_cannot_override_them(
         .describe_container_instances(DescribeContainerInstancesRequest {
             cluster: String::new(),
             container_instances: vec![reg.container_instance_id],
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -154,6 +154,7 @@ impl Bench {
                 .describe_container_instances(DescribeContainerInstancesRequest {
                     cluster: CLUSTER.into(),
                     container_instances: vec![],
+                    ..Default::default()
                 })
                 .await
                 .unwrap()
@@ -194,6 +195,7 @@ impl Bench {
                 .describe_container_instances(DescribeContainerInstancesRequest {
                     cluster: CLUSTER.into(),
                     container_instances: vec![],
+                    ..Default::default()
                 })
                 .await
                 .unwrap()
@@ -231,6 +233,7 @@ impl Bench {
             .describe_tasks(DescribeTasksRequest {
                 cluster: CLUSTER.into(),
                 tasks: vec![arn.to_owned()],
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -273,6 +276,7 @@ impl Bench {
                 count: 1,
                 started_by: "berth-bench".into(),
                 group: String::new(),
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -403,6 +403,7 @@ async fn main() {
                 .describe_tasks(pb::DescribeTasksRequest {
                     cluster: String::new(),
                     tasks: chunk.to_vec(),
+                    ..Default::default()
                 })
                 .await
                 .expect("DescribeTasks")
@@ -433,7 +434,10 @@ async fn main() {
     // Outside the timing: the scheduler's own count of RUNNING tasks.
     let cluster =
         pb::cluster_service_client::ClusterServiceClient::new(sched.authed_channel().await)
-            .describe_clusters(pb::DescribeClustersRequest { clusters: vec![] })
+            .describe_clusters(pb::DescribeClustersRequest {
+                clusters: vec![],
+                ..Default::default()
+            })
             .await
             .expect("DescribeClusters")
             .into_inner()

@@ -100,6 +100,7 @@ pub async fn try_service_tasks(ops: &AuthedChannel, name: &str) -> Result<Vec<Ta
             client.describe_tasks(DescribeTasksRequest {
                 cluster: String::new(),
                 tasks: chunk.to_vec(),
+                ..Default::default()
             }),
         )
         .await?;
@@ -127,6 +128,7 @@ pub async fn describe(ops: &AuthedChannel, name: &str) -> Service {
         ServiceServiceClient::new(ops.clone()).describe_services(DescribeServicesRequest {
             cluster: String::new(),
             services: vec![name.to_owned()],
+            ..Default::default()
         }),
     )
     .await

@@ -37,6 +37,7 @@ async fn acknowledged_registrations_survive_sigkill() {
         let d = client
             .describe_task_definition(DescribeTaskDefinitionRequest {
                 task_definition: format!("crash:{rev}"),
+                ..Default::default()
             })
             .await
             .unwrap_or_else(|e| panic!("revision {rev} lost after kill -9: {e}"))
@@ -113,6 +114,7 @@ async fn concurrent_acknowledged_registrations_survive_sigkill_mid_flight() {
         client
             .describe_task_definition(DescribeTaskDefinitionRequest {
                 task_definition: format!("race:{rev}"),
+                ..Default::default()
             })
             .await
             .unwrap_or_else(|e| panic!("acknowledged revision {rev} lost after kill -9: {e}"));

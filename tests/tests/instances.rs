@@ -15,6 +15,7 @@ async fn instances(s: &Scheduler) -> Vec<ContainerInstance> {
         .describe_container_instances(DescribeContainerInstancesRequest {
             cluster: "default".into(),
             container_instances: vec![],
+            ..Default::default()
         })
         .await
         .unwrap()

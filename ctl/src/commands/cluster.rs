@@ -38,7 +38,10 @@ pub async fn run(cmd: ClusterCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
     match cmd {
         ClusterCommand::Create { name } => {
             let resp = client
-                .create_cluster(pb::CreateClusterRequest { cluster_name: name })
+                .create_cluster(pb::CreateClusterRequest {
+                    cluster_name: name,
+                    ..Default::default()
+                })
                 .await
                 .map_err(rpc)?
                 .into_inner();
@@ -99,7 +102,10 @@ async fn describe(
     rpc: &impl Fn(tonic::Status) -> CtlError,
 ) -> Result<ClustersView, CtlError> {
     Ok(client
-        .describe_clusters(pb::DescribeClustersRequest { clusters })
+        .describe_clusters(pb::DescribeClustersRequest {
+            clusters,
+            include: vec!["TAGS".to_owned()],
+        })
         .await
         .map_err(rpc)?
         .into_inner()

@@ -117,6 +117,7 @@ pub async fn run(cmd: InstanceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError
                     .describe_container_instances(pb::DescribeContainerInstancesRequest {
                         cluster,
                         container_instances: arns,
+                        ..Default::default()
                     })
                     .await
                     .map_err(&rpc)?
@@ -158,6 +159,7 @@ pub async fn run(cmd: InstanceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError
                 .describe_container_instances(pb::DescribeContainerInstancesRequest {
                     cluster: ctx.cluster(&cluster),
                     container_instances: ids,
+                    ..Default::default()
                 })
                 .await
                 .map_err(rpc)?

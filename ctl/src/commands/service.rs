@@ -195,6 +195,7 @@ async fn describe_one(
         .describe_services(pb::DescribeServicesRequest {
             cluster: cluster.to_owned(),
             services: vec![name.to_owned()],
+            ..Default::default()
         })
         .await
         .map_err(ctx.rpc_error())?
@@ -449,6 +450,7 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                     .describe_services(pb::DescribeServicesRequest {
                         cluster: cluster.clone(),
                         services: chunk.to_vec(),
+                        ..Default::default()
                     })
                     .await
                     .map_err(&rpc)?
@@ -464,6 +466,7 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                 .describe_services(pb::DescribeServicesRequest {
                     cluster,
                     services: names,
+                    ..Default::default()
                 })
                 .await
                 .map_err(&rpc)?

@@ -245,6 +245,7 @@ async fn wait_running(
                 .describe_tasks(pb::DescribeTasksRequest {
                     cluster: cluster.to_owned(),
                     tasks: chunk.to_vec(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(&rpc)?
@@ -344,6 +345,7 @@ pub async fn run(cmd: TaskCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
                     placement_strategy: strategies,
                     overrides,
                     client_token: client_token.unwrap_or_default(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(&rpc)?
@@ -400,6 +402,7 @@ pub async fn run(cmd: TaskCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
                     count: i32::from(count),
                     started_by: started_by.unwrap_or_default(),
                     group: group.unwrap_or_default(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(rpc)?
@@ -443,6 +446,7 @@ pub async fn run(cmd: TaskCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
                     .describe_tasks(pb::DescribeTasksRequest {
                         cluster: cluster.clone(),
                         tasks: chunk.to_vec(),
+                        ..Default::default()
                     })
                     .await
                     .map_err(&rpc)?
@@ -457,6 +461,7 @@ pub async fn run(cmd: TaskCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
                 .describe_tasks(pb::DescribeTasksRequest {
                     cluster: ctx.cluster(&cluster),
                     tasks: ids,
+                    ..Default::default()
                 })
                 .await
                 .map_err(rpc)?
@@ -503,6 +508,7 @@ pub async fn run(cmd: TaskCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
                 .describe_tasks(pb::DescribeTasksRequest {
                     cluster: cluster.clone(),
                     tasks: vec![id.clone()],
+                    ..Default::default()
                 })
                 .await
                 .map_err(&rpc)?

@@ -177,6 +177,7 @@ pub async fn run(cmd: TaskdefCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
             let resp = client
                 .describe_task_definition(pb::DescribeTaskDefinitionRequest {
                     task_definition: task_definition.to_string(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(rpc)?

@@ -204,6 +204,7 @@ impl TaskDefinitionService for Fake {
             .ok_or_else(|| Status::not_found(format!("task definition {wanted} does not exist")))?;
         Ok(Response::new(pb::DescribeTaskDefinitionResponse {
             task_definition: Some(taskdef(&wanted.family, rev, &json, &status)),
+            ..Default::default()
         }))
     }
 
@@ -277,6 +278,48 @@ impl TaskDefinitionService for Fake {
         Ok(Response::new(pb::DeregisterTaskDefinitionResponse {
             task_definition: Some(taskdef(&wanted.family, rev, &entry.0, "INACTIVE")),
         }))
+    }
+
+    async fn delete_task_definitions(
+        &self,
+        r: Request<pb::DeleteTaskDefinitionsRequest>,
+    ) -> Result<Response<pb::DeleteTaskDefinitionsResponse>, Status> {
+        let mut out = pb::DeleteTaskDefinitionsResponse::default();
+        let mut state = self.state();
+        for name in r.into_inner().task_definitions {
+            let wanted = berth_proto::arn::TaskDefRef::parse(&name)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let rev = wanted.revision.unwrap_or(0) as usize;
+            let arn = format!("{PREFIX}:task-definition/{wanted}");
+            match state
+                .taskdefs
+                .get_mut(&wanted.family)
+                .and_then(|revs| revs.get_mut(rev.wrapping_sub(1)))
+            {
+                Some(entry) if entry.1 != "ACTIVE" => {
+                    entry.1 = "DELETE_IN_PROGRESS".to_owned();
+                    out.task_definitions.push(taskdef(
+                        &wanted.family,
+                        rev,
+                        &entry.0,
+                        "DELETE_IN_PROGRESS",
+                    ));
+                }
+                Some(_) => out.failures.push(pb::Failure {
+                    arn,
+                    reason: "The specified task definition is still in ACTIVE status. Please \
+                             deregister the target and try again."
+                        .to_owned(),
+                    detail: String::new(),
+                }),
+                None => out.failures.push(pb::Failure {
+                    arn,
+                    reason: "The specified task definition does not exist.".to_owned(),
+                    detail: String::new(),
+                }),
+            }
+        }
+        Ok(Response::new(out))
     }
 }
 

@@ -146,6 +146,7 @@ mod tests {
             pending_tasks_count: 1,
             active_services_count: 2,
             created_at: t0(),
+            ..Default::default()
         }
     }
 

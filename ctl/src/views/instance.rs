@@ -339,6 +339,7 @@ mod tests {
             registered_at: t0(),
             last_heartbeat_at: t1(),
             hostname: host.to_owned(),
+            ..Default::default()
         }
     }
 

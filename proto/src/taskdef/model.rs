@@ -1086,4 +1086,19 @@ pub enum FirelensType {
 pub enum TaskDefinitionStatus {
     Active,
     Inactive,
+    /// Deleted (ECS's DeleteTaskDefinitions): kept, describable but never
+    /// listed or run, until no task uses it.
+    #[serde(rename = "DELETE_IN_PROGRESS")]
+    DeleteInProgress,
+}
+
+impl TaskDefinitionStatus {
+    /// ECS's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskDefinitionStatus::Active => "ACTIVE",
+            TaskDefinitionStatus::Inactive => "INACTIVE",
+            TaskDefinitionStatus::DeleteInProgress => "DELETE_IN_PROGRESS",
+        }
+    }
 }

@@ -659,9 +659,9 @@ fn cases() -> Vec<Case> {
                 ]),
             ),
             Err(&[
-                ("tags[0].key", "1–128 characters, got 129"),
+                ("tags[0].key", "must be 1–128 characters"),
                 ("tags[1].key", "`aws:` prefix is reserved"),
-                ("tags[2].value", "at most 256 characters, got 257"),
+                ("tags[2].value", "must be 0–256 characters"),
             ]),
         ),
         case(

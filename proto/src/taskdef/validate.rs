@@ -26,7 +26,6 @@ pub const MAX_STOP_TIMEOUT_SECS: u32 = 120;
 /// ECS's minimum `startTimeout`, in seconds.
 pub const MIN_START_TIMEOUT_SECS: u32 = 2;
 const MAX_PLACEMENT_CONSTRAINTS: usize = 10;
-const MAX_TAGS: usize = 50;
 const MAX_IGNORED_EXIT_CODES: usize = 50;
 
 /// Linux capabilities accepted in `linuxParameters.capabilities` (ECS's list
@@ -333,51 +332,16 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// ECS's tag rules, written once in [`crate::names::check_tags`].
     fn check_tags(&mut self) {
-        let tags = &self.def.tags;
-        if tags.len() > MAX_TAGS {
-            self.err(
-                "tags",
-                format!("at most {MAX_TAGS} tags, got {}", tags.len()),
-            );
-        }
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (i, tag) in tags.iter().enumerate() {
-            let p = join_index("", "tags", i);
-            let key_len = tag.key.chars().count();
-            if !(1..=128).contains(&key_len) {
-                self.err(
-                    join(&p, "key"),
-                    format!("must be 1–128 characters, got {key_len}"),
-                );
-            } else if tag.key.to_ascii_lowercase().starts_with("aws:") {
-                self.err(join(&p, "key"), "the `aws:` prefix is reserved");
-            } else if !tag.key.chars().all(is_tag_char) {
-                self.err(
-                    join(&p, "key"),
-                    "may hold letters, digits, spaces and `+ - = . _ : / @` only",
-                );
-            }
-            let value_len = tag.value.chars().count();
-            if value_len > 256 {
-                self.err(
-                    join(&p, "value"),
-                    format!("must be at most 256 characters, got {value_len}"),
-                );
-            } else if !tag.value.chars().all(is_tag_char) {
-                self.err(
-                    join(&p, "value"),
-                    "may hold letters, digits, spaces and `+ - = . _ : / @` only",
-                );
-            }
-            if let Some(first) = seen.get(tag.key.as_str()) {
-                self.err(
-                    join(&p, "key"),
-                    format!("duplicate tag key {:?} (also tags[{first}])", tag.key),
-                );
-            } else {
-                seen.insert(tag.key.as_str(), i);
-            }
+        let findings = crate::names::check_tags(
+            self.def
+                .tags
+                .iter()
+                .map(|t| (t.key.as_str(), t.value.as_str())),
+        );
+        for (field, e) in findings {
+            self.err(field.path("tags"), e.to_string());
         }
     }
 
@@ -1532,10 +1496,6 @@ fn is_port_name(s: &str) -> bool {
         && !s.starts_with('-')
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-fn is_tag_char(c: char) -> bool {
-    c.is_alphanumeric() || c == ' ' || "+-=._:/@".contains(c)
 }
 
 /// RFC 1123 hostname: dot-separated labels of 1–63 letters, digits and `-`,

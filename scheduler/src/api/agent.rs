@@ -244,6 +244,7 @@ impl AgentService for AgentApi {
             cert_serials: vec![issued.serial.clone()],
             activation_id: activation.id.clone(),
             custom_attributes: activation.attributes.clone(),
+            tags: vec![],
         };
         let cluster = activation.cluster.clone();
         self.shared

@@ -109,6 +109,10 @@ pub const METHODS: &[MethodRule] = &[
         "/berth.v1.TaskDefinitionService/DeregisterTaskDefinition",
         Operator,
     ),
+    write(
+        "/berth.v1.TaskDefinitionService/DeleteTaskDefinitions",
+        Operator,
+    ),
     read(
         "/berth.v1.ContainerInstanceService/ListContainerInstances",
         ReadOnly,
@@ -154,6 +158,13 @@ pub const METHODS: &[MethodRule] = &[
     // Backups: the whole store and the CA's key leave the scheduler, so
     // taking one is audited like a write.
     export("/berth.v1.SnapshotService/SaveSnapshot", Admin),
+    // Tags and custom attributes: operator business, like the resources.
+    write("/berth.v1.TagService/TagResource", Operator),
+    write("/berth.v1.TagService/UntagResource", Operator),
+    read("/berth.v1.TagService/ListTagsForResource", ReadOnly),
+    write("/berth.v1.AttributeService/PutAttributes", Operator),
+    write("/berth.v1.AttributeService/DeleteAttributes", Operator),
+    read("/berth.v1.AttributeService/ListAttributes", ReadOnly),
 ];
 
 /// Services outside this gate (their own authentication).
@@ -188,6 +199,24 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
         } else {
             format!("cluster/{cluster} {rest}")
         }
+    }
+    /// The resource part of a tagged resource's ARN (`cluster/prod`).
+    fn tagged(arn: &str) -> String {
+        berth_proto::arn::resource_part(arn).to_owned()
+    }
+    /// `container-instance/ID attribute/NAME` for each attribute.
+    fn attributes(attrs: &[pb::TargetedAttribute]) -> String {
+        attrs
+            .iter()
+            .map(|a| {
+                format!(
+                    "container-instance/{} attribute/{}",
+                    berth_proto::arn::short_id(&a.target_id),
+                    a.name
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
     }
     let method = path.rsplit('/').next().unwrap_or_default();
     Some(match method {
@@ -283,6 +312,30 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
         "PutSecret" => format!("secret/{}", de::<pb::PutSecretRequest>(msg).name),
         "DeleteSecret" => format!("secret/{}", de::<pb::DeleteSecretRequest>(msg).name),
         "SaveSnapshot" => "snapshot".to_owned(),
+        "DeleteTaskDefinitions" => format!(
+            "task-definition/{}",
+            de::<pb::DeleteTaskDefinitionsRequest>(msg)
+                .task_definitions
+                .join(",")
+        ),
+        // Keys only: tag values are data, not names.
+        "TagResource" => {
+            let r = de::<pb::TagResourceRequest>(msg);
+            let keys: Vec<&str> = r.tags.iter().map(|t| t.key.as_str()).collect();
+            format!("{} tag/{}", tagged(&r.resource_arn), keys.join(","))
+        }
+        "UntagResource" => {
+            let r = de::<pb::UntagResourceRequest>(msg);
+            format!("{} tag/{}", tagged(&r.resource_arn), r.tag_keys.join(","))
+        }
+        "PutAttributes" => {
+            let r = de::<pb::PutAttributesRequest>(msg);
+            in_cluster(&r.cluster, &attributes(&r.attributes))
+        }
+        "DeleteAttributes" => {
+            let r = de::<pb::DeleteAttributesRequest>(msg);
+            in_cluster(&r.cluster, &attributes(&r.attributes))
+        }
         _ => return None,
     })
 }
@@ -625,6 +678,28 @@ mod tests {
         let r = resource("/berth.v1.SecretService/PutSecret", &msg).unwrap();
         assert_eq!(r, "secret/db/password");
         assert!(!r.contains("hunter2"));
+        let msg = pb::TagResourceRequest {
+            resource_arn: "arn:berth:ecs:local:0:cluster/prod".into(),
+            tags: vec![pb::Tag {
+                key: "owner".into(),
+                value: "a value, not a name".into(),
+            }],
+        }
+        .encode_to_vec();
+        let r = resource("/berth.v1.TagService/TagResource", &msg).unwrap();
+        assert_eq!(r, "cluster/prod tag/owner");
+        let msg = pb::PutAttributesRequest {
+            cluster: "prod".into(),
+            attributes: vec![pb::TargetedAttribute {
+                name: "rack".into(),
+                value: "r1".into(),
+                target_type: String::new(),
+                target_id: "arn:berth:ecs:local:0:container-instance/prod/abc".into(),
+            }],
+        }
+        .encode_to_vec();
+        let r = resource("/berth.v1.AttributeService/PutAttributes", &msg).unwrap();
+        assert_eq!(r, "cluster/prod container-instance/abc attribute/rack");
     }
 
     #[test]

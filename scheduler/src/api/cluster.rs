@@ -7,7 +7,7 @@ use berth_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::convert::task_counts;
+use super::convert::{includes_tags, tags_to_proto, task_counts, validate_tags};
 use super::{cluster_arg, timestamp, validate_name, ApiError, Shared};
 use crate::records::{ClusterRecord, ClusterStatus, InstanceStatus};
 
@@ -17,7 +17,8 @@ pub struct ClusterApi {
 }
 
 impl ClusterApi {
-    fn to_proto(&self, c: &ClusterRecord) -> Result<Cluster, ApiError> {
+    /// The cluster on the wire; its tags only when `with_tags`.
+    fn to_proto(&self, c: &ClusterRecord, with_tags: bool) -> Result<Cluster, ApiError> {
         let (instances, running, pending) = if c.status == ClusterStatus::Active {
             let instances = self
                 .shared
@@ -47,6 +48,11 @@ impl ClusterApi {
             // Services arrive with a later API group.
             active_services_count: 0,
             created_at: Some(timestamp(c.created_at)),
+            tags: if with_tags {
+                tags_to_proto(&c.tags)
+            } else {
+                Vec::new()
+            },
         })
     }
 }
@@ -58,9 +64,11 @@ impl ClusterService for ClusterApi {
         &self,
         req: Request<CreateClusterRequest>,
     ) -> Result<Response<CreateClusterResponse>, Status> {
-        let name = req.into_inner().cluster_name;
+        let req = req.into_inner();
+        let name = req.cluster_name;
         validate_name("clusterName", &name)?;
-        let c = match self.shared.db.create_cluster(&name).await {
+        let tags = validate_tags("tags", &req.tags)?;
+        let c = match self.shared.db.create_cluster_tagged(&name, &tags).await {
             Ok(c) => {
                 tracing::info!("cluster created");
                 c
@@ -74,7 +82,7 @@ impl ClusterService for ClusterApi {
             Err(e) => return Err(ApiError::from(e).into()),
         };
         Ok(Response::new(CreateClusterResponse {
-            cluster: Some(self.to_proto(&c)?),
+            cluster: Some(self.to_proto(&c, true)?),
         }))
     }
 
@@ -92,7 +100,7 @@ impl ClusterService for ClusterApi {
             .map_err(ApiError::from)?;
         tracing::info!("cluster deleted");
         Ok(Response::new(DeleteClusterResponse {
-            cluster: Some(self.to_proto(&c)?),
+            cluster: Some(self.to_proto(&c, false)?),
         }))
     }
 
@@ -116,7 +124,12 @@ impl ClusterService for ClusterApi {
         &self,
         req: Request<DescribeClustersRequest>,
     ) -> Result<Response<DescribeClustersResponse>, Status> {
-        let mut names = req.into_inner().clusters;
+        let req = req.into_inner();
+        let with_tags = includes_tags(
+            &req.include,
+            &["ATTACHMENTS", "CONFIGURATIONS", "SETTINGS", "STATISTICS"],
+        )?;
+        let mut names = req.clusters;
         if names.is_empty() {
             names.push("default".to_owned());
         }
@@ -124,7 +137,7 @@ impl ClusterService for ClusterApi {
         for n in names {
             let name = cluster_arg(&n);
             match self.shared.db.cluster(&name).map_err(ApiError::from)? {
-                Some(c) => out.clusters.push(self.to_proto(&c)?),
+                Some(c) => out.clusters.push(self.to_proto(&c, with_tags)?),
                 None => out.failures.push(Failure {
                     arn: self.shared.arn.cluster(&name),
                     reason: "MISSING".to_owned(),

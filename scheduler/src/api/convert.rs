@@ -2,7 +2,9 @@
 //! service needs, so that the service modules never import each other.
 
 use berth_proto::arn::TaskDefRef;
-use berth_proto::names::{check_attribute_name, check_attribute_value};
+use berth_proto::names::{check_attribute_name, check_attribute_value, check_tags};
+use berth_proto::taskdef::FieldIssue;
+use berth_proto::v1::Tag;
 
 use super::ApiError;
 use crate::records::{TaskRecord, TaskStatus};
@@ -35,4 +37,91 @@ pub fn task_counts<'a>(tasks: impl Iterator<Item = &'a TaskRecord>) -> (i32, i32
             (r, p)
         }
     })
+}
+
+/// Tags from the request list `field` by ECS's rules
+/// ([`berth_proto::names::check_tags`]); every finding names its path
+/// (`tags[2].key`).
+pub fn validate_tags(field: &str, tags: &[Tag]) -> Result<Vec<(String, String)>, ApiError> {
+    let issues: Vec<FieldIssue> =
+        check_tags(tags.iter().map(|t| (t.key.as_str(), t.value.as_str())))
+            .into_iter()
+            .map(|(f, e)| FieldIssue {
+                path: f.path(field),
+                message: e.to_string(),
+            })
+            .collect();
+    if !issues.is_empty() {
+        return Err(ApiError::InvalidFields(issues));
+    }
+    Ok(tags
+        .iter()
+        .map(|t| (t.key.clone(), t.value.clone()))
+        .collect())
+}
+
+/// Stored tags on the wire.
+pub fn tags_to_proto(tags: &[(String, String)]) -> Vec<Tag> {
+    tags.iter()
+        .map(|(key, value)| Tag {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
+/// ECS's `include` of a Describe call: whether it asks for `TAGS`. The
+/// other values the operation knows (`accepted`) are allowed and add
+/// nothing; anything else is InvalidArgument at `include[i]`.
+pub fn includes_tags(include: &[String], accepted: &[&str]) -> Result<bool, ApiError> {
+    let mut tags = false;
+    for (i, v) in include.iter().enumerate() {
+        if v == "TAGS" {
+            tags = true;
+        } else if !accepted.contains(&v.as_str()) {
+            let mut known = vec!["TAGS"];
+            known.extend_from_slice(accepted);
+            return Err(ApiError::invalid(
+                &format!("include[{i}]"),
+                format!("{v:?} is not one of {}", known.join(", ")),
+            ));
+        }
+    }
+    Ok(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_findings_name_their_paths() {
+        let tags = vec![
+            Tag {
+                key: "ok".into(),
+                value: "1".into(),
+            },
+            Tag {
+                key: "aws:owner".into(),
+                value: "x".into(),
+            },
+        ];
+        let Err(ApiError::InvalidFields(issues)) = validate_tags("tags", &tags) else {
+            panic!("expected field issues");
+        };
+        assert_eq!(issues[0].path, "tags[1].key");
+        assert_eq!(
+            validate_tags("tags", &tags[..1]).unwrap(),
+            vec![("ok".to_owned(), "1".to_owned())]
+        );
+    }
+
+    #[test]
+    fn include_takes_tags_and_the_operations_other_words() {
+        assert!(!includes_tags(&[], &[]).unwrap());
+        assert!(includes_tags(&["TAGS".into()], &[]).unwrap());
+        assert!(!includes_tags(&["STATISTICS".into()], &["STATISTICS"]).unwrap());
+        let e = includes_tags(&["TAGS".into(), "tags".into()], &[]).unwrap_err();
+        assert_eq!(e.to_string(), "include[1]: \"tags\" is not one of TAGS");
+    }
 }

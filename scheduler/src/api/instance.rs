@@ -13,7 +13,7 @@ use berth_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::convert::task_counts;
+use super::convert::{includes_tags, tags_to_proto, task_counts};
 use super::{cluster_arg, timestamp, ApiError, Shared};
 use crate::agent_link::Outbound;
 use crate::db::DbError;
@@ -98,6 +98,7 @@ impl ContainerInstanceApi {
             registered_at: Some(timestamp(i.registered_at)),
             last_heartbeat_at: live.last_heartbeat_at.map(timestamp),
             hostname: i.hostname.clone(),
+            tags: tags_to_proto(&i.tags),
         })
     }
 
@@ -149,12 +150,21 @@ impl ContainerInstanceService for ContainerInstanceApi {
     ) -> Result<Response<DescribeContainerInstancesResponse>, Status> {
         let req = req.into_inner();
         let cluster = cluster_arg(&req.cluster);
+        let with_tags = includes_tags(&req.include, &["CONTAINER_INSTANCE_HEALTH"])?;
+        let to_proto = |i: &InstanceRecord| {
+            let mut out = self.to_proto(i)?;
+            // ECS returns tags only when asked (`include: ["TAGS"]`).
+            if !with_tags {
+                out.tags.clear();
+            }
+            Ok::<_, ApiError>(out)
+        };
         let mut out = DescribeContainerInstancesResponse::default();
         if req.container_instances.is_empty() {
             out.container_instances = self
                 .members(&cluster, "")?
                 .iter()
-                .map(|i| self.to_proto(i))
+                .map(to_proto)
                 .collect::<Result<_, _>>()?;
             return Ok(Response::new(out));
         }
@@ -165,7 +175,7 @@ impl ContainerInstanceService for ContainerInstanceApi {
         for wanted in &req.container_instances {
             let id = short_id(wanted);
             match self.shared.db.instance(id).map_err(ApiError::from)? {
-                Some(i) if i.cluster == cluster => out.container_instances.push(self.to_proto(&i)?),
+                Some(i) if i.cluster == cluster => out.container_instances.push(to_proto(&i)?),
                 _ => out.failures.push(Failure {
                     arn: self.shared.arn.container_instance(&cluster, id),
                     reason: "MISSING".to_owned(),

@@ -4,6 +4,7 @@
 //! `snapshot/cli.rs` (a client of `SaveSnapshot`).
 
 pub mod agent;
+pub mod attribute;
 pub mod audit;
 pub mod auth;
 pub mod cluster;
@@ -14,6 +15,7 @@ pub mod secret;
 pub mod service;
 pub mod snapshot;
 pub mod system;
+pub mod tags;
 pub mod task;
 pub mod taskdef;
 pub mod token;

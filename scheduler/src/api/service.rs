@@ -10,11 +10,11 @@ use berth_proto::v1::{
     DeleteServiceRequest, DeleteServiceResponse, Deployment, DeploymentCircuitBreaker,
     DeploymentConfiguration, DescribeServicesRequest, DescribeServicesResponse, Failure,
     ListServicesRequest, ListServicesResponse, PlacementConstraint, PlacementStrategy, Service,
-    ServiceEvent, Tag, UpdateServiceRequest, UpdateServiceResponse,
+    ServiceEvent, UpdateServiceRequest, UpdateServiceResponse,
 };
 use tonic::{Request, Response, Status};
 
-use super::convert::parse_ref;
+use super::convert::{includes_tags, parse_ref, tags_to_proto, validate_tags};
 use super::{cluster_arg, timestamp, validate_name, ApiError, Shared};
 use crate::db::DbError;
 use crate::placement::spec::{Constraint, Strategy, MAX_CONSTRAINTS, MAX_STRATEGIES};
@@ -27,8 +27,6 @@ use crate::services::{items, task_facts};
 
 /// ECS's limit on services named in one DescribeServices call.
 const MAX_DESCRIBE: usize = 10;
-/// ECS's limit on tags per resource.
-const MAX_TAGS: usize = 50;
 
 #[derive(Debug)]
 pub struct ServiceApi {
@@ -144,32 +142,6 @@ fn deployment_config(
     Ok(out)
 }
 
-fn validate_tags(tags: &[Tag]) -> Result<Vec<(String, String)>, ApiError> {
-    if tags.len() > MAX_TAGS {
-        return Err(ApiError::invalid(
-            "tags",
-            format!("{} tags; at most {MAX_TAGS}", tags.len()),
-        ));
-    }
-    let mut out = Vec::with_capacity(tags.len());
-    for (i, t) in tags.iter().enumerate() {
-        if t.key.is_empty() || t.key.len() > 128 {
-            return Err(ApiError::invalid(
-                &format!("tags[{i}].key"),
-                "must be 1–128 characters",
-            ));
-        }
-        if t.value.len() > 256 {
-            return Err(ApiError::invalid(
-                &format!("tags[{i}].value"),
-                "must be at most 256 characters",
-            ));
-        }
-        out.push((t.key.clone(), t.value.clone()));
-    }
-    Ok(out)
-}
-
 /// The ACTIVE definition a request names.
 fn active_definition(
     shared: &Shared,
@@ -178,7 +150,7 @@ fn active_definition(
 ) -> Result<TaskDefinitionRecord, ApiError> {
     let r = parse_ref(field, s)?;
     let td = shared.db.task_definition(&r.family, r.revision)?;
-    if td.status == TaskDefinitionStatus::Inactive {
+    if td.status != TaskDefinitionStatus::Active {
         return Err(ApiError::invalid(
             field,
             format!(
@@ -276,14 +248,7 @@ pub fn service_to_proto(shared: &Shared, rec: &ServiceRecord) -> Result<Service,
             }),
         }),
         health_check_grace_period_seconds: rec.health_check_grace_period_secs as i32,
-        tags: rec
-            .tags
-            .iter()
-            .map(|(key, value)| Tag {
-                key: key.clone(),
-                value: value.clone(),
-            })
-            .collect(),
+        tags: tags_to_proto(&rec.tags),
         created_at: Some(timestamp(rec.created_at)),
         deployments: rec
             .deployments
@@ -383,7 +348,7 @@ impl ServiceService for ServiceApi {
             )
             .into());
         }
-        let tags = validate_tags(&req.tags)?;
+        let tags = validate_tags("tags", &req.tags)?;
         let now = now_millis();
         let mut rec = ServiceRecord {
             cluster: cluster.clone(),
@@ -587,6 +552,7 @@ impl ServiceService for ServiceApi {
     ) -> Result<Response<DescribeServicesResponse>, Status> {
         let req = req.into_inner();
         let cluster = cluster_arg(&req.cluster);
+        let with_tags = includes_tags(&req.include, &[])?;
         if req.services.is_empty() {
             return Err(ApiError::invalid("services", "name at least one service").into());
         }
@@ -607,7 +573,14 @@ impl ServiceService for ServiceApi {
                 .service(&cluster, name)
                 .map_err(ApiError::from)?
             {
-                Some(rec) => services.push(service_to_proto(&self.shared, &rec)?),
+                Some(rec) => {
+                    let mut service = service_to_proto(&self.shared, &rec)?;
+                    // ECS returns tags only when asked (`include: ["TAGS"]`).
+                    if !with_tags {
+                        service.tags.clear();
+                    }
+                    services.push(service)
+                }
                 None => failures.push(Failure {
                     arn: self.shared.arn.service(&cluster, name),
                     reason: "MISSING".to_owned(),

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::convert::parse_ref;
+use super::convert::{includes_tags, parse_ref, tags_to_proto, validate_tags};
 use super::{cluster_arg, millis, timestamp, ApiError, Shared};
 use crate::agent_link::{LogLine, LogPart, LogQuery, LogRouter, Outbound};
 use crate::db::{RunSpec, StartSpec, TaskFilter, MAX_COUNT, MAX_RUN_COUNT};
@@ -96,6 +96,7 @@ pub fn task_to_proto(arn: &ArnPrefix, t: &TaskRecord) -> Task {
         stopping_at: t.stopping_at.map(timestamp),
         stopped_at: t.stopped_at.map(timestamp),
         connectivity_at: None,
+        tags: tags_to_proto(&t.tags),
         stop_code: t
             .stop_code
             .map(|c| c.as_str().to_owned())
@@ -370,6 +371,7 @@ impl TaskService for TaskApi {
             }
             revision = Some(td.revision);
         }
+        let tags = validate_tags("tags", &req.tags)?;
         let spec = StartSpec {
             cluster: cluster.clone(),
             family: r.family,
@@ -382,6 +384,7 @@ impl TaskService for TaskApi {
             count,
             started_by: req.started_by,
             group: Some(req.group).filter(|g| !g.is_empty()),
+            tags,
         };
         let sessions = &self.shared.sessions;
         let out = self
@@ -455,6 +458,7 @@ impl TaskService for TaskApi {
         }
         let constraints = run_constraints(&td, &req.placement_constraints)?;
         let overrides = run_overrides(&td, req.overrides.as_ref())?;
+        let tags = validate_tags("tags", &req.tags)?;
         let fingerprint = {
             let mut unkeyed = req.clone();
             unkeyed.client_token.clear();
@@ -473,6 +477,7 @@ impl TaskService for TaskApi {
             overrides,
             client_token: Some(req.client_token).filter(|t| !t.is_empty()),
             fingerprint,
+            tags,
         };
         let out = self.shared.placer.run(spec).await.map_err(ApiError::from)?;
         for t in &out.tasks {
@@ -568,6 +573,7 @@ impl TaskService for TaskApi {
     ) -> Result<Response<DescribeTasksResponse>, Status> {
         let req = req.into_inner();
         let cluster = cluster_arg(&req.cluster);
+        let with_tags = includes_tags(&req.include, &[])?;
         if req.tasks.is_empty() {
             return Err(ApiError::invalid("tasks", "name at least one task").into());
         }
@@ -583,7 +589,11 @@ impl TaskService for TaskApi {
             let id = short_id(wanted.trim());
             match self.shared.db.task(id).map_err(ApiError::from)? {
                 Some(t) if t.cluster == cluster => {
-                    out.tasks.push(task_to_proto(&self.shared.arn, &t))
+                    let mut task = task_to_proto(&self.shared.arn, &t);
+                    if !with_tags {
+                        task.tags.clear();
+                    }
+                    out.tasks.push(task)
                 }
                 _ => out.failures.push(Failure {
                     arn: self.shared.arn.task(&cluster, id),

@@ -1,24 +1,31 @@
-//! `TaskDefinitionService`: register (ECS JSON in), describe (ECS JSON out),
-//! list, list families, deregister.
+//! `TaskDefinitionService`: register (ECS JSON in), describe (ECS JSON out,
+//! tags beside it with `include: ["TAGS"]`), list, list families,
+//! deregister, and ECS's DeleteTaskDefinitions (INACTIVE revisions become
+//! DELETE_IN_PROGRESS; each call first and last removes the deleted
+//! revisions nothing uses any more, see `Db::sweep_deleted_task_definitions`).
 
 use berth_proto::taskdef::{self, TaskDefinitionStatus};
 use berth_proto::v1::{
-    task_definition_service_server::TaskDefinitionService, DeregisterTaskDefinitionRequest,
+    task_definition_service_server::TaskDefinitionService, DeleteTaskDefinitionsRequest,
+    DeleteTaskDefinitionsResponse, DeregisterTaskDefinitionRequest,
     DeregisterTaskDefinitionResponse, DescribeTaskDefinitionRequest,
-    DescribeTaskDefinitionResponse, FieldMessage, ListTaskDefinitionFamiliesRequest,
+    DescribeTaskDefinitionResponse, Failure, FieldMessage, ListTaskDefinitionFamiliesRequest,
     ListTaskDefinitionFamiliesResponse, ListTaskDefinitionsRequest, ListTaskDefinitionsResponse,
     RegisterTaskDefinitionRequest, RegisterTaskDefinitionResponse, TaskDefinition,
 };
 use tonic::{Request, Response, Status};
 
-use super::convert::parse_ref;
+use super::convert::{includes_tags, parse_ref, tags_to_proto};
 use super::{timestamp, ApiError, Shared};
-use crate::records::TaskDefinitionRecord;
+use crate::db::DbError;
+use crate::records::{Tagged, TaskDefinitionRecord};
 
 /// Largest request body accepted for a task definition (ECS allows 64 KiB
 /// of JSON; Berth is generous but bounded).
 const MAX_JSON_BYTES: usize = 1024 * 1024;
 const DEFAULT_PAGE: usize = 100;
+/// ECS's limit on revisions named in one DeleteTaskDefinitions call.
+const MAX_DELETE: usize = 10;
 
 #[derive(Debug)]
 pub struct TaskDefinitionApi {
@@ -45,11 +52,7 @@ impl TaskDefinitionApi {
             task_definition_arn: arn,
             family: r.family.clone(),
             revision: r.revision as i32,
-            status: match r.status {
-                TaskDefinitionStatus::Active => "ACTIVE",
-                TaskDefinitionStatus::Inactive => "INACTIVE",
-            }
-            .to_owned(),
+            status: r.status.as_str().to_owned(),
             registered_at: Some(timestamp(r.registered_at)),
             deregistered_at: r.deregistered_at.map(timestamp),
             json,
@@ -101,7 +104,9 @@ impl TaskDefinitionService for TaskDefinitionApi {
         &self,
         req: Request<DescribeTaskDefinitionRequest>,
     ) -> Result<Response<DescribeTaskDefinitionResponse>, Status> {
-        let r = parse_ref("taskDefinition", &req.into_inner().task_definition)?;
+        let req = req.into_inner();
+        let with_tags = includes_tags(&req.include, &[])?;
+        let r = parse_ref("taskDefinition", &req.task_definition)?;
         let rec = self
             .shared
             .db
@@ -109,6 +114,11 @@ impl TaskDefinitionService for TaskDefinitionApi {
             .map_err(ApiError::from)?;
         Ok(Response::new(DescribeTaskDefinitionResponse {
             task_definition: Some(self.to_proto(&rec)),
+            tags: if with_tags {
+                tags_to_proto(&rec.tags())
+            } else {
+                Vec::new()
+            },
         }))
     }
 
@@ -183,10 +193,10 @@ impl TaskDefinitionService for TaskDefinitionApi {
             .map_err(ApiError::from)?;
         // Records come ordered by family: fold each family's revisions.
         let mut families: Vec<(String, bool)> = Vec::new();
-        for r in recs
-            .iter()
-            .filter(|r| r.family.starts_with(&req.family_prefix))
-        {
+        for r in recs.iter().filter(|r| {
+            r.family.starts_with(&req.family_prefix)
+                && r.status != TaskDefinitionStatus::DeleteInProgress
+        }) {
             let active = r.status == TaskDefinitionStatus::Active;
             match families.last_mut() {
                 Some((f, any_active)) if *f == r.family => *any_active |= active,
@@ -199,6 +209,7 @@ impl TaskDefinitionService for TaskDefinitionApi {
                 None => true,
                 Some(TaskDefinitionStatus::Active) => *any_active,
                 Some(TaskDefinitionStatus::Inactive) => !*any_active,
+                Some(TaskDefinitionStatus::DeleteInProgress) => false,
             })
             .map(|(f, _)| f)
             .collect();
@@ -233,5 +244,66 @@ impl TaskDefinitionService for TaskDefinitionApi {
         Ok(Response::new(DeregisterTaskDefinitionResponse {
             task_definition: Some(self.to_proto(&rec)),
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(count = req.get_ref().task_definitions.len()))]
+    async fn delete_task_definitions(
+        &self,
+        req: Request<DeleteTaskDefinitionsRequest>,
+    ) -> Result<Response<DeleteTaskDefinitionsResponse>, Status> {
+        let req = req.into_inner();
+        let n = req.task_definitions.len();
+        if n == 0 || n > MAX_DELETE {
+            return Err(ApiError::invalid(
+                "taskDefinitions",
+                format!("between 1 and {MAX_DELETE} task definitions, got {n}"),
+            )
+            .into());
+        }
+        // Every reference must name a revision, as ECS's do.
+        let mut refs = Vec::with_capacity(n);
+        for (i, s) in req.task_definitions.iter().enumerate() {
+            let field = format!("taskDefinitions[{i}]");
+            let r = parse_ref(&field, s)?;
+            let Some(revision) = r.revision else {
+                return Err(ApiError::invalid(
+                    &field,
+                    format!("{s:?} names no revision; give family:revision or an ARN"),
+                )
+                .into());
+            };
+            refs.push((r.family, revision));
+        }
+        let db = &self.shared.db;
+        db.sweep_deleted_task_definitions()
+            .await
+            .map_err(ApiError::from)?;
+        let mut out = DeleteTaskDefinitionsResponse::default();
+        for (family, revision) in refs {
+            let arn = self.shared.arn.task_definition(&family, revision);
+            let failure = |reason: &str, detail: String| Failure {
+                arn: arn.clone(),
+                reason: reason.to_owned(),
+                detail,
+            };
+            match db.delete_task_definition(&family, revision).await {
+                Ok(rec) => {
+                    tracing::info!(%family, revision, "task definition deleted");
+                    out.task_definitions.push(self.to_proto(&rec));
+                }
+                Err(DbError::NotFound { .. }) => out.failures.push(failure(
+                    "The specified task definition does not exist.",
+                    String::new(),
+                )),
+                Err(DbError::FailedPrecondition(reason)) => {
+                    out.failures.push(failure(&reason, String::new()))
+                }
+                Err(e) => return Err(ApiError::from(e).into()),
+            }
+        }
+        db.sweep_deleted_task_definitions()
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(out))
     }
 }

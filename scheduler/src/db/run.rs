@@ -55,6 +55,8 @@ pub struct RunSpec {
     /// Identifies the request's parameters, so a `clientToken` reused with
     /// other parameters is refused rather than answered with old tasks.
     pub fingerprint: String,
+    /// The tasks' tags (validated).
+    pub tags: Vec<(String, String)>,
 }
 
 /// Tasks that could not be placed: ECS's reason, and the closest instance.
@@ -373,7 +375,7 @@ impl Db {
                 td
             }
         };
-        if td.status == TaskDefinitionStatus::Inactive {
+        if td.status != TaskDefinitionStatus::Active {
             return Err(DbError::InvalidArgument {
                 field: "taskDefinition",
                 message: format!(
@@ -428,7 +430,7 @@ impl Db {
         let mut txn = Txn::new();
         for p in outcome.placed {
             let id = new_task_id();
-            let task = placed_task(
+            let mut task = placed_task(
                 id.clone(),
                 &spec.cluster,
                 &p.instance_id,
@@ -439,6 +441,7 @@ impl Db {
                 p.reservation,
                 spec.overrides.clone(),
             );
+            task.tags = spec.tags.clone();
             txn = txn
                 .check_absent(Table::Tasks, id.as_str())
                 .put(Table::Tasks, id.as_str(), encode(Table::Tasks, &task)?)

@@ -46,6 +46,8 @@ pub struct StartSpec {
     pub started_by: String,
     /// None: `family:<family>`.
     pub group: Option<String>,
+    /// The tasks' tags (validated).
+    pub tags: Vec<(String, String)>,
 }
 
 /// An instance that could not take (all of) its tasks, with ECS's reason.
@@ -184,6 +186,7 @@ pub(super) fn placed_task(
         reservation,
         version: 1,
         overrides,
+        tags: Vec::new(),
     }
 }
 
@@ -272,7 +275,7 @@ impl Db {
             });
         }
         let td = self.task_definition(&spec.family, spec.revision)?;
-        if td.status == TaskDefinitionStatus::Inactive {
+        if td.status != TaskDefinitionStatus::Active {
             return Err(DbError::InvalidArgument {
                 field: "taskDefinition",
                 message: format!(
@@ -376,7 +379,7 @@ impl Db {
                 .get(Table::TaskDefinitions, &td_key)?
                 .unwrap_or_default();
             if decode::<TaskDefinitionRecord>(Table::TaskDefinitions, &td_key, &td_bytes)?.status
-                == TaskDefinitionStatus::Inactive
+                != TaskDefinitionStatus::Active
             {
                 return Err(DbError::InvalidArgument {
                     field: "taskDefinition",
@@ -398,7 +401,7 @@ impl Db {
                 .unwrap_or_else(|| format!("family:{}", td.family));
             alloc.add_task(&reservation, &group);
             alloc.generation += 1;
-            let task = placed_task(
+            let mut task = placed_task(
                 id.clone(),
                 &spec.cluster,
                 instance,
@@ -409,6 +412,7 @@ impl Db {
                 reservation,
                 None,
             );
+            task.tags = spec.tags.clone();
             let txn = Txn::new()
                 .check_equals(Table::Instances, instance, inst_bytes)
                 .check_equals(Table::TaskDefinitions, td_key.clone(), td_bytes);
@@ -690,6 +694,7 @@ mod tests {
             cert_serials: vec![],
             activation_id: String::new(),
             custom_attributes: vec![],
+            tags: vec![],
         })
         .await
         .unwrap();
@@ -711,6 +716,7 @@ mod tests {
             count,
             started_by: String::new(),
             group: None,
+            tags: Vec::new(),
         }
     }
 

@@ -305,6 +305,7 @@ mod tests {
             cert_serials: vec![format!("serial-{id}")],
             activation_id: "act1".into(),
             custom_attributes: vec![],
+            tags: vec![],
         }
     }
 

@@ -430,6 +430,8 @@ impl Controller {
                     count: 1,
                     started_by: p.id.clone(),
                     group: Some(rec.group()),
+                    // ECS's propagateTags defaults to NONE.
+                    tags: Vec::new(),
                 };
                 let sessions = self.sessions.clone();
                 match self
@@ -513,6 +515,7 @@ impl Controller {
                 overrides: None,
                 client_token: None,
                 fingerprint: String::new(),
+                tags: Vec::new(),
             })
             .await
     }

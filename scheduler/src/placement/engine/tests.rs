@@ -45,6 +45,7 @@ fn node(&(id, zone, kind, cpu, memory): &Spec) -> Node {
         cert_serials: vec![],
         activation_id: String::new(),
         custom_attributes: vec![],
+        tags: vec![],
     };
     Node::from_records(&inst, AllocationRecord::default(), true)
 }
