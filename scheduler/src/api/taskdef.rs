@@ -159,7 +159,11 @@ impl TaskDefinitionService for TaskDefinitionApi {
             db.task_definitions_of(&req.family_prefix)
         }
         .map_err(ApiError::from)?;
-        recs.retain(|r| status.is_none_or(|s| r.status == s));
+        // Deleted revisions are never listed (ECS's DELETE_IN_PROGRESS).
+        recs.retain(|r| {
+            r.status != TaskDefinitionStatus::DeleteInProgress
+                && status.is_none_or(|s| r.status == s)
+        });
         if desc {
             recs.reverse();
         }
