@@ -6,8 +6,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::commands::{
     activation::ActivationCommand, audit::AuditCommand, cluster::ClusterCommand,
     completion::CompletionArgs, instance::InstanceCommand, login::LoginArgs, secret::SecretCommand,
-    service::ServiceCommand, snapshot::SnapshotCommand, task::TaskCommand, taskdef::TaskdefCommand,
-    token::TokenCommand,
+    service::ServiceCommand, snapshot::SnapshotCommand, tag::TagCommand, task::TaskCommand,
+    taskdef::TaskdefCommand, token::TokenCommand,
 };
 use crate::output::OutputFormat;
 
@@ -74,6 +74,9 @@ pub enum Command {
     /// Store, list and delete secrets (values are never shown)
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// List, add and remove the tags of clusters, services, tasks, task definitions and instances
+    #[command(subcommand)]
+    Tag(TagCommand),
     /// Print berthctl's version and the scheduler's
     Version,
     /// Pin the scheduler's CA, check a token and save them in the config file (0600)
@@ -253,6 +256,72 @@ mod tests {
         check(
             "taskdef deregister web",
             expect!["error (exit 2): ValueValidation"],
+        );
+    }
+
+    #[test]
+    fn tag_attribute_and_delete_commands() {
+        check(
+            "tag add arn:berth:ecs:local:0:cluster/prod team=core env=",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Tag(Add { arn: "arn:berth:ecs:local:0:cluster/prod", tags: [Tag { key: "team", value: "core" }, Tag { key: "env", value: "" }] })"#
+            ]],
+        );
+        check(
+            "tag add arn:berth:ecs:local:0:cluster/prod team",
+            expect!["error (exit 2): ValueValidation"],
+        );
+        check(
+            "tag rm arn:berth:ecs:local:0:cluster/prod team env",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Tag(Rm { arn: "arn:berth:ecs:local:0:cluster/prod", keys: ["team", "env"] })"#
+            ]],
+        );
+        check(
+            "tag rm arn:berth:ecs:local:0:cluster/prod",
+            expect!["error (exit 2): MissingRequiredArgument"],
+        );
+        check(
+            "tag ls arn:berth:ecs:local:0:cluster/prod",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Tag(Ls { arn: "arn:berth:ecs:local:0:cluster/prod" })"#
+            ]],
+        );
+        check(
+            "instance attribute put 4f1c tier=gold gpu --cluster prod",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Instance(Attribute(Put { id: "4f1c", attributes: [("tier", "gold"), ("gpu", "")], cluster: ClusterArg { cluster: Some("prod") } }))"#
+            ]],
+        );
+        check(
+            "instance attribute rm 4f1c tier",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Instance(Attribute(Rm { id: "4f1c", names: ["tier"], cluster: ClusterArg { cluster: None } }))"#
+            ]],
+        );
+        check(
+            "instance attribute ls --name tier --value gold",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Instance(Attribute(Ls { name: Some("tier"), value: Some("gold"), cluster: ClusterArg { cluster: None } }))"#
+            ]],
+        );
+        check(
+            "instance attribute ls --value gold",
+            expect!["error (exit 2): MissingRequiredArgument"],
+        );
+        check(
+            "taskdef delete web:1 web:2",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Taskdef(Delete { task_definitions: [TaskDefRef { family: "web", revision: Some(1) }, TaskDefRef { family: "web", revision: Some(2) }] })"#
+            ]],
+        );
+        check(
+            "taskdef delete web",
+            expect!["error (exit 2): ValueValidation"],
+        );
+        check(
+            "taskdef delete",
+            expect!["error (exit 2): MissingRequiredArgument"],
         );
     }
 

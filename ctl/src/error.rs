@@ -85,6 +85,11 @@ pub enum CtlError {
     #[error("no task started:{}", indented(&.items.iter().map(failure_line).collect::<Vec<_>>()))]
     NotStarted { items: Vec<MissingItem> },
 
+    /// DeleteTaskDefinitions left some revisions; one failure each, with
+    /// ECS's reason.
+    #[error("not deleted:{}", indented(&.items.iter().map(failure_line).collect::<Vec<_>>()))]
+    NotDeleted { items: Vec<MissingItem> },
+
     /// `--wait` saw a task stop, or gave up.
     #[error("{message}")]
     TaskFailed { message: String },

@@ -128,7 +128,7 @@ pub async fn describe(ops: &AuthedChannel, name: &str) -> Service {
         ServiceServiceClient::new(ops.clone()).describe_services(DescribeServicesRequest {
             cluster: String::new(),
             services: vec![name.to_owned()],
-            ..Default::default()
+            include: vec!["TAGS".to_owned()],
         }),
     )
     .await

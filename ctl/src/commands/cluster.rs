@@ -104,7 +104,7 @@ async fn describe(
     Ok(client
         .describe_clusters(pb::DescribeClustersRequest {
             clusters,
-            include: vec!["TAGS".to_owned()],
+            ..Default::default()
         })
         .await
         .map_err(rpc)?

@@ -1,13 +1,16 @@
-//! `berthctl instance ls|describe|drain|activate|deregister`: the container
-//! instances of a cluster.
+//! `berthctl instance ls|describe|drain|activate|deregister|attribute`: the
+//! container instances of a cluster, and their custom attributes (ECS's
+//! PutAttributes, DeleteAttributes, ListAttributes).
 
 use berth_proto::v1 as pb;
+use berth_proto::v1::attribute_service_client::AttributeServiceClient;
 use berth_proto::v1::container_instance_service_client::ContainerInstanceServiceClient;
 use clap::{Subcommand, ValueEnum};
 
 use super::{ClusterArg, Ctx};
 use crate::error::CtlError;
 use crate::views::instance::{self as view, ContainerInstancesView};
+use crate::views::tag::{self as tag_view, AttributesView};
 
 #[derive(Debug, Subcommand)]
 pub enum InstanceCommand {
@@ -56,7 +59,140 @@ pub enum InstanceCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Put, remove and list custom attributes (what `memberOf(attribute:…)` reads)
+    #[command(subcommand)]
+    Attribute(AttributeCommand),
 }
+
+#[derive(Debug, Subcommand)]
+pub enum AttributeCommand {
+    /// Set attributes on an instance (kept across agent reconnects; `ecs.*` are the agent's)
+    Put {
+        /// Container instance id or ARN
+        #[arg(value_name = "ID")]
+        id: String,
+        /// NAME or NAME=VALUE (1–10)
+        #[arg(value_name = "NAME[=VALUE]", required = true, num_args = 1..=10, value_parser = parse_attribute)]
+        attributes: Vec<(String, String)>,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+    /// Remove custom attributes from an instance
+    Rm {
+        /// Container instance id or ARN
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Attribute names (1–10)
+        #[arg(value_name = "NAME", required = true, num_args = 1..=10)]
+        names: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+    /// List the attributes of the cluster's instances, built-in ones included
+    Ls {
+        /// Only attributes of this name
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Only attributes of this value (needs --name)
+        #[arg(long, value_name = "VALUE", requires = "name")]
+        value: Option<String>,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+}
+
+/// `NAME` (no value) or `NAME=VALUE`.
+fn parse_attribute(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s.split_once('=').unwrap_or((s, ""));
+    if name.is_empty() {
+        return Err(format!("{s:?} names no attribute"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// The attribute targets as the API takes them.
+fn targeted(
+    id: &str,
+    attrs: impl IntoIterator<Item = (String, String)>,
+) -> Vec<pb::TargetedAttribute> {
+    attrs
+        .into_iter()
+        .map(|(name, value)| pb::TargetedAttribute {
+            name,
+            value,
+            target_type: "container-instance".to_owned(),
+            target_id: id.to_owned(),
+        })
+        .collect()
+}
+
+async fn attribute(cmd: AttributeCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
+    let mut client = AttributeServiceClient::new(ctx.channel().await?);
+    let rpc = ctx.rpc_error();
+    let mut table: fn(&AttributesView) -> String = tag_view::attributes_table;
+    let v: AttributesView = match cmd {
+        AttributeCommand::Put {
+            id,
+            attributes,
+            cluster,
+        } => client
+            .put_attributes(pb::PutAttributesRequest {
+                cluster: ctx.cluster(&cluster),
+                attributes: targeted(&id, attributes),
+            })
+            .await
+            .map_err(rpc)?
+            .into_inner()
+            .attributes
+            .into(),
+        AttributeCommand::Rm { id, names, cluster } => {
+            table = tag_view::removed_sentence;
+            client
+                .delete_attributes(pb::DeleteAttributesRequest {
+                    cluster: ctx.cluster(&cluster),
+                    attributes: targeted(&id, names.into_iter().map(|n| (n, String::new()))),
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner()
+                .attributes
+                .into()
+        }
+        AttributeCommand::Ls {
+            name,
+            value,
+            cluster,
+        } => {
+            let cluster = ctx.cluster(&cluster);
+            let mut all = Vec::new();
+            let mut next_token = String::new();
+            for _ in 0..MAX_PAGES {
+                let page = client
+                    .list_attributes(pb::ListAttributesRequest {
+                        cluster: cluster.clone(),
+                        target_type: "container-instance".to_owned(),
+                        attribute_name: name.clone().unwrap_or_default(),
+                        attribute_value: value.clone().unwrap_or_default(),
+                        max_results: 0,
+                        next_token: next_token.clone(),
+                    })
+                    .await
+                    .map_err(&rpc)?
+                    .into_inner();
+                all.extend(page.attributes);
+                if page.next_token.is_empty() || page.next_token == next_token {
+                    break;
+                }
+                next_token = page.next_token;
+            }
+            all.into()
+        }
+    };
+    ctx.emit(&v, table)
+}
+
+/// Sanity bound on pages, should a scheduler keep returning tokens.
+const MAX_PAGES: usize = 10_000;
 
 /// ECS's container instance statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -146,6 +282,7 @@ pub async fn run(cmd: InstanceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError
             });
             ctx.emit(&v, view::list_table)
         }
+        InstanceCommand::Attribute(cmd) => attribute(cmd, ctx).await,
         InstanceCommand::Drain { ids, cluster } => {
             let cluster = ctx.cluster(&cluster);
             set_state(&mut client, ctx, cluster, ids, InstanceStatus::Draining).await

@@ -13,6 +13,7 @@ pub mod login;
 pub mod secret;
 pub mod service;
 pub mod snapshot;
+pub mod tag;
 pub mod task;
 pub mod taskdef;
 pub mod token;
@@ -146,6 +147,7 @@ pub async fn run(
         Command::Task(cmd) => task::run(cmd, &mut ctx).await,
         Command::Service(cmd) => service::run(cmd, &mut ctx).await,
         Command::Secret(cmd) => secret::run(cmd, &mut ctx).await,
+        Command::Tag(cmd) => tag::run(cmd, &mut ctx).await,
         Command::Version => version::run(&mut ctx).await,
         Command::Login(args) => login::run(args, &mut ctx).await,
         Command::Token(cmd) => token::run(cmd, &mut ctx).await,

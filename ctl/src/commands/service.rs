@@ -102,7 +102,7 @@ pub enum ServiceCommand {
         )]
         grace: u32,
         /// Tag KEY=VALUE (repeat)
-        #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+        #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = super::tag::parse_tag)]
         tags: Vec<pb::Tag>,
         #[command(flatten)]
         wait: WaitArgs,
@@ -172,16 +172,6 @@ pub enum ServiceCommand {
     },
 }
 
-fn parse_tag(s: &str) -> Result<pb::Tag, String> {
-    let (key, value) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
-    Ok(pb::Tag {
-        key: key.to_owned(),
-        value: value.to_owned(),
-    })
-}
-
 /// How often `--wait` and `events --follow` look.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -195,7 +185,7 @@ async fn describe_one(
         .describe_services(pb::DescribeServicesRequest {
             cluster: cluster.to_owned(),
             services: vec![name.to_owned()],
-            ..Default::default()
+            include: vec!["TAGS".to_owned()],
         })
         .await
         .map_err(ctx.rpc_error())?
@@ -450,7 +440,7 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                     .describe_services(pb::DescribeServicesRequest {
                         cluster: cluster.clone(),
                         services: chunk.to_vec(),
-                        ..Default::default()
+                        include: vec!["TAGS".to_owned()],
                     })
                     .await
                     .map_err(&rpc)?
@@ -466,7 +456,7 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                 .describe_services(pb::DescribeServicesRequest {
                     cluster,
                     services: names,
-                    ..Default::default()
+                    include: vec!["TAGS".to_owned()],
                 })
                 .await
                 .map_err(&rpc)?

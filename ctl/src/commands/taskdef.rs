@@ -1,4 +1,4 @@
-//! `berthctl taskdef register|ls|families|describe|deregister`.
+//! `berthctl taskdef register|ls|families|describe|deregister|delete`.
 
 use std::io::Read;
 
@@ -9,6 +9,7 @@ use clap::{Subcommand, ValueEnum};
 
 use super::Ctx;
 use crate::error::CtlError;
+use crate::views::tag::DeleteView;
 use crate::views::taskdef::{
     self as view, FamiliesView, TaskDefinitionArnsView, TaskDefinitionView,
 };
@@ -53,6 +54,12 @@ pub enum TaskdefCommand {
         /// FAMILY:REVISION or an ARN
         #[arg(value_name = "FAMILY:REVISION", value_parser = parse_ref_with_revision)]
         task_definition: TaskDefRef,
+    },
+    /// Delete INACTIVE revisions (DELETE_IN_PROGRESS until no task uses them)
+    Delete {
+        /// FAMILY:REVISION or an ARN (1–10)
+        #[arg(value_name = "FAMILY:REVISION", required = true, num_args = 1..=10, value_parser = parse_ref_with_revision)]
+        task_definitions: Vec<TaskDefRef>,
     },
 }
 
@@ -183,6 +190,24 @@ pub async fn run(cmd: TaskdefCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                 .map_err(rpc)?
                 .into_inner();
             ctx.emit(&definition(resp.task_definition)?, view::describe_table)
+        }
+        TaskdefCommand::Delete { task_definitions } => {
+            let v: DeleteView = client
+                .delete_task_definitions(pb::DeleteTaskDefinitionsRequest {
+                    task_definitions: task_definitions.iter().map(ToString::to_string).collect(),
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner()
+                .into();
+            ctx.emit(&v, crate::views::tag::delete_table)?;
+            if v.failures.is_empty() {
+                Ok(())
+            } else {
+                Err(CtlError::NotDeleted {
+                    items: v.failures.iter().map(Into::into).collect(),
+                })
+            }
         }
         TaskdefCommand::Deregister { task_definition } => {
             let resp = client

@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use berth_proto::v1 as pb;
+use berth_proto::v1::attribute_service_server::{AttributeService, AttributeServiceServer};
 use berth_proto::v1::cluster_service_server::{ClusterService, ClusterServiceServer};
 use berth_proto::v1::container_instance_service_server::{
     ContainerInstanceService, ContainerInstanceServiceServer,
 };
 use berth_proto::v1::system_service_server::{SystemService, SystemServiceServer};
+use berth_proto::v1::tag_service_server::{TagService, TagServiceServer};
 use berth_proto::v1::task_definition_service_server::{
     TaskDefinitionService, TaskDefinitionServiceServer,
 };
@@ -31,6 +33,9 @@ struct State {
     list_requests: Vec<pb::ListTaskDefinitionsRequest>,
     describe_instance_requests: Vec<pb::DescribeContainerInstancesRequest>,
     state_requests: Vec<pb::UpdateContainerInstancesStateRequest>,
+    /// ARN → tags
+    tags: BTreeMap<String, Vec<pb::Tag>>,
+    attributes: Vec<pb::TargetedAttribute>,
 }
 
 #[derive(Clone, Default)]
@@ -324,6 +329,102 @@ impl TaskDefinitionService for Fake {
 }
 
 #[tonic::async_trait]
+impl TagService for Fake {
+    async fn tag_resource(
+        &self,
+        r: Request<pb::TagResourceRequest>,
+    ) -> Result<Response<pb::TagResourceResponse>, Status> {
+        let r = r.into_inner();
+        let mut state = self.state();
+        let tags = state.tags.entry(r.resource_arn).or_default();
+        for t in r.tags {
+            tags.retain(|old| old.key != t.key);
+            tags.push(t);
+        }
+        Ok(Response::new(pb::TagResourceResponse {}))
+    }
+
+    async fn untag_resource(
+        &self,
+        r: Request<pb::UntagResourceRequest>,
+    ) -> Result<Response<pb::UntagResourceResponse>, Status> {
+        let r = r.into_inner();
+        let mut state = self.state();
+        let tags = state.tags.entry(r.resource_arn).or_default();
+        tags.retain(|t| !r.tag_keys.contains(&t.key));
+        Ok(Response::new(pb::UntagResourceResponse {}))
+    }
+
+    async fn list_tags_for_resource(
+        &self,
+        r: Request<pb::ListTagsForResourceRequest>,
+    ) -> Result<Response<pb::ListTagsForResourceResponse>, Status> {
+        let arn = r.into_inner().resource_arn;
+        let tags = self
+            .state()
+            .tags
+            .get(&arn)
+            .cloned()
+            .ok_or_else(|| Status::not_found("The specified resource is not found."))?;
+        Ok(Response::new(pb::ListTagsForResourceResponse { tags }))
+    }
+}
+
+#[tonic::async_trait]
+impl AttributeService for Fake {
+    async fn put_attributes(
+        &self,
+        r: Request<pb::PutAttributesRequest>,
+    ) -> Result<Response<pb::PutAttributesResponse>, Status> {
+        let attributes = r.into_inner().attributes;
+        let mut state = self.state();
+        for a in &attributes {
+            state
+                .attributes
+                .retain(|old| (&old.target_id, &old.name) != (&a.target_id, &a.name));
+            state.attributes.push(a.clone());
+        }
+        Ok(Response::new(pb::PutAttributesResponse { attributes }))
+    }
+
+    async fn delete_attributes(
+        &self,
+        r: Request<pb::DeleteAttributesRequest>,
+    ) -> Result<Response<pb::DeleteAttributesResponse>, Status> {
+        let attributes = r.into_inner().attributes;
+        let mut state = self.state();
+        for a in &attributes {
+            state
+                .attributes
+                .retain(|old| (&old.target_id, &old.name) != (&a.target_id, &a.name));
+        }
+        Ok(Response::new(pb::DeleteAttributesResponse { attributes }))
+    }
+
+    async fn list_attributes(
+        &self,
+        r: Request<pb::ListAttributesRequest>,
+    ) -> Result<Response<pb::ListAttributesResponse>, Status> {
+        let r = r.into_inner();
+        if r.target_type != "container-instance" {
+            return Err(Status::invalid_argument("targetType: required"));
+        }
+        let attributes = self
+            .state()
+            .attributes
+            .iter()
+            .filter(|a| r.attribute_name.is_empty() || a.name == r.attribute_name)
+            .filter(|a| r.attribute_value.is_empty() || a.value == r.attribute_value)
+            .cloned()
+            .collect();
+        Ok(Response::new(pb::ListAttributesResponse {
+            attributes,
+            next_token: String::new(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
 impl ContainerInstanceService for Fake {
     async fn deregister_container_instance(
         &self,
@@ -478,6 +579,8 @@ async fn serve(fake: Fake) -> String {
         .add_service(ClusterServiceServer::new(fake.clone()))
         .add_service(TaskDefinitionServiceServer::new(fake.clone()))
         .add_service(ContainerInstanceServiceServer::new(fake.clone()))
+        .add_service(TagServiceServer::new(fake.clone()))
+        .add_service(AttributeServiceServer::new(fake.clone()))
         .add_service(SystemServiceServer::new(fake))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     tokio::spawn(server);
@@ -845,4 +948,106 @@ async fn version_with_and_without_a_scheduler() {
         "{}",
         out.stderr
     );
+}
+
+#[tokio::test]
+async fn tags_attributes_and_taskdef_delete() {
+    let url = serve(Fake::default()).await;
+    let arn = format!("{PREFIX}:cluster/prod");
+    berthctl(&url, &["tag", "add", &arn, "team=core", "env="])
+        .await
+        .check(expect![[r#"
+            [exit 0]
+            KEY   VALUE
+            team  core
+            env
+        "#]]);
+    berthctl(&url, &["tag", "add", &arn, "team=edge"])
+        .await
+        .check(expect![[r#"
+            [exit 0]
+            KEY   VALUE
+            env
+            team  edge
+        "#]]);
+    berthctl(&url, &["-o", "json", "tag", "rm", &arn, "env"])
+        .await
+        .check(expect![[r#"
+            [exit 0]
+            {
+              "tags": [
+                {
+                  "key": "team",
+                  "value": "edge"
+                }
+              ]
+            }
+        "#]]);
+    berthctl(&url, &["tag", "ls", &format!("{PREFIX}:cluster/nope")])
+        .await
+        .check(expect![[r#"
+            [exit 1]
+            --- stderr
+            error: not found: The specified resource is not found.
+        "#]]);
+
+    berthctl(
+        &url,
+        &["instance", "attribute", "put", "4f1c", "tier=gold", "gpu"],
+    )
+    .await
+    .check(expect![[r#"
+        [exit 0]
+        INSTANCE  NAME  VALUE
+        4f1c      tier  gold
+        4f1c      gpu   -
+    "#]]);
+    berthctl(&url, &["instance", "attribute", "ls", "--name", "tier"])
+        .await
+        .check(expect![[r#"
+            [exit 0]
+            INSTANCE  NAME  VALUE
+            4f1c      tier  gold
+        "#]]);
+    berthctl(&url, &["instance", "attribute", "rm", "4f1c", "tier"])
+        .await
+        .check(expect![[r#"
+            [exit 0]
+            removed attribute tier from 4f1c
+        "#]]);
+    berthctl(&url, &["-o", "json", "instance", "attribute", "ls"])
+        .await
+        .check(expect![[r#"
+            [exit 0]
+            {
+              "attributes": [
+                {
+                  "name": "gpu",
+                  "targetType": "container-instance",
+                  "targetId": "4f1c"
+                }
+              ]
+            }
+        "#]]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = web_file(&dir);
+    for _ in 0..2 {
+        assert_eq!(
+            berthctl(&url, &["taskdef", "register", "-f", &file])
+                .await
+                .code,
+            0
+        );
+    }
+    berthctl(&url, &["taskdef", "deregister", "web:1"]).await;
+    berthctl(&url, &["taskdef", "delete", "web:1", "web:2"])
+        .await
+        .check(expect![[r#"
+            [exit 1]
+            task definition web:1 deleted (DELETE_IN_PROGRESS)
+            --- stderr
+            error: not deleted:
+              arn:berth:ecs:local:000000000000:task-definition/web:2: The specified task definition is still in ACTIVE status. Please deregister the target and try again.
+        "#]]);
 }

@@ -12,6 +12,7 @@ pub mod instance;
 pub mod secret;
 pub mod service;
 pub mod system;
+pub mod tag;
 pub mod task;
 pub mod taskdef;
 
