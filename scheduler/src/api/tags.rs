@@ -5,9 +5,11 @@
 //! InvalidArgument at `resourceArn`), its record must exist (NotFound
 //! otherwise, ECS's ResourceNotFoundException). Tags follow ECS's rules
 //! (`berth_proto::names::check_tags`), and a resource holds at most 50.
+//! As in ECS, an empty `tags` or `tagKeys` list changes nothing and is no
+//! error.
 
 use berth_proto::arn::ResourceArn;
-use berth_proto::names::check_tag_key;
+use berth_proto::names::{check_tag_key, MAX_TAGS};
 use berth_proto::v1::{
     tag_service_server::TagService, ListTagsForResourceRequest, ListTagsForResourceResponse,
     TagResourceRequest, TagResourceResponse, UntagResourceRequest, UntagResourceResponse,
@@ -38,9 +40,6 @@ impl TagService for TagApi {
     ) -> Result<Response<TagResourceResponse>, Status> {
         let req = req.into_inner();
         let resource = parse_arn(&req.resource_arn)?;
-        if req.tags.is_empty() {
-            return Err(ApiError::invalid("tags", "give at least one tag").into());
-        }
         let tags = validate_tags("tags", &req.tags)?;
         let after = self
             .shared
@@ -59,8 +58,13 @@ impl TagService for TagApi {
     ) -> Result<Response<UntagResourceResponse>, Status> {
         let req = req.into_inner();
         let resource = parse_arn(&req.resource_arn)?;
-        if req.tag_keys.is_empty() {
-            return Err(ApiError::invalid("tagKeys", "give at least one key").into());
+        // ECS's bounds: 0–50 keys.
+        if req.tag_keys.len() > MAX_TAGS {
+            return Err(ApiError::invalid(
+                "tagKeys",
+                format!("{} keys; at most {MAX_TAGS}", req.tag_keys.len()),
+            )
+            .into());
         }
         for (i, k) in req.tag_keys.iter().enumerate() {
             check_tag_key(k)
