@@ -71,7 +71,7 @@ pub async fn run(cmd: ClusterCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                     failures: vec![],
                 }
             } else {
-                describe(&mut client, arns, &rpc).await?
+                describe(&mut client, arns, vec![], &rpc).await?
             };
             // A cluster deleted between the two calls is simply not listed.
             v.failures.clear();
@@ -83,7 +83,7 @@ pub async fn run(cmd: ClusterCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
             } else {
                 names
             };
-            let v = describe(&mut client, names, &rpc).await?;
+            let v = describe(&mut client, names, vec!["TAGS".to_owned()], &rpc).await?;
             ctx.emit(&v, view::describe_table)?;
             if v.failures.is_empty() {
                 Ok(())
@@ -99,13 +99,11 @@ pub async fn run(cmd: ClusterCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
 async fn describe(
     client: &mut ClusterServiceClient<crate::client::Conn>,
     clusters: Vec<String>,
+    include: Vec<String>,
     rpc: &impl Fn(tonic::Status) -> CtlError,
 ) -> Result<ClustersView, CtlError> {
     Ok(client
-        .describe_clusters(pb::DescribeClustersRequest {
-            clusters,
-            ..Default::default()
-        })
+        .describe_clusters(pb::DescribeClustersRequest { clusters, include })
         .await
         .map_err(rpc)?
         .into_inner()

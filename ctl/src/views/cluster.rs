@@ -3,6 +3,7 @@
 use berth_proto::v1 as pb;
 use serde::Serialize;
 
+use super::tag::{tag_views, tags_cell, TagView};
 use super::{table_time, FailureView};
 use crate::output::{blocks, Table};
 
@@ -17,6 +18,9 @@ pub struct ClusterView {
     pub running_tasks_count: i32,
     pub pending_tasks_count: i32,
     pub active_services_count: i32,
+    /// With `include: ["TAGS"]` (describe), as ECS prints them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<TagView>,
     /// Not in ECS's JSON (ECS clusters have no creation time); tables show it.
     #[serde(skip)]
     pub created_at: String,
@@ -33,6 +37,7 @@ impl From<pb::Cluster> for ClusterView {
             running_tasks_count: c.running_tasks_count,
             pending_tasks_count: c.pending_tasks_count,
             active_services_count: c.active_services_count,
+            tags: tag_views(c.tags),
         }
     }
 }
@@ -111,6 +116,9 @@ fn detail_block(c: &ClusterView) -> String {
             "Active services:".to_owned(),
             c.active_services_count.to_string(),
         ]);
+    if !c.tags.is_empty() {
+        t.row(["Tags:".to_owned(), tags_cell(&c.tags)]);
+    }
     t.render()
 }
 
@@ -253,5 +261,50 @@ mod tests {
         "#]]
         .assert_eq(&result_sentence("created")(&v));
         assert_eq!(ClusterResultView::from_proto(None), None);
+    }
+
+    #[test]
+    fn tags_show_when_asked_for() {
+        let mut c = cluster("prod", 1, 0);
+        c.tags = vec![
+            pb::Tag {
+                key: "team".into(),
+                value: "core".into(),
+            },
+            pb::Tag {
+                key: "env".into(),
+                value: String::new(),
+            },
+        ];
+        let v: ClustersView = pb::DescribeClustersResponse {
+            clusters: vec![c],
+            failures: vec![],
+        }
+        .into();
+        expect![[r#"
+            Name:                 prod
+            ARN:                  arn:berth:ecs:local:000000000000:cluster/prod
+            Status:               ACTIVE
+            Created at:           2024-05-01T12:00:00Z
+            Container instances:  1
+            Running tasks:        0
+            Pending tasks:        1
+            Active services:      2
+            Tags:                 team=core, env=
+        "#]]
+        .assert_eq(&super::describe_table(&v));
+        expect![[r#"
+            [
+              {
+                "key": "team",
+                "value": "core"
+              },
+              {
+                "key": "env",
+                "value": ""
+              }
+            ]
+        "#]]
+        .assert_eq(&json(&v.clusters[0].tags));
     }
 }

@@ -5,6 +5,7 @@ use berth_proto::arn;
 use berth_proto::v1 as pb;
 use serde::Serialize;
 
+use super::tag::{tag_views, TagView};
 use super::{rfc3339, table_time, FailureView};
 use crate::output::{blocks, Table};
 
@@ -73,12 +74,6 @@ pub struct PlacementStrategyView {
     pub kind: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub field: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TagView {
-    pub key: String,
-    pub value: String,
 }
 
 /// ECS's Service.
@@ -174,14 +169,7 @@ impl ServiceView {
                 .collect(),
             health_check_grace_period_seconds: s.health_check_grace_period_seconds,
             scheduling_strategy: s.scheduling_strategy,
-            tags: s
-                .tags
-                .into_iter()
-                .map(|t| TagView {
-                    key: t.key,
-                    value: t.value,
-                })
-                .collect(),
+            tags: tag_views(s.tags),
         }
     }
 

@@ -24,15 +24,30 @@ pub struct TagsView {
 impl From<Vec<pb::Tag>> for TagsView {
     fn from(tags: Vec<pb::Tag>) -> Self {
         Self {
-            tags: tags
-                .into_iter()
-                .map(|t| TagView {
-                    key: t.key,
-                    value: t.value,
-                })
-                .collect(),
+            tags: tag_views(tags),
         }
     }
+}
+
+/// Tags as every view shows them.
+pub fn tag_views(tags: Vec<pb::Tag>) -> Vec<TagView> {
+    tags.into_iter()
+        .map(|t| TagView {
+            key: t.key,
+            value: t.value,
+        })
+        .collect()
+}
+
+/// `key=value, key=value` for a table cell (`-` for none).
+pub fn tags_cell(tags: &[TagView]) -> String {
+    if tags.is_empty() {
+        return "-".to_owned();
+    }
+    tags.iter()
+        .map(|t| format!("{}={}", t.key, t.value))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// KEY, VALUE.
