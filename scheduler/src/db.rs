@@ -5,6 +5,7 @@
 //! Concurrency is optimistic: a write reads what it depends on, commits with
 //! checks that those bytes are unchanged, and retries on conflict.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use berth_proto::taskdef::{TaskDefinition, TaskDefinitionStatus};
@@ -81,6 +82,12 @@ pub struct Db {
     /// Poked after writes the service controller reacts to (task reports,
     /// stops, placements, instance status, services).
     changes: Arc<tokio::sync::Notify>,
+    /// DELETE_IN_PROGRESS revisions may be left for
+    /// [`Db::sweep_deleted_task_definitions`] while these differ: `.0`
+    /// counts deletions (raised after each is committed; 1 at open, so the
+    /// first sweep looks), `.1` is the count a sweep last found nothing
+    /// left at.
+    deletions: Arc<(AtomicU64, AtomicU64)>,
 }
 
 impl std::fmt::Debug for Db {
@@ -227,6 +234,7 @@ impl Db {
             desired: DesiredNotifier::default(),
             changed: Default::default(),
             changes: Default::default(),
+            deletions: Arc::new((AtomicU64::new(1), AtomicU64::new(0))),
         };
         match db.create_cluster("default").await {
             Ok(_) | Err(DbError::AlreadyExists { .. }) => {}
@@ -249,6 +257,11 @@ impl Db {
     /// keeps one permit, so a wake-up between two evaluations is not lost.
     pub fn changes(&self) -> &Arc<tokio::sync::Notify> {
         &self.changes
+    }
+
+    /// Whether a sweep of deleted task definitions may find work.
+    pub fn deletions_pending(&self) -> bool {
+        self.deletions.0.load(Ordering::SeqCst) != self.deletions.1.load(Ordering::SeqCst)
     }
 
     /// Bumped after every durable change of an instance's desired set.
@@ -583,38 +596,43 @@ impl Db {
         revision: u32,
     ) -> Result<TaskDefinitionRecord, DbError> {
         let key = taskdef_key(family, revision);
-        self.write("task definition", || {
-            let Some((mut t, old)) =
-                self.get::<TaskDefinitionRecord>(Table::TaskDefinitions, &key)?
-            else {
-                return Err(DbError::NotFound {
-                    kind: "task definition",
-                    name: format!("{family}:{revision}"),
-                });
-            };
-            match t.status {
-                TaskDefinitionStatus::Active => Err(DbError::FailedPrecondition(
-                    "The specified task definition is still in ACTIVE status. Please \
+        let rec = self
+            .write("task definition", || {
+                let Some((mut t, old)) =
+                    self.get::<TaskDefinitionRecord>(Table::TaskDefinitions, &key)?
+                else {
+                    return Err(DbError::NotFound {
+                        kind: "task definition",
+                        name: format!("{family}:{revision}"),
+                    });
+                };
+                match t.status {
+                    TaskDefinitionStatus::Active => Err(DbError::FailedPrecondition(
+                        "The specified task definition is still in ACTIVE status. Please \
                      deregister the target and try again."
-                        .to_owned(),
-                )),
-                TaskDefinitionStatus::DeleteInProgress => Ok((Txn::new(), t)),
-                TaskDefinitionStatus::Inactive => {
-                    t.status = TaskDefinitionStatus::DeleteInProgress;
-                    Ok((
-                        Txn::new()
-                            .check_equals(Table::TaskDefinitions, key.clone(), old)
-                            .put(
-                                Table::TaskDefinitions,
-                                key.clone(),
-                                encode(Table::TaskDefinitions, &t)?,
-                            ),
-                        t,
-                    ))
+                            .to_owned(),
+                    )),
+                    TaskDefinitionStatus::DeleteInProgress => Ok((Txn::new(), t)),
+                    TaskDefinitionStatus::Inactive => {
+                        t.status = TaskDefinitionStatus::DeleteInProgress;
+                        Ok((
+                            Txn::new()
+                                .check_equals(Table::TaskDefinitions, key.clone(), old)
+                                .put(
+                                    Table::TaskDefinitions,
+                                    key.clone(),
+                                    encode(Table::TaskDefinitions, &t)?,
+                                ),
+                            t,
+                        ))
+                    }
                 }
-            }
-        })
-        .await
+            })
+            .await?;
+        // After the commit: a sweep that read the count before this sees
+        // it changed; one that reads it after scans this revision.
+        self.deletions.0.fetch_add(1, Ordering::SeqCst);
+        Ok(rec)
     }
 
     /// Removes the DELETE_IN_PROGRESS revisions nothing uses any more: no
@@ -623,8 +641,10 @@ impl Db {
     /// Nothing can start using such a revision again (it is not runnable),
     /// so a revision found unused stays unused. Returns the revisions
     /// removed, `family:revision`. Called by DeleteTaskDefinitions, before
-    /// and after its deletions.
+    /// and after its deletions, and by the service controller's loop while
+    /// [`Db::deletions_pending`].
     pub async fn sweep_deleted_task_definitions(&self) -> Result<Vec<String>, DbError> {
+        let counted = self.deletions.0.load(Ordering::SeqCst);
         let deleted: Vec<(Vec<u8>, Vec<u8>, TaskDefinitionRecord)> = self
             .store
             .scan_prefix(Table::TaskDefinitions, b"")?
@@ -638,8 +658,10 @@ impl Db {
             .filter(|(_, _, t)| t.status == TaskDefinitionStatus::DeleteInProgress)
             .collect();
         if deleted.is_empty() {
+            self.deletions.1.fetch_max(counted, Ordering::SeqCst);
             return Ok(Vec::new());
         }
+        let found = deleted.len();
         let mut used: std::collections::HashSet<(String, u32)> = self
             .all_tasks()?
             .into_iter()
@@ -668,7 +690,11 @@ impl Db {
             return Ok(removed);
         }
         match self.store.commit(&txn) {
-            Ok(()) => {}
+            Ok(()) => {
+                if removed.len() == found {
+                    self.deletions.1.fetch_max(counted, Ordering::SeqCst);
+                }
+            }
             // Something changed under the sweep: the next one retries.
             Err(StoreError::Conflict) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
@@ -908,6 +934,51 @@ mod tests {
         // Families do not bleed into each other's prefixes.
         db.register_task_definition(taskdef("web-2")).await.unwrap();
         assert_eq!(db.task_definitions_of("web").unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn deleted_revisions_are_swept_once_unused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        for _ in 0..2 {
+            db.register_task_definition(taskdef("web")).await.unwrap();
+        }
+        assert!(db.deletions_pending(), "the first sweep looks");
+        assert!(db
+            .sweep_deleted_task_definitions()
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(!db.deletions_pending());
+        assert!(matches!(
+            db.delete_task_definition("web", 1).await,
+            Err(DbError::FailedPrecondition(_))
+        ));
+        db.deregister_task_definition("web", 1).await.unwrap();
+        let t = db.delete_task_definition("web", 1).await.unwrap();
+        assert_eq!(t.status, TaskDefinitionStatus::DeleteInProgress);
+        assert!(db.deletions_pending());
+        assert_eq!(
+            db.sweep_deleted_task_definitions().await.unwrap(),
+            ["web:1"]
+        );
+        assert!(!db.deletions_pending());
+        assert!(matches!(
+            db.task_definition("web", Some(1)),
+            Err(DbError::NotFound { .. })
+        ));
+        assert!(matches!(
+            db.delete_task_definition("web", 1).await,
+            Err(DbError::NotFound { .. })
+        ));
+        // Revisions are never reused.
+        assert_eq!(
+            db.register_task_definition(taskdef("web"))
+                .await
+                .unwrap()
+                .revision,
+            3
+        );
     }
 
     #[tokio::test]

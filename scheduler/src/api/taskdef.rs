@@ -2,7 +2,8 @@
 //! tags beside it with `include: ["TAGS"]`), list, list families,
 //! deregister, and ECS's DeleteTaskDefinitions (INACTIVE revisions become
 //! DELETE_IN_PROGRESS; each call first and last removes the deleted
-//! revisions nothing uses any more, see `Db::sweep_deleted_task_definitions`).
+//! revisions nothing uses any more, and so does the service controller's
+//! loop every 10 s while some are left: `Db::sweep_deleted_task_definitions`).
 
 use berth_proto::taskdef::{self, TaskDefinitionStatus};
 use berth_proto::v1::{

@@ -142,6 +142,10 @@ pub struct Controller {
     settings: ServiceSettings,
 }
 
+/// How often the controller looks for deleted task definitions nothing
+/// uses any more (while there may be some).
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
 impl Controller {
     pub fn new(db: Db, placer: Placer, sessions: Sessions, settings: ServiceSettings) -> Self {
         Self {
@@ -159,12 +163,22 @@ impl Controller {
 
     async fn run(self, shutdown: CancellationToken) {
         let mut last_error_log: Option<tokio::time::Instant> = None;
+        let mut last_sweep: Option<tokio::time::Instant> = None;
         loop {
             if let Err(e) = self.evaluate_all().await {
                 // Rate-limited: a store that keeps failing logs once a minute.
                 if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
                     tracing::warn!(cause = %e, "service evaluation failed; retrying");
                     last_error_log = Some(tokio::time::Instant::now());
+                }
+            }
+            // Deleted task definitions leave the store once unused; looked
+            // for only while some may be left, and at most every SWEEP_EVERY.
+            if self.db.deletions_pending() && last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY)
+            {
+                last_sweep = Some(tokio::time::Instant::now());
+                if let Err(e) = self.db.sweep_deleted_task_definitions().await {
+                    tracing::warn!(cause = %e, "sweeping deleted task definitions failed; retrying");
                 }
             }
             tokio::select! {
