@@ -4,6 +4,8 @@
 //! - [`api`]: the gRPC edge, one module per service, where prost types are converted (besides
 //!   the generated servers in [`server`] and the snapshot client in `snapshot::cli`).
 //!   `api::auth` is the one gate of the operator API (tokens, roles, audit).
+//! - [`ecs_api`]: the second edge: Amazon ECS's own API (AWS JSON 1.1 over HTTPS, SigV4), whose
+//!   operations call the gRPC services in-process and answer in ECS's shapes.
 //! - [`auth`]: roles, the operator-token format and its hash; no I/O.
 //! - [`db`]: typed, durable operations (clusters, task definitions, instances, tasks).
 //! - [`store`]: the narrow storage trait and its sled implementation; the only place sled appears.
@@ -30,6 +32,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod ecs_api;
 pub mod placement;
 pub mod placer;
 pub mod records;

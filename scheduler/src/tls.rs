@@ -11,6 +11,7 @@
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_proto::trust::fingerprint_der;
@@ -56,6 +57,9 @@ pub enum TlsError {
     BadCsr(String),
     #[error("{0}")]
     BadPeer(String),
+    /// The serving certificate or key does not parse for rustls.
+    #[error("{0}")]
+    Pem(String),
 }
 
 fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> TlsError + '_ {
@@ -320,6 +324,24 @@ impl ClusterCa {
             ))
             .client_ca_root(Certificate::from_pem(&self.ca_pem))
             .client_auth_optional(true)
+    }
+
+    /// TLS for the ECS API's listener: the same serving identity, HTTP/1.1,
+    /// no client certificates (SigV4 authenticates its callers).
+    pub fn https_server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        use rustls::pki_types::pem::PemObject;
+        let certs =
+            rustls::pki_types::CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| TlsError::Pem(format!("the serving certificate: {e}")))?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())
+            .map_err(|e| TlsError::Pem(format!("the serving key: {e}")))?;
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| TlsError::Pem(format!("the serving certificate and key: {e}")))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
     }
 
     /// Signs an agent's CSR into a client certificate for `instance_id` of

@@ -18,7 +18,7 @@ pub struct ClusterApi {
 
 impl ClusterApi {
     fn to_proto(&self, c: &ClusterRecord) -> Result<Cluster, ApiError> {
-        let (instances, running, pending) = if c.status == ClusterStatus::Active {
+        let (instances, running, pending, services) = if c.status == ClusterStatus::Active {
             let instances = self
                 .shared
                 .db
@@ -33,9 +33,16 @@ impl ClusterApi {
                     .iter()
                     .filter(|t| t.cluster == c.name),
             );
-            (instances, running, pending)
+            let services = self
+                .shared
+                .db
+                .services_of(&c.name)?
+                .iter()
+                .filter(|s| s.status == crate::records::ServiceStatus::Active)
+                .count() as i32;
+            (instances, running, pending, services)
         } else {
-            (0, 0, 0)
+            (0, 0, 0, 0)
         };
         Ok(Cluster {
             cluster_arn: self.shared.arn.cluster(&c.name),
@@ -44,8 +51,7 @@ impl ClusterApi {
             registered_container_instances_count: instances,
             running_tasks_count: running,
             pending_tasks_count: pending,
-            // Services arrive with a later API group.
-            active_services_count: 0,
+            active_services_count: services,
             created_at: Some(timestamp(c.created_at)),
         })
     }

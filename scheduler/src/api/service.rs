@@ -467,10 +467,13 @@ impl ServiceService for ServiceApi {
             .db
             .update_service(&cluster, &name, |rec| {
                 if rec.status != ServiceStatus::Active {
-                    return Err(DbError::FailedPrecondition(format!(
-                        "service {name} is {}; only an ACTIVE service can be updated",
-                        rec.status.as_str()
-                    )));
+                    return Err(DbError::Refused {
+                        refusal: crate::db::Refusal::ServiceNotActive,
+                        message: format!(
+                            "Service was not ACTIVE: service {name} is {}; only an ACTIVE service can be updated",
+                            rec.status.as_str()
+                        ),
+                    });
                 }
                 let daemon = rec.scheduling == SchedulingStrategy::Daemon;
                 if let Some(n) = req.desired_count {
