@@ -429,6 +429,24 @@ impl ServiceService for ServiceApi {
         if name.is_empty() {
             return Err(ApiError::invalid("service", "required").into());
         }
+        // A deleted (INACTIVE) service is kept for describe; updating it is
+        // ECS's ServiceNotActive, not a missing service.
+        if let Some(rec) = self
+            .shared
+            .db
+            .service(&cluster, &name)
+            .map_err(ApiError::from)?
+            .filter(|r| r.status == ServiceStatus::Inactive)
+        {
+            return Err(ApiError::from(DbError::Refused {
+                refusal: crate::db::Refusal::ServiceNotActive,
+                message: format!(
+                    "Service was not ACTIVE: service {name} is {}; create it again with CreateService",
+                    rec.status.as_str()
+                ),
+            })
+            .into());
+        }
         let td = match req.task_definition.trim() {
             "" => None,
             s => Some(active_definition(&self.shared, "taskDefinition", s)?),
