@@ -12,8 +12,6 @@ use std::time::Duration;
 use berth_proto::arn::ArnPrefix;
 use serde::Deserialize;
 
-use crate::tls::TlsSettings;
-
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/scheduler.toml";
 pub const ENV_LISTEN: &str = "BERTH_LISTEN";
 pub const ENV_DATA_DIR: &str = "BERTH_DATA_DIR";
@@ -52,6 +50,35 @@ pub const ENV_ECS_API_REGION: &str = "BERTH_ECS_API_REGION";
 pub const DEFAULT_ECS_API_PORT: u16 = 7443;
 /// The secrets key's file name in the data dir, unless configured.
 pub const SECRETS_KEY_FILE_NAME: &str = "secrets.key";
+
+/// Client certificates last this long unless configured otherwise.
+pub const DEFAULT_CLIENT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Where the CA and the serving certificate come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Extra names (DNS or IP) of the serving certificate, beyond
+    /// `localhost`, `127.0.0.1`, `::1` and the host name.
+    pub server_names: Vec<String>,
+    /// An operator's CA (certificate and key PEM files) replacing the
+    /// generated one.
+    pub ca: Option<(PathBuf, PathBuf)>,
+    /// An operator's serving certificate and key, replacing the issued one.
+    pub server: Option<(PathBuf, PathBuf)>,
+    /// How long agents' certificates last.
+    pub client_validity: Duration,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            server_names: vec![],
+            ca: None,
+            server: None,
+            client_validity: DEFAULT_CLIENT_VALIDITY,
+        }
+    }
+}
 
 /// Why the configuration is unusable. The scheduler exits with code 64.
 #[derive(Debug, thiserror::Error)]
@@ -498,7 +525,7 @@ fn resolve_tls(file: FileTls, env: &HashMap<String, String>) -> Result<TlsSettin
         .cloned()
         .or(file.cert_validity)
     {
-        None => crate::tls::DEFAULT_CLIENT_VALIDITY,
+        None => DEFAULT_CLIENT_VALIDITY,
         Some(s) => humantime::parse_duration(&s).map_err(|e| {
             invalid(
                 "tls.cert_validity",

@@ -29,8 +29,7 @@ pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca.key";
 pub const SERVER_CERT_FILE: &str = "server.pem";
 pub const SERVER_KEY_FILE: &str = "server.key";
-/// Client certificates last this long unless configured otherwise.
-pub const DEFAULT_CLIENT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
+pub use crate::config::DEFAULT_CLIENT_VALIDITY;
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 const SERVER_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Issued certificates start this far in the past, for clocks a little behind.
@@ -69,31 +68,7 @@ fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> TlsError + '_ {
     }
 }
 
-/// Where the CA and the serving certificate come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    /// Extra names (DNS or IP) of the serving certificate, beyond
-    /// `localhost`, `127.0.0.1`, `::1` and the host name.
-    pub server_names: Vec<String>,
-    /// An operator's CA (certificate and key PEM files) replacing the
-    /// generated one.
-    pub ca: Option<(PathBuf, PathBuf)>,
-    /// An operator's serving certificate and key, replacing the issued one.
-    pub server: Option<(PathBuf, PathBuf)>,
-    /// How long agents' certificates last.
-    pub client_validity: Duration,
-}
-
-impl Default for TlsSettings {
-    fn default() -> Self {
-        Self {
-            server_names: vec![],
-            ca: None,
-            server: None,
-            client_validity: DEFAULT_CLIENT_VALIDITY,
-        }
-    }
-}
+pub use crate::config::TlsSettings;
 
 /// A client certificate just issued.
 #[derive(Debug, Clone)]
