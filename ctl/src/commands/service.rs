@@ -431,15 +431,27 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
         }
         ServiceCommand::Ls { cluster } => {
             let cluster = ctx.cluster(&cluster);
-            let arns = client
-                .list_services(pb::ListServicesRequest {
-                    cluster: cluster.clone(),
-                    scheduling_strategy: String::new(),
-                })
-                .await
-                .map_err(&rpc)?
-                .into_inner()
-                .service_arns;
+            let mut arns = Vec::new();
+            let mut next_token = String::new();
+            for _ in 0..super::MAX_PAGES {
+                let page = client
+                    .list_services(pb::ListServicesRequest {
+                        cluster: cluster.clone(),
+                        scheduling_strategy: String::new(),
+                        launch_type: String::new(),
+                        // ECS's largest page (its default is 10).
+                        max_results: 100,
+                        next_token: next_token.clone(),
+                    })
+                    .await
+                    .map_err(&rpc)?
+                    .into_inner();
+                arns.extend(page.service_arns);
+                if page.next_token.is_empty() || page.next_token == next_token {
+                    break;
+                }
+                next_token = page.next_token;
+            }
             let mut v = ServicesView {
                 services: vec![],
                 failures: vec![],

@@ -13,8 +13,10 @@
 //! the new service record (checked against the bytes evaluated), stops
 //! tasks with stop code `ServiceSchedulerInitiated`, places through the
 //! placer (group `service:<name>`, startedBy the deployment id) and writes
-//! the events in ECS's wording.
+//! the events in ECS's wording. [`history`] keeps ECS's service
+//! deployments in the record, from its deployments.
 
+pub mod history;
 pub mod plan;
 
 use std::collections::{HashMap, HashSet};
