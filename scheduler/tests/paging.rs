@@ -16,8 +16,9 @@ use berth_proto::v1::{
     CreateClusterRequest, CreateServiceRequest, CreatedAtFilter, DeleteClusterRequest,
     DeploymentCircuitBreaker, DeploymentConfiguration, DescribeServiceDeploymentsRequest,
     ListClustersRequest, ListContainerInstancesRequest, ListServiceDeploymentsRequest,
-    ListServicesRequest, ListTaskDefinitionFamiliesRequest, ListTasksRequest,
-    RegisterTaskDefinitionRequest, ServiceDeploymentBrief, StartTaskRequest, UpdateServiceRequest,
+    ListServicesRequest, ListTaskDefinitionFamiliesRequest, ListTaskDefinitionsRequest,
+    ListTasksRequest, RegisterTaskDefinitionRequest, ServiceDeploymentBrief, StartTaskRequest,
+    UpdateServiceRequest,
 };
 use berth_scheduler::config::Config;
 use berth_tests::fake_agent::{Autopilot, FakeAgent, FakeHost};
@@ -240,6 +241,37 @@ async fn clusters_families_and_services_page_and_refuse_bad_requests() {
     })
     .await;
     assert_eq!((families.len(), pages), (3, 2), "{families:?}");
+
+    // Revisions, DESC: by family descending, then revision descending,
+    // and a revision registered between pages behind the cursor is not seen.
+    register(&s.ops, "fa").await;
+    let desc = |token: String| {
+        let mut td = td.clone();
+        async move {
+            let r = td
+                .list_task_definitions(ListTaskDefinitionsRequest {
+                    sort: "DESC".into(),
+                    max_results: 2,
+                    next_token: token,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            (r.task_definition_arns, r.next_token)
+        }
+    };
+    let first = desc(String::new()).await;
+    let tail = |arns: &[String]| -> Vec<String> {
+        arns.iter()
+            .map(|a| a.rsplit('/').next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(tail(&first.0), ["fc:1", "fb:1"]);
+    register(&s.ops, "fc").await;
+    let second = desc(first.1).await;
+    assert_eq!(tail(&second.0), ["fa:2", "fa:1"]);
+    assert!(second.1.is_empty());
 
     // Services: ECS's default page is 10.
     for i in 0..12 {

@@ -1,6 +1,7 @@
-//! Service records: a service with its deployments and its last events,
-//! stored as one record so that every controller decision is one checked
-//! write (the deployments survive a restart with the service).
+//! Service records: a service with its deployments, its last events and
+//! its last ECS service deployments, stored as one record so that every
+//! controller decision is one checked write (the deployments survive a
+//! restart with the service).
 
 use serde::{Deserialize, Serialize};
 

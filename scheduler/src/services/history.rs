@@ -99,6 +99,23 @@ pub fn record(rec: &mut ServiceRecord, now: UnixMillis) {
     }
 }
 
+/// The service deployments of `after` that are new or changed status
+/// since `before` (for the controller's log).
+pub fn changed<'a>(
+    before: &ServiceRecord,
+    after: &'a ServiceRecord,
+) -> impl Iterator<Item = &'a ServiceDeploymentRecord> {
+    let was: std::collections::HashMap<String, Status> = before
+        .service_deployments
+        .iter()
+        .map(|e| (e.id.clone(), e.status))
+        .collect();
+    after
+        .service_deployments
+        .iter()
+        .filter(move |e| was.get(&e.id) != Some(&e.status))
+}
+
 fn stop(e: &mut ServiceDeploymentRecord, reason: &str, now: UnixMillis) {
     if e.status.is_final() {
         return;
@@ -302,6 +319,22 @@ mod tests {
             Status::RollbackSuccessful
         );
         assert_eq!(rec.service_deployments[1].status, Status::Successful);
+    }
+
+    #[test]
+    fn changed_lists_new_and_moved_ones() {
+        let mut rec = service(false);
+        promote(&mut rec, new_deployment("web", 1, 10));
+        let before = rec.clone();
+        record(&mut rec, 10);
+        assert_eq!(changed(&before, &rec).count(), 1, "a new one");
+        let before = rec.clone();
+        record(&mut rec, 11);
+        assert_eq!(changed(&before, &rec).count(), 0);
+        primary(&mut rec).rollout_state = RolloutState::Completed;
+        record(&mut rec, 12);
+        let moved: Vec<_> = changed(&before, &rec).map(|e| e.status).collect();
+        assert_eq!(moved, [Status::Successful]);
     }
 
     #[test]

@@ -349,6 +349,16 @@ impl Controller {
             if rec.status == ServiceStatus::Inactive {
                 tracing::info!(service = %name, cluster = %cluster, "service is INACTIVE");
             }
+            for d in history::changed(&snap.record, rec) {
+                tracing::info!(
+                    service = %name,
+                    cluster = %cluster,
+                    service_deployment = %d.id,
+                    status = d.status.as_str(),
+                    reason = %d.status_reason,
+                    "service deployment"
+                );
+            }
         }
         let mut events: Vec<String> = Vec::new();
         let mut stopped = Vec::new();
