@@ -18,6 +18,7 @@
 //!   the store.
 //! - [`services`]: the service controller (REPLICA deployments, circuit breaker, lost and
 //!   draining instances); its decisions are pure functions in `services::plan`.
+//! - [`paging`]: ECS's `maxResults`/`nextToken` paging of the List calls; pure.
 //! - [`reserve`]: what a task needs on an instance and whether it fits; pure functions.
 //! - [`records`]: the stored domain records.
 //! - [`secrets`]: the secret store's key, sealing, and resolution for tasks.
@@ -33,6 +34,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod ecs_api;
+pub mod paging;
 pub mod placement;
 pub mod placer;
 pub mod records;

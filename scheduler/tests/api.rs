@@ -349,7 +349,7 @@ async fn clusters_crud() {
     .await
     .unwrap();
     let arns = cl
-        .list_clusters(ListClustersRequest {})
+        .list_clusters(ListClustersRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -375,7 +375,7 @@ async fn clusters_crud() {
         .unwrap();
     assert_eq!(del.status, "INACTIVE");
     let arns = cl
-        .list_clusters(ListClustersRequest {})
+        .list_clusters(ListClustersRequest::default())
         .await
         .unwrap()
         .into_inner()

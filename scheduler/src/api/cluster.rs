@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::task_counts;
 use super::{cluster_arg, timestamp, validate_name, ApiError, Shared};
+use crate::paging::{self, paginate, Order, PageRequest};
 use crate::records::{ClusterRecord, ClusterStatus, InstanceStatus};
 
 #[derive(Debug)]
@@ -104,18 +105,33 @@ impl ClusterService for ClusterApi {
 
     async fn list_clusters(
         &self,
-        _req: Request<ListClustersRequest>,
+        req: Request<ListClustersRequest>,
     ) -> Result<Response<ListClustersResponse>, Status> {
-        let arns = self
+        let req = req.into_inner();
+        let page = PageRequest::parse(
+            "clusters",
+            req.max_results,
+            &req.next_token,
+            paging::DEFAULT_PAGE,
+        )
+        .map_err(ApiError::from)?;
+        let active: Vec<ClusterRecord> = self
             .shared
             .db
             .clusters()
             .map_err(ApiError::from)?
-            .iter()
+            .into_iter()
             .filter(|c| c.status == ClusterStatus::Active)
-            .map(|c| self.shared.arn.cluster(&c.name))
             .collect();
-        Ok(Response::new(ListClustersResponse { cluster_arns: arns }))
+        let page = paginate(active, |c| c.name.clone(), Order::Ascending, &page);
+        Ok(Response::new(ListClustersResponse {
+            cluster_arns: page
+                .items
+                .iter()
+                .map(|c| self.shared.arn.cluster(&c.name))
+                .collect(),
+            next_token: page.next_token,
+        }))
     }
 
     async fn describe_clusters(

@@ -47,6 +47,12 @@ pub enum ApiError {
     Snapshot(#[from] SnapshotError),
 }
 
+impl From<crate::paging::PageError> for ApiError {
+    fn from(e: crate::paging::PageError) -> Self {
+        ApiError::invalid(e.field(), e.message())
+    }
+}
+
 impl From<SecretsError> for ApiError {
     fn from(e: SecretsError) -> Self {
         match e {

@@ -5,7 +5,7 @@ use berth_proto::v1::cluster_service_server::ClusterService;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{at_most, max_results, page, status, Ctx};
+use super::{at_most, next, status, Ctx};
 use crate::api::cluster::ClusterApi;
 use crate::ecs_api::error::EcsError;
 use crate::ecs_api::render;
@@ -78,17 +78,18 @@ pub async fn describe(ctx: &mut Ctx<'_>, i: DescribeIn) -> Result<Value, EcsErro
 #[serde(rename_all = "camelCase")]
 pub struct ListIn {
     next_token: Option<String>,
-    max_results: Option<i64>,
+    max_results: Option<i32>,
 }
 
 pub async fn list(ctx: &mut Ctx<'_>, i: ListIn) -> Result<Value, EcsError> {
-    let max = max_results(i.max_results, 100)?;
-    let req = ctx.grpc(pb::ListClustersRequest {});
+    let req = ctx.grpc(pb::ListClustersRequest {
+        max_results: i.max_results.unwrap_or_default(),
+        next_token: i.next_token.unwrap_or_default(),
+    });
     let out = api(ctx)
         .list_clusters(req)
         .await
         .map_err(status)?
         .into_inner();
-    let (arns, next) = page(out.cluster_arns, i.next_token.as_deref(), max)?;
-    Ok(json!({"clusterArns": arns, "nextToken": next}))
+    Ok(json!({"clusterArns": out.cluster_arns, "nextToken": next(out.next_token)}))
 }

@@ -6,7 +6,7 @@ use berth_proto::v1::container_instance_service_server::ContainerInstanceService
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{at_most, max_results, page, status, Ctx};
+use super::{at_most, next, status, Ctx};
 use crate::api::instance::ContainerInstanceApi;
 use crate::ecs_api::error::EcsError;
 use crate::ecs_api::render;
@@ -31,23 +31,30 @@ pub struct ListIn {
     cluster: String,
     #[serde(default)]
     status: String,
+    /// A Cluster Query Language expression.
+    #[serde(default)]
+    filter: String,
     next_token: Option<String>,
-    max_results: Option<i64>,
+    max_results: Option<i32>,
 }
 
 pub async fn list(ctx: &mut Ctx<'_>, i: ListIn) -> Result<Value, EcsError> {
-    let max = max_results(i.max_results, 100)?;
     let req = ctx.grpc(pb::ListContainerInstancesRequest {
         cluster: i.cluster,
         status: i.status,
+        filter: i.filter,
+        max_results: i.max_results.unwrap_or_default(),
+        next_token: i.next_token.unwrap_or_default(),
     });
     let out = api(ctx)
         .list_container_instances(req)
         .await
         .map_err(status)?
         .into_inner();
-    let (arns, next) = page(out.container_instance_arns, i.next_token.as_deref(), max)?;
-    Ok(json!({"containerInstanceArns": arns, "nextToken": next}))
+    Ok(json!({
+        "containerInstanceArns": out.container_instance_arns,
+        "nextToken": next(out.next_token),
+    }))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,7 +10,6 @@ mod service;
 mod task;
 mod taskdef;
 
-use base64::Engine as _;
 use prost::Message;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -279,46 +278,10 @@ fn status(s: tonic::Status) -> EcsError {
     EcsError::from_status(&s)
 }
 
-/// ECS's `maxResults`: 1–100, `default` when absent.
-fn max_results(v: Option<i64>, default: usize) -> Result<usize, EcsError> {
-    match v {
-        None => Ok(default),
-        Some(n @ 1..=100) => Ok(n as usize),
-        Some(n) => Err(EcsError::invalid(format!(
-            "maxResults must be between 1 and 100 (got {n})"
-        ))),
-    }
-}
-
-/// One page of `items` (sorted here) after `token`: the token is the
-/// base64url of the last item of the page before, so a page starts after
-/// it even when items come and go between calls.
-fn page(
-    mut items: Vec<String>,
-    token: Option<&str>,
-    max: usize,
-) -> Result<(Vec<String>, Option<String>), EcsError> {
-    items.sort();
-    items.dedup();
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let start = match token.filter(|t| !t.is_empty()) {
-        None => 0,
-        Some(t) => {
-            let last = b64
-                .decode(t)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| EcsError::invalid("Invalid nextToken"))?;
-            // The first item after `last` in the (sorted) list.
-            items.partition_point(|i| *i <= last)
-        }
-    };
-    let rest = items.get(start..).unwrap_or_default();
-    let page: Vec<String> = rest.iter().take(max).cloned().collect();
-    let next = (rest.len() > max)
-        .then(|| page.last().map(|l| b64.encode(l.as_bytes())))
-        .flatten();
-    Ok((page, next))
+/// A gRPC `next_token` as ECS's `nextToken` member: absent after the last
+/// page. Paging itself is the core's (`maxResults` 1–100, stable tokens).
+fn next(token: String) -> Option<String> {
+    Some(token).filter(|t| !t.is_empty())
 }
 
 /// A `Describe*` list's length against ECS's limit for it.
@@ -334,33 +297,6 @@ fn at_most(field: &str, n: usize, max: usize) -> Result<(), EcsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| (*x).to_owned()).collect()
-    }
-
-    #[test]
-    fn pages_follow_the_last_item_even_when_items_change() {
-        let items = s(&["a", "b", "c", "d", "e"]);
-        let (p1, t1) = page(items.clone(), None, 2).unwrap();
-        assert_eq!(p1, s(&["a", "b"]));
-        // "b" is deleted and "bb" inserted between the calls.
-        let changed = s(&["a", "bb", "c", "d", "e"]);
-        let (p2, t2) = page(changed, t1.as_deref(), 2).unwrap();
-        assert_eq!(p2, s(&["bb", "c"]));
-        let (p3, t3) = page(items, t2.as_deref(), 2).unwrap();
-        assert_eq!(p3, s(&["d", "e"]));
-        assert_eq!(t3, None, "no token after the last page");
-        assert!(page(s(&["a"]), Some("!!"), 2).is_err());
-    }
-
-    #[test]
-    fn max_results_is_one_to_a_hundred() {
-        assert_eq!(max_results(None, 10).unwrap(), 10);
-        assert_eq!(max_results(Some(100), 10).unwrap(), 100);
-        assert!(max_results(Some(0), 10).is_err());
-        assert!(max_results(Some(101), 10).is_err());
-    }
 
     #[test]
     fn every_operation_is_classified_and_none_is_listed_twice() {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::task::{check_launch_type, constraints, strategies, ConstraintIn, StrategyIn};
-use super::{at_most, max_results, page, status, Ctx};
+use super::{at_most, next, status, Ctx};
 use crate::api::service::ServiceApi;
 use crate::ecs_api::error::EcsError;
 use crate::ecs_api::render;
@@ -233,26 +233,24 @@ pub struct ListIn {
     cluster: String,
     #[serde(default)]
     scheduling_strategy: String,
-    launch_type: Option<String>,
+    #[serde(default)]
+    launch_type: String,
     next_token: Option<String>,
-    max_results: Option<i64>,
+    max_results: Option<i32>,
 }
 
 pub async fn list(ctx: &mut Ctx<'_>, i: ListIn) -> Result<Value, EcsError> {
-    // ECS's default page for ListServices is 10.
-    let max = max_results(i.max_results, 10)?;
-    if i.launch_type.as_deref() == Some("FARGATE") {
-        return Ok(json!({"serviceArns": []}));
-    }
     let req = ctx.grpc(pb::ListServicesRequest {
         cluster: i.cluster,
         scheduling_strategy: i.scheduling_strategy,
+        launch_type: i.launch_type,
+        max_results: i.max_results.unwrap_or_default(),
+        next_token: i.next_token.unwrap_or_default(),
     });
     let out = api(ctx)
         .list_services(req)
         .await
         .map_err(status)?
         .into_inner();
-    let (arns, next) = page(out.service_arns, i.next_token.as_deref(), max)?;
-    Ok(json!({"serviceArns": arns, "nextToken": next}))
+    Ok(json!({"serviceArns": out.service_arns, "nextToken": next(out.next_token)}))
 }

@@ -5,7 +5,7 @@ use berth_proto::v1::task_service_server::TaskService;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{at_most, max_results, page, status, Ctx};
+use super::{at_most, next, status, Ctx};
 use crate::api::task::TaskApi;
 use crate::ecs_api::error::EcsError;
 use crate::ecs_api::render;
@@ -258,24 +258,26 @@ pub struct ListIn {
     started_by: String,
     #[serde(default)]
     desired_status: String,
-    launch_type: Option<String>,
+    #[serde(default)]
+    service_name: String,
+    #[serde(default)]
+    launch_type: String,
     next_token: Option<String>,
-    max_results: Option<i64>,
+    max_results: Option<i32>,
 }
 
 pub async fn list(ctx: &mut Ctx<'_>, i: ListIn) -> Result<Value, EcsError> {
-    let max = max_results(i.max_results, 100)?;
-    if i.launch_type.as_deref() == Some("FARGATE") {
-        return Ok(json!({"taskArns": []}));
-    }
     let req = ctx.grpc(pb::ListTasksRequest {
         cluster: i.cluster,
         container_instance: i.container_instance,
         family: i.family,
         started_by: i.started_by,
         desired_status: i.desired_status,
+        service_name: i.service_name,
+        launch_type: i.launch_type,
+        max_results: i.max_results.unwrap_or_default(),
+        next_token: i.next_token.unwrap_or_default(),
     });
     let out = api(ctx).list_tasks(req).await.map_err(status)?.into_inner();
-    let (arns, next) = page(out.task_arns, i.next_token.as_deref(), max)?;
-    Ok(json!({"taskArns": arns, "nextToken": next}))
+    Ok(json!({"taskArns": out.task_arns, "nextToken": next(out.next_token)}))
 }

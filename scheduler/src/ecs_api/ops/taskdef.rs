@@ -6,7 +6,7 @@ use berth_proto::v1::task_definition_service_server::TaskDefinitionService;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{max_results, page, status, Ctx};
+use super::{next, status, Ctx};
 use crate::api::taskdef::TaskDefinitionApi;
 use crate::ecs_api::error::EcsError;
 use crate::ecs_api::render;
@@ -77,16 +77,15 @@ pub struct ListIn {
     #[serde(default)]
     sort: String,
     next_token: Option<String>,
-    max_results: Option<i64>,
+    max_results: Option<i32>,
 }
 
 pub async fn list(ctx: &mut Ctx<'_>, i: ListIn) -> Result<Value, EcsError> {
-    let max = max_results(i.max_results, 100)?;
     let req = ctx.grpc(pb::ListTaskDefinitionsRequest {
         family_prefix: i.family_prefix,
         status: i.status,
         sort: i.sort,
-        max_results: max as i32,
+        max_results: i.max_results.unwrap_or_default(),
         next_token: i.next_token.unwrap_or_default(),
     });
     let out = api(ctx)
@@ -96,7 +95,7 @@ pub async fn list(ctx: &mut Ctx<'_>, i: ListIn) -> Result<Value, EcsError> {
         .into_inner();
     Ok(json!({
         "taskDefinitionArns": out.task_definition_arns,
-        "nextToken": Some(out.next_token).filter(|t| !t.is_empty()),
+        "nextToken": next(out.next_token),
     }))
 }
 
@@ -108,22 +107,22 @@ pub struct FamiliesIn {
     #[serde(default)]
     status: String,
     next_token: Option<String>,
-    max_results: Option<i64>,
+    max_results: Option<i32>,
 }
 
 pub async fn families(ctx: &mut Ctx<'_>, i: FamiliesIn) -> Result<Value, EcsError> {
-    let max = max_results(i.max_results, 100)?;
     let req = ctx.grpc(pb::ListTaskDefinitionFamiliesRequest {
         family_prefix: i.family_prefix,
         status: i.status,
+        max_results: i.max_results.unwrap_or_default(),
+        next_token: i.next_token.unwrap_or_default(),
     });
     let out = api(ctx)
         .list_task_definition_families(req)
         .await
         .map_err(status)?
         .into_inner();
-    let (families, next) = page(out.families, i.next_token.as_deref(), max)?;
-    Ok(json!({"families": families, "nextToken": next}))
+    Ok(json!({"families": out.families, "nextToken": next(out.next_token)}))
 }
 
 #[derive(Debug, Deserialize)]
