@@ -15,8 +15,60 @@ use std::str::FromStr;
 use berth_proto::names::{check_attribute_name, check_attribute_value, check_cluster_name};
 use serde::Deserialize;
 
-pub use crate::runtime::image::PullPolicy;
 use tonic::codegen::http::Uri;
+
+/// File name of the agent's identity inside the state directory.
+pub const IDENTITY_FILE: &str = "identity.json";
+/// The task metadata endpoint's port (the ECS agent's metadata port, 51679).
+pub const DEFAULT_TASK_METADATA_PORT: u16 = 51679;
+
+/// When to pull, with the meanings of amazon-ecs-agent's
+/// `ECS_IMAGE_PULL_BEHAVIOR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PullPolicy {
+    /// Pull; if the pull fails, use the cached image if there is one.
+    #[default]
+    Default,
+    /// Pull; if the pull fails, fail.
+    Always,
+    /// Pull only if this agent has not pulled the image before (its record
+    /// is in Berth's containerd namespace); otherwise use it.
+    Once,
+    /// Use the cached image if there is one; otherwise pull. (ECS also turns
+    /// image cleanup off with this behaviour; the agent's GC loop decides.)
+    PreferCached,
+}
+
+/// A pull policy name that is none of `default|always|once|prefer-cached`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown image pull behavior {0:?}: expected default, always, once or prefer-cached")]
+pub struct ParsePullPolicyError(pub String);
+
+impl FromStr for PullPolicy {
+    type Err = ParsePullPolicyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "default" => Ok(PullPolicy::Default),
+            "always" => Ok(PullPolicy::Always),
+            "once" => Ok(PullPolicy::Once),
+            "prefer-cached" => Ok(PullPolicy::PreferCached),
+            other => Err(ParsePullPolicyError(other.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for PullPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PullPolicy::Default => "default",
+            PullPolicy::Always => "always",
+            PullPolicy::Once => "once",
+            PullPolicy::PreferCached => "prefer-cached",
+        })
+    }
+}
 
 /// Where the configuration file is read from when neither `--config` nor
 /// `BERTH_CONFIG` names one. A missing default file is not an error.
@@ -185,17 +237,6 @@ pub struct RuntimeConfig {
     pub task_host_ip: Option<std::net::IpAddr>,
 }
 
-impl RuntimeConfig {
-    /// How the image store pulls, from these settings.
-    pub fn image_store_config(&self) -> crate::runtime::image::ImageStoreConfig {
-        crate::runtime::image::ImageStoreConfig {
-            docker_config: self.docker_config.clone(),
-            insecure_registries: self.insecure_registries.clone(),
-            ..Default::default()
-        }
-    }
-}
-
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
@@ -216,7 +257,7 @@ impl Default for RuntimeConfig {
             image_cleanup_interval: std::time::Duration::from_secs(1800),
             image_cleanup_per_cycle: 5,
             task_metadata: true,
-            task_metadata_port: crate::metadata::DEFAULT_PORT,
+            task_metadata_port: DEFAULT_TASK_METADATA_PORT,
             task_host_ip: None,
         }
     }
@@ -272,7 +313,7 @@ impl Config {
 
     /// Where the persisted identity lives.
     pub fn identity_path(&self) -> PathBuf {
-        self.state_dir.join(crate::identity::IDENTITY_FILE)
+        self.state_dir.join(IDENTITY_FILE)
     }
 }
 
@@ -1032,6 +1073,21 @@ fn validate_attribute_value(value: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policies_parse_with_ecs_names() {
+        for (s, p) in [
+            ("default", PullPolicy::Default),
+            ("always", PullPolicy::Always),
+            ("once", PullPolicy::Once),
+            ("prefer-cached", PullPolicy::PreferCached),
+        ] {
+            assert_eq!(s.parse::<PullPolicy>(), Ok(p));
+            assert_eq!(p.to_string(), s);
+        }
+        let err = "sometimes".parse::<PullPolicy>().unwrap_err();
+        assert!(err.to_string().contains("\"sometimes\""), "{err}");
+    }
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// File name of the identity inside the state directory.
-pub const IDENTITY_FILE: &str = "identity.json";
+pub use crate::config::IDENTITY_FILE;
 /// The host's private key (PEM, mode 0600).
 pub const KEY_FILE: &str = "key.pem";
 /// The host's client certificate (PEM).

@@ -339,7 +339,7 @@ pub fn start_runtime(
                 tracing::warn!(cause = %e, "containerd answered the connection but not Version")
             }
         }
-        let images = runtime::image::ImageStore::new(ctd.clone(), rc.image_store_config());
+        let images = runtime::image::ImageStore::new(ctd.clone(), runtime::image::ImageStoreConfig::from(&rc));
         let ops = std::sync::Arc::new(
             runtime::host_ops::HostOps::new(ctd, images, networking, cgroups, host_cfg)
                 .with_metadata(registry),

@@ -503,6 +503,24 @@ mod tests {
     #[test]
     fn service_commands() {
         check(
+            "service deployments web --status SUCCESSFUL --status STOPPED",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Deployments { name: "web", statuses: ["SUCCESSFUL", "STOPPED"], cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+        check(
+            "service describe-deployments web abc def --cluster prod",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(DescribeDeployments { name: "web", ids: ["abc", "def"], cluster: ClusterArg { cluster: Some("prod") } })"#
+            ]],
+        );
+        check(
+            "service describe-deployments web",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(DescribeDeployments { name: "web", ids: [], cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+        check(
             "service create web --taskdef web:2 --desired-count 4 --min-healthy-percent 50 --max-percent 100 --circuit-breaker --rollback --wait",
             expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Create { name: "web", task_definition: TaskDefRef { family: "web", revision: Some(2) }, desired_count: Some(4), daemon: false, deployment: DeploymentArgs { min_healthy: Some(50), max_percent: Some(100), circuit_breaker: true, rollback: true }, strategies: [], constraints: [], grace: 0, tags: [], wait: WaitArgs { wait: true, timeout: 600s }, cluster: ClusterArg { cluster: None } })"#]],
         );

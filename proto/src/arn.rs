@@ -63,6 +63,36 @@ impl ArnPrefix {
     pub fn service(&self, cluster: &str, name: &str) -> String {
         format!("{}:service/{cluster}/{name}", self.base())
     }
+
+    /// A service deployment (ECS's ListServiceDeployments).
+    pub fn service_deployment(&self, cluster: &str, service: &str, id: &str) -> String {
+        format!(
+            "{}:service-deployment/{cluster}/{service}/{id}",
+            self.base()
+        )
+    }
+
+    /// A service revision: what one deployment runs (Berth names it by the
+    /// deployment's digits).
+    pub fn service_revision(&self, cluster: &str, service: &str, id: &str) -> String {
+        format!("{}:service-revision/{cluster}/{service}/{id}", self.base())
+    }
+}
+
+/// The cluster, service and id of a service-deployment ARN
+/// (`…:service-deployment/<cluster>/<service>/<id>`); `None` for anything
+/// else.
+pub fn service_deployment_parts(arn: &str) -> Option<(&str, &str, &str)> {
+    if !arn.starts_with("arn:") {
+        return None;
+    }
+    let rest = resource_part(arn).strip_prefix("service-deployment/")?;
+    let mut it = rest.split('/');
+    let (cluster, service, id) = (it.next()?, it.next()?, it.next()?);
+    if it.next().is_some() || cluster.is_empty() || service.is_empty() || id.is_empty() {
+        return None;
+    }
+    Some((cluster, service, id))
 }
 
 /// The resource part of an ARN (`cluster/default`), or the input itself when
@@ -258,6 +288,33 @@ impl fmt::Display for TaskDefRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_deployment_arns_round_trip() {
+        let p = ArnPrefix::default();
+        let arn = p.service_deployment("prod", "web", "aBc123");
+        assert_eq!(
+            arn,
+            "arn:berth:ecs:local:000000000000:service-deployment/prod/web/aBc123"
+        );
+        assert_eq!(
+            service_deployment_parts(&arn),
+            Some(("prod", "web", "aBc123"))
+        );
+        assert_eq!(service_deployment_parts("prod/web/aBc123"), None);
+        assert_eq!(
+            service_deployment_parts("arn:aws:ecs:r:1:service/prod/web"),
+            None
+        );
+        assert_eq!(
+            service_deployment_parts("arn:aws:ecs:r:1:service-deployment/prod/web"),
+            None
+        );
+        assert_eq!(
+            service_deployment_parts("arn:aws:ecs:r:1:service-deployment/prod/web/x/y"),
+            None
+        );
+    }
 
     #[test]
     fn builds_ecs_shaped_arns() {

@@ -3,7 +3,10 @@
 //! operator call against the method table is `api::auth`; tokens and the
 //! audit log are stored by `db::auth`.
 //!
-//! Only SHA-256(secret) is ever stored. A token's id is public (it names the
+//! The store keeps SHA-256(secret), which the gRPC API checks, and the
+//! secret sealed with the scheduler's secrets key, which the ECS API needs
+//! to verify SigV4 signatures (the token's id is the access key id, its
+//! secret the secret access key). A token's id is public (it names the
 //! token in `token ls` and the audit log); its secret is shown once.
 
 use rand::RngCore;
@@ -127,6 +130,12 @@ impl Token {
     /// The whole token, `berth_<id>_<secret>`: shown once, never stored.
     pub fn expose(&self) -> String {
         format!("{PREFIX}{}_{}", self.id, self.secret)
+    }
+
+    /// The secret part: the SigV4 secret access key of the ECS API. Sealed
+    /// before it is stored, never logged.
+    pub fn secret(&self) -> &str {
+        &self.secret
     }
 
     /// SHA-256 of the secret, hex: what the store keeps.

@@ -12,8 +12,6 @@ use std::time::Duration;
 use berth_proto::arn::ArnPrefix;
 use serde::Deserialize;
 
-use crate::tls::TlsSettings;
-
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/scheduler.toml";
 pub const ENV_LISTEN: &str = "BERTH_LISTEN";
 pub const ENV_DATA_DIR: &str = "BERTH_DATA_DIR";
@@ -43,8 +41,44 @@ pub const ENV_TLS_CERT_VALIDITY: &str = "BERTH_TLS_CERT_VALIDITY";
 /// yet), `berth_<id>_<secret>`; unset: one is generated and printed once.
 pub const ENV_BOOTSTRAP_TOKEN: &str = "BERTH_BOOTSTRAP_TOKEN";
 pub const ENV_SECRETS_KEY_FILE: &str = "BERTH_SECRETS_KEY_FILE";
+/// The ECS API's listen address, or `off`.
+pub const ENV_ECS_API_LISTEN: &str = "BERTH_ECS_API_LISTEN";
+/// The one SigV4 region the ECS API accepts (unset: any).
+pub const ENV_ECS_API_REGION: &str = "BERTH_ECS_API_REGION";
+/// The ECS API's port when its address is not configured: the gRPC
+/// listener's address with this port.
+pub const DEFAULT_ECS_API_PORT: u16 = 7443;
 /// The secrets key's file name in the data dir, unless configured.
 pub const SECRETS_KEY_FILE_NAME: &str = "secrets.key";
+
+/// Client certificates last this long unless configured otherwise.
+pub const DEFAULT_CLIENT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Where the CA and the serving certificate come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Extra names (DNS or IP) of the serving certificate, beyond
+    /// `localhost`, `127.0.0.1`, `::1` and the host name.
+    pub server_names: Vec<String>,
+    /// An operator's CA (certificate and key PEM files) replacing the
+    /// generated one.
+    pub ca: Option<(PathBuf, PathBuf)>,
+    /// An operator's serving certificate and key, replacing the issued one.
+    pub server: Option<(PathBuf, PathBuf)>,
+    /// How long agents' certificates last.
+    pub client_validity: Duration,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            server_names: vec![],
+            ca: None,
+            server: None,
+            client_validity: DEFAULT_CLIENT_VALIDITY,
+        }
+    }
+}
 
 /// Why the configuration is unusable. The scheduler exits with code 64.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +125,16 @@ struct FileConfig {
     services: Option<FileServices>,
     tls: Option<FileTls>,
     secrets: Option<FileSecrets>,
+    ecs_api: Option<FileEcsApi>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEcsApi {
+    /// `address:port`, or `off`; default the gRPC address with port 7443.
+    listen: Option<String>,
+    /// The SigV4 region clients must sign for; default any.
+    region: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,6 +195,16 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    pub ecs_api_listen: Option<String>,
+}
+
+/// The ECS API's settings (`[ecs_api]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcsApiSettings {
+    /// None: the ECS API is off.
+    pub listen: Option<SocketAddr>,
+    /// The one SigV4 region accepted; None accepts any.
+    pub region: Option<String>,
 }
 
 /// The service controller's settings (`[services]`).
@@ -181,6 +235,7 @@ pub struct Config {
     pub bootstrap_token: Option<crate::auth::Token>,
     /// The key that encrypts secrets at rest (created when missing).
     pub secrets_key_file: PathBuf,
+    pub ecs_api: EcsApiSettings,
 }
 
 impl Config {
@@ -202,6 +257,10 @@ impl Config {
             tls: TlsSettings::default(),
             bootstrap_token: None,
             secrets_key_file: data_dir.join(SECRETS_KEY_FILE_NAME),
+            ecs_api: EcsApiSettings {
+                listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+                region: None,
+            },
         }
     }
 
@@ -369,7 +428,31 @@ impl Config {
             Some(p) => p,
             None => data_dir.join(SECRETS_KEY_FILE_NAME),
         };
+        let fe = file.ecs_api.unwrap_or_default();
+        let ecs_listen = match pick(flags.ecs_api_listen.clone(), ENV_ECS_API_LISTEN, fe.listen) {
+            None => Some(SocketAddr::new(listen.ip(), DEFAULT_ECS_API_PORT)),
+            Some(v) if v.trim().eq_ignore_ascii_case("off") => None,
+            Some(v) => Some(v.trim().parse::<SocketAddr>().map_err(|e| {
+                invalid(
+                    "ecs_api.listen",
+                    format!("{v:?} is not an address:port or \"off\" ({e})"),
+                )
+            })?),
+        };
+        let ecs_region = pick(None, ENV_ECS_API_REGION, fe.region).filter(|r| !r.is_empty());
+        if let Some(r) = &ecs_region {
+            if !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(invalid(
+                    "ecs_api.region",
+                    format!("{r:?} must be letters, digits and '-'"),
+                ));
+            }
+        }
         Ok(Self {
+            ecs_api: EcsApiSettings {
+                listen: ecs_listen,
+                region: ecs_region,
+            },
             listen,
             data_dir,
             log_format,
@@ -442,7 +525,7 @@ fn resolve_tls(file: FileTls, env: &HashMap<String, String>) -> Result<TlsSettin
         .cloned()
         .or(file.cert_validity)
     {
-        None => crate::tls::DEFAULT_CLIENT_VALIDITY,
+        None => DEFAULT_CLIENT_VALIDITY,
         Some(s) => humantime::parse_duration(&s).map_err(|e| {
             invalid(
                 "tls.cert_validity",

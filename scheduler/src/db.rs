@@ -54,6 +54,9 @@ pub enum DbError {
     AlreadyExists { kind: &'static str, name: String },
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A precondition ECS names with an exception of its own.
+    #[error("{message}")]
+    Refused { refusal: Refusal, message: String },
     #[error("{0}")]
     PermissionDenied(String),
     #[error("{field}: {message}")]
@@ -68,6 +71,28 @@ pub enum DbError {
     Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The failed preconditions that ECS reports with exceptions of their own
+/// (`ClusterContainsServicesException`, ...); the API edges name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    ClusterContainsContainerInstances,
+    ClusterContainsServices,
+    ClusterContainsTasks,
+    ServiceNotActive,
+}
+
+impl Refusal {
+    /// ECS's exception name without the `Exception` suffix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::ClusterContainsContainerInstances => "ClusterContainsContainerInstances",
+            Refusal::ClusterContainsServices => "ClusterContainsServices",
+            Refusal::ClusterContainsTasks => "ClusterContainsTasks",
+            Refusal::ServiceNotActive => "ServiceNotActive",
+        }
+    }
 }
 
 /// Typed access to the store; cheap to clone.
@@ -453,9 +478,27 @@ impl Db {
                 .filter(|i| i.status != InstanceStatus::Inactive)
                 .count();
             if members > 0 {
-                return Err(DbError::FailedPrecondition(format!(
-                    "cluster {name:?} still has {members} registered container instance(s); deregister them first"
-                )));
+                return Err(DbError::Refused {
+                    refusal: Refusal::ClusterContainsContainerInstances,
+                    message: format!(
+                        "The Cluster cannot be deleted while Container Instances are active or draining: \
+                         cluster {name:?} still has {members} registered container instance(s); deregister them first"
+                    ),
+                });
+            }
+            let services = self
+                .services_of(name)?
+                .into_iter()
+                .filter(|s| s.status != crate::records::ServiceStatus::Inactive)
+                .count();
+            if services > 0 {
+                return Err(DbError::Refused {
+                    refusal: Refusal::ClusterContainsServices,
+                    message: format!(
+                        "The Cluster cannot be deleted while Services are active: cluster {name:?} \
+                         still has {services} service(s); delete them first"
+                    ),
+                });
             }
             c.status = ClusterStatus::Inactive;
             Ok((
@@ -905,7 +948,10 @@ mod tests {
         .unwrap();
         assert!(matches!(
             db.delete_cluster("prod").await,
-            Err(DbError::FailedPrecondition(_))
+            Err(DbError::Refused {
+                refusal: Refusal::ClusterContainsContainerInstances,
+                ..
+            })
         ));
     }
 

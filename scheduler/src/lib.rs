@@ -4,6 +4,8 @@
 //! - [`api`]: the gRPC edge, one module per service, where prost types are converted (besides
 //!   the generated servers in [`server`] and the snapshot client in `snapshot::cli`).
 //!   `api::auth` is the one gate of the operator API (tokens, roles, audit).
+//! - [`ecs_api`]: the second edge: Amazon ECS's own API (AWS JSON 1.1 over HTTPS, SigV4), whose
+//!   operations call the gRPC services in-process and answer in ECS's shapes.
 //! - [`auth`]: roles, the operator-token format and its hash; no I/O.
 //! - [`db`]: typed, durable operations (clusters, task definitions, instances, tasks).
 //! - [`store`]: the narrow storage trait and its sled implementation; the only place sled appears.
@@ -16,6 +18,7 @@
 //!   the store.
 //! - [`services`]: the service controller (REPLICA deployments, circuit breaker, lost and
 //!   draining instances); its decisions are pure functions in `services::plan`.
+//! - [`paging`]: ECS's `maxResults`/`nextToken` paging of the List calls; pure.
 //! - [`reserve`]: what a task needs on an instance and whether it fits; pure functions.
 //! - [`records`]: the stored domain records.
 //! - [`secrets`]: the secret store's key, sealing, and resolution for tasks.
@@ -30,6 +33,8 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod ecs_api;
+pub mod paging;
 pub mod placement;
 pub mod placer;
 pub mod records;

@@ -31,6 +31,10 @@ struct Cli {
     /// Address to serve the gRPC API on, e.g. 127.0.0.1:7400.
     #[arg(long)]
     listen: Option<String>,
+    /// Address to serve the ECS API (AWS JSON 1.1, SigV4) on, or `off`;
+    /// default the gRPC address with port 7443.
+    #[arg(long)]
+    ecs_api_listen: Option<String>,
     /// Without a command: serve.
     #[command(subcommand)]
     command: Option<Command>,
@@ -90,6 +94,7 @@ async fn main() -> ExitCode {
         config: explicit.then(|| cli.config.clone()),
         listen: cli.listen,
         data_dir: cli.data_dir,
+        ecs_api_listen: cli.ecs_api_listen,
     };
     let env: HashMap<String, String> = std::env::vars().collect();
     let config = match Config::load(&flags, &env) {
@@ -108,9 +113,19 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let ecs_listener = match config.ecs_api.listen {
+        None => None,
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::error!(listen = %addr, cause = %e, "cannot bind the ECS API (set ecs_api.listen, or \"off\")");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let token = CancellationToken::new();
     tokio::spawn(shutdown_signal(token.clone()));
-    match berth_scheduler::server::run(config, listener, token).await {
+    match berth_scheduler::server::run_with(config, listener, ecs_listener, token).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(cause = %e, "berth-scheduler failed");

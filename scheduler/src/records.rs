@@ -571,6 +571,13 @@ pub struct TokenRecord {
     pub revoked_at: Option<UnixMillis>,
     /// Name of the token that created this one (`bootstrap` for the first).
     pub created_by: String,
+    /// The secret itself, sealed with the scheduler's secrets key (base64
+    /// of `nonce || ciphertext`, see `Secrets::seal_token_secret`): SigV4
+    /// signs with the secret, so the ECS API needs it back. Absent on
+    /// tokens stored before the ECS API existed: they work on the gRPC API
+    /// only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_secret: Option<String>,
 }
 
 impl TokenRecord {

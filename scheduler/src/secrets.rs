@@ -146,6 +146,11 @@ impl SecretKey {
     }
 }
 
+/// The name a token's sealed secret is bound to.
+fn token_aad_name(token_id: &str) -> String {
+    format!("\0token\0{token_id}")
+}
+
 /// The associated data of a sealed version: its name and version.
 fn aad(name: &str, version: u32) -> Vec<u8> {
     format!("berth-secret\0{name}\0{version}").into_bytes()
@@ -345,6 +350,36 @@ impl Secrets {
                 version: rec.version,
             })?;
         open(&self.key, &rec.name, rec.version, &sealed).map(Some)
+    }
+
+    /// An operator token's secret, sealed for its [`TokenRecord`]: the
+    /// associated data names the token (`\0token\0<id>`, which no secret
+    /// name can be), so a sealed secret cannot be moved to another record.
+    ///
+    /// [`TokenRecord`]: crate::records::TokenRecord
+    pub fn seal_token_secret(&self, token_id: &str, secret: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(seal(
+            &self.key,
+            &token_aad_name(token_id),
+            0,
+            secret.as_bytes(),
+        ))
+    }
+
+    /// The secret [`Secrets::seal_token_secret`] sealed, or None when the
+    /// record has none (tokens older than the ECS API) or it does not open
+    /// under this key.
+    pub fn token_secret(&self, rec: &crate::records::TokenRecord) -> Option<SecretBytes> {
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(rec.sealed_secret.as_deref()?)
+            .ok()?;
+        match open(&self.key, &token_aad_name(&rec.id), 0, &sealed) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(token = %rec.id, cause = %e, "an operator token's sealed secret does not open");
+                None
+            }
+        }
     }
 
     /// The values `def`'s containers need, and every reference that cannot

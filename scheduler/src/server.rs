@@ -70,16 +70,27 @@ pub enum ServerError {
     Secrets(#[from] SecretsError),
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("cannot bind the ECS API on {addr}: {source}")]
+    BindEcsApi {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("final flush of the store: {0}")]
     Flush(#[source] StoreError),
 }
 
 /// At the first start (no operator token in the store), creates the admin
 /// token: the configured one, or a new one printed once on stdout.
-async fn bootstrap(db: &Db, configured: Option<Token>) -> Result<(), ServerError> {
+async fn bootstrap(
+    db: &Db,
+    secrets: &Secrets,
+    configured: Option<Token>,
+) -> Result<(), ServerError> {
     let generated = configured.is_none();
     let token = configured.unwrap_or_else(Token::generate);
-    if db.bootstrap_token(&token).await? {
+    let sealed = secrets.seal_token_secret(&token.id, token.secret());
+    if db.bootstrap_token(&token, sealed).await? {
         tracing::info!(token = %token.id, "created the bootstrap admin token");
         if generated {
             // Shown this once; the store keeps only its hash.
@@ -124,10 +135,30 @@ fn store_probe(
     }
 }
 
-/// Runs the scheduler until `shutdown` is cancelled.
+/// Runs the scheduler until `shutdown` is cancelled, with the ECS API on
+/// its configured address (bound here) if it is on.
 pub async fn run(
     config: Config,
     listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let ecs = match config.ecs_api.listen {
+        None => None,
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::BindEcsApi { addr, source })?,
+        ),
+    };
+    run_with(config, listener, ecs, shutdown).await
+}
+
+/// Runs the scheduler until `shutdown` is cancelled: gRPC on `listener`,
+/// the ECS API on `ecs_listener` when given.
+pub async fn run_with(
+    config: Config,
+    listener: TcpListener,
+    ecs_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let store: Arc<dyn Store> =
@@ -143,8 +174,9 @@ pub async fn run(
     tracing::info!(fingerprint = %ca.fingerprint(), "cluster CA");
     // Operators hand this to `berth-agent register` and `berthctl login`.
     println!("cluster CA fingerprint: {}", ca.fingerprint());
-    bootstrap(&db, config.bootstrap_token.clone()).await?;
     let key = SecretKey::load_or_create(&config.secrets_key_file)?;
+    let secrets = Secrets::new(key, db.clone());
+    bootstrap(&db, &secrets, config.bootstrap_token.clone()).await?;
     let sessions = Sessions::new(config.heartbeat_ttl);
     let placer = crate::placer::Placer::start(db.clone(), sessions.clone());
     let controller = crate::services::Controller::new(
@@ -162,12 +194,27 @@ pub async fn run(
         heartbeat_interval: config.heartbeat_interval,
         logs: LogRouter::default(),
         ca: ca.clone(),
-        secrets: Secrets::new(key, db.clone()),
+        secrets,
         rendered: RenderCache::default(),
     };
     let addr = listener.local_addr().ok();
     tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "berth-scheduler serving");
 
+    let ecs_api = match ecs_listener {
+        None => None,
+        Some(l) => {
+            let api = Arc::new(crate::ecs_api::EcsApi::new(
+                shared.clone(),
+                config.ecs_api.region.clone(),
+            ));
+            Some(tokio::spawn(crate::ecs_api::serve(
+                l,
+                ca.https_server_config()?,
+                api,
+                shutdown.child_token(),
+            )))
+        }
+    };
     let streams = shutdown.child_token();
     let serve = tonic::transport::Server::builder()
         .tls_config(ca.server_tls_config())?
@@ -255,6 +302,10 @@ pub async fn run(
     }
     if let Some(w) = watchdog {
         w.abort();
+    }
+    if let Some(e) = ecs_api {
+        // It stops at the shutdown signal, after its calls in flight.
+        let _ = e.await;
     }
     // The controller stops at the shutdown signal; wait for its last
     // evaluation before the final flush.

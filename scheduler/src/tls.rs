@@ -11,6 +11,7 @@
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_proto::trust::fingerprint_der;
@@ -28,8 +29,7 @@ pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca.key";
 pub const SERVER_CERT_FILE: &str = "server.pem";
 pub const SERVER_KEY_FILE: &str = "server.key";
-/// Client certificates last this long unless configured otherwise.
-pub const DEFAULT_CLIENT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
+pub use crate::config::DEFAULT_CLIENT_VALIDITY;
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 const SERVER_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Issued certificates start this far in the past, for clocks a little behind.
@@ -56,6 +56,9 @@ pub enum TlsError {
     BadCsr(String),
     #[error("{0}")]
     BadPeer(String),
+    /// The serving certificate or key does not parse for rustls.
+    #[error("{0}")]
+    Pem(String),
 }
 
 fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> TlsError + '_ {
@@ -65,31 +68,7 @@ fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> TlsError + '_ {
     }
 }
 
-/// Where the CA and the serving certificate come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    /// Extra names (DNS or IP) of the serving certificate, beyond
-    /// `localhost`, `127.0.0.1`, `::1` and the host name.
-    pub server_names: Vec<String>,
-    /// An operator's CA (certificate and key PEM files) replacing the
-    /// generated one.
-    pub ca: Option<(PathBuf, PathBuf)>,
-    /// An operator's serving certificate and key, replacing the issued one.
-    pub server: Option<(PathBuf, PathBuf)>,
-    /// How long agents' certificates last.
-    pub client_validity: Duration,
-}
-
-impl Default for TlsSettings {
-    fn default() -> Self {
-        Self {
-            server_names: vec![],
-            ca: None,
-            server: None,
-            client_validity: DEFAULT_CLIENT_VALIDITY,
-        }
-    }
-}
+pub use crate::config::TlsSettings;
 
 /// A client certificate just issued.
 #[derive(Debug, Clone)]
@@ -320,6 +299,24 @@ impl ClusterCa {
             ))
             .client_ca_root(Certificate::from_pem(&self.ca_pem))
             .client_auth_optional(true)
+    }
+
+    /// TLS for the ECS API's listener: the same serving identity, HTTP/1.1,
+    /// no client certificates (SigV4 authenticates its callers).
+    pub fn https_server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        use rustls::pki_types::pem::PemObject;
+        let certs =
+            rustls::pki_types::CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| TlsError::Pem(format!("the serving certificate: {e}")))?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())
+            .map_err(|e| TlsError::Pem(format!("the serving key: {e}")))?;
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| TlsError::Pem(format!("the serving certificate and key: {e}")))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
     }
 
     /// Signs an agent's CSR into a client certificate for `instance_id` of

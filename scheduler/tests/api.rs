@@ -358,7 +358,7 @@ async fn clusters_crud() {
     .await
     .unwrap();
     let arns = cl
-        .list_clusters(ListClustersRequest {})
+        .list_clusters(ListClustersRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -385,7 +385,7 @@ async fn clusters_crud() {
         .unwrap();
     assert_eq!(del.status, "INACTIVE");
     let arns = cl
-        .list_clusters(ListClustersRequest {})
+        .list_clusters(ListClustersRequest::default())
         .await
         .unwrap()
         .into_inner()

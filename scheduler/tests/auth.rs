@@ -187,7 +187,7 @@ async fn revoked_and_expired_tokens_stop_working() {
         let ch = s.channel.clone();
         async move {
             ClusterServiceClient::new(authed(ch, &t))
-                .list_clusters(ListClustersRequest {})
+                .list_clusters(ListClustersRequest::default())
                 .await
         }
     };
@@ -251,7 +251,10 @@ async fn mutations_are_audited_with_who_what_when_and_reads_are_not() {
         })
         .await
         .unwrap();
-    admin.list_clusters(ListClustersRequest {}).await.unwrap();
+    admin
+        .list_clusters(ListClustersRequest::default())
+        .await
+        .unwrap();
     let err = admin
         .create_cluster(CreateClusterRequest {
             cluster_name: "bad name".into(),

@@ -215,7 +215,7 @@ async fn a_restored_snapshot_serves_everything_the_original_held() {
     assert_eq!(b.target.ca_pem, original_ca, "the CA was restored");
     let ch = b.target.operator.clone();
     let clusters = ClusterServiceClient::new(ch.clone())
-        .list_clusters(ListClustersRequest {})
+        .list_clusters(ListClustersRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -266,7 +266,7 @@ async fn a_restored_snapshot_serves_everything_the_original_held() {
     // The read-only token authenticates, and stays read-only.
     let ro = berth_tests::authed(b.target.channel(None).await.unwrap(), &read_only);
     ClusterServiceClient::new(ro.clone())
-        .list_clusters(ListClustersRequest {})
+        .list_clusters(ListClustersRequest::default())
         .await
         .unwrap();
     let st = ClusterServiceClient::new(ro)

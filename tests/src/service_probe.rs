@@ -79,15 +79,25 @@ pub async fn try_service_tasks(ops: &AuthedChannel, name: &str) -> Result<Vec<Ta
     let mut client = TaskServiceClient::new(ops.clone());
     let mut arns = Vec::new();
     for desired in ["RUNNING", "STOPPED"] {
-        let r = within(
-            "ListTasks",
-            client.list_tasks(ListTasksRequest {
-                desired_status: desired.to_owned(),
-                ..Default::default()
-            }),
-        )
-        .await?;
-        arns.extend(r.task_arns);
+        // Every page: a service's stopped tasks pile up past one.
+        let mut next_token = String::new();
+        loop {
+            let r = within(
+                "ListTasks",
+                client.list_tasks(ListTasksRequest {
+                    desired_status: desired.to_owned(),
+                    service_name: name.to_owned(),
+                    next_token: next_token.clone(),
+                    ..Default::default()
+                }),
+            )
+            .await?;
+            arns.extend(r.task_arns);
+            if r.next_token.is_empty() {
+                break;
+            }
+            next_token = r.next_token;
+        }
     }
     // A task whose desired status changed between the two listings is in
     // both: describe it once.

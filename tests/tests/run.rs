@@ -448,17 +448,23 @@ async fn concurrent_clients_never_over_commit() {
     let mut tasks = TaskServiceClient::new(s.authed_channel().await);
     let mut arns = Vec::new();
     for desired in ["RUNNING", "STOPPED"] {
-        arns.extend(
-            tasks
+        let mut next_token = String::new();
+        loop {
+            let page = tasks
                 .list_tasks(pb::ListTasksRequest {
                     desired_status: desired.into(),
+                    next_token: next_token.clone(),
                     ..Default::default()
                 })
                 .await
                 .unwrap()
-                .into_inner()
-                .task_arns,
-        );
+                .into_inner();
+            arns.extend(page.task_arns);
+            if page.next_token.is_empty() {
+                break;
+            }
+            next_token = page.next_token;
+        }
     }
     let mut held: BTreeMap<String, (i64, i64, Vec<u32>)> = BTreeMap::new();
     for chunk in arns.chunks(100) {

@@ -244,6 +244,15 @@ async fn circuit_breaker_fails_the_deployment_and_rolls_back() {
             .any(|e| e.contains("rolling back to deployment ecs-svc/")),
         "{m:?}"
     );
+    // The service deployments: the first SUCCESSFUL, the second rolled back.
+    let text = ok_stdout(&c.ctl(&["service", "deployments", "web"]).await);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[1].contains("ROLLBACK_SUCCESSFUL"), "{text}");
+    assert!(lines[2].contains("SUCCESSFUL"), "{text}");
+    let text = ok_stdout(&c.ctl(&["service", "describe-deployments", "web"]).await);
+    assert!(text.contains("TRIGGERED"), "{text}");
+    assert!(text.contains("bad:1"), "{text}");
     // The describe table says it too.
     let text = ok_stdout(&c.ctl(&["service", "describe", "web"]).await);
     assert!(text.contains("FAILED"), "{text}");

@@ -354,6 +354,41 @@ fn sled_appears_only_in_the_store() {
 /// raise it.
 const TOO_MANY_ARGUMENTS_ALLOWED: usize = 4;
 
+/// Configuration sits at the bottom of each daemon: the agent's and the
+/// scheduler's config modules use no other module of their crate (the
+/// modules that need a setting's type import it from config, not the
+/// other way round), but for the scheduler's `auth`, the token format, a
+/// leaf that itself imports nothing from the crate.
+#[test]
+fn configuration_imports_nothing_above_it() {
+    let root = workspace_root();
+    let mut problems = Vec::new();
+    let leaf = "scheduler/src/auth.rs";
+    let leaf_text = std::fs::read_to_string(root.join(leaf)).unwrap();
+    if leaf_text.lines().any(|l| code_of(l).contains("crate::")) {
+        problems.push(format!("{leaf} must stay a leaf (config imports it)"));
+    }
+    for rel in ["agent/src/config.rs", "scheduler/src/config.rs", leaf] {
+        let text = std::fs::read_to_string(root.join(rel)).unwrap();
+        let mut in_tests = false;
+        for (n, line) in text.lines().enumerate() {
+            if line.starts_with("#[cfg(test)]") {
+                in_tests = true;
+            }
+            let code = code_of(line);
+            let imports = code.replace("crate::auth::", "");
+            if !in_tests && (imports.contains("crate::") || imports.contains("super::")) {
+                problems.push(format!("{rel}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "config modules must not import from their crate:\n{}",
+        problems.join("\n")
+    );
+}
+
 #[test]
 fn no_new_too_many_arguments_allowances() {
     let root = workspace_root();

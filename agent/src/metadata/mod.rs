@@ -37,4 +37,4 @@ pub use registry::Registry;
 pub use server::{bind, serve, Endpoint};
 
 /// The endpoint's port (the ECS agent's metadata port, 51679).
-pub const DEFAULT_PORT: u16 = 51679;
+pub const DEFAULT_PORT: u16 = crate::config::DEFAULT_TASK_METADATA_PORT;

@@ -58,12 +58,23 @@ pub async fn run(cmd: ClusterCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
             ctx.emit(&v, view::result_sentence("deleted"))
         }
         ClusterCommand::Ls => {
-            let arns = client
-                .list_clusters(pb::ListClustersRequest {})
-                .await
-                .map_err(&rpc)?
-                .into_inner()
-                .cluster_arns;
+            let mut arns = Vec::new();
+            let mut next_token = String::new();
+            for _ in 0..super::MAX_PAGES {
+                let page = client
+                    .list_clusters(pb::ListClustersRequest {
+                        max_results: 0,
+                        next_token: next_token.clone(),
+                    })
+                    .await
+                    .map_err(&rpc)?
+                    .into_inner();
+                arns.extend(page.cluster_arns);
+                if page.next_token.is_empty() || page.next_token == next_token {
+                    break;
+                }
+                next_token = page.next_token;
+            }
             let mut v = if arns.is_empty() {
                 // An empty describe would mean `default`: ask nothing.
                 ClustersView {

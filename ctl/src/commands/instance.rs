@@ -230,18 +230,29 @@ pub async fn run(cmd: InstanceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError
     match cmd {
         InstanceCommand::Ls { cluster, status } => {
             let cluster = ctx.cluster(&cluster);
-            let arns = client
-                .list_container_instances(pb::ListContainerInstancesRequest {
-                    cluster: cluster.clone(),
-                    status: status
-                        .map(InstanceStatus::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                })
-                .await
-                .map_err(&rpc)?
-                .into_inner()
-                .container_instance_arns;
+            let mut arns = Vec::new();
+            let mut next_token = String::new();
+            for _ in 0..super::MAX_PAGES {
+                let page = client
+                    .list_container_instances(pb::ListContainerInstancesRequest {
+                        cluster: cluster.clone(),
+                        status: status
+                            .map(InstanceStatus::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        filter: String::new(),
+                        max_results: 0,
+                        next_token: next_token.clone(),
+                    })
+                    .await
+                    .map_err(&rpc)?
+                    .into_inner();
+                arns.extend(page.container_instance_arns);
+                if page.next_token.is_empty() || page.next_token == next_token {
+                    break;
+                }
+                next_token = page.next_token;
+            }
             let mut v = if arns.is_empty() {
                 // An empty describe would mean "every instance": ask nothing.
                 ContainerInstancesView {

@@ -73,7 +73,7 @@ pub async fn run(args: LoginArgs, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
     // pinned CA is the one the scheduler serves) before anything is saved.
     let conn = client::connect(&ctx.settings.target(), &ca_pem, Some(&token)).await?;
     ClusterServiceClient::new(conn)
-        .list_clusters(pb::ListClustersRequest {})
+        .list_clusters(pb::ListClustersRequest::default())
         .await
         .map_err(ctx.rpc_error())?;
     let fingerprint = trust::fingerprint_pem(&ca_pem).map_err(|e| CtlError::InvalidCa {

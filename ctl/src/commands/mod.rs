@@ -33,6 +33,10 @@ use crate::env::Env;
 use crate::error::CtlError;
 use crate::output::{self, OutputFormat};
 
+/// Sanity bound on the pages of one listing, should a scheduler keep
+/// returning tokens; each list command follows `nextToken` to the end.
+pub(crate) const MAX_PAGES: usize = 10_000;
+
 /// `--cluster`, for the commands that work inside one cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 pub struct ClusterArg {

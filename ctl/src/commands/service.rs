@@ -1,6 +1,7 @@
-//! `berthctl service create|update|scale|delete|ls|describe|events`: ECS's
-//! CreateService, UpdateService, DeleteService, ListServices and
-//! DescribeServices. `--wait` follows the deployment (running/desired per
+//! `berthctl service create|update|scale|delete|ls|describe|events|
+//! deployments|describe-deployments`: ECS's CreateService, UpdateService,
+//! DeleteService, ListServices, DescribeServices, ListServiceDeployments
+//! and DescribeServiceDeployments (lists follow every `nextToken`). `--wait` follows the deployment (running/desired per
 //! deployment) until the service is at steady state, and fails when the
 //! deployment does.
 
@@ -17,6 +18,10 @@ use super::{ClusterArg, Ctx};
 use crate::client::Conn;
 use crate::error::{CtlError, MissingItem};
 use crate::views::service::{self as view, ServiceView, ServicesView};
+use crate::views::service_deployment::{
+    self as deployment_view, DescribeServiceDeploymentsView, ServiceDeploymentBriefView,
+    ServiceDeploymentView, ServiceDeploymentsView,
+};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct DeploymentArgs {
@@ -170,6 +175,60 @@ pub enum ServiceCommand {
         #[command(flatten)]
         cluster: ClusterArg,
     },
+    /// A service's deployments (ECS's service deployments), newest first
+    Deployments {
+        name: String,
+        /// Only these statuses (repeat): IN_PROGRESS, SUCCESSFUL, STOPPED,
+        /// ROLLBACK_IN_PROGRESS, ROLLBACK_SUCCESSFUL, ROLLBACK_FAILED, ...
+        #[arg(long = "status", value_name = "STATUS")]
+        statuses: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+    /// Describe a service's deployments: revisions, circuit breaker, rollback
+    DescribeDeployments {
+        /// The service
+        name: String,
+        /// Deployment ids (as `service deployments` lists them) or ARNs;
+        /// none: the newest
+        #[arg(value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArg,
+    },
+}
+
+/// Every page of ListServiceDeployments of `name`.
+async fn list_deployments(
+    client: &mut ServiceServiceClient<Conn>,
+    ctx: &Ctx<'_>,
+    cluster: &str,
+    name: &str,
+    statuses: Vec<String>,
+) -> Result<Vec<pb::ServiceDeploymentBrief>, CtlError> {
+    let rpc = ctx.rpc_error();
+    let mut out = Vec::new();
+    let mut next_token = String::new();
+    for _ in 0..super::MAX_PAGES {
+        let page = client
+            .list_service_deployments(pb::ListServiceDeploymentsRequest {
+                service: name.to_owned(),
+                cluster: cluster.to_owned(),
+                status: statuses.clone(),
+                created_at: None,
+                max_results: 100,
+                next_token: next_token.clone(),
+            })
+            .await
+            .map_err(&rpc)?
+            .into_inner();
+        out.extend(page.service_deployments);
+        if page.next_token.is_empty() || page.next_token == next_token {
+            break;
+        }
+        next_token = page.next_token;
+    }
+    Ok(out)
 }
 
 /// How often `--wait` and `events --follow` look.
@@ -422,15 +481,27 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
         }
         ServiceCommand::Ls { cluster } => {
             let cluster = ctx.cluster(&cluster);
-            let arns = client
-                .list_services(pb::ListServicesRequest {
-                    cluster: cluster.clone(),
-                    scheduling_strategy: String::new(),
-                })
-                .await
-                .map_err(&rpc)?
-                .into_inner()
-                .service_arns;
+            let mut arns = Vec::new();
+            let mut next_token = String::new();
+            for _ in 0..super::MAX_PAGES {
+                let page = client
+                    .list_services(pb::ListServicesRequest {
+                        cluster: cluster.clone(),
+                        scheduling_strategy: String::new(),
+                        launch_type: String::new(),
+                        // ECS's largest page (its default is 10).
+                        max_results: 100,
+                        next_token: next_token.clone(),
+                    })
+                    .await
+                    .map_err(&rpc)?
+                    .into_inner();
+                arns.extend(page.service_arns);
+                if page.next_token.is_empty() || page.next_token == next_token {
+                    break;
+                }
+                next_token = page.next_token;
+            }
             let mut v = ServicesView {
                 services: vec![],
                 failures: vec![],
@@ -502,6 +573,72 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                     return Ok(());
                 }
                 tokio::time::sleep(POLL).await;
+            }
+        }
+        ServiceCommand::Deployments {
+            name,
+            statuses,
+            cluster,
+        } => {
+            let cluster = ctx.cluster(&cluster);
+            let all = list_deployments(&mut client, ctx, &cluster, &name, statuses).await?;
+            let v = ServiceDeploymentsView {
+                service_deployments: all
+                    .into_iter()
+                    .map(ServiceDeploymentBriefView::new)
+                    .collect(),
+            };
+            ctx.emit(&v, deployment_view::list_table)
+        }
+        ServiceCommand::DescribeDeployments { name, ids, cluster } => {
+            let cluster = ctx.cluster(&cluster);
+            // Ids are the ARNs' last segments: find the ARNs by listing.
+            let listed = list_deployments(&mut client, ctx, &cluster, &name, vec![]).await?;
+            let mut v = DescribeServiceDeploymentsView {
+                service_deployments: vec![],
+                failures: vec![],
+            };
+            let mut arns = Vec::new();
+            if ids.is_empty() {
+                arns.extend(listed.first().map(|d| d.service_deployment_arn.clone()));
+            }
+            for id in &ids {
+                let found = listed.iter().find(|d| {
+                    d.service_deployment_arn == *id
+                        || berth_proto::arn::short_id(&d.service_deployment_arn) == id
+                });
+                match found {
+                    Some(d) => arns.push(d.service_deployment_arn.clone()),
+                    // Not among the service's deployments: as ECS answers it.
+                    None => v.failures.push(crate::views::FailureView {
+                        arn: id.clone(),
+                        reason: "MISSING".to_owned(),
+                        detail: String::new(),
+                    }),
+                }
+            }
+            // ECS describes at most 20 per call.
+            for chunk in arns.chunks(20) {
+                let r = client
+                    .describe_service_deployments(pb::DescribeServiceDeploymentsRequest {
+                        service_deployment_arns: chunk.to_vec(),
+                    })
+                    .await
+                    .map_err(&rpc)?
+                    .into_inner();
+                v.service_deployments.extend(
+                    r.service_deployments
+                        .into_iter()
+                        .map(ServiceDeploymentView::new),
+                );
+                v.failures.extend(r.failures.into_iter().map(Into::into));
+            }
+            let missing: Vec<MissingItem> = v.failures.iter().map(Into::into).collect();
+            ctx.emit(&v, deployment_view::describe_table)?;
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(CtlError::Missing { items: missing })
             }
         }
     }

@@ -425,20 +425,32 @@ pub async fn run(cmd: TaskCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
             cluster,
         } => {
             let cluster = ctx.cluster(&cluster);
-            let arns = client
-                .list_tasks(pb::ListTasksRequest {
-                    cluster: cluster.clone(),
-                    container_instance: instance.unwrap_or_default(),
-                    family: family.unwrap_or_default(),
-                    started_by: String::new(),
-                    desired_status: desired_status
-                        .map(|s| s.as_str().to_owned())
-                        .unwrap_or_default(),
-                })
-                .await
-                .map_err(&rpc)?
-                .into_inner()
-                .task_arns;
+            let mut arns = Vec::new();
+            let mut next_token = String::new();
+            for _ in 0..super::MAX_PAGES {
+                let page = client
+                    .list_tasks(pb::ListTasksRequest {
+                        cluster: cluster.clone(),
+                        container_instance: instance.clone().unwrap_or_default(),
+                        family: family.clone().unwrap_or_default(),
+                        started_by: String::new(),
+                        desired_status: desired_status
+                            .map(|s| s.as_str().to_owned())
+                            .unwrap_or_default(),
+                        service_name: String::new(),
+                        launch_type: String::new(),
+                        max_results: 0,
+                        next_token: next_token.clone(),
+                    })
+                    .await
+                    .map_err(&rpc)?
+                    .into_inner();
+                arns.extend(page.task_arns);
+                if page.next_token.is_empty() || page.next_token == next_token {
+                    break;
+                }
+                next_token = page.next_token;
+            }
             let mut v = TasksView::new(vec![], vec![]);
             // DescribeTasks takes at most 100 tasks per call.
             for chunk in arns.chunks(100) {

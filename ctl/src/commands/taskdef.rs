@@ -8,6 +8,7 @@ use berth_proto::v1::task_definition_service_client::TaskDefinitionServiceClient
 use clap::{Subcommand, ValueEnum};
 
 use super::Ctx;
+use super::MAX_PAGES;
 use crate::error::CtlError;
 use crate::views::tag::DeleteView;
 use crate::views::taskdef::{
@@ -105,9 +106,6 @@ fn read_input(file: &str) -> Result<String, CtlError> {
     result.map_err(|source| CtlError::ReadFile { path, source })
 }
 
-/// Sanity bound on pages, should a scheduler keep returning tokens.
-const MAX_PAGES: usize = 10_000;
-
 pub async fn run(cmd: TaskdefCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
     // Read the file before connecting, so a typo in its name is reported first.
     let input = match &cmd {
@@ -169,15 +167,25 @@ pub async fn run(cmd: TaskdefCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                 Some(FamilyStatus::Inactive) => "INACTIVE",
                 Some(FamilyStatus::All) => "ALL",
             };
-            let families = client
-                .list_task_definition_families(pb::ListTaskDefinitionFamiliesRequest {
-                    family_prefix: prefix.unwrap_or_default(),
-                    status: status.to_owned(),
-                })
-                .await
-                .map_err(rpc)?
-                .into_inner()
-                .families;
+            let mut families = Vec::new();
+            let mut next_token = String::new();
+            for _ in 0..MAX_PAGES {
+                let page = client
+                    .list_task_definition_families(pb::ListTaskDefinitionFamiliesRequest {
+                        family_prefix: prefix.clone().unwrap_or_default(),
+                        status: status.to_owned(),
+                        max_results: 0,
+                        next_token: next_token.clone(),
+                    })
+                    .await
+                    .map_err(&rpc)?
+                    .into_inner();
+                families.extend(page.families);
+                if page.next_token.is_empty() || page.next_token == next_token {
+                    break;
+                }
+                next_token = page.next_token;
+            }
             ctx.emit(&FamiliesView { families }, view::families_table)
         }
         TaskdefCommand::Describe { task_definition } => {

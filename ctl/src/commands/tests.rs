@@ -47,6 +47,27 @@ impl Fake {
     }
 }
 
+/// A page of one item of `all` after `token` (the index of the last one
+/// returned), and the token of the next page: the fake scheduler pages as
+/// thinly as it can, so that berthctl's listings must follow every token.
+fn one_per_page(all: &[String], token: &str) -> Result<(Vec<String>, String), Status> {
+    let start = match token {
+        "" => 0,
+        t => {
+            t.parse::<usize>()
+                .map_err(|_| Status::invalid_argument("nextToken: invalid"))?
+                + 1
+        }
+    };
+    let page: Vec<String> = all.iter().skip(start).take(1).cloned().collect();
+    let next = if start + 1 < all.len() {
+        start.to_string()
+    } else {
+        String::new()
+    };
+    Ok((page, next))
+}
+
 fn cluster(name: &str, status: &str) -> pb::Cluster {
     pb::Cluster {
         cluster_arn: format!("{PREFIX}:cluster/{name}"),
@@ -96,15 +117,20 @@ impl ClusterService for Fake {
 
     async fn list_clusters(
         &self,
-        _: Request<pb::ListClustersRequest>,
+        r: Request<pb::ListClustersRequest>,
     ) -> Result<Response<pb::ListClustersResponse>, Status> {
-        let cluster_arns = self
+        // One cluster per page, so that berthctl must follow the tokens.
+        let all: Vec<String> = self
             .state()
             .clusters
             .values()
             .map(|c| c.cluster_arn.clone())
             .collect();
-        Ok(Response::new(pb::ListClustersResponse { cluster_arns }))
+        let (page, next_token) = one_per_page(&all, &r.into_inner().next_token)?;
+        Ok(Response::new(pb::ListClustersResponse {
+            cluster_arns: page,
+            next_token,
+        }))
     }
 
     async fn describe_clusters(
@@ -253,16 +279,19 @@ impl TaskDefinitionService for Fake {
         &self,
         r: Request<pb::ListTaskDefinitionFamiliesRequest>,
     ) -> Result<Response<pb::ListTaskDefinitionFamiliesResponse>, Status> {
-        let prefix = r.into_inner().family_prefix;
+        let req = r.into_inner();
+        let prefix = req.family_prefix.clone();
         let families = self
             .state()
             .taskdefs
             .keys()
             .filter(|f| f.starts_with(&prefix))
             .cloned()
-            .collect();
+            .collect::<Vec<_>>();
+        let (families, next_token) = one_per_page(&families, &req.next_token)?;
         Ok(Response::new(pb::ListTaskDefinitionFamiliesResponse {
             families,
+            next_token,
         }))
     }
 
@@ -467,6 +496,7 @@ impl ContainerInstanceService for Fake {
         }
         Ok(Response::new(pb::ListContainerInstancesResponse {
             container_instance_arns: vec![format!("{PREFIX}:container-instance/default/4f1c9a7e")],
+            next_token: String::new(),
         }))
     }
 

@@ -85,10 +85,10 @@ pub async fn run(cmd: TokenCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
                 .await
                 .map_err(rpc)?
                 .into_inner();
-            let v = CreatedTokenView {
-                token: TokenView::new(resp.token.ok_or_else(no_token)?, now_secs()),
-                secret: resp.secret,
-            };
+            let v = CreatedTokenView::new(
+                TokenView::new(resp.token.ok_or_else(no_token)?, now_secs()),
+                resp.secret,
+            );
             ctx.emit(&v, view::created_text)
         }
         TokenCommand::Ls => {

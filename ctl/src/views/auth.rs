@@ -73,17 +73,50 @@ pub fn tokens_table(v: &TokensView) -> String {
     t.render()
 }
 
-/// A new token: the secret is printed this once.
+/// A new token: the secret is printed this once, as Berth's bearer token
+/// and as the AWS credentials of the ECS API (SigV4: the access key id is
+/// the token's id, the secret access key its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CreatedTokenView {
     pub token: TokenView,
     pub secret: String,
+    pub aws_access_key_id: String,
+    pub aws_secret_access_key: String,
+}
+
+impl CreatedTokenView {
+    pub fn new(token: TokenView, secret: String) -> Self {
+        // `berth_<id>_<secret>`; the id has no `_`.
+        let (id, key) = secret
+            .strip_prefix("berth_")
+            .and_then(|rest| rest.split_once('_'))
+            .map(|(id, key)| (id.to_owned(), key.to_owned()))
+            .unwrap_or_default();
+        Self {
+            token,
+            secret,
+            aws_access_key_id: id,
+            aws_secret_access_key: key,
+        }
+    }
 }
 
 pub fn created_text(v: &CreatedTokenView) -> String {
     format!(
-        "{}\ntoken {} ({}, role {}) created; the line above is shown only this once\n",
-        v.secret, v.token.id, v.token.name, v.token.role
+        "{}\ntoken {} ({}, role {}) created; the secret is shown only this once\n\n\
+         As AWS credentials for the ECS API (aws ecs --endpoint-url https://<scheduler>:7443),\n\
+         e.g. in ~/.aws/credentials:\n\n\
+         [berth-{}]\n\
+         aws_access_key_id = {}\n\
+         aws_secret_access_key = {}\n",
+        v.secret,
+        v.token.id,
+        v.token.name,
+        v.token.role,
+        v.token.name,
+        v.aws_access_key_id,
+        v.aws_secret_access_key
     )
 }
 
@@ -182,13 +215,17 @@ mod tests {
             0c  ci         read-only  REVOKED  2024-05-01T12:00:00Z  -
         "#]]
         .assert_eq(&tokens_table(&v));
-        let created = CreatedTokenView {
-            token: v.tokens[0].clone(),
-            secret: "berth_0a_s3cr3t".into(),
-        };
+        let created = CreatedTokenView::new(v.tokens[0].clone(), "berth_0a_s3cr3t".into());
         expect![[r#"
             berth_0a_s3cr3t
-            token 0a (bootstrap, role admin) created; the line above is shown only this once
+            token 0a (bootstrap, role admin) created; the secret is shown only this once
+
+            As AWS credentials for the ECS API (aws ecs --endpoint-url https://<scheduler>:7443),
+            e.g. in ~/.aws/credentials:
+
+            [berth-bootstrap]
+            aws_access_key_id = 0a
+            aws_secret_access_key = s3cr3t
         "#]]
         .assert_eq(&created_text(&created));
     }

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod instance;
 pub mod secret;
 pub mod service;
+pub mod service_deployment;
 pub mod system;
 pub mod tag;
 pub mod task;

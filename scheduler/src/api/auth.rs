@@ -141,6 +141,11 @@ pub const METHODS: &[MethodRule] = &[
     write("/berth.v1.ServiceService/DeleteService", Operator),
     read("/berth.v1.ServiceService/DescribeServices", ReadOnly),
     read("/berth.v1.ServiceService/ListServices", ReadOnly),
+    read("/berth.v1.ServiceService/ListServiceDeployments", ReadOnly),
+    read(
+        "/berth.v1.ServiceService/DescribeServiceDeployments",
+        ReadOnly,
+    ),
     write("/berth.v1.TokenService/CreateToken", Admin),
     read("/berth.v1.TokenService/ListTokens", Admin),
     write("/berth.v1.TokenService/RevokeToken", Admin),

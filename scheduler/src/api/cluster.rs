@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{includes_tags, tags_to_proto, task_counts, validate_tags};
 use super::{cluster_arg, timestamp, validate_name, ApiError, Shared};
+use crate::paging::{self, paginate, Order, PageRequest};
 use crate::records::{ClusterRecord, ClusterStatus, InstanceStatus};
 
 #[derive(Debug)]
@@ -19,7 +20,7 @@ pub struct ClusterApi {
 impl ClusterApi {
     /// The cluster on the wire; its tags only when `with_tags`.
     fn to_proto(&self, c: &ClusterRecord, with_tags: bool) -> Result<Cluster, ApiError> {
-        let (instances, running, pending) = if c.status == ClusterStatus::Active {
+        let (instances, running, pending, services) = if c.status == ClusterStatus::Active {
             let instances = self
                 .shared
                 .db
@@ -34,9 +35,16 @@ impl ClusterApi {
                     .iter()
                     .filter(|t| t.cluster == c.name),
             );
-            (instances, running, pending)
+            let services = self
+                .shared
+                .db
+                .services_of(&c.name)?
+                .iter()
+                .filter(|s| s.status == crate::records::ServiceStatus::Active)
+                .count() as i32;
+            (instances, running, pending, services)
         } else {
-            (0, 0, 0)
+            (0, 0, 0, 0)
         };
         Ok(Cluster {
             cluster_arn: self.shared.arn.cluster(&c.name),
@@ -45,8 +53,7 @@ impl ClusterApi {
             registered_container_instances_count: instances,
             running_tasks_count: running,
             pending_tasks_count: pending,
-            // Services arrive with a later API group.
-            active_services_count: 0,
+            active_services_count: services,
             created_at: Some(timestamp(c.created_at)),
             tags: if with_tags {
                 tags_to_proto(&c.tags)
@@ -106,18 +113,33 @@ impl ClusterService for ClusterApi {
 
     async fn list_clusters(
         &self,
-        _req: Request<ListClustersRequest>,
+        req: Request<ListClustersRequest>,
     ) -> Result<Response<ListClustersResponse>, Status> {
-        let arns = self
+        let req = req.into_inner();
+        let page = PageRequest::parse(
+            "clusters",
+            req.max_results,
+            &req.next_token,
+            paging::DEFAULT_PAGE,
+        )
+        .map_err(ApiError::from)?;
+        let active: Vec<ClusterRecord> = self
             .shared
             .db
             .clusters()
             .map_err(ApiError::from)?
-            .iter()
+            .into_iter()
             .filter(|c| c.status == ClusterStatus::Active)
-            .map(|c| self.shared.arn.cluster(&c.name))
             .collect();
-        Ok(Response::new(ListClustersResponse { cluster_arns: arns }))
+        let page = paginate(active, |c| c.name.clone(), Order::Ascending, &page);
+        Ok(Response::new(ListClustersResponse {
+            cluster_arns: page
+                .items
+                .iter()
+                .map(|c| self.shared.arn.cluster(&c.name))
+                .collect(),
+            next_token: page.next_token,
+        }))
     }
 
     async fn describe_clusters(

@@ -90,6 +90,21 @@ pub fn includes_tags(include: &[String], accepted: &[&str]) -> Result<bool, ApiE
     Ok(tags)
 }
 
+/// ECS's launchType filter of ListTasks and ListServices: whether Berth's
+/// tasks and services match it. Every one of them runs on a registered
+/// host, so `EC2` and `EXTERNAL` (and no filter) match everything and
+/// `FARGATE` nothing; anything else is InvalidArgument.
+pub fn launch_type_matches(field: &str, s: &str) -> Result<bool, ApiError> {
+    match s.trim().to_ascii_uppercase().as_str() {
+        "" | "EC2" | "EXTERNAL" => Ok(true),
+        "FARGATE" => Ok(false),
+        other => Err(ApiError::invalid(
+            field,
+            format!("{other:?} is not one of EC2, FARGATE, EXTERNAL"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,20 @@ use crate::secrets::SecretsError;
 use crate::snapshot::SnapshotError;
 use crate::store::StoreError;
 
+/// The metadata entry of a NotFound status that names the kind of thing
+/// not found (`cluster`, `service`, `task`, ...), for the ECS edge.
+pub const NOT_FOUND_KIND_METADATA: &str = "berth-not-found-kind";
+/// The metadata entry of a FailedPrecondition status that names ECS's
+/// refusal ([`crate::db::Refusal`]), for the ECS edge.
+pub const REASON_METADATA: &str = "berth-reason";
+
+fn with_metadata(mut status: Status, key: &'static str, value: &str) -> Status {
+    if let Ok(v) = value.parse() {
+        status.metadata_mut().insert(key, v);
+    }
+    status
+}
+
 /// Errors of the API layer.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -31,6 +45,12 @@ pub enum ApiError {
     /// A snapshot could not be taken.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+}
+
+impl From<crate::paging::PageError> for ApiError {
+    fn from(e: crate::paging::PageError) -> Self {
+        ApiError::invalid(e.field(), e.message())
+    }
 }
 
 impl From<SecretsError> for ApiError {
@@ -77,9 +97,16 @@ impl From<ApiError> for Status {
                 }
             },
             ApiError::Db(db) => match db {
-                DbError::NotFound { .. } => Status::not_found(msg),
+                DbError::NotFound { kind, .. } => {
+                    with_metadata(Status::not_found(msg), NOT_FOUND_KIND_METADATA, kind)
+                }
                 DbError::AlreadyExists { .. } => Status::already_exists(msg),
                 DbError::FailedPrecondition(_) => Status::failed_precondition(msg),
+                DbError::Refused { refusal, .. } => with_metadata(
+                    Status::failed_precondition(msg),
+                    REASON_METADATA,
+                    refusal.as_str(),
+                ),
                 DbError::PermissionDenied(_) => Status::permission_denied(msg),
                 DbError::InvalidArgument { .. } => Status::invalid_argument(msg),
                 DbError::Contention { .. } => Status::aborted(msg),

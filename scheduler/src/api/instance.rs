@@ -17,6 +17,9 @@ use super::convert::{includes_tags, tags_to_proto, task_counts};
 use super::{cluster_arg, timestamp, ApiError, Shared};
 use crate::agent_link::Outbound;
 use crate::db::DbError;
+use crate::paging::{paginate, Order, PageRequest, DEFAULT_PAGE};
+use crate::placement::cql;
+use crate::placement::engine::Node;
 use crate::records::{AllocationRecord, HostResources, InstanceRecord, InstanceStatus};
 
 #[derive(Debug)]
@@ -134,13 +137,41 @@ impl ContainerInstanceService for ContainerInstanceApi {
     ) -> Result<Response<ListContainerInstancesResponse>, Status> {
         let req = req.into_inner();
         let cluster = cluster_arg(&req.cluster);
-        let arns = self
-            .members(&cluster, &req.status)?
-            .iter()
-            .map(|i| self.shared.arn.container_instance(&i.cluster, &i.id))
-            .collect();
+        let page = PageRequest::parse(
+            "container-instances",
+            req.max_results,
+            &req.next_token,
+            DEFAULT_PAGE,
+        )
+        .map_err(ApiError::from)?;
+        let filter = match req.filter.trim() {
+            "" => None,
+            src => Some(cql::parse(src).map_err(|e| ApiError::invalid("filter", e.to_string()))?),
+        };
+        let mut members = self.members(&cluster, &req.status)?;
+        if let Some(expr) = &filter {
+            let mut kept = Vec::with_capacity(members.len());
+            for i in members {
+                let alloc = self
+                    .shared
+                    .db
+                    .allocation_of(&i.id)
+                    .map_err(ApiError::from)?;
+                let connected = self.shared.sessions.liveness(&i.id).connected;
+                if expr.eval(&Node::from_records(&i, alloc, connected)) {
+                    kept.push(i);
+                }
+            }
+            members = kept;
+        }
+        let page = paginate(members, |i| i.id.clone(), Order::Ascending, &page);
         Ok(Response::new(ListContainerInstancesResponse {
-            container_instance_arns: arns,
+            container_instance_arns: page
+                .items
+                .iter()
+                .map(|i| self.shared.arn.container_instance(&i.cluster, &i.id))
+                .collect(),
+            next_token: page.next_token,
         }))
     }
 

@@ -8,25 +8,29 @@ use berth_proto::taskdef::{FieldIssue, TaskDefinitionStatus};
 use berth_proto::v1::{
     service_service_server::ServiceService, CreateServiceRequest, CreateServiceResponse,
     DeleteServiceRequest, DeleteServiceResponse, Deployment, DeploymentCircuitBreaker,
-    DeploymentConfiguration, DescribeServicesRequest, DescribeServicesResponse, Failure,
-    ListServicesRequest, ListServicesResponse, PlacementConstraint, PlacementStrategy, Service,
-    ServiceEvent, UpdateServiceRequest, UpdateServiceResponse,
+    DeploymentConfiguration, DescribeServiceDeploymentsRequest, DescribeServiceDeploymentsResponse,
+    DescribeServicesRequest, DescribeServicesResponse, Failure, ListServiceDeploymentsRequest,
+    ListServiceDeploymentsResponse, ListServicesRequest, ListServicesResponse, PlacementConstraint,
+    PlacementStrategy, Service, ServiceEvent, UpdateServiceRequest, UpdateServiceResponse,
 };
 use tonic::{Request, Response, Status};
 
-use super::convert::{includes_tags, parse_ref, tags_to_proto, validate_tags};
+use super::convert::{includes_tags, launch_type_matches, parse_ref, tags_to_proto, validate_tags};
 use super::{cluster_arg, timestamp, validate_name, ApiError, Shared};
 use crate::db::DbError;
+use crate::paging::{self, paginate, Order, PageRequest};
 use crate::placement::spec::{Constraint, Strategy, MAX_CONSTRAINTS, MAX_STRATEGIES};
 use crate::records::{
     now_millis, CircuitBreaker, DeploymentConfig, PlacementItem, SchedulingStrategy, ServiceRecord,
     ServiceStatus, TaskDefinitionRecord,
 };
 use crate::services::plan::{deployment_counts, new_deployment, promote};
-use crate::services::{items, task_facts};
+use crate::services::{history, items, task_facts};
 
 /// ECS's limit on services named in one DescribeServices call.
 const MAX_DESCRIBE: usize = 10;
+
+mod deployments;
 
 #[derive(Debug)]
 pub struct ServiceApi {
@@ -191,21 +195,39 @@ fn grace(v: i32) -> Result<u32, ApiError> {
     })
 }
 
-/// The service as ECS describes it, with counts from its tasks.
-pub fn service_to_proto(shared: &Shared, rec: &ServiceRecord) -> Result<Service, ApiError> {
-    let arn: &ArnPrefix = &shared.arn;
-    let group = rec.group();
+/// (running, pending) tasks of each of the service's deployments.
+fn counts_by_deployment(
+    shared: &Shared,
+    rec: &ServiceRecord,
+) -> Result<std::collections::HashMap<String, (u32, u32)>, ApiError> {
     let facts: Vec<_> = shared
         .db
         .list_tasks(&crate::db::TaskFilter {
             cluster: rec.cluster.clone(),
+            group: Some(rec.group()),
             ..Default::default()
         })?
         .iter()
-        .filter(|t| t.group == group)
         .map(task_facts)
         .collect();
-    let counts = deployment_counts(&facts);
+    Ok(deployment_counts(&facts))
+}
+
+fn config_to_proto(cfg: &DeploymentConfig) -> DeploymentConfiguration {
+    DeploymentConfiguration {
+        minimum_healthy_percent: Some(cfg.minimum_healthy_percent as i32),
+        maximum_percent: Some(cfg.maximum_percent as i32),
+        deployment_circuit_breaker: Some(DeploymentCircuitBreaker {
+            enable: cfg.circuit_breaker.enable,
+            rollback: cfg.circuit_breaker.rollback,
+        }),
+    }
+}
+
+/// The service as ECS describes it, with counts from its tasks.
+pub fn service_to_proto(shared: &Shared, rec: &ServiceRecord) -> Result<Service, ApiError> {
+    let arn: &ArnPrefix = &shared.arn;
+    let counts = counts_by_deployment(shared, rec)?;
     let (running, pending) = counts
         .values()
         .fold((0, 0), |(r, p), (r2, p2)| (r + r2, p + p2));
@@ -239,14 +261,7 @@ pub fn service_to_proto(shared: &Shared, rec: &ServiceRecord) -> Result<Service,
                 field: s.value.clone(),
             })
             .collect(),
-        deployment_configuration: Some(DeploymentConfiguration {
-            minimum_healthy_percent: Some(cfg.minimum_healthy_percent as i32),
-            maximum_percent: Some(cfg.maximum_percent as i32),
-            deployment_circuit_breaker: Some(DeploymentCircuitBreaker {
-                enable: cfg.circuit_breaker.enable,
-                rollback: cfg.circuit_breaker.rollback,
-            }),
-        }),
+        deployment_configuration: Some(config_to_proto(&cfg)),
         health_check_grace_period_seconds: rec.health_check_grace_period_secs as i32,
         tags: tags_to_proto(&rec.tags),
         created_at: Some(timestamp(rec.created_at)),
@@ -369,8 +384,10 @@ impl ServiceService for ServiceApi {
             throttle_failures: 0,
             last_completed: None,
             version: 1,
+            service_deployments: Vec::new(),
         };
         promote(&mut rec, new_deployment(&td.family, td.revision, now));
+        history::record(&mut rec, now);
         let rec = self
             .shared
             .db
@@ -393,6 +410,24 @@ impl ServiceService for ServiceApi {
         let name = service_name(&req.service).to_owned();
         if name.is_empty() {
             return Err(ApiError::invalid("service", "required").into());
+        }
+        // A deleted (INACTIVE) service is kept for describe; updating it is
+        // ECS's ServiceNotActive, not a missing service.
+        if let Some(rec) = self
+            .shared
+            .db
+            .service(&cluster, &name)
+            .map_err(ApiError::from)?
+            .filter(|r| r.status == ServiceStatus::Inactive)
+        {
+            return Err(ApiError::from(DbError::Refused {
+                refusal: crate::db::Refusal::ServiceNotActive,
+                message: format!(
+                    "Service was not ACTIVE: service {name} is {}; create it again with CreateService",
+                    rec.status.as_str()
+                ),
+            })
+            .into());
         }
         let td = match req.task_definition.trim() {
             "" => None,
@@ -432,10 +467,13 @@ impl ServiceService for ServiceApi {
             .db
             .update_service(&cluster, &name, |rec| {
                 if rec.status != ServiceStatus::Active {
-                    return Err(DbError::FailedPrecondition(format!(
-                        "service {name} is {}; only an ACTIVE service can be updated",
-                        rec.status.as_str()
-                    )));
+                    return Err(DbError::Refused {
+                        refusal: crate::db::Refusal::ServiceNotActive,
+                        message: format!(
+                            "Service was not ACTIVE: service {name} is {}; only an ACTIVE service can be updated",
+                            rec.status.as_str()
+                        ),
+                    });
                 }
                 let daemon = rec.scheduling == SchedulingStrategy::Daemon;
                 if let Some(n) = req.desired_count {
@@ -489,7 +527,9 @@ impl ServiceService for ServiceApi {
                             )))
                         }
                     };
-                    promote(rec, new_deployment(&family, revision, now_millis()));
+                    let now = now_millis();
+                    promote(rec, new_deployment(&family, revision, now));
+                    history::record(rec, now);
                 }
                 Ok(())
             })
@@ -609,16 +649,51 @@ impl ServiceService for ServiceApi {
                 )
             })?),
         };
-        let arns = self
+        let page = PageRequest::parse(
+            "services",
+            req.max_results,
+            &req.next_token,
+            paging::DEFAULT_SERVICES_PAGE,
+        )
+        .map_err(ApiError::from)?;
+        let launch_type_matches = launch_type_matches("launchType", &req.launch_type)?;
+        let services: Vec<ServiceRecord> = self
             .shared
             .db
             .services_of(&cluster)
             .map_err(ApiError::from)?
             .into_iter()
-            .filter(|s| s.status != ServiceStatus::Inactive)
+            .filter(|s| launch_type_matches && s.status != ServiceStatus::Inactive)
             .filter(|s| filter.is_none_or(|f| s.scheduling == f))
-            .map(|s| self.shared.arn.service(&cluster, &s.name))
             .collect();
-        Ok(Response::new(ListServicesResponse { service_arns: arns }))
+        let page = paginate(services, |s| s.name.clone(), Order::Ascending, &page);
+        Ok(Response::new(ListServicesResponse {
+            service_arns: page
+                .items
+                .iter()
+                .map(|s| self.shared.arn.service(&cluster, &s.name))
+                .collect(),
+            next_token: page.next_token,
+        }))
+    }
+
+    async fn list_service_deployments(
+        &self,
+        req: Request<ListServiceDeploymentsRequest>,
+    ) -> Result<Response<ListServiceDeploymentsResponse>, Status> {
+        Ok(Response::new(deployments::list(
+            &self.shared,
+            req.into_inner(),
+        )?))
+    }
+
+    async fn describe_service_deployments(
+        &self,
+        req: Request<DescribeServiceDeploymentsRequest>,
+    ) -> Result<Response<DescribeServiceDeploymentsResponse>, Status> {
+        Ok(Response::new(deployments::describe(
+            &self.shared,
+            req.into_inner(),
+        )?))
     }
 }

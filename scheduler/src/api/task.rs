@@ -20,10 +20,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::convert::{includes_tags, parse_ref, tags_to_proto, validate_tags};
+use super::convert::{includes_tags, launch_type_matches, parse_ref, tags_to_proto, validate_tags};
 use super::{cluster_arg, millis, timestamp, ApiError, Shared};
 use crate::agent_link::{LogLine, LogPart, LogQuery, LogRouter, Outbound};
 use crate::db::{RunSpec, StartSpec, TaskFilter, MAX_COUNT, MAX_RUN_COUNT};
+use crate::paging::{paginate, time_key, Order, PageRequest, DEFAULT_PAGE};
 use crate::placement::spec::{self, Constraint, Strategy, MAX_CONSTRAINTS, MAX_STRATEGIES};
 use crate::records::{
     ContainerOverride, DesiredStatus, TaskDefinitionRecord, TaskOverrides, TaskRecord,
@@ -550,20 +551,58 @@ impl TaskService for TaskApi {
                     ApiError::invalid("desiredStatus", format!("{s:?} is not RUNNING or STOPPED"))
                 })?,
         };
+        let page = PageRequest::parse("tasks", req.max_results, &req.next_token, DEFAULT_PAGE)
+            .map_err(ApiError::from)?;
+        let launch_type_matches = launch_type_matches("launchType", &req.launch_type)?;
         let non_empty = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        let group = match non_empty(short_id(req.service_name.trim())) {
+            None => None,
+            Some(name) => {
+                // ECS's ServiceNotFoundException for a service that never
+                // existed; a deleted one still lists its stopped tasks.
+                if self
+                    .shared
+                    .db
+                    .service(&cluster, &name)
+                    .map_err(ApiError::from)?
+                    .is_none()
+                {
+                    return Err(ApiError::from(crate::db::DbError::NotFound {
+                        kind: "service",
+                        name: format!("{cluster}/{name}"),
+                    })
+                    .into());
+                }
+                Some(format!("service:{name}"))
+            }
+        };
         let filter = TaskFilter {
             cluster,
             instance_id: non_empty(short_id(&req.container_instance)),
             family: non_empty(&req.family),
             started_by: non_empty(&req.started_by),
             desired_status: Some(desired),
+            group,
         };
-        let tasks = self.shared.db.list_tasks(&filter).map_err(ApiError::from)?;
+        let tasks = if launch_type_matches {
+            self.shared.db.list_tasks(&filter).map_err(ApiError::from)?
+        } else {
+            Vec::new()
+        };
+        // Oldest first, as the store lists them; ties by id.
+        let page = paginate(
+            tasks,
+            |t| time_key(t.created_at, &t.id),
+            Order::Ascending,
+            &page,
+        );
         Ok(Response::new(ListTasksResponse {
-            task_arns: tasks
+            task_arns: page
+                .items
                 .iter()
                 .map(|t| self.shared.arn.task(&t.cluster, &t.id))
                 .collect(),
+            next_token: page.next_token,
         }))
     }
 

@@ -19,12 +19,12 @@ use tonic::{Request, Response, Status};
 use super::convert::{includes_tags, parse_ref, tags_to_proto};
 use super::{timestamp, ApiError, Shared};
 use crate::db::DbError;
+use crate::paging::{self, paginate, Order, PageRequest};
 use crate::records::{Tagged, TaskDefinitionRecord};
 
 /// Largest request body accepted for a task definition (ECS allows 64 KiB
 /// of JSON; Berth is generous but bounded).
 const MAX_JSON_BYTES: usize = 1024 * 1024;
-const DEFAULT_PAGE: usize = 100;
 /// ECS's limit on revisions named in one DeleteTaskDefinitions call.
 const MAX_DELETE: usize = 10;
 
@@ -138,21 +138,13 @@ impl TaskDefinitionService for TaskDefinitionApi {
                 )
             }
         };
-        let page = match req.max_results {
-            0 => DEFAULT_PAGE,
-            n @ 1..=100 => n as usize,
-            n => {
-                return Err(
-                    ApiError::invalid("maxResults", format!("{n} is not within 1–100")).into(),
-                )
-            }
-        };
-        let start = match req.next_token.as_str() {
-            "" => 0,
-            t => t
-                .parse::<usize>()
-                .map_err(|_| ApiError::invalid("nextToken", "not a token this scheduler issued"))?,
-        };
+        let page = PageRequest::parse(
+            "task-definitions",
+            req.max_results,
+            &req.next_token,
+            paging::DEFAULT_PAGE,
+        )
+        .map_err(ApiError::from)?;
         let db = &self.shared.db;
         let mut recs = if req.family_prefix.is_empty() {
             db.all_task_definitions()
@@ -165,23 +157,21 @@ impl TaskDefinitionService for TaskDefinitionApi {
             r.status != TaskDefinitionStatus::DeleteInProgress
                 && status.is_none_or(|s| r.status == s)
         });
-        if desc {
-            recs.reverse();
-        }
-        let end = (start + page).min(recs.len());
-        let arns = recs
-            .get(start..end)
-            .unwrap_or_default()
-            .iter()
-            .map(|r| self.shared.arn.task_definition(&r.family, r.revision))
-            .collect();
+        // By family, then revision (numerically), as the store keys them.
+        let key = |r: &TaskDefinitionRecord| format!("{}\0{:010}", r.family, r.revision);
+        let order = if desc {
+            Order::Descending
+        } else {
+            Order::Ascending
+        };
+        let page = paginate(recs, key, order, &page);
         Ok(Response::new(ListTaskDefinitionsResponse {
-            task_definition_arns: arns,
-            next_token: if end < recs.len() {
-                end.to_string()
-            } else {
-                String::new()
-            },
+            task_definition_arns: page
+                .items
+                .iter()
+                .map(|r| self.shared.arn.task_definition(&r.family, r.revision))
+                .collect(),
+            next_token: page.next_token,
         }))
     }
 
@@ -191,6 +181,13 @@ impl TaskDefinitionService for TaskDefinitionApi {
     ) -> Result<Response<ListTaskDefinitionFamiliesResponse>, Status> {
         let req = req.into_inner();
         let status = parse_status("status", &req.status)?;
+        let page = PageRequest::parse(
+            "task-definition-families",
+            req.max_results,
+            &req.next_token,
+            paging::DEFAULT_PAGE,
+        )
+        .map_err(ApiError::from)?;
         let recs = self
             .shared
             .db
@@ -208,7 +205,7 @@ impl TaskDefinitionService for TaskDefinitionApi {
                 _ => families.push((r.family.clone(), active)),
             }
         }
-        let families = families
+        let families: Vec<String> = families
             .into_iter()
             .filter(|(_, any_active)| match status {
                 None => true,
@@ -218,8 +215,10 @@ impl TaskDefinitionService for TaskDefinitionApi {
             })
             .map(|(f, _)| f)
             .collect();
+        let page = paginate(families, |f| f.clone(), Order::Ascending, &page);
         Ok(Response::new(ListTaskDefinitionFamiliesResponse {
-            families,
+            families: page.items,
+            next_token: page.next_token,
         }))
     }
 

@@ -81,6 +81,11 @@ impl TokenService for TokenApi {
                 expires_at,
                 revoked_at: None,
                 created_by: by.token_name,
+                sealed_secret: Some(
+                    self.shared
+                        .secrets
+                        .seal_token_secret(&token.id, token.secret()),
+                ),
             })
             .await
             .map_err(ApiError::from)?;

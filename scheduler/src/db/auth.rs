@@ -90,10 +90,30 @@ impl Db {
     }
 
     /// At the first start (no token at all in the store) stores `token` as
-    /// the admin token named `bootstrap` and returns true; otherwise does
-    /// nothing and returns false.
-    pub async fn bootstrap_token(&self, token: &Token) -> Result<bool, DbError> {
+    /// the admin token named `bootstrap`, with its `sealed` secret, and
+    /// returns true. Otherwise returns false, after giving `sealed` to the
+    /// stored token if it is this very token and has none yet (a
+    /// bootstrap token older than the ECS API, configured again).
+    pub async fn bootstrap_token(&self, token: &Token, sealed: String) -> Result<bool, DbError> {
         if !self.store.scan_prefix(Table::Tokens, b"")?.is_empty() {
+            self.write("token", || {
+                let Some((mut t, old)) =
+                    self.get::<TokenRecord>(Table::Tokens, token.id.as_bytes())?
+                else {
+                    return Ok((Txn::new(), ()));
+                };
+                if t.sealed_secret.is_some() || !token.matches(&t.secret_sha256) {
+                    return Ok((Txn::new(), ()));
+                }
+                t.sealed_secret = Some(sealed.clone());
+                Ok((
+                    Txn::new()
+                        .check_equals(Table::Tokens, token.id.as_str(), old)
+                        .put(Table::Tokens, token.id.as_str(), encode(Table::Tokens, &t)?),
+                    (),
+                ))
+            })
+            .await?;
             return Ok(false);
         }
         self.create_token(TokenRecord {
@@ -105,6 +125,7 @@ impl Db {
             expires_at: None,
             revoked_at: None,
             created_by: BOOTSTRAP_TOKEN_NAME.to_owned(),
+            sealed_secret: Some(sealed),
         })
         .await?;
         Ok(true)
@@ -210,6 +231,7 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             created_by: "test".to_owned(),
+            sealed_secret: None,
         };
         (t, rec)
     }
@@ -219,8 +241,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path()).await;
         let first = Token::generate();
-        assert!(db.bootstrap_token(&first).await.unwrap());
-        assert!(!db.bootstrap_token(&Token::generate()).await.unwrap());
+        assert!(db.bootstrap_token(&first, "sealed".into()).await.unwrap());
+        assert!(!db
+            .bootstrap_token(&Token::generate(), "other".into())
+            .await
+            .unwrap());
+        // Configured again, the first token gets nothing new: it has its sealed secret.
+        assert!(!db.bootstrap_token(&first, "again".into()).await.unwrap());
+        assert_eq!(
+            db.token(&first.id)
+                .unwrap()
+                .unwrap()
+                .sealed_secret
+                .as_deref(),
+            Some("sealed")
+        );
         let all = db.tokens().unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].role, Role::Admin);

@@ -73,6 +73,8 @@ pub struct TaskFilter {
     pub family: Option<String>,
     pub started_by: Option<String>,
     pub desired_status: Option<DesiredStatus>,
+    /// The task group (`service:<name>` for a service's tasks).
+    pub group: Option<String>,
 }
 
 impl TaskFilter {
@@ -85,6 +87,7 @@ impl TaskFilter {
             && self.family.as_ref().is_none_or(|f| *f == t.family)
             && self.started_by.as_ref().is_none_or(|s| *s == t.started_by)
             && self.desired_status.is_none_or(|d| d == t.desired_status)
+            && self.group.as_ref().is_none_or(|g| *g == t.group)
     }
 }
 

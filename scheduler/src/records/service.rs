@@ -1,6 +1,7 @@
-//! Service records: a service with its deployments and its last events,
-//! stored as one record so that every controller decision is one checked
-//! write (the deployments survive a restart with the service).
+//! Service records: a service with its deployments, its last events and
+//! its last ECS service deployments, stored as one record so that every
+//! controller decision is one checked write (the deployments survive a
+//! restart with the service).
 
 use serde::{Deserialize, Serialize};
 
@@ -8,6 +9,9 @@ use super::UnixMillis;
 
 /// How many events a service keeps (ECS's DescribeServices shows 100).
 pub const MAX_SERVICE_EVENTS: usize = 100;
+/// How many service deployments (ECS's ListServiceDeployments) a service
+/// keeps, newest first.
+pub const MAX_SERVICE_DEPLOYMENTS: usize = 20;
 
 /// ECS's service status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +136,120 @@ pub struct DeploymentRecord {
     pub updated_at: UnixMillis,
 }
 
+/// ECS's ServiceDeployment status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ServiceDeploymentStatus {
+    Pending,
+    Successful,
+    Stopped,
+    StopRequested,
+    InProgress,
+    RollbackRequested,
+    RollbackInProgress,
+    RollbackSuccessful,
+    RollbackFailed,
+}
+
+impl ServiceDeploymentStatus {
+    pub const ALL: [ServiceDeploymentStatus; 9] = [
+        Self::Pending,
+        Self::Successful,
+        Self::Stopped,
+        Self::StopRequested,
+        Self::InProgress,
+        Self::RollbackRequested,
+        Self::RollbackInProgress,
+        Self::RollbackSuccessful,
+        Self::RollbackFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Successful => "SUCCESSFUL",
+            Self::Stopped => "STOPPED",
+            Self::StopRequested => "STOP_REQUESTED",
+            Self::InProgress => "IN_PROGRESS",
+            Self::RollbackRequested => "ROLLBACK_REQUESTED",
+            Self::RollbackInProgress => "ROLLBACK_IN_PROGRESS",
+            Self::RollbackSuccessful => "ROLLBACK_SUCCESSFUL",
+            Self::RollbackFailed => "ROLLBACK_FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Whether nothing more happens to a deployment in this status.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Successful | Self::Stopped | Self::RollbackSuccessful | Self::RollbackFailed
+        )
+    }
+}
+
+/// What a service deployment rolls out or replaces: one of the service's
+/// deployments (its `ecs-svc/` id) and its task definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionRef {
+    pub deployment_id: String,
+    pub family: String,
+    pub revision: u32,
+}
+
+impl RevisionRef {
+    pub fn of(d: &DeploymentRecord) -> Self {
+        Self {
+            deployment_id: d.id.clone(),
+            family: d.family.clone(),
+            revision: d.revision,
+        }
+    }
+
+    /// The service revision's id: the deployment id's digits.
+    pub fn revision_id(&self) -> &str {
+        self.deployment_id
+            .strip_prefix("ecs-svc/")
+            .unwrap_or(&self.deployment_id)
+    }
+}
+
+/// A circuit breaker's rollback of a service deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    pub reason: String,
+    pub started_at: UnixMillis,
+    pub target: RevisionRef,
+}
+
+/// One ECS service deployment: a change of the service's task definition
+/// (or a forced redeployment) from its `sources` to its `target`, and how
+/// it ended (`crate::services::history` keeps these from the deployments).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDeploymentRecord {
+    /// Random letters and digits: the ARN's last segment.
+    pub id: String,
+    pub status: ServiceDeploymentStatus,
+    pub status_reason: String,
+    pub created_at: UnixMillis,
+    pub started_at: UnixMillis,
+    pub updated_at: UnixMillis,
+    pub finished_at: Option<UnixMillis>,
+    pub stopped_at: Option<UnixMillis>,
+    pub target: RevisionRef,
+    /// The deployments still running when this one started.
+    pub sources: Vec<RevisionRef>,
+    pub deployment_config: DeploymentConfig,
+    /// Failed launches of the target counted by the circuit breaker.
+    pub failed_tasks: u32,
+    /// Whether the circuit breaker failed the target.
+    pub breaker_tripped: bool,
+    pub rollback: Option<RollbackRecord>,
+}
+
 /// One line of a service's event log, in ECS's wording.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceEventRecord {
@@ -171,6 +289,10 @@ pub struct ServiceRecord {
     pub last_completed: Option<(String, u32)>,
     /// +1 on every write.
     pub version: u64,
+    /// ECS's service deployments, newest first, the last
+    /// [`MAX_SERVICE_DEPLOYMENTS`] (absent in records written before).
+    #[serde(default)]
+    pub service_deployments: Vec<ServiceDeploymentRecord>,
 }
 
 impl ServiceRecord {

@@ -13,8 +13,10 @@
 //! the new service record (checked against the bytes evaluated), stops
 //! tasks with stop code `ServiceSchedulerInitiated`, places through the
 //! placer (group `service:<name>`, startedBy the deployment id) and writes
-//! the events in ECS's wording.
+//! the events in ECS's wording. [`history`] keeps ECS's service
+//! deployments in the record, from its deployments.
 
+pub mod history;
 pub mod plan;
 
 use std::collections::{HashMap, HashSet};
@@ -360,6 +362,16 @@ impl Controller {
             }
             if rec.status == ServiceStatus::Inactive {
                 tracing::info!(service = %name, cluster = %cluster, "service is INACTIVE");
+            }
+            for d in history::changed(&snap.record, rec) {
+                tracing::info!(
+                    service = %name,
+                    cluster = %cluster,
+                    service_deployment = %d.id,
+                    status = d.status.as_str(),
+                    reason = %d.status_reason,
+                    "service deployment"
+                );
             }
         }
         let mut events: Vec<String> = Vec::new();

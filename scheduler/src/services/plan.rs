@@ -585,10 +585,12 @@ fn settle(rec: &mut ServiceRecord, settled: bool, now: UnixMillis) {
 
 /// Decides one evaluation of a service.
 pub fn plan(inputs: &Inputs<'_>) -> Plan {
-    match inputs.service.scheduling {
+    let mut plan = match inputs.service.scheduling {
         SchedulingStrategy::Replica => plan_replica(inputs),
         SchedulingStrategy::Daemon => plan_daemon(inputs),
-    }
+    };
+    super::history::record(&mut plan.record, inputs.now);
+    plan
 }
 
 /// Decides one evaluation of a REPLICA service.

@@ -40,12 +40,10 @@ mod unpack;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use containerd_client::services::v1::{GetImageRequest, Image, UpdateImageRequest};
 use oci_client::Reference;
-use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -62,53 +60,7 @@ pub use gc::{
 /// The image label holding the last time an `ensure` used the image.
 pub const LAST_USED_LABEL: &str = "berth.last-used";
 
-/// When to pull, with the meanings of amazon-ecs-agent's
-/// `ECS_IMAGE_PULL_BEHAVIOR`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PullPolicy {
-    /// Pull; if the pull fails, use the cached image if there is one.
-    #[default]
-    Default,
-    /// Pull; if the pull fails, fail.
-    Always,
-    /// Pull only if this agent has not pulled the image before (its record
-    /// is in Berth's containerd namespace); otherwise use it.
-    Once,
-    /// Use the cached image if there is one; otherwise pull. (ECS also turns
-    /// image cleanup off with this behaviour; the agent's GC loop decides.)
-    PreferCached,
-}
-
-/// A pull policy name that is none of `default|always|once|prefer-cached`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown image pull behavior {0:?}: expected default, always, once or prefer-cached")]
-pub struct ParsePullPolicyError(pub String);
-
-impl FromStr for PullPolicy {
-    type Err = ParsePullPolicyError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "default" => Ok(PullPolicy::Default),
-            "always" => Ok(PullPolicy::Always),
-            "once" => Ok(PullPolicy::Once),
-            "prefer-cached" => Ok(PullPolicy::PreferCached),
-            other => Err(ParsePullPolicyError(other.to_owned())),
-        }
-    }
-}
-
-impl fmt::Display for PullPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PullPolicy::Default => "default",
-            PullPolicy::Always => "always",
-            PullPolicy::Once => "once",
-            PullPolicy::PreferCached => "prefer-cached",
-        })
-    }
-}
+pub use crate::config::{ParsePullPolicyError, PullPolicy};
 
 /// Registry credentials. `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -169,6 +121,17 @@ pub struct ImageStoreConfig {
     pub insecure_registries: Vec<String>,
     /// (os, architecture) in OCI naming, e.g. ("linux", "amd64").
     pub platform: (String, String),
+}
+
+impl From<&crate::config::RuntimeConfig> for ImageStoreConfig {
+    /// How the image store pulls, from the agent's runtime settings.
+    fn from(rc: &crate::config::RuntimeConfig) -> Self {
+        Self {
+            docker_config: rc.docker_config.clone(),
+            insecure_registries: rc.insecure_registries.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 impl Default for ImageStoreConfig {
@@ -495,21 +458,6 @@ impl ImageStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn policies_parse_with_ecs_names() {
-        for (s, p) in [
-            ("default", PullPolicy::Default),
-            ("always", PullPolicy::Always),
-            ("once", PullPolicy::Once),
-            ("prefer-cached", PullPolicy::PreferCached),
-        ] {
-            assert_eq!(s.parse::<PullPolicy>(), Ok(p));
-            assert_eq!(p.to_string(), s);
-        }
-        let err = "sometimes".parse::<PullPolicy>().unwrap_err();
-        assert!(err.to_string().contains("\"sometimes\""), "{err}");
-    }
 
     #[test]
     fn references_normalize_like_docker() {

@@ -32,6 +32,7 @@ fn service(desired: u32, min: u32, max: u32) -> ServiceRecord {
         throttle_failures: 0,
         last_completed: None,
         version: 1,
+        service_deployments: vec![],
     };
     let mut d = new_deployment("web", 1, T0);
     d.id = "ecs-svc/1".into();

@@ -1,0 +1,257 @@
+//! CreateService, UpdateService, DeleteService, DescribeServices,
+//! ListServices.
+
+use berth_proto::v1 as pb;
+use berth_proto::v1::service_service_server::ServiceService;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::task::{check_launch_type, constraints, strategies, ConstraintIn, StrategyIn};
+use super::{at_most, next, status, Ctx};
+use crate::api::service::ServiceApi;
+use crate::ecs_api::error::EcsError;
+use crate::ecs_api::render;
+
+fn api(ctx: &Ctx<'_>) -> ServiceApi {
+    ServiceApi {
+        shared: ctx.shared(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CircuitBreakerIn {
+    #[serde(default)]
+    enable: bool,
+    #[serde(default)]
+    rollback: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeploymentConfigurationIn {
+    minimum_healthy_percent: Option<i32>,
+    maximum_percent: Option<i32>,
+    deployment_circuit_breaker: Option<CircuitBreakerIn>,
+}
+
+fn deployment_configuration(
+    d: Option<DeploymentConfigurationIn>,
+) -> Option<pb::DeploymentConfiguration> {
+    d.map(|d| pb::DeploymentConfiguration {
+        minimum_healthy_percent: d.minimum_healthy_percent,
+        maximum_percent: d.maximum_percent,
+        deployment_circuit_breaker: d.deployment_circuit_breaker.map(|c| {
+            pb::DeploymentCircuitBreaker {
+                enable: c.enable,
+                rollback: c.rollback,
+            }
+        }),
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TagIn {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    value: String,
+}
+
+/// Load balancers arrive with target groups (Berth's traffic issue);
+/// until then a service that asks for one is refused, not silently
+/// created without it.
+fn no_load_balancers(v: &[Value]) -> Result<(), EcsError> {
+    if v.is_empty() {
+        Ok(())
+    } else {
+        Err(EcsError::new(
+            "UnsupportedFeatureException",
+            400,
+            "loadBalancers: Berth does not attach services to load balancers yet",
+        ))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateIn {
+    #[serde(default)]
+    cluster: String,
+    service_name: String,
+    #[serde(default)]
+    task_definition: String,
+    desired_count: Option<i32>,
+    #[serde(default)]
+    scheduling_strategy: String,
+    #[serde(default)]
+    placement_constraints: Vec<ConstraintIn>,
+    #[serde(default)]
+    placement_strategy: Vec<StrategyIn>,
+    deployment_configuration: Option<DeploymentConfigurationIn>,
+    health_check_grace_period_seconds: Option<i32>,
+    #[serde(default)]
+    tags: Vec<TagIn>,
+    launch_type: Option<String>,
+    #[serde(default)]
+    load_balancers: Vec<Value>,
+}
+
+pub async fn create(ctx: &mut Ctx<'_>, i: CreateIn) -> Result<Value, EcsError> {
+    check_launch_type("launchType", i.launch_type.as_deref())?;
+    no_load_balancers(&i.load_balancers)?;
+    let req = ctx.grpc(pb::CreateServiceRequest {
+        cluster: i.cluster,
+        service_name: i.service_name,
+        task_definition: i.task_definition,
+        desired_count: i.desired_count,
+        scheduling_strategy: i.scheduling_strategy,
+        placement_constraints: constraints(i.placement_constraints),
+        placement_strategy: strategies(i.placement_strategy),
+        deployment_configuration: deployment_configuration(i.deployment_configuration),
+        health_check_grace_period_seconds: i.health_check_grace_period_seconds.unwrap_or(0),
+        tags: i
+            .tags
+            .into_iter()
+            .map(|t| pb::Tag {
+                key: t.key,
+                value: t.value,
+            })
+            .collect(),
+    });
+    let out = api(ctx)
+        .create_service(req)
+        .await
+        .map_err(status)?
+        .into_inner();
+    Ok(json!({"service": out.service.as_ref().map(render::service)}))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateIn {
+    #[serde(default)]
+    cluster: String,
+    service: String,
+    #[serde(default)]
+    task_definition: String,
+    desired_count: Option<i32>,
+    deployment_configuration: Option<DeploymentConfigurationIn>,
+    placement_constraints: Option<Vec<ConstraintIn>>,
+    placement_strategy: Option<Vec<StrategyIn>>,
+    #[serde(default)]
+    force_new_deployment: bool,
+    health_check_grace_period_seconds: Option<i32>,
+    load_balancers: Option<Vec<Value>>,
+}
+
+pub async fn update(ctx: &mut Ctx<'_>, i: UpdateIn) -> Result<Value, EcsError> {
+    no_load_balancers(i.load_balancers.as_deref().unwrap_or_default())?;
+    let placement = if i.placement_constraints.is_some() || i.placement_strategy.is_some() {
+        Some(pb::PlacementUpdate {
+            placement_constraints: constraints(i.placement_constraints.unwrap_or_default()),
+            placement_strategy: strategies(i.placement_strategy.unwrap_or_default()),
+        })
+    } else {
+        None
+    };
+    let req = ctx.grpc(pb::UpdateServiceRequest {
+        cluster: i.cluster,
+        service: i.service,
+        task_definition: i.task_definition,
+        desired_count: i.desired_count,
+        deployment_configuration: deployment_configuration(i.deployment_configuration),
+        placement,
+        force_new_deployment: i.force_new_deployment,
+        health_check_grace_period_seconds: i.health_check_grace_period_seconds,
+    });
+    let out = api(ctx)
+        .update_service(req)
+        .await
+        .map_err(status)?
+        .into_inner();
+    Ok(json!({"service": out.service.as_ref().map(render::service)}))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteIn {
+    #[serde(default)]
+    cluster: String,
+    service: String,
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn delete(ctx: &mut Ctx<'_>, i: DeleteIn) -> Result<Value, EcsError> {
+    let req = ctx.grpc(pb::DeleteServiceRequest {
+        cluster: i.cluster,
+        service: i.service,
+        force: i.force,
+    });
+    let out = api(ctx)
+        .delete_service(req)
+        .await
+        .map_err(status)?
+        .into_inner();
+    Ok(json!({"service": out.service.as_ref().map(render::service)}))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeIn {
+    #[serde(default)]
+    cluster: String,
+    services: Vec<String>,
+}
+
+pub async fn describe(ctx: &mut Ctx<'_>, i: DescribeIn) -> Result<Value, EcsError> {
+    at_most("services", i.services.len(), 10)?;
+    if i.services.is_empty() {
+        return Err(EcsError::invalid("Services cannot be empty."));
+    }
+    let req = ctx.grpc(pb::DescribeServicesRequest {
+        cluster: i.cluster,
+        services: i.services,
+        ..Default::default()
+    });
+    let out = api(ctx)
+        .describe_services(req)
+        .await
+        .map_err(status)?
+        .into_inner();
+    Ok(json!({
+        "services": out.services.iter().map(render::service).collect::<Vec<_>>(),
+        "failures": out.failures.iter().map(render::failure).collect::<Vec<_>>(),
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListIn {
+    #[serde(default)]
+    cluster: String,
+    #[serde(default)]
+    scheduling_strategy: String,
+    #[serde(default)]
+    launch_type: String,
+    next_token: Option<String>,
+    max_results: Option<i32>,
+}
+
+pub async fn list(ctx: &mut Ctx<'_>, i: ListIn) -> Result<Value, EcsError> {
+    let req = ctx.grpc(pb::ListServicesRequest {
+        cluster: i.cluster,
+        scheduling_strategy: i.scheduling_strategy,
+        launch_type: i.launch_type,
+        max_results: i.max_results.unwrap_or_default(),
+        next_token: i.next_token.unwrap_or_default(),
+    });
+    let out = api(ctx)
+        .list_services(req)
+        .await
+        .map_err(status)?
+        .into_inner();
+    Ok(json!({"serviceArns": out.service_arns, "nextToken": next(out.next_token)}))
+}
