@@ -470,3 +470,93 @@ async fn lists_page_with_next_token_and_clusters_in_use_are_kept() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)] // curl blocks a thread
+async fn tags_attributes_and_task_definition_deletion_over_the_ecs_api() {
+    let s = start().await;
+    let call = |op: &str, body: Value| Call::op(op, body).signed(&s.admin).send(&s);
+    let arn = "arn:berth:ecs:local:000000000000:cluster/default";
+    let (code, _, v) = call(
+        "TagResource",
+        json!({"resourceArn": arn, "tags": [{"key": "team", "value": "core"}, {"key": "env"}]}),
+    );
+    assert_eq!((code, v.clone()), (200, json!({})), "{v}");
+    let (code, _, v) = call(
+        "UntagResource",
+        json!({"resourceArn": arn, "tagKeys": ["env"]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, _, v) = call("ListTagsForResource", json!({"resourceArn": arn}));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v, json!({"tags": [{"key": "team", "value": "core"}]}));
+    let (code, _, v) = call(
+        "ListTagsForResource",
+        json!({"resourceArn": "arn:berth:ecs:local:000000000000:cluster/nope"}),
+    );
+    assert_eq!(
+        (code, error_type(&v)),
+        (400, "ResourceNotFoundException"),
+        "{v}"
+    );
+    let (code, _, v) = call(
+        "TagResource",
+        json!({"resourceArn": arn, "tags": [{"key": "aws:owner", "value": "x"}]}),
+    );
+    assert_eq!(
+        (code, error_type(&v)),
+        (400, "InvalidParameterException"),
+        "{v}"
+    );
+
+    // Attributes: an unknown target is ECS's TargetNotFoundException.
+    let (code, _, v) = call(
+        "PutAttributes",
+        json!({"attributes": [{"name": "tier", "value": "gold", "targetId": "nope"}]}),
+    );
+    assert_eq!(
+        (code, error_type(&v)),
+        (400, "TargetNotFoundException"),
+        "{v}"
+    );
+    let (code, _, v) = call(
+        "ListAttributes",
+        json!({"targetType": "container-instance"}),
+    );
+    assert_eq!((code, v.clone()), (200, json!({"attributes": []})), "{v}");
+
+    // DeleteTaskDefinitions: ACTIVE is a failure, INACTIVE is deleted.
+    let (code, _, v) = call(
+        "RegisterTaskDefinition",
+        json!({"family": "web", "containerDefinitions": [{"name": "c", "image": "busybox", "memory": 32}]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, _, v) = call(
+        "DeleteTaskDefinitions",
+        json!({"taskDefinitions": ["web:1"]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["taskDefinitions"], json!([]));
+    assert!(
+        v["failures"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ACTIVE"),
+        "{v}"
+    );
+    let (code, _, v) = call(
+        "DeregisterTaskDefinition",
+        json!({"taskDefinition": "web:1"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, _, v) = call(
+        "DeleteTaskDefinitions",
+        json!({"taskDefinitions": ["web:1"]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        v["taskDefinitions"][0]["status"], "DELETE_IN_PROGRESS",
+        "{v}"
+    );
+    assert_eq!(v["failures"], json!([]));
+    s.stop().await;
+}

@@ -82,9 +82,10 @@ impl Db {
                     let found = self
                         .get::<InstanceRecord>(Table::Instances, id.as_bytes())?
                         .filter(|(rec, _)| rec.cluster == cluster)
+                        // ECS's TargetNotFoundException.
                         .ok_or_else(|| DbError::NotFound {
-                            kind: "container instance",
-                            name: format!("{cluster}/{id}"),
+                            kind: "target",
+                            name: format!("container instance {cluster}/{id}"),
                         })?;
                     records.insert(id, found);
                 }

@@ -75,7 +75,3 @@ pub struct RenderError(String);
 pub fn task_definition(td: &pb::TaskDefinition) -> Result<Value, RenderError> {
     serde_json::from_str(&td.json).map_err(|e| RenderError(e.to_string()))
 }
-
-pub fn task_definition_tags(_td: Option<&pb::TaskDefinition>) -> Value {
-    json!([])
-}

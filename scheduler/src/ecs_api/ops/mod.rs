@@ -6,6 +6,7 @@
 
 mod cluster;
 mod instance;
+mod resource;
 mod service;
 mod task;
 mod taskdef;
@@ -90,6 +91,25 @@ pub const OPERATIONS: &[Operation] = &[
         "DeregisterContainerInstance",
         "/berth.v1.ContainerInstanceService/DeregisterContainerInstance",
     ),
+    op(
+        "DeleteTaskDefinitions",
+        "/berth.v1.TaskDefinitionService/DeleteTaskDefinitions",
+    ),
+    op("TagResource", "/berth.v1.TagService/TagResource"),
+    op("UntagResource", "/berth.v1.TagService/UntagResource"),
+    op(
+        "ListTagsForResource",
+        "/berth.v1.TagService/ListTagsForResource",
+    ),
+    op("PutAttributes", "/berth.v1.AttributeService/PutAttributes"),
+    op(
+        "DeleteAttributes",
+        "/berth.v1.AttributeService/DeleteAttributes",
+    ),
+    op(
+        "ListAttributes",
+        "/berth.v1.AttributeService/ListAttributes",
+    ),
 ];
 
 /// ECS's other operations (API reference, 2026): answered with
@@ -99,10 +119,8 @@ pub const NOT_SERVED: &[&str] = &[
     "CreateExpressGatewayService",
     "CreateTaskSet",
     "DeleteAccountSetting",
-    "DeleteAttributes",
     "DeleteCapacityProvider",
     "DeleteExpressGatewayService",
-    "DeleteTaskDefinitions",
     "DeleteTaskSet",
     "DescribeCapacityProviders",
     "DescribeExpressGatewayService",
@@ -113,21 +131,16 @@ pub const NOT_SERVED: &[&str] = &[
     "ExecuteCommand",
     "GetTaskProtection",
     "ListAccountSettings",
-    "ListAttributes",
     "ListServiceDeployments",
     "ListServicesByNamespace",
-    "ListTagsForResource",
     "PutAccountSetting",
     "PutAccountSettingDefault",
-    "PutAttributes",
     "PutClusterCapacityProviders",
     "RegisterContainerInstance",
     "StopServiceDeployment",
     "SubmitAttachmentStateChanges",
     "SubmitContainerStateChange",
     "SubmitTaskStateChange",
-    "TagResource",
-    "UntagResource",
     "UpdateCapacityProvider",
     "UpdateCluster",
     "UpdateClusterSettings",
@@ -255,6 +268,13 @@ async fn dispatch(ctx: &mut Ctx<'_>, input: Value) -> Result<Value, EcsError> {
         "DescribeContainerInstances" => instance::describe(ctx, parse(input)?).await,
         "UpdateContainerInstancesState" => instance::update_state(ctx, parse(input)?).await,
         "DeregisterContainerInstance" => instance::deregister(ctx, parse(input)?).await,
+        "DeleteTaskDefinitions" => taskdef::delete(ctx, parse(input)?).await,
+        "TagResource" => resource::tag(ctx, parse(input)?).await,
+        "UntagResource" => resource::untag(ctx, parse(input)?).await,
+        "ListTagsForResource" => resource::list_tags(ctx, parse(input)?).await,
+        "PutAttributes" => resource::put_attributes(ctx, parse(input)?).await,
+        "DeleteAttributes" => resource::delete_attributes(ctx, parse(input)?).await,
+        "ListAttributes" => resource::list_attributes(ctx, parse(input)?).await,
         other => Err(EcsError::server(format!("{other} has no conversion"))),
     }
 }

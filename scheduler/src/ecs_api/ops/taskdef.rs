@@ -1,5 +1,5 @@
 //! RegisterTaskDefinition, DescribeTaskDefinition, ListTaskDefinitions,
-//! ListTaskDefinitionFamilies, DeregisterTaskDefinition.
+//! ListTaskDefinitionFamilies, DeregisterTaskDefinition, DeleteTaskDefinitions.
 
 use berth_proto::v1 as pb;
 use berth_proto::v1::task_definition_service_server::TaskDefinitionService;
@@ -54,7 +54,7 @@ pub struct DescribeIn {
 pub async fn describe(ctx: &mut Ctx<'_>, i: DescribeIn) -> Result<Value, EcsError> {
     let req = ctx.grpc(pb::DescribeTaskDefinitionRequest {
         task_definition: i.task_definition,
-        ..Default::default()
+        include: i.include.clone(),
     });
     let out = api(ctx)
         .describe_task_definition(req)
@@ -63,7 +63,7 @@ pub async fn describe(ctx: &mut Ctx<'_>, i: DescribeIn) -> Result<Value, EcsErro
         .into_inner();
     let mut v = json!({"taskDefinition": rendered(out.task_definition.as_ref())?});
     if i.include.iter().any(|x| x == "TAGS") {
-        v["tags"] = render::task_definition_tags(out.task_definition.as_ref());
+        v["tags"] = super::resource::tags_json(&out.tags);
     }
     Ok(v)
 }
@@ -142,4 +142,30 @@ pub async fn deregister(ctx: &mut Ctx<'_>, i: DeregisterIn) -> Result<Value, Ecs
         .map_err(status)?
         .into_inner();
     Ok(json!({"taskDefinition": rendered(out.task_definition.as_ref())?}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteIn {
+    #[serde(default)]
+    task_definitions: Vec<String>,
+}
+
+pub async fn delete(ctx: &mut Ctx<'_>, i: DeleteIn) -> Result<Value, EcsError> {
+    let req = ctx.grpc(pb::DeleteTaskDefinitionsRequest {
+        task_definitions: i.task_definitions,
+    });
+    let out = api(ctx)
+        .delete_task_definitions(req)
+        .await
+        .map_err(status)?
+        .into_inner();
+    Ok(json!({
+        "taskDefinitions": out
+            .task_definitions
+            .iter()
+            .map(|t| rendered(Some(t)))
+            .collect::<Result<Vec<_>, _>>()?,
+        "failures": out.failures.iter().map(render::failure).collect::<Vec<_>>(),
+    }))
 }
