@@ -23,6 +23,7 @@
 //!   restore; `berth-scheduler snapshot`.
 //! - [`config`]: file/env/flag configuration, validated before anything binds.
 //! - [`tls`]: the cluster CA, the serving certificate, agents' client certificates.
+//! - [`ecs_api`]: the ECS-compatible HTTP API's pure parts: SigV4 verification, the JSON body.
 
 pub mod agent_link;
 pub mod agents;
@@ -30,6 +31,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod ecs_api;
 pub mod placement;
 pub mod placer;
 pub mod records;
