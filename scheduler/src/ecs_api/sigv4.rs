@@ -3,9 +3,9 @@
 //!
 //! # API
 //!
-//! ```ignore
+//! ```text
 //! let verified = sigv4::verify(
-//!     &sigv4::Request { method: "POST", path: "/", query: "", headers: &headers, body: &body },
+//!     &sigv4::Request::from_parts(&parts, &body), // or a `Request { method, path, query, headers, body }`
 //!     SystemTime::now(),
 //!     &sigv4::Policy::ecs(None),
 //!     |access_key_id| credentials.secret_for(access_key_id), // -> Option<SecretKey>
@@ -44,7 +44,8 @@
 //!   plus, an invalid `%` escape a literal `%`), sorted by encoded key then value.
 //! - Canonical headers: the names listed in `SignedHeaders`, in that order (signers sort
 //!   them; what was signed is what is verified), each `name:value` where the value is every
-//!   occurrence trimmed, joined by `,`, with runs of spaces/tabs collapsed to one space. A
+//!   occurrence trimmed, joined by `,`, with runs of spaces/tabs collapsed to one space
+//!   (bytes, so obs-text is hashed as received). A
 //!   listed header that is absent has the empty value (the signature then fails). Headers
 //!   not listed (e.g. `user-agent`, which botocore never signs) do not matter.
 //! - Payload hash: the `x-amz-content-sha256` header when present, otherwise the SHA-256 of
@@ -106,6 +107,19 @@ pub struct Request<'a> {
     pub headers: &'a http::HeaderMap,
     /// The complete body.
     pub body: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    /// The request as hyper/http received it: path and query from the URI.
+    pub fn from_parts(parts: &'a http::request::Parts, body: &'a [u8]) -> Self {
+        Request {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+            body,
+        }
+    }
 }
 
 /// What the server accepts.

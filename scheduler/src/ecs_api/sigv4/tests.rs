@@ -642,6 +642,27 @@ fn the_independent_signers_request_verifies() {
 }
 
 #[test]
+fn a_request_from_http_parts() {
+    let o = botocore_list_tasks();
+    let mut builder = http::Request::builder()
+        .method("POST")
+        .uri("http://berth.example:8080/");
+    for (k, v) in &o.headers {
+        builder = builder.header(k, v);
+    }
+    let (parts, body) = builder.body(o.body.clone()).unwrap().into_parts();
+    let req = Request::from_parts(&parts, &body);
+    assert_eq!((req.method, req.path, req.query), ("POST", "/", ""));
+    let got = verify(
+        &req,
+        at("20261205T125820Z"),
+        &Policy::ecs(None),
+        secret_of(BOTO_AKID, BOTO_SECRET),
+    );
+    assert!(got.is_ok(), "{got:?}");
+}
+
+#[test]
 fn missing_authentication_token() {
     let mut o = signed_list_tasks();
     o.headers.remove("authorization");
