@@ -96,6 +96,11 @@ pub fn service(s: &pb::Service) -> Value {
     to_value(&shapes::Service::from(s))
 }
 
+/// ECS's ServiceEvent (`{id, createdAt, message}`), one of a Service's `events`.
+pub fn service_event(e: &pb::ServiceEvent) -> Value {
+    to_value(&shapes::ServiceEvent::from(e))
+}
+
 /// ECS's ContainerInstance.
 pub fn container_instance(ci: &pb::ContainerInstance) -> Value {
     to_value(&shapes::ContainerInstance::from(ci))

@@ -431,6 +431,16 @@ pub struct ServiceEvent {
     pub message: String,
 }
 
+impl From<&pb::ServiceEvent> for ServiceEvent {
+    fn from(e: &pb::ServiceEvent) -> Self {
+        Self {
+            id: e.id.clone(),
+            created_at: epoch(e.created_at.as_ref()),
+            message: e.message.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct PlacementConstraint {
     #[serde(rename = "type")]
@@ -528,15 +538,7 @@ impl From<&pb::Service> for Service {
                     rollout_state_reason: non_empty(&d.rollout_state_reason),
                 })
                 .collect(),
-            events: s
-                .events
-                .iter()
-                .map(|e| ServiceEvent {
-                    id: e.id.clone(),
-                    created_at: epoch(e.created_at.as_ref()),
-                    message: e.message.clone(),
-                })
-                .collect(),
+            events: s.events.iter().map(ServiceEvent::from).collect(),
             created_at: epoch(s.created_at.as_ref()),
             placement_constraints: s
                 .placement_constraints
