@@ -1464,3 +1464,27 @@ fn every_module_starts_with_a_doc_comment() {
         );
     }
 }
+
+#[test]
+fn docker_labels_in_berths_namespace_warn_and_oversized_ones_fail() {
+    let def = |labels: Value| {
+        json!({"family": "f", "containerDefinitions": [
+            {"name": "a", "image": "i", "memory": 32, "dockerLabels": labels}
+        ]})
+        .to_string()
+    };
+    let reg = parse_registration(&def(
+        json!({"berth.task-arn": "x", "traefik.enable": "true"}),
+    ))
+    .expect("valid");
+    let paths: Vec<&str> = reg.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [r#"containerDefinitions[0].dockerLabels["berth.task-arn"]"#]
+    );
+    let err = parse_registration(&def(json!({"big": "x".repeat(4094)}))).unwrap_err();
+    assert_eq!(
+        err.errors[0].path,
+        "containerDefinitions[0].dockerLabels.big"
+    );
+}
