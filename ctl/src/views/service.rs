@@ -41,7 +41,7 @@ impl ServiceView {
     /// `(minimum healthy %, maximum %, circuit breaker on, rollback)`, with
     /// ECS's defaults.
     fn deployment_settings(&self) -> (i32, i32, bool, bool) {
-        let cfg = self.deployment_configuration.clone().unwrap_or_default();
+        let cfg = self.deployment_configuration.unwrap_or_default();
         let cb = cfg.deployment_circuit_breaker.unwrap_or_default();
         (
             cfg.minimum_healthy_percent.unwrap_or(100),

@@ -497,7 +497,7 @@ pub struct Service {
 
 impl From<&pb::Service> for Service {
     fn from(s: &pb::Service) -> Self {
-        let cfg = s.deployment_configuration.clone().unwrap_or_default();
+        let cfg = s.deployment_configuration.unwrap_or_default();
         let cb = cfg.deployment_circuit_breaker.unwrap_or_default();
         Self {
             service_arn: s.service_arn.clone(),
