@@ -4,6 +4,8 @@
 //!   edges touch these types (ARCHITECTURE.md lists them).
 //! - [`taskdef`]: ECS's task-definition JSON as a serde model, with its
 //!   validation (every error at once, each naming its JSON path).
+//! - [`ecs_json`]: ECS's JSON for clusters, tasks, services, instances and
+//!   definitions: the renderer of the ECS API and `berthctl -o json`.
 //! - [`ecs`]: ECS's vocabulary (task, desired, container and health status,
 //!   stop codes, the transport protocol), each defined once.
 //! - [`names`]: ECS's name rules (cluster names, attribute names and values).
@@ -20,6 +22,7 @@
 pub mod arn;
 pub mod auth;
 pub mod ecs;
+pub mod ecs_json;
 pub mod errors;
 pub mod fsutil;
 pub mod names;

@@ -40,7 +40,8 @@ const HTTPD: &str = r#"{"family":"httpd","containerDefinitions":[{
     "name":"web","image":"IMAGE","memory":64,"essential":true,
     "entryPoint":["sh","-c"],
     "command":["mkdir -p /www && echo hello-from-berth > /www/index.html && echo started && exec httpd -f -v -p 8080 -h /www"],
-    "portMappings":[{"containerPort":8080,"hostPort":0}]}]}"#;
+    "portMappings":[{"containerPort":8080,"hostPort":0}],
+    "dockerLabels":{"traefik.enable":"true","com.amazonaws.ecs.cluster":"spoofed"}}]}"#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn httpd_task_serves_on_its_dynamic_host_port() {
@@ -62,6 +63,17 @@ async fn httpd_task_serves_on_its_dynamic_host_port() {
     assert!(ta["containers"][0]["runtimeId"]
         .as_str()
         .is_some_and(|s| !s.is_empty()));
+
+    // dockerLabels are the containerd container's labels, as Docker makes
+    // them; Berth's and the ECS agent's own labels win.
+    let runtime_id = ta["containers"][0]["runtimeId"].as_str().unwrap();
+    let info = c.ctd.ctr_in("berth", &["containers", "info", runtime_id]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout)
+        .unwrap_or_else(|e| panic!("ctr containers info: {e}: {info:?}"));
+    let labels = &info["Labels"];
+    assert_eq!(labels["traefik.enable"], "true", "{info}");
+    assert_eq!(labels["com.amazonaws.ecs.cluster"], "default", "{info}");
+    assert_eq!(labels["berth.task-arn"], ta["taskArn"], "{info}");
 
     // Logs come back through the scheduler.
     let logs = ok_stdout(&c.sched.ctl(&["task", "logs", &a]));

@@ -902,7 +902,7 @@ impl HostOps {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let mut labels = plan.labels(c.index);
+        let mut labels = plan.container_labels(c.index);
         if let Some(s) = &image.config.stop_signal {
             labels.insert(labels::STOP_SIGNAL.to_owned(), s.clone());
         }

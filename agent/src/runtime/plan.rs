@@ -39,6 +39,23 @@ pub mod labels {
     /// The container's random id in its task metadata endpoint URI
     /// (`/v4/<id>`); unguessable, so a task cannot name another's.
     pub const METADATA_ID: &str = "berth.metadata-id";
+
+    /// The prefix of every Berth label. A task definition's `dockerLabels`
+    /// in this namespace are dropped: the agent reads these labels back to
+    /// supervise the task.
+    pub const PREFIX: &str = "berth.";
+
+    /// The labels the ECS agent puts on every container (its
+    /// `com.amazonaws.ecs.*` set), which tools such as cAdvisor and
+    /// Datadog read. Like the ECS agent, Berth sets them over the user's.
+    pub const ECS_TASK_ARN: &str = "com.amazonaws.ecs.task-arn";
+    pub const ECS_CONTAINER_NAME: &str = "com.amazonaws.ecs.container-name";
+    pub const ECS_FAMILY: &str = "com.amazonaws.ecs.task-definition-family";
+    pub const ECS_REVISION: &str = "com.amazonaws.ecs.task-definition-version";
+    pub const ECS_CLUSTER: &str = "com.amazonaws.ecs.cluster";
+
+    /// containerd's limit on a label's key plus value, in bytes.
+    pub const MAX_LABEL_BYTES: usize = 4096;
 }
 
 /// Why a plan cannot be made.
@@ -183,7 +200,52 @@ impl TaskPlan {
         })
     }
 
-    /// The labels for container `index`.
+    /// The labels of container `index`'s containerd container (and the
+    /// OCI annotations of its spec), as Docker makes a container's
+    /// `dockerLabels` its labels: the definition's `dockerLabels`, then the
+    /// ECS agent's `com.amazonaws.ecs.*` labels, then Berth's own
+    /// ([`Self::labels`]). Later ones win, so a user label cannot replace
+    /// what the agent and ECS-aware tools rely on; user labels in Berth's
+    /// `berth.` namespace are dropped (not merely overridden: the agent
+    /// reads optional ones such as `berth.lifecycle` back), and so are
+    /// labels over containerd's 4096-byte limit, which would fail the
+    /// container's creation.
+    pub fn container_labels(&self, index: usize) -> BTreeMap<String, String> {
+        let mut l = BTreeMap::new();
+        if let (Some(def), Some(c)) = (&self.definition, self.containers.get(index)) {
+            if let Some(cdef) = def.container(&c.name) {
+                for (k, v) in &cdef.docker_labels {
+                    if k.starts_with(labels::PREFIX) {
+                        tracing::warn!(task = %self.arn, container = %c.name, label = %k,
+                            "dockerLabels in Berth's namespace are ignored");
+                        continue;
+                    }
+                    if k.len() + v.len() > labels::MAX_LABEL_BYTES {
+                        tracing::warn!(task = %self.arn, container = %c.name, label = %k,
+                            "a dockerLabel over containerd's 4096-byte limit is ignored");
+                        continue;
+                    }
+                    l.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        if let Some(c) = self.containers.get(index) {
+            for (k, v) in [
+                (labels::ECS_TASK_ARN, self.arn.clone()),
+                (labels::ECS_CONTAINER_NAME, c.name.clone()),
+                (labels::ECS_FAMILY, self.family.clone()),
+                (labels::ECS_REVISION, self.revision.to_string()),
+                (labels::ECS_CLUSTER, self.cluster.clone()),
+            ] {
+                l.insert(k.to_owned(), v);
+            }
+        }
+        l.extend(self.labels(index));
+        l
+    }
+
+    /// Berth's own labels for container `index`: what the agent reads back
+    /// to supervise the task ([`Self::from_labels`]).
     pub fn labels(&self, index: usize) -> BTreeMap<String, String> {
         let c = &self.containers[index];
         let mut l = BTreeMap::new();
@@ -419,6 +481,47 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn docker_labels_become_container_labels_under_berths_own() {
+        let json = r#"{"family":"web","containerDefinitions":[
+            {"name":"web","image":"busybox","memory":32,"dockerLabels":{
+                "traefik.enable":"true",
+                "traefik.http.routers.web.rule":"Host(`web.example`)",
+                "berth.task-arn":"spoofed",
+                "berth.lifecycle":"{}",
+                "com.amazonaws.ecs.cluster":"spoofed",
+                "big":"BIG"}},
+            {"name":"side","image":"busybox","memory":32}]}"#;
+        let json = json.replace("BIG", &"x".repeat(labels::MAX_LABEL_BYTES));
+        let p = TaskPlan::from_desired(&desired(&json), Duration::from_secs(30)).unwrap();
+        let l = p.container_labels(0);
+        assert_eq!(l["traefik.enable"], "true");
+        assert_eq!(l["traefik.http.routers.web.rule"], "Host(`web.example`)");
+        // Berth's and the ECS agent's labels win; Berth's namespace is closed.
+        assert_eq!(l[labels::TASK_ARN], p.arn);
+        assert!(!l.contains_key(labels::LIFECYCLE));
+        assert_eq!(l[labels::ECS_CLUSTER], "default");
+        assert_eq!(l[labels::ECS_TASK_ARN], p.arn);
+        assert_eq!(l[labels::ECS_CONTAINER_NAME], "web");
+        assert_eq!(l[labels::ECS_FAMILY], "web");
+        assert_eq!(l[labels::ECS_REVISION], "3");
+        assert!(!l.contains_key("big"), "over containerd's limit");
+        // Every Berth label is there, unchanged.
+        for (k, v) in p.labels(0) {
+            assert_eq!(l.get(&k), Some(&v), "{k}");
+        }
+        // The other container has only its own.
+        let side = p.container_labels(1);
+        assert!(!side.contains_key("traefik.enable"));
+        assert_eq!(side[labels::ECS_CONTAINER_NAME], "side");
+        // The labels still round-trip into the same plan.
+        let observed: Vec<_> = (0..2)
+            .map(|i| (p.containers[i].runtime_id.clone(), p.container_labels(i)))
+            .collect();
+        let q = TaskPlan::from_labels(&observed).unwrap();
+        assert_eq!(q.containers, p.containers);
     }
 
     #[test]

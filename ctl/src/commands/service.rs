@@ -561,11 +561,21 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                     .cloned()
                     .collect();
                 if ctx.output == crate::output::OutputFormat::Json {
-                    ctx.emit(&new, |_| String::new())?;
+                    let events: Vec<serde_json::Value> = new
+                        .iter()
+                        .map(|e| crate::views::cli(berth_proto::ecs_json::service_event(e)))
+                        .collect();
+                    ctx.emit(&events, |_| String::new())?;
                 } else {
                     let text: String = new
                         .iter()
-                        .map(|e| format!("{}  {}\n", e.at, e.message))
+                        .map(|e| {
+                            format!(
+                                "{}  {}\n",
+                                crate::views::table_time(e.created_at.as_ref()),
+                                e.message
+                            )
+                        })
                         .collect();
                     ctx.write(&text)?;
                 }
@@ -610,11 +620,11 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                 match found {
                     Some(d) => arns.push(d.service_deployment_arn.clone()),
                     // Not among the service's deployments: as ECS answers it.
-                    None => v.failures.push(crate::views::FailureView {
+                    None => v.failures.push(crate::views::FailureView(pb::Failure {
                         arn: id.clone(),
                         reason: "MISSING".to_owned(),
                         detail: String::new(),
-                    }),
+                    })),
                 }
             }
             // ECS describes at most 20 per call.

@@ -692,22 +692,32 @@ async fn cluster_lifecycle() {
     berthctl(&url, &["-o", "json", "cluster", "describe"])
         .await
         .check(expect![[r#"
-        [exit 0]
-        {
-          "clusters": [
+            [exit 0]
             {
-              "clusterArn": "arn:berth:ecs:local:000000000000:cluster/default",
-              "clusterName": "default",
-              "status": "ACTIVE",
-              "registeredContainerInstancesCount": 0,
-              "runningTasksCount": 0,
-              "pendingTasksCount": 0,
-              "activeServicesCount": 0
+              "clusters": [
+                {
+                  "clusterArn": "arn:berth:ecs:local:000000000000:cluster/default",
+                  "clusterName": "default",
+                  "status": "ACTIVE",
+                  "registeredContainerInstancesCount": 0,
+                  "runningTasksCount": 0,
+                  "pendingTasksCount": 0,
+                  "activeServicesCount": 0,
+                  "statistics": [],
+                  "tags": [],
+                  "settings": [
+                    {
+                      "name": "containerInsights",
+                      "value": "disabled"
+                    }
+                  ],
+                  "capacityProviders": [],
+                  "defaultCapacityProviderStrategy": []
+                }
+              ],
+              "failures": []
             }
-          ],
-          "failures": []
-        }
-    "#]]);
+        "#]]);
     berthctl(&url, &["cluster", "describe", "prod", "nope"])
         .await
         .check(expect![[r#"

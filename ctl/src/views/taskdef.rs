@@ -1,8 +1,9 @@
 //! Task definitions, as `aws ecs describe-task-definition`,
 //! `list-task-definitions` and `list-task-definition-families` print them.
 //!
-//! The definition itself travels as ECS JSON and is passed through as the
-//! scheduler wrote it; only the table summary looks inside it.
+//! The definition itself travels as ECS JSON; it is printed as
+//! `berth_proto::ecs_json::task_definition` renders it, timestamps as the
+//! aws CLI prints them. Only the table summary looks inside it.
 
 use berth_proto::arn::TaskDefRef;
 use berth_proto::v1 as pb;
@@ -49,26 +50,16 @@ impl TryFrom<pb::TaskDefinition> for TaskDefinitionView {
         let meta = TaskDefMeta {
             registered_at: table_time(td.registered_at.as_ref()),
             deregistered_at: td.deregistered_at.as_ref().map(|t| table_time(Some(t))),
-            arn: td.task_definition_arn,
-            family: td.family,
+            arn: td.task_definition_arn.clone(),
+            family: td.family.clone(),
             revision: td.revision,
-            status: td.status,
+            status: td.status.clone(),
         };
-        let definition: Value =
-            serde_json::from_str(&td.json).map_err(|e| CtlError::BadResponse {
-                what: format!(
-                    "the JSON of task definition {} is unreadable: {e}",
-                    meta.reference()
-                ),
+        let definition = berth_proto::ecs_json::task_definition(&td)
+            .map(super::cli)
+            .map_err(|e| CtlError::BadResponse {
+                what: e.to_string(),
             })?;
-        if !definition.is_object() {
-            return Err(CtlError::BadResponse {
-                what: format!(
-                    "the JSON of task definition {} is not an object",
-                    meta.reference()
-                ),
-            });
-        }
         Ok(Self { definition, meta })
     }
 }
@@ -349,8 +340,7 @@ mod tests {
     #[test]
     fn unreadable_json_is_a_bad_response() {
         let err = TaskDefinitionView::try_from(web("[1]")).unwrap_err();
-        expect![[r#"
-            error: unexpected answer from the Berth scheduler: the JSON of task definition web:3 is not an object"#]]
+        expect!["error: unexpected answer from the Berth scheduler: the JSON of task definition arn:berth:ecs:local:000000000000:task-definition/web:3 is not an object"]
         .assert_eq(&err.render());
         assert!(TaskDefinitionView::try_from(web("")).is_err());
     }

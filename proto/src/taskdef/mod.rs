@@ -11,7 +11,8 @@
 //! - [`parse`]: JSON text → model, reporting structural errors field by field.
 //! - [`validate`]: ECS's rules and Berth's decision for each field.
 //! - [`units`]: task `cpu`/`memory` strings (`"1 vCPU"`, `"2 GB"`).
-//! - [`describe`]: the model back as `describe-task-definition` output.
+//! - [`describe`]: the model back as `describe-task-definition` output, with
+//!   the defaults ECS fills in.
 //!
 //! # What Berth does with each field
 //!
@@ -52,7 +53,9 @@ pub mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use describe::{describe_json, describe_response_json, ReadOnlyFields};
+pub use describe::{
+    compatibilities, describe_json, describe_response_json, epoch_seconds, ReadOnlyFields,
+};
 pub use issue::{FieldIssue, InvalidTaskDefinition, ROOT_PATH};
 pub use model::*;
 pub use parse::{parse_registration, Registration, READ_ONLY_FIELDS};

@@ -917,18 +917,43 @@ fn describe_json_round_trips() {
             continue;
         };
         let def = &reg.definition;
-        let response = describe_response_json(def, &ro).to_string();
-        let back = parse_registration(&response)
+        let described = describe_response_json(def, &ro);
+        let back = parse_registration(&described.to_string())
             .unwrap_or_else(|e| panic!("case {:?}: describe output rejected:\n{e}", c.name));
-        assert_eq!(&back.definition, def, "case {:?}", c.name);
+        // ECS's defaults are filled in once: describing again changes nothing.
+        assert_eq!(
+            describe_response_json(&back.definition, &ro),
+            described,
+            "case {:?}",
+            c.name
+        );
+        // The same task: the defaults are ECS's own.
+        assert_eq!(
+            back.definition.task_cpu_units(),
+            def.task_cpu_units(),
+            "case {:?}",
+            c.name
+        );
+        assert_eq!(
+            back.definition.task_memory_mib(),
+            def.task_memory_mib(),
+            "case {:?}",
+            c.name
+        );
+        for (a, b) in back
+            .definition
+            .container_definitions
+            .iter()
+            .zip(&def.container_definitions)
+        {
+            assert_eq!(a.cpu.unwrap_or(0), b.cpu.unwrap_or(0));
+            assert_eq!(a.essential.unwrap_or(true), b.essential.unwrap_or(true));
+            assert_eq!((&a.command, &a.environment), (&b.command, &b.environment));
+        }
         // The object alone (no tags beside it) gives back everything but the tags.
         let wrapped = json!({"taskDefinition": describe_json(def, &ro)}).to_string();
         let back = parse_registration(&wrapped).expect("describe object registers");
         assert_eq!(back.definition.tags, vec![]);
-        assert_eq!(
-            back.definition.container_definitions,
-            def.container_definitions
-        );
     }
 }
 
@@ -942,10 +967,13 @@ fn describe_json_has_the_read_only_fields() {
     );
     assert_eq!(out["revision"], 3);
     assert_eq!(out["status"], "INACTIVE");
-    assert_eq!(out["requiresAttributes"], json!([]));
-    assert_eq!(out["compatibilities"], json!(["EC2", "EXTERNAL"]));
-    assert_eq!(out["registeredAt"], "2024-05-01T12:30:00.25Z");
-    assert_eq!(out["deregisteredAt"], "2024-06-01T08:00:00+02:00");
+    assert!(
+        out.get("requiresAttributes").is_none(),
+        "ECS leaves an empty list out"
+    );
+    assert_eq!(out["compatibilities"], json!(["EXTERNAL", "EC2"]));
+    assert_eq!(out["registeredAt"], json!(1_714_566_600.25));
+    assert_eq!(out["deregisteredAt"], json!(1_717_221_600.0));
     assert_eq!(out["registeredBy"], "operator:alice");
     assert_eq!(out["cpu"], "1024", "strings stay strings");
     assert!(
@@ -959,6 +987,106 @@ fn describe_json_has_the_read_only_fields() {
     assert_eq!(keys.first(), Some(&"taskDefinitionArn"));
     let response = describe_response_json(&reg.definition, &read_only());
     assert_eq!(response["tags"][0]["key"], "team");
+}
+
+/// A real ECS output (`testdata/README.md`): its `taskDefinition` object
+/// without the fields Berth assigns differently.
+fn ecs_output(text: &str) -> (Value, ReadOnlyFields) {
+    let v: Value = serde_json::from_str(text).expect("fixture is JSON");
+    let mut td = v["taskDefinition"].clone();
+    let status = match td["status"].as_str() {
+        Some("INACTIVE") => TaskDefinitionStatus::Inactive,
+        _ => TaskDefinitionStatus::Active,
+    };
+    let ro = ReadOnlyFields {
+        task_definition_arn: td["taskDefinitionArn"].as_str().unwrap_or("").to_owned(),
+        revision: td["revision"]
+            .as_u64()
+            .and_then(|r| u32::try_from(r).ok())
+            .unwrap_or(1),
+        status,
+        registered_at: datetime!(2024-05-01 12:30:00.25 UTC),
+        deregistered_at: None,
+        registered_by: None,
+    };
+    let m = td.as_object_mut().expect("an object");
+    for key in ["registeredAt", "registeredBy", "requiresAttributes"] {
+        m.remove(key);
+    }
+    (td, ro)
+}
+
+/// `describe_json` of what `text` registers, without the same fields.
+fn berth_output(text: &str, ro: &ReadOnlyFields) -> Value {
+    let reg = parse_registration(text).unwrap_or_else(|e| panic!("registers:\n{e}"));
+    let mut out = describe_json(&reg.definition, ro);
+    if let Some(m) = out.as_object_mut() {
+        m.remove("registeredAt");
+    }
+    out
+}
+
+#[test]
+fn ecs_outputs_round_trip() {
+    for (name, text) in [
+        (
+            "sleep360",
+            include_str!("testdata/ecs-sleep360.output.json"),
+        ),
+        (
+            "hello_world",
+            include_str!("testdata/ecs-hello-world.output.json"),
+        ),
+        (
+            "hello-world-task",
+            include_str!("testdata/ecs-hello-world-task.output.json"),
+        ),
+        (
+            "ContainerHandsOn",
+            include_str!("testdata/ecs-container-hands-on.output.json"),
+        ),
+    ] {
+        let (expected, ro) = ecs_output(text);
+        assert_eq!(berth_output(text, &ro), expected, "{name}");
+    }
+}
+
+#[test]
+fn an_ecs_input_describes_as_ecs_printed_it() {
+    let (expected, ro) = ecs_output(include_str!("testdata/ecs-sleep360.output.json"));
+    let got = berth_output(include_str!("testdata/ecs-sleep360.input.json"), &ro);
+    assert_eq!(got, expected);
+    // In ECS's (the aws CLI's) key order too.
+    let keys = |v: &Value| -> Vec<String> {
+        v.as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(keys(&got), keys(&expected));
+    assert_eq!(
+        keys(&got["containerDefinitions"][0]),
+        keys(&expected["containerDefinitions"][0])
+    );
+}
+
+#[test]
+fn task_sizes_are_described_as_units() {
+    let reg = parse_registration(
+        &json!({
+            "family": "f", "cpu": "1 vCPU", "memory": "2 GB", "networkMode": "awsvpc",
+            "containerDefinitions": [{"name": "a", "image": "i"}]
+        })
+        .to_string(),
+    )
+    .expect("valid");
+    let out = describe_json(&reg.definition, &read_only());
+    assert_eq!(
+        (&out["cpu"], &out["memory"]),
+        (&json!("1024"), &json!("2048"))
+    );
+    assert_eq!(out["compatibilities"], json!(["EC2", "FARGATE"]));
+    let c = &out["containerDefinitions"][0];
+    assert_eq!((&c["cpu"], &c["essential"]), (&json!(0), &json!(true)));
 }
 
 #[test]
@@ -1335,4 +1463,29 @@ fn every_module_starts_with_a_doc_comment() {
             "{name} has an ignored test"
         );
     }
+}
+
+#[test]
+fn docker_labels_in_berths_namespace_and_oversized_ones_warn() {
+    let def = |labels: Value| {
+        json!({"family": "f", "containerDefinitions": [
+            {"name": "a", "image": "i", "memory": 32, "dockerLabels": labels}
+        ]})
+        .to_string()
+    };
+    let reg = parse_registration(&def(
+        json!({"berth.task-arn": "x", "traefik.enable": "true"}),
+    ))
+    .expect("valid");
+    let paths: Vec<&str> = reg.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [r#"containerDefinitions[0].dockerLabels["berth.task-arn"]"#]
+    );
+    // Warned, not rejected: definitions registered before the check must still run.
+    let reg = parse_registration(&def(json!({"big": "x".repeat(4094)}))).expect("valid");
+    assert_eq!(
+        reg.warnings[0].path,
+        "containerDefinitions[0].dockerLabels.big"
+    );
 }

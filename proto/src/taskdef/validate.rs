@@ -592,11 +592,21 @@ impl<'a> Checker<'a> {
     }
 
     fn check_labels(&mut self, p: &str, c: &ContainerDefinition) {
-        for key in c.docker_labels.keys() {
+        for (key, value) in &c.docker_labels {
+            let path = join_key(&join(p, "dockerLabels"), key);
             if key.is_empty() {
-                self.err(
-                    join_key(&join(p, "dockerLabels"), key),
-                    "label keys must not be empty",
+                self.err(path, "label keys must not be empty");
+            } else if key.starts_with("berth.") {
+                self.warn(
+                    path,
+                    "labels in Berth's namespace `berth.` are reserved for the agent: \
+                     this one is not set on the container",
+                );
+            } else if key.len() + value.len() > 4096 {
+                self.warn(
+                    path,
+                    "over containerd's limit of 4096 bytes for a label's key and value: \
+                     this one is not set on the container",
                 );
             }
         }

@@ -103,6 +103,37 @@ pub fn task_to_proto(arn: &ArnPrefix, t: &TaskRecord) -> Task {
             .map(|c| c.as_str().to_owned())
             .unwrap_or_default(),
         stopped_reason: t.stopped_reason.clone(),
+        overrides: t.overrides.as_ref().map(overrides_to_proto),
+        // Not known to the scheduler yet: the agent does not report the
+        // task's address (docs/ecs-tools.md).
+        network_mode: String::new(),
+        private_ipv4_address: String::new(),
+    }
+}
+
+/// ECS's TaskOverride from a record.
+fn overrides_to_proto(o: &TaskOverrides) -> berth_proto::v1::TaskOverride {
+    let int = |v: Option<u32>| v.and_then(|v| i32::try_from(v).ok());
+    berth_proto::v1::TaskOverride {
+        container_overrides: o
+            .container_overrides
+            .iter()
+            .map(|c| berth_proto::v1::ContainerOverride {
+                name: c.name.clone(),
+                command: c.command.clone().unwrap_or_default(),
+                environment: c
+                    .environment
+                    .iter()
+                    .map(|(name, value)| berth_proto::v1::KeyValuePair {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+                cpu: int(c.cpu),
+                memory: int(c.memory),
+                memory_reservation: int(c.memory_reservation),
+            })
+            .collect(),
     }
 }
 

@@ -301,7 +301,9 @@ pub struct SpecInput<'a> {
     pub volumes: &'a BTreeMap<String, PathBuf>,
     /// `cgroupsPath` (cgroupfs style, from `CgroupManager::container_cgroups_path`).
     pub cgroups_path: String,
-    /// OCI annotations: Berth's labels and the container's `dockerLabels`.
+    /// OCI annotations: the container's labels
+    /// ([`super::plan::TaskPlan::container_labels`]: its `dockerLabels` under
+    /// Berth's and the ECS agent's own).
     pub labels: BTreeMap<String, String>,
     /// Container-level pids limit.
     pub pids_limit: Option<i64>,
