@@ -10,7 +10,7 @@ use super::task::{check_launch_type, constraints, strategies, ConstraintIn, Stra
 use super::{at_most, next, status, Ctx};
 use crate::api::service::ServiceApi;
 use crate::ecs_api::error::EcsError;
-use crate::ecs_api::render;
+use berth_proto::ecs_json as render;
 
 fn api(ctx: &Ctx<'_>) -> ServiceApi {
     ServiceApi {
@@ -253,4 +253,88 @@ pub async fn list(ctx: &mut Ctx<'_>, i: ListIn) -> Result<Value, EcsError> {
         .map_err(status)?
         .into_inner();
     Ok(json!({"serviceArns": out.service_arns, "nextToken": next(out.next_token)}))
+}
+
+/// ECS's timestamp members arrive as epoch seconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreatedAtIn {
+    before: Option<f64>,
+    after: Option<f64>,
+}
+
+fn timestamp(seconds: f64) -> prost_types::Timestamp {
+    let whole = seconds.floor();
+    prost_types::Timestamp {
+        seconds: whole as i64,
+        nanos: ((seconds - whole) * 1e9) as i32,
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListDeploymentsIn {
+    #[serde(default)]
+    cluster: String,
+    service: String,
+    #[serde(default)]
+    status: Vec<String>,
+    created_at: Option<CreatedAtIn>,
+    next_token: Option<String>,
+    max_results: Option<i32>,
+}
+
+pub async fn list_deployments(ctx: &mut Ctx<'_>, i: ListDeploymentsIn) -> Result<Value, EcsError> {
+    let req = ctx.grpc(pb::ListServiceDeploymentsRequest {
+        service: i.service,
+        cluster: i.cluster,
+        status: i.status,
+        created_at: i.created_at.map(|c| pb::CreatedAtFilter {
+            before: c.before.map(timestamp),
+            after: c.after.map(timestamp),
+        }),
+        max_results: i.max_results.unwrap_or_default(),
+        next_token: i.next_token.unwrap_or_default(),
+    });
+    let out = api(ctx)
+        .list_service_deployments(req)
+        .await
+        .map_err(status)?
+        .into_inner();
+    Ok(json!({
+        "serviceDeployments": out
+            .service_deployments
+            .iter()
+            .map(render::service_deployment_brief)
+            .collect::<Vec<_>>(),
+        "nextToken": next(out.next_token),
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeDeploymentsIn {
+    service_deployment_arns: Vec<String>,
+}
+
+pub async fn describe_deployments(
+    ctx: &mut Ctx<'_>,
+    i: DescribeDeploymentsIn,
+) -> Result<Value, EcsError> {
+    let req = ctx.grpc(pb::DescribeServiceDeploymentsRequest {
+        service_deployment_arns: i.service_deployment_arns,
+    });
+    let out = api(ctx)
+        .describe_service_deployments(req)
+        .await
+        .map_err(status)?
+        .into_inner();
+    Ok(json!({
+        "serviceDeployments": out
+            .service_deployments
+            .iter()
+            .map(render::service_deployment)
+            .collect::<Vec<_>>(),
+        "failures": out.failures.iter().map(render::failure).collect::<Vec<_>>(),
+    }))
 }

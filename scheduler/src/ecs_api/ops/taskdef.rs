@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::{next, status, Ctx};
 use crate::api::taskdef::TaskDefinitionApi;
 use crate::ecs_api::error::EcsError;
-use crate::ecs_api::render;
+use berth_proto::ecs_json as render;
 
 fn api(ctx: &Ctx<'_>) -> TaskDefinitionApi {
     TaskDefinitionApi {
@@ -62,7 +62,7 @@ pub async fn describe(ctx: &mut Ctx<'_>, i: DescribeIn) -> Result<Value, EcsErro
         .into_inner();
     let mut v = json!({"taskDefinition": rendered(out.task_definition.as_ref())?});
     if i.include.iter().any(|x| x == "TAGS") {
-        v["tags"] = render::task_definition_tags(out.task_definition.as_ref());
+        v["tags"] = json!([]);
     }
     Ok(v)
 }
