@@ -59,6 +59,17 @@ struct TagIn {
     value: String,
 }
 
+/// A service as ECS shows it: its PRIMARY and ACTIVE deployments only.
+/// Berth keeps the last few replaced (INACTIVE) deployments for `berthctl`
+/// (a failed rollout stays visible), but ECS drops a deployment once it is
+/// replaced, and the `services-stable` waiter of the aws CLI and boto3
+/// (`length(deployments) == 1 && runningCount == desiredCount`) waits for
+/// exactly that: with INACTIVE deployments listed it never succeeds.
+fn ecs_service(mut s: pb::Service) -> Value {
+    s.deployments.retain(|d| d.status != "INACTIVE");
+    render::service(&s)
+}
+
 /// Load balancers arrive with target groups (Berth's traffic issue);
 /// until then a service that asks for one is refused, not silently
 /// created without it.
@@ -125,7 +136,7 @@ pub async fn create(ctx: &mut Ctx<'_>, i: CreateIn) -> Result<Value, EcsError> {
         .await
         .map_err(status)?
         .into_inner();
-    Ok(json!({"service": out.service.as_ref().map(render::service)}))
+    Ok(json!({"service": out.service.map(ecs_service)}))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,7 +182,7 @@ pub async fn update(ctx: &mut Ctx<'_>, i: UpdateIn) -> Result<Value, EcsError> {
         .await
         .map_err(status)?
         .into_inner();
-    Ok(json!({"service": out.service.as_ref().map(render::service)}))
+    Ok(json!({"service": out.service.map(ecs_service)}))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,7 +206,7 @@ pub async fn delete(ctx: &mut Ctx<'_>, i: DeleteIn) -> Result<Value, EcsError> {
         .await
         .map_err(status)?
         .into_inner();
-    Ok(json!({"service": out.service.as_ref().map(render::service)}))
+    Ok(json!({"service": out.service.map(ecs_service)}))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -221,7 +232,7 @@ pub async fn describe(ctx: &mut Ctx<'_>, i: DescribeIn) -> Result<Value, EcsErro
         .map_err(status)?
         .into_inner();
     Ok(json!({
-        "services": out.services.iter().map(render::service).collect::<Vec<_>>(),
+        "services": out.services.into_iter().map(ecs_service).collect::<Vec<_>>(),
         "failures": out.failures.iter().map(render::failure).collect::<Vec<_>>(),
     }))
 }
@@ -253,4 +264,35 @@ pub async fn list(ctx: &mut Ctx<'_>, i: ListIn) -> Result<Value, EcsError> {
         .map_err(status)?
         .into_inner();
     Ok(json!({"serviceArns": out.service_arns, "nextToken": next(out.next_token)}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaced_deployments_are_left_out_as_ecs_does() {
+        let d = |id: &str, status: &str| pb::Deployment {
+            id: id.to_owned(),
+            status: status.to_owned(),
+            ..Default::default()
+        };
+        let s = pb::Service {
+            service_name: "web".to_owned(),
+            deployments: vec![
+                d("new", "PRIMARY"),
+                d("old", "ACTIVE"),
+                d("gone", "INACTIVE"),
+            ],
+            ..Default::default()
+        };
+        let v = ecs_service(s);
+        let ids: Vec<&str> = v["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["new", "old"]);
+    }
 }
