@@ -152,11 +152,6 @@ impl Scheduler {
                 t
             }
         };
-        // Tests run many schedulers at once: the ECS API's default port
-        // (7443) would collide. Tests that use it set their own port.
-        if !env.iter().any(|(k, _)| k == "BERTH_ECS_API_LISTEN") {
-            env.push(("BERTH_ECS_API_LISTEN".to_owned(), "off".to_owned()));
-        }
         if !ip.is_loopback() && !env.iter().any(|(k, _)| k == "BERTH_TLS_SERVER_NAMES") {
             env.push(("BERTH_TLS_SERVER_NAMES".to_owned(), ip.to_string()));
         }
