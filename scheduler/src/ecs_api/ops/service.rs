@@ -204,9 +204,21 @@ pub async fn delete(ctx: &mut Ctx<'_>, i: DeleteIn) -> Result<Value, EcsError> {
     let out = api(ctx)
         .delete_service(req)
         .await
-        .map_err(status)?
+        .map_err(scaled_above_zero)?
         .into_inner();
     Ok(json!({"service": out.service.map(ecs_service)}))
+}
+
+/// DeleteService's errors as ECS names them: the one precondition without a
+/// reason of its own (a REPLICA service scaled above 0, deleted without
+/// `force`) is ECS's `InvalidParameterException`, not a ClientException.
+fn scaled_above_zero(s: tonic::Status) -> EcsError {
+    let e = status(s.clone());
+    if s.code() == tonic::Code::FailedPrecondition && e.code == "ClientException" {
+        EcsError::invalid(s.message())
+    } else {
+        e
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -294,5 +306,15 @@ mod tests {
             .map(|d| d["id"].as_str().unwrap())
             .collect();
         assert_eq!(ids, ["new", "old"]);
+    }
+
+    #[test]
+    fn deleting_a_service_scaled_above_zero_is_an_invalid_parameter() {
+        let e = scaled_above_zero(tonic::Status::failed_precondition("scaled above 0"));
+        assert_eq!(e.code, "InvalidParameterException");
+        assert_eq!(
+            scaled_above_zero(tonic::Status::not_found("x")).code,
+            "ClientException"
+        );
     }
 }
