@@ -20,8 +20,9 @@
 //!   shows DRAINING, one service task of two stops (minimum healthy 50 %,
 //!   no other instance) and the standalone task keeps running; ACTIVE again
 //!   and the service is stable at two;
-//! - `stop-task` and `wait tasks-stopped`, `delete-service --force` and
-//!   `wait services-inactive`;
+//! - `stop-task` and `wait tasks-stopped`; `delete-service` of a service
+//!   scaled above 0 is `InvalidParameterException` without `--force`, and
+//!   with it the service goes (`wait services-inactive`);
 //! - `create-cluster` and `delete-cluster` of an empty cluster;
 //!   `delete-cluster` of one with a registered instance is
 //!   `ClusterContainsContainerInstancesException`;
@@ -278,10 +279,25 @@ async fn aws_cli_drives_tasks_services_instances_and_clusters() {
         .map(|t| t["taskArn"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(tasks.len(), 3, "{run:#}");
-    let mut wait = vec!["ecs", "wait", "tasks-running", "--cluster", "default"];
+    let mut wait = vec![
+        "ecs",
+        "wait",
+        "tasks-running",
+        "--cluster",
+        "default",
+        "--debug",
+    ];
     wait.push("--tasks");
     wait.extend(tasks.iter().map(String::as_str));
-    aws.ok(&wait);
+    let waited = aws.run(&wait);
+    assert!(waited.status.success(), "tasks-running: {waited}");
+    // The waiter polled with the harness's short delay, not ECS's 6 s.
+    assert!(
+        waited
+            .stderr
+            .contains(".aws/models/ecs/2014-11-13/waiters-2.json"),
+        "the CLI did not load the harness's waiter model: {waited}"
+    );
     let described = describe_tasks(&aws, &tasks);
     assert!(
         described.iter().all(|t| t["lastStatus"] == "RUNNING"),
@@ -545,6 +561,18 @@ async fn aws_cli_drives_tasks_services_instances_and_clusters() {
         "--tasks",
         standalone,
     ]);
+    assert_eq!(
+        aws.err(&[
+            "ecs",
+            "delete-service",
+            "--cluster",
+            "default",
+            "--service",
+            "web",
+        ]),
+        "InvalidParameterException",
+        "a service scaled above 0 is deleted with --force only"
+    );
     let deleted = aws.ok(&[
         "ecs",
         "delete-service",
@@ -638,7 +666,9 @@ async fn aws_cli_drives_tasks_services_instances_and_clusters() {
 async fn boto3_drives_tasks_and_services() {
     let c = cluster().await;
     let ops_token = token(&c, "ecs-boto3", "operator");
-    let aws = Aws::new(&c.sched, &ops_token);
+    let mut aws = Aws::new(&c.sched, &ops_token);
+    // The whole script: its waiters give up after 60 polls each.
+    aws.limit = Duration::from_secs(300);
     let out = aws.python(&fixture("ecs_api_boto3.py"), &[&c.image]);
     let v = out.json();
     eprintln!("boto3: {v:#}");
