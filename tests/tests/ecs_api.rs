@@ -29,8 +29,8 @@
 //! - errors: a wrong secret is `SignatureDoesNotMatch`; a read-only token
 //!   reads (list-clusters, describe-tasks) but its create-cluster is
 //!   `AccessDeniedException`; an unknown cluster is
-//!   `ClusterNotFoundException`; `create-capacity-provider` is
-//!   `UnsupportedFeatureException`;
+//!   `ClusterNotFoundException`; `create-capacity-provider`, and
+//!   `list-container-instances --filter`, are `UnsupportedFeatureException`;
 //! - the audit log (`berthctl audit ls`) holds every ECS mutation with the
 //!   token's name and outcome, and no reads.
 //!
@@ -217,6 +217,17 @@ async fn aws_cli_drives_tasks_services_instances_and_clusters() {
     );
 
     step("errors checked");
+    assert_eq!(
+        aws.err(&[
+            "ecs",
+            "list-container-instances",
+            "--filter",
+            "attribute:ecs.os-type == linux",
+        ]),
+        "UnsupportedFeatureException",
+        "a filter Berth cannot evaluate is refused, not ignored"
+    );
+
     // -- A task definition from an ECS describe output, and Berth's own
     // describe output registered back.
     let described: Value =
