@@ -69,7 +69,29 @@ pub fn python() -> PathBuf {
          at a Python with boto3",
         p.display()
     );
+    let import = Command::new(&p)
+        .args(["-c", "import boto3"])
+        .env_clear()
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", p.display()));
+    assert!(
+        import.status.success(),
+        "{} has no boto3 ({}): run scripts/install-deps (as root), which installs the pinned \
+         boto3 into {VENV_PYTHON}'s virtualenv",
+        p.display(),
+        String::from_utf8_lossy(&import.stderr).trim()
+    );
     p
+}
+
+/// Fails the test unless Debian's aws CLI is installed (call it before
+/// starting anything, so a missing client fails at once).
+pub fn require_cli() {
+    assert!(
+        Path::new(AWS_CLI).exists(),
+        "{AWS_CLI} is missing: the ECS API tests run Debian's aws CLI v2; \
+         run scripts/install-deps (as root), which installs the awscli package"
+    );
 }
 
 /// What a client run printed, and how it ended.
@@ -141,11 +163,7 @@ impl Aws {
 
     /// Clients signing with any access key id and secret (wrong ones too).
     pub fn with_keys(sched: &Scheduler, key_id: &str, secret: &str) -> Self {
-        assert!(
-            Path::new(AWS_CLI).exists(),
-            "{AWS_CLI} is missing: the ECS API tests run Debian's aws CLI v2; \
-             run scripts/install-deps (as root), which installs the awscli package"
-        );
+        require_cli();
         let home = tempfile::tempdir().unwrap();
         write_fast_waiters(home.path());
         Self {

@@ -174,6 +174,7 @@ async fn serves(tasks: &[Value]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn aws_cli_drives_tasks_services_instances_and_clusters() {
+    berth_tests::aws::require_cli();
     let started = tokio::time::Instant::now();
     let step = |what: &str| eprintln!("[aws cli {:6.1?}] {what}", started.elapsed());
     let c = cluster().await;
@@ -675,6 +676,7 @@ async fn aws_cli_drives_tasks_services_instances_and_clusters() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn boto3_drives_tasks_and_services() {
+    berth_tests::aws::python();
     let c = cluster().await;
     let ops_token = token(&c, "ecs-boto3", "operator");
     let mut aws = Aws::new(&c.sched, &ops_token);
