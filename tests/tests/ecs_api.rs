@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_tests::aws::Aws;
-use berth_tests::cluster::{host_port, http_get};
+use berth_tests::cluster::{host_port, http_get, tail};
 use berth_tests::{eventually, json, ok_stdout, Agent, Cluster, ClusterOptions};
 use serde_json::Value;
 
@@ -128,8 +128,8 @@ fn describe_tasks(aws: &Aws, arns: &BTreeSet<String>) -> Vec<Value> {
 }
 
 /// `aws ecs wait services-stable` for `name`; a failed wait shows the
-/// service as it was.
-fn wait_stable(aws: &Aws, name: &str) {
+/// service, its tasks and the agent's log as they were.
+fn wait_stable(c: &Cluster, aws: &Aws, name: &str) {
     let out = aws.run(&[
         "ecs",
         "wait",
@@ -139,11 +139,19 @@ fn wait_stable(aws: &Aws, name: &str) {
         "--services",
         name,
     ]);
-    assert!(
-        out.status.success(),
-        "services-stable: {out}\nservice: {:#}",
-        describe_service(aws, name)
-    );
+    if !out.status.success() {
+        let tasks = list_tasks(aws, &["--service-name", name]);
+        let described = if tasks.is_empty() {
+            Vec::new()
+        } else {
+            describe_tasks(aws, &tasks)
+        };
+        panic!(
+            "services-stable: {out}\nservice: {:#}\ntasks: {described:#?}\nagent log (tail):\n{}",
+            describe_service(aws, name),
+            tail(&c.agent.log_text(), 60)
+        );
+    }
 }
 
 fn describe_service(aws: &Aws, name: &str) -> Value {
@@ -429,7 +437,7 @@ async fn aws_cli_drives_tasks_services_instances_and_clusters() {
         "minimumHealthyPercent=50,maximumPercent=200",
     ]);
     assert_eq!(created["service"]["status"], "ACTIVE", "{created:#}");
-    wait_stable(&aws, "web");
+    wait_stable(&c, &aws, "web");
     let s = describe_service(&aws, "web");
     assert_eq!(s["runningCount"], 2, "{s:#}");
     assert_eq!(s["deployments"].as_array().unwrap().len(), 1, "{s:#}");
@@ -463,7 +471,7 @@ async fn aws_cli_drives_tasks_services_instances_and_clusters() {
         .unwrap()
         .to_owned();
     assert_ne!(primary, first_deployment, "a new deployment");
-    wait_stable(&aws, "web");
+    wait_stable(&c, &aws, "web");
     let s = describe_service(&aws, "web");
     let deployments = s["deployments"].as_array().unwrap();
     assert_eq!(deployments.len(), 1, "{s:#}");
@@ -550,7 +558,7 @@ async fn aws_cli_drives_tasks_services_instances_and_clusters() {
         active["containerInstances"][0]["status"], "ACTIVE",
         "{active:#}"
     );
-    wait_stable(&aws, "web");
+    wait_stable(&c, &aws, "web");
     assert_eq!(describe_service(&aws, "web")["runningCount"], 2);
 
     step("stable again");
