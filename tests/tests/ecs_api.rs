@@ -22,7 +22,8 @@
 //!   and the service is stable at two;
 //! - `stop-task` and `wait tasks-stopped`; `delete-service` of a service
 //!   scaled above 0 is `InvalidParameterException` without `--force`, and
-//!   with it the service goes (`wait services-inactive`);
+//!   with it the service goes (`wait services-inactive`) and its tasks stop
+//!   (`wait tasks-stopped`);
 //! - `create-cluster` and `delete-cluster` of an empty cluster;
 //!   `delete-cluster` of one with a registered instance is
 //!   `ClusterContainsContainerInstancesException`;
@@ -38,7 +39,8 @@
 //! prints what it saw): register, run, the `tasks_running` waiter, HTTP on
 //! each host port, the `list_tasks` paginator over two pages, the error
 //! codes through `ClientError`, `stop_task` and `tasks_stopped`, a service
-//! through `services_stable`, a forced new deployment, delete.
+//! through `services_stable`, a forced new deployment, delete
+//! (`services_inactive`, its tasks `tasks_stopped`).
 //!
 //! The clients' waiters poll every second (`berth_tests::aws`); every wait
 //! and every client run has a limit that fails the test.
@@ -593,6 +595,8 @@ async fn aws_cli_drives_tasks_services_instances_and_clusters() {
         "InvalidParameterException",
         "a service scaled above 0 is deleted with --force only"
     );
+    let serving = list_tasks(&aws, &["--service-name", "web"]);
+    assert_eq!(serving.len(), 2, "{serving:?}");
     let deleted = aws.ok(&[
         "ecs",
         "delete-service",
@@ -616,6 +620,17 @@ async fn aws_cli_drives_tasks_services_instances_and_clusters() {
         "--services",
         "web",
     ]);
+    // Its tasks stop with it.
+    let mut wait = vec![
+        "ecs",
+        "wait",
+        "tasks-stopped",
+        "--cluster",
+        "default",
+        "--tasks",
+    ];
+    wait.extend(serving.iter().map(String::as_str));
+    aws.ok(&wait);
 
     step("service deleted");
     // -- Clusters.
