@@ -16,6 +16,7 @@
 //! - `create-service`, `wait services-stable`, `list-tasks --service-name`,
 //!   `update-service --force-new-deployment` and stable again on a new
 //!   deployment with new tasks;
+//! - `list-container-instances --filter` (the cluster query language);
 //! - `update-container-instances-state --status DRAINING`: the instance
 //!   shows DRAINING, one service task of two stops (minimum healthy 50 %,
 //!   no other instance) and the standalone task keeps running; ACTIVE again
@@ -30,8 +31,8 @@
 //! - errors: a wrong secret is `SignatureDoesNotMatch`; a read-only token
 //!   reads (list-clusters, describe-tasks) but its create-cluster is
 //!   `AccessDeniedException`; an unknown cluster is
-//!   `ClusterNotFoundException`; `create-capacity-provider`, and
-//!   `list-container-instances --filter`, are `UnsupportedFeatureException`;
+//!   `ClusterNotFoundException`; `create-capacity-provider` is
+//!   `UnsupportedFeatureException`;
 //! - the audit log (`berthctl audit ls`) holds every ECS mutation with the
 //!   token's name and outcome, and no reads.
 //!
@@ -228,17 +229,6 @@ async fn aws_cli_drives_tasks_services_instances_and_clusters() {
     );
 
     step("errors checked");
-    assert_eq!(
-        aws.err(&[
-            "ecs",
-            "list-container-instances",
-            "--filter",
-            "attribute:ecs.os-type == linux",
-        ]),
-        "UnsupportedFeatureException",
-        "a filter Berth cannot evaluate is refused, not ignored"
-    );
-
     // -- A task definition from an ECS describe output, and Berth's own
     // describe output registered back.
     let described: Value =
@@ -493,6 +483,24 @@ async fn aws_cli_drives_tasks_services_instances_and_clusters() {
     )
     .pop()
     .expect("the agent's instance");
+    // The cluster query language filters them.
+    let filtered = |expr: &str| {
+        strs(
+            &aws.ok(&[
+                "ecs",
+                "list-container-instances",
+                "--cluster",
+                "default",
+                "--filter",
+                expr,
+            ])["containerInstanceArns"],
+        )
+    };
+    assert_eq!(
+        filtered("attribute:ecs.os-type == linux"),
+        [instance.clone()]
+    );
+    assert!(filtered("attribute:ecs.os-type == windows").is_empty());
     let drained = aws.ok(&[
         "ecs",
         "update-container-instances-state",
