@@ -498,7 +498,7 @@ async fn aws_cli_drives_tasks_services_instances_and_clusters() {
     };
     assert_eq!(
         filtered("attribute:ecs.os-type == linux"),
-        [instance.clone()]
+        std::slice::from_ref(&instance)
     );
     assert!(filtered("attribute:ecs.os-type == windows").is_empty());
     let drained = aws.ok(&[
