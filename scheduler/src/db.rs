@@ -77,6 +77,9 @@ pub enum Refusal {
     ClusterContainsServices,
     ClusterContainsTasks,
     ServiceNotActive,
+    /// DeleteService without `force` of a REPLICA service scaled above 0
+    /// (ECS: InvalidParameterException).
+    ServiceScaledAboveZero,
 }
 
 impl Refusal {
@@ -87,6 +90,7 @@ impl Refusal {
             Refusal::ClusterContainsServices => "ClusterContainsServices",
             Refusal::ClusterContainsTasks => "ClusterContainsTasks",
             Refusal::ServiceNotActive => "ServiceNotActive",
+            Refusal::ServiceScaledAboveZero => "ServiceScaledAboveZero",
         }
     }
 }

@@ -59,6 +59,14 @@ struct TagIn {
     value: String,
 }
 
+/// A service as ECS shows it: the renderer leaves out the replaced
+/// (INACTIVE) deployments Berth keeps, as ECS does; the `services-stable`
+/// waiter of the aws CLI and boto3 (`length(deployments) == 1 &&
+/// runningCount == desiredCount`) depends on it.
+fn ecs_service(s: pb::Service) -> Value {
+    render::service(&s)
+}
+
 /// Load balancers arrive with target groups (Berth's traffic issue);
 /// until then a service that asks for one is refused, not silently
 /// created without it.
@@ -125,7 +133,7 @@ pub async fn create(ctx: &mut Ctx<'_>, i: CreateIn) -> Result<Value, EcsError> {
         .await
         .map_err(status)?
         .into_inner();
-    Ok(json!({"service": out.service.as_ref().map(render::service)}))
+    Ok(json!({"service": out.service.map(ecs_service)}))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,7 +179,7 @@ pub async fn update(ctx: &mut Ctx<'_>, i: UpdateIn) -> Result<Value, EcsError> {
         .await
         .map_err(status)?
         .into_inner();
-    Ok(json!({"service": out.service.as_ref().map(render::service)}))
+    Ok(json!({"service": out.service.map(ecs_service)}))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,7 +203,7 @@ pub async fn delete(ctx: &mut Ctx<'_>, i: DeleteIn) -> Result<Value, EcsError> {
         .await
         .map_err(status)?
         .into_inner();
-    Ok(json!({"service": out.service.as_ref().map(render::service)}))
+    Ok(json!({"service": out.service.map(ecs_service)}))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -221,7 +229,7 @@ pub async fn describe(ctx: &mut Ctx<'_>, i: DescribeIn) -> Result<Value, EcsErro
         .map_err(status)?
         .into_inner();
     Ok(json!({
-        "services": out.services.iter().map(render::service).collect::<Vec<_>>(),
+        "services": out.services.into_iter().map(ecs_service).collect::<Vec<_>>(),
         "failures": out.failures.iter().map(render::failure).collect::<Vec<_>>(),
     }))
 }
@@ -337,4 +345,35 @@ pub async fn describe_deployments(
             .collect::<Vec<_>>(),
         "failures": out.failures.iter().map(render::failure).collect::<Vec<_>>(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaced_deployments_are_left_out_as_ecs_does() {
+        let d = |id: &str, status: &str| pb::Deployment {
+            id: id.to_owned(),
+            status: status.to_owned(),
+            ..Default::default()
+        };
+        let s = pb::Service {
+            service_name: "web".to_owned(),
+            deployments: vec![
+                d("new", "PRIMARY"),
+                d("old", "ACTIVE"),
+                d("gone", "INACTIVE"),
+            ],
+            ..Default::default()
+        };
+        let v = ecs_service(s);
+        let ids: Vec<&str> = v["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["new", "old"]);
+    }
 }
