@@ -81,6 +81,9 @@ pub enum Refusal {
     ClusterContainsServices,
     ClusterContainsTasks,
     ServiceNotActive,
+    /// DeleteService without `force` of a REPLICA service scaled above 0
+    /// (ECS: InvalidParameterException).
+    ServiceScaledAboveZero,
 }
 
 impl Refusal {
@@ -91,6 +94,7 @@ impl Refusal {
             Refusal::ClusterContainsServices => "ClusterContainsServices",
             Refusal::ClusterContainsTasks => "ClusterContainsTasks",
             Refusal::ServiceNotActive => "ServiceNotActive",
+            Refusal::ServiceScaledAboveZero => "ServiceScaledAboveZero",
         }
     }
 }

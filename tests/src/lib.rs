@@ -20,6 +20,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod aws;
 pub mod cluster;
 pub mod fake_agent;
 pub mod multihost;
@@ -27,7 +28,7 @@ pub mod service_probe;
 
 pub use cluster::{Cluster, ClusterOptions};
 
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -118,6 +119,9 @@ pub struct Scheduler {
     pub log: PathBuf,
     /// The bootstrap admin token this scheduler was started with.
     pub admin_token: String,
+    /// Where its ECS API listens (`BERTH_ECS_API_LISTEN`): a free port on
+    /// `ip` unless the test set its own value; None when that is `off`.
+    pub ecs_addr: Option<SocketAddr>,
     env: Vec<(String, String)>,
 }
 
@@ -148,18 +152,26 @@ impl Scheduler {
                 t
             }
         };
-        // Tests run many schedulers at once: the ECS API's default port
-        // (7443) would collide. Tests that use it set their own port.
-        if !env.iter().any(|(k, _)| k == "BERTH_ECS_API_LISTEN") {
-            env.push(("BERTH_ECS_API_LISTEN".to_owned(), "off".to_owned()));
-        }
         if !ip.is_loopback() && !env.iter().any(|(k, _)| k == "BERTH_TLS_SERVER_NAMES") {
             env.push(("BERTH_TLS_SERVER_NAMES".to_owned(), ip.to_string()));
         }
-        let port = TcpListener::bind((ip, 0))
-            .and_then(|l| l.local_addr())
-            .unwrap_or_else(|e| panic!("no free port on {ip}: {e}"))
-            .port();
+        // Both ports are held at once, so they differ.
+        let bind =
+            || TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("no free port on {ip}: {e}"));
+        let (grpc, ecs) = (bind(), bind());
+        let port = grpc.local_addr().unwrap().port();
+        let ecs_port = ecs.local_addr().unwrap().port();
+        drop((grpc, ecs));
+        // Tests run many schedulers at once: the ECS API's default port
+        // (7443) would collide, so each gets a free one on its own address.
+        let ecs_addr = match env.iter().find(|(k, _)| k == "BERTH_ECS_API_LISTEN") {
+            Some((_, v)) => v.parse::<SocketAddr>().ok(),
+            None => {
+                let addr = SocketAddr::new(ip, ecs_port);
+                env.push(("BERTH_ECS_API_LISTEN".to_owned(), addr.to_string()));
+                Some(addr)
+            }
+        };
         let mut s = Self {
             child: None,
             ip,
@@ -167,6 +179,7 @@ impl Scheduler {
             data_dir: data_dir.to_owned(),
             log: data_dir.with_extension("scheduler.log"),
             admin_token,
+            ecs_addr,
             env,
         };
         s.spawn().await;
@@ -207,6 +220,15 @@ impl Scheduler {
 
     pub fn endpoint(&self) -> String {
         format!("https://{}", std::net::SocketAddr::new(self.ip, self.port))
+    }
+
+    /// The ECS API's endpoint (`https://<ip>:<port>`, for `--endpoint-url`
+    /// and boto3's `endpoint_url`); panics when the test turned it off.
+    pub fn ecs_endpoint(&self) -> String {
+        let addr = self
+            .ecs_addr
+            .expect("this scheduler's ECS API is off (BERTH_ECS_API_LISTEN)");
+        format!("https://{addr}")
     }
 
     /// Where the scheduler keeps its CA certificate.

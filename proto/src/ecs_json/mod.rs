@@ -27,6 +27,7 @@
 //! carry two members of Berth's own, `healthCheckOutput` and
 //! `restartCount`, which SDKs ignore.
 
+mod deployments;
 mod shapes;
 #[cfg(test)]
 mod tests;
@@ -64,6 +65,7 @@ pub const TIMESTAMP_MEMBERS: &[&str] = &[
     "deregisteredAt",
     "deleteRequestedAt",
     "executionStoppedAt",
+    "finishedAt",
     "lastStartedAt",
     "pullStartedAt",
     "pullStoppedAt",
@@ -104,6 +106,16 @@ pub fn service_event(e: &pb::ServiceEvent) -> Value {
 /// ECS's ContainerInstance.
 pub fn container_instance(ci: &pb::ContainerInstance) -> Value {
     to_value(&shapes::ContainerInstance::from(ci))
+}
+
+/// ECS's ServiceDeploymentBrief, one of ListServiceDeployments' answers.
+pub fn service_deployment_brief(b: &pb::ServiceDeploymentBrief) -> Value {
+    to_value(&deployments::Brief::from(b))
+}
+
+/// ECS's ServiceDeployment, as DescribeServiceDeployments returns it.
+pub fn service_deployment(d: &pb::ServiceDeployment) -> Value {
+    to_value(&deployments::Deployment::from(d))
 }
 
 /// ECS's Failure (`{arn, reason, detail}`; `detail` only when there is one).

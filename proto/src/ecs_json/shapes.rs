@@ -541,6 +541,10 @@ impl From<&pb::Service> for Service {
             deployments: s
                 .deployments
                 .iter()
+                // ECS drops a deployment once it is replaced; Berth keeps the
+                // last few INACTIVE ones (berthctl's tables show them). The
+                // services-stable waiter counts `deployments`.
+                .filter(|d| d.status != "INACTIVE")
                 .map(|d| Deployment {
                     id: d.id.clone(),
                     status: d.status.clone(),

@@ -276,7 +276,112 @@ fn everything() -> Vec<Value> {
             detail: "d".into(),
         }),
         task_definition(&full_task_definition()).expect("renders"),
+        service_deployment_brief(&pb::ServiceDeploymentBrief {
+            service_deployment_arn: "arn:berth:ecs:local:0:service-deployment/c/s/1".into(),
+            service_arn: "arn:berth:ecs:local:0:service/c/s".into(),
+            cluster_arn: "arn:berth:ecs:local:0:cluster/c".into(),
+            started_at: t0(),
+            created_at: t0(),
+            finished_at: t1(),
+            target_service_revision_arn: "r".into(),
+            status: "SUCCESSFUL".into(),
+            status_reason: "done".into(),
+        }),
+        service_deployment(&full_service_deployment()),
     ]
+}
+
+fn full_service_deployment() -> pb::ServiceDeployment {
+    let rev = |arn: &str| pb::ServiceRevisionSummary {
+        arn: arn.into(),
+        requested_task_count: 2,
+        running_task_count: 1,
+        pending_task_count: 1,
+        task_definition: "arn:berth:ecs:local:0:task-definition/web:2".into(),
+    };
+    pb::ServiceDeployment {
+        service_deployment_arn: "arn:berth:ecs:local:0:service-deployment/c/s/2".into(),
+        service_arn: "arn:berth:ecs:local:0:service/c/s".into(),
+        cluster_arn: "arn:berth:ecs:local:0:cluster/c".into(),
+        created_at: t0(),
+        started_at: t0(),
+        finished_at: t1(),
+        stopped_at: t1(),
+        updated_at: t1(),
+        source_service_revisions: vec![rev("old")],
+        target_service_revision: Some(rev("new")),
+        status: "ROLLBACK_SUCCESSFUL".into(),
+        status_reason: "circuit breaker".into(),
+        deployment_configuration: Some(pb::DeploymentConfiguration {
+            minimum_healthy_percent: Some(50),
+            maximum_percent: Some(150),
+            deployment_circuit_breaker: Some(pb::DeploymentCircuitBreaker {
+                enable: true,
+                rollback: true,
+            }),
+        }),
+        rollback: Some(pb::ServiceDeploymentRollback {
+            reason: "failed tasks".into(),
+            started_at: t1(),
+            service_revision_arn: "old".into(),
+        }),
+        deployment_circuit_breaker: Some(pb::ServiceDeploymentCircuitBreaker {
+            status: "TRIGGERED".into(),
+            failure_count: 3,
+            threshold: 3,
+        }),
+    }
+}
+
+#[test]
+fn service_deployment_snapshot() {
+    expect_test::expect![[r#"
+        {
+          "serviceDeploymentArn": "arn:berth:ecs:local:0:service-deployment/c/s/2",
+          "serviceArn": "arn:berth:ecs:local:0:service/c/s",
+          "clusterArn": "arn:berth:ecs:local:0:cluster/c",
+          "createdAt": 1714564800.25,
+          "startedAt": 1714564800.25,
+          "finishedAt": 1714638605.0,
+          "stoppedAt": 1714638605.0,
+          "updatedAt": 1714638605.0,
+          "sourceServiceRevisions": [
+            {
+              "arn": "old",
+              "requestedTaskCount": 2,
+              "runningTaskCount": 1,
+              "pendingTaskCount": 1
+            }
+          ],
+          "targetServiceRevision": {
+            "arn": "new",
+            "requestedTaskCount": 2,
+            "runningTaskCount": 1,
+            "pendingTaskCount": 1
+          },
+          "status": "ROLLBACK_SUCCESSFUL",
+          "statusReason": "circuit breaker",
+          "deploymentConfiguration": {
+            "deploymentCircuitBreaker": {
+              "enable": true,
+              "rollback": true
+            },
+            "maximumPercent": 150,
+            "minimumHealthyPercent": 50
+          },
+          "rollback": {
+            "reason": "failed tasks",
+            "startedAt": 1714638605.0,
+            "serviceRevisionArn": "old"
+          },
+          "deploymentCircuitBreaker": {
+            "status": "TRIGGERED",
+            "failureCount": 3,
+            "threshold": 3
+          }
+        }
+    "#]]
+    .assert_eq(&pretty(&service_deployment(&full_service_deployment())));
 }
 
 /// Every (member name, value) pair anywhere in `v`.
@@ -322,6 +427,7 @@ fn every_timestamp_the_renderer_emits_is_listed() {
             "connectivityAt",
             "createdAt",
             "deregisteredAt",
+            "finishedAt",
             "pullStartedAt",
             "pullStoppedAt",
             "registeredAt",

@@ -567,11 +567,13 @@ impl ServiceService for ServiceApi {
                     && rec.desired_count > 0
                     && !req.force
                 {
-                    return Err(DbError::FailedPrecondition(
-                        "The service cannot be stopped while it is scaled above 0. Scale it \
-                         to 0 first, or delete it with force."
-                            .to_owned(),
-                    ));
+                    return Err(DbError::Refused {
+                        refusal: crate::db::Refusal::ServiceScaledAboveZero,
+                        message:
+                            "The service cannot be stopped while it is scaled above 0. Scale it \
+                                  to 0 first, or delete it with force."
+                                .to_owned(),
+                    });
                 }
                 rec.desired_count = 0;
                 rec.status = ServiceStatus::Draining;

@@ -88,6 +88,7 @@ impl EcsError {
                 }
                 "ClusterContainsTasks" => Self::new("ClusterContainsTasksException", 400, message),
                 "ServiceNotActive" => Self::new("ServiceNotActiveException", 400, message),
+                "ServiceScaledAboveZero" => Self::invalid(message),
                 _ => Self::client(message),
             },
             Code::PermissionDenied => Self::new("AccessDeniedException", 400, message),

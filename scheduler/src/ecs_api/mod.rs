@@ -20,7 +20,6 @@
 pub mod body;
 pub mod error;
 pub mod ops;
-pub mod render;
 pub mod server;
 pub mod sigv4;
 

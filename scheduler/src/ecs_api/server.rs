@@ -233,6 +233,16 @@ fn authenticate(
         headers: &parts.headers,
         body,
     };
+    // Berth issues no session credentials: a request that carries a
+    // session token was meant for another issuer.
+    if parts.headers.contains_key("x-amz-security-token") {
+        return Err(EcsError::new(
+            "UnrecognizedClientException",
+            403,
+            "The security token included in the request is invalid: Berth issues no session \
+             credentials; sign with an operator token's id and secret",
+        ));
+    }
     let policy = sigv4::Policy::ecs(api.region.clone());
     let mut found: Option<(String, String, Role)> = None;
     let mut refused: Option<EcsError> = None;

@@ -10,7 +10,7 @@ use super::task::{check_launch_type, constraints, strategies, ConstraintIn, Stra
 use super::{at_most, next, status, Ctx};
 use crate::api::service::ServiceApi;
 use crate::ecs_api::error::EcsError;
-use crate::ecs_api::render;
+use berth_proto::ecs_json as render;
 
 fn api(ctx: &Ctx<'_>) -> ServiceApi {
     ServiceApi {
@@ -57,6 +57,14 @@ struct TagIn {
     key: String,
     #[serde(default)]
     value: String,
+}
+
+/// A service as ECS shows it: the renderer leaves out the replaced
+/// (INACTIVE) deployments Berth keeps, as ECS does; the `services-stable`
+/// waiter of the aws CLI and boto3 (`length(deployments) == 1 &&
+/// runningCount == desiredCount`) depends on it.
+fn ecs_service(s: pb::Service) -> Value {
+    render::service(&s)
 }
 
 /// Load balancers arrive with target groups (Berth's traffic issue);
@@ -125,7 +133,7 @@ pub async fn create(ctx: &mut Ctx<'_>, i: CreateIn) -> Result<Value, EcsError> {
         .await
         .map_err(status)?
         .into_inner();
-    Ok(json!({"service": out.service.as_ref().map(render::service)}))
+    Ok(json!({"service": out.service.map(ecs_service)}))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,7 +179,7 @@ pub async fn update(ctx: &mut Ctx<'_>, i: UpdateIn) -> Result<Value, EcsError> {
         .await
         .map_err(status)?
         .into_inner();
-    Ok(json!({"service": out.service.as_ref().map(render::service)}))
+    Ok(json!({"service": out.service.map(ecs_service)}))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,7 +203,7 @@ pub async fn delete(ctx: &mut Ctx<'_>, i: DeleteIn) -> Result<Value, EcsError> {
         .await
         .map_err(status)?
         .into_inner();
-    Ok(json!({"service": out.service.as_ref().map(render::service)}))
+    Ok(json!({"service": out.service.map(ecs_service)}))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,7 +230,7 @@ pub async fn describe(ctx: &mut Ctx<'_>, i: DescribeIn) -> Result<Value, EcsErro
         .map_err(status)?
         .into_inner();
     Ok(json!({
-        "services": out.services.iter().map(render::service).collect::<Vec<_>>(),
+        "services": out.services.into_iter().map(ecs_service).collect::<Vec<_>>(),
         "failures": out.failures.iter().map(render::failure).collect::<Vec<_>>(),
     }))
 }
@@ -254,4 +262,119 @@ pub async fn list(ctx: &mut Ctx<'_>, i: ListIn) -> Result<Value, EcsError> {
         .map_err(status)?
         .into_inner();
     Ok(json!({"serviceArns": out.service_arns, "nextToken": next(out.next_token)}))
+}
+
+/// ECS's timestamp members arrive as epoch seconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreatedAtIn {
+    before: Option<f64>,
+    after: Option<f64>,
+}
+
+fn timestamp(seconds: f64) -> prost_types::Timestamp {
+    let whole = seconds.floor();
+    prost_types::Timestamp {
+        seconds: whole as i64,
+        nanos: ((seconds - whole) * 1e9) as i32,
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListDeploymentsIn {
+    #[serde(default)]
+    cluster: String,
+    service: String,
+    #[serde(default)]
+    status: Vec<String>,
+    created_at: Option<CreatedAtIn>,
+    next_token: Option<String>,
+    max_results: Option<i32>,
+}
+
+pub async fn list_deployments(ctx: &mut Ctx<'_>, i: ListDeploymentsIn) -> Result<Value, EcsError> {
+    let req = ctx.grpc(pb::ListServiceDeploymentsRequest {
+        service: i.service,
+        cluster: i.cluster,
+        status: i.status,
+        created_at: i.created_at.map(|c| pb::CreatedAtFilter {
+            before: c.before.map(timestamp),
+            after: c.after.map(timestamp),
+        }),
+        max_results: i.max_results.unwrap_or_default(),
+        next_token: i.next_token.unwrap_or_default(),
+    });
+    let out = api(ctx)
+        .list_service_deployments(req)
+        .await
+        .map_err(status)?
+        .into_inner();
+    Ok(json!({
+        "serviceDeployments": out
+            .service_deployments
+            .iter()
+            .map(render::service_deployment_brief)
+            .collect::<Vec<_>>(),
+        "nextToken": next(out.next_token),
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeDeploymentsIn {
+    service_deployment_arns: Vec<String>,
+}
+
+pub async fn describe_deployments(
+    ctx: &mut Ctx<'_>,
+    i: DescribeDeploymentsIn,
+) -> Result<Value, EcsError> {
+    let req = ctx.grpc(pb::DescribeServiceDeploymentsRequest {
+        service_deployment_arns: i.service_deployment_arns,
+    });
+    let out = api(ctx)
+        .describe_service_deployments(req)
+        .await
+        .map_err(status)?
+        .into_inner();
+    Ok(json!({
+        "serviceDeployments": out
+            .service_deployments
+            .iter()
+            .map(render::service_deployment)
+            .collect::<Vec<_>>(),
+        "failures": out.failures.iter().map(render::failure).collect::<Vec<_>>(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaced_deployments_are_left_out_as_ecs_does() {
+        let d = |id: &str, status: &str| pb::Deployment {
+            id: id.to_owned(),
+            status: status.to_owned(),
+            ..Default::default()
+        };
+        let s = pb::Service {
+            service_name: "web".to_owned(),
+            deployments: vec![
+                d("new", "PRIMARY"),
+                d("old", "ACTIVE"),
+                d("gone", "INACTIVE"),
+            ],
+            ..Default::default()
+        };
+        let v = ecs_service(s);
+        let ids: Vec<&str> = v["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["new", "old"]);
+    }
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{at_most, next, status, Ctx};
 use crate::api::task::TaskApi;
 use crate::ecs_api::error::EcsError;
-use crate::ecs_api::render;
+use berth_proto::ecs_json as render;
 
 fn api(ctx: &Ctx<'_>) -> TaskApi {
     TaskApi {

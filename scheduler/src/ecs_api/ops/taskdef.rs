@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::{next, status, Ctx};
 use crate::api::taskdef::TaskDefinitionApi;
 use crate::ecs_api::error::EcsError;
-use crate::ecs_api::render;
+use berth_proto::ecs_json as render;
 
 fn api(ctx: &Ctx<'_>) -> TaskDefinitionApi {
     TaskDefinitionApi {

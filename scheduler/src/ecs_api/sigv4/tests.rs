@@ -1273,7 +1273,9 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<usize>(), 0u8..8).prop_map(|(i, b)| Mutation::FlipBodyBit(i, b)),
         any::<u8>().prop_map(Mutation::AppendBody),
-        (0usize..64, any::<char>()).prop_map(|(i, c)| Mutation::SignatureChar(i, c)),
+        // Printable ASCII, so the header stays valid and no case is skipped.
+        (0usize..64, proptest::char::range(' ', '~'))
+            .prop_map(|(i, c)| Mutation::SignatureChar(i, c)),
         (any::<usize>(), proptest::char::range('!', '~'))
             .prop_map(|(i, c)| Mutation::SignedHeaderValue(i, c)),
         prop_oneof![-100_000i64..0, 1i64..100_000].prop_map(Mutation::DateSeconds),
@@ -1432,7 +1434,7 @@ proptest! {
         ],
     ) {
         let mut o = signed_list_tasks();
-        if let Ok(v) = HeaderValue::from_str(&auth) {
+        if let Ok(v) = HeaderValue::from_bytes(auth.as_bytes()) {
             o.headers.insert("authorization", v);
             prop_assert!(check(&o).is_err());
         }
