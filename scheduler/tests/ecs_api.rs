@@ -508,6 +508,24 @@ async fn tags_attributes_and_task_definition_deletion_over_the_ecs_api() {
         "{v}"
     );
 
+    // CreateCluster's tags; DescribeClusters shows them with include TAGS only.
+    let (code, _, v) = call(
+        "CreateCluster",
+        json!({"clusterName": "prod", "tags": [{"key": "env", "value": "prod"}]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (_, _, v) = call("DescribeClusters", json!({"clusters": ["prod"]}));
+    assert_eq!(v["clusters"][0]["tags"], json!([]), "{v}");
+    let (_, _, v) = call(
+        "DescribeClusters",
+        json!({"clusters": ["prod"], "include": ["TAGS"]}),
+    );
+    assert_eq!(
+        v["clusters"][0]["tags"],
+        json!([{"key": "env", "value": "prod"}]),
+        "{v}"
+    );
+
     // Attributes: an unknown target is ECS's TargetNotFoundException.
     let (code, _, v) = call(
         "PutAttributes",

@@ -20,13 +20,15 @@ fn api(ctx: &Ctx<'_>) -> ClusterApi {
 #[serde(rename_all = "camelCase")]
 pub struct CreateIn {
     cluster_name: Option<String>,
+    #[serde(default)]
+    tags: Vec<super::resource::TagIn>,
 }
 
 pub async fn create(ctx: &mut Ctx<'_>, i: CreateIn) -> Result<Value, EcsError> {
     let req = ctx.grpc(pb::CreateClusterRequest {
         // ECS creates `default` when no name is given.
         cluster_name: i.cluster_name.unwrap_or_else(|| "default".to_owned()),
-        ..Default::default()
+        tags: super::resource::tags_in(i.tags),
     });
     let out = api(ctx)
         .create_cluster(req)
@@ -57,13 +59,15 @@ pub async fn delete(ctx: &mut Ctx<'_>, i: DeleteIn) -> Result<Value, EcsError> {
 pub struct DescribeIn {
     #[serde(default)]
     clusters: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
 }
 
 pub async fn describe(ctx: &mut Ctx<'_>, i: DescribeIn) -> Result<Value, EcsError> {
     at_most("clusters", i.clusters.len(), 100)?;
     let req = ctx.grpc(pb::DescribeClustersRequest {
         clusters: i.clusters,
-        ..Default::default()
+        include: i.include,
     });
     let out = api(ctx)
         .describe_clusters(req)

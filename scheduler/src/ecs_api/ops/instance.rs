@@ -63,6 +63,8 @@ pub struct DescribeIn {
     #[serde(default)]
     cluster: String,
     container_instances: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
 }
 
 pub async fn describe(ctx: &mut Ctx<'_>, i: DescribeIn) -> Result<Value, EcsError> {
@@ -73,7 +75,7 @@ pub async fn describe(ctx: &mut Ctx<'_>, i: DescribeIn) -> Result<Value, EcsErro
     let req = ctx.grpc(pb::DescribeContainerInstancesRequest {
         cluster: i.cluster,
         container_instances: i.container_instances,
-        ..Default::default()
+        include: i.include,
     });
     let out = api(ctx)
         .describe_container_instances(req)

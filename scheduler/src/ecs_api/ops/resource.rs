@@ -36,7 +36,8 @@ pub struct TagIn {
     value: String,
 }
 
-fn tags_in(tags: Vec<TagIn>) -> Vec<pb::Tag> {
+/// ECS's tags as the core takes them.
+pub(super) fn tags_in(tags: Vec<TagIn>) -> Vec<pb::Tag> {
     tags.into_iter()
         .map(|t| pb::Tag {
             key: t.key,

@@ -212,6 +212,8 @@ pub struct DescribeIn {
     #[serde(default)]
     cluster: String,
     services: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
 }
 
 pub async fn describe(ctx: &mut Ctx<'_>, i: DescribeIn) -> Result<Value, EcsError> {
@@ -222,7 +224,7 @@ pub async fn describe(ctx: &mut Ctx<'_>, i: DescribeIn) -> Result<Value, EcsErro
     let req = ctx.grpc(pb::DescribeServicesRequest {
         cluster: i.cluster,
         services: i.services,
-        ..Default::default()
+        include: i.include,
     });
     let out = api(ctx)
         .describe_services(req)

@@ -143,6 +143,8 @@ pub struct RunIn {
     #[serde(default)]
     client_token: String,
     launch_type: Option<String>,
+    #[serde(default)]
+    tags: Vec<super::resource::TagIn>,
 }
 
 pub async fn run(ctx: &mut Ctx<'_>, i: RunIn) -> Result<Value, EcsError> {
@@ -157,7 +159,7 @@ pub async fn run(ctx: &mut Ctx<'_>, i: RunIn) -> Result<Value, EcsError> {
         placement_strategy: strategies(i.placement_strategy),
         overrides: overrides(i.overrides),
         client_token: i.client_token,
-        ..Default::default()
+        tags: super::resource::tags_in(i.tags),
     });
     let out = api(ctx).run_task(req).await.map_err(status)?.into_inner();
     Ok(tasks_and_failures(&out.tasks, &out.failures))
@@ -175,6 +177,8 @@ pub struct StartIn {
     #[serde(default)]
     group: String,
     overrides: Option<OverridesIn>,
+    #[serde(default)]
+    tags: Vec<super::resource::TagIn>,
 }
 
 pub async fn start(ctx: &mut Ctx<'_>, i: StartIn) -> Result<Value, EcsError> {
@@ -196,7 +200,7 @@ pub async fn start(ctx: &mut Ctx<'_>, i: StartIn) -> Result<Value, EcsError> {
         count: 1,
         started_by: i.started_by,
         group: i.group,
-        ..Default::default()
+        tags: super::resource::tags_in(i.tags),
     });
     let out = api(ctx).start_task(req).await.map_err(status)?.into_inner();
     Ok(tasks_and_failures(&out.tasks, &out.failures))
@@ -228,6 +232,8 @@ pub struct DescribeIn {
     #[serde(default)]
     cluster: String,
     tasks: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
 }
 
 pub async fn describe(ctx: &mut Ctx<'_>, i: DescribeIn) -> Result<Value, EcsError> {
@@ -238,7 +244,7 @@ pub async fn describe(ctx: &mut Ctx<'_>, i: DescribeIn) -> Result<Value, EcsErro
     let req = ctx.grpc(pb::DescribeTasksRequest {
         cluster: i.cluster,
         tasks: i.tasks,
-        ..Default::default()
+        include: i.include,
     });
     let out = api(ctx)
         .describe_tasks(req)
