@@ -67,7 +67,8 @@ async fn task_lifecycle_through_berthctl() {
     assert_eq!(t["desiredStatus"], "RUNNING");
     assert_eq!(t["memory"], "160");
     assert_eq!(t["group"], "family:web");
-    assert!(t["startedAt"].as_str().unwrap().ends_with('Z'), "{t}");
+    // As the aws CLI prints timestamps: ISO 8601 in UTC with +00:00.
+    assert!(t["startedAt"].as_str().unwrap().ends_with("+00:00"), "{t}");
     assert_eq!(t["containers"][0]["runtimeId"], format!("{}-web", ids[0]));
 
     // A static host port already taken: refused with the reason, exit 1.
