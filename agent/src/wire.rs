@@ -227,6 +227,7 @@ pub fn task_status(r: &TaskReport) -> v1::AgentMessage {
             started_at: ts(r.started_at),
             stopped_at: ts(r.stopped_at),
             health_status: r.health_status.as_str().to_owned(),
+            private_ipv4_address: r.private_ipv4.map(|ip| ip.to_string()).unwrap_or_default(),
         })),
     }
 }
@@ -434,6 +435,20 @@ mod tests {
             })
         );
         assert_eq!(h.attributes.len(), 1);
+    }
+
+    #[test]
+    fn task_reports_carry_the_awsvpc_address() {
+        let mut r = TaskReport::new("arn:t", [("web".into(), "id".into())]);
+        let Some(v1::agent_message::Msg::TaskStatus(s)) = task_status(&r).msg else {
+            panic!("not a TaskStatus");
+        };
+        assert_eq!(s.private_ipv4_address, "", "no address: empty");
+        r.private_ipv4 = Some(std::net::Ipv4Addr::new(10, 213, 0, 5));
+        let Some(v1::agent_message::Msg::TaskStatus(s)) = task_status(&r).msg else {
+            panic!("not a TaskStatus");
+        };
+        assert_eq!(s.private_ipv4_address, "10.213.0.5");
     }
 
     #[test]

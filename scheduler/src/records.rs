@@ -2,7 +2,7 @@
 //! here; the API modules convert at the edge.
 
 use berth_proto::arn::ArnPrefix;
-use berth_proto::taskdef::{ReadOnlyFields, TaskDefinition, TaskDefinitionStatus};
+use berth_proto::taskdef::{NetworkMode, ReadOnlyFields, TaskDefinition, TaskDefinitionStatus};
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch (UTC).
@@ -396,6 +396,14 @@ pub struct TaskRecord {
     /// ECS's tags (RunTask's and StartTask's `tags`, then TagResource).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
+    /// The definition's network mode as run (`bridge` when it gives none);
+    /// `None` in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<NetworkMode>,
+    /// awsvpc tasks: the task's own address on its host's Berth bridge, as
+    /// the agent reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ipv4: Option<std::net::Ipv4Addr>,
 }
 
 /// ECS's `TaskOverride` (the container fields Berth honours).

@@ -2,8 +2,9 @@
 //! containerd + runc + CNI: busybox containers read
 //! `$ECS_CONTAINER_METADATA_URI_V4` with `wget` from inside bridge and
 //! awsvpc tasks, a second task is refused another task's metadata, the rate
-//! limit answers 429, and `$BERTH_HOST_PORT_80` matches what `berthctl task
-//! describe` shows. Root is required (network namespaces, cgroups, mounts):
+//! limit answers 429, `$BERTH_HOST_PORT_80` matches what `berthctl task
+//! describe` shows, and so does an awsvpc task's address (its ENI
+//! attachment, what discovery tools read). Root is required (network namespaces, cgroups, mounts):
 //! run via `scripts/test` as root; without root the tests fail with that
 //! message.
 //!
@@ -156,7 +157,7 @@ async fn containers_read_their_own_metadata_and_host_ports() {
     // task's URI: each reads its own metadata and is refused the other's.
     let prying = |family: &str, mode: &str| {
         let script = format!(
-            "{}; {}; exec sleep 600",
+            "echo \"ADDR $(ip -4 addr show eth0 | sed -n 's/.*inet \\([0-9.]*\\).*/\\1/p')\"; {}; {}; exec sleep 600",
             fetch("OWN", "$ECS_CONTAINER_METADATA_URI_V4"),
             fetch("OTHER", &format!("{uri}/task")),
         );
@@ -176,6 +177,46 @@ async fn containers_read_their_own_metadata_and_host_ports() {
     }
     let own_vpc = logged_json(&c, &v, "OWN").await;
     assert_eq!(own_vpc["Networks"][0]["NetworkMode"], "awsvpc", "{own_vpc}");
+
+    // What ECS-aware discovery (Traefik, Prometheus) reads: the awsvpc
+    // task's ENI attachment and network interface carry the address the
+    // task really has on eth0; a bridge task shows neither.
+    let vpc_ip = logged(&c, &v, "ADDR").await;
+    assert!(
+        vpc_ip.parse::<std::net::Ipv4Addr>().is_ok(),
+        "eth0's address inside the task: {vpc_ip:?}"
+    );
+    assert_eq!(own_vpc["Networks"][0]["IPv4Addresses"][0], vpc_ip.as_str());
+    let d = c
+        .until(&v, Duration::from_secs(30), "an ENI attachment", |t| {
+            t["attachments"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    let eni = &d["attachments"][0];
+    assert_eq!(eni["type"], "ElasticNetworkInterface", "{d}");
+    assert_eq!(eni["status"], "ATTACHED", "{d}");
+    let detail = eni["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|kv| kv["name"] == "privateIPv4Address")
+        .unwrap_or_else(|| panic!("no privateIPv4Address in {eni}"));
+    assert_eq!(detail["value"], vpc_ip.as_str(), "{d}");
+    let nic = &d["containers"][0]["networkInterfaces"][0];
+    assert_eq!(nic["privateIpv4Address"], vpc_ip.as_str(), "{d}");
+    assert_eq!(nic["attachmentId"], eni["id"], "{d}");
+    let bridge_ip = logged(&c, &b, "ADDR").await;
+    assert!(
+        bridge_ip.parse::<std::net::Ipv4Addr>().is_ok(),
+        "{bridge_ip:?}"
+    );
+    let d = c.describe(&b);
+    assert_eq!(d["attachments"], serde_json::json!([]), "{d}");
+    assert_eq!(
+        d["containers"][0]["networkInterfaces"],
+        serde_json::json!([]),
+        "{d}"
+    );
 
     // ECS's rate limit: bursts of 60 per source address, then 429 (here
     // from the host's own address on the bridge; unknown ids still count).

@@ -3,12 +3,14 @@
 //! test or by signals, every call is logged.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use berth_proto::taskdef::NetworkMode;
 use tokio::sync::watch;
 
-use super::ops::{ExecOutput, ExitInfo, Observed, OpsError, PullInfo, TaskOps};
+use super::ops::{ExecOutput, ExitInfo, NetworkInfo, Observed, OpsError, PullInfo, TaskOps};
 use super::plan::{ContainerPlan, TaskPlan};
 use super::report::Binding;
 
@@ -23,6 +25,15 @@ pub struct FakeOps {
     pub observed: Mutex<Vec<Observed>>,
     /// Exit code of commands exec'd in a container (default 0).
     pub exec_codes: Mutex<HashMap<String, i32>>,
+}
+
+/// The address the fake's bridge gives every bridge and awsvpc task.
+pub const FAKE_TASK_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
+
+/// What the host's bridge would give `plan`: an address unless in host or
+/// none mode.
+fn fake_address(plan: &TaskPlan) -> Option<Ipv4Addr> {
+    matches!(plan.network_mode, NetworkMode::Bridge | NetworkMode::Awsvpc).then_some(FAKE_TASK_IP)
 }
 
 impl FakeOps {
@@ -89,25 +100,33 @@ impl TaskOps for FakeOps {
         ))
     }
 
-    async fn prepare(&self, plan: &TaskPlan) -> Result<((), Vec<Binding>), OpsError> {
+    async fn prepare(&self, plan: &TaskPlan) -> Result<((), NetworkInfo), OpsError> {
         self.call(format!("prepare {}", plan.id));
+        let bindings = plan
+            .ports
+            .iter()
+            .map(|p| Binding {
+                bind_ip: "0.0.0.0".into(),
+                container_port: p.container_port,
+                host_port: p.host_port,
+                protocol: p.protocol,
+            })
+            .collect();
         Ok((
             (),
-            plan.ports
-                .iter()
-                .map(|p| Binding {
-                    bind_ip: "0.0.0.0".into(),
-                    container_port: p.container_port,
-                    host_port: p.host_port,
-                    protocol: p.protocol,
-                })
-                .collect(),
+            NetworkInfo {
+                bindings,
+                ipv4: fake_address(plan),
+            },
         ))
     }
 
-    async fn adopt(&self, plan: &TaskPlan) -> Result<Vec<Binding>, OpsError> {
+    async fn adopt(&self, plan: &TaskPlan) -> Result<NetworkInfo, OpsError> {
         self.call(format!("adopt {}", plan.id));
-        Ok(vec![])
+        Ok(NetworkInfo {
+            bindings: vec![],
+            ipv4: fake_address(plan),
+        })
     }
 
     async fn start(

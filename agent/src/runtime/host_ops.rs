@@ -32,7 +32,9 @@ use super::containerd::Containerd;
 use super::image::{ImageStore, PullPolicy, PulledImage};
 use super::lifecycle::truncate_output;
 use super::network::{self, Networking, PortMapping};
-use super::ops::{ExecOutput, ExitInfo, Observed, ObservedState, OpsError, PullInfo, TaskOps};
+use super::ops::{
+    ExecOutput, ExitInfo, NetworkInfo, Observed, ObservedState, OpsError, PullInfo, TaskOps,
+};
 use super::plan::{labels, ContainerPlan, TaskPlan};
 use super::report::Binding;
 use super::spec;
@@ -154,15 +156,25 @@ fn network_facts(n: &network::TaskNetwork) -> NetworkFacts {
     }
 }
 
-fn bindings(b: &[network::Binding]) -> Vec<Binding> {
-    b.iter()
-        .map(|b| Binding {
-            bind_ip: b.bind_ip.to_string(),
-            container_port: b.container_port,
-            host_port: b.host_port,
-            protocol: b.protocol,
-        })
-        .collect()
+/// What the runner reports of a task's network: its host ports and its
+/// IPv4 address on the bridge.
+fn network_info(n: &network::TaskNetwork) -> NetworkInfo {
+    NetworkInfo {
+        bindings: n
+            .bindings
+            .iter()
+            .map(|b| Binding {
+                bind_ip: b.bind_ip.to_string(),
+                container_port: b.container_port,
+                host_port: b.host_port,
+                protocol: b.protocol,
+            })
+            .collect(),
+        ipv4: match n.ip {
+            Some(std::net::IpAddr::V4(ip)) => Some(ip),
+            _ => None,
+        },
+    }
 }
 
 /// Mounts `mounts` (a snapshot's) on a temporary directory for `f`, then
@@ -437,7 +449,7 @@ impl TaskOps for HostOps {
         Ok((image, info))
     }
 
-    async fn prepare(&self, plan: &TaskPlan) -> Result<(PreparedTask, Vec<Binding>), OpsError> {
+    async fn prepare(&self, plan: &TaskPlan) -> Result<(PreparedTask, NetworkInfo), OpsError> {
         let def = definition(plan)?;
         self.cgroups
             .create_task(&plan.id, &TaskLimits::for_task(def, Some(TASK_PIDS_MAX)))
@@ -482,7 +494,7 @@ impl TaskOps for HostOps {
             }
             volumes.insert(name, dir);
         }
-        let b = bindings(&net.bindings);
+        let info = network_info(&net);
         self.metadata
             .register(TaskEntry::new(plan, network_facts(&net)));
         Ok((
@@ -491,11 +503,11 @@ impl TaskOps for HostOps {
                 volumes,
                 shared_ns: Mutex::new(None),
             },
-            b,
+            info,
         ))
     }
 
-    async fn adopt(&self, plan: &TaskPlan) -> Result<Vec<Binding>, OpsError> {
+    async fn adopt(&self, plan: &TaskPlan) -> Result<NetworkInfo, OpsError> {
         let net = self
             .network
             .adopt(&plan.id)
@@ -511,7 +523,7 @@ impl TaskOps for HostOps {
             plan,
             net.as_ref().map(network_facts).unwrap_or_default(),
         ));
-        Ok(net.map(|n| bindings(&n.bindings)).unwrap_or_default())
+        Ok(net.as_ref().map(network_info).unwrap_or_default())
     }
 
     async fn start(

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime};
 
 use super::plan::{ContainerPlan, TaskPlan};
@@ -58,6 +59,17 @@ pub enum ObservedState {
     NoTask,
 }
 
+/// What a task's network is, as `prepare` set it up or `adopt` read it
+/// back: what its report needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkInfo {
+    /// The host ports as really mapped.
+    pub bindings: Vec<Binding>,
+    /// The task's own IPv4 address on the host's bridge (bridge and awsvpc
+    /// modes); `None` in host and none modes.
+    pub ipv4: Option<Ipv4Addr>,
+}
+
 /// Failures of host operations, worded for ECS's `reason` fields.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum OpsError {
@@ -92,15 +104,15 @@ pub trait TaskOps: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(Self::Image, PullInfo), OpsError>> + Send;
 
     /// Task-level setup: cgroup, network (port mappings), per-task files and
-    /// volumes. Returns the host ports as really mapped.
+    /// volumes. Returns the network as really set up (host ports, address).
     fn prepare(
         &self,
         plan: &TaskPlan,
-    ) -> impl Future<Output = Result<(Self::Prepared, Vec<Binding>), OpsError>> + Send;
+    ) -> impl Future<Output = Result<(Self::Prepared, NetworkInfo), OpsError>> + Send;
 
-    /// Re-reads what `prepare` set up, after an agent restart.
-    fn adopt(&self, plan: &TaskPlan)
-        -> impl Future<Output = Result<Vec<Binding>, OpsError>> + Send;
+    /// Re-reads what `prepare` set up, after an agent restart (the network
+    /// from the agent's CNI record).
+    fn adopt(&self, plan: &TaskPlan) -> impl Future<Output = Result<NetworkInfo, OpsError>> + Send;
 
     /// Creates and starts one container; returns its pid.
     fn start(

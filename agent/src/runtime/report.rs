@@ -6,6 +6,7 @@
 //! a reconnect, everything, so a lost message heals on the next connection.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -62,6 +63,10 @@ pub struct TaskReport {
     pub stopped_at: Option<SystemTime>,
     /// ECS's task healthStatus, from the containers' ([`super::lifecycle::task_health`]).
     pub health_status: HealthStatus,
+    /// awsvpc tasks: the task's own address on the host's bridge, once its
+    /// network is set up (ECS's ENI `privateIPv4Address`). `None` for other
+    /// network modes: ECS shows no task address for them.
+    pub private_ipv4: Option<Ipv4Addr>,
 }
 
 impl TaskReport {
@@ -91,6 +96,7 @@ impl TaskReport {
             started_at: None,
             stopped_at: None,
             health_status: HealthStatus::Unknown,
+            private_ipv4: None,
         }
     }
 

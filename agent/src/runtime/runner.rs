@@ -13,9 +13,11 @@
 //! stops a task. An UNHEALTHY container does not stop a task by itself
 //! (ECS: a standalone task lives on; a service replaces it).
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use berth_proto::taskdef::NetworkMode;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
@@ -24,7 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::lifecycle::{self, CheckResult, Gate, HealthTracker, Lifecycle, Phase, View};
-use super::ops::{ExitInfo, ObservedState, OpsError, TaskOps};
+use super::ops::{ExitInfo, NetworkInfo, ObservedState, OpsError, TaskOps};
 use super::plan::TaskPlan;
 use super::report::{ContainerStatus, HealthReport, Reporter, StopCode, TaskReport, TaskStatus};
 
@@ -625,9 +627,11 @@ pub async fn launch<O: TaskOps>(
         res = r.ctx.ops.prepare(&r.plan) => res,
     };
     let prepared = match prepared {
-        Ok((prepared, bindings)) => {
+        Ok((prepared, net)) => {
+            r.report.private_ipv4 = reported_address(&r.plan, &net);
             for c in &mut r.report.containers {
-                c.bindings = bindings
+                c.bindings = net
+                    .bindings
                     .iter()
                     .filter(|b| {
                         r.plan
@@ -650,6 +654,16 @@ pub async fn launch<O: TaskOps>(
         cancel,
     )
     .await;
+}
+
+/// The address a task's report carries: ECS shows a task's own address
+/// (its ENI's) only for awsvpc tasks, never for bridge or host ones.
+fn reported_address(plan: &TaskPlan, net: &NetworkInfo) -> Option<Ipv4Addr> {
+    if plan.network_mode == NetworkMode::Awsvpc {
+        net.ipv4
+    } else {
+        None
+    }
 }
 
 /// TaskFailedToStart before any container started (pull, prepare): tear
@@ -693,13 +707,15 @@ pub async fn adopt<O: TaskOps>(
         .get(&plan.arn)
         .unwrap_or_else(|| TaskReport::new(&plan.arn, containers));
     let (mut r, health_rx) = Runner::new(ctx, plan, report);
-    let bindings = match r.ctx.ops.adopt(&r.plan).await {
-        Ok(b) => b,
+    let net = match r.ctx.ops.adopt(&r.plan).await {
+        Ok(n) => n,
         Err(e) => {
             tracing::warn!(task = %r.plan.arn, cause = %e, "cannot read back the task's network");
-            vec![]
+            NetworkInfo::default()
         }
     };
+    r.report.private_ipv4 = reported_address(&r.plan, &net);
+    let bindings = net.bindings;
     let waits = FuturesUnordered::new();
     let mut gone_essential = None;
     let at = Instant::now();

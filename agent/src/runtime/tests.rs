@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::fake::FakeOps;
+use super::fake::{FakeOps, FAKE_TASK_IP};
 use super::ops::{Observed, ObservedState};
 use super::plan::TaskPlan;
 use super::report::{
@@ -225,6 +225,60 @@ async fn tasks_dropped_from_the_desired_set_are_stopped_and_never_restarted() {
         .filter(|c| c.starts_with(&format!("start {WEB}")))
         .count();
     assert_eq!(starts, 1);
+}
+
+/// `task` in awsvpc mode (no host ports).
+fn awsvpc_task(status: DesiredStatus) -> DesiredTask {
+    DesiredTask {
+        task_definition_json: r#"{"family":"web","networkMode":"awsvpc","containerDefinitions":[
+            {"name":"web","image":"busybox","memory":32,"stopTimeout":2,"portMappings":[{"containerPort":80}]},
+            {"name":"side","image":"sidecar","memory":32,"essential":false}]}"#
+            .into(),
+        ports: vec![],
+        ..task(status)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn awsvpc_tasks_report_their_address_and_bridge_tasks_do_not() {
+    let mut h = Harness::start(FakeOps::new());
+    h.want(vec![awsvpc_task(DesiredStatus::Running)]);
+    let r = h
+        .until("RUNNING", |r| r.status == TaskStatus::Running)
+        .await;
+    assert_eq!(r.private_ipv4, Some(FAKE_TASK_IP));
+    assert!(r.containers.iter().all(|c| c.bindings.is_empty()));
+
+    // The fake gives bridge tasks an address too; ECS shows none for them.
+    let mut h = Harness::start(FakeOps::new());
+    h.want(vec![task(DesiredStatus::Running)]);
+    let r = h
+        .until("RUNNING", |r| r.status == TaskStatus::Running)
+        .await;
+    assert_eq!(r.private_ipv4, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_readopted_awsvpc_task_reports_its_address_again() {
+    let plan = TaskPlan::from_desired(
+        &awsvpc_task(DesiredStatus::Running),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let ops = FakeOps::new();
+    *ops.observed.lock().unwrap() = observed(
+        &plan,
+        [
+            ObservedState::Running { pid: 10 },
+            ObservedState::Running { pid: 11 },
+        ],
+    );
+    let h = Harness::start(ops);
+    let r = h
+        .until("RUNNING", |r| r.status == TaskStatus::Running)
+        .await;
+    assert_eq!(r.private_ipv4, Some(FAKE_TASK_IP));
+    assert!(h.ops.calls().iter().any(|c| c.starts_with("adopt ")));
 }
 
 fn observed(plan: &TaskPlan, states: [ObservedState; 2]) -> Vec<Observed> {

@@ -475,6 +475,14 @@ pub fn validate_report(r: TaskStatusReport) -> Result<TaskReport, ApiError> {
         stopped_at: r.stopped_at.as_ref().map(millis),
         health_status: parse_optional::<HealthStatus>(&r.health_status)
             .map_err(|e| ApiError::invalid("taskStatus.healthStatus", e.to_string()))?,
+        private_ipv4: parse_optional::<std::net::Ipv4Addr>(&r.private_ipv4_address).map_err(
+            |_| {
+                ApiError::invalid(
+                    "taskStatus.privateIpv4Address",
+                    format!("{:?} is not an IPv4 address", r.private_ipv4_address),
+                )
+            },
+        )?,
     })
 }
 
@@ -654,6 +662,29 @@ mod tests {
                 assert_eq!(field, "taskStatus.containers[0].healthStatus")
             }
             e => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn reports_carry_the_awsvpc_address() {
+        let report = |ip: &str| TaskStatusReport {
+            task_arn: "arn:aws:ecs:local:0:task/default/0123".into(),
+            last_status: "RUNNING".into(),
+            private_ipv4_address: ip.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            validate_report(report("10.213.0.5")).unwrap().private_ipv4,
+            Some(std::net::Ipv4Addr::new(10, 213, 0, 5))
+        );
+        assert_eq!(validate_report(report("")).unwrap().private_ipv4, None);
+        for bad in ["fe80::1", "10.0.0", "host"] {
+            match validate_report(report(bad)).unwrap_err() {
+                ApiError::Invalid { field, .. } => {
+                    assert_eq!(field, "taskStatus.privateIpv4Address")
+                }
+                e => panic!("{e}"),
+            }
         }
     }
 

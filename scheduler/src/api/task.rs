@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use berth_proto::arn::{short_id, ArnPrefix};
 use berth_proto::ecs::name_or_empty;
-use berth_proto::taskdef::FieldIssue;
+use berth_proto::taskdef::{FieldIssue, NetworkMode};
 use berth_proto::v1::{
     task_service_server::TaskService, Container, DescribeTasksRequest, DescribeTasksResponse,
     Failure, GetTaskLogsRequest, ListTasksRequest, ListTasksResponse, LogEntry, NetworkBinding,
@@ -104,10 +104,19 @@ pub fn task_to_proto(arn: &ArnPrefix, t: &TaskRecord) -> Task {
             .unwrap_or_default(),
         stopped_reason: t.stopped_reason.clone(),
         overrides: t.overrides.as_ref().map(overrides_to_proto),
-        // Not known to the scheduler yet: the agent does not report the
-        // task's address (docs/ecs-tools.md).
-        network_mode: String::new(),
-        private_ipv4_address: String::new(),
+        network_mode: network_mode(t).to_owned(),
+        private_ipv4_address: t.private_ipv4.map(|ip| ip.to_string()).unwrap_or_default(),
+    }
+}
+
+/// The task's network mode. Records written before the mode was kept have
+/// none: an address can only be an awsvpc task's (agents report no other),
+/// and without one the mode is left empty.
+fn network_mode(t: &TaskRecord) -> &'static str {
+    match (t.network_mode, t.private_ipv4) {
+        (Some(m), _) => m.as_str(),
+        (None, Some(_)) => NetworkMode::Awsvpc.as_str(),
+        (None, None) => "",
     }
 }
 
@@ -746,5 +755,68 @@ impl TaskService for TaskApi {
             pending: VecDeque::new(),
             done: false,
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stored task record as written before `network_mode` and
+    /// `private_ipv4` were kept.
+    const OLD_RECORD: &str = r#"{"id":"0123456789abcdef0123456789abcdef","cluster":"default",
+        "instance_id":"i1","family":"web","revision":1,"desired_status":"RUNNING",
+        "last_status":"RUNNING","health_status":"UNKNOWN","started_by":"","group":"family:web",
+        "created_at":1700000000000,"containers":[],
+        "reservation":{"cpu_units":0,"memory_mib":0,"ports":[]},"version":2}"#;
+
+    #[test]
+    fn tasks_carry_their_network_mode_and_awsvpc_address() {
+        let arn = ArnPrefix::default();
+        let old: TaskRecord = serde_json::from_str(OLD_RECORD).expect("an old record reads");
+        assert_eq!((old.network_mode, old.private_ipv4), (None, None));
+        let t = task_to_proto(&arn, &old);
+        assert_eq!(
+            (t.network_mode.as_str(), t.private_ipv4_address.as_str()),
+            ("", "")
+        );
+
+        let bridge = TaskRecord {
+            network_mode: Some(NetworkMode::Bridge),
+            ..old.clone()
+        };
+        let t = task_to_proto(&arn, &bridge);
+        assert_eq!(
+            (t.network_mode.as_str(), t.private_ipv4_address.as_str()),
+            ("bridge", "")
+        );
+
+        let awsvpc = TaskRecord {
+            network_mode: Some(NetworkMode::Awsvpc),
+            private_ipv4: Some(std::net::Ipv4Addr::new(10, 213, 0, 5)),
+            ..old.clone()
+        };
+        let t = task_to_proto(&arn, &awsvpc);
+        assert_eq!(
+            (t.network_mode.as_str(), t.private_ipv4_address.as_str()),
+            ("awsvpc", "10.213.0.5")
+        );
+        // What Traefik and Prometheus read.
+        let json = berth_proto::ecs_json::task(&t);
+        assert_eq!(json["attachments"][0]["type"], "ElasticNetworkInterface");
+        assert_eq!(json["attachments"][0]["details"][0]["value"], "10.213.0.5");
+
+        // A record from before the mode was kept, with an address an
+        // upgraded agent reported: only awsvpc tasks have one.
+        let upgraded = TaskRecord {
+            private_ipv4: awsvpc.private_ipv4,
+            ..old
+        };
+        assert_eq!(task_to_proto(&arn, &upgraded).network_mode, "awsvpc");
+
+        // New fields are written only when set: old records keep their bytes.
+        let back = serde_json::to_value(&bridge).unwrap();
+        assert_eq!(back["network_mode"], "bridge");
+        assert!(back.get("private_ipv4").is_none());
     }
 }

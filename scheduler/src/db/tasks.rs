@@ -105,6 +105,8 @@ pub struct TaskReport {
     pub started_at: Option<UnixMillis>,
     pub stopped_at: Option<UnixMillis>,
     pub health_status: Option<HealthStatus>,
+    /// awsvpc tasks: the task's address, once the agent knows it.
+    pub private_ipv4: Option<std::net::Ipv4Addr>,
 }
 
 /// What became of one report.
@@ -190,6 +192,8 @@ pub(super) fn placed_task(
         version: 1,
         overrides,
         tags: Vec::new(),
+        network_mode: Some(def.effective_network_mode()),
+        private_ipv4: None,
     }
 }
 
@@ -616,6 +620,9 @@ fn merge_report(task: &mut TaskRecord, r: &TaskReport) {
     if r.health_status.is_some() {
         task.health_status = r.health_status;
     }
+    if r.private_ipv4.is_some() {
+        task.private_ipv4 = r.private_ipv4;
+    }
     for c in &r.containers {
         let Some(mine) = task.containers.iter_mut().find(|m| m.name == c.name) else {
             continue;
@@ -667,6 +674,8 @@ fn merge_report(task: &mut TaskRecord, r: &TaskReport) {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use berth_proto::taskdef::NetworkMode;
 
     use super::*;
     use crate::records::{HostResources, Protocol};
@@ -740,6 +749,7 @@ mod tests {
             started_at: None,
             stopped_at: None,
             health_status: None,
+            private_ipv4: None,
         }
     }
 
@@ -791,6 +801,52 @@ mod tests {
         assert!(stopped.stopped_at.is_some());
         assert_eq!(db.desired_set("i1").unwrap().1.len(), 1);
         assert!(notified.has_changed().unwrap());
+    }
+
+    #[tokio::test]
+    async fn reports_keep_the_awsvpc_address_and_records_the_network_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        instance(&db, "i1", 1000, (20000, 20099)).await;
+        register(&db, WEB).await;
+        register(
+            &db,
+            r#"{"family":"vpc","networkMode":"awsvpc","containerDefinitions":[
+                {"name":"web","image":"nginx","memory":10,"portMappings":[{"containerPort":80}]}]}"#,
+        )
+        .await;
+        let web = db
+            .start_tasks(&spec("web", "i1", 1), |_| true)
+            .await
+            .unwrap();
+        let vpc = db
+            .start_tasks(&spec("vpc", "i1", 1), |_| true)
+            .await
+            .unwrap();
+        let (web, vpc) = (&web.tasks[0], &vpc.tasks[0]);
+        assert_eq!(web.network_mode, Some(NetworkMode::Bridge), "ECS's default");
+        assert_eq!(vpc.network_mode, Some(NetworkMode::Awsvpc));
+        assert_eq!(vpc.private_ipv4, None, "unknown until the agent reports it");
+
+        let ip = std::net::Ipv4Addr::new(10, 213, 0, 5);
+        let mut running = report(vpc, TaskStatus::Running);
+        running.private_ipv4 = Some(ip);
+        let out = db.apply_reports("i1", &[running]).await.unwrap();
+        assert_eq!(out, vec![ReportOutcome::Applied]);
+        assert_eq!(db.task(&vpc.id).unwrap().unwrap().private_ipv4, Some(ip));
+
+        // A later report without the address (none known yet after an agent
+        // restart) keeps it, through STOPPED.
+        let out = db
+            .apply_reports("i1", &[report(vpc, TaskStatus::Stopped)])
+            .await
+            .unwrap();
+        assert_eq!(out, vec![ReportOutcome::Applied]);
+        let stopped = db.task(&vpc.id).unwrap().unwrap();
+        assert_eq!(
+            (stopped.last_status, stopped.private_ipv4),
+            (TaskStatus::Stopped, Some(ip))
+        );
     }
 
     #[tokio::test]
