@@ -16,45 +16,14 @@ use berth_proto::v1::{
     HostResources, ListClustersRequest, ListTaskDefinitionFamiliesRequest,
     ListTaskDefinitionsRequest, RegisterTaskDefinitionRequest,
 };
-use berth_scheduler::config::Config;
 use berth_tests::AuthedChannel;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
-struct Server {
-    /// Agents' TLS channels (no operator token) and activations.
-    target: berth_tests::fake_agent::AgentTarget,
-    /// Every call carries the bootstrap admin token.
-    ops: AuthedChannel,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
+mod common;
+use common::InProcess as Server;
 
 async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path());
-    let token = berth_tests::generate_token();
-    config.bootstrap_token = Some(berth_scheduler::auth::Token::parse(&token).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            berth_scheduler::server::run(config, listener, shutdown)
-                .await
-                .unwrap();
-        }
-    });
-    let target = berth_tests::connect_in_process(addr, dir.path(), &token).await;
-    Server {
-        ops: target.operator.clone(),
-        target,
-        shutdown,
-        task,
-        _dir: dir,
-    }
+    Server::start().await
 }
 
 const WRAPPED: &str = include_str!("../../tests/fixtures/describe-web.json");
@@ -230,8 +199,7 @@ async fn task_definitions_register_describe_list_deregister() {
         .into_inner();
     assert_eq!(fams.families, ["api", "web"]);
 
-    s.shutdown.cancel();
-    s.task.await.unwrap();
+    s.stop().await;
 }
 
 #[tokio::test]

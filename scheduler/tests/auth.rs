@@ -15,43 +15,15 @@ use berth_proto::v1::{
     ListTokensRequest, RevokeTokenRequest,
 };
 use berth_scheduler::api::auth::{Access, METHODS};
-use berth_scheduler::config::Config;
 use berth_tests::authed;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-struct Server {
-    channel: Channel,
-    admin: String,
-    _shutdown: tokio_util::sync::DropGuard,
-    _dir: tempfile::TempDir,
-}
+mod common;
+use common::InProcess as Server;
 
 async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path());
-    let admin = berth_tests::generate_token();
-    config.bootstrap_token = Some(berth_scheduler::auth::Token::parse(&admin).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { berth_scheduler::server::run(config, listener, shutdown).await }
-    });
-    // TLS trusting the scheduler's CA, no token: each call adds its own.
-    let channel = berth_tests::connect_in_process(addr, dir.path(), &admin)
-        .await
-        .channel(None)
-        .await
-        .unwrap();
-    Server {
-        channel,
-        admin,
-        _shutdown: shutdown.drop_guard(),
-        _dir: dir,
-    }
+    Server::start().await
 }
 
 /// Calls `path` with an empty request (every field at its default) and

@@ -7,58 +7,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use berth_proto::v1::audit_service_client::AuditServiceClient;
 use berth_proto::v1::token_service_client::TokenServiceClient;
 use berth_proto::v1::{CreateTokenRequest, ListAuditEventsRequest, RevokeTokenRequest};
-use berth_scheduler::config::Config;
-use berth_tests::AuthedChannel;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
 const TARGET: &str = "AmazonEC2ContainerServiceV20141113.";
 
-struct Server {
-    url: String,
-    ca: PathBuf,
-    /// The bootstrap admin token, `berth_<id>_<secret>`.
-    admin: String,
-    ops: AuthedChannel,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::InProcess as Server;
 
 async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path());
-    let admin = berth_tests::generate_token();
-    config.bootstrap_token = Some(berth_scheduler::auth::Token::parse(&admin).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ecs = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let url = format!("https://{}/", ecs.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            berth_scheduler::server::run_with(config, listener, Some(ecs), shutdown)
-                .await
-                .unwrap();
-        }
-    });
-    let target = berth_tests::connect_in_process(addr, dir.path(), &admin).await;
-    Server {
-        url,
-        ca: dir.path().join("tls/ca.pem"),
-        admin,
-        ops: target.operator.clone(),
-        shutdown,
-        task,
-        dir,
-    }
+    Server::start().await
 }
 
 /// AWS credentials of a token: (access key id, secret access key).
@@ -94,13 +56,13 @@ impl<'a> Call<'a> {
 
     /// The status, the `x-amzn-requestid` header and the JSON body.
     fn send(&self, s: &Server) -> (u16, String, Value) {
-        let body_file = s.dir.path().join("body");
+        let body_file = s.data_dir.join("body");
         std::fs::write(&body_file, &self.body).unwrap();
-        let headers = s.dir.path().join("headers");
+        let headers = s.data_dir.join("headers");
         let mut cmd = Command::new("curl");
         cmd.args(["-sS", "--max-time", "20", "-X", self.method])
             .arg("--cacert")
-            .arg(&s.ca)
+            .arg(s.ca_path())
             .args(["-H", "Content-Type: application/x-amz-json-1.1"])
             .arg("-D")
             .arg(&headers)
@@ -117,7 +79,7 @@ impl<'a> Call<'a> {
                 .arg(format!("{id}:{secret}"));
         }
         let out = cmd
-            .arg(&s.url)
+            .arg(&s.ecs_url)
             .stdin(Stdio::null())
             .output()
             .expect("curl is needed (scripts/install-deps installs it)");
@@ -150,24 +112,18 @@ fn error_type(v: &Value) -> &str {
     v["__type"].as_str().unwrap_or_default()
 }
 
-impl Server {
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.unwrap();
-    }
-
-    async fn token(&self, name: &str, role: &str) -> String {
-        TokenServiceClient::new(self.ops.clone())
-            .create_token(CreateTokenRequest {
-                name: name.into(),
-                role: role.into(),
-                expires_in: None,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .secret
-    }
+/// A new token of `role`; its secret.
+async fn token(s: &Server, name: &str, role: &str) -> String {
+    TokenServiceClient::new(s.ops.clone())
+        .create_token(CreateTokenRequest {
+            name: name.into(),
+            role: role.into(),
+            expires_in: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)] // curl blocks a thread
@@ -329,7 +285,7 @@ async fn credentials_are_checked_and_roles_and_audit_apply() {
 
     // A read-only token reads and may not change anything; the refusal
     // and the admin's change are both in the audit log.
-    let reader = s.token("reader", "read-only").await;
+    let reader = token(&s, "reader", "read-only").await;
     let (code, _, v) = Call::op("DescribeClusters", json!({}))
         .signed(&reader)
         .send(&s);

@@ -20,38 +20,15 @@ use berth_proto::v1::{
     ListTasksRequest, RegisterTaskDefinitionRequest, ServiceDeploymentBrief, StartTaskRequest,
     UpdateServiceRequest,
 };
-use berth_scheduler::config::Config;
 use berth_tests::fake_agent::{Autopilot, FakeAgent, FakeHost};
 use berth_tests::{eventually, AuthedChannel};
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
-struct Server {
-    target: berth_tests::fake_agent::AgentTarget,
-    ops: AuthedChannel,
-    _shutdown: tokio_util::sync::DropGuard,
-    _dir: tempfile::TempDir,
-}
+mod common;
+use common::InProcess as Server;
 
 async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path());
-    let token = berth_tests::generate_token();
-    config.bootstrap_token = Some(berth_scheduler::auth::Token::parse(&token).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { berth_scheduler::server::run(config, listener, shutdown).await }
-    });
-    let target = berth_tests::connect_in_process(addr, dir.path(), &token).await;
-    Server {
-        ops: target.operator.clone(),
-        target,
-        _shutdown: shutdown.drop_guard(),
-        _dir: dir,
-    }
+    Server::start().await
 }
 
 fn taskdef(family: &str) -> String {

@@ -22,50 +22,16 @@ use berth_proto::v1::{
     RegisterTaskDefinitionRequest, RunTaskRequest, StartTaskRequest, Tag, TagResourceRequest,
     TargetedAttribute, UntagResourceRequest,
 };
-use berth_scheduler::config::Config;
 use berth_tests::fake_agent::{report_for, FakeAgent, FakeHost};
 use berth_tests::AuthedChannel;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
-struct Server {
-    target: berth_tests::fake_agent::AgentTarget,
-    shutdown: CancellationToken,
-    done: tokio::task::JoinHandle<()>,
-}
+mod common;
+use common::InProcess as Server;
 
-impl Server {
-    fn ops(&self) -> AuthedChannel {
-        self.target.operator.clone()
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.done.await.unwrap();
-    }
-}
-
-/// `server::run` on `dir` (a new store, or the one a stopped server left).
+/// The scheduler on `dir` (a new store, or the one a stopped server left).
 async fn start(dir: &std::path::Path, admin: &str) -> Server {
-    let mut config = Config::for_tests(dir);
-    config.bootstrap_token = Some(berth_scheduler::auth::Token::parse(admin).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let done = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            berth_scheduler::server::run(config, listener, shutdown)
-                .await
-                .unwrap()
-        }
-    });
-    let target = berth_tests::connect_in_process(addr, dir, admin).await;
-    Server {
-        target,
-        shutdown,
-        done,
-    }
+    Server::start_in(dir, admin, true, |_| {}).await
 }
 
 const PREFIX: &str = "arn:berth:ecs:local:000000000000";
@@ -121,7 +87,7 @@ async fn tags_on_every_resource_and_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let admin = berth_tests::generate_token();
     let s = start(dir.path(), &admin).await;
-    let ops = s.ops();
+    let ops = s.ops.clone();
     let mut clusters = ClusterServiceClient::new(ops.clone());
     let mut tags = TagServiceClient::new(ops.clone());
 
@@ -390,7 +356,7 @@ async fn tags_on_every_resource_and_across_a_restart() {
     s.stop().await;
     let s = start(dir.path(), &admin).await;
     for (arn, want) in arns.iter().zip(before) {
-        assert_eq!(list_tags(&s.ops(), arn).await, want, "{arn}");
+        assert_eq!(list_tags(&s.ops.clone(), arn).await, want, "{arn}");
     }
     s.stop().await;
 }
@@ -454,7 +420,7 @@ async fn custom_attributes_place_tasks_and_survive_reconnects_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let admin = berth_tests::generate_token();
     let s = start(dir.path(), &admin).await;
-    let ops = s.ops();
+    let ops = s.ops.clone();
     register(&ops, SMALL).await;
     let host = FakeHost {
         attributes: vec![("ecs.os-type".into(), "linux".into())],
@@ -558,7 +524,7 @@ async fn custom_attributes_place_tasks_and_survive_reconnects_and_restarts() {
     drop((a, b));
     s.stop().await;
     let s = start(dir.path(), &admin).await;
-    let ops = s.ops();
+    let ops = s.ops.clone();
     assert_eq!(
         list_attributes(&ops, "tier", "").await,
         [(
@@ -588,7 +554,7 @@ async fn delete_task_definitions_takes_inactive_revisions_only() {
     let dir = tempfile::tempdir().unwrap();
     let admin = berth_tests::generate_token();
     let s = start(dir.path(), &admin).await;
-    let ops = s.ops();
+    let ops = s.ops.clone();
     register(&ops, SMALL).await; // 1
     register(&ops, SMALL).await; // 2
     let mut td = TaskDefinitionServiceClient::new(ops.clone());

@@ -12,43 +12,18 @@ use berth_proto::v1::{
     DeleteSecretRequest, DescribeTaskDefinitionRequest, DescribeTasksRequest, ListSecretsRequest,
     PutSecretRequest, RegisterTaskDefinitionRequest, StartTaskRequest, StopTaskRequest,
 };
-use berth_scheduler::config::Config;
 use berth_tests::fake_agent::{FakeAgent, FakeHost};
 use berth_tests::AuthedChannel;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 const VALUE: &str = "s3cr3t-value-4f1c9a";
 const PASSWORD: &str = "registry-pa55-77e2";
 
-struct Server {
-    /// Agents' TLS channels (no operator token) and activations.
-    target: berth_tests::fake_agent::AgentTarget,
-    /// Every call carries the bootstrap admin token.
-    channel: AuthedChannel,
-    dir: tempfile::TempDir,
-    _shutdown: tokio_util::sync::DropGuard,
-}
+mod common;
+use common::InProcess as Server;
 
 async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path());
-    let token = berth_tests::generate_token();
-    config.bootstrap_token = Some(berth_scheduler::auth::Token::parse(&token).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { berth_scheduler::server::run(config, listener, shutdown).await }
-    });
-    let target = berth_tests::connect_in_process(addr, dir.path(), &token).await;
-    Server {
-        channel: target.operator.clone(),
-        target,
-        dir,
-        _shutdown: shutdown.drop_guard(),
-    }
+    Server::start().await
 }
 
 async fn put(ch: &AuthedChannel, name: &str, value: &str) -> Result<u32, tonic::Status> {
@@ -75,7 +50,7 @@ const APP: &str = r#"{"family":"app","containerDefinitions":[{"name":"app","imag
 #[tokio::test]
 async fn secrets_reach_only_the_agents_desired_set() {
     let s = start().await;
-    let ch = &s.channel;
+    let ch = &s.ops;
     let mut secrets = SecretServiceClient::new(ch.clone());
 
     // Put: versions rise; list shows names and versions, never values.
@@ -101,7 +76,7 @@ async fn secrets_reach_only_the_agents_desired_set() {
     assert!(!everything(&list).contains(VALUE));
     // The key file exists, 0600; the store holds no value in clear.
     use std::os::unix::fs::PermissionsExt as _;
-    let key = std::fs::metadata(s.dir.path().join("secrets.key")).unwrap();
+    let key = std::fs::metadata(s.data_dir.join("secrets.key")).unwrap();
     assert_eq!(key.permissions().mode() & 0o777, 0o600);
 
     TaskDefinitionServiceClient::new(ch.clone())
@@ -219,7 +194,7 @@ async fn secrets_reach_only_the_agents_desired_set() {
 
     // Nothing in the store is in clear.
     drop(agent);
-    for entry in walk(s.dir.path()) {
+    for entry in walk(&s.data_dir) {
         let bytes = std::fs::read(&entry).unwrap_or_default();
         assert!(
             !bytes.windows(VALUE.len()).any(|w| w == VALUE.as_bytes())

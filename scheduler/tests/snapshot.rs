@@ -25,51 +25,19 @@ use berth_proto::v1::{
     ListClustersRequest, ListSecretsRequest, ListTokensRequest, PutSecretRequest,
     RegisterTaskDefinitionRequest, StartTaskRequest,
 };
-use berth_scheduler::config::Config;
 use berth_scheduler::snapshot::{self, cli::ApiArgs};
-use berth_tests::fake_agent::{AgentTarget, FakeAgent, FakeHost};
-use tokio_util::sync::CancellationToken;
+use berth_tests::fake_agent::{FakeAgent, FakeHost};
 use tonic::Code;
 
 const VALUE: &str = "restored-s3cr3t-81d0";
 
-struct Server {
-    target: AgentTarget,
-    shutdown: CancellationToken,
-    done: tokio::task::JoinHandle<()>,
-}
+mod common;
+use common::InProcess as Server;
 
-/// `server::run` on `dir`; `token` is the bootstrap admin token of a new
+/// The scheduler on `dir`; `admin` is the bootstrap admin token of a new
 /// store (ignored by a restored one, which has its tokens).
 async fn start(dir: &std::path::Path, admin: &str, bootstrap: bool) -> Server {
-    let mut config = Config::for_tests(dir);
-    if bootstrap {
-        config.bootstrap_token = Some(berth_scheduler::auth::Token::parse(admin).unwrap());
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let done = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            berth_scheduler::server::run(config, listener, shutdown)
-                .await
-                .unwrap()
-        }
-    });
-    let target = berth_tests::connect_in_process(addr, dir, admin).await;
-    Server {
-        target,
-        shutdown,
-        done,
-    }
-}
-
-impl Server {
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.done.await.unwrap();
-    }
+    Server::start_in(dir, admin, bootstrap, |_| {}).await
 }
 
 fn web(image: &str) -> RegisterTaskDefinitionRequest {
