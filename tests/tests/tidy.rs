@@ -389,6 +389,31 @@ fn configuration_imports_nothing_above_it() {
     );
 }
 
+/// The scheduler's loopback tests start their server through one harness
+/// (`scheduler/tests/common`), not a copy of their own.
+#[test]
+fn scheduler_tests_share_one_in_process_harness() {
+    let root = workspace_root();
+    let dir = root.join("scheduler/tests");
+    let mut copies = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if text
+                .lines()
+                .any(|l| code_of(l).contains(concat!("server::", "run")))
+            {
+                copies.push(path.strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    assert!(
+        copies.is_empty(),
+        "start the scheduler with scheduler/tests/common (InProcess), not in: {copies:?}"
+    );
+}
+
 #[test]
 fn no_new_too_many_arguments_allowances() {
     let root = workspace_root();
