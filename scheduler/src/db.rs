@@ -141,16 +141,11 @@ fn decode<T: DeserializeOwned>(table: Table, key: &[u8], bytes: &[u8]) -> Result
 }
 
 fn taskdef_key(family: &str, revision: u32) -> Vec<u8> {
-    let mut k = family.as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(&revision.to_be_bytes());
-    k
+    crate::store::composite_key(&[family.as_bytes(), &revision.to_be_bytes()], false)
 }
 
 fn family_prefix(family: &str) -> Vec<u8> {
-    let mut k = family.as_bytes().to_vec();
-    k.push(0);
-    k
+    crate::store::composite_key(&[family.as_bytes()], true)
 }
 
 /// Steps from one schema version to the next; index `i` upgrades `i+1 → i+2`.

@@ -121,10 +121,7 @@ impl PlacerState {
 }
 
 fn token_key(cluster: &str, token: &str) -> Vec<u8> {
-    let mut k = cluster.as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(token.as_bytes());
-    k
+    crate::store::composite_key(&[cluster.as_bytes(), token.as_bytes()], false)
 }
 
 /// One batch being planned: its transaction so far and what it touched.
@@ -231,27 +228,13 @@ impl Db {
                     let Some((_, inst_bytes, alloc_bytes)) = st.read.get(id) else {
                         continue;
                     };
-                    txn = std::mem::take(&mut txn).check_equals(
-                        Table::Instances,
-                        id.as_str(),
-                        inst_bytes.clone(),
-                    );
-                    txn = match alloc_bytes {
-                        Some(b) => std::mem::take(&mut txn).check_equals(
-                            Table::Allocations,
-                            id.as_str(),
-                            b.clone(),
-                        ),
-                        None => {
-                            std::mem::take(&mut txn).check_absent(Table::Allocations, id.as_str())
-                        }
+                    txn.add_check_equals(Table::Instances, id.as_str(), inst_bytes.clone());
+                    match alloc_bytes {
+                        Some(b) => txn.add_check_equals(Table::Allocations, id.as_str(), b.clone()),
+                        None => txn.add_check_absent(Table::Allocations, id.as_str()),
                     };
                     let bytes = encode(Table::Allocations, &alloc)?;
-                    txn = std::mem::take(&mut txn).put(
-                        Table::Allocations,
-                        id.as_str(),
-                        bytes.clone(),
-                    );
+                    txn.add_put(Table::Allocations, id.as_str(), bytes.clone());
                     notes.push((id.clone(), alloc.generation));
                     new_bytes.push((id.clone(), cluster.clone(), alloc, bytes));
                 }
@@ -366,11 +349,9 @@ impl Db {
                     .unwrap_or_default();
                 // Read once more from the bytes the transaction checks.
                 let td: TaskDefinitionRecord = decode(Table::TaskDefinitions, &key, &bytes)?;
-                batch.txn = std::mem::take(&mut batch.txn).check_equals(
-                    Table::TaskDefinitions,
-                    key,
-                    bytes.clone(),
-                );
+                batch
+                    .txn
+                    .add_check_equals(Table::TaskDefinitions, key, bytes.clone());
                 batch.definitions.insert(def_key, (td.clone(), bytes));
                 td
             }

@@ -10,10 +10,7 @@ use crate::records::{ClusterStatus, ServiceRecord, ServiceStatus, TaskRecord};
 use crate::store::{Table, Txn};
 
 pub(super) fn service_key(cluster: &str, name: &str) -> Vec<u8> {
-    let mut k = cluster.as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(name.as_bytes());
-    k
+    crate::store::composite_key(&[cluster.as_bytes(), name.as_bytes()], false)
 }
 
 /// A service record with the bytes it was read from (for a checked write).
@@ -94,8 +91,7 @@ impl Db {
 
     /// The services of `cluster` (every status), by name.
     pub fn services_of(&self, cluster: &str) -> Result<Vec<ServiceRecord>, DbError> {
-        let mut prefix = cluster.as_bytes().to_vec();
-        prefix.push(0);
+        let prefix = crate::store::composite_key(&[cluster.as_bytes()], true);
         Ok(self.scan(Table::Services, &prefix)?)
     }
 

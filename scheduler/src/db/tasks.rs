@@ -123,10 +123,7 @@ pub enum ReportOutcome {
 }
 
 fn index_key(instance: &str, task: &str) -> Vec<u8> {
-    let mut k = instance.as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(task.as_bytes());
-    k
+    crate::store::composite_key(&[instance.as_bytes(), task.as_bytes()], false)
 }
 
 fn failure(instance: &str, reason: &str, detail: impl Into<String>) -> StartFailure {
@@ -230,8 +227,7 @@ impl Db {
 
     /// The tasks of one instance (through the `InstanceTasks` index).
     pub fn tasks_of_instance(&self, instance: &str) -> Result<Vec<TaskRecord>, DbError> {
-        let mut prefix = instance.as_bytes().to_vec();
-        prefix.push(0);
+        let prefix = crate::store::composite_key(&[instance.as_bytes()], true);
         let mut out = Vec::new();
         for (k, _) in self.store.scan_prefix(Table::InstanceTasks, &prefix)? {
             let id = &k[prefix.len()..];

@@ -271,7 +271,7 @@ fn write_store(file: &Path, data_dir: &Path) -> Result<(), SnapshotError> {
     while let Some(entry) = reader.next_entry()? {
         match entry {
             Entry::Record { table, key, value } => {
-                txn = txn.put(table, key, value);
+                txn.add_put(table, key, value);
                 if txn.ops.len() >= RESTORE_BATCH {
                     store.commit(&std::mem::take(&mut txn))?;
                 }

@@ -144,13 +144,64 @@ pub struct Txn {
     pub ops: Vec<Op>,
 }
 
+/// A key of several parts: each part, then a 0 byte, then the next (parts
+/// hold no 0 byte: names and ids never do). A prefix of whole parts ends
+/// with its 0 byte, so a scan of `composite_key(&[b"a"], true)` never sees
+/// the keys of `ab`.
+pub fn composite_key(parts: &[&[u8]], trailing_separator: bool) -> Vec<u8> {
+    let mut k = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p);
+    }
+    if trailing_separator {
+        k.push(0);
+    }
+    k
+}
+
 impl Txn {
     pub fn new() -> Self {
         Self::default()
     }
 
-    pub fn check_absent(mut self, table: Table, key: impl Into<Vec<u8>>) -> Self {
+    /// In-place forms of the builders, for transactions assembled in a
+    /// loop: `txn.add_put(..)` rather than `txn = take(&mut txn).put(..)`.
+    pub fn add_check_absent(&mut self, table: Table, key: impl Into<Vec<u8>>) -> &mut Self {
         self.checks.push(Check::Absent(table, key.into()));
+        self
+    }
+
+    pub fn add_check_equals(
+        &mut self,
+        table: Table,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.checks
+            .push(Check::Equals(table, key.into(), value.into()));
+        self
+    }
+
+    pub fn add_put(
+        &mut self,
+        table: Table,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.ops.push(Op::Put(table, key.into(), value.into()));
+        self
+    }
+
+    pub fn add_delete(&mut self, table: Table, key: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push(Op::Delete(table, key.into()));
+        self
+    }
+
+    pub fn check_absent(mut self, table: Table, key: impl Into<Vec<u8>>) -> Self {
+        self.add_check_absent(table, key);
         self
     }
 
@@ -160,18 +211,17 @@ impl Txn {
         key: impl Into<Vec<u8>>,
         value: impl Into<Vec<u8>>,
     ) -> Self {
-        self.checks
-            .push(Check::Equals(table, key.into(), value.into()));
+        self.add_check_equals(table, key, value);
         self
     }
 
     pub fn put(mut self, table: Table, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        self.ops.push(Op::Put(table, key.into(), value.into()));
+        self.add_put(table, key, value);
         self
     }
 
     pub fn delete(mut self, table: Table, key: impl Into<Vec<u8>>) -> Self {
-        self.ops.push(Op::Delete(table, key.into()));
+        self.add_delete(table, key);
         self
     }
 }
@@ -238,3 +288,34 @@ pub trait Store: Send + Sync + 'static {
 
 /// Where [`Store::export`] puts each record: `(table, key, value)`.
 pub type ExportSink<'a> = dyn FnMut(Table, &[u8], &[u8]) -> std::io::Result<()> + 'a;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn composite_keys_separate_their_parts() {
+        assert_eq!(composite_key(&[b"a", b"b"], false), b"a\0b");
+        assert_eq!(composite_key(&[b"a"], true), b"a\0");
+        // A prefix of whole parts never matches a longer first part.
+        let prefix = composite_key(&[b"a"], true);
+        assert!(composite_key(&[b"a", b"x"], false).starts_with(&prefix));
+        assert!(!composite_key(&[b"ab", b"x"], false).starts_with(&prefix));
+    }
+
+    #[test]
+    fn in_place_builders_match_the_chained_ones() {
+        let chained = Txn::new()
+            .check_absent(Table::Tokens, "a")
+            .check_equals(Table::Tokens, "b", "x")
+            .put(Table::Tokens, "c", "y")
+            .delete(Table::Tokens, "d");
+        let mut in_place = Txn::new();
+        in_place
+            .add_check_absent(Table::Tokens, "a")
+            .add_check_equals(Table::Tokens, "b", "x")
+            .add_put(Table::Tokens, "c", "y")
+            .add_delete(Table::Tokens, "d");
+        assert_eq!(format!("{chained:?}"), format!("{in_place:?}"));
+    }
+}
