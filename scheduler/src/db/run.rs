@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use super::tasks::{instance_task_key, new_task_id, placed_task};
+use super::tasks::{instance_task_key, new_task_id, placed_task, TaskOrigin};
 use super::{decode, encode, taskdef_key, Db, DbError, MAX_RETRIES};
 use crate::placement::engine::{self, ClusterView, Node};
 use crate::placement::spec::{Constraint, Strategy};
@@ -122,6 +122,15 @@ impl PlacerState {
 
 fn token_key(cluster: &str, token: &str) -> Vec<u8> {
     crate::store::composite_key(&[cluster.as_bytes(), token.as_bytes()], false)
+}
+
+/// What a RunTask request runs: the definition (as registered and with
+/// the request's overrides applied) and the tasks' group.
+#[derive(Clone, Copy)]
+struct WhatRuns<'a> {
+    td: &'a TaskDefinitionRecord,
+    def: &'a berth_proto::taskdef::TaskDefinition,
+    group: &'a str,
 }
 
 /// One batch being planned: its transaction so far and what it touched.
@@ -386,7 +395,12 @@ impl Db {
             },
             &mut st.rng,
         );
-        let recorded = self.record_run(spec, &td, &def, &group, token, outcome, batch);
+        let what = WhatRuns {
+            td: &td,
+            def: &def,
+            group: &group,
+        };
+        let recorded = self.record_run(spec, &what, token, outcome, batch);
         if let Err(e) = &recorded {
             batch.poisoned = Some(DbError::Unavailable(format!(
                 "could not record a placement: {e}"
@@ -396,31 +410,31 @@ impl Db {
     }
 
     /// Adds the placed tasks of one request (and its token) to `batch`.
-    #[allow(clippy::too_many_arguments)]
     fn record_run(
         &self,
         spec: &RunSpec,
-        td: &TaskDefinitionRecord,
-        def: &berth_proto::taskdef::TaskDefinition,
-        group: &str,
+        what: &WhatRuns<'_>,
         token: Option<Vec<u8>>,
         outcome: engine::Outcome,
         batch: &mut Batch,
     ) -> Result<RunTasks, DbError> {
+        let WhatRuns { td, def, group } = *what;
         let mut tasks = Vec::with_capacity(outcome.placed.len());
         let mut txn = Txn::new();
         for p in outcome.placed {
             let id = new_task_id();
             let mut task = placed_task(
                 id.clone(),
-                &spec.cluster,
                 &p.instance_id,
                 td,
                 def,
-                group.to_owned(),
-                &spec.started_by,
                 p.reservation,
-                spec.overrides.clone(),
+                TaskOrigin {
+                    cluster: &spec.cluster,
+                    group: group.to_owned(),
+                    started_by: &spec.started_by,
+                    overrides: spec.overrides.clone(),
+                },
             );
             task.tags = spec.tags.clone();
             txn = txn

@@ -139,20 +139,31 @@ pub(super) fn new_task_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// Who asked for a task and how: what RunTask and StartTask give every
+/// task they place.
+pub(super) struct TaskOrigin<'a> {
+    pub cluster: &'a str,
+    pub group: String,
+    pub started_by: &'a str,
+    pub overrides: Option<crate::records::TaskOverrides>,
+}
+
 /// The record of a task just placed on `instance`, PROVISIONING. `def` is
-/// the definition as run (`td`'s with `overrides` applied).
-#[allow(clippy::too_many_arguments)]
+/// the definition as run (`td`'s with the origin's overrides applied).
 pub(super) fn placed_task(
     id: String,
-    cluster: &str,
     instance: &str,
     td: &TaskDefinitionRecord,
     def: &berth_proto::taskdef::TaskDefinition,
-    group: String,
-    started_by: &str,
     reservation: crate::records::Reservation,
-    overrides: Option<crate::records::TaskOverrides>,
+    origin: TaskOrigin<'_>,
 ) -> TaskRecord {
+    let TaskOrigin {
+        cluster,
+        group,
+        started_by,
+        overrides,
+    } = origin;
     TaskRecord {
         id,
         cluster: cluster.to_owned(),
@@ -406,14 +417,16 @@ impl Db {
             alloc.generation += 1;
             let mut task = placed_task(
                 id.clone(),
-                &spec.cluster,
                 instance,
                 td,
                 &td.definition,
-                group,
-                &spec.started_by,
                 reservation,
-                None,
+                TaskOrigin {
+                    cluster: &spec.cluster,
+                    group,
+                    started_by: &spec.started_by,
+                    overrides: None,
+                },
             );
             task.tags = spec.tags.clone();
             let txn = Txn::new()

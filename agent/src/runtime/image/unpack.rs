@@ -13,6 +13,15 @@ use containerd_client::types::Mount;
 use super::manifest::{to_ctd, Descriptor, Resolved};
 use super::{ImageError, ImageStore};
 
+/// One layer to unpack: its descriptor, the diff id the image config
+/// gives it, and the chain id of the snapshot it becomes.
+#[derive(Debug, Clone, Copy)]
+struct Layer<'a> {
+    descriptor: &'a Descriptor,
+    diff_id: &'a str,
+    chain_id: &'a str,
+}
+
 impl ImageStore {
     pub(super) async fn snapshot_exists(
         &self,
@@ -59,15 +68,12 @@ impl ImageStore {
             } else {
                 chain[i - 1].clone()
             };
-            self.unpack_layer(
-                name,
-                lease,
-                &image.layers[i],
-                &image.diff_ids[i],
-                &parent,
-                &chain[i],
-            )
-            .await?;
+            let layer = Layer {
+                descriptor: &image.layers[i],
+                diff_id: &image.diff_ids[i],
+                chain_id: &chain[i],
+            };
+            self.unpack_layer(name, lease, &layer, &parent).await?;
         }
         Ok(())
     }
@@ -83,11 +89,10 @@ impl ImageStore {
         &self,
         name: &str,
         lease: Option<&str>,
-        layer: &Descriptor,
-        diff_id: &str,
+        layer: &Layer<'_>,
         parent: &str,
-        chain_id: &str,
     ) -> Result<(), ImageError> {
+        let chain_id = layer.chain_id;
         let key = format!("berth-unpack-{}-{chain_id}", uuid::Uuid::new_v4().simple());
         let mounts: Vec<Mount> = self
             .ctd
@@ -109,7 +114,7 @@ impl ImageStore {
             .into_inner()
             .mounts;
         let result = self
-            .apply_and_commit(name, lease, layer, diff_id, &key, mounts, chain_id)
+            .apply_and_commit(name, lease, layer, &key, mounts)
             .await;
         if result.is_err() {
             let _ = self
@@ -124,17 +129,19 @@ impl ImageStore {
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn apply_and_commit(
         &self,
         name: &str,
         lease: Option<&str>,
-        layer: &Descriptor,
-        diff_id: &str,
+        layer: &Layer<'_>,
         key: &str,
         mounts: Vec<Mount>,
-        chain_id: &str,
     ) -> Result<(), ImageError> {
+        let Layer {
+            descriptor: layer,
+            diff_id,
+            chain_id,
+        } = *layer;
         let applied = self
             .ctd
             .diff()

@@ -405,9 +405,11 @@ impl Networking {
             self.run_list(
                 cni::Verb::Add,
                 lo,
-                &rec.task_id,
-                &ns_path,
-                "lo",
+                &cni::Args {
+                    container_id: &rec.task_id,
+                    netns: &ns_path,
+                    ifname: "lo",
+                },
                 &Map::new(),
                 None,
             )
@@ -430,9 +432,11 @@ impl Networking {
             .run_list(
                 cni::Verb::Add,
                 list,
-                &rec.task_id,
-                &ns_path,
-                IFNAME,
+                &cni::Args {
+                    container_id: &rec.task_id,
+                    netns: &ns_path,
+                    ifname: IFNAME,
+                },
                 &rec.runtime_config,
                 None,
             )
@@ -457,22 +461,14 @@ impl Networking {
 
     /// Runs every plugin of `list` (ADD forwards, DEL and CHECK backwards),
     /// chaining results; returns the last ADD result.
-    #[allow(clippy::too_many_arguments)]
     async fn run_list(
         &self,
         verb: cni::Verb,
         list: &Value,
-        task_id: &str,
-        netns: &Path,
-        ifname: &str,
+        args: &cni::Args<'_>,
         runtime_config: &Map<String, Value>,
         cached: Option<&Value>,
     ) -> Result<Value, NetworkError> {
-        let args = cni::Args {
-            container_id: task_id,
-            netns,
-            ifname,
-        };
         let plugins: Vec<&Value> = list["plugins"]
             .as_array()
             .map(|a| a.iter().collect())
@@ -483,7 +479,7 @@ impl Networking {
                 for p in plugins {
                     let conf = cni::plugin_config(list, p, runtime_config, prev.as_ref());
                     let result =
-                        cni::exec(&self.plugins, cni::plugin_type(p), verb, &args, &conf).await?;
+                        cni::exec(&self.plugins, cni::plugin_type(p), verb, args, &conf).await?;
                     prev = Some(result);
                 }
                 Ok(prev.unwrap_or(Value::Null))
@@ -491,7 +487,7 @@ impl Networking {
             cni::Verb::Del | cni::Verb::Check => {
                 for p in plugins.into_iter().rev() {
                     let conf = cni::plugin_config(list, p, runtime_config, prev.as_ref());
-                    cni::exec(&self.plugins, cni::plugin_type(p), verb, &args, &conf).await?;
+                    cni::exec(&self.plugins, cni::plugin_type(p), verb, args, &conf).await?;
                 }
                 Ok(Value::Null)
             }
@@ -508,9 +504,11 @@ impl Networking {
                 self.run_list(
                     cni::Verb::Del,
                     list,
-                    &rec.task_id,
-                    ns_path,
-                    IFNAME,
+                    &cni::Args {
+                        container_id: &rec.task_id,
+                        netns: ns_path,
+                        ifname: IFNAME,
+                    },
                     &rec.runtime_config,
                     rec.result.as_ref(),
                 )
@@ -520,9 +518,11 @@ impl Networking {
                 self.run_list(
                     cni::Verb::Del,
                     lo,
-                    &rec.task_id,
-                    ns_path,
-                    "lo",
+                    &cni::Args {
+                        container_id: &rec.task_id,
+                        netns: ns_path,
+                        ifname: "lo",
+                    },
                     &Map::new(),
                     None,
                 )
@@ -627,9 +627,11 @@ impl Networking {
             self.run_list(
                 cni::Verb::Check,
                 lo,
-                task_id,
-                ns_path,
-                "lo",
+                &cni::Args {
+                    container_id: task_id,
+                    netns: ns_path,
+                    ifname: "lo",
+                },
                 &Map::new(),
                 None,
             )
@@ -657,9 +659,11 @@ impl Networking {
             self.run_list(
                 cni::Verb::Check,
                 &without_portmap,
-                task_id,
-                ns_path,
-                IFNAME,
+                &cni::Args {
+                    container_id: task_id,
+                    netns: ns_path,
+                    ifname: IFNAME,
+                },
                 &rec.runtime_config,
                 Some(result),
             )
