@@ -337,6 +337,43 @@ async fn credentials_are_checked_and_roles_and_audit_apply() {
         .unwrap();
     let (code, _, v) = Call::op("ListClusters", json!({})).signed(&reader).send(&s);
     assert_eq!((code, error_type(&v)), (403, "InvalidClientTokenId"), "{v}");
+
+    // An expired token too: it worked while it lived.
+    let short = TokenServiceClient::new(s.ops.clone())
+        .create_token(CreateTokenRequest {
+            name: "short".into(),
+            role: "read-only".into(),
+            expires_in: Some(prost_types::Duration {
+                seconds: 2,
+                nanos: 0,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let (code, _, v) = Call::op("ListClusters", json!({})).signed(&short).send(&s);
+    assert_eq!(code, 200, "{v}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (code, _, v) = Call::op("ListClusters", json!({})).signed(&short).send(&s);
+        if code == 403 {
+            assert_eq!(error_type(&v), "InvalidClientTokenId", "{v}");
+            assert!(
+                v["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("expired"),
+                "{v}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "an expired token still works: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
     s.stop().await;
 }
 
