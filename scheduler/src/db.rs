@@ -885,7 +885,7 @@ mod tests {
     }
 
     async fn open(dir: &std::path::Path) -> Db {
-        Db::open(Arc::new(SledStore::open(dir).unwrap()))
+        Db::open(Arc::new(SledStore::open_when_free(dir).unwrap()))
             .await
             .unwrap()
     }

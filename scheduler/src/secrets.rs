@@ -545,7 +545,7 @@ mod tests {
 
     async fn store() -> (tempfile::TempDir, Secrets) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(Arc::new(SledStore::open(dir.path()).unwrap()))
+        let db = Db::open(Arc::new(SledStore::open_when_free(dir.path()).unwrap()))
             .await
             .unwrap();
         (dir, Secrets::new(key(9), db))

@@ -242,7 +242,7 @@ mod tests {
     #[tokio::test]
     async fn renders_once_per_revision_overrides_and_secret_generation() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(Arc::new(SledStore::open(dir.path()).unwrap()))
+        let db = Db::open(Arc::new(SledStore::open_when_free(dir.path()).unwrap()))
             .await
             .unwrap();
         let secrets = Secrets::new(SecretKey::from_bytes([9; 32]), db);

@@ -126,7 +126,7 @@ mod tests {
     #[tokio::test]
     async fn custom_attributes_are_put_deleted_and_survive_a_hello() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(Arc::new(SledStore::open(dir.path()).unwrap()))
+        let db = Db::open(Arc::new(SledStore::open_when_free(dir.path()).unwrap()))
             .await
             .unwrap();
         db.create_instance(InstanceRecord {

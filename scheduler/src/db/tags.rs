@@ -229,7 +229,7 @@ mod tests {
             name: "prod".into(),
         };
         {
-            let db = Db::open(Arc::new(SledStore::open(dir.path()).unwrap()))
+            let db = Db::open(Arc::new(SledStore::open_when_free(dir.path()).unwrap()))
                 .await
                 .unwrap();
             db.create_cluster_tagged("prod", &kv(&[("team", "a"), ("env", "prod")]))
@@ -247,7 +247,7 @@ mod tests {
             assert_eq!(left, kv(&[("team", "b"), ("cost", "1")]));
             db.close().await;
         }
-        let db = Db::open(Arc::new(SledStore::open(dir.path()).unwrap()))
+        let db = Db::open(Arc::new(SledStore::open_when_free(dir.path()).unwrap()))
             .await
             .unwrap();
         assert_eq!(
@@ -265,7 +265,7 @@ mod tests {
     #[tokio::test]
     async fn at_most_fifty_tags_in_all() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(Arc::new(SledStore::open(dir.path()).unwrap()))
+        let db = Db::open(Arc::new(SledStore::open_when_free(dir.path()).unwrap()))
             .await
             .unwrap();
         let default = ResourceArn::Cluster {

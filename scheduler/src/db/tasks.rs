@@ -691,7 +691,7 @@ mod tests {
     use crate::store::SledStore;
 
     async fn open(dir: &std::path::Path) -> Db {
-        Db::open(Arc::new(SledStore::open(dir).unwrap()))
+        Db::open(Arc::new(SledStore::open_when_free(dir).unwrap()))
             .await
             .unwrap()
     }

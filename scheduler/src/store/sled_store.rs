@@ -29,6 +29,25 @@ impl std::fmt::Debug for SledStore {
 
 impl SledStore {
     /// Opens (creating if needed) the database under `dir`.
+    /// [`SledStore::open`] for tests that reopen a store they just closed:
+    /// sled releases its file lock only when its last handle (a flusher
+    /// thread's, say) is gone, which may be a moment after `close`. Waits
+    /// up to 10 s for the lock.
+    #[cfg(test)]
+    pub fn open_when_free(dir: &Path) -> Result<Self, StoreError> {
+        // 500 tries, 20 ms apart.
+        let mut tries = 0;
+        loop {
+            match Self::open(dir) {
+                Err(e) if e.to_string().contains("could not acquire lock") && tries < 500 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.to_owned(),
@@ -241,7 +260,24 @@ mod tests {
                 .unwrap();
             s.flush().unwrap();
         }
-        let s = SledStore::open(dir.path()).unwrap();
+        let s = SledStore::open_when_free(dir.path()).unwrap();
         assert_eq!(s.get(Table::Instances, b"i").unwrap().unwrap(), b"v");
+    }
+
+    #[test]
+    fn a_reopen_waits_for_the_lock_of_a_store_being_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SledStore::open(dir.path()).unwrap();
+        // Held: a plain open is refused with the lock error the helper waits on.
+        let Err(err) = SledStore::open(dir.path()) else {
+            panic!("a second open while the lock is held succeeded");
+        };
+        assert!(err.to_string().contains("could not acquire lock"), "{err}");
+        let dropper = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(first);
+        });
+        assert!(SledStore::open_when_free(dir.path()).is_ok());
+        dropper.join().unwrap();
     }
 }
