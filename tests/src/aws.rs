@@ -1,7 +1,7 @@
 //! The real AWS clients against a scheduler's ECS API
 //! ([`Scheduler::ecs_endpoint`]): Debian's aws CLI v2 (`awscli`, always run
 //! as `/usr/bin/aws`, never whatever `aws` is first on `PATH`) and boto3
-//! from the virtualenv `scripts/install-deps` makes (`/opt/berth-test-venv`,
+//! from the virtualenv `scripts/install-deps --tests` makes (`/opt/berth-test-venv`,
 //! or the Python named by `BERTH_TEST_PYTHON`).
 //!
 //! Credentials are an operator token's halves ([`access_keys`]). Each
@@ -65,7 +65,7 @@ pub fn python() -> PathBuf {
     assert!(
         p.exists(),
         "{} is missing: the ECS API tests run boto3 from the test virtualenv; \
-         run scripts/install-deps (as root) to create it, or point BERTH_TEST_PYTHON \
+         run scripts/install-deps --tests (as root) to create it, or point BERTH_TEST_PYTHON \
          at a Python with boto3",
         p.display()
     );
@@ -76,7 +76,7 @@ pub fn python() -> PathBuf {
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", p.display()));
     assert!(
         import.status.success(),
-        "{} has no boto3 ({}): run scripts/install-deps (as root), which installs the pinned \
+        "{} has no boto3 ({}): run scripts/install-deps --tests (as root), which installs the pinned \
          boto3 into {VENV_PYTHON}'s virtualenv",
         p.display(),
         String::from_utf8_lossy(&import.stderr).trim()
@@ -90,7 +90,7 @@ pub fn require_cli() {
     assert!(
         Path::new(AWS_CLI).exists(),
         "{AWS_CLI} is missing: the ECS API tests run Debian's aws CLI v2; \
-         run scripts/install-deps (as root), which installs the awscli package"
+         run scripts/install-deps --tests (as root), which installs the awscli package"
     );
 }
 
@@ -261,7 +261,7 @@ fn write_fast_waiters(home: &Path) {
     let text = std::fs::read_to_string(AWS_CLI_ECS_WAITERS).unwrap_or_else(|e| {
         panic!(
             "{AWS_CLI_ECS_WAITERS}: {e}; the ECS API tests need Debian's awscli package \
-             (scripts/install-deps)"
+             (scripts/install-deps --tests)"
         )
     });
     let mut model: Value = serde_json::from_str(&text).unwrap();

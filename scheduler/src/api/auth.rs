@@ -532,7 +532,8 @@ fn status_outcome(s: &Status) -> String {
     }
 }
 
-async fn audit(db: &Db, who: &Principal, method: &str, resource: String, outcome: &str) {
+/// Records one call in the audit log (both operator edges use it).
+pub(crate) async fn audit(db: &Db, who: &Principal, method: &str, resource: String, outcome: &str) {
     let rec = AuditRecord {
         id: String::new(),
         time: 0,

@@ -19,7 +19,6 @@ use super::error::EcsError;
 use super::server::EcsApi;
 use crate::api::Shared;
 use crate::auth::Principal;
-use crate::records::AuditRecord;
 
 /// An ECS operation Berth serves, and the gRPC method whose role rule and
 /// audit entry it shares.
@@ -221,21 +220,18 @@ impl<'a> Ctx<'a> {
     /// Records the call in the audit log: the gRPC method it shares, and
     /// OK or ECS's exception name.
     pub async fn audit(&self, outcome: Outcome<'_>) {
-        let rec = AuditRecord {
-            id: String::new(),
-            time: 0,
-            token_id: self.principal.token_id.clone(),
-            token_name: self.principal.token_name.clone(),
-            method: self.op.grpc.to_owned(),
-            resource: self.resource.clone(),
-            outcome: match outcome {
-                Outcome::Ok => "OK".to_owned(),
-                Outcome::Err(e) => e.code.to_owned(),
-            },
+        let outcome = match outcome {
+            Outcome::Ok => "OK",
+            Outcome::Err(e) => e.code,
         };
-        if let Err(e) = self.api.shared.db.record_audit(rec).await {
-            tracing::error!(cause = %e, method = self.op.grpc, token = %self.principal.token_id, "cannot record an audit event");
-        }
+        crate::api::auth::audit(
+            &self.api.shared.db,
+            self.principal,
+            self.op.grpc,
+            self.resource.clone(),
+            outcome,
+        )
+        .await;
     }
 }
 
