@@ -146,6 +146,7 @@ pub fn hello(facts: &HostFacts) -> v1::AgentMessage {
                 .collect(),
             agent_version: berth_proto::VERSION.to_owned(),
             hostname: facts.hostname.clone(),
+            address: String::new(),
         })),
     }
 }
@@ -228,6 +229,7 @@ pub fn task_status(r: &TaskReport) -> v1::AgentMessage {
             stopped_at: ts(r.stopped_at),
             health_status: r.health_status.as_str().to_owned(),
             private_ipv4_address: r.private_ipv4.map(|ip| ip.to_string()).unwrap_or_default(),
+            target_health: Vec::new(),
         })),
     }
 }

@@ -77,6 +77,24 @@ impl ArnPrefix {
     pub fn service_revision(&self, cluster: &str, service: &str, id: &str) -> String {
         format!("{}:service-revision/{cluster}/{service}/{id}", self.base())
     }
+
+    /// A target group, in ELBv2's form: `arn:<partition>:elasticloadbalancing:
+    /// <region>:<account>:targetgroup/<name>/<id>` (`id`: 16 hex digits).
+    pub fn target_group(&self, name: &str, id: &str) -> String {
+        format!(
+            "arn:{}:elasticloadbalancing:{}:{}:targetgroup/{name}/{id}",
+            self.partition, self.region, self.account
+        )
+    }
+}
+
+/// A target group's name from its name or its ARN
+/// (`…:targetgroup/<name>/<id>`).
+pub fn target_group_name(s: &str) -> &str {
+    match resource_part(s).strip_prefix("targetgroup/") {
+        Some(rest) => rest.split('/').next().unwrap_or(rest),
+        None => s,
+    }
 }
 
 /// The cluster, service and id of a service-deployment ARN
@@ -288,6 +306,17 @@ impl fmt::Display for TaskDefRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_group_arns_name_their_group() {
+        let arn = ArnPrefix::default().target_group("web", "0123456789abcdef");
+        assert_eq!(
+            arn,
+            "arn:berth:elasticloadbalancing:local:000000000000:targetgroup/web/0123456789abcdef"
+        );
+        assert_eq!(target_group_name(&arn), "web");
+        assert_eq!(target_group_name("web"), "web");
+    }
 
     #[test]
     fn service_deployment_arns_round_trip() {

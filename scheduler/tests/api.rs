@@ -378,6 +378,7 @@ fn hello() -> AgentMessage {
             }],
             agent_version: "9.9.9".into(),
             hostname: "host-1".into(),
+            address: String::new(),
         })),
     }
 }

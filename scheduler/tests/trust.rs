@@ -41,6 +41,7 @@ fn hello(attributes: Vec<Attribute>) -> AgentMessage {
             attributes,
             agent_version: "t".into(),
             hostname: "h".into(),
+            address: String::new(),
         })),
     }
 }

@@ -110,6 +110,7 @@ async fn sim_agent(
             ],
             agent_version: "0.1.0-sim".into(),
             hostname: format!("sim-{i}"),
+            address: String::new(),
         })),
     })
     .await

@@ -219,6 +219,7 @@ impl FakeAgent {
                     .collect(),
                 agent_version: "fake".to_owned(),
                 hostname: "fake-host".to_owned(),
+                address: String::new(),
             })),
         })
         .await

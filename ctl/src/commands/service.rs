@@ -413,6 +413,8 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                     deployment_configuration: deployment.to_proto(),
                     health_check_grace_period_seconds: i32::try_from(grace).unwrap_or(i32::MAX),
                     tags,
+                    load_balancers: Vec::new(),
+                    service_discovery: None,
                 })
                 .await
                 .map_err(&rpc)?
@@ -439,6 +441,8 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                 force_new_deployment,
                 health_check_grace_period_seconds: grace
                     .map(|g| i32::try_from(g).unwrap_or(i32::MAX)),
+                load_balancers: None,
+                service_discovery: None,
             };
             update(&mut client, ctx, request, &wait).await
         }

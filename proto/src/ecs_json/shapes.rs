@@ -481,6 +481,25 @@ pub struct DeploymentController {
     pub kind: &'static str,
 }
 
+/// ECS's LoadBalancer of a service.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancer {
+    pub target_group_arn: String,
+    pub container_name: String,
+    pub container_port: u32,
+}
+
+impl From<&pb::LoadBalancer> for LoadBalancer {
+    fn from(l: &pb::LoadBalancer) -> Self {
+        Self {
+            target_group_arn: l.target_group_arn.clone(),
+            container_name: l.container_name.clone(),
+            container_port: l.container_port,
+        }
+    }
+}
+
 /// ECS's Service.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -488,7 +507,7 @@ pub struct Service {
     pub service_arn: String,
     pub service_name: String,
     pub cluster_arn: String,
-    pub load_balancers: Vec<()>,
+    pub load_balancers: Vec<LoadBalancer>,
     pub service_registries: Vec<()>,
     pub status: String,
     pub desired_count: i32,
@@ -521,7 +540,7 @@ impl From<&pb::Service> for Service {
             service_arn: s.service_arn.clone(),
             service_name: s.service_name.clone(),
             cluster_arn: s.cluster_arn.clone(),
-            load_balancers: Vec::new(),
+            load_balancers: s.load_balancers.iter().map(LoadBalancer::from).collect(),
             service_registries: Vec::new(),
             status: s.status.clone(),
             desired_count: s.desired_count,

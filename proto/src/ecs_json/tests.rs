@@ -180,6 +180,8 @@ fn full_service() -> pb::Service {
             created_at: t1(),
             message: "(service web) has started 1 tasks: (task 0a1b).".into(),
         }],
+        load_balancers: vec![],
+        service_discovery: None,
     }
 }
 
@@ -232,6 +234,7 @@ fn full_instance() -> pb::ContainerInstance {
         ],
         running_tasks_count: 2,
         pending_tasks_count: 0,
+        address: "10.0.0.7".into(),
         registered_at: t0(),
         last_heartbeat_at: t1(),
         hostname: "node-a".into(),

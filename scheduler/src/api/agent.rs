@@ -572,6 +572,7 @@ fn desired_task(t: agents::DesiredTask) -> DesiredTask {
             .map(|c| c.as_str().to_owned())
             .unwrap_or_default(),
         stopped_reason: t.stopped_reason,
+        target_checks: Vec::new(),
         secrets: t
             .secrets
             .env
@@ -629,6 +630,7 @@ mod tests {
             ],
             agent_version: "0.1.0".into(),
             hostname: "h1".into(),
+            address: String::new(),
         }
     }
 

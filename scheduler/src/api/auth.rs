@@ -170,6 +170,20 @@ pub const METHODS: &[MethodRule] = &[
     write("/berth.v1.AttributeService/PutAttributes", Operator),
     write("/berth.v1.AttributeService/DeleteAttributes", Operator),
     read("/berth.v1.AttributeService/ListAttributes", ReadOnly),
+    // Target groups: operator business like services; load balancers and
+    // discovery only watch (a read-only token is enough for `berth-lb`).
+    write("/berth.v1.TargetGroupService/CreateTargetGroup", Operator),
+    read(
+        "/berth.v1.TargetGroupService/DescribeTargetGroups",
+        ReadOnly,
+    ),
+    write("/berth.v1.TargetGroupService/ModifyTargetGroup", Operator),
+    write("/berth.v1.TargetGroupService/DeleteTargetGroup", Operator),
+    read(
+        "/berth.v1.TargetGroupService/DescribeTargetHealth",
+        ReadOnly,
+    ),
+    read("/berth.v1.TargetGroupService/WatchTargets", ReadOnly),
 ];
 
 /// Services outside this gate (their own authentication).
@@ -317,6 +331,22 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
         "PutSecret" => format!("secret/{}", de::<pb::PutSecretRequest>(msg).name),
         "DeleteSecret" => format!("secret/{}", de::<pb::DeleteSecretRequest>(msg).name),
         "SaveSnapshot" => "snapshot".to_owned(),
+        "CreateTargetGroup" => format!(
+            "targetgroup/{}",
+            de::<pb::CreateTargetGroupRequest>(msg).name
+        ),
+        "ModifyTargetGroup" => format!(
+            "targetgroup/{}",
+            berth_proto::arn::target_group_name(
+                &de::<pb::ModifyTargetGroupRequest>(msg).target_group
+            )
+        ),
+        "DeleteTargetGroup" => format!(
+            "targetgroup/{}",
+            berth_proto::arn::target_group_name(
+                &de::<pb::DeleteTargetGroupRequest>(msg).target_group
+            )
+        ),
         "DeleteTaskDefinitions" => format!(
             "task-definition/{}",
             de::<pb::DeleteTaskDefinitionsRequest>(msg)

@@ -264,6 +264,8 @@ pub fn service_to_proto(shared: &Shared, rec: &ServiceRecord) -> Result<Service,
         deployment_configuration: Some(config_to_proto(&cfg)),
         health_check_grace_period_seconds: rec.health_check_grace_period_secs as i32,
         tags: tags_to_proto(&rec.tags),
+        load_balancers: Vec::new(),
+        service_discovery: None,
         created_at: Some(timestamp(rec.created_at)),
         deployments: rec
             .deployments

@@ -119,6 +119,8 @@ pub async fn create(ctx: &mut Ctx<'_>, i: CreateIn) -> Result<Value, EcsError> {
         placement_strategy: strategies(i.placement_strategy),
         deployment_configuration: deployment_configuration(i.deployment_configuration),
         health_check_grace_period_seconds: i.health_check_grace_period_seconds.unwrap_or(0),
+        load_balancers: Vec::new(),
+        service_discovery: None,
         tags: i
             .tags
             .into_iter()
@@ -173,6 +175,8 @@ pub async fn update(ctx: &mut Ctx<'_>, i: UpdateIn) -> Result<Value, EcsError> {
         placement,
         force_new_deployment: i.force_new_deployment,
         health_check_grace_period_seconds: i.health_check_grace_period_seconds,
+        load_balancers: None,
+        service_discovery: None,
     });
     let out = api(ctx)
         .update_service(req)
