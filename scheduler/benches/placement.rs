@@ -32,6 +32,7 @@ fn fleet(n: usize) -> ClusterView {
     for i in 0..n {
         let (kind, cpu, memory) = TYPES[i % 3];
         let inst = InstanceRecord {
+            address: None,
             id: format!("{i:032x}"),
             cluster: "default".into(),
             hostname: format!("h{i}"),

@@ -25,6 +25,7 @@ mod secrets;
 mod services;
 mod tags;
 mod tasks;
+mod traffic;
 mod trust;
 
 pub use attributes::InstanceAttribute;
@@ -33,7 +34,7 @@ pub use auth::{AuditFilter, BOOTSTRAP_TOKEN_NAME, DEFAULT_AUDIT_LIMIT, MAX_AUDIT
 pub use run::{PlacerState, RunFailure, RunSpec, RunTasks, MAX_RUN_COUNT};
 pub use services::ServiceSnapshot;
 pub use tasks::{
-    ReportOutcome, StartFailure, StartSpec, StartTasks, TaskFilter, TaskReport,
+    ReportOutcome, StartFailure, StartSpec, StartTasks, TargetReport, TaskFilter, TaskReport,
     DEFAULT_STOP_REASON, MAX_COUNT,
 };
 pub use trust::{check_activation, RegisterOutcome};
@@ -111,6 +112,9 @@ pub struct Db {
     /// Poked after writes the service controller reacts to (task reports,
     /// stops, placements, instance status, services).
     changes: Arc<tokio::sync::Notify>,
+    /// Counts durable writes that others watch (the same as `changes`), for
+    /// any number of watchers ([`crate::traffic::Watcher`]).
+    writes: Arc<tokio::sync::watch::Sender<u64>>,
     /// DELETE_IN_PROGRESS revisions may be left for
     /// [`Db::sweep_deleted_task_definitions`] while these differ: `.0`
     /// counts deletions (raised after each is committed; 1 at open, so the
@@ -258,6 +262,7 @@ impl Db {
             desired: DesiredNotifier::default(),
             changed: Default::default(),
             changes: Default::default(),
+            writes: Arc::new(tokio::sync::watch::channel(0).0),
             deletions: Arc::new((AtomicU64::new(1), AtomicU64::new(0))),
         };
         match db.create_cluster("default").await {
@@ -281,6 +286,17 @@ impl Db {
     /// keeps one permit, so a wake-up between two evaluations is not lost.
     pub fn changes(&self) -> &Arc<tokio::sync::Notify> {
         &self.changes
+    }
+
+    /// Sees a new value after every durable write the controller is told of.
+    pub fn writes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.writes.subscribe()
+    }
+
+    /// Tells the controller and the watchers of a durable write.
+    fn wrote(&self) {
+        self.changes.notify_one();
+        self.writes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Whether a sweep of deleted task definitions may find work.
@@ -321,7 +337,7 @@ impl Db {
     ) -> Result<R, DbError> {
         let out = self.commit_retrying(what, build)?;
         self.commit.durable().await?;
-        self.changes.notify_one();
+        self.wrote();
         Ok(out)
     }
 
@@ -930,6 +946,7 @@ mod tests {
         let db = open(dir.path()).await;
         db.create_cluster("prod").await.unwrap();
         db.create_instance(InstanceRecord {
+            address: None,
             id: "i1".into(),
             cluster: "prod".into(),
             hostname: "h".into(),

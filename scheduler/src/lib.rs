@@ -26,6 +26,8 @@
 //!   restore; `berth-scheduler snapshot`.
 //! - [`config`]: file/env/flag configuration, validated before anything binds.
 //! - [`tls`]: the cluster CA, the serving certificate, agents' client certificates.
+//! - [`traffic`]: target groups' targets with ELB's states and services' DNS endpoints, as
+//!   one view kept fresh for WatchTargets, the DNS server and load balancers.
 
 pub mod agent_link;
 pub mod agents;
@@ -45,3 +47,4 @@ pub mod services;
 pub mod snapshot;
 pub mod store;
 pub mod tls;
+pub mod traffic;

@@ -194,6 +194,11 @@ pub struct InstanceRecord {
     /// ECS's tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
+    /// The address its tasks' host ports are reached on: the agent's
+    /// `advertise_address`, else the address its connection came from
+    /// (set on every Hello; `None` before the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 impl InstanceRecord {
@@ -404,6 +409,13 @@ pub struct TaskRecord {
     /// the agent reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_ipv4: Option<std::net::Ipv4Addr>,
+    /// Service tasks behind load balancers: its targets, with their health.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TaskTarget>,
+    /// Stopped while its targets were registered: it is DEACTIVATING, its
+    /// targets drain, and its agent keeps it running until this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_until: Option<UnixMillis>,
 }
 
 /// ECS's `TaskOverride` (the container fields Berth honours).
@@ -465,6 +477,12 @@ impl TaskOverrides {
 }
 
 impl TaskRecord {
+    /// Whether its agent should still run it: desired RUNNING, or stopped
+    /// but its targets still draining.
+    pub fn runs_for_agent(&self) -> bool {
+        self.desired_status == DesiredStatus::Running || self.drain_until.is_some()
+    }
+
     /// In the instance's desired set: wanted running, or wanted stopped
     /// but not yet reported STOPPED.
     pub fn in_desired_set(&self) -> bool {
@@ -643,6 +661,8 @@ fn is_zero(n: &u32) -> bool {
 
 mod service;
 pub use service::*;
+mod traffic;
+pub use traffic::*;
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@ use berth_proto::v1::{
 };
 use berth_proto::v1::{
     attribute_service_server::AttributeServiceServer, tag_service_server::TagServiceServer,
+    target_group_service_server::TargetGroupServiceServer,
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -27,6 +28,7 @@ use crate::agents::desired::RenderCache;
 use crate::agents::sessions::Sessions;
 use crate::api::auth::AuthLayer;
 use crate::api::task::TaskApi;
+use crate::api::traffic::TargetGroupApi;
 use crate::api::{
     agent::AgentApi,
     attribute::AttributeApi,
@@ -197,6 +199,12 @@ pub async fn run_with(
         secrets,
         rendered: RenderCache::default(),
     };
+    let traffic = crate::traffic::Watcher::start(
+        db.clone(),
+        shared.sessions.clone(),
+        shared.arn.clone(),
+        shutdown.child_token(),
+    )?;
     let addr = listener.local_addr().ok();
     tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "berth-scheduler serving");
 
@@ -261,6 +269,11 @@ pub async fn run_with(
         }))
         .add_service(AttributeServiceServer::new(AttributeApi {
             shared: shared.clone(),
+        }))
+        .add_service(TargetGroupServiceServer::new(TargetGroupApi {
+            shared: shared.clone(),
+            traffic: traffic.clone(),
+            shutdown: streams.clone(),
         }))
         .add_service(AgentServiceServer::new(AgentApi {
             shared: shared.clone(),

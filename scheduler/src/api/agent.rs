@@ -35,7 +35,7 @@ use super::convert::validate_attribute;
 use super::{millis, timestamp, ApiError, Shared};
 use crate::agent_link::{LogLine, LogPart, Outbound};
 use crate::agents::{self, AgentEvent, AgentSession, DesiredSet, StreamError, ToAgent};
-use crate::db::{check_activation, TaskReport};
+use crate::db::{check_activation, TargetReport, TaskReport};
 use crate::records::{
     now_millis, ContainerRecord, HostResources, InstanceRecord, InstanceStatus, NetworkBinding,
     Protocol, TaskStatus,
@@ -63,6 +63,8 @@ pub struct HelloFacts {
     pub attributes: Vec<(String, String)>,
     pub agent_version: String,
     pub hostname: String,
+    /// The agent's `advertise_address`, if it set one.
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 fn port(field: &str, p: u32) -> Result<u16, ApiError> {
@@ -125,7 +127,14 @@ pub fn validate_hello(h: Hello) -> Result<HelloFacts, ApiError> {
             "must be 1–255 characters",
         ));
     }
+    let address = match h.address.trim() {
+        "" => None,
+        a => Some(a.parse::<std::net::Ipv4Addr>().map_err(|_| {
+            ApiError::invalid("hello.address", format!("{a:?} is not an IPv4 address"))
+        })?),
+    };
     Ok(HelloFacts {
+        address,
         resources: HostResources {
             cpu_units: r.cpu_units,
             memory_mib: r.memory_mib,
@@ -242,6 +251,7 @@ impl AgentService for AgentApi {
             resources: HostResources::default(),
             attributes: activation.attributes.clone(),
             cert_serials: vec![issued.serial.clone()],
+            address: None,
             activation_id: activation.id.clone(),
             custom_attributes: activation.attributes.clone(),
             tags: vec![],
@@ -314,6 +324,12 @@ impl AgentService for AgentApi {
     ) -> Result<Response<Self::ConnectStream>, Status> {
         let (rec, _) = self.authenticate(&req)?;
         let id = rec.id.clone();
+        // Where the agent connects from: its tasks' address unless it
+        // advertises one (IPv4 only; a v4-mapped v6 peer counts).
+        let peer = req.remote_addr().and_then(|a| match a.ip() {
+            std::net::IpAddr::V4(v4) => Some(v4),
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+        });
         let mut inbound = req.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -332,6 +348,7 @@ impl AgentService for AgentApi {
                     InstanceRecord::merged_attributes(&facts.attributes, &r.custom_attributes);
                 r.agent_version = facts.agent_version.clone();
                 r.hostname = facts.hostname.clone();
+                r.address = facts.address.or(peer);
             })
             .await
             .map_err(ApiError::from)?;
@@ -463,6 +480,28 @@ pub fn validate_report(r: TaskStatusReport) -> Result<TaskReport, ApiError> {
             memory_reservation: None,
         });
     }
+    let mut target_health = Vec::with_capacity(r.target_health.len());
+    for (i, h) in r.target_health.into_iter().enumerate() {
+        let field = format!("taskStatus.targetHealth[{i}]");
+        let healthy = match h.state.as_str() {
+            "healthy" => true,
+            "unhealthy" => false,
+            other => {
+                return Err(ApiError::invalid(
+                    &format!("{field}.state"),
+                    format!("{other:?} is not healthy or unhealthy"),
+                ))
+            }
+        };
+        target_health.push(TargetReport {
+            target_group_arn: h.target_group_arn,
+            container_name: h.container_name,
+            container_port: small_port(&format!("{field}.containerPort"), h.container_port)?,
+            healthy,
+            reason: h.reason,
+            description: h.description,
+        });
+    }
     Ok(TaskReport {
         task_id,
         last_status,
@@ -483,6 +522,7 @@ pub fn validate_report(r: TaskStatusReport) -> Result<TaskReport, ApiError> {
                 )
             },
         )?,
+        target_health,
     })
 }
 

@@ -102,7 +102,7 @@ impl ContainerInstanceApi {
             last_heartbeat_at: live.last_heartbeat_at.map(timestamp),
             hostname: i.hostname.clone(),
             tags: tags_to_proto(&i.tags),
-            address: String::new(),
+            address: i.address.map(|a| a.to_string()).unwrap_or_default(),
         })
     }
 

@@ -19,6 +19,7 @@ pub mod tags;
 pub mod task;
 pub mod taskdef;
 pub mod token;
+pub mod traffic;
 pub mod trust;
 
 use std::sync::Arc;

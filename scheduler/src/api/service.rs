@@ -264,8 +264,17 @@ pub fn service_to_proto(shared: &Shared, rec: &ServiceRecord) -> Result<Service,
         deployment_configuration: Some(config_to_proto(&cfg)),
         health_check_grace_period_seconds: rec.health_check_grace_period_secs as i32,
         tags: tags_to_proto(&rec.tags),
-        load_balancers: Vec::new(),
-        service_discovery: None,
+        load_balancers: rec
+            .primary()
+            .map(|p| &p.load_balancers)
+            .unwrap_or(&rec.load_balancers)
+            .iter()
+            .map(super::traffic::load_balancer_to_proto)
+            .collect(),
+        service_discovery: rec
+            .discovery
+            .as_ref()
+            .map(super::traffic::discovery_to_proto),
         created_at: Some(timestamp(rec.created_at)),
         deployments: rec
             .deployments
@@ -366,6 +375,14 @@ impl ServiceService for ServiceApi {
             .into());
         }
         let tags = validate_tags("tags", &req.tags)?;
+        let load_balancers =
+            super::traffic::load_balancers(&self.shared, &td, &req.load_balancers, "")?;
+        let discovery = req
+            .service_discovery
+            .as_ref()
+            .map(|d| super::traffic::discovery(&td, d, &req.service_name, ""))
+            .transpose()?
+            .flatten();
         let now = now_millis();
         let mut rec = ServiceRecord {
             cluster: cluster.clone(),
@@ -387,6 +404,8 @@ impl ServiceService for ServiceApi {
             last_completed: None,
             version: 1,
             service_deployments: Vec::new(),
+            load_balancers,
+            discovery,
         };
         promote(&mut rec, new_deployment(&td.family, td.revision, now));
         history::record(&mut rec, now);
@@ -434,6 +453,47 @@ impl ServiceService for ServiceApi {
         let td = match req.task_definition.trim() {
             "" => None,
             s => Some(active_definition(&self.shared, "taskDefinition", s)?),
+        };
+        // loadBalancers and the DNS name are checked against the definition
+        // the service will run: the new one, or the PRIMARY's.
+        let current = self
+            .shared
+            .db
+            .service(&cluster, &name)
+            .map_err(ApiError::from)?;
+        let runs = match (&td, current.as_ref().and_then(|c| c.primary())) {
+            (Some(td), _) => Some(td.clone()),
+            (None, Some(p)) => Some(
+                self.shared
+                    .db
+                    .task_definition(&p.family, Some(p.revision))
+                    .map_err(ApiError::from)?,
+            ),
+            (None, None) => None,
+        };
+        let load_balancers = match (&runs, &req.load_balancers, &current) {
+            (Some(runs), Some(u), _) => Some(super::traffic::load_balancers(
+                &self.shared,
+                runs,
+                &u.load_balancers,
+                "",
+            )?),
+            // A new definition must still have the ports the service's
+            // load balancers name.
+            (Some(runs), None, Some(cur)) if td.is_some() && !cur.load_balancers.is_empty() => {
+                let as_proto: Vec<_> = cur
+                    .load_balancers
+                    .iter()
+                    .map(super::traffic::load_balancer_to_proto)
+                    .collect();
+                super::traffic::load_balancers(&self.shared, runs, &as_proto, "")?;
+                None
+            }
+            _ => None,
+        };
+        let discovery = match (&runs, &req.service_discovery) {
+            (Some(runs), Some(d)) => Some(super::traffic::discovery(runs, d, &name, "")?),
+            _ => None,
         };
         if let Some(n) = req.desired_count.filter(|n| *n < 0) {
             return Err(
@@ -514,12 +574,23 @@ impl ServiceService for ServiceApi {
                 if let Some(g) = grace_secs {
                     rec.health_check_grace_period_secs = g;
                 }
+                if let Some(d) = &discovery {
+                    rec.discovery = d.clone();
+                }
+                // New load balancers are a new deployment, as in ECS: the
+                // running tasks keep theirs until they are replaced.
+                let changes_lbs = load_balancers
+                    .as_ref()
+                    .is_some_and(|l| *l != rec.load_balancers);
+                if let Some(l) = &load_balancers {
+                    rec.load_balancers = l.clone();
+                }
                 let changes_definition = td.as_ref().is_some_and(|td| {
                     rec.primary().is_none_or(|p| {
                         (p.family.as_str(), p.revision) != (td.family.as_str(), td.revision)
                     })
                 });
-                if changes_definition || req.force_new_deployment {
+                if changes_definition || changes_lbs || req.force_new_deployment {
                     let (family, revision) = match (&td, rec.primary()) {
                         (Some(td), _) => (td.family.clone(), td.revision),
                         (None, Some(p)) => (p.family.clone(), p.revision),

@@ -519,6 +519,7 @@ impl TaskService for TaskApi {
             client_token: Some(req.client_token).filter(|t| !t.is_empty()),
             fingerprint,
             tags,
+            load_balancers: Vec::new(),
         };
         let out = self.shared.placer.run(spec).await.map_err(ApiError::from)?;
         for t in &out.tasks {

@@ -130,6 +130,7 @@ mod tests {
             .await
             .unwrap();
         db.create_instance(InstanceRecord {
+            address: None,
             id: "i1".into(),
             cluster: "default".into(),
             hostname: "h".into(),

@@ -57,6 +57,9 @@ pub struct RunSpec {
     pub fingerprint: String,
     /// The tasks' tags (validated).
     pub tags: Vec<(String, String)>,
+    /// A service deployment's load balancers: each task gets a target per
+    /// entry, on the host port placed for its container port.
+    pub load_balancers: Vec<crate::records::LoadBalancerRecord>,
 }
 
 /// Tasks that could not be placed: ECS's reason, and the closest instance.
@@ -437,6 +440,11 @@ impl Db {
                 },
             );
             task.tags = spec.tags.clone();
+            task.targets = crate::records::targets_for(
+                &spec.load_balancers,
+                &task.reservation,
+                task.created_at,
+            );
             txn = txn
                 .check_absent(Table::Tasks, id.as_str())
                 .put(Table::Tasks, id.as_str(), encode(Table::Tasks, &task)?)
@@ -488,7 +496,7 @@ impl Db {
     /// agents' streams about their new desired sets.
     pub async fn durable_then_notify(&self, notes: &[(String, u64)]) -> Result<(), DbError> {
         self.commit.durable().await?;
-        self.changes.notify_one();
+        self.wrote();
         for (instance, generation) in notes {
             self.desired.notify(instance, *generation);
         }

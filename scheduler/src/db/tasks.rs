@@ -21,7 +21,7 @@ use rand::Rng;
 use super::{decode, encode, taskdef_key, Db, DbError};
 use crate::records::{
     now_millis, AllocationRecord, ContainerRecord, DesiredStatus, InstanceRecord, InstanceStatus,
-    TaskDefinitionRecord, TaskRecord, TaskStatus, UnixMillis,
+    ProbeState, TaskDefinitionRecord, TaskRecord, TaskStatus, UnixMillis,
 };
 use crate::reserve::{self, Shortfall};
 use crate::store::{Table, Txn};
@@ -107,6 +107,20 @@ pub struct TaskReport {
     pub health_status: Option<HealthStatus>,
     /// awsvpc tasks: the task's address, once the agent knows it.
     pub private_ipv4: Option<std::net::Ipv4Addr>,
+    /// The latest result of each target check that reached a threshold.
+    pub target_health: Vec<TargetReport>,
+}
+
+/// An agent's verdict on one of a task's targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetReport {
+    pub target_group_arn: String,
+    pub container_name: String,
+    pub container_port: u16,
+    pub healthy: bool,
+    /// ELB's reason code (unhealthy only).
+    pub reason: String,
+    pub description: String,
 }
 
 /// What became of one report.
@@ -202,6 +216,8 @@ pub(super) fn placed_task(
         tags: Vec::new(),
         network_mode: Some(def.effective_network_mode()),
         private_ipv4: None,
+        targets: Vec::new(),
+        drain_until: None,
     }
 }
 
@@ -211,7 +227,10 @@ pub(super) fn instance_task_key(instance: &str, task: &str) -> Vec<u8> {
 }
 
 impl Db {
-    fn allocation(&self, instance: &str) -> Result<(AllocationRecord, Option<Vec<u8>>), DbError> {
+    pub(super) fn allocation(
+        &self,
+        instance: &str,
+    ) -> Result<(AllocationRecord, Option<Vec<u8>>), DbError> {
         Ok(
             match self.get::<AllocationRecord>(Table::Allocations, instance.as_bytes())? {
                 Some((a, bytes)) => (a, Some(bytes)),
@@ -492,6 +511,17 @@ impl Db {
                 return Ok((Txn::new(), (task, None)));
             }
             let now = now_millis();
+            // Behind a load balancer, the targets drain first: the task is
+            // DEACTIVATING and its agent keeps it running until then.
+            task.drain_until = super::traffic::drain_until(&task, now, |arn| {
+                self.target_group(arn)
+                    .ok()
+                    .flatten()
+                    .map(|g| g.deregistration_delay_secs)
+            });
+            if task.drain_until.is_some() {
+                task.last_status = TaskStatus::Deactivating;
+            }
             task.desired_status = DesiredStatus::Stopped;
             task.stop_code = Some(stop_code);
             task.stopped_reason = reason.clone();
@@ -506,6 +536,7 @@ impl Db {
                 alloc.release_task(&task.reservation, &task.group);
                 task.last_status = TaskStatus::Stopped;
                 task.stopped_at = Some(now);
+                task.drain_until = None;
             }
             alloc.generation += 1;
             let txn = Txn::new().check_equals(Table::Tasks, id, task_bytes);
@@ -522,7 +553,7 @@ impl Db {
         })?;
         if let Some(g) = generation {
             self.commit.durable().await?;
-            self.changes.notify_one();
+            self.wrote();
             self.desired.notify(&task.instance_id, g);
         }
         Ok(task)
@@ -547,7 +578,7 @@ impl Db {
         }
         if outcomes.contains(&ReportOutcome::Applied) {
             self.commit.durable().await?;
-            self.changes.notify_one();
+            self.wrote();
         }
         if let Some(g) = generation {
             self.desired.notify(instance, g);
@@ -632,6 +663,28 @@ fn merge_report(task: &mut TaskRecord, r: &TaskReport) {
     if r.private_ipv4.is_some() {
         task.private_ipv4 = r.private_ipv4;
     }
+    for h in &r.target_health {
+        let Some(t) = task
+            .targets
+            .iter_mut()
+            .find(|t| t.is(&h.target_group_arn, &h.container_name, h.container_port))
+        else {
+            continue;
+        };
+        let state = if h.healthy {
+            ProbeState::Healthy
+        } else {
+            ProbeState::Unhealthy
+        };
+        if t.state != state || t.reason != h.reason || t.description != h.description {
+            if t.state != state {
+                t.since = now_millis();
+            }
+            t.state = state;
+            t.reason = h.reason.clone();
+            t.description = h.description.clone();
+        }
+    }
     for c in &r.containers {
         let Some(mine) = task.containers.iter_mut().find(|m| m.name == c.name) else {
             continue;
@@ -698,6 +751,7 @@ mod tests {
 
     async fn instance(db: &Db, id: &str, memory_mib: i64, range: (u16, u16)) {
         db.create_instance(InstanceRecord {
+            address: None,
             id: id.into(),
             cluster: "default".into(),
             hostname: id.into(),
@@ -748,6 +802,7 @@ mod tests {
 
     fn report(task: &TaskRecord, status: TaskStatus) -> TaskReport {
         TaskReport {
+            target_health: Vec::new(),
             task_id: task.id.clone(),
             last_status: status,
             stop_code: None,

@@ -294,6 +294,7 @@ mod tests {
 
     fn instance(id: &str) -> InstanceRecord {
         InstanceRecord {
+            address: None,
             id: id.into(),
             cluster: "default".into(),
             hostname: "h".into(),

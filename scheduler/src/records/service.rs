@@ -134,6 +134,10 @@ pub struct DeploymentRecord {
     pub failed_tasks: u32,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
+    /// The service's `loadBalancers` when it started: its tasks register
+    /// in these (a change of them is a new deployment, as in ECS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<super::LoadBalancerRecord>,
 }
 
 /// ECS's ServiceDeployment status.
@@ -293,6 +297,13 @@ pub struct ServiceRecord {
     /// [`MAX_SERVICE_DEPLOYMENTS`] (absent in records written before).
     #[serde(default)]
     pub service_deployments: Vec<ServiceDeploymentRecord>,
+    /// ECS's `loadBalancers`, for the next deployment (each deployment
+    /// keeps its own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<super::LoadBalancerRecord>,
+    /// Its DNS name, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<super::DiscoveryRecord>,
 }
 
 impl ServiceRecord {

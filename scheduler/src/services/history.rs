@@ -211,6 +211,8 @@ mod tests {
 
     fn service(rollback: bool) -> ServiceRecord {
         ServiceRecord {
+            load_balancers: Vec::new(),
+            discovery: None,
             cluster: "default".into(),
             name: "web".into(),
             status: ServiceStatus::Active,

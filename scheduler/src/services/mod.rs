@@ -542,6 +542,7 @@ impl Controller {
                 client_token: None,
                 fingerprint: String::new(),
                 tags: Vec::new(),
+                load_balancers: p.load_balancers.clone(),
             })
             .await
     }

@@ -216,12 +216,18 @@ pub fn new_deployment(family: &str, revision: u32, now: UnixMillis) -> Deploymen
         failed_tasks: 0,
         created_at: now,
         updated_at: now,
+        load_balancers: Vec::new(),
     }
 }
 
 /// Makes `dep` the PRIMARY deployment of `rec`; the PRIMARY before becomes
-/// ACTIVE (its tasks are replaced).
-pub fn promote(rec: &mut ServiceRecord, dep: DeploymentRecord) {
+/// ACTIVE (its tasks are replaced). A new deployment registers its tasks
+/// in the service's `loadBalancers` as they are now; one rolled back to
+/// keeps its own.
+pub fn promote(rec: &mut ServiceRecord, mut dep: DeploymentRecord) {
+    if !rec.deployments.iter().any(|d| d.id == dep.id) {
+        dep.load_balancers = rec.load_balancers.clone();
+    }
     for d in &mut rec.deployments {
         if d.status == DeploymentStatus::Primary {
             d.status = DeploymentStatus::Active;

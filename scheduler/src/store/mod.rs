@@ -53,10 +53,12 @@ pub enum Table {
     /// `cluster` 0x00 `service name` → service record (its deployments and
     /// events included).
     Services,
+    /// Target-group name → target-group record.
+    TargetGroups,
 }
 
 impl Table {
-    pub const ALL: [Table; 15] = [
+    pub const ALL: [Table; 16] = [
         Table::Meta,
         Table::Clusters,
         Table::Families,
@@ -72,6 +74,7 @@ impl Table {
         Table::Secrets,
         Table::RunTokens,
         Table::Services,
+        Table::TargetGroups,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +94,7 @@ impl Table {
             Table::Secrets => "secrets",
             Table::RunTokens => "run_tokens",
             Table::Services => "services",
+            Table::TargetGroups => "target_groups",
         }
     }
 
@@ -116,6 +120,7 @@ impl Table {
             Table::Secrets => 12,
             Table::RunTokens => 13,
             Table::Services => 14,
+            Table::TargetGroups => 15,
         }
     }
 }

@@ -25,6 +25,7 @@ const FLEET: &[Spec] = &[
 
 fn node(&(id, zone, kind, cpu, memory): &Spec) -> Node {
     let inst = InstanceRecord {
+        address: None,
         id: id.to_owned(),
         cluster: "default".into(),
         hostname: id.to_owned(),

@@ -10,6 +10,8 @@ const T0: UnixMillis = 1_700_000_000_000;
 
 fn service(desired: u32, min: u32, max: u32) -> ServiceRecord {
     let mut rec = ServiceRecord {
+        load_balancers: Vec::new(),
+        discovery: None,
         cluster: "default".into(),
         name: "web".into(),
         status: ServiceStatus::Active,
