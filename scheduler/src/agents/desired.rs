@@ -20,8 +20,8 @@ use berth_proto::taskdef::{FieldIssue, TaskDefinitionStatus};
 use super::Context;
 use crate::db::DbError;
 use crate::records::{
-    DesiredStatus, PortAssignment, TaskDefinitionRecord, TaskOverrides, TaskRecord, TaskStatus,
-    UnixMillis,
+    DesiredStatus, HealthCheckRecord, PortAssignment, TargetGroupRecord, TaskDefinitionRecord,
+    TaskOverrides, TaskRecord, TaskStatus, UnixMillis,
 };
 use crate::secrets::{Secrets, SecretsError, TaskSecrets};
 
@@ -51,11 +51,33 @@ pub struct DesiredTask {
     pub stopped_reason: String,
     /// Empty unless the task should run and has not stopped.
     pub secrets: TaskSecrets,
+    /// Its targets' health checks, which its agent runs while it runs.
+    pub target_checks: Vec<TargetCheck>,
+}
+
+/// One health check of a task's target, for its agent to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetCheck {
+    pub target_group_arn: String,
+    pub container_name: String,
+    pub container_port: u16,
+    pub host_port: u16,
+    pub check: HealthCheckRecord,
 }
 
 /// The full desired set of `instance`.
 pub fn desired_set(ctx: &Context, instance: &str) -> Result<DesiredSet, DbError> {
     let (generation, tasks) = ctx.db.desired_set(instance)?;
+    let groups: HashMap<String, TargetGroupRecord> = if tasks.iter().any(|t| !t.targets.is_empty())
+    {
+        ctx.db
+            .target_groups()?
+            .into_iter()
+            .map(|g| (g.name.clone(), g))
+            .collect()
+    } else {
+        HashMap::new()
+    };
     let mut definitions: Vec<TaskDefinitionRecord> = Vec::new();
     let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {
@@ -73,17 +95,32 @@ pub fn desired_set(ctx: &Context, instance: &str) -> Result<DesiredSet, DbError>
         // RunTask's overrides: the agent runs the definition as overridden.
         let rendered = ctx.rendered.render(td, t.overrides.as_ref(), &ctx.arn);
         let secrets = task_secrets(ctx, &t, &rendered);
+        // A stopped task whose targets still drain keeps running.
+        let runs = t.runs_for_agent();
         out.push(DesiredTask {
             task_arn: ctx.arn.task(&t.cluster, &t.id),
-            desired_status: t.desired_status,
+            desired_status: if runs {
+                DesiredStatus::Running
+            } else {
+                DesiredStatus::Stopped
+            },
             task_definition_json: rendered.json.clone(),
             cluster: t.cluster.clone(),
             family: t.family.clone(),
             revision: t.revision,
             ports: t.reservation.ports.clone(),
-            stop_code: t.stop_code,
-            stopped_reason: t.stopped_reason.clone(),
+            stop_code: if runs { None } else { t.stop_code },
+            stopped_reason: if runs {
+                String::new()
+            } else {
+                t.stopped_reason.clone()
+            },
             secrets,
+            target_checks: if runs {
+                target_checks(&t, &groups)
+            } else {
+                Vec::new()
+            },
         });
     }
     Ok(DesiredSet {
@@ -92,12 +129,29 @@ pub fn desired_set(ctx: &Context, instance: &str) -> Result<DesiredSet, DbError>
     })
 }
 
+/// The checks of a task's targets whose groups still exist.
+fn target_checks(t: &TaskRecord, groups: &HashMap<String, TargetGroupRecord>) -> Vec<TargetCheck> {
+    t.targets
+        .iter()
+        .filter_map(|x| {
+            let g = groups.get(berth_proto::arn::target_group_name(&x.target_group_arn))?;
+            x.target_group_arn.ends_with(&g.id).then(|| TargetCheck {
+                target_group_arn: x.target_group_arn.clone(),
+                container_name: x.container_name.clone(),
+                container_port: x.container_port,
+                host_port: x.host_port,
+                check: g.health_check.clone(),
+            })
+        })
+        .collect()
+}
+
 /// The secret values a task's agent needs, only while the task should run
 /// and has not stopped. A reference that cannot be resolved now (a secret
 /// deleted since StartTask) is logged by path and name and left out: the
 /// agent then fails that container's start, naming it.
 fn task_secrets(ctx: &Context, t: &TaskRecord, rendered: &Rendered) -> TaskSecrets {
-    if t.desired_status != DesiredStatus::Running || t.last_status == TaskStatus::Stopped {
+    if !t.runs_for_agent() || t.last_status == TaskStatus::Stopped {
         return TaskSecrets::default();
     }
     match rendered.secrets(&ctx.secrets) {

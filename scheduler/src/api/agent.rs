@@ -22,7 +22,7 @@ use berth_proto::v1::{
     DescribeSelfRequest, DescribeSelfResponse, DesiredState, DesiredTask, Hello, LogCancel,
     LogChunk, LogRequest, PortAssignment, RegisterRequest, RegisterResponse,
     RenewCertificateRequest, RenewCertificateResponse, RepositoryCredentials, SchedulerMessage,
-    SecretValue, TaskStatusReport, Welcome,
+    SecretValue, TargetCheck, TaskStatusReport, Welcome,
 };
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -612,7 +612,26 @@ fn desired_task(t: agents::DesiredTask) -> DesiredTask {
             .map(|c| c.as_str().to_owned())
             .unwrap_or_default(),
         stopped_reason: t.stopped_reason,
-        target_checks: Vec::new(),
+        target_checks: t
+            .target_checks
+            .into_iter()
+            .map(|c| TargetCheck {
+                target_group_arn: c.target_group_arn,
+                container_name: c.container_name,
+                container_port: u32::from(c.container_port),
+                host_port: u32::from(c.host_port),
+                health_check: Some(berth_proto::v1::HealthCheck {
+                    protocol: c.check.protocol.as_str().to_owned(),
+                    path: c.check.path,
+                    port: c.check.port.render(),
+                    interval_seconds: c.check.interval_secs,
+                    timeout_seconds: c.check.timeout_secs,
+                    healthy_threshold: c.check.healthy_threshold,
+                    unhealthy_threshold: c.check.unhealthy_threshold,
+                    matcher: c.check.matcher,
+                }),
+            })
+            .collect(),
         secrets: t
             .secrets
             .env

@@ -103,7 +103,24 @@ pub fn task_facts(t: &TaskRecord) -> TaskFacts {
         started_at: t.started_at,
         stopped_at: t.stopped_at,
         stop_code: t.stop_code,
-        failed_health: t.stopped_reason == plan::HEALTH_CHECK_FAILED,
+        failed_health: plan::failed_health(&t.stopped_reason),
+        targets: targets_health(t),
+    }
+}
+
+/// How a task's targets stand together (the first unhealthy group wins).
+fn targets_health(t: &TaskRecord) -> plan::TargetsHealth {
+    use crate::records::ProbeState;
+    if t.targets.is_empty() {
+        return plan::TargetsHealth::None;
+    }
+    if let Some(x) = t.targets.iter().find(|x| x.state == ProbeState::Unhealthy) {
+        return plan::TargetsHealth::Unhealthy(x.target_group_arn.clone());
+    }
+    if t.targets.iter().all(|x| x.state == ProbeState::Healthy) {
+        plan::TargetsHealth::Healthy
+    } else {
+        plan::TargetsHealth::Initial
     }
 }
 
@@ -167,6 +184,14 @@ impl Controller {
         let mut last_error_log: Option<tokio::time::Instant> = None;
         let mut last_sweep: Option<tokio::time::Instant> = None;
         loop {
+            // Drains that are due end first: their tasks stop now.
+            let next_drain = match self.end_drains().await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!(cause = %e, "ending drains failed; retrying");
+                    None
+                }
+            };
             if let Err(e) = self.evaluate_all().await {
                 // Rate-limited: a store that keeps failing logs once a minute.
                 if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
@@ -183,12 +208,32 @@ impl Controller {
                     tracing::warn!(cause = %e, "sweeping deleted task definitions failed; retrying");
                 }
             }
+            let wait = next_drain.map_or(self.settings.resync, |at| {
+                let ms = u64::try_from(at - now_millis()).unwrap_or(0);
+                self.settings.resync.min(Duration::from_millis(ms))
+            });
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.db.changes().notified() => {}
-                _ = tokio::time::sleep(self.settings.resync) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// Ends every drain that is due ([`Db::end_drain`]); returns when the
+    /// next one is.
+    async fn end_drains(&self) -> Result<Option<crate::records::UnixMillis>, DbError> {
+        let now = now_millis();
+        let mut next: Option<crate::records::UnixMillis> = None;
+        for t in self.db.service_tasks()?.into_values().flatten() {
+            let Some(until) = t.drain_until else { continue };
+            if until <= now {
+                self.db.end_drain(&t.id).await?;
+            } else {
+                next = Some(next.map_or(until, |n| n.min(until)));
+            }
+        }
+        Ok(next)
     }
 
     /// How an instance stands for service tasks now.

@@ -31,6 +31,16 @@ use berth_proto::ecs::{HealthStatus, StopCode};
 pub const MAX_THROTTLE_MS: i64 = 15 * 60 * 1000;
 /// The stoppedReason of a task replaced because its health checks failed.
 pub const HEALTH_CHECK_FAILED: &str = "Task failed container health checks";
+/// The start of the stoppedReason of a task replaced because a target
+/// group's health checks failed (ECS's words; the group's ARN follows in
+/// parentheses).
+pub const ELB_HEALTH_CHECK_FAILED: &str = "Task failed ELB health checks in";
+
+/// Whether a stoppedReason says the controller replaced the task for its
+/// health (a failure, for the circuit breaker).
+pub fn failed_health(stopped_reason: &str) -> bool {
+    stopped_reason == HEALTH_CHECK_FAILED || stopped_reason.starts_with(ELB_HEALTH_CHECK_FAILED)
+}
 /// Replaced deployments kept (INACTIVE) for DescribeServices.
 pub const MAX_INACTIVE_DEPLOYMENTS: usize = 3;
 /// Consecutive failed launches before the throttle starts.
@@ -69,6 +79,20 @@ impl InstanceFacts {
     }
 }
 
+/// How a task's load-balancer targets stand, all of them together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TargetsHealth {
+    /// It has no targets (its service has no load balancers).
+    #[default]
+    None,
+    /// Some target has not reached a health-check threshold yet.
+    Initial,
+    /// Every target is healthy.
+    Healthy,
+    /// This target group's health checks failed.
+    Unhealthy(String),
+}
+
 /// What the plan needs of a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskFacts {
@@ -89,6 +113,8 @@ pub struct TaskFacts {
     /// Stopped by the controller because its health checks failed (a
     /// failure too, as in ECS's circuit breaker).
     pub failed_health: bool,
+    /// Its targets' health, as its agent reported it.
+    pub targets: TargetsHealth,
 }
 
 impl TaskFacts {
@@ -354,24 +380,46 @@ fn standing(inputs: &Inputs<'_>, t: &TaskFacts) -> Standing {
         .unwrap_or(Standing::Lost)
 }
 
+/// Healthy: RUNNING and wanted, on an instance that is not lost, HEALTHY
+/// where its definition has container health checks, and, behind load
+/// balancers, every target healthy. Without targets the grace period must
+/// also have passed; a healthy target is proof enough (ECS counts a task
+/// behind a load balancer as soon as its targets pass).
 fn is_healthy(inputs: &Inputs<'_>, t: &TaskFacts) -> bool {
     let grace_ms = i64::from(inputs.service.health_check_grace_period_secs) * 1000;
-    t.desired_running
+    let containers_ok =
+        !inputs.health_checked.contains(&t.deployment) || t.health == Some(HealthStatus::Healthy);
+    let base = t.desired_running
         && t.last_status == TaskStatus::Running
         && standing(inputs, t) != Standing::Lost
-        && t.started_at.is_some_and(|s| s + grace_ms <= inputs.now)
-        && (!inputs.health_checked.contains(&t.deployment)
-            || t.health == Some(HealthStatus::Healthy))
+        && containers_ok;
+    match &t.targets {
+        TargetsHealth::None => base && t.started_at.is_some_and(|s| s + grace_ms <= inputs.now),
+        TargetsHealth::Healthy => base,
+        TargetsHealth::Initial | TargetsHealth::Unhealthy(_) => false,
+    }
 }
 
-/// A RUNNING task past its grace period whose health checks say UNHEALTHY.
-fn is_unhealthy(inputs: &Inputs<'_>, t: &TaskFacts) -> bool {
+/// Why a RUNNING task past its grace period must be replaced: its
+/// container health checks say UNHEALTHY, or a target group's checks
+/// failed (ECS ignores both during the grace period).
+fn unhealthy_reason(inputs: &Inputs<'_>, t: &TaskFacts) -> Option<String> {
     let grace_ms = i64::from(inputs.service.health_check_grace_period_secs) * 1000;
-    t.desired_running
+    if !(t.desired_running
         && t.last_status == TaskStatus::Running
-        && inputs.health_checked.contains(&t.deployment)
-        && t.health == Some(HealthStatus::Unhealthy)
-        && t.started_at.is_some_and(|s| s + grace_ms <= inputs.now)
+        && t.started_at.is_some_and(|s| s + grace_ms <= inputs.now))
+    {
+        return None;
+    }
+    if inputs.health_checked.contains(&t.deployment) && t.health == Some(HealthStatus::Unhealthy) {
+        return Some(HEALTH_CHECK_FAILED.to_owned());
+    }
+    match &t.targets {
+        TargetsHealth::Unhealthy(group) => {
+            Some(format!("{ELB_HEALTH_CHECK_FAILED} (target-group {group})"))
+        }
+        _ => None,
+    }
 }
 
 fn classify<'a>(inputs: &Inputs<'a>) -> Classified<'a> {
@@ -650,14 +698,14 @@ fn plan_replica(inputs: &Inputs<'_>) -> Plan {
     }
     // Primary tasks failing their health checks: replaced at once (they
     // do not count as healthy anyway).
-    let failing: Vec<&TaskFacts> = live
+    let failing: Vec<(&TaskFacts, String)> = live
         .iter()
-        .filter(|t| is_primary(t) && !stopping.contains(t.id.as_str()) && is_unhealthy(inputs, t))
-        .copied()
+        .filter(|t| is_primary(t) && !stopping.contains(t.id.as_str()))
+        .filter_map(|t| unhealthy_reason(inputs, t).map(|r| (*t, r)))
         .collect();
-    for t in failing {
+    for (t, reason) in failing {
         stopping.insert(t.id.as_str());
-        stop(t, HEALTH_CHECK_FAILED.to_owned(), &mut stops);
+        stop(t, reason, &mut stops);
     }
     let serving = |t: &&&TaskFacts| !stopping.contains(t.id.as_str());
     // The primary's tasks that count towards the desired count.
@@ -862,8 +910,11 @@ fn plan_daemon(inputs: &Inputs<'_>) -> Plan {
                 continue;
             }
             add(&mut stops, &mut stopping, t, scaling.clone());
-        } else if t.deployment == primary_id && is_unhealthy(inputs, t) {
-            add(&mut stops, &mut stopping, t, HEALTH_CHECK_FAILED.to_owned());
+        } else if let Some(reason) = (t.deployment == primary_id)
+            .then(|| unhealthy_reason(inputs, t))
+            .flatten()
+        {
+            add(&mut stops, &mut stopping, t, reason);
         }
     }
     let throttled = throttle(&mut rec, inputs, primary.as_ref());

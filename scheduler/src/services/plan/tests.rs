@@ -72,6 +72,7 @@ fn task(id: &str, dep: &str, inst: &str, status: TaskStatus) -> TaskFacts {
         started_at: (status >= TaskStatus::Running).then_some(T0),
         stopped_at: (status == TaskStatus::Stopped).then_some(T0),
         failed_health: false,
+        targets: TargetsHealth::None,
         stop_code: if status == TaskStatus::Stopped {
             Some(StopCode::TaskFailedToStart)
         } else {
