@@ -146,7 +146,7 @@ pub fn hello(facts: &HostFacts) -> v1::AgentMessage {
                 .collect(),
             agent_version: berth_proto::VERSION.to_owned(),
             hostname: facts.hostname.clone(),
-            address: String::new(),
+            address: facts.address.map(|a| a.to_string()).unwrap_or_default(),
         })),
     }
 }
@@ -403,8 +403,9 @@ mod tests {
 
     #[test]
     fn hello_carries_the_measured_facts() {
-        let facts = HostFacts {
+        let mut facts = HostFacts {
             hostname: "h1".into(),
+            address: None,
             resources: HostResources {
                 cpu_units: 2048,
                 memory_mib: 3840,
@@ -437,6 +438,13 @@ mod tests {
             })
         );
         assert_eq!(h.attributes.len(), 1);
+        assert_eq!(h.address, "", "unset: the scheduler uses the peer address");
+
+        facts.address = Some(std::net::Ipv4Addr::new(192, 0, 2, 10));
+        let Some(v1::agent_message::Msg::Hello(h)) = hello(&facts).msg else {
+            panic!("not a Hello");
+        };
+        assert_eq!(h.address, "192.0.2.10");
     }
 
     #[test]
