@@ -146,6 +146,10 @@ pub mod env {
     /// The address containers get as `BERTH_HOST_IP` (default: the address
     /// of the interface of the host's default route).
     pub const TASK_HOST_IP: &str = "BERTH_TASK_HOST_IP";
+    /// The IPv4 address load balancers reach this host's task ports on
+    /// (sent in Hello); unset: the scheduler uses the connection's peer
+    /// address.
+    pub const ADVERTISE_ADDRESS: &str = "BERTH_ADVERTISE_ADDRESS";
 }
 
 /// A duration written like `30s`, `5m`, `3h` (humantime).
@@ -281,6 +285,10 @@ pub struct Config {
     pub custom_attributes: BTreeMap<String, String>,
     /// Replaces the system's host name when set.
     pub hostname: Option<String>,
+    /// The IPv4 address load balancers reach this host's task ports on,
+    /// sent in Hello; `None`: the scheduler uses the connection's peer
+    /// address.
+    pub advertise_address: Option<std::net::Ipv4Addr>,
     pub log_format: LogFormat,
     pub runtime: RuntimeConfig,
 }
@@ -301,6 +309,7 @@ impl Config {
             instance_type: None,
             custom_attributes: BTreeMap::new(),
             hostname: None,
+            advertise_address: None,
             log_format: LogFormat::Text,
             runtime: RuntimeConfig::default(),
         }
@@ -413,6 +422,7 @@ pub struct Flags {
     pub scheduler: Option<String>,
     pub cluster: Option<String>,
     pub state_dir: Option<PathBuf>,
+    pub advertise_address: Option<String>,
 }
 
 /// Where a setting's value came from, for error messages.
@@ -479,6 +489,7 @@ struct FileConfig {
     instance_type: Option<String>,
     custom_attributes: Option<BTreeMap<String, String>>,
     hostname: Option<String>,
+    advertise_address: Option<String>,
     log_format: Option<LogFormat>,
     containerd_socket: Option<PathBuf>,
     containerd_namespace: Option<String>,
@@ -672,6 +683,19 @@ pub fn from_sources(
     if let Some((h, origin)) = &hostname {
         validate_hostname(h).map_err(|reason| invalid("hostname", h, origin, reason))?;
     }
+
+    let advertise_address = layers
+        .string(
+            flags.advertise_address.clone(),
+            "--advertise-address",
+            env::ADVERTISE_ADDRESS,
+            file_cfg.advertise_address,
+        )
+        .map(|(v, origin)| {
+            parse_advertise_address(&v)
+                .map_err(|reason| invalid("advertise_address", &v, &origin, reason))
+        })
+        .transpose()?;
 
     let log_format = layers
         .parsed(env::LOG_FORMAT, "log_format", file_cfg.log_format)?
@@ -875,9 +899,26 @@ pub fn from_sources(
         instance_type: instance_type.map(|(v, _)| v),
         custom_attributes: custom_attributes.0,
         hostname: hostname.map(|(v, _)| v),
+        advertise_address,
         log_format,
         runtime,
     })
+}
+
+/// A unicast IPv4 address: not unspecified, multicast or broadcast (no load
+/// balancer could send to it). Loopback is allowed: a one-host cluster's
+/// load balancer may run beside the agent.
+fn parse_advertise_address(s: &str) -> Result<std::net::Ipv4Addr, String> {
+    let ip: std::net::Ipv4Addr = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IPv4 address like 192.0.2.10"))?;
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
+        return Err(format!(
+            "{ip} is not an address other hosts can reach this host on"
+        ));
+    }
+    Ok(ip)
 }
 
 /// `a.b.c.d/n` with n in 8..=28 (room for tasks, not the whole space).
@@ -1224,11 +1265,16 @@ log_format = "json"
             scheduler: Some("https://flag-scheduler:7070".into()),
             cluster: Some("flag-cluster".into()),
             state_dir: Some(PathBuf::from("/flag/state")),
+            advertise_address: Some("198.51.100.9".into()),
         };
         let cfg = from_sources(file(FULL_FILE), &e, &f).expect("valid");
         assert_eq!(cfg.scheduler, "https://flag-scheduler:7070");
         assert_eq!(cfg.cluster, "flag-cluster");
         assert_eq!(cfg.state_dir, Path::new("/flag/state"));
+        assert_eq!(
+            cfg.advertise_address,
+            Some(std::net::Ipv4Addr::new(198, 51, 100, 9))
+        );
     }
 
     #[test]
@@ -1327,6 +1373,69 @@ log_format = "json"
                 other => panic!("{setting}: unexpected {other}"),
             }
         }
+    }
+
+    #[test]
+    fn advertise_address_is_layered_and_validated() {
+        let scheduler = (env::SCHEDULER, "https://s:7070");
+        let cfg = from_sources(None, &env(&[scheduler]), &flags()).expect("valid");
+        assert_eq!(cfg.advertise_address, None, "unset by default");
+
+        let text = "scheduler = \"https://s:7070\"\nadvertise_address = \"192.0.2.10\"\n";
+        let cfg = from_sources(file(text), &env(&[]), &flags()).expect("valid");
+        assert_eq!(
+            cfg.advertise_address,
+            Some(std::net::Ipv4Addr::new(192, 0, 2, 10))
+        );
+        let e = env(&[(env::ADVERTISE_ADDRESS, "192.0.2.11")]);
+        let cfg = from_sources(file(text), &e, &flags()).expect("valid");
+        assert_eq!(
+            cfg.advertise_address,
+            Some(std::net::Ipv4Addr::new(192, 0, 2, 11)),
+            "env beats file"
+        );
+        let f = Flags {
+            advertise_address: Some("192.0.2.12".into()),
+            ..Flags::default()
+        };
+        let cfg = from_sources(file(text), &e, &f).expect("valid");
+        assert_eq!(
+            cfg.advertise_address,
+            Some(std::net::Ipv4Addr::new(192, 0, 2, 12)),
+            "flag beats env"
+        );
+
+        for bad in [
+            "host-a",
+            "2001:db8::1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "10.0.0.300",
+        ] {
+            let e = env(&[scheduler, (env::ADVERTISE_ADDRESS, bad)]);
+            let err = from_sources(None, &e, &flags()).expect_err(bad);
+            match &err {
+                ConfigError::Invalid {
+                    setting, origin, ..
+                } => {
+                    assert_eq!(*setting, "advertise_address", "{err}");
+                    assert_eq!(*origin, Origin::Env(env::ADVERTISE_ADDRESS), "{err}");
+                }
+                other => panic!("{bad}: unexpected {other}"),
+            }
+        }
+        let err = from_sources(
+            file("scheduler = \"https://s:7070\"\nadvertise_address = \"nope\"\n"),
+            &env(&[]),
+            &flags(),
+        )
+        .expect_err("bad file value")
+        .to_string();
+        assert!(
+            err.contains("advertise_address") && err.contains("/etc/berth/agent.toml"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub const MIN_MEMORY_MIB: u64 = 128;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostFacts {
     pub hostname: String,
+    /// `advertise_address`: where load balancers reach this host's task
+    /// ports; `None` lets the scheduler use the connection's peer address.
+    pub address: Option<std::net::Ipv4Addr>,
     pub resources: HostResources,
     pub attributes: Vec<Attribute>,
 }
@@ -102,6 +105,7 @@ pub struct HostProbe {
     reserved_udp_ports: BTreeSet<u16>,
     attributes: Vec<Attribute>,
     hostname: Option<String>,
+    address: Option<std::net::Ipv4Addr>,
 }
 
 impl HostProbe {
@@ -131,6 +135,7 @@ impl HostProbe {
                 config.custom_attributes.iter(),
             ),
             hostname: config.hostname.clone(),
+            address: config.advertise_address,
         }
     }
 
@@ -164,6 +169,7 @@ impl HostProbe {
 
         Ok(HostFacts {
             hostname: self.hostname()?,
+            address: self.address,
             resources: HostResources {
                 cpu_units,
                 memory_mib,
@@ -502,9 +508,11 @@ mod tests {
         let mut config = Config::new("http://s:1", "c");
         config.hostname = Some("h1".to_owned());
         config.reserved_udp_ports = [123].into_iter().collect();
+        config.advertise_address = Some(std::net::Ipv4Addr::new(192, 0, 2, 10));
         let probe = HostProbe::with_roots(&config, dir.path().join("proc"), dir.path().join("sys"));
         let facts = probe.measure().expect("measure");
         assert_eq!(facts.hostname, "h1");
+        assert_eq!(facts.address, config.advertise_address);
         assert_eq!(
             facts.resources,
             HostResources {

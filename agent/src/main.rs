@@ -104,6 +104,10 @@ struct RunArgs {
     /// Where the agent keeps its identity [env: BERTH_STATE_DIR] [default: /var/lib/berth/agent].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// The IPv4 address load balancers reach this host's task ports on
+    /// [env: BERTH_ADVERTISE_ADDRESS] [default: the address the scheduler sees].
+    #[arg(long, value_name = "IPV4")]
+    advertise_address: Option<String>,
 }
 
 /// `berth-agent log-driver --file F --max-bytes N --max-files K`, as
@@ -186,6 +190,7 @@ fn main() -> ExitCode {
         scheduler: args.scheduler,
         cluster: args.cluster,
         state_dir: args.state_dir,
+        advertise_address: args.advertise_address,
     };
     let env: HashMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use berth_proto::v1;
 
 use crate::desired::{
-    DesiredState, DesiredStatus, DesiredTask, PortAssignment, Protocol, SecretEnv, StopCode,
-    TaskSecrets,
+    CheckPort, CheckProtocol, DesiredState, DesiredStatus, DesiredTask, PortAssignment, Protocol,
+    SecretEnv, StopCode, TargetCheck, TargetHealthCheck, TaskSecrets,
 };
 use crate::host::HostFacts;
 use crate::identity::Identity;
@@ -146,7 +146,7 @@ pub fn hello(facts: &HostFacts) -> v1::AgentMessage {
                 .collect(),
             agent_version: berth_proto::VERSION.to_owned(),
             hostname: facts.hostname.clone(),
-            address: String::new(),
+            address: facts.address.map(|a| a.to_string()).unwrap_or_default(),
         })),
     }
 }
@@ -229,7 +229,18 @@ pub fn task_status(r: &TaskReport) -> v1::AgentMessage {
             stopped_at: ts(r.stopped_at),
             health_status: r.health_status.as_str().to_owned(),
             private_ipv4_address: r.private_ipv4.map(|ip| ip.to_string()).unwrap_or_default(),
-            target_health: Vec::new(),
+            target_health: r
+                .target_health
+                .iter()
+                .map(|t| v1::TargetHealthReport {
+                    target_group_arn: t.target_group_arn.clone(),
+                    container_name: t.container_name.clone(),
+                    container_port: u32::from(t.container_port),
+                    state: t.state.as_str().to_owned(),
+                    reason: t.reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+                    description: t.description.clone(),
+                })
+                .collect(),
         })),
     }
 }
@@ -375,8 +386,23 @@ fn desired_state(d: v1::DesiredState) -> Result<DesiredState, WireError> {
                     })
                     .collect(),
             };
+            let target_checks = t
+                .target_checks
+                .into_iter()
+                .enumerate()
+                .filter_map(|(j, c)| match target_check(c, &format!("tasks[{i}].target_checks[{j}]")) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        // One bad check must not cost the task (or the
+                        // other checks): the scheduler sees no report for it.
+                        tracing::warn!(task = %t.task_arn, cause = %e, "dropping a target check the agent cannot run");
+                        None
+                    }
+                })
+                .collect();
             Ok(DesiredTask {
                 secrets,
+                target_checks,
                 task_arn: t.task_arn,
                 desired_status,
                 task_definition_json: t.task_definition_json,
@@ -395,6 +421,96 @@ fn desired_state(d: v1::DesiredState) -> Result<DesiredState, WireError> {
     })
 }
 
+/// One `TargetCheck`, validated; `at` is its path in the message.
+fn target_check(c: v1::TargetCheck, at: &str) -> Result<TargetCheck, WireError> {
+    const M: &str = "DesiredState";
+    let invalid = |field: &str, reason: String| WireError::Invalid {
+        message: M,
+        field: format!("{at}.{field}"),
+        reason,
+    };
+    let port = |v: u32, field: &str| {
+        u16::try_from(v)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| invalid(field, format!("{v} is not a port")))
+    };
+    let container_port = port(c.container_port, "container_port")?;
+    let host_port = port(c.host_port, "host_port")?;
+    if c.target_group_arn.is_empty() {
+        return Err(invalid("target_group_arn", "empty".to_owned()));
+    }
+    let h = c
+        .health_check
+        .ok_or_else(|| invalid("health_check", "missing".to_owned()))?;
+    let protocol = match h.protocol.as_str() {
+        "HTTP" => CheckProtocol::Http,
+        "TCP" => CheckProtocol::Tcp,
+        other => {
+            return Err(invalid(
+                "health_check.protocol",
+                format!("{other:?} is neither HTTP nor TCP"),
+            ))
+        }
+    };
+    let check_port = match h.port.as_str() {
+        "traffic-port" => CheckPort::TrafficPort,
+        other => CheckPort::Port(other.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(
+            || {
+                invalid(
+                    "health_check.port",
+                    format!("{other:?} is neither \"traffic-port\" nor a port (1-65535)"),
+                )
+            },
+        )?),
+    };
+    if protocol == CheckProtocol::Http
+        && (!h.path.starts_with('/') || h.path.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        // It goes into the request line as it is.
+        return Err(invalid(
+            "health_check.path",
+            format!(
+                "{:?} is not a path starting with \"/\" without spaces",
+                h.path
+            ),
+        ));
+    }
+    let nonzero = |v: u32, field: &str| {
+        if v == 0 {
+            Err(invalid(field, "must not be 0".to_owned()))
+        } else {
+            Ok(v)
+        }
+    };
+    let interval = nonzero(h.interval_seconds, "health_check.interval_seconds")?;
+    let timeout = nonzero(h.timeout_seconds, "health_check.timeout_seconds")?;
+    let healthy_threshold = nonzero(h.healthy_threshold, "health_check.healthy_threshold")?;
+    let unhealthy_threshold = nonzero(h.unhealthy_threshold, "health_check.unhealthy_threshold")?;
+    // TCP checks have no matcher; an empty one is ELB's default there.
+    let matcher = match (protocol, h.matcher.as_str()) {
+        (CheckProtocol::Tcp, "") => "200".parse(),
+        (_, m) => m.parse(),
+    }
+    .map_err(|e: crate::desired::MatcherError| invalid("health_check.matcher", e.to_string()))?;
+    Ok(TargetCheck {
+        target_group_arn: c.target_group_arn,
+        container_name: c.container_name,
+        container_port,
+        host_port,
+        health: TargetHealthCheck {
+            protocol,
+            path: h.path,
+            port: check_port,
+            interval: Duration::from_secs(u64::from(interval)),
+            timeout: Duration::from_secs(u64::from(timeout)),
+            healthy_threshold,
+            unhealthy_threshold,
+            matcher,
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,8 +519,9 @@ mod tests {
 
     #[test]
     fn hello_carries_the_measured_facts() {
-        let facts = HostFacts {
+        let mut facts = HostFacts {
             hostname: "h1".into(),
+            address: None,
             resources: HostResources {
                 cpu_units: 2048,
                 memory_mib: 3840,
@@ -437,6 +554,13 @@ mod tests {
             })
         );
         assert_eq!(h.attributes.len(), 1);
+        assert_eq!(h.address, "", "unset: the scheduler uses the peer address");
+
+        facts.address = Some(std::net::Ipv4Addr::new(192, 0, 2, 10));
+        let Some(v1::agent_message::Msg::Hello(h)) = hello(&facts).msg else {
+            panic!("not a Hello");
+        };
+        assert_eq!(h.address, "192.0.2.10");
     }
 
     #[test]
@@ -548,5 +672,156 @@ mod tests {
         assert_eq!(state.tasks[0].stop_code, None);
         let err = inbound(stop("Bored")).expect_err("bad stop code");
         assert!(err.to_string().contains("tasks[0].stop_code"), "{err}");
+    }
+
+    fn check(f: impl FnOnce(&mut v1::HealthCheck)) -> v1::TargetCheck {
+        let mut h = v1::HealthCheck {
+            protocol: "HTTP".into(),
+            path: "/health".into(),
+            port: "traffic-port".into(),
+            interval_seconds: 30,
+            timeout_seconds: 5,
+            healthy_threshold: 5,
+            unhealthy_threshold: 2,
+            matcher: "200-299".into(),
+        };
+        f(&mut h);
+        v1::TargetCheck {
+            target_group_arn: "arn:tg".into(),
+            container_name: "web".into(),
+            container_port: 80,
+            host_port: 20001,
+            health_check: Some(h),
+        }
+    }
+
+    fn checks_of(checks: Vec<v1::TargetCheck>) -> Vec<TargetCheck> {
+        let m = v1::SchedulerMessage {
+            msg: Some(v1::scheduler_message::Msg::DesiredState(v1::DesiredState {
+                generation: 1,
+                tasks: vec![v1::DesiredTask {
+                    task_arn: "arn:t".into(),
+                    desired_status: "RUNNING".into(),
+                    target_checks: checks,
+                    ..Default::default()
+                }],
+            })),
+        };
+        let Ok(Inbound::DesiredState(mut state)) = inbound(m) else {
+            panic!("a bad check must not cost the task");
+        };
+        state.tasks.remove(0).target_checks
+    }
+
+    #[test]
+    fn target_checks_are_converted_and_bad_ones_dropped() {
+        let got = checks_of(vec![check(|_| {})]);
+        assert_eq!(got.len(), 1);
+        let c = &got[0];
+        assert_eq!(
+            (c.target_group_arn.as_str(), c.container_name.as_str()),
+            ("arn:tg", "web")
+        );
+        assert_eq!((c.container_port, c.host_port), (80, 20001));
+        let h = &c.health;
+        assert_eq!(h.protocol, CheckProtocol::Http);
+        assert_eq!(h.path, "/health");
+        assert_eq!(h.port, CheckPort::TrafficPort);
+        assert_eq!(h.interval, Duration::from_secs(30));
+        assert_eq!(h.timeout, Duration::from_secs(5));
+        assert_eq!((h.healthy_threshold, h.unhealthy_threshold), (5, 2));
+        assert!(h.matcher.accepts(204) && !h.matcher.accepts(302));
+
+        let tcp = checks_of(vec![check(|h| {
+            h.protocol = "TCP".into();
+            h.port = "8080".into();
+            h.path.clear();
+            h.matcher.clear();
+        })]);
+        assert_eq!(tcp[0].health.protocol, CheckProtocol::Tcp);
+        assert_eq!(tcp[0].health.port, CheckPort::Port(8080));
+
+        let bad: Vec<v1::TargetCheck> = vec![
+            check(|h| h.protocol = "HTTPS".into()),
+            check(|h| h.port = "0".into()),
+            check(|h| h.port = "70000".into()),
+            check(|h| h.port = "traffic".into()),
+            check(|h| h.interval_seconds = 0),
+            check(|h| h.timeout_seconds = 0),
+            check(|h| h.healthy_threshold = 0),
+            check(|h| h.unhealthy_threshold = 0),
+            check(|h| h.matcher = "2xx".into()),
+            check(|h| h.matcher.clear()),
+            check(|h| h.path = "health".into()),
+            check(|h| h.path = "/a HTTP/1.1\r\nX-Evil: 1".into()),
+            v1::TargetCheck {
+                health_check: None,
+                ..check(|_| {})
+            },
+            v1::TargetCheck {
+                container_port: 0,
+                ..check(|_| {})
+            },
+            v1::TargetCheck {
+                host_port: 65536,
+                ..check(|_| {})
+            },
+            v1::TargetCheck {
+                target_group_arn: String::new(),
+                ..check(|_| {})
+            },
+        ];
+        for b in bad {
+            let shown = format!("{b:?}");
+            assert_eq!(checks_of(vec![b, check(|_| {})]).len(), 1, "{shown}");
+        }
+    }
+
+    #[test]
+    fn task_reports_carry_target_health() {
+        use crate::runtime::report::{TargetHealth, TargetReason, TargetState};
+        let mut r = TaskReport::new("arn:t", []);
+        r.target_health = vec![
+            TargetHealth {
+                target_group_arn: "arn:tg".into(),
+                container_name: "web".into(),
+                container_port: 80,
+                state: TargetState::Unhealthy,
+                reason: Some(TargetReason::ResponseCodeMismatch),
+                description: "Health checks failed with these codes: [503]".into(),
+            },
+            TargetHealth {
+                target_group_arn: "arn:tg2".into(),
+                container_name: "web".into(),
+                container_port: 81,
+                state: TargetState::Healthy,
+                reason: None,
+                description: String::new(),
+            },
+        ];
+        let Some(v1::agent_message::Msg::TaskStatus(s)) = task_status(&r).msg else {
+            panic!("not a TaskStatus");
+        };
+        assert_eq!(
+            s.target_health,
+            vec![
+                v1::TargetHealthReport {
+                    target_group_arn: "arn:tg".into(),
+                    container_name: "web".into(),
+                    container_port: 80,
+                    state: "unhealthy".into(),
+                    reason: "Target.ResponseCodeMismatch".into(),
+                    description: "Health checks failed with these codes: [503]".into(),
+                },
+                v1::TargetHealthReport {
+                    target_group_arn: "arn:tg2".into(),
+                    container_name: "web".into(),
+                    container_port: 81,
+                    state: "healthy".into(),
+                    reason: String::new(),
+                    description: String::new(),
+                },
+            ]
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! test or by signals, every call is logged.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +13,8 @@ use tokio::sync::watch;
 use super::ops::{ExecOutput, ExitInfo, NetworkInfo, Observed, OpsError, PullInfo, TaskOps};
 use super::plan::{ContainerPlan, TaskPlan};
 use super::report::Binding;
+use super::targets::ProbeOutcome;
+use crate::desired::TargetHealthCheck;
 
 #[derive(Debug, Default)]
 pub struct FakeOps {
@@ -25,6 +27,8 @@ pub struct FakeOps {
     pub observed: Mutex<Vec<Observed>>,
     /// Exit code of commands exec'd in a container (default 0).
     pub exec_codes: Mutex<HashMap<String, i32>>,
+    /// What probing an address finds (default: success).
+    pub probe_outcomes: Mutex<HashMap<SocketAddrV4, ProbeOutcome>>,
 }
 
 /// The address the fake's bridge gives every bridge and awsvpc task.
@@ -61,6 +65,11 @@ impl FakeOps {
     /// Commands exec'd in container `id` exit with `code` from now on.
     pub fn set_exec_code(&self, id: &str, code: i32) {
         self.exec_codes.lock().unwrap().insert(id.to_owned(), code);
+    }
+
+    /// Probes of `to` find `outcome` from now on.
+    pub fn set_probe(&self, to: SocketAddrV4, outcome: ProbeOutcome) {
+        self.probe_outcomes.lock().unwrap().insert(to, outcome);
     }
 
     /// How often `call` was made (exactly).
@@ -200,6 +209,17 @@ impl TaskOps for FakeOps {
     async fn remove(&self, plan: &TaskPlan) -> Result<(), OpsError> {
         self.call(format!("remove {}", plan.id));
         Ok(())
+    }
+
+    async fn probe_target(&self, to: SocketAddrV4, _check: &TargetHealthCheck) -> ProbeOutcome {
+        self.call(format!("probe {to}"));
+        let outcome = self.probe_outcomes.lock().unwrap().get(&to).cloned();
+        match outcome {
+            // A timeout is a probe that never ends: the caller bounds it.
+            Some(ProbeOutcome::Timeout) => std::future::pending().await,
+            Some(o) => o,
+            None => ProbeOutcome::Success,
+        }
     }
 
     async fn observe(&self) -> Result<Vec<Observed>, OpsError> {

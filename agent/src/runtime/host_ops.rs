@@ -766,6 +766,14 @@ impl TaskOps for HostOps {
         Ok(())
     }
 
+    async fn probe_target(
+        &self,
+        to: std::net::SocketAddrV4,
+        check: &crate::desired::TargetHealthCheck,
+    ) -> super::targets::ProbeOutcome {
+        super::targets::probe(to, check).await
+    }
+
     async fn observe(&self) -> Result<Vec<Observed>, OpsError> {
         let req = self.ctd.with_namespace(ListContainersRequest {
             filters: vec![format!("labels.\"{}\"", labels::TASK_ARN)],

@@ -15,6 +15,8 @@
 //! - [`cgroups`]: task cgroups (v1 and v2), limits, usage, OOM detection.
 //! - [`network`]: task networks with the CNI reference plugins.
 //! - [`containerd`]: the connection to containerd and its service clients.
+//! - [`targets`]: target-group health checks of the host's own tasks
+//!   (where, how, ELB's thresholds), reported with the task.
 //! - [`task_env`]: the variables the agent adds to every container (metadata
 //!   endpoint, host address and host ports).
 //! - [`image`]: image pulls into containerd (the agent pulls itself:
@@ -32,6 +34,7 @@ pub mod report;
 pub mod runner;
 pub mod spec;
 pub mod supervisor;
+pub mod targets;
 pub mod task_env;
 
 #[cfg(test)]

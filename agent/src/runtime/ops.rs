@@ -6,11 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, SystemTime};
 
 use super::plan::{ContainerPlan, TaskPlan};
 use super::report::Binding;
+use super::targets::ProbeOutcome;
+use crate::desired::TargetHealthCheck;
 
 /// How a container ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +169,15 @@ pub trait TaskOps: Send + Sync + 'static {
     /// Final removal after the cleanup wait: containers, snapshots, logs.
     /// Idempotent.
     fn remove(&self, plan: &TaskPlan) -> impl Future<Output = Result<(), OpsError>> + Send;
+
+    /// One target-group health check probe of `to`, a task's own address
+    /// ([`super::targets::probe_address`]); the caller bounds it with the
+    /// check's timeout.
+    fn probe_target(
+        &self,
+        to: SocketAddrV4,
+        check: &TargetHealthCheck,
+    ) -> impl Future<Output = ProbeOutcome> + Send;
 
     /// Every Berth container in the runtime, for re-adoption.
     fn observe(&self) -> impl Future<Output = Result<Vec<Observed>, OpsError>> + Send;

@@ -67,6 +67,61 @@ pub struct TaskReport {
     /// network is set up (ECS's ENI `privateIPv4Address`). `None` for other
     /// network modes: ECS shows no task address for them.
     pub private_ipv4: Option<Ipv4Addr>,
+    /// The latest verdict of each of the task's target checks that has
+    /// reached a threshold ([`super::targets`]), in the checks' order.
+    pub target_health: Vec<TargetHealth>,
+}
+
+/// One target's health as the agent's probes found it: the states an
+/// agent decides of ELB's `TargetHealth` (the scheduler adds `initial`,
+/// `draining` and `unavailable`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetHealth {
+    pub target_group_arn: String,
+    pub container_name: String,
+    pub container_port: u16,
+    pub state: TargetState,
+    /// Unhealthy only.
+    pub reason: Option<TargetReason>,
+    /// ELB's wording, e.g. `Health checks failed with these codes: [503]`.
+    pub description: String,
+}
+
+/// ELB's target states the probes reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetState {
+    Healthy,
+    Unhealthy,
+}
+
+impl TargetState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetState::Healthy => "healthy",
+            TargetState::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// ELB's reason codes for an unhealthy target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetReason {
+    /// An HTTP answer with a code the matcher does not accept.
+    ResponseCodeMismatch,
+    /// No connection or answer within the timeout.
+    Timeout,
+    /// Anything else: connection refused or reset, not HTTP.
+    FailedHealthChecks,
+}
+
+impl TargetReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetReason::ResponseCodeMismatch => "Target.ResponseCodeMismatch",
+            TargetReason::Timeout => "Target.Timeout",
+            TargetReason::FailedHealthChecks => "Target.FailedHealthChecks",
+        }
+    }
 }
 
 impl TaskReport {
@@ -97,6 +152,7 @@ impl TaskReport {
             stopped_at: None,
             health_status: HealthStatus::Unknown,
             private_ipv4: None,
+            target_health: Vec::new(),
         }
     }
 

@@ -12,6 +12,12 @@
 //! restart policy does not restart) or a dependency that cannot be met
 //! stops a task. An UNHEALTHY container does not stop a task by itself
 //! (ECS: a standalone task lives on; a service replaces it).
+//!
+//! While the task is RUNNING (and desired RUNNING) the runner also probes
+//! its target-group targets ([`super::targets`]), one loop per check, and
+//! keeps each check's latest verdict in the report. The loops stop when the
+//! task stops or the scheduler changes the checks (which starts new ones
+//! from scratch), and the report then carries no target health.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -28,7 +34,11 @@ use tokio_util::sync::CancellationToken;
 use super::lifecycle::{self, CheckResult, Gate, HealthTracker, Lifecycle, Phase, View};
 use super::ops::{ExitInfo, NetworkInfo, ObservedState, OpsError, TaskOps};
 use super::plan::TaskPlan;
-use super::report::{ContainerStatus, HealthReport, Reporter, StopCode, TaskReport, TaskStatus};
+use super::report::{
+    ContainerStatus, HealthReport, Reporter, StopCode, TargetHealth, TaskReport, TaskStatus,
+};
+use super::targets::{self, Verdict};
+use crate::desired::TargetCheck;
 
 /// ECS's reason when the kernel's OOM killer ended a container.
 pub const OOM_REASON: &str = "OutOfMemoryError: Container killed due to memory usage";
@@ -41,6 +51,14 @@ const TEARDOWN_TRIES: u32 = 5;
 pub enum Desire {
     Run,
     Stop { code: StopCode, reason: String },
+}
+
+/// What the scheduler asks of one task, as the supervisor passes it on.
+#[derive(Debug)]
+pub struct Orders {
+    pub desire: watch::Receiver<Desire>,
+    /// The task's target-group health checks (the latest desired state's).
+    pub checks: watch::Receiver<Vec<TargetCheck>>,
 }
 
 /// What the runners share.
@@ -56,6 +74,15 @@ type Exit = (usize, Result<ExitInfo, OpsError>);
 /// A health check result: container index, the slot's generation when the
 /// check ran, the result.
 type HealthMsg = (usize, u64, CheckResult);
+/// A target's new verdict: the probing round it belongs to, the check's
+/// index, the verdict.
+type TargetMsg = (u64, usize, Verdict);
+
+/// The runner's inboxes from the loops it spawns.
+struct Inbox {
+    health: mpsc::UnboundedReceiver<HealthMsg>,
+    targets: mpsc::UnboundedReceiver<TargetMsg>,
+}
 
 fn now() -> Option<SystemTime> {
     Some(SystemTime::now())
@@ -130,15 +157,31 @@ struct Runner<O: TaskOps> {
     report: TaskReport,
     slots: Vec<Slot>,
     health_tx: mpsc::UnboundedSender<HealthMsg>,
+    /// The task's address on the bridge (bridge and awsvpc modes), where
+    /// its targets are probed.
+    task_ip: Option<Ipv4Addr>,
+    targets: Targets,
+    target_tx: mpsc::UnboundedSender<TargetMsg>,
+}
+
+/// The target checks of a task and their probing.
+#[derive(Default)]
+struct Targets {
+    checks: Vec<TargetCheck>,
+    /// Each check's latest verdict, by index.
+    verdicts: Vec<Option<TargetHealth>>,
+    /// One loop per check that has an address; aborted when dropped.
+    probes: Vec<Probe>,
+    /// Probing started for `checks` (even if no check could be probed).
+    started: bool,
+    /// Bumped at every start and stop, so a stale verdict is dropped.
+    round: u64,
 }
 
 impl<O: TaskOps> Runner<O> {
-    fn new(
-        ctx: Arc<RunnerCtx<O>>,
-        plan: TaskPlan,
-        report: TaskReport,
-    ) -> (Self, mpsc::UnboundedReceiver<HealthMsg>) {
-        let (health_tx, health_rx) = mpsc::unbounded_channel();
+    fn new(ctx: Arc<RunnerCtx<O>>, plan: TaskPlan, report: TaskReport) -> (Self, Inbox) {
+        let (health_tx, health) = mpsc::unbounded_channel();
+        let (target_tx, targets) = mpsc::unbounded_channel();
         let slots = plan.containers.iter().map(|_| Slot::new()).collect();
         let r = Self {
             ctx,
@@ -146,8 +189,104 @@ impl<O: TaskOps> Runner<O> {
             report,
             slots,
             health_tx,
+            task_ip: None,
+            targets: Targets::default(),
+            target_tx,
         };
-        (r, health_rx)
+        (r, Inbox { health, targets })
+    }
+
+    /// Starts probing the target checks once the task is RUNNING (at most
+    /// once per set of checks).
+    fn start_probing(&mut self) {
+        if self.targets.started
+            || self.report.status != TaskStatus::Running
+            || self.targets.checks.is_empty()
+        {
+            return;
+        }
+        let t = &mut self.targets;
+        t.started = true;
+        t.round += 1;
+        t.verdicts = vec![None; t.checks.len()];
+        for (index, check) in t.checks.iter().enumerate() {
+            let to = match targets::probe_address(
+                self.plan.network_mode,
+                self.task_ip,
+                &self.plan.ports,
+                check,
+            ) {
+                Ok(to) => to,
+                Err(e) => {
+                    tracing::warn!(task = %self.plan.arn, target_group = %check.target_group_arn,
+                        container = %check.container_name, port = check.container_port, cause = %e,
+                        "cannot probe the target");
+                    continue;
+                }
+            };
+            tracing::info!(task = %self.plan.arn, target_group = %check.target_group_arn,
+                container = %check.container_name, to = %to, "probing target");
+            let ops = self.ctx.ops.clone();
+            let tx = self.target_tx.clone();
+            let health = check.health.clone();
+            let round = t.round;
+            let handle = tokio::spawn(async move {
+                let probe = || {
+                    let ops = ops.clone();
+                    let health = health.clone();
+                    async move { ops.probe_target(to, &health).await }
+                };
+                targets::watch_target(&health, probe, |v| {
+                    let _ = tx.send((round, index, v.clone()));
+                })
+                .await;
+            });
+            t.probes.push(Probe(handle));
+        }
+    }
+
+    /// Stops probing and forgets every verdict.
+    fn stop_probing(&mut self) {
+        let t = &mut self.targets;
+        t.probes.clear();
+        t.verdicts.clear();
+        t.started = false;
+        t.round += 1;
+        self.report.target_health.clear();
+    }
+
+    /// The scheduler's checks for the task now: a change starts over.
+    fn set_checks(&mut self, checks: Vec<TargetCheck>) {
+        if checks != self.targets.checks {
+            tracing::info!(task = %self.plan.arn, checks = checks.len(), "target checks changed");
+            self.stop_probing();
+            self.targets.checks = checks;
+        }
+    }
+
+    fn on_target(&mut self, (round, index, v): TargetMsg) {
+        if round != self.targets.round {
+            return;
+        }
+        let Some(check) = self.targets.checks.get(index) else {
+            return;
+        };
+        tracing::info!(task = %self.plan.arn, target_group = %check.target_group_arn,
+            container = %check.container_name, port = check.container_port,
+            state = v.state.as_str(), reason = v.reason.map_or("", |r| r.as_str()),
+            description = %v.description, "target health changed");
+        let health = TargetHealth {
+            target_group_arn: check.target_group_arn.clone(),
+            container_name: check.container_name.clone(),
+            container_port: check.container_port,
+            state: v.state,
+            reason: v.reason,
+            description: v.description,
+        };
+        if let Some(slot) = self.targets.verdicts.get_mut(index) {
+            *slot = Some(health);
+        }
+        self.report.target_health = self.targets.verdicts.iter().flatten().cloned().collect();
     }
 
     /// Publishes the report, with the containers' health and restarts and
@@ -487,6 +626,7 @@ impl<O: TaskOps> Runner<O> {
         for slot in &mut self.slots {
             slot.probe = None;
         }
+        self.stop_probing();
         // Containers that never started end here too.
         for c in &mut self.report.containers {
             if c.status == ContainerStatus::Pending {
@@ -518,12 +658,14 @@ impl<O: TaskOps> Runner<O> {
         mut self,
         starter: Option<Starter<O>>,
         mut waits: FuturesUnordered<BoxFuture<'static, Exit>>,
-        mut health_rx: mpsc::UnboundedReceiver<HealthMsg>,
-        mut desire: watch::Receiver<Desire>,
+        mut inbox: Inbox,
+        mut orders: Orders,
         cancel: CancellationToken,
     ) {
+        let checks = orders.checks.borrow_and_update().clone();
+        self.set_checks(checks);
         let cause = loop {
-            if let Desire::Stop { code, reason } = desire.borrow_and_update().clone() {
+            if let Desire::Stop { code, reason } = orders.desire.borrow_and_update().clone() {
                 break StopCause { code, reason };
             }
             let next = match self.start_ready(starter.as_ref(), &mut waits).await {
@@ -540,6 +682,7 @@ impl<O: TaskOps> Runner<O> {
                 self.report.started_at = now();
                 self.report.status = TaskStatus::Running;
             }
+            self.start_probing();
             self.publish();
             let timer = async move {
                 match next {
@@ -550,18 +693,26 @@ impl<O: TaskOps> Runner<O> {
             tokio::select! {
                 () = cancel.cancelled() => return,
                 Some((index, res)) = waits.next() => {
-                    let stopping = matches!(*desire.borrow(), Desire::Stop { .. });
+                    let stopping = matches!(*orders.desire.borrow(), Desire::Stop { .. });
                     if let Some(cause) = self.on_exit(index, res, stopping, &mut waits).await {
                         break cause;
                     }
                 }
-                Some(msg) = health_rx.recv() => self.on_health(msg),
+                Some(msg) = inbox.health.recv() => self.on_health(msg),
+                Some(msg) = inbox.targets.recv() => self.on_target(msg),
                 () = timer => {}
-                changed = desire.changed() => {
+                changed = orders.desire.changed() => {
                     if changed.is_err() {
                         // The supervisor is gone (agent shutting down).
                         return;
                     }
+                }
+                changed = orders.checks.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let checks = orders.checks.borrow_and_update().clone();
+                    self.set_checks(checks);
                 }
             }
         };
@@ -574,7 +725,7 @@ impl<O: TaskOps> Runner<O> {
 pub async fn launch<O: TaskOps>(
     ctx: Arc<RunnerCtx<O>>,
     plan: TaskPlan,
-    mut desire: watch::Receiver<Desire>,
+    mut orders: Orders,
     cancel: CancellationToken,
 ) {
     let containers = plan
@@ -582,10 +733,10 @@ pub async fn launch<O: TaskOps>(
         .iter()
         .map(|c| (c.name.clone(), c.runtime_id.clone()));
     let report = TaskReport::new(&plan.arn, containers);
-    let (mut r, health_rx) = Runner::new(ctx, plan, report);
+    let (mut r, inbox) = Runner::new(ctx, plan, report);
 
     // Stopped before it began: nothing to undo.
-    if let Desire::Stop { code, reason } = desire.borrow_and_update().clone() {
+    if let Desire::Stop { code, reason } = orders.desire.borrow_and_update().clone() {
         r.report.stop_code = Some(code);
         r.report.stopped_reason = reason;
         r.report.stopped_at = now();
@@ -612,8 +763,8 @@ pub async fn launch<O: TaskOps>(
             }
             Err(e) => return fail_to_start(r, e, cancel).await,
         }
-        if matches!(*desire.borrow(), Desire::Stop { .. }) {
-            let Desire::Stop { code, reason } = desire.borrow_and_update().clone() else {
+        if matches!(*orders.desire.borrow(), Desire::Stop { .. }) {
+            let Desire::Stop { code, reason } = orders.desire.borrow_and_update().clone() else {
                 return;
             };
             return r.finish(StopCause { code, reason }, cancel).await;
@@ -629,6 +780,7 @@ pub async fn launch<O: TaskOps>(
     let prepared = match prepared {
         Ok((prepared, net)) => {
             r.report.private_ipv4 = reported_address(&r.plan, &net);
+            r.task_ip = net.ipv4;
             for c in &mut r.report.containers {
                 c.bindings = net
                     .bindings
@@ -649,8 +801,8 @@ pub async fn launch<O: TaskOps>(
     r.supervise(
         Some(starter),
         FuturesUnordered::new(),
-        health_rx,
-        desire,
+        inbox,
+        orders,
         cancel,
     )
     .await;
@@ -695,7 +847,7 @@ pub async fn adopt<O: TaskOps>(
     ctx: Arc<RunnerCtx<O>>,
     plan: TaskPlan,
     observed: Vec<(String, ObservedState)>,
-    desire: watch::Receiver<Desire>,
+    orders: Orders,
     cancel: CancellationToken,
 ) {
     let containers = plan
@@ -706,7 +858,9 @@ pub async fn adopt<O: TaskOps>(
         .reporter
         .get(&plan.arn)
         .unwrap_or_else(|| TaskReport::new(&plan.arn, containers));
-    let (mut r, health_rx) = Runner::new(ctx, plan, report);
+    let (mut r, inbox) = Runner::new(ctx, plan, report);
+    // Probing starts from scratch: no verdict survives the agent.
+    r.report.target_health.clear();
     let net = match r.ctx.ops.adopt(&r.plan).await {
         Ok(n) => n,
         Err(e) => {
@@ -715,6 +869,7 @@ pub async fn adopt<O: TaskOps>(
         }
     };
     r.report.private_ipv4 = reported_address(&r.plan, &net);
+    r.task_ip = net.ipv4;
     let bindings = net.bindings;
     let waits = FuturesUnordered::new();
     let mut gone_essential = None;
@@ -787,5 +942,5 @@ pub async fn adopt<O: TaskOps>(
         r.report.status = TaskStatus::Running;
     }
     r.publish();
-    r.supervise(None, waits, health_rx, desire, cancel).await;
+    r.supervise(None, waits, inbox, orders, cancel).await;
 }

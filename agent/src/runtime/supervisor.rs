@@ -10,6 +10,10 @@
 //! - a finished task (STOPPED and cleaned up) is forgotten once the
 //!   scheduler no longer lists it; until then it is never started again.
 //!
+//! A running task's target checks follow the latest desired state: the
+//! runner gets each change (and a re-adopted task its checks with the first
+//! desired state after the restart).
+//!
 //! One closed [`Event`] enum, one `select!`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use super::ops::TaskOps;
 use super::plan::{labels, TaskPlan};
 use super::report::{ContainerStatus, StopCode, TaskReport, TaskStatus};
-use super::runner::{self, Desire, RunnerCtx};
-use crate::desired::{DesiredState, DesiredStatus};
+use super::runner::{self, Desire, Orders, RunnerCtx};
+use crate::desired::{DesiredState, DesiredStatus, TargetCheck};
 
 /// How long to wait before asking containerd again when it is unreachable
 /// at start (it may be starting with the agent).
@@ -47,6 +51,7 @@ pub type PingSender = mpsc::Sender<oneshot::Sender<()>>;
 
 struct Entry {
     desire: watch::Sender<Desire>,
+    checks: watch::Sender<Vec<TargetCheck>>,
     /// The runner has returned (task STOPPED and removed, or it never ran).
     done: bool,
 }
@@ -99,7 +104,7 @@ impl<O: TaskOps> Supervisor<O> {
         &mut self,
         arn: String,
         fut: impl std::future::Future<Output = ()> + Send + 'static,
-        desire: watch::Sender<Desire>,
+        (desire, checks): (watch::Sender<Desire>, watch::Sender<Vec<TargetCheck>>),
     ) {
         let done = self.done_tx.clone();
         let a = arn.clone();
@@ -111,6 +116,7 @@ impl<O: TaskOps> Supervisor<O> {
             arn,
             Entry {
                 desire,
+                checks,
                 done: false,
             },
         );
@@ -148,15 +154,16 @@ impl<O: TaskOps> Supervisor<O> {
             match TaskPlan::from_labels(&pairs) {
                 Ok(plan) => {
                     tracing::info!(task = %arn, containers = states.len(), "re-adopting task");
-                    let (tx, rx) = watch::channel(Desire::Run);
+                    // Its checks come with the first desired state.
+                    let (senders, orders) = orders(Vec::new());
                     let fut = runner::adopt(
                         self.ctx.clone(),
                         plan,
                         states,
-                        rx,
+                        orders,
                         self.cancel.child_token(),
                     );
-                    self.spawn_runner(arn, fut, tx);
+                    self.spawn_runner(arn, fut, senders);
                 }
                 Err(e) => {
                     // Containers Berth cannot make sense of are left alone,
@@ -186,6 +193,14 @@ impl<O: TaskOps> Supervisor<O> {
                 if !e.done && *e.desire.borrow() != want && matches!(want, Desire::Stop { .. }) {
                     tracing::info!(task = %t.task_arn, "stopping task");
                     let _ = e.desire.send(want);
+                } else if !e.done && want == Desire::Run {
+                    e.checks.send_if_modified(|checks| {
+                        let changed = *checks != t.target_checks;
+                        if changed {
+                            checks.clone_from(&t.target_checks);
+                        }
+                        changed
+                    });
                 }
                 continue;
             }
@@ -193,10 +208,14 @@ impl<O: TaskOps> Supervisor<O> {
                 Desire::Run => match TaskPlan::from_desired(t, self.default_stop_timeout) {
                     Ok(plan) => {
                         tracing::info!(task = %t.task_arn, family = %plan.family, revision = plan.revision, "launching task");
-                        let (tx, rx) = watch::channel(Desire::Run);
-                        let fut =
-                            runner::launch(self.ctx.clone(), plan, rx, self.cancel.child_token());
-                        self.spawn_runner(t.task_arn.clone(), fut, tx);
+                        let (senders, orders) = orders(t.target_checks.clone());
+                        let fut = runner::launch(
+                            self.ctx.clone(),
+                            plan,
+                            orders,
+                            self.cancel.child_token(),
+                        );
+                        self.spawn_runner(t.task_arn.clone(), fut, senders);
                     }
                     Err(e) => {
                         tracing::error!(task = %t.task_arn, cause = %e, "cannot run task");
@@ -206,14 +225,7 @@ impl<O: TaskOps> Supervisor<O> {
                         r.stopped_reason = e.to_string();
                         r.stopped_at = Some(std::time::SystemTime::now());
                         self.ctx.reporter.publish(r);
-                        let (tx, _) = watch::channel(Desire::Run);
-                        self.tasks.insert(
-                            t.task_arn.clone(),
-                            Entry {
-                                desire: tx,
-                                done: true,
-                            },
-                        );
+                        self.tasks.insert(t.task_arn.clone(), Entry::finished());
                     }
                 },
                 Desire::Stop { code, reason } => {
@@ -236,14 +248,7 @@ impl<O: TaskOps> Supervisor<O> {
                         }
                         self.ctx.reporter.publish(r);
                     }
-                    let (tx, _) = watch::channel(Desire::Run);
-                    self.tasks.insert(
-                        t.task_arn.clone(),
-                        Entry {
-                            desire: tx,
-                            done: true,
-                        },
-                    );
+                    self.tasks.insert(t.task_arn.clone(), Entry::finished());
                 }
             }
         }
@@ -306,6 +311,29 @@ impl<O: TaskOps> Supervisor<O> {
             "task supervisor stopped; containers keep running"
         );
     }
+}
+
+impl Entry {
+    /// A task that runs no more (or never ran): nobody listens.
+    fn finished() -> Self {
+        Self {
+            desire: watch::channel(Desire::Run).0,
+            checks: watch::channel(Vec::new()).0,
+            done: true,
+        }
+    }
+}
+
+/// A runner's orders (to run, with `checks`) and the supervisor's ends.
+fn orders(
+    checks: Vec<TargetCheck>,
+) -> (
+    (watch::Sender<Desire>, watch::Sender<Vec<TargetCheck>>),
+    Orders,
+) {
+    let (desire_tx, desire) = watch::channel(Desire::Run);
+    let (checks_tx, checks) = watch::channel(checks);
+    ((desire_tx, checks_tx), Orders { desire, checks })
 }
 
 /// The next ping, or never when nobody pings.

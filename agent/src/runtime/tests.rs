@@ -1,6 +1,7 @@
 //! Unit tests of the runner and supervisor against [`super::fake::FakeOps`],
 //! with tokio's paused clock.
 
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,11 +12,16 @@ use super::fake::{FakeOps, FAKE_TASK_IP};
 use super::ops::{Observed, ObservedState};
 use super::plan::TaskPlan;
 use super::report::{
-    ContainerStatus, HealthStatus, Protocol, Reporter, StopCode, TaskReport, TaskStatus,
+    ContainerStatus, HealthStatus, Protocol, Reporter, StopCode, TargetHealth, TargetReason,
+    TargetState, TaskReport, TaskStatus,
 };
 use super::runner::RunnerCtx;
 use super::supervisor::Supervisor;
-use crate::desired::{DesiredState, DesiredStatus, DesiredTask, PortAssignment};
+use super::targets::ProbeOutcome;
+use crate::desired::{
+    CheckPort, CheckProtocol, DesiredState, DesiredStatus, DesiredTask, PortAssignment,
+    TargetCheck, TargetHealthCheck,
+};
 
 const ARN: &str = "arn:berth:ecs:local:0:task/default/0123456789abcdef0123456789abcdef";
 const WEB: &str = "0123456789abcdef0123456789abcdef-0-web";
@@ -575,4 +581,185 @@ async fn an_early_exit_is_not_restarted() {
     assert_eq!(r.containers[1].restart_count, 0);
     assert_eq!(h.ops.count(&format!("restart {RSIDE}")), 0);
     h.cancel.cancel();
+}
+
+fn target_check(group: &str, port: CheckPort) -> TargetCheck {
+    TargetCheck {
+        target_group_arn: group.into(),
+        container_name: "web".into(),
+        container_port: 80,
+        host_port: 20001,
+        health: TargetHealthCheck {
+            protocol: CheckProtocol::Http,
+            path: "/".into(),
+            port,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+            matcher: "200".parse().unwrap(),
+        },
+    }
+}
+
+fn probes(ops: &FakeOps) -> Vec<String> {
+    ops.calls()
+        .into_iter()
+        .filter(|c| c.starts_with("probe "))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_running_task_reports_its_targets_health() {
+    let ops = FakeOps::new();
+    let mut h = Harness::start(ops.clone());
+    let mut t = task(DesiredStatus::Running);
+    t.target_checks = vec![target_check("arn:tg/a", CheckPort::TrafficPort)];
+    h.want(vec![t.clone()]);
+    let r = h
+        .until("RUNNING", |r| r.status == TaskStatus::Running)
+        .await;
+    assert!(r.target_health.is_empty(), "nothing before a threshold");
+
+    // Two successes (at once, then after 5 s): healthy.
+    let r = h.until("healthy", |r| !r.target_health.is_empty()).await;
+    assert_eq!(
+        r.target_health,
+        [TargetHealth {
+            target_group_arn: "arn:tg/a".into(),
+            container_name: "web".into(),
+            container_port: 80,
+            state: TargetState::Healthy,
+            reason: None,
+            description: String::new(),
+        }]
+    );
+    // Only ever the task's own address on the bridge, at the container port.
+    let to = SocketAddrV4::new(FAKE_TASK_IP, 80);
+    let seen = probes(&ops);
+    assert!(
+        !seen.is_empty() && seen.iter().all(|c| *c == format!("probe {to}")),
+        "{seen:?}"
+    );
+
+    // 503s: unhealthy after two, through the task's report.
+    ops.set_probe(to, ProbeOutcome::Code(503));
+    let r = h
+        .until("unhealthy", |r| {
+            r.target_health
+                .first()
+                .is_some_and(|t| t.state == TargetState::Unhealthy)
+        })
+        .await;
+    assert_eq!(
+        r.target_health[0].reason,
+        Some(TargetReason::ResponseCodeMismatch)
+    );
+    assert_eq!(
+        r.target_health[0].description,
+        "Health checks failed with these codes: [503]"
+    );
+    assert_eq!(
+        r.status,
+        TaskStatus::Running,
+        "target health never stops a task"
+    );
+
+    // New checks: the old verdicts go, the new ones start from scratch. A
+    // fixed port that is the task's host port probes its container port.
+    ops.set_probe(to, ProbeOutcome::Success);
+    t.target_checks = vec![target_check("arn:tg/b", CheckPort::Port(20001))];
+    h.want(vec![t.clone()]);
+    h.until("verdicts cleared", |r| r.target_health.is_empty())
+        .await;
+    let r = h
+        .until("the new group healthy", |r| {
+            r.target_health
+                .first()
+                .is_some_and(|t| t.target_group_arn == "arn:tg/b")
+        })
+        .await;
+    assert_eq!(r.target_health.len(), 1);
+    assert_eq!(r.target_health[0].state, TargetState::Healthy);
+    assert!(probes(&ops).iter().all(|c| *c == format!("probe {to}")));
+
+    // Stopping ends the probes and the report carries no target health.
+    h.want(vec![task(DesiredStatus::Stopped)]);
+    let r = h
+        .until("STOPPED", |r| r.status == TaskStatus::Stopped)
+        .await;
+    assert!(r.target_health.is_empty(), "{:?}", r.target_health);
+    let before = probes(&ops).len();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(probes(&ops).len(), before, "no probes after the stop");
+    h.cancel.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_readopted_task_is_probed_from_scratch() {
+    let plan =
+        TaskPlan::from_desired(&task(DesiredStatus::Running), Duration::from_secs(30)).unwrap();
+    let ops = FakeOps::new();
+    *ops.observed.lock().unwrap() = observed(
+        &plan,
+        [
+            ObservedState::Running { pid: 10 },
+            ObservedState::Running { pid: 11 },
+        ],
+    );
+    let to = SocketAddrV4::new(FAKE_TASK_IP, 80);
+    ops.set_probe(to, ProbeOutcome::Timeout);
+    let mut h = Harness::start(ops.clone());
+    h.until("RUNNING", |r| r.status == TaskStatus::Running)
+        .await;
+    // The checks come with the first desired state after the restart.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(probes(&ops).is_empty(), "no checks known yet");
+    let mut t = task(DesiredStatus::Running);
+    t.target_checks = vec![target_check("arn:tg/a", CheckPort::TrafficPort)];
+    h.want(vec![t]);
+    let r = h.until("unhealthy", |r| !r.target_health.is_empty()).await;
+    assert_eq!(r.target_health[0].state, TargetState::Unhealthy);
+    assert_eq!(r.target_health[0].reason, Some(TargetReason::Timeout));
+    assert!(probes(&ops).iter().all(|c| *c == format!("probe {to}")));
+    h.cancel.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_host_mode_task_is_probed_on_loopback_and_a_none_task_not_at_all() {
+    for (mode, expect) in [
+        ("host", Some(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 80))),
+        ("none", None),
+    ] {
+        let ops = FakeOps::new();
+        let mut h = Harness::start(ops.clone());
+        let mut t = task(DesiredStatus::Running);
+        t.task_definition_json = t.task_definition_json.replacen(
+            r#"{"family":"web","#,
+            &format!(r#"{{"family":"web","networkMode":"{mode}","#),
+            1,
+        );
+        if mode == "host" {
+            t.ports[0].host_port = 80;
+        } else {
+            t.task_definition_json =
+                t.task_definition_json
+                    .replacen(r#","portMappings":[{"containerPort":80}]"#, "", 1);
+            t.ports.clear();
+        }
+        t.target_checks = vec![target_check("arn:tg/a", CheckPort::TrafficPort)];
+        h.want(vec![t]);
+        h.until("RUNNING", |r| r.status == TaskStatus::Running)
+            .await;
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        let seen = probes(&ops);
+        match expect {
+            Some(to) => assert!(
+                !seen.is_empty() && seen.iter().all(|c| *c == format!("probe {to}")),
+                "{mode}: {seen:?}"
+            ),
+            None => assert!(seen.is_empty(), "{mode}: {seen:?}"),
+        }
+        h.cancel.cancel();
+    }
 }
