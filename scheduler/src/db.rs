@@ -39,6 +39,29 @@ pub use tasks::{
 };
 pub use trust::{check_activation, RegisterOutcome};
 
+/// A task just placed, for other modules' unit tests.
+#[cfg(test)]
+pub fn placed_task_for_tests(
+    id: &str,
+    instance: &str,
+    td: &crate::records::TaskDefinitionRecord,
+    group: &str,
+) -> crate::records::TaskRecord {
+    tasks::placed_task(
+        id.to_owned(),
+        instance,
+        td,
+        &td.definition,
+        crate::records::Reservation::default(),
+        tasks::TaskOrigin {
+            cluster: "default",
+            group: group.to_owned(),
+            started_by: "ecs-svc/1",
+            overrides: None,
+        },
+    )
+}
+
 /// The schema this code writes. Bump it together with a step in [`migrate`].
 pub const SCHEMA_VERSION: u32 = 8;
 /// The `Meta` key of the schema version.

@@ -365,6 +365,34 @@ const TICK: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct Watcher {
     rx: watch::Receiver<Arc<View>>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tx: watch::Sender<Arc<View>>,
+    /// One rebuild at a time, so an older read is never published after a
+    /// newer one.
+    rebuild: tokio::sync::Mutex<()>,
+    db: Db,
+    sessions: Sessions,
+    arn: Arc<ArnPrefix>,
+}
+
+impl Inner {
+    async fn refresh(&self) -> Result<(), DbError> {
+        let _one = self.rebuild.lock().await;
+        let v = read(&self.db, &self.sessions, &self.arn)?;
+        self.tx.send_if_modified(|cur| {
+            if **cur == v {
+                false
+            } else {
+                *cur = Arc::new(v);
+                true
+            }
+        });
+        Ok(())
+    }
 }
 
 impl Watcher {
@@ -378,6 +406,14 @@ impl Watcher {
         let first = read(&db, &sessions, &arn)?;
         let (tx, rx) = watch::channel(Arc::new(first));
         let mut writes = db.writes();
+        let inner = Arc::new(Inner {
+            tx,
+            rebuild: tokio::sync::Mutex::new(()),
+            db,
+            sessions,
+            arn,
+        });
+        let keeper = inner.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -389,22 +425,17 @@ impl Watcher {
                     }
                     _ = tokio::time::sleep(TICK) => {}
                 }
-                match read(&db, &sessions, &arn) {
-                    Ok(v) => {
-                        tx.send_if_modified(|cur| {
-                            if **cur == v {
-                                false
-                            } else {
-                                *cur = Arc::new(v);
-                                true
-                            }
-                        });
-                    }
-                    Err(e) => tracing::warn!(cause = %e, "reading targets failed; retrying"),
+                if let Err(e) = keeper.refresh().await {
+                    tracing::warn!(cause = %e, "reading targets failed; retrying");
                 }
             }
         });
-        Ok(Self { rx })
+        Ok(Self { rx, inner })
+    }
+
+    /// Rebuilds the view now (a new watcher starts from the store as it is).
+    pub async fn refresh(&self) -> Result<(), DbError> {
+        self.inner.refresh().await
     }
 
     /// The latest view.
@@ -444,3 +475,6 @@ pub fn read(db: &Db, sessions: &Sessions, arn: &ArnPrefix) -> Result<View, DbErr
         .collect();
     Ok(build(arn, &groups, &services, &tasks, &instances))
 }
+
+#[cfg(test)]
+mod tests;

@@ -140,6 +140,13 @@ pub struct Autopilot {
     pub fail: std::sync::Arc<dyn Fn(&berth_proto::v1::DesiredTask) -> bool + Send + Sync>,
     /// The task healthStatus reported with RUNNING (empty: none).
     pub health: std::sync::Arc<dyn Fn(&berth_proto::v1::DesiredTask) -> String + Send + Sync>,
+    /// The state reported with RUNNING for each of the task's target
+    /// checks: "healthy", "unhealthy", or empty for no verdict yet.
+    pub targets: std::sync::Arc<
+        dyn Fn(&berth_proto::v1::DesiredTask, &berth_proto::v1::TargetCheck) -> String
+            + Send
+            + Sync,
+    >,
 }
 
 impl Default for Autopilot {
@@ -148,6 +155,7 @@ impl Default for Autopilot {
             start_delay: Duration::ZERO,
             fail: std::sync::Arc::new(|_| false),
             health: std::sync::Arc::new(|_| String::new()),
+            targets: std::sync::Arc::new(|_, _| "healthy".to_owned()),
         }
     }
 }
@@ -353,6 +361,27 @@ impl FakeAgent {
                                 let mut r = report_for(t, step);
                                 if *step == "RUNNING" {
                                     r.health_status = (pilot.health)(t);
+                                    r.target_health = t
+                                        .target_checks
+                                        .iter()
+                                        .filter_map(|c| {
+                                            let state = (pilot.targets)(t, c);
+                                            (!state.is_empty()).then(|| {
+                                                berth_proto::v1::TargetHealthReport {
+                                                    target_group_arn: c.target_group_arn.clone(),
+                                                    container_name: c.container_name.clone(),
+                                                    container_port: c.container_port,
+                                                    reason: if state == "unhealthy" {
+                                                        "Target.ResponseCodeMismatch".to_owned()
+                                                    } else {
+                                                        String::new()
+                                                    },
+                                                    description: String::new(),
+                                                    state,
+                                                }
+                                            })
+                                        })
+                                        .collect();
                                 }
                                 r
                             };

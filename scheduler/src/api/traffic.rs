@@ -657,6 +657,7 @@ impl TargetGroupService for TargetGroupApi {
             .map(|s| self.group(s).map(|g| g.name))
             .collect::<Result<_, _>>()?;
         let shared = self.shared.clone();
+        self.traffic.refresh().await.map_err(ApiError::from)?;
         let mut rx = self.traffic.subscribe();
         let shutdown = self.shutdown.clone();
         let (tx, out) = tokio::sync::mpsc::channel::<Result<pb::TargetsSnapshot, Status>>(4);
