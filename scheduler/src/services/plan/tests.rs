@@ -572,3 +572,58 @@ fn daemon_update_stops_then_starts_per_instance_and_stops_last_on_drain() {
     assert_eq!(p.stops.len(), 1);
     assert_eq!(p.stops[0].task_id, "t-i2");
 }
+
+#[test]
+fn behind_load_balancers_targets_decide_health() {
+    // Two RUNNING tasks of the old deployment with healthy targets, two of
+    // the new one whose targets have no verdict yet: at 100% minimum no old
+    // task may stop, whatever the grace period says.
+    let mut rec = service(2, 100, 200);
+    rec.health_check_grace_period_secs = 0;
+    let old = rec.primary().unwrap().id.clone();
+    let mut d = new_deployment("web", 2, T0);
+    d.id = "ecs-svc/2".into();
+    promote(&mut rec, d);
+    let mut tasks: Vec<TaskFacts> = (0..4)
+        .map(|i| {
+            let dep = if i < 2 { old.as_str() } else { "ecs-svc/2" };
+            let mut t = task(&format!("t{i}"), dep, &format!("i{i}"), TaskStatus::Running);
+            t.targets = if i < 2 {
+                TargetsHealth::Healthy
+            } else {
+                TargetsHealth::Initial
+            };
+            t
+        })
+        .collect();
+    let inst = instances(4);
+    let p = run_plan(&rec, &tasks, &inst, T0 + 60_000);
+    assert!(p.stops.is_empty(), "{:?}", p.stops);
+    // Once the new targets pass, the old tasks go.
+    for t in &mut tasks[2..] {
+        t.targets = TargetsHealth::Healthy;
+    }
+    let p = run_plan(&rec, &tasks, &inst, T0 + 60_000);
+    let mut stopped: Vec<&str> = p.stops.iter().map(|s| s.task_id.as_str()).collect();
+    stopped.sort();
+    assert_eq!(stopped, ["t0", "t1"]);
+    // A failing target replaces its task with ECS's reason, after the
+    // grace period only.
+    let arn = "arn:berth:elasticloadbalancing:local:0:targetgroup/web/00aa";
+    tasks[3].targets = TargetsHealth::Unhealthy(arn.into());
+    rec.health_check_grace_period_secs = 120;
+    let p = run_plan(&rec, &tasks, &inst, T0 + 60_000);
+    assert!(p.stops.iter().all(|s| s.task_id != "t3"), "{:?}", p.stops);
+    rec.health_check_grace_period_secs = 30;
+    let p = run_plan(&rec, &tasks, &inst, T0 + 60_000);
+    let s = p
+        .stops
+        .iter()
+        .find(|s| s.task_id == "t3")
+        .expect("t3 replaced");
+    assert_eq!(
+        s.reason,
+        format!("Task failed ELB health checks in (target-group {arn})")
+    );
+    assert!(failed_health(&s.reason));
+}
