@@ -130,6 +130,12 @@ impl Default for FakeHost {
     }
 }
 
+/// What a fake agent reports for a task's target check: "healthy",
+/// "unhealthy", or empty for no verdict yet.
+pub type TargetVerdicts = std::sync::Arc<
+    dyn Fn(&berth_proto::v1::DesiredTask, &berth_proto::v1::TargetCheck) -> String + Send + Sync,
+>;
+
 /// How [`FakeAgent::autopilot_with`] plays its tasks.
 #[derive(Clone)]
 pub struct Autopilot {
@@ -142,11 +148,7 @@ pub struct Autopilot {
     pub health: std::sync::Arc<dyn Fn(&berth_proto::v1::DesiredTask) -> String + Send + Sync>,
     /// The state reported with RUNNING for each of the task's target
     /// checks: "healthy", "unhealthy", or empty for no verdict yet.
-    pub targets: std::sync::Arc<
-        dyn Fn(&berth_proto::v1::DesiredTask, &berth_proto::v1::TargetCheck) -> String
-            + Send
-            + Sync,
-    >,
+    pub targets: TargetVerdicts,
 }
 
 impl Default for Autopilot {

@@ -749,8 +749,10 @@ mod tests {
         let fixed = hc(|h| h.port = "8081".into()).unwrap();
         assert_eq!(fixed.port, CheckPort::Fixed(8081));
         // A modification keeps what it does not name.
-        let mut m = pb::HealthCheck::default();
-        m.path = "/ready".into();
+        let m = pb::HealthCheck {
+            path: "/ready".into(),
+            ..Default::default()
+        };
         let after = health_check(Some(&m), TargetProtocol::Http, Some(&fixed)).unwrap();
         assert_eq!(
             (after.path.as_str(), after.port),

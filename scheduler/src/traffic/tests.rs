@@ -110,7 +110,7 @@ fn states_follow_elb_in_order() {
     let view = |t: TaskRecord, connected: bool| {
         build(
             &arn,
-            &[g.clone()],
+            std::slice::from_ref(&g),
             &[service(false)],
             &[t],
             &instances(connected),
