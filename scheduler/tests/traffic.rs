@@ -355,7 +355,7 @@ async fn services_name_groups_and_ports_and_keep_their_groups_from_deletion() {
         .into_inner()
         .target_groups
         .remove(0);
-    assert_eq!(g.service_arns, [created.service_arn.clone()]);
+    assert_eq!(g.service_arns, std::slice::from_ref(&created.service_arn));
 
     // A new task definition without the port is refused; one with it is not.
     let (code, msg) = refused(
