@@ -6,8 +6,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::commands::{
     activation::ActivationCommand, audit::AuditCommand, cluster::ClusterCommand,
     completion::CompletionArgs, instance::InstanceCommand, login::LoginArgs, secret::SecretCommand,
-    service::ServiceCommand, snapshot::SnapshotCommand, tag::TagCommand, task::TaskCommand,
-    taskdef::TaskdefCommand, token::TokenCommand,
+    service::ServiceCommand, snapshot::SnapshotCommand, tag::TagCommand,
+    targetgroup::TargetGroupCommand, task::TaskCommand, taskdef::TaskdefCommand,
+    token::TokenCommand,
 };
 use crate::output::OutputFormat;
 
@@ -71,6 +72,9 @@ pub enum Command {
     /// Create, update, scale, delete, list and describe services; read their events
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Create, list, describe, modify and delete target groups; their targets' health
+    #[command(subcommand, name = "targetgroup")]
+    Targetgroup(TargetGroupCommand),
     /// Store, list and delete secrets (values are never shown)
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -522,12 +526,12 @@ mod tests {
         );
         check(
             "service create web --taskdef web:2 --desired-count 4 --min-healthy-percent 50 --max-percent 100 --circuit-breaker --rollback --wait",
-            expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Create { name: "web", task_definition: TaskDefRef { family: "web", revision: Some(2) }, desired_count: Some(4), daemon: false, deployment: DeploymentArgs { min_healthy: Some(50), max_percent: Some(100), circuit_breaker: true, rollback: true }, strategies: [], constraints: [], grace: 0, tags: [], wait: WaitArgs { wait: true, timeout: 600s }, cluster: ClusterArg { cluster: None } })"#]],
+            expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Create { name: "web", task_definition: TaskDefRef { family: "web", revision: Some(2) }, desired_count: Some(4), daemon: false, deployment: DeploymentArgs { min_healthy: Some(50), max_percent: Some(100), circuit_breaker: true, rollback: true }, strategies: [], constraints: [], grace: 0, tags: [], load_balancers: [], dns: DnsArgs { dns_namespace: None, dns_name: None, dns_container: None }, wait: WaitArgs { wait: true, timeout: 600s }, cluster: ClusterArg { cluster: None } })"#]],
         );
         check(
             "service create agentd --taskdef agentd --daemon",
             expect![[
-                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Create { name: "agentd", task_definition: TaskDefRef { family: "agentd", revision: None }, desired_count: None, daemon: true, deployment: DeploymentArgs { min_healthy: None, max_percent: None, circuit_breaker: false, rollback: false }, strategies: [], constraints: [], grace: 0, tags: [], wait: WaitArgs { wait: false, timeout: 600s }, cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Create { name: "agentd", task_definition: TaskDefRef { family: "agentd", revision: None }, desired_count: None, daemon: true, deployment: DeploymentArgs { min_healthy: None, max_percent: None, circuit_breaker: false, rollback: false }, strategies: [], constraints: [], grace: 0, tags: [], load_balancers: [], dns: DnsArgs { dns_namespace: None, dns_name: None, dns_container: None }, wait: WaitArgs { wait: false, timeout: 600s }, cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
@@ -559,6 +563,50 @@ mod tests {
             expect![[
                 r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Events { name: "web", follow: true, cluster: ClusterArg { cluster: None } })"#
             ]],
+        );
+    }
+
+    #[test]
+    fn targetgroup_and_traffic_commands() {
+        check(
+            "targetgroup create web --port 80 --protocol http --health-check-port traffic-port --health-check-interval 10 --matcher 200-299 --slow-start 30",
+            expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Targetgroup(Create { name: "web", protocol: Some(Http), port: 80, health_check: HealthCheckArgs { check_path: None, check_port: Some("traffic-port"), check_protocol: None, check_interval: Some(10), check_timeout: None, healthy_threshold: None, unhealthy_threshold: None, matcher: Some("200-299") }, attributes: AttributeArgs { deregistration_delay: None, slow_start: Some(30) } })"#]],
+        );
+        check(
+            "targetgroup create web",
+            expect!["error (exit 2): MissingRequiredArgument"],
+        );
+        check(
+            "targetgroup create web --port 80 --protocol UDP",
+            expect!["error (exit 2): InvalidValue"],
+        );
+        check(
+            "targetgroup create web --port 80 --health-check-port 0",
+            expect!["error (exit 2): ValueValidation"],
+        );
+        check(
+            "targetgroup describe",
+            expect!["error (exit 2): MissingRequiredArgument"],
+        );
+        check(
+            "service create web --taskdef web --desired-count 1 --load-balancer arn:berth:elasticloadbalancing:local:0:targetgroup/web/0a:app:80 --dns-namespace prod.internal --dns-name www",
+            expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Create { name: "web", task_definition: TaskDefRef { family: "web", revision: None }, desired_count: Some(1), daemon: false, deployment: DeploymentArgs { min_healthy: None, max_percent: None, circuit_breaker: false, rollback: false }, strategies: [], constraints: [], grace: 0, tags: [], load_balancers: [LoadBalancer { target_group_arn: "arn:berth:elasticloadbalancing:local:0:targetgroup/web/0a", container_name: "app", container_port: 80 }], dns: DnsArgs { dns_namespace: Some("prod.internal"), dns_name: Some("www"), dns_container: None }, wait: WaitArgs { wait: false, timeout: 600s }, cluster: ClusterArg { cluster: None } })"#]],
+        );
+        check(
+            "service create web --taskdef web --desired-count 1 --load-balancer web:app",
+            expect!["error (exit 2): ValueValidation"],
+        );
+        check(
+            "service create web --taskdef web --desired-count 1 --load-balancer loadBalancerName=classic,containerName=app,containerPort=80",
+            expect!["error (exit 2): ValueValidation"],
+        );
+        check(
+            "service create web --taskdef web --desired-count 1 --dns-name www",
+            expect!["error (exit 2): MissingRequiredArgument"],
+        );
+        check(
+            "service update web --load-balancer web:app:80 --no-load-balancers",
+            expect!["error (exit 2): ArgumentConflict"],
         );
     }
 

@@ -571,3 +571,107 @@ async fn tags_attributes_and_task_definition_deletion_over_the_ecs_api() {
     assert_eq!(v["failures"], json!([]));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)] // curl blocks a thread
+async fn services_attach_to_target_groups_over_the_ecs_api() {
+    use berth_proto::v1::target_group_service_client::TargetGroupServiceClient;
+    use berth_proto::v1::CreateTargetGroupRequest;
+
+    let s = start().await;
+    let admin = &s.admin;
+    let group = TargetGroupServiceClient::new(s.ops.clone())
+        .create_target_group(CreateTargetGroupRequest {
+            name: "web".into(),
+            port: 80,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .target_group
+        .unwrap();
+    let (code, _, v) = Call::op(
+        "RegisterTaskDefinition",
+        json!({"family": "web", "networkMode": "bridge", "containerDefinitions": [
+            {"name": "app", "image": "busybox", "memory": 16,
+             "portMappings": [{"containerPort": 80, "hostPort": 0}]}]}),
+    )
+    .signed(admin)
+    .send(&s);
+    assert_eq!(code, 200, "{v}");
+    let create = |lbs: Value| {
+        Call::op(
+            "CreateService",
+            json!({"serviceName": "web", "taskDefinition": "web", "desiredCount": 0,
+                   "loadBalancers": lbs}),
+        )
+        .signed(admin)
+    };
+
+    // A classic load balancer is refused by name.
+    let (code, _, v) = create(json!([{"loadBalancerName": "classic-web",
+        "containerName": "app", "containerPort": 80}]))
+    .send(&s);
+    assert_eq!(
+        (code, error_type(&v)),
+        (400, "InvalidParameterException"),
+        "{v}"
+    );
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.contains("loadBalancers[0].loadBalancerName") && msg.contains("classic-web"),
+        "{msg}"
+    );
+    // A port the task definition does not map: the path of the member.
+    let (code, _, v) = create(json!([{"targetGroupArn": group.target_group_arn,
+        "containerName": "app", "containerPort": 81}]))
+    .send(&s);
+    assert_eq!(
+        (code, error_type(&v)),
+        (400, "InvalidParameterException"),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("loadBalancers[0].containerPort"),
+        "{v}"
+    );
+    // Cloud Map registries stay refused, saying where DNS names are set.
+    let (code, _, v) = Call::op(
+        "CreateService",
+        json!({"serviceName": "web", "taskDefinition": "web", "desiredCount": 0,
+               "serviceRegistries": [{"registryArn": "arn:aws:servicediscovery:x"}]}),
+    )
+    .signed(admin)
+    .send(&s);
+    assert_eq!(
+        (code, error_type(&v)),
+        (400, "UnsupportedFeatureException"),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("berthctl"), "{v}");
+
+    // Target groups are honoured, and rendered as ECS renders them.
+    let (code, _, v) = create(json!([{"targetGroupArn": group.target_group_arn,
+        "containerName": "app", "containerPort": 80}]))
+    .send(&s);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        v["service"]["loadBalancers"],
+        json!([{"targetGroupArn": group.target_group_arn, "containerName": "app",
+                "containerPort": 80}])
+    );
+    assert_eq!(v["service"]["serviceRegistries"], json!([]));
+    // UpdateService: an empty list detaches, as in ECS.
+    let (code, _, v) = Call::op(
+        "UpdateService",
+        json!({"service": "web", "loadBalancers": []}),
+    )
+    .signed(admin)
+    .send(&s);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["service"]["loadBalancers"], json!([]));
+    s.stop().await;
+}

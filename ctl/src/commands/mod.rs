@@ -14,6 +14,7 @@ pub mod secret;
 pub mod service;
 pub mod snapshot;
 pub mod tag;
+pub mod targetgroup;
 pub mod task;
 pub mod taskdef;
 pub mod token;
@@ -150,6 +151,7 @@ pub async fn run(
         Command::Instance(cmd) => instance::run(cmd, &mut ctx).await,
         Command::Task(cmd) => task::run(cmd, &mut ctx).await,
         Command::Service(cmd) => service::run(cmd, &mut ctx).await,
+        Command::Targetgroup(cmd) => targetgroup::run(cmd, &mut ctx).await,
         Command::Secret(cmd) => secret::run(cmd, &mut ctx).await,
         Command::Tag(cmd) => tag::run(cmd, &mut ctx).await,
         Command::Version => version::run(&mut ctx).await,

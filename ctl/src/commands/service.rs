@@ -60,6 +60,93 @@ impl DeploymentArgs {
     }
 }
 
+/// `--load-balancer`: `TARGETGROUP:CONTAINER:PORT` (the target group by
+/// name or ARN; an ARN's own colons are fine, the last two fields are
+/// split off), or ECS's `targetGroupArn=…,containerName=…,containerPort=…`.
+pub fn parse_load_balancer(s: &str) -> Result<pb::LoadBalancer, String> {
+    let port = |p: &str| -> Result<u32, String> {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .map(u32::from)
+            .ok_or_else(|| format!("{p:?} is not a container port (1–65535)"))
+    };
+    let form = "give TARGETGROUP:CONTAINER:PORT or \
+                targetGroupArn=…,containerName=…,containerPort=…";
+    if s.contains('=') {
+        let mut lb = pb::LoadBalancer::default();
+        for part in s.split(',') {
+            match part.split_once('=') {
+                Some(("targetGroupArn", v)) => lb.target_group_arn = v.to_owned(),
+                Some(("containerName", v)) => lb.container_name = v.to_owned(),
+                Some(("containerPort", v)) => lb.container_port = port(v)?,
+                Some(("loadBalancerName", _)) => {
+                    return Err(
+                        "loadBalancerName (a classic load balancer) is not supported: \
+                                Berth's services attach to target groups"
+                            .to_owned(),
+                    )
+                }
+                _ => return Err(format!("{part:?}: {form}")),
+            }
+        }
+        if lb.target_group_arn.is_empty() || lb.container_name.is_empty() || lb.container_port == 0
+        {
+            return Err(format!("{s:?}: {form}"));
+        }
+        return Ok(lb);
+    }
+    let mut parts = s.rsplitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(p), Some(c), Some(tg)) if !c.is_empty() && !tg.is_empty() => Ok(pb::LoadBalancer {
+            target_group_arn: tg.to_owned(),
+            container_name: c.to_owned(),
+            container_port: port(p)?,
+        }),
+        _ => Err(format!("{s:?}: {form}")),
+    }
+}
+
+/// `CONTAINER:PORT`.
+fn parse_container_port(s: &str) -> Result<(String, u32), String> {
+    match s.rsplit_once(':') {
+        Some((c, p)) if !c.is_empty() => match p.parse::<u16>() {
+            Ok(p) if p > 0 => Ok((c.to_owned(), u32::from(p))),
+            _ => Err(format!("{p:?} is not a container port (1–65535)")),
+        },
+        _ => Err(format!("{s:?}: give CONTAINER:PORT")),
+    }
+}
+
+/// A service's DNS name: A records `NAME.NAMESPACE` for its healthy
+/// tasks' hosts and SRV records `_NAME._tcp.NAMESPACE` with their ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct DnsArgs {
+    /// The DNS namespace of the service's name, e.g. prod.berth.internal
+    #[arg(long = "dns-namespace", value_name = "NAMESPACE")]
+    pub dns_namespace: Option<String>,
+    /// The name in the namespace [default: the service's name]
+    #[arg(long = "dns-name", value_name = "NAME", requires = "dns_namespace")]
+    pub dns_name: Option<String>,
+    /// The container port the SRV records carry [default: the first
+    /// port mapping with a host port]
+    #[arg(long = "dns-container", value_name = "CONTAINER:PORT", value_parser = parse_container_port, requires = "dns_namespace")]
+    pub dns_container: Option<(String, u32)>,
+}
+
+impl DnsArgs {
+    fn to_proto(&self) -> Option<pb::ServiceDiscovery> {
+        let namespace = self.dns_namespace.clone()?;
+        let (container_name, container_port) = self.dns_container.clone().unwrap_or_default();
+        Some(pb::ServiceDiscovery {
+            namespace,
+            name: self.dns_name.clone().unwrap_or_default(),
+            container_name,
+            container_port,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct WaitArgs {
     /// Follow the deployment until steady state (exit 0) or failure (exit 1)
@@ -109,6 +196,13 @@ pub enum ServiceCommand {
         /// Tag KEY=VALUE (repeat)
         #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = super::tag::parse_tag)]
         tags: Vec<pb::Tag>,
+        /// Register the tasks in a target group (repeat, up to 5):
+        /// TARGETGROUP:CONTAINER:PORT, or ECS's
+        /// targetGroupArn=…,containerName=…,containerPort=…
+        #[arg(long = "load-balancer", value_name = "TARGETGROUP:CONTAINER:PORT", value_parser = parse_load_balancer)]
+        load_balancers: Vec<pb::LoadBalancer>,
+        #[command(flatten)]
+        dns: DnsArgs,
         #[command(flatten)]
         wait: WaitArgs,
         #[command(flatten)]
@@ -130,6 +224,19 @@ pub enum ServiceCommand {
         /// Seconds after a task starts before it must be healthy
         #[arg(long = "health-check-grace-period", value_name = "SECONDS")]
         grace: Option<u32>,
+        /// Replace the service's target groups (repeat; starts a new
+        /// deployment): TARGETGROUP:CONTAINER:PORT, or ECS's
+        /// targetGroupArn=…,containerName=…,containerPort=…
+        #[arg(long = "load-balancer", value_name = "TARGETGROUP:CONTAINER:PORT", value_parser = parse_load_balancer)]
+        load_balancers: Vec<pb::LoadBalancer>,
+        /// Detach the service from every target group
+        #[arg(long = "no-load-balancers", conflicts_with = "load_balancers")]
+        no_load_balancers: bool,
+        #[command(flatten)]
+        dns: DnsArgs,
+        /// Remove the service's DNS name
+        #[arg(long = "no-dns", conflicts_with = "dns_namespace")]
+        no_dns: bool,
         #[command(flatten)]
         wait: WaitArgs,
         #[command(flatten)]
@@ -397,6 +504,8 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
             constraints,
             grace,
             tags,
+            load_balancers,
+            dns,
             wait,
             cluster,
         } => {
@@ -413,8 +522,8 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                     deployment_configuration: deployment.to_proto(),
                     health_check_grace_period_seconds: i32::try_from(grace).unwrap_or(i32::MAX),
                     tags,
-                    load_balancers: Vec::new(),
-                    service_discovery: None,
+                    load_balancers,
+                    service_discovery: dns.to_proto(),
                 })
                 .await
                 .map_err(&rpc)?
@@ -428,6 +537,10 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
             deployment,
             force_new_deployment,
             grace,
+            load_balancers,
+            no_load_balancers,
+            dns,
+            no_dns,
             wait,
             cluster,
         } => {
@@ -441,8 +554,14 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                 force_new_deployment,
                 health_check_grace_period_seconds: grace
                     .map(|g| i32::try_from(g).unwrap_or(i32::MAX)),
-                load_balancers: None,
-                service_discovery: None,
+                load_balancers: (no_load_balancers || !load_balancers.is_empty())
+                    .then_some(pb::LoadBalancerUpdate { load_balancers }),
+                // An empty namespace removes the name.
+                service_discovery: if no_dns {
+                    Some(pb::ServiceDiscovery::default())
+                } else {
+                    dns.to_proto()
+                },
             };
             update(&mut client, ctx, request, &wait).await
         }

@@ -11,8 +11,10 @@ use berth_proto::v1::cluster_service_server::{ClusterService, ClusterServiceServ
 use berth_proto::v1::container_instance_service_server::{
     ContainerInstanceService, ContainerInstanceServiceServer,
 };
+use berth_proto::v1::service_service_server::{ServiceService, ServiceServiceServer};
 use berth_proto::v1::system_service_server::{SystemService, SystemServiceServer};
 use berth_proto::v1::tag_service_server::{TagService, TagServiceServer};
+use berth_proto::v1::target_group_service_server::{TargetGroupService, TargetGroupServiceServer};
 use berth_proto::v1::task_definition_service_server::{
     TaskDefinitionService, TaskDefinitionServiceServer,
 };
@@ -36,6 +38,12 @@ struct State {
     /// ARN → tags
     tags: BTreeMap<String, Vec<pb::Tag>>,
     attributes: Vec<pb::TargetedAttribute>,
+    /// name → target group
+    target_groups: BTreeMap<String, pb::TargetGroup>,
+    create_group_requests: Vec<pb::CreateTargetGroupRequest>,
+    modify_group_requests: Vec<pb::ModifyTargetGroupRequest>,
+    create_service_requests: Vec<pb::CreateServiceRequest>,
+    update_service_requests: Vec<pb::UpdateServiceRequest>,
 }
 
 #[derive(Clone, Default)]
@@ -546,6 +554,7 @@ fn node_a(status: &str) -> pb::ContainerInstance {
             string_set_value: vec![],
         }],
         running_tasks_count: 1,
+        address: "10.0.0.7".to_owned(),
         ..Default::default()
     }
 }
@@ -560,6 +569,282 @@ impl SystemService for Fake {
             version: "0.1.0".to_owned(),
             git_commit: "3f2a9c1".to_owned(),
         }))
+    }
+}
+
+const TG_PREFIX: &str = "arn:berth:elasticloadbalancing:local:000000000000:targetgroup";
+
+impl Fake {
+    /// The group named by `s`, a name or an ARN.
+    fn group(&self, s: &str) -> Result<pb::TargetGroup, Status> {
+        let name = berth_proto::arn::target_group_name(s);
+        self.state()
+            .target_groups
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("target group {s} does not exist")))
+    }
+}
+
+/// ELB's defaults over what a request gives (the fake checks nothing).
+fn merge_check(base: &mut pb::HealthCheck, hc: Option<pb::HealthCheck>) {
+    let Some(hc) = hc else { return };
+    let text = |b: &mut String, v: String| {
+        if !v.is_empty() {
+            *b = v;
+        }
+    };
+    let num = |b: &mut u32, v: u32| {
+        if v != 0 {
+            *b = v;
+        }
+    };
+    text(&mut base.protocol, hc.protocol);
+    text(&mut base.path, hc.path);
+    text(&mut base.port, hc.port);
+    text(&mut base.matcher, hc.matcher);
+    num(&mut base.interval_seconds, hc.interval_seconds);
+    num(&mut base.timeout_seconds, hc.timeout_seconds);
+    num(&mut base.healthy_threshold, hc.healthy_threshold);
+    num(&mut base.unhealthy_threshold, hc.unhealthy_threshold);
+}
+
+type Snapshots =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::TargetsSnapshot, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl TargetGroupService for Fake {
+    async fn create_target_group(
+        &self,
+        r: Request<pb::CreateTargetGroupRequest>,
+    ) -> Result<Response<pb::CreateTargetGroupResponse>, Status> {
+        let req = r.into_inner();
+        self.state().create_group_requests.push(req.clone());
+        if req.port == 0 {
+            return Err(Status::invalid_argument("port: 0 is not a port (1–65535)"));
+        }
+        let protocol = if req.protocol.is_empty() {
+            "HTTP".to_owned()
+        } else {
+            req.protocol.clone()
+        };
+        let mut hc = pb::HealthCheck {
+            protocol: protocol.clone(),
+            path: "/".into(),
+            port: "traffic-port".into(),
+            interval_seconds: 30,
+            timeout_seconds: 5,
+            healthy_threshold: 5,
+            unhealthy_threshold: 2,
+            matcher: "200".into(),
+        };
+        if protocol == "TCP" {
+            (hc.path, hc.matcher, hc.timeout_seconds) = (String::new(), String::new(), 10);
+        }
+        merge_check(&mut hc, req.health_check);
+        let g = pb::TargetGroup {
+            target_group_arn: format!("{TG_PREFIX}/{}/0123456789abcdef", req.name),
+            target_group_name: req.name.clone(),
+            protocol,
+            port: req.port,
+            health_check: Some(hc),
+            deregistration_delay_seconds: req.deregistration_delay_seconds.unwrap_or(300),
+            slow_start_seconds: req.slow_start_seconds.unwrap_or(0),
+            service_arns: vec![],
+            created_at: None,
+            target_type: "instance".into(),
+        };
+        self.state().target_groups.insert(req.name, g.clone());
+        Ok(Response::new(pb::CreateTargetGroupResponse {
+            target_group: Some(g),
+        }))
+    }
+
+    async fn describe_target_groups(
+        &self,
+        r: Request<pb::DescribeTargetGroupsRequest>,
+    ) -> Result<Response<pb::DescribeTargetGroupsResponse>, Status> {
+        let names = r.into_inner().target_groups;
+        let target_groups = if names.is_empty() {
+            self.state().target_groups.values().cloned().collect()
+        } else {
+            names
+                .iter()
+                .map(|n| self.group(n))
+                .collect::<Result<_, _>>()?
+        };
+        Ok(Response::new(pb::DescribeTargetGroupsResponse {
+            target_groups,
+        }))
+    }
+
+    async fn modify_target_group(
+        &self,
+        r: Request<pb::ModifyTargetGroupRequest>,
+    ) -> Result<Response<pb::ModifyTargetGroupResponse>, Status> {
+        let req = r.into_inner();
+        self.state().modify_group_requests.push(req.clone());
+        let mut g = self.group(&req.target_group)?;
+        let mut hc = g.health_check.take().unwrap_or_default();
+        merge_check(&mut hc, req.health_check);
+        g.health_check = Some(hc);
+        if let Some(d) = req.deregistration_delay_seconds {
+            g.deregistration_delay_seconds = d;
+        }
+        if let Some(s) = req.slow_start_seconds {
+            g.slow_start_seconds = s;
+        }
+        self.state()
+            .target_groups
+            .insert(g.target_group_name.clone(), g.clone());
+        Ok(Response::new(pb::ModifyTargetGroupResponse {
+            target_group: Some(g),
+        }))
+    }
+
+    async fn delete_target_group(
+        &self,
+        r: Request<pb::DeleteTargetGroupRequest>,
+    ) -> Result<Response<pb::DeleteTargetGroupResponse>, Status> {
+        let g = self.group(&r.into_inner().target_group)?;
+        if let Some(s) = g.service_arns.first() {
+            return Err(Status::failed_precondition(format!(
+                "target group {} is in use by service {s}",
+                g.target_group_name
+            )));
+        }
+        self.state().target_groups.remove(&g.target_group_name);
+        Ok(Response::new(pb::DeleteTargetGroupResponse {}))
+    }
+
+    async fn describe_target_health(
+        &self,
+        r: Request<pb::DescribeTargetHealthRequest>,
+    ) -> Result<Response<pb::DescribeTargetHealthResponse>, Status> {
+        self.group(&r.into_inner().target_group)?;
+        Ok(Response::new(crate::views::target_group::tests::health()))
+    }
+
+    type WatchTargetsStream = Snapshots;
+
+    async fn watch_targets(
+        &self,
+        r: Request<pb::WatchTargetsRequest>,
+    ) -> Result<Response<Snapshots>, Status> {
+        for n in &r.into_inner().target_groups {
+            self.group(n)?;
+        }
+        // Two snapshots (the second adds a target), then the stream ends.
+        let group = crate::views::target_group::tests::group();
+        let mut targets = crate::views::target_group::tests::health().target_health_descriptions;
+        let second = pb::TargetsSnapshot {
+            groups: vec![pb::TargetGroupTargets {
+                target_group: Some(group.clone()),
+                targets: targets.clone(),
+            }],
+        };
+        targets.truncate(1);
+        let first = pb::TargetsSnapshot {
+            groups: vec![pb::TargetGroupTargets {
+                target_group: Some(group),
+                targets,
+            }],
+        };
+        Ok(Response::new(Box::pin(tokio_stream::iter([
+            Ok::<_, Status>(first),
+            Ok(second),
+        ]))))
+    }
+}
+
+/// The fake's service: `web`, with what the last create or update gave.
+fn web_service(lbs: Vec<pb::LoadBalancer>, dns: Option<pb::ServiceDiscovery>) -> pb::Service {
+    // The scheduler's default name: the service's.
+    let dns = dns
+        .filter(|d| !d.namespace.is_empty())
+        .map(|d| pb::ServiceDiscovery {
+            name: if d.name.is_empty() {
+                "web".into()
+            } else {
+                d.name
+            },
+            ..d
+        });
+    pb::Service {
+        service_arn: format!("{PREFIX}:service/default/web"),
+        service_name: "web".into(),
+        cluster_arn: format!("{PREFIX}:cluster/default"),
+        status: "ACTIVE".into(),
+        task_definition: format!("{PREFIX}:task-definition/web:1"),
+        desired_count: 2,
+        scheduling_strategy: "REPLICA".into(),
+        load_balancers: lbs,
+        service_discovery: dns,
+        ..Default::default()
+    }
+}
+
+#[tonic::async_trait]
+impl ServiceService for Fake {
+    async fn create_service(
+        &self,
+        r: Request<pb::CreateServiceRequest>,
+    ) -> Result<Response<pb::CreateServiceResponse>, Status> {
+        let req = r.into_inner();
+        self.state().create_service_requests.push(req.clone());
+        Ok(Response::new(pb::CreateServiceResponse {
+            service: Some(web_service(req.load_balancers, req.service_discovery)),
+        }))
+    }
+
+    async fn update_service(
+        &self,
+        r: Request<pb::UpdateServiceRequest>,
+    ) -> Result<Response<pb::UpdateServiceResponse>, Status> {
+        let req = r.into_inner();
+        self.state().update_service_requests.push(req.clone());
+        let lbs = req
+            .load_balancers
+            .map(|l| l.load_balancers)
+            .unwrap_or_default();
+        Ok(Response::new(pb::UpdateServiceResponse {
+            service: Some(web_service(lbs, req.service_discovery)),
+        }))
+    }
+
+    async fn delete_service(
+        &self,
+        _r: Request<pb::DeleteServiceRequest>,
+    ) -> Result<Response<pb::DeleteServiceResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    async fn describe_services(
+        &self,
+        _r: Request<pb::DescribeServicesRequest>,
+    ) -> Result<Response<pb::DescribeServicesResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    async fn list_services(
+        &self,
+        _r: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    async fn list_service_deployments(
+        &self,
+        _r: Request<pb::ListServiceDeploymentsRequest>,
+    ) -> Result<Response<pb::ListServiceDeploymentsResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    async fn describe_service_deployments(
+        &self,
+        _r: Request<pb::DescribeServiceDeploymentsRequest>,
+    ) -> Result<Response<pb::DescribeServiceDeploymentsResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
     }
 }
 
@@ -611,6 +896,8 @@ async fn serve(fake: Fake) -> String {
         .add_service(ContainerInstanceServiceServer::new(fake.clone()))
         .add_service(TagServiceServer::new(fake.clone()))
         .add_service(AttributeServiceServer::new(fake.clone()))
+        .add_service(TargetGroupServiceServer::new(fake.clone()))
+        .add_service(ServiceServiceServer::new(fake.clone()))
         .add_service(SystemServiceServer::new(fake))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     tokio::spawn(server);
@@ -905,8 +1192,8 @@ async fn instance_ls_and_describe() {
     let url = serve(fake.clone()).await;
     berthctl(&url, &["instance", "ls"]).await.check(expect![[r#"
         [exit 0]
-        ID        HOST    STATUS  CONNECTED  CPU        MEMORY (MiB)  TASKS  AGENT VERSION
-        4f1c9a7e  node-a  ACTIVE  yes        1024/2048  -/-           1      0.1.0
+        ID        HOST    ADDRESS   STATUS  CONNECTED  CPU        MEMORY (MiB)  TASKS  AGENT VERSION
+        4f1c9a7e  node-a  10.0.0.7  ACTIVE  yes        1024/2048  -/-           1      0.1.0
     "#]]);
     // ls describes exactly what it listed, in the cluster it listed.
     let req = fake.state().describe_instance_requests[0].clone();
@@ -946,15 +1233,15 @@ async fn instance_drain_and_activate() {
         .await
         .check(expect![[r#"
             [exit 0]
-            ID        HOST    STATUS    CONNECTED  CPU        MEMORY (MiB)  TASKS  AGENT VERSION
-            4f1c9a7e  node-a  DRAINING  yes        1024/2048  -/-           1      0.1.0
+            ID        HOST    ADDRESS   STATUS    CONNECTED  CPU        MEMORY (MiB)  TASKS  AGENT VERSION
+            4f1c9a7e  node-a  10.0.0.7  DRAINING  yes        1024/2048  -/-           1      0.1.0
         "#]]);
     berthctl(&url, &["instance", "activate", "4f1c9a7e", "gone"])
         .await
         .check(expect![[r#"
             [exit 1]
-            ID        HOST    STATUS  CONNECTED  CPU        MEMORY (MiB)  TASKS  AGENT VERSION
-            4f1c9a7e  node-a  ACTIVE  yes        1024/2048  -/-           1      0.1.0
+            ID        HOST    ADDRESS   STATUS  CONNECTED  CPU        MEMORY (MiB)  TASKS  AGENT VERSION
+            4f1c9a7e  node-a  10.0.0.7  ACTIVE  yes        1024/2048  -/-           1      0.1.0
             --- stderr
             error: not found: arn:berth:ecs:local:000000000000:container-instance/default/gone (MISSING)
         "#]]);
@@ -1090,4 +1377,317 @@ async fn tags_attributes_and_taskdef_delete() {
             error: not deleted:
               arn:berth:ecs:local:000000000000:task-definition/web:2: The specified task definition is still in ACTIVE status. Please deregister the target and try again.
         "#]]);
+}
+
+#[tokio::test]
+async fn target_groups_create_list_modify_health_and_rm() {
+    let fake = Fake::default();
+    let url = serve(fake.clone()).await;
+    berthctl(
+        &url,
+        &[
+            "targetgroup",
+            "create",
+            "web",
+            "--port",
+            "80",
+            "--health-check-path",
+            "/health",
+            "--matcher",
+            "200-299",
+            "--healthy-threshold",
+            "3",
+        ],
+    )
+    .await
+    .check(expect![[r#"
+        [exit 0]
+        Target group:          web
+        ARN:                   arn:berth:elasticloadbalancing:local:000000000000:targetgroup/web/0123456789abcdef
+        Protocol:              HTTP 80
+        Target type:           instance
+        Health check:          HTTP /health on traffic-port every 30s
+        Timeout:               5s
+        Thresholds:            3 healthy, 2 unhealthy
+        Matcher:               200-299
+        Deregistration delay:  300s
+        Slow start:            off
+        Services:              -
+    "#]]);
+    berthctl(
+        &url,
+        &[
+            "targetgroup",
+            "create",
+            "db",
+            "--protocol",
+            "tcp",
+            "--port",
+            "5432",
+        ],
+    )
+    .await;
+    let reqs = fake.state().create_group_requests.clone();
+    assert_eq!(reqs[0].protocol, "", "the scheduler's default applies");
+    assert_eq!(
+        reqs[0].health_check.as_ref().map(|h| (
+            h.path.as_str(),
+            h.healthy_threshold,
+            h.interval_seconds
+        )),
+        Some(("/health", 3, 0))
+    );
+    assert_eq!(reqs[0].deregistration_delay_seconds, None);
+    assert_eq!(
+        (reqs[1].protocol.as_str(), reqs[1].health_check.as_ref()),
+        ("TCP", None)
+    );
+    berthctl(&url, &["targetgroup", "ls"])
+        .await
+        .check(expect![[r#"
+        [exit 0]
+        NAME  PROTOCOL  PORT  HEALTH CHECK                            SERVICES
+        db    TCP       5432  TCP on traffic-port every 30s           0
+        web   HTTP      80    HTTP /health on traffic-port every 30s  0
+    "#]]);
+    berthctl(
+        &url,
+        &[
+            "-o",
+            "json",
+            "targetgroup",
+            "modify",
+            &format!("{TG_PREFIX}/web/0123456789abcdef"),
+            "--health-check-interval",
+            "10",
+            "--deregistration-delay",
+            "30",
+        ],
+    )
+    .await
+    .check(expect![[r#"
+        [exit 0]
+        {
+          "TargetGroups": [
+            {
+              "TargetGroupArn": "arn:berth:elasticloadbalancing:local:000000000000:targetgroup/web/0123456789abcdef",
+              "TargetGroupName": "web",
+              "Protocol": "HTTP",
+              "Port": 80,
+              "HealthCheckProtocol": "HTTP",
+              "HealthCheckPort": "traffic-port",
+              "HealthCheckEnabled": true,
+              "HealthCheckIntervalSeconds": 10,
+              "HealthCheckTimeoutSeconds": 5,
+              "HealthyThresholdCount": 3,
+              "UnhealthyThresholdCount": 2,
+              "HealthCheckPath": "/health",
+              "Matcher": {
+                "HttpCode": "200-299"
+              },
+              "LoadBalancerArns": [],
+              "TargetType": "instance",
+              "IpAddressType": "ipv4",
+              "Berth": {
+                "DeregistrationDelaySeconds": 30,
+                "SlowStartSeconds": 0,
+                "ServiceArns": []
+              }
+            }
+          ]
+        }
+    "#]]);
+    let m = fake.state().modify_group_requests[0].clone();
+    assert_eq!(m.deregistration_delay_seconds, Some(30));
+    assert_eq!(m.slow_start_seconds, None);
+    berthctl(&url, &["targetgroup", "modify", "web"])
+        .await
+        .check(expect![[r#"
+            [exit 2]
+            --- stderr
+            error: nothing to modify: give a --health-check-* option, a threshold, --matcher, --deregistration-delay or --slow-start
+        "#]]);
+    berthctl(&url, &["targetgroup", "describe", "web", "nope"])
+        .await
+        .check(expect![[r#"
+            [exit 1]
+            --- stderr
+            error: not found: target group nope does not exist
+        "#]]);
+    berthctl(&url, &["targetgroup", "health", "web"])
+        .await
+        .check(expect![[r#"
+            [exit 0]
+            TARGET          INSTANCE  TASK  CONTAINER:PORT  STATE      REASON                       DESCRIPTION
+            10.0.0.7:32768  4f1c9a7e  0a1b  app:80          healthy    -                            -
+            10.0.0.7:32769  4f1c9a7e  9c8d  app:80          unhealthy  Target.ResponseCodeMismatch  Health checks failed with these codes: [503]
+        "#]]);
+    let out = berthctl(&url, &["-o", "json", "targetgroup", "health", "web"]).await;
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        json["TargetHealthDescriptions"][1]["TargetHealth"]["Reason"],
+        "Target.ResponseCodeMismatch"
+    );
+    // In use: refused with the scheduler's sentence.
+    fake.state()
+        .target_groups
+        .get_mut("db")
+        .unwrap()
+        .service_arns
+        .push(format!("{PREFIX}:service/default/pg"));
+    berthctl(&url, &["targetgroup", "rm", "db"])
+        .await
+        .check(expect![[r#"
+            [exit 1]
+            --- stderr
+            error: not possible now: target group db is in use by service arn:berth:ecs:local:000000000000:service/default/pg
+        "#]]);
+    berthctl(&url, &["targetgroup", "rm", "web"])
+        .await
+        .check(expect![[r#"
+            [exit 0]
+            target group web deleted
+        "#]]);
+    berthctl(&url, &["targetgroup", "rm", "web"])
+        .await
+        .check(expect![[r#"
+            [exit 1]
+            --- stderr
+            error: not found: target group web does not exist
+        "#]]);
+}
+
+#[tokio::test]
+async fn target_group_watch_prints_changes() {
+    let fake = Fake::default();
+    let url = serve(fake.clone()).await;
+    berthctl(&url, &["targetgroup", "create", "web", "--port", "80"]).await;
+    let out = berthctl(&url, &["targetgroup", "watch", "web"]).await;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    assert!(lines[0].starts_with("TIME"), "{}", out.stdout);
+    assert!(
+        lines[1].contains("10.0.0.7:32768  0a1b  app:80  healthy"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[2].contains("10.0.0.7:32769  9c8d  app:80  unhealthy"),
+        "{}",
+        out.stdout
+    );
+    // The fake ends its stream: berthctl says so and fails.
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("ended the watch"), "{}", out.stderr);
+    let missing = berthctl(&url, &["targetgroup", "watch", "nope"]).await;
+    assert_eq!(missing.code, 1);
+}
+
+#[tokio::test]
+async fn services_attach_to_target_groups_and_dns_names() {
+    let fake = Fake::default();
+    let url = serve(fake.clone()).await;
+    let tg = format!("{TG_PREFIX}/api/0123456789abcdef");
+    berthctl(
+        &url,
+        &[
+            "service",
+            "create",
+            "web",
+            "--taskdef",
+            "web:1",
+            "--desired-count",
+            "2",
+            "--load-balancer",
+            "web:app:80",
+            "--load-balancer",
+            &format!("targetGroupArn={tg},containerName=app,containerPort=9090"),
+            "--dns-namespace",
+            "prod.berth.internal",
+            "--dns-container",
+            "app:80",
+        ],
+    )
+    .await
+    .check(expect![[r#"
+        [exit 0]
+        Service:          web
+        ARN:              arn:berth:ecs:local:000000000000:service/default/web
+        Status:           ACTIVE
+        Task definition:  web:1
+        Scheduling:       REPLICA
+        Tasks:            2 desired, 0 running, 0 pending
+        Deployment:       minimum healthy 100%, maximum 200%, circuit breaker off
+        Load balancers:   web -> app:80
+                          api -> app:9090
+        DNS name:         web.prod.berth.internal (SRV _web._tcp.prod.berth.internal -> app:80)
+
+        DEPLOYMENT  STATUS  TASKDEF  DESIRED  RUNNING  PENDING  FAILED  ROLLOUT
+    "#]]);
+    let c = fake.state().create_service_requests[0].clone();
+    assert_eq!(c.load_balancers[1].target_group_arn, tg);
+    assert_eq!(
+        c.service_discovery
+            .map(|d| (d.namespace, d.name, d.container_name, d.container_port)),
+        Some((
+            "prod.berth.internal".into(),
+            String::new(),
+            "app".into(),
+            80
+        ))
+    );
+    // An ARN's own colons: the last two fields are the container and port.
+    berthctl(
+        &url,
+        &[
+            "service",
+            "update",
+            "web",
+            "--load-balancer",
+            &format!("{tg}:app:8080"),
+        ],
+    )
+    .await;
+    berthctl(
+        &url,
+        &[
+            "service",
+            "update",
+            "web",
+            "--no-load-balancers",
+            "--no-dns",
+        ],
+    )
+    .await;
+    berthctl(&url, &["service", "update", "web", "--desired-count", "3"]).await;
+    let u = fake.state().update_service_requests.clone();
+    assert_eq!(
+        u[0].load_balancers
+            .as_ref()
+            .map(|l| l.load_balancers.clone()),
+        Some(vec![pb::LoadBalancer {
+            target_group_arn: tg.clone(),
+            container_name: "app".into(),
+            container_port: 8080,
+        }])
+    );
+    assert_eq!(u[0].service_discovery, None);
+    assert_eq!(
+        u[1].load_balancers,
+        Some(pb::LoadBalancerUpdate {
+            load_balancers: vec![]
+        }),
+        "--no-load-balancers detaches"
+    );
+    assert_eq!(
+        u[1].service_discovery,
+        Some(pb::ServiceDiscovery::default())
+    );
+    assert_eq!(
+        (
+            u[2].load_balancers.as_ref(),
+            u[2].service_discovery.as_ref()
+        ),
+        (None, None)
+    );
 }

@@ -134,6 +134,7 @@ pub fn list_table(v: &ContainerInstancesView) -> String {
     let mut t = Table::new(&[
         "ID",
         "HOST",
+        "ADDRESS",
         "STATUS",
         "CONNECTED",
         "CPU",
@@ -145,6 +146,7 @@ pub fn list_table(v: &ContainerInstancesView) -> String {
         t.row([
             ci.extra.id.clone(),
             or_dash(ci.host()),
+            or_dash(&ci.address),
             ci.status.clone(),
             ci.connected().to_owned(),
             ci.usage("CPU"),
@@ -163,6 +165,7 @@ fn detail_block(ci: &ContainerInstanceView) -> String {
         .row(["ARN:", ci.container_instance_arn.as_str()])
         .row(["Cluster:".to_owned(), or_dash(&ci.extra.cluster)])
         .row(["Host:".to_owned(), or_dash(ci.host())])
+        .row(["Address:".to_owned(), or_dash(&ci.address)])
         .row(["Instance id:".to_owned(), or_dash(&ci.ec2_instance_id)])
         .row(["Status:", ci.status.as_str()])
         .row(["Agent connected:", ci.connected()])
@@ -274,6 +277,7 @@ mod tests {
             registered_at: t0(),
             last_heartbeat_at: t1(),
             hostname: host.to_owned(),
+            address: if connected { "10.0.0.7" } else { "" }.to_owned(),
             ..Default::default()
         }
     }
@@ -411,9 +415,9 @@ mod tests {
     #[test]
     fn list_table() {
         expect![[r#"
-            ID        HOST                STATUS  CONNECTED  CPU        MEMORY (MiB)  TASKS           AGENT VERSION
-            4f1c9a7e  node-a              ACTIVE  yes        1536/2048  3416/3928     2               0.1.0
-            b7730e21  node-b.example.org  ACTIVE  no         1536/2048  3416/3928     2 (+1 pending)  0.1.0
+            ID        HOST                ADDRESS   STATUS  CONNECTED  CPU        MEMORY (MiB)  TASKS           AGENT VERSION
+            4f1c9a7e  node-a              10.0.0.7  ACTIVE  yes        1536/2048  3416/3928     2               0.1.0
+            b7730e21  node-b.example.org  -         ACTIVE  no         1536/2048  3416/3928     2 (+1 pending)  0.1.0
         "#]]
         .assert_eq(&super::list_table(&sample()));
     }
@@ -431,8 +435,8 @@ mod tests {
             failures: vec![],
         };
         expect![[r#"
-            ID      HOST  STATUS  CONNECTED  CPU  MEMORY (MiB)  TASKS  AGENT VERSION
-            c0ffee  -     ACTIVE  no         -/-  -/-           2      -
+            ID      HOST  ADDRESS  STATUS  CONNECTED  CPU  MEMORY (MiB)  TASKS  AGENT VERSION
+            c0ffee  -     -        ACTIVE  no         -/-  -/-           2      -
         "#]]
         .assert_eq(&super::list_table(&v));
     }
@@ -446,6 +450,7 @@ mod tests {
             ARN:              arn:berth:ecs:local:000000000000:container-instance/default/4f1c9a7e
             Cluster:          default
             Host:             node-a
+            Address:          10.0.0.7
             Instance id:      node-a
             Status:           ACTIVE
             Agent connected:  yes

@@ -7,7 +7,8 @@
 //! `berth_proto::ecs_json`'s rendering, the same the ECS API returns, with
 //! [`cli_timestamps`](berth_proto::ecs_json::cli_timestamps) applied so
 //! timestamps read as the aws CLI v2 prints them. Berth's own resources
-//! (activations, tokens, secrets, audit events) keep their RFC 3339 views.
+//! (activations, tokens, secrets, audit events) keep their RFC 3339 views,
+//! and target groups print in ELBv2's shapes (`target_group`).
 //!
 //! Everything here is a pure function of its input, so every view has
 //! snapshot tests. Only this module and `commands` see prost types.
@@ -21,6 +22,7 @@ pub mod service;
 pub mod service_deployment;
 pub mod system;
 pub mod tag;
+pub mod target_group;
 pub mod task;
 pub mod taskdef;
 

@@ -126,6 +126,20 @@ pub fn events_table(events: &[pb::ServiceEvent], limit: usize) -> String {
     t.render()
 }
 
+/// `name.namespace (SRV _name._tcp.namespace[, container:port])`.
+fn dns_name(d: &pb::ServiceDiscovery) -> String {
+    let mut s = format!(
+        "{name}.{ns} (SRV _{name}._tcp.{ns}",
+        name = d.name,
+        ns = d.namespace
+    );
+    if !d.container_name.is_empty() {
+        s.push_str(&format!(" -> {}:{}", d.container_name, d.container_port));
+    }
+    s.push(')');
+    s
+}
+
 /// `service describe`.
 pub fn describe_table(v: &ServicesView) -> String {
     blocks(v.services.iter().map(|s| {
@@ -154,6 +168,24 @@ pub fn describe_table(v: &ServicesView) -> String {
                     if rollback { " (rollback)" } else { "" }
                 ),
             ]);
+        for (i, lb) in s.load_balancers.iter().enumerate() {
+            summary.row([
+                if i == 0 { "Load balancers:" } else { "" }.to_owned(),
+                format!(
+                    "{} -> {}:{}",
+                    arn::target_group_name(&lb.target_group_arn),
+                    lb.container_name,
+                    lb.container_port
+                ),
+            ]);
+        }
+        if let Some(d) = s
+            .service_discovery
+            .as_ref()
+            .filter(|d| !d.namespace.is_empty())
+        {
+            summary.row(["DNS name:".to_owned(), dns_name(d)]);
+        }
         let mut out = summary.render();
         out.push('\n');
         out.push_str(&deployments_table(s));
@@ -257,6 +289,51 @@ mod tests {
             }],
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn describe_shows_load_balancers_and_the_dns_name() {
+        let mut s = sample();
+        s.0.deployments.truncate(1);
+        s.0.events.clear();
+        s.0.load_balancers = vec![
+            pb::LoadBalancer {
+                target_group_arn: "arn:berth:elasticloadbalancing:local:000000000000:targetgroup/web/0123456789abcdef".into(),
+                container_name: "app".into(),
+                container_port: 80,
+            },
+            pb::LoadBalancer {
+                target_group_arn: "admin".into(),
+                container_name: "app".into(),
+                container_port: 9090,
+            },
+        ];
+        s.0.service_discovery = Some(pb::ServiceDiscovery {
+            namespace: "prod.berth.internal".into(),
+            name: "web".into(),
+            container_name: "app".into(),
+            container_port: 80,
+        });
+        let v = ServicesView {
+            services: vec![s],
+            failures: vec![],
+        };
+        expect![[r#"
+            Service:          web
+            ARN:              arn:aws:ecs:local:000000000000:service/default/web
+            Status:           ACTIVE
+            Task definition:  web:2
+            Scheduling:       REPLICA
+            Tasks:            4 desired, 5 running, 1 pending
+            Deployment:       minimum healthy 100%, maximum 150%, circuit breaker on (rollback)
+            Load balancers:   web -> app:80
+                              admin -> app:9090
+            DNS name:         web.prod.berth.internal (SRV _web._tcp.prod.berth.internal -> app:80)
+
+            DEPLOYMENT  STATUS   TASKDEF  DESIRED  RUNNING  PENDING  FAILED  ROLLOUT
+            ecs-svc/2   PRIMARY  web:2    4        1        1        0       IN_PROGRESS
+        "#]]
+        .assert_eq(&describe_table(&v));
     }
 
     #[test]

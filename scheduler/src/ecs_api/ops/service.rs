@@ -67,18 +67,63 @@ fn ecs_service(s: pb::Service) -> Value {
     render::service(&s)
 }
 
-/// Load balancers arrive with target groups (Berth's traffic issue);
-/// until then a service that asks for one is refused, not silently
-/// created without it.
-fn no_load_balancers(v: &[Value]) -> Result<(), EcsError> {
-    if v.is_empty() {
-        Ok(())
-    } else {
-        Err(EcsError::new(
+/// ECS's LoadBalancer as a request gives it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerIn {
+    target_group_arn: Option<String>,
+    load_balancer_name: Option<String>,
+    container_name: Option<String>,
+    container_port: Option<i64>,
+}
+
+/// `loadBalancers` as the gRPC request carries them. Target groups only:
+/// a classic load balancer (`loadBalancerName`) is refused by name. The
+/// rest (the group exists, the container port is mapped) is checked by
+/// CreateService/UpdateService, whose errors name `loadBalancers[i].…`.
+fn load_balancers(v: Vec<LoadBalancerIn>) -> Result<Vec<pb::LoadBalancer>, EcsError> {
+    v.into_iter()
+        .enumerate()
+        .map(|(i, lb)| {
+            if let Some(name) = lb.load_balancer_name.filter(|n| !n.is_empty()) {
+                return Err(EcsError::invalid(format!(
+                    "loadBalancers[{i}].loadBalancerName: {name:?} names a Classic Load \
+                     Balancer, which Berth does not have; give targetGroupArn (a Berth \
+                     target group's name or ARN)"
+                )));
+            }
+            let container_port = match lb.container_port {
+                None => 0,
+                Some(p) => u32::try_from(p)
+                    .ok()
+                    .filter(|p| *p <= 65535)
+                    .ok_or_else(|| {
+                        EcsError::invalid(format!(
+                            "loadBalancers[{i}].containerPort: {p} is not a port (1-65535)"
+                        ))
+                    })?,
+            };
+            Ok(pb::LoadBalancer {
+                target_group_arn: lb.target_group_arn.unwrap_or_default(),
+                container_name: lb.container_name.unwrap_or_default(),
+                container_port,
+            })
+        })
+        .collect()
+}
+
+/// Cloud Map's `serviceRegistries` are refused, not ignored: Berth's DNS
+/// names for services are set through berthctl or the gRPC API.
+fn no_service_registries(v: Option<&[Value]>) -> Result<(), EcsError> {
+    match v {
+        Some(v) if !v.is_empty() => Err(EcsError::new(
             "UnsupportedFeatureException",
             400,
-            "loadBalancers: Berth does not attach services to load balancers yet",
-        ))
+            "serviceRegistries: Berth has no Cloud Map; give a service a DNS name with \
+             `berthctl service create|update --dns-namespace` or the gRPC API's \
+             serviceDiscovery",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -103,12 +148,14 @@ pub struct CreateIn {
     tags: Vec<TagIn>,
     launch_type: Option<String>,
     #[serde(default)]
-    load_balancers: Vec<Value>,
+    load_balancers: Vec<LoadBalancerIn>,
+    service_registries: Option<Vec<Value>>,
 }
 
 pub async fn create(ctx: &mut Ctx<'_>, i: CreateIn) -> Result<Value, EcsError> {
     check_launch_type("launchType", i.launch_type.as_deref())?;
-    no_load_balancers(&i.load_balancers)?;
+    no_service_registries(i.service_registries.as_deref())?;
+    let load_balancers = load_balancers(i.load_balancers)?;
     let req = ctx.grpc(pb::CreateServiceRequest {
         cluster: i.cluster,
         service_name: i.service_name,
@@ -119,7 +166,7 @@ pub async fn create(ctx: &mut Ctx<'_>, i: CreateIn) -> Result<Value, EcsError> {
         placement_strategy: strategies(i.placement_strategy),
         deployment_configuration: deployment_configuration(i.deployment_configuration),
         health_check_grace_period_seconds: i.health_check_grace_period_seconds.unwrap_or(0),
-        load_balancers: Vec::new(),
+        load_balancers,
         service_discovery: None,
         tags: i
             .tags
@@ -153,11 +200,18 @@ pub struct UpdateIn {
     #[serde(default)]
     force_new_deployment: bool,
     health_check_grace_period_seconds: Option<i32>,
-    load_balancers: Option<Vec<Value>>,
+    load_balancers: Option<Vec<LoadBalancerIn>>,
+    service_registries: Option<Vec<Value>>,
 }
 
 pub async fn update(ctx: &mut Ctx<'_>, i: UpdateIn) -> Result<Value, EcsError> {
-    no_load_balancers(i.load_balancers.as_deref().unwrap_or_default())?;
+    no_service_registries(i.service_registries.as_deref())?;
+    // Present (even empty) replaces the service's, as in ECS.
+    let lbs = i
+        .load_balancers
+        .map(load_balancers)
+        .transpose()?
+        .map(|load_balancers| pb::LoadBalancerUpdate { load_balancers });
     let placement = if i.placement_constraints.is_some() || i.placement_strategy.is_some() {
         Some(pb::PlacementUpdate {
             placement_constraints: constraints(i.placement_constraints.unwrap_or_default()),
@@ -175,7 +229,7 @@ pub async fn update(ctx: &mut Ctx<'_>, i: UpdateIn) -> Result<Value, EcsError> {
         placement,
         force_new_deployment: i.force_new_deployment,
         health_check_grace_period_seconds: i.health_check_grace_period_seconds,
-        load_balancers: None,
+        load_balancers: lbs,
         service_discovery: None,
     });
     let out = api(ctx)
