@@ -9,8 +9,13 @@
 //! containerd and tasks killed): the failures until the targets are
 //! marked down are counted and timed, and printed for BENCHMARKS.md.
 //!
-//! Root is required (network namespaces, containerd) and so is Debian's
-//! `haproxy`; without either the test fails saying so.
+//! The load balancer also has an HTTPS listener with ALB-style rules:
+//! `api.test` and the path prefix `/api/` go to a second service's target
+//! group, everything else to the first's, checked with curl against the
+//! listener's certificate.
+//!
+//! Root is required (network namespaces, containerd) and so are Debian's
+//! `haproxy` and `curl`; without them the test fails saying so.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 #![allow(clippy::disallowed_methods)] // the client thread times with std
@@ -139,6 +144,10 @@ fn get(addr: SocketAddr) -> Result<String, String> {
 struct Lb {
     child: Option<Child>,
     addr: SocketAddr,
+    /// The HTTPS listener.
+    tls_addr: SocketAddr,
+    /// The PEM of the HTTPS listener's (self-signed) certificate.
+    tls_cert: PathBuf,
     dir: tempfile::TempDir,
 }
 
@@ -148,6 +157,18 @@ impl Lb {
         let dir = tempfile::tempdir().unwrap();
         let port = berth_tests::free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let tls_addr: SocketAddr = format!("127.0.0.1:{}", berth_tests::free_port())
+            .parse()
+            .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["web.test".into(), "api.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let tls_cert = dir.path().join("listener.crt");
+        let tls_key = dir.path().join("listener.key");
+        std::fs::write(&tls_cert, cert.pem()).unwrap();
+        std::fs::write(&tls_key, key.serialize_pem()).unwrap();
         let config = dir.path().join("lb.toml");
         std::fs::write(
             &config,
@@ -166,7 +187,27 @@ name = "web"
 bind = "{addr}"
 protocol = "HTTP"
 default_target_group = "web"
+
+[[listener]]
+name = "tls"
+bind = "{tls_addr}"
+protocol = "HTTPS"
+certificate = "{crt}"
+key = "{key}"
+default_target_group = "web"
+
+[[listener.rule]]
+priority = 10
+host = ["api.test"]
+target_group = "api"
+
+[[listener.rule]]
+priority = 20
+path_prefix = ["/api/"]
+target_group = "api"
 "#,
+                crt = tls_cert.display(),
+                key = tls_key.display(),
                 endpoint = hosts.sched.endpoint(),
                 ca = hosts.sched.ca_path().display(),
                 state = dir.path().join("state").display(),
@@ -187,6 +228,8 @@ default_target_group = "web"
         Self {
             child: Some(child),
             addr,
+            tls_addr,
+            tls_cert,
             dir,
         }
     }
@@ -308,6 +351,24 @@ async fn task_instances(ops: &AuthedChannel) -> Vec<String> {
         .collect()
 }
 
+/// `curl https://HOST/PATH` through the HTTPS listener, trusting only its
+/// certificate: the body.
+fn curl_tls(lb: &Lb, host: &str, path: &str) -> Result<String, String> {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "5", "--cacert"])
+        .arg(&lb.tls_cert)
+        .arg("--resolve")
+        .arg(format!("{host}:{}:127.0.0.1", lb.tls_addr.port()))
+        .arg(format!("https://{host}:{}{path}", lb.tls_addr.port()))
+        .output()
+        .map_err(|e| format!("curl: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 fn deployment(min: i32, max: i32) -> Option<DeploymentConfiguration> {
     Some(DeploymentConfiguration {
         minimum_healthy_percent: Some(min),
@@ -337,9 +398,19 @@ async fn a_service_behind_haproxy_loses_no_request_while_it_changes() {
     let mut hosts = Hosts::start(3).await;
     let ops = hosts.sched.authed_channel().await;
     let image = hosts.image.clone();
+    berth_testkit::require_binary("curl", "curl");
     for (rev, port) in [("r1", 80), ("r2", 80), ("r3", 80), ("r4", 8080)] {
         hosts.register(&httpd(&image, rev, port));
     }
+    // The second service answers "api <host>" on every path (its files
+    // include api/index.html for the path rule).
+    hosts.register(&format!(
+        r#"{{"family":"lbapi","networkMode":"bridge","containerDefinitions":[{{
+        "name":"api","image":"{image}","memory":32,"essential":true,
+        "entryPoint":["sh","-c"],
+        "command":["mkdir -p /www/api && echo api $(hostname) > /www/index.html && cp /www/index.html /www/api/index.html && exec httpd -f -p 80 -h /www"],
+        "portMappings":[{{"containerPort":80,"hostPort":0}}]}}]}}"#
+    ));
     TargetGroupServiceClient::new(ops.clone())
         .create_target_group(CreateTargetGroupRequest {
             name: "web".into(),
@@ -375,8 +446,57 @@ async fn a_service_behind_haproxy_loses_no_request_while_it_changes() {
         .await
         .unwrap();
     until_steady(&ops, 4, 80, "4 healthy targets of lbweb:1").await;
+    TargetGroupServiceClient::new(ops.clone())
+        .create_target_group(CreateTargetGroupRequest {
+            name: "api".into(),
+            protocol: "HTTP".into(),
+            port: 80,
+            health_check: Some(HealthCheck {
+                interval_seconds: 5,
+                timeout_seconds: 2,
+                healthy_threshold: 2,
+                ..Default::default()
+            }),
+            deregistration_delay_seconds: Some(1),
+            slow_start_seconds: None,
+        })
+        .await
+        .unwrap();
+    ServiceServiceClient::new(ops.clone())
+        .create_service(CreateServiceRequest {
+            service_name: "api".into(),
+            task_definition: "lbapi".into(),
+            desired_count: Some(1),
+            load_balancers: vec![LoadBalancer {
+                target_group_arn: "api".into(),
+                container_name: "api".into(),
+                container_port: 80,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
 
     let lb = Lb::start(&hosts);
+    // One HTTPS listener, two target groups: by host, by path, by default.
+    eventually(Duration::from_secs(60), "HTTPS rules to route", || async {
+        let by_host = curl_tls(&lb, "api.test", "/")?;
+        let by_path = curl_tls(&lb, "web.test", "/api/")?;
+        let default = curl_tls(&lb, "web.test", "/")?;
+        if by_host.starts_with("api ") && by_path.starts_with("api ") && default.starts_with("r1 ")
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "api.test/ → {by_host:?}, web.test/api/ → {by_path:?}, web.test/ → {default:?}; \
+                 berth-lb log:\n{}",
+                lb.log()
+            ))
+        }
+    })
+    .await;
+    // The certificate is checked: a name it does not carry fails.
+    assert!(curl_tls(&lb, "other.test", "/").is_err());
     eventually(
         Duration::from_secs(30),
         "HAProxy to serve lbweb:1",
