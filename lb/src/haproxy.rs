@@ -135,12 +135,22 @@ impl Haproxy {
     /// than `old`, and records it.
     pub async fn wait_worker(&mut self, old: Option<u32>) -> Result<(), LbError> {
         let socket = self.config.runtime_socket.clone();
+        let child = &mut self.child;
         let work = async {
             loop {
                 match runtime::worker_pid(&socket).await {
-                    Ok(pid) if Some(pid) != old => return pid,
-                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Ok(pid) if Some(pid) != old => return Ok(pid),
+                    _ => {}
                 }
+                if let Some(c) = child.as_mut() {
+                    if let Ok(Some(status)) = c.try_wait() {
+                        *child = None;
+                        return Err(LbError::Exited {
+                            status: status.to_string(),
+                        });
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         };
         let pid = tokio::time::timeout(READY_TIMEOUT, work)
@@ -148,7 +158,7 @@ impl Haproxy {
             .map_err(|_| LbError::NotReady {
                 socket: socket.clone(),
                 timeout: READY_TIMEOUT,
-            })?;
+            })??;
         tracing::info!(worker = pid, "haproxy worker answers");
         self.worker = Some(pid);
         Ok(())

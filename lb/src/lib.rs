@@ -43,6 +43,8 @@ pub enum LbError {
     },
     #[error("haproxy rejects the generated config {path}: {output}")]
     BadConfig { path: PathBuf, output: String },
+    #[error("haproxy exited while starting ({status}); its messages are above")]
+    Exited { status: String },
     #[error("haproxy does not answer on {socket} after {timeout:?}")]
     NotReady { socket: PathBuf, timeout: Duration },
     #[error(transparent)]

@@ -52,7 +52,7 @@ pub fn backend_name(group: &str) -> String {
 }
 
 /// The placeholder address of a slot: a name that never resolves, so that
-/// `init-addr last,none` restores the address HAProxy had before a reload
+/// `init-addr last,0.0.0.0` restores the address HAProxy had before a reload
 /// from the server-state file (an IP literal in the config would win).
 const PLACEHOLDER: &str = "unset.invalid:1";
 
@@ -108,7 +108,7 @@ pub fn render(config: &Config, layout: &Layout) -> String {
         };
         let _ = writeln!(
             out,
-            "    server-template s 1-{} {PLACEHOLDER} disabled init-addr last,none{slow}",
+            "    server-template s 1-{} {PLACEHOLDER} disabled init-addr last,0.0.0.0{slow}",
             b.slots
         );
     }
@@ -304,24 +304,24 @@ default_target_group = "postgres"
                 mode http
                 balance roundrobin
                 retry-on conn-failure empty-response
-                server-template s 1-4 unset.invalid:1 disabled init-addr last,none
+                server-template s 1-4 unset.invalid:1 disabled init-addr last,0.0.0.0
 
             backend tg_api
                 mode http
                 balance roundrobin
                 retry-on conn-failure empty-response
-                server-template s 1-4 unset.invalid:1 disabled init-addr last,none slowstart 30s
+                server-template s 1-4 unset.invalid:1 disabled init-addr last,0.0.0.0 slowstart 30s
 
             backend tg_postgres
                 mode tcp
                 balance roundrobin
-                server-template s 1-4 unset.invalid:1 disabled init-addr last,none
+                server-template s 1-4 unset.invalid:1 disabled init-addr last,0.0.0.0
 
             backend tg_web
                 mode http
                 balance roundrobin
                 retry-on conn-failure empty-response
-                server-template s 1-8 unset.invalid:1 disabled init-addr last,none
+                server-template s 1-8 unset.invalid:1 disabled init-addr last,0.0.0.0
         "#]]
         .assert_eq(&render(&config, &layout));
     }

@@ -65,6 +65,7 @@ fn is_refusal(answer: &str) -> bool {
         "can't",
         "cannot",
         "Permission denied",
+        "only supported",
     ]
     .iter()
     .any(|w| a.contains(w))
@@ -132,6 +133,10 @@ mod tests {
         assert!(is_refusal("No such server.\n"));
         assert!(is_refusal("No such backend.\n"));
         assert!(is_refusal("Unknown command: 'sett'"));
+        assert!(is_refusal(
+            "Update for the current server address family is only supported through \
+             configuration file by 'stats socket command'"
+        ));
     }
 
     #[tokio::test]

@@ -35,6 +35,8 @@ enum Event {
     Probe,
     /// The supervised HAProxy exited.
     Exited(String),
+    /// Time to start the supervised HAProxy again.
+    Restart,
     Shutdown,
 }
 
@@ -105,6 +107,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut probe = tokio::time::interval(PROBE_EVERY);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut restarts: u32 = 0;
+    let mut restart_at: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let event = tokio::select! {
@@ -112,6 +115,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             _ = reapply.tick() => Event::Reapply,
             _ = probe.tick() => Event::Probe,
             status = proxy.exited() => Event::Exited(status),
+            () = sleep_until(restart_at) => Event::Restart,
             () = &mut shutdown => Event::Shutdown,
         };
         match event {
@@ -132,18 +136,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
             Event::Probe => state.probe(&mut proxy).await,
             Event::Exited(status) => {
-                restarts += 1;
-                let delay = Duration::from_millis(500)
-                    .saturating_mul(1 << restarts.min(6))
-                    .min(Duration::from_secs(30));
+                let delay = restart_delay(restarts);
                 tracing::error!(%status, restarts, restart_in = ?delay, "haproxy exited; starting it again");
-                tokio::time::sleep(delay).await;
+                restart_at = Some(tokio::time::Instant::now() + delay);
+            }
+            Event::Restart => {
+                restart_at = None;
                 match state.restart(&mut proxy).await {
                     Ok(()) => {
                         restarts = 0;
                         state.apply(&mut proxy).await;
                     }
-                    Err(e) => tracing::error!(cause = %e, "cannot start haproxy"),
+                    Err(e) => {
+                        restarts = restarts.saturating_add(1);
+                        let delay = restart_delay(restarts);
+                        tracing::error!(cause = %e, restarts, retry_in = ?delay, "cannot start haproxy");
+                        restart_at = Some(tokio::time::Instant::now() + delay);
+                    }
                 }
             }
             Event::Shutdown => break,
@@ -153,6 +162,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     watcher.abort();
     proxy.stop().await;
     Ok(())
+}
+
+/// The wait before starting HAProxy again after `restarts` failed starts.
+fn restart_delay(restarts: u32) -> Duration {
+    Duration::from_millis(500)
+        .saturating_mul(1 << restarts.min(6))
+        .min(Duration::from_secs(30))
+}
+
+/// Resolves at `at`, never when there is none.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl State {
