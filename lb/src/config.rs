@@ -191,7 +191,7 @@ impl HaproxyConfig {
 
 /// A listener's protocol, as on an ALB (HTTP, HTTPS) or an NLB (TCP).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Protocol {
+pub enum ListenerProtocol {
     Http,
     Https { certificate: PathBuf, key: PathBuf },
     Tcp,
@@ -203,7 +203,7 @@ pub struct Listener {
     /// Letters, digits, `-` and `_`; unique.
     pub name: String,
     pub bind: SocketAddr,
-    pub protocol: Protocol,
+    pub protocol: ListenerProtocol,
     /// The target group's name (an ARN in the file is reduced to its name).
     pub default_target_group: String,
     /// By ascending priority.
@@ -291,7 +291,7 @@ impl Config {
     pub fn group_is_tcp(&self, group: &str) -> bool {
         self.listeners
             .iter()
-            .any(|l| l.protocol == Protocol::Tcp && l.default_target_group == group)
+            .any(|l| l.protocol == ListenerProtocol::Tcp && l.default_target_group == group)
     }
 }
 
@@ -386,13 +386,14 @@ fn haproxy(raw: RawHaproxy) -> Result<HaproxyConfig, ConfigError> {
     ] {
         // sun_path holds 108 bytes with its NUL.
         if p.as_os_str().len() > 100 {
-            return Err(invalid(key, "longer than a unix socket path may be (100 bytes)"));
+            return Err(invalid(
+                key,
+                "longer than a unix socket path may be (100 bytes)",
+            ));
         }
     }
     Ok(HaproxyConfig {
-        binary: raw
-            .binary
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_HAPROXY)),
+        binary: raw.binary.unwrap_or_else(|| PathBuf::from(DEFAULT_HAPROXY)),
         config_file: raw
             .config_file
             .unwrap_or_else(|| state_dir.join("haproxy.cfg")),
@@ -432,10 +433,7 @@ pub fn group_name(key: &str, reference: &str) -> Result<String, ConfigError> {
 
 fn listeners(raw: Vec<RawListener>) -> Result<Vec<Listener>, ConfigError> {
     if raw.is_empty() {
-        return Err(invalid(
-            "listener",
-            "no [[listener]]: declare at least one",
-        ));
+        return Err(invalid("listener", "no [[listener]]: declare at least one"));
     }
     let mut names = BTreeSet::new();
     let mut binds = BTreeSet::new();
@@ -479,17 +477,20 @@ fn listeners(raw: Vec<RawListener>) -> Result<Vec<Listener>, ConfigError> {
             ));
         }
         let protocol = match l.protocol.as_deref().unwrap_or("HTTP") {
-            "HTTP" => Protocol::Http,
+            "HTTP" => ListenerProtocol::Http,
             "HTTPS" => {
                 let certificate = l.certificate.clone().ok_or_else(|| {
-                    invalid(format!("{at}.certificate"), "required for HTTPS (a PEM file)")
+                    invalid(
+                        format!("{at}.certificate"),
+                        "required for HTTPS (a PEM file)",
+                    )
                 })?;
                 let key = l.key.clone().ok_or_else(|| {
                     invalid(format!("{at}.key"), "required for HTTPS (a PEM file)")
                 })?;
-                Protocol::Https { certificate, key }
+                ListenerProtocol::Https { certificate, key }
             }
-            "TCP" => Protocol::Tcp,
+            "TCP" => ListenerProtocol::Tcp,
             other => {
                 return Err(invalid(
                     format!("{at}.protocol"),
@@ -497,10 +498,13 @@ fn listeners(raw: Vec<RawListener>) -> Result<Vec<Listener>, ConfigError> {
                 ))
             }
         };
-        if !matches!(protocol, Protocol::Https { .. }) {
+        if !matches!(protocol, ListenerProtocol::Https { .. }) {
             for (k, v) in [("certificate", &l.certificate), ("key", &l.key)] {
                 if v.is_some() {
-                    return Err(invalid(format!("{at}.{k}"), "only HTTPS listeners take one"));
+                    return Err(invalid(
+                        format!("{at}.{k}"),
+                        "only HTTPS listeners take one",
+                    ));
                 }
             }
         }
@@ -511,7 +515,7 @@ fn listeners(raw: Vec<RawListener>) -> Result<Vec<Listener>, ConfigError> {
             )
         })?;
         let default_target_group = group_name(&format!("{at}.default_target_group"), &default_ref)?;
-        if protocol == Protocol::Tcp && !l.rule.is_empty() {
+        if protocol == ListenerProtocol::Tcp && !l.rule.is_empty() {
             return Err(invalid(
                 format!("{at}.rule"),
                 "a TCP listener has no rules (it sees no host or path)",
@@ -539,7 +543,10 @@ fn rules(at: &str, raw: Vec<RawRule>) -> Result<Vec<Rule>, ConfigError> {
             .priority
             .ok_or_else(|| invalid(key("priority"), "missing (1–50000, lowest first)"))?;
         if !(1..=50_000).contains(&priority) {
-            return Err(invalid(key("priority"), format!("{priority}: must be 1–50000")));
+            return Err(invalid(
+                key("priority"),
+                format!("{priority}: must be 1–50000"),
+            ));
         }
         if let Some(other) = seen.insert(priority, i) {
             return Err(invalid(
@@ -560,7 +567,8 @@ fn rules(at: &str, raw: Vec<RawRule>) -> Result<Vec<Rule>, ConfigError> {
         for p in &r.path_prefix {
             let ok = p.starts_with('/')
                 && p.len() <= 128
-                && p.chars().all(|c| c.is_ascii_graphic() && c != '\'' && c != '"');
+                && p.chars()
+                    .all(|c| c.is_ascii_graphic() && c != '\'' && c != '"');
             if !ok {
                 return Err(invalid(
                     key("path_prefix"),
@@ -588,15 +596,12 @@ fn rules(at: &str, raw: Vec<RawRule>) -> Result<Vec<Rule>, ConfigError> {
 fn host_pattern(key: &str, h: &str) -> Result<HostPattern, ConfigError> {
     let ok = !h.is_empty()
         && h.len() <= 128
-        && h
-            .chars()
+        && h.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*' | '?'));
     if !ok {
         return Err(invalid(
             key,
-            format!(
-                "{h:?}: up to 128 letters, digits, '-', '.', and the wildcards '*' and '?'"
-            ),
+            format!("{h:?}: up to 128 letters, digits, '-', '.', and the wildcards '*' and '?'"),
         ));
     }
     let lower = h.to_ascii_lowercase();
@@ -612,9 +617,9 @@ fn host_pattern(key: &str, h: &str) -> Result<HostPattern, ConfigError> {
 fn check_modes(listeners: &[Listener]) -> Result<(), ConfigError> {
     let mut mode: BTreeMap<&str, (&str, bool)> = BTreeMap::new();
     for l in listeners {
-        let tcp = l.protocol == Protocol::Tcp;
-        let groups = std::iter::once(&l.default_target_group)
-            .chain(l.rules.iter().map(|r| &r.target_group));
+        let tcp = l.protocol == ListenerProtocol::Tcp;
+        let groups =
+            std::iter::once(&l.default_target_group).chain(l.rules.iter().map(|r| &r.target_group));
         for g in groups {
             match mode.get(g.as_str()) {
                 Some((other, other_tcp)) if *other_tcp != tcp => {
@@ -669,7 +674,7 @@ default_target_group = "web"
             c.haproxy.runtime_socket,
             PathBuf::from("/var/lib/berth/lb/admin.sock")
         );
-        assert_eq!(c.listeners[0].protocol, Protocol::Http);
+        assert_eq!(c.listeners[0].protocol, ListenerProtocol::Http);
         assert_eq!(c.target_groups().into_iter().collect::<Vec<_>>(), ["web"]);
     }
 
@@ -771,7 +776,10 @@ default_target_group = "web"
                 "`listener \"db\"`: target group \"web\" is also used by listener \"web\"",
             ),
             (
-                MINIMAL.replace("default_target_group = \"web\"", "default_target_group = \"a_b\""),
+                MINIMAL.replace(
+                    "default_target_group = \"web\"",
+                    "default_target_group = \"a_b\"",
+                ),
                 "`listener \"web\".default_target_group`: \"a_b\" is not a target group name",
             ),
             (

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use crate::config::{Config, HaproxyConfig, Mode, Protocol};
+use crate::config::{Config, HaproxyConfig, ListenerProtocol, Mode};
 use crate::runtime;
 use crate::LbError;
 
@@ -27,7 +27,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// `crt` wants both in one file), mode 0600, in the state directory.
 pub fn write_certificates(config: &Config) -> Result<(), LbError> {
     for l in &config.listeners {
-        let Protocol::Https { certificate, key } = &l.protocol else {
+        let ListenerProtocol::Https { certificate, key } = &l.protocol else {
             continue;
         };
         let read = |p: &PathBuf| {
@@ -107,7 +107,11 @@ impl Haproxy {
     /// Starts HAProxy (supervised mode) from the config file, with no
     /// server state from a former life, and waits until it answers.
     pub async fn start(&mut self) -> Result<(), LbError> {
-        let _ = std::fs::remove_file(self.config.server_state_file());
+        // No state from a former life: an empty state file (its version
+        // line alone; a missing file makes HAProxy warn).
+        let path = self.config.server_state_file();
+        berth_proto::fsutil::write_atomic_private(&path, b"1\n", 0o600)
+            .map_err(|source| LbError::File { path, source })?;
         for s in [&self.config.master_socket, &self.config.runtime_socket] {
             let _ = std::fs::remove_file(s);
         }

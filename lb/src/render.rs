@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::config::{Config, HostPattern, Listener, Protocol};
+use crate::config::{Config, HostPattern, Listener, ListenerProtocol};
 
 /// What the config file says about each backend beyond the listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +68,11 @@ pub fn render(config: &Config, layout: &Layout) -> String {
         "    stats socket {} mode 600 level admin expose-fd listeners",
         h.runtime_socket.display()
     );
-    let _ = writeln!(out, "    server-state-file {}", h.server_state_file().display());
+    let _ = writeln!(
+        out,
+        "    server-state-file {}",
+        h.server_state_file().display()
+    );
     out.push_str("    hard-stop-after 5m\n");
     out.push_str("    log stderr format short local0 notice\n");
     out.push('\n');
@@ -119,15 +123,15 @@ fn frontend(out: &mut String, config: &Config, l: &Listener) {
     let _ = writeln!(out, "frontend {}", l.name);
     let bind = l.bind;
     match &l.protocol {
-        Protocol::Tcp => {
+        ListenerProtocol::Tcp => {
             out.push_str("    mode tcp\n");
             let _ = writeln!(out, "    bind {bind}");
         }
-        Protocol::Http => {
+        ListenerProtocol::Http => {
             out.push_str("    mode http\n");
             let _ = writeln!(out, "    bind {bind}");
         }
-        Protocol::Https { .. } => {
+        ListenerProtocol::Https { .. } => {
             out.push_str("    mode http\n");
             let _ = writeln!(
                 out,
@@ -136,17 +140,14 @@ fn frontend(out: &mut String, config: &Config, l: &Listener) {
             );
         }
     }
-    if l.protocol != Protocol::Tcp {
+    if l.protocol != ListenerProtocol::Tcp {
         out.push_str("    option forwardfor\n");
-        let proto = if l.protocol == Protocol::Http {
+        let proto = if l.protocol == ListenerProtocol::Http {
             "http"
         } else {
             "https"
         };
-        let _ = writeln!(
-            out,
-            "    http-request set-header X-Forwarded-Proto {proto}"
-        );
+        let _ = writeln!(out, "    http-request set-header X-Forwarded-Proto {proto}");
         // The host header without its port, lower case.
         for r in &l.rules {
             let p = r.priority;

@@ -129,7 +129,9 @@ mod tests {
             "IP changed from '127.0.0.1' to '127.0.0.2', port changed from '1' to '8081' by \
              'stats socket command'\n"
         ));
-        assert!(!is_refusal("no need to change the addr, no need to change the port"));
+        assert!(!is_refusal(
+            "no need to change the addr, no need to change the port"
+        ));
         assert!(is_refusal("No such server.\n"));
         assert!(is_refusal("No such backend.\n"));
         assert!(is_refusal("Unknown command: 'sett'"));

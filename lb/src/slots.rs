@@ -37,9 +37,7 @@ impl AdminState {
         match state {
             TargetState::Healthy => Self::Ready,
             TargetState::Draining => Self::Drain,
-            TargetState::Initial | TargetState::Unhealthy | TargetState::Unavailable => {
-                Self::Maint
-            }
+            TargetState::Initial | TargetState::Unhealthy | TargetState::Unavailable => Self::Maint,
         }
     }
 }
@@ -182,7 +180,9 @@ mod tests {
         let s2 = assign(&s1, &t2);
         assert_eq!(s2, [Some(key("a")), None, Some(key("c")), Some(key("d"))]);
         // More targets than slots: the table grows.
-        let t3: Vec<_> = (1..=6).map(|i| target(&format!("t{i}"), i, Healthy)).collect();
+        let t3: Vec<_> = (1..=6)
+            .map(|i| target(&format!("t{i}"), i, Healthy))
+            .collect();
         assert_eq!(assign(&[None, None], &t3).len(), 6);
     }
 

@@ -55,12 +55,11 @@ struct State {
 /// Runs `berth-lb haproxy` until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), LbError> {
     berth_proto::trust::install_crypto_provider();
-    let ca_pem = std::fs::read_to_string(&config.scheduler.ca_cert).map_err(|source| {
-        LbError::File {
+    let ca_pem =
+        std::fs::read_to_string(&config.scheduler.ca_cert).map_err(|source| LbError::File {
             path: config.scheduler.ca_cert.clone(),
             source,
-        }
-    })?;
+        })?;
     std::fs::create_dir_all(&config.haproxy.state_dir).map_err(|source| LbError::File {
         path: config.haproxy.state_dir.clone(),
         source,
@@ -86,6 +85,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     berth_proto::systemd::notify_ready("haproxy up; watching the scheduler");
 
     let (tx, mut rx) = watch::channel(None);
+    let mut watching = true;
     let settings = WatchSettings {
         endpoint: config.scheduler.endpoint.clone(),
         ca_pem,
@@ -111,7 +111,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tokio::pin!(shutdown);
     loop {
         let event = tokio::select! {
-            changed = rx.changed() => Event::Snapshot(changed.is_ok()),
+            changed = rx.changed(), if watching => Event::Snapshot(changed.is_ok()),
             _ = reapply.tick() => Event::Reapply,
             _ = probe.tick() => Event::Probe,
             status = proxy.exited() => Event::Exited(status),
@@ -122,13 +122,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             Event::Snapshot(true) => {
                 let snapshot = rx.borrow_and_update().clone();
                 if let Some(s) = snapshot {
+                    for group in state.layout.backends.keys() {
+                        if !s.groups.contains_key(group) {
+                            tracing::warn!(group = %group, "the scheduler sent no such target group; its backend gets no servers");
+                        }
+                    }
                     state.last = Some(s);
                     state.apply(&mut proxy).await;
                 }
             }
             Event::Snapshot(false) => {
+                // The watcher ends only when this loop drops its receiver,
+                // so this is a bug; keep serving what HAProxy has.
                 tracing::error!("the scheduler watch ended; keeping the current servers");
-                rx = watch::channel(None).1;
+                watching = false;
             }
             Event::Reapply => {
                 state.told.clear();
@@ -190,10 +197,7 @@ impl State {
         let mut layout = self.layout.clone();
         let empty = Vec::new();
         for (group, backend) in layout.backends.iter_mut() {
-            let targets = snapshot
-                .groups
-                .get(group)
-                .map_or(&empty, |g| &g.targets);
+            let targets = snapshot.groups.get(group).map_or(&empty, |g| &g.targets);
             let prev = self
                 .slots
                 .get(group)
@@ -217,29 +221,38 @@ impl State {
                     self.layout = layout;
                     self.told.clear();
                 }
-                Err(e) => tracing::error!(cause = %e, "cannot reload haproxy with the new backends; keeping the old ones"),
+                Err(e) => {
+                    tracing::error!(cause = %e, "cannot reload haproxy with the new backends; keeping the old ones")
+                }
             }
         }
         for (group, mut assigned) in next_slots {
-            let capacity = self.layout.backends.get(&group).map_or(0, |b| b.slots as usize);
+            let capacity = self
+                .layout
+                .backends
+                .get(&group)
+                .map_or(0, |b| b.slots as usize);
             if assigned.len() > capacity {
                 let dropped = assigned.split_off(capacity).into_iter().flatten().count();
                 tracing::error!(group = %group, dropped, capacity, "targets left without a slot");
             }
-            let targets = snapshot
-                .groups
-                .get(&group)
-                .map_or(&empty, |g| &g.targets);
+            let targets = snapshot.groups.get(&group).map_or(&empty, |g| &g.targets);
             let want = slots::wants(&assigned, targets);
-            let commands =
-                slots::commands(&backend_name(&group), self.told.get(&group).map(Vec::as_slice), &want);
+            let commands = slots::commands(
+                &backend_name(&group),
+                self.told.get(&group).map(Vec::as_slice),
+                &want,
+            );
             self.slots.insert(group.clone(), assigned);
             if commands.is_empty() {
                 continue;
             }
             match runtime::run_commands(proxy.runtime_socket(), &commands).await {
                 Ok(()) => {
-                    let ready = want.iter().filter(|w| w.state == slots::AdminState::Ready).count();
+                    let ready = want
+                        .iter()
+                        .filter(|w| w.state == slots::AdminState::Ready)
+                        .count();
                     tracing::info!(group = %group, ready, commands = commands.len(), "backend updated");
                     self.told.insert(group, want);
                 }

@@ -128,7 +128,12 @@ impl Snapshot {
 mod tests {
     use super::*;
 
-    fn wire_target(task: &str, address: &str, port: u32, state: &str) -> v1::TargetHealthDescription {
+    fn wire_target(
+        task: &str,
+        address: &str,
+        port: u32,
+        state: &str,
+    ) -> v1::TargetHealthDescription {
         v1::TargetHealthDescription {
             target: Some(v1::Target {
                 id: "i-1".into(),
@@ -168,7 +173,11 @@ mod tests {
         let (snap, skipped) = Snapshot::from_wire(wire);
         let g = &snap.groups["web"];
         assert_eq!(g.slow_start_seconds, 30);
-        let states: Vec<_> = g.targets.iter().map(|t| (&*t.key.task_arn, t.state)).collect();
+        let states: Vec<_> = g
+            .targets
+            .iter()
+            .map(|t| (&*t.key.task_arn, t.state))
+            .collect();
         assert_eq!(
             states,
             [

@@ -136,13 +136,10 @@ async fn stream_once(
         .http2_keep_alive_interval(KEEPALIVE)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| WatchError::Connect {
-            endpoint: settings.endpoint.clone(),
-            cause: berth_proto::errors::error_chain(&e),
-        })?;
+    let channel = endpoint.connect().await.map_err(|e| WatchError::Connect {
+        endpoint: settings.endpoint.clone(),
+        cause: berth_proto::errors::error_chain(&e),
+    })?;
     let mut client = TargetGroupServiceClient::new(InterceptedService::new(
         channel,
         BearerToken::new(settings.token.as_deref()),

@@ -278,7 +278,7 @@ fn the_units_keep_the_directives_their_guarantees_rest_on() {
 }
 
 /// The workspace's member crates (the root `Cargo.toml`'s `members`).
-const MEMBERS: [&str; 7] = [
+const MEMBERS: [&str; 8] = [
     "proto",
     "scheduler",
     "agent",
@@ -286,6 +286,7 @@ const MEMBERS: [&str; 7] = [
     "clidoc",
     "tests",
     "testkit",
+    "lb",
 ];
 
 /// The Rust files of every member crate.
