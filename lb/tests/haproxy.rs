@@ -8,8 +8,10 @@
 //! with curl); a target drained then removed under a steady stream loses no
 //! request; a broken scheduler stream leaves the backends serving; more
 //! targets than slots grow the backend; a reload or a kill of HAProxy
-//! behind berth-lb's back is healed. A missing HAProxy (or curl) fails the
-//! test with a message naming the package. Every wait is bounded.
+//! behind berth-lb's back is healed; in external mode berth-lb drives an
+//! HAProxy it did not start and leaves it serving when it stops. A missing
+//! HAProxy (or curl) fails the test with a message naming the package.
+//! Every wait is bounded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -358,6 +360,12 @@ impl Lb {
     /// Writes the config (`listeners` is the `[[listener]]` TOML) and starts
     /// the binary; waits until HAProxy answers on the runtime socket.
     async fn start(endpoint: &str, slots: u32, listeners: &str) -> Self {
+        let (dir, path) = Self::prepare(endpoint, slots, listeners);
+        Self::spawn(dir, &path, &[]).await
+    }
+
+    /// A temp dir holding `lb.toml`, and that file's path.
+    fn prepare(endpoint: &str, slots: u32, listeners: &str) -> (tempfile::TempDir, PathBuf) {
         let haproxy = berth_testkit::require_binary("haproxy", "haproxy");
         // Unix socket paths must stay short: a temp dir under /tmp.
         let dir = tempfile::Builder::new()
@@ -374,10 +382,17 @@ impl Lb {
         );
         let path = dir.path().join("lb.toml");
         std::fs::write(&path, config).unwrap();
+        (dir, path)
+    }
+
+    /// Runs `berth-lb --config <path> haproxy <args>` and waits until
+    /// HAProxy answers on the runtime socket.
+    async fn spawn(dir: tempfile::TempDir, path: &Path, args: &[&str]) -> Self {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_berth-lb"))
             .arg("--config")
-            .arg(&path)
+            .arg(path)
             .arg("haproxy")
+            .args(args)
             .env("BERTH_TOKEN", TOKEN)
             .env("BERTH_LOG", "info,berth_lb=debug")
             .spawn()
@@ -821,4 +836,80 @@ async fn haproxy_reloaded_or_killed_behind_our_back_is_healed() {
         get(port, "x", "/").await.is_ok_and(|(_, body)| body == "a")
     })
     .await;
+}
+
+/// A process stopped with SIGTERM (then killed) on drop.
+struct Terminate(std::process::Child);
+
+impl Drop for Terminate {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn external_mode_drives_a_haproxy_it_did_not_start_and_leaves_it_running() {
+    let haproxy = berth_testkit::require_binary("haproxy", "haproxy");
+    let (fake, endpoint) = Fake::serve().await;
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    fake.set(&[("web", &[(&a, "healthy")])]);
+    let port = berth_testkit::free_port();
+    let (dir, path) = Lb::prepare(&endpoint, 4, &http_listener("web", port, "web"));
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+
+    // The operator's HAProxy runs the generated config (as a drop-in for
+    // haproxy.service would), with the master socket berth-lb expects.
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_berth-lb"))
+        .arg("--config")
+        .arg(&path)
+        .arg("haproxy")
+        .arg("--print-config")
+        .output()
+        .unwrap();
+    assert!(printed.status.success(), "{printed:?}");
+    let cfg = state.join("haproxy.cfg");
+    std::fs::write(&cfg, &printed.stdout).unwrap();
+    let external = Terminate(
+        std::process::Command::new(&haproxy)
+            .arg("-W")
+            .arg("-S")
+            .arg(format!("{},mode,600", state.join("master.sock").display()))
+            .arg("-f")
+            .arg(&cfg)
+            .spawn()
+            .unwrap(),
+    );
+
+    let lb = Lb::spawn(dir, &path, &["--external"]).await;
+    eventually("a serves through the external haproxy", || async {
+        get(port, "x", "/").await.is_ok_and(|(_, body)| body == "a")
+    })
+    .await;
+    fake.set(&[("web", &[(&a, "draining"), (&b, "healthy")])]);
+    eventually("b replaces a", || async {
+        spread(port, "x", "/", 4).await.keys().collect::<Vec<_>>() == ["b"]
+    })
+    .await;
+
+    // berth-lb stops; the HAProxy it did not start keeps serving as it was.
+    drop(lb);
+    assert_eq!(
+        spread(port, "x", "/", 10).await,
+        BTreeMap::from([("b".to_owned(), 10)])
+    );
+    drop(external);
 }
