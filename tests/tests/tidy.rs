@@ -275,6 +275,18 @@ fn the_units_keep_the_directives_their_guarantees_rest_on() {
         );
     }
     assert!(scheduler.iter().any(|(k, _)| k == "WatchdogSec"));
+
+    // berth-lb soft-stops the HAProxy it runs: SIGTERM must reach it alone.
+    let lb = unit("berth-lb.service");
+    for (k, v) in [
+        ("Type", "notify"),
+        ("KillMode", "mixed"),
+        ("RestartPreventExitStatus", "64"),
+        ("StateDirectory", "berth/lb"),
+        ("ConditionPathExists", "/etc/berth/lb.toml"),
+    ] {
+        assert!(has(&lb, k, v), "berth-lb.service lacks {k}={v}");
+    }
 }
 
 /// The workspace's member crates (the root `Cargo.toml`'s `members`).
