@@ -266,6 +266,11 @@ impl State {
 
     /// Writes the config for `layout` and reloads HAProxy with it.
     async fn relayout(&mut self, proxy: &mut Haproxy, layout: &Layout) -> Result<(), LbError> {
+        for (group, b) in &layout.backends {
+            if self.layout.backends.get(group) != Some(b) {
+                tracing::info!(group = %group, slots = b.slots, slow_start_seconds = b.slow_start_seconds, "backend changes; reloading haproxy");
+            }
+        }
         let text = render(&self.config, layout);
         haproxy::write_config(&self.config.haproxy, &text).await?;
         proxy.reload().await

@@ -9,7 +9,8 @@
 //! request; a broken scheduler stream leaves the backends serving; more
 //! targets than slots grow the backend; a reload or a kill of HAProxy
 //! behind berth-lb's back is healed; in external mode berth-lb drives an
-//! HAProxy it did not start and leaves it serving when it stops. A missing
+//! HAProxy it did not start and leaves it serving when it stops; a TCP
+//! listener forwards, and a group's slow start reaches the config. A missing
 //! HAProxy (or curl) fails the test with a message naming the package.
 //! Every wait is bounded.
 
@@ -912,4 +913,45 @@ async fn external_mode_drives_a_haproxy_it_did_not_start_and_leaves_it_running()
         BTreeMap::from([("b".to_owned(), 10)])
     );
     drop(external);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tcp_listener_forwards_and_slow_start_reaches_the_config() {
+    let (fake, endpoint) = Fake::serve().await;
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    fake.set(&[("web", &[(&a, "healthy")]), ("raw", &[(&b, "healthy")])]);
+    let (http, tcp) = (berth_testkit::free_port(), berth_testkit::free_port());
+    let listeners = format!(
+        "{}\n[[listener]]\nname = \"raw\"\nbind = \"127.0.0.1:{tcp}\"\nprotocol = \"TCP\"\n\
+         default_target_group = \"raw\"\n",
+        http_listener("web", http, "web")
+    );
+    let lb = Lb::start(&endpoint, 4, &listeners).await;
+    eventually("the TCP listener reaches b", || async {
+        get(tcp, "x", "/").await.is_ok_and(|(_, body)| body == "b")
+    })
+    .await;
+    eventually("the HTTP listener reaches a", || async {
+        get(http, "x", "/").await.is_ok_and(|(_, body)| body == "a")
+    })
+    .await;
+
+    // The group gains a slow start: the backend's slots get `slowstart`
+    // (a reload), and a keeps serving.
+    let mut s = snapshot(&[("web", &[(&a, "healthy")]), ("raw", &[(&b, "healthy")])]);
+    s.groups[0]
+        .target_group
+        .as_mut()
+        .unwrap()
+        .slow_start_seconds = 30;
+    fake.snapshot.send_replace(s);
+    let cfg = lb.state_dir().join("haproxy.cfg");
+    eventually("the config has slowstart 30s", || async {
+        std::fs::read_to_string(&cfg).is_ok_and(|c| c.contains("slowstart 30s"))
+    })
+    .await;
+    assert_eq!(
+        spread(http, "x", "/", 10).await,
+        BTreeMap::from([("a".to_owned(), 10)])
+    );
 }
