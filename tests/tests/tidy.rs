@@ -275,10 +275,22 @@ fn the_units_keep_the_directives_their_guarantees_rest_on() {
         );
     }
     assert!(scheduler.iter().any(|(k, _)| k == "WatchdogSec"));
+
+    // berth-lb soft-stops the HAProxy it runs: SIGTERM must reach it alone.
+    let lb = unit("berth-lb.service");
+    for (k, v) in [
+        ("Type", "notify"),
+        ("KillMode", "mixed"),
+        ("RestartPreventExitStatus", "64"),
+        ("StateDirectory", "berth/lb"),
+        ("ConditionPathExists", "/etc/berth/lb.toml"),
+    ] {
+        assert!(has(&lb, k, v), "berth-lb.service lacks {k}={v}");
+    }
 }
 
 /// The workspace's member crates (the root `Cargo.toml`'s `members`).
-const MEMBERS: [&str; 7] = [
+const MEMBERS: [&str; 8] = [
     "proto",
     "scheduler",
     "agent",
@@ -286,6 +298,7 @@ const MEMBERS: [&str; 7] = [
     "clidoc",
     "tests",
     "testkit",
+    "lb",
 ];
 
 /// The Rust files of every member crate.
