@@ -301,8 +301,13 @@ async fn until_steady(ops: &AuthedChannel, n: usize, port: u32, what: &str) {
             .services
             .remove(0);
         let states = target_states(ops).await;
-        let steady = svc.deployments.len() == 1
-            && svc.deployments[0].rollout_state == "COMPLETED"
+        let live: Vec<_> = svc
+            .deployments
+            .iter()
+            .filter(|d| d.status != "INACTIVE")
+            .collect();
+        let steady = live.len() == 1
+            && live[0].rollout_state == "COMPLETED"
             && svc.running_count as usize == n
             && states.len() == n
             && states.iter().all(|(s, p, _)| s == "healthy" && *p == port);
@@ -658,6 +663,78 @@ async fn a_service_behind_haproxy_loses_no_request_while_it_changes() {
     std::thread::sleep(Duration::from_secs(2));
     let after = client.take();
     assert_no_failures(&after, "after the dead host's targets were marked down");
+
+    // 7. Another host vanishes from the network (its link goes down: no
+    // RST, no FIN, as in a power cut) while its tasks keep running: the
+    // scheduler notices when its heartbeat TTL expires; until berth-lb
+    // sets its targets to maint, HAProxy's connections to it time out.
+    let busy = task_instances(&ops).await;
+    let gone = (0..hosts.len()).filter(|i| *i != victim).find(|i| {
+        let arn = hosts.instance(*i)["containerInstanceArn"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        busy.contains(&arn)
+    });
+    if let Some(gone) = gone {
+        let netns = hosts.host(gone).netns().to_owned();
+        let out_before: Vec<String> = target_states(&ops)
+            .await
+            .into_iter()
+            .filter(|(s, _, _)| s == "unavailable")
+            .map(|(_, _, t)| t)
+            .collect();
+        client.take();
+        let cut_at = Instant::now();
+        let link = |state: &str| {
+            let ok = Command::new("ip")
+                .args(["-n", &netns, "link", "set", "eth0", state])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "ip -n {netns} link set eth0 {state}");
+        };
+        link("down");
+        eventually(
+            Duration::from_secs(60),
+            "the cut host's targets out",
+            || async {
+                let states = target_states(&ops).await;
+                let newly = states
+                    .iter()
+                    .filter(|(s, _, t)| s == "unavailable" && !out_before.contains(t))
+                    .count();
+                if newly > 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{states:?}"))
+                }
+            },
+        )
+        .await;
+        let marked = cut_at.elapsed();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let t = client.take();
+        let window = match (t.failed.first(), t.failed.last()) {
+            (Some(a), Some(b)) => b.0.saturating_sub(a.0),
+            _ => Duration::ZERO,
+        };
+        println!(
+            "link down of one host: targets unavailable after {:.1} s; {} of {} requests failed, \
+             failures spanning {:.2} s: {:?}",
+            marked.as_secs_f64(),
+            t.failed.len(),
+            t.ok as usize + t.failed.len(),
+            window.as_secs_f64(),
+            &t.failed[..t.failed.len().min(3)]
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        assert_no_failures(
+            &client.take(),
+            "after the cut host's targets were marked down",
+        );
+        link("up");
+    }
     drop(client);
     drop(lb);
 }
