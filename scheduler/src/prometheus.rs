@@ -165,10 +165,10 @@ pub fn read(db: &Db, cluster: Option<&str>) -> Result<Vec<TargetGroup>, DbError>
         .collect();
     let mut definitions = HashMap::new();
     for t in &tasks {
-        let key = (t.family.clone(), t.revision);
-        if !definitions.contains_key(&key) {
-            let def = db.task_definition(&t.family, Some(t.revision))?.definition;
-            definitions.insert(key, def);
+        if let std::collections::hash_map::Entry::Vacant(e) =
+            definitions.entry((t.family.clone(), t.revision))
+        {
+            e.insert(db.task_definition(&t.family, Some(t.revision))?.definition);
         }
     }
     let instances = db

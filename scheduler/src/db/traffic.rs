@@ -182,7 +182,7 @@ impl Db {
             else {
                 return Ok((Txn::new(), None::<(String, u64)>));
             };
-            if !task.drain_until.is_some_and(|u| u <= now) {
+            if task.drain_until.is_none_or(|u| u > now) {
                 return Ok((Txn::new(), None));
             }
             task.drain_until = None;
