@@ -354,3 +354,32 @@ pub async fn run_with(
     tracing::info!("berth-scheduler stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DNS address that cannot be bound stops the start-up before the
+    /// store is opened or anything is served, naming the address.
+    #[tokio::test]
+    async fn a_dns_address_in_use_is_a_startup_error() {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::for_tests(dir.path());
+        config.dns.listen = Some(addr);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let err = run_with(config, listener, None, CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ServerError::Dns(_)), "{err:?}");
+        assert_eq!(
+            err.to_string().split(": ").next(),
+            Some(format!("cannot bind DNS (udp) on {addr}").as_str())
+        );
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "nothing written before the bind"
+        );
+    }
+}
