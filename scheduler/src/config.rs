@@ -45,6 +45,14 @@ pub const ENV_SECRETS_KEY_FILE: &str = "BERTH_SECRETS_KEY_FILE";
 pub const ENV_ECS_API_LISTEN: &str = "BERTH_ECS_API_LISTEN";
 /// The one SigV4 region the ECS API accepts (unset: any).
 pub const ENV_ECS_API_REGION: &str = "BERTH_ECS_API_REGION";
+/// The DNS server's listen address (service discovery), or `off`.
+pub const ENV_DNS_LISTEN: &str = "BERTH_DNS_LISTEN";
+/// The TTL of the DNS server's records and negative answers, e.g. "5s".
+pub const ENV_DNS_TTL: &str = "BERTH_DNS_TTL";
+/// The TTL of DNS records unless configured.
+pub const DEFAULT_DNS_TTL: Duration = Duration::from_secs(5);
+/// The longest TTL accepted (a day).
+pub const MAX_DNS_TTL: Duration = Duration::from_secs(86_400);
 /// The ECS API's port when its address is not configured: the gRPC
 /// listener's address with this port.
 pub const DEFAULT_ECS_API_PORT: u16 = 7443;
@@ -126,6 +134,16 @@ struct FileConfig {
     tls: Option<FileTls>,
     secrets: Option<FileSecrets>,
     ecs_api: Option<FileEcsApi>,
+    dns: Option<FileDns>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDns {
+    /// `address:port`, or `off` (the default).
+    listen: Option<String>,
+    /// e.g. "5s": records' and negative answers' TTL.
+    ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +214,25 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub ecs_api_listen: Option<String>,
+    pub dns_listen: Option<String>,
+}
+
+/// The DNS server's settings (`[dns]`, service discovery).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// None: no DNS server (the default).
+    pub listen: Option<SocketAddr>,
+    /// The TTL of records and of negative answers (whole seconds).
+    pub ttl: Duration,
+}
+
+impl Default for DnsSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            ttl: DEFAULT_DNS_TTL,
+        }
+    }
 }
 
 /// The ECS API's settings (`[ecs_api]`).
@@ -236,6 +273,7 @@ pub struct Config {
     /// The key that encrypts secrets at rest (created when missing).
     pub secrets_key_file: PathBuf,
     pub ecs_api: EcsApiSettings,
+    pub dns: DnsSettings,
 }
 
 impl Config {
@@ -261,6 +299,7 @@ impl Config {
                 listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
                 region: None,
             },
+            dns: DnsSettings::default(),
         }
     }
 
@@ -448,7 +487,32 @@ impl Config {
                 ));
             }
         }
+        let fd = file.dns.unwrap_or_default();
+        let dns_listen = match pick(flags.dns_listen.clone(), ENV_DNS_LISTEN, fd.listen) {
+            None => None,
+            Some(v) if v.trim().eq_ignore_ascii_case("off") => None,
+            Some(v) => Some(v.trim().parse::<SocketAddr>().map_err(|e| {
+                invalid(
+                    "dns.listen",
+                    format!("{v:?} is not an address:port or \"off\" ({e})"),
+                )
+            })?),
+        };
+        let dns_ttl = duration("dns.ttl", pick(None, ENV_DNS_TTL, fd.ttl), DEFAULT_DNS_TTL)?;
+        if dns_ttl.subsec_nanos() != 0 || dns_ttl > MAX_DNS_TTL {
+            return Err(invalid(
+                "dns.ttl",
+                format!(
+                    "{} must be whole seconds, at most 1 day",
+                    humantime::format_duration(dns_ttl)
+                ),
+            ));
+        }
         Ok(Self {
+            dns: DnsSettings {
+                listen: dns_listen,
+                ttl: dns_ttl,
+            },
             ecs_api: EcsApiSettings {
                 listen: ecs_listen,
                 region: ecs_region,
@@ -709,6 +773,37 @@ mod tests {
         assert!(
             Config::from_toml("bootstrap_token = \"x\"", &Overrides::default(), &env(&[])).is_err()
         );
+    }
+
+    #[test]
+    fn dns_is_off_by_default_and_layered_like_the_other_listeners() {
+        let c = Config::from_toml("", &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.dns, DnsSettings::default());
+        assert_eq!(c.dns.listen, None);
+        assert_eq!(c.dns.ttl, Duration::from_secs(5));
+        let text = "[dns]\nlisten = \"127.0.0.1:5353\"\nttl = \"30s\"\n";
+        let c = Config::from_toml(text, &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.dns.listen, Some("127.0.0.1:5353".parse().unwrap()));
+        assert_eq!(c.dns.ttl, Duration::from_secs(30));
+        let e = env(&[(ENV_DNS_LISTEN, "10.0.0.1:53"), (ENV_DNS_TTL, "1s")]);
+        let c = Config::from_toml(text, &Overrides::default(), &e).unwrap();
+        assert_eq!(c.dns.listen, Some("10.0.0.1:53".parse().unwrap()));
+        assert_eq!(c.dns.ttl, Duration::from_secs(1));
+        let flags = Overrides {
+            dns_listen: Some("off".into()),
+            ..Default::default()
+        };
+        let c = Config::from_toml(text, &flags, &e).unwrap();
+        assert_eq!(c.dns.listen, None);
+        let bad = |text: &str| {
+            Config::from_toml(text, &Overrides::default(), &env(&[]))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("[dns]\nlisten = \"53\"").starts_with("dns.listen:"));
+        assert!(bad("[dns]\nttl = \"1500ms\"").starts_with("dns.ttl:"));
+        assert!(bad("[dns]\nttl = \"2d\"").starts_with("dns.ttl:"));
+        assert!(bad("[dns]\nport = 53").contains("unknown field `port`"));
     }
 
     #[test]

@@ -26,6 +26,10 @@
 //!   restore; `berth-scheduler snapshot`.
 //! - [`config`]: file/env/flag configuration, validated before anything binds.
 //! - [`tls`]: the cluster CA, the serving certificate, agents' client certificates.
+//! - [`dns`]: service discovery by DNS: an authoritative UDP/TCP server for services' DNS
+//!   names, answered from the traffic view (`dns::Zone`, pure).
+//! - [`prometheus`]: Prometheus HTTP service discovery: the scrape targets of running tasks'
+//!   metrics ports (pure), served on the ECS API's listener at `/prometheus/targets`.
 //! - [`traffic`]: target groups' targets with ELB's states and services' DNS endpoints, as
 //!   one view kept fresh for WatchTargets, the DNS server and load balancers.
 
@@ -35,10 +39,12 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod dns;
 pub mod ecs_api;
 pub mod paging;
 pub mod placement;
 pub mod placer;
+pub mod prometheus;
 pub mod records;
 pub mod reserve;
 pub mod secrets;

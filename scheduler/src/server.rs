@@ -78,6 +78,8 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Dns(#[from] crate::dns::DnsError),
     #[error("final flush of the store: {0}")]
     Flush(#[source] StoreError),
 }
@@ -156,13 +158,18 @@ pub async fn run(
 }
 
 /// Runs the scheduler until `shutdown` is cancelled: gRPC on `listener`,
-/// the ECS API on `ecs_listener` when given.
+/// the ECS API on `ecs_listener` when given, and DNS on its configured
+/// address (bound here, before anything is served) if it is on.
 pub async fn run_with(
     config: Config,
     listener: TcpListener,
     ecs_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
+    let dns_sockets = match config.dns.listen {
+        None => None,
+        Some(addr) => Some(crate::dns::Sockets::bind(addr).await?),
+    };
     let store: Arc<dyn Store> =
         Arc::new(
             SledStore::open(&config.data_dir).map_err(|source| ServerError::Open {
@@ -205,6 +212,14 @@ pub async fn run_with(
         shared.arn.clone(),
         shutdown.child_token(),
     )?;
+    let dns = dns_sockets.map(|sockets| {
+        tokio::spawn(crate::dns::serve(
+            sockets,
+            traffic.subscribe(),
+            config.dns.ttl,
+            shutdown.child_token(),
+        ))
+    });
     let addr = listener.local_addr().ok();
     tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "berth-scheduler serving");
 
@@ -320,6 +335,9 @@ pub async fn run_with(
         // It stops at the shutdown signal, after its calls in flight.
         let _ = e.await;
     }
+    if let Some(d) = dns {
+        let _ = d.await;
+    }
     // The controller stops at the shutdown signal; wait for its last
     // evaluation before the final flush.
     let _ = controller.await;
@@ -335,4 +353,33 @@ pub async fn run_with(
         .map_err(ServerError::Flush)?;
     tracing::info!("berth-scheduler stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DNS address that cannot be bound stops the start-up before the
+    /// store is opened or anything is served, naming the address.
+    #[tokio::test]
+    async fn a_dns_address_in_use_is_a_startup_error() {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::for_tests(dir.path());
+        config.dns.listen = Some(addr);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let err = run_with(config, listener, None, CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ServerError::Dns(_)), "{err:?}");
+        assert_eq!(
+            err.to_string().split(": ").next(),
+            Some(format!("cannot bind DNS (udp) on {addr}").as_str())
+        );
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "nothing written before the bind"
+        );
+    }
 }

@@ -675,3 +675,76 @@ async fn services_attach_to_target_groups_over_the_ecs_api() {
     assert_eq!(v["service"]["loadBalancers"], json!([]));
     s.stop().await;
 }
+
+/// `curl -X method` of the ECS listener's `path` with `headers`: the
+/// status, the lower-cased response headers and the body.
+fn http(s: &Server, method: &str, path: &str, headers: &[String]) -> (u16, String, String) {
+    let head = s.data_dir.join("sd-headers");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "20", "-X", method])
+        .arg("--cacert")
+        .arg(s.ca_path())
+        .arg("-D")
+        .arg(&head)
+        .args(["-w", "\n%{http_code}"]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    let url = format!("{}{}", s.ecs_url.trim_end_matches('/'), path);
+    let out = cmd.arg(url).stdin(Stdio::null()).output().expect("curl");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    let head = std::fs::read_to_string(&head).unwrap().to_ascii_lowercase();
+    (code.parse().unwrap(), head, body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)] // curl blocks a thread
+async fn prometheus_targets_take_a_bearer_token_of_any_role() {
+    let s = start().await;
+    let path = "/prometheus/targets";
+    let bearer = |t: &str| vec![format!("Authorization: Bearer {t}")];
+
+    let (code, head, body) = http(&s, "GET", path, &[]);
+    assert_eq!(code, 401, "{body}");
+    assert!(head.contains("www-authenticate: bearer"), "{head}");
+    assert!(body.contains("no operator token"), "{body}");
+    let (code, _, body) = http(&s, "GET", path, &bearer("berth_nope"));
+    assert_eq!(code, 401, "{body}");
+    let fake =
+        "berth_000000000000_0000000000000000000000000000000000000000000000000000000000000000";
+    let (code, _, body) = http(&s, "GET", path, &bearer(fake));
+    assert_eq!((code, body.trim()), (401, "unknown operator token"));
+
+    let reader = token(&s, "prom", "read-only").await;
+    let (code, head, body) = http(&s, "GET", path, &bearer(&reader));
+    assert_eq!((code, body.as_str()), (200, "[]"));
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let (code, _, body) = http(
+        &s,
+        "GET",
+        &format!("{path}?cluster=default"),
+        &bearer(&reader),
+    );
+    assert_eq!((code, body.as_str()), (200, "[]"));
+    let (code, _, body) = http(
+        &s,
+        "GET",
+        &format!("{path}?cluster=nosuch"),
+        &bearer(&reader),
+    );
+    assert_eq!(code, 404, "{body}");
+    let (code, _, body) = http(&s, "GET", &format!("{path}?job=x"), &bearer(&reader));
+    assert_eq!(code, 400, "{body}");
+    let (code, head, _) = http(&s, "POST", path, &bearer(&reader));
+    assert_eq!(code, 405);
+    assert!(head.contains("allow: get"), "{head}");
+
+    let id = reader.split('_').nth(1).unwrap().to_owned();
+    TokenServiceClient::new(s.ops.clone())
+        .revoke_token(RevokeTokenRequest { id })
+        .await
+        .unwrap();
+    let (code, _, body) = http(&s, "GET", path, &bearer(&reader));
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("revoked"), "{body}");
+}

@@ -80,6 +80,10 @@ pub struct HostsOptions {
     pub scheduler_env: Vec<(String, String)>,
     /// Extra agent settings for every host, after the harness's own.
     pub agent_env: Vec<(String, String)>,
+    /// Serve the scheduler's DNS (`BERTH_DNS_LISTEN`) on port 53 of the
+    /// gateway, where tasks reach it through their host's NAT (busybox's
+    /// `nslookup` asks port 53 only): [`Hosts::dns_addr`].
+    pub dns_on_gateway: bool,
 }
 
 /// A scheduler, a registry and several hosts on a test bridge.
@@ -123,7 +127,11 @@ impl Hosts {
             )
             .reference;
         let ttl = format!("{}ms", HEARTBEAT_TTL.as_millis());
+        let dns = SocketAddr::new(IpAddr::V4(net.gateway), 53).to_string();
         let mut sched_env: Vec<(&str, &str)> = vec![("BERTH_HEARTBEAT_TTL", &ttl)];
+        if opts.dns_on_gateway {
+            sched_env.push(("BERTH_DNS_LISTEN", &dns));
+        }
         sched_env.extend(
             opts.scheduler_env
                 .iter()
@@ -233,6 +241,12 @@ impl Hosts {
     /// The test bridge's gateway: where the scheduler and registry listen.
     pub fn gateway(&self) -> Ipv4Addr {
         self.net.gateway
+    }
+
+    /// Where the scheduler serves DNS with
+    /// [`HostsOptions::dns_on_gateway`]: port 53 of the gateway.
+    pub fn dns_addr(&self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.net.gateway), 53)
     }
 
     /// `berthctl ARGS -o json` against the scheduler, parsed (panics on failure).

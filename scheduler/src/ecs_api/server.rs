@@ -5,6 +5,12 @@
 //! The order of checks is AWS's: the request's shape (`POST /`, the
 //! target), the body's size, the signature (which covers the body), then
 //! the operation, the role, and the body's JSON.
+//!
+//! The same listener serves Prometheus's HTTP service discovery at
+//! `GET /prometheus/targets` ([`crate::prometheus`]): an operator token of
+//! any role as `Authorization: Bearer berth_…`, checked by the gRPC gate's
+//! own `api::auth::authenticate` (401 without a valid one), and an optional
+//! `?cluster=NAME`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -115,6 +121,9 @@ pub async fn serve(
 
 /// One request, answered.
 async fn handle(api: &EcsApi, peer: SocketAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() == crate::prometheus::PATH {
+        return prometheus_targets(api, peer, &req).await;
+    }
     let request_id = uuid::Uuid::new_v4().to_string();
     let target = req
         .headers()
@@ -140,6 +149,97 @@ async fn handle(api: &EcsApi, peer: SocketAddr, req: Request<Incoming>) -> Respo
         .header("x-amzn-requestid", request_id)
         .body(Full::new(Bytes::from(body)))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// `GET /prometheus/targets[?cluster=NAME]`: Prometheus's `http_sd_config`
+/// JSON, for a bearer operator token of any role.
+async fn prometheus_targets(
+    api: &EcsApi,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, content_type: &str, body: Vec<u8>| {
+        let mut b = Response::builder()
+            .status(status)
+            .header("content-type", content_type);
+        if status == StatusCode::UNAUTHORIZED {
+            b = b.header("www-authenticate", "Bearer realm=\"berth\"");
+        }
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            b = b.header("allow", "GET");
+        }
+        b.body(Full::new(Bytes::from(body)))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+    };
+    let text = |status: StatusCode, message: String| {
+        reply(
+            status,
+            "text/plain; charset=utf-8",
+            format!("{message}\n").into_bytes(),
+        )
+    };
+    if req.method() != hyper::Method::GET {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} takes GET", crate::prometheus::PATH),
+        );
+    }
+    let principal = match crate::api::auth::authenticate(&api.shared.db, req.headers()) {
+        Ok(p) => p,
+        Err(status) => {
+            tracing::info!(%peer, path = crate::prometheus::PATH, cause = %status.message(), "Prometheus SD request refused");
+            let code = match status.code() {
+                tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            return text(code, status.message().to_owned());
+        }
+    };
+    let mut cluster = None;
+    for (k, v) in req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+    {
+        match k {
+            "cluster" => cluster = Some(crate::api::cluster_arg(v)),
+            _ => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown query parameter {k:?} (only cluster=NAME)"),
+                )
+            }
+        }
+    }
+    let db = api.shared.db.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        if let Some(c) = &cluster {
+            if db.cluster(c)?.is_none() {
+                return Ok(Err(format!("cluster {c:?} not found")));
+            }
+        }
+        crate::prometheus::read(&db, cluster.as_deref()).map(Ok)
+    })
+    .await;
+    match read {
+        Ok(Ok(Ok(groups))) => {
+            tracing::debug!(%peer, token = %principal.token_id, targets = groups.len(), "Prometheus SD answered");
+            let body = serde_json::to_vec(&groups).unwrap_or_else(|_| b"[]".to_vec());
+            reply(StatusCode::OK, "application/json", body)
+        }
+        Ok(Ok(Err(not_found))) => text(StatusCode::NOT_FOUND, not_found),
+        Ok(Err(e)) => {
+            tracing::error!(cause = %e, "Prometheus SD: reading the store failed");
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("reading the store: {e}"),
+            )
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 async fn answer(api: &EcsApi, req: Request<Incoming>) -> Result<serde_json::Value, EcsError> {
