@@ -341,6 +341,7 @@ pub async fn run_with(
     // The controller stops at the shutdown signal; wait for its last
     // evaluation before the final flush.
     let _ = controller.await;
+    traffic.stopped().await;
     db.close().await;
     tokio::task::spawn_blocking(move || store.flush())
         .await

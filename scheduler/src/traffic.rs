@@ -366,6 +366,8 @@ const TICK: Duration = Duration::from_secs(1);
 pub struct Watcher {
     rx: watch::Receiver<Arc<View>>,
     inner: Arc<Inner>,
+    /// The keeper task, taken by [`Watcher::stopped`].
+    task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 #[derive(Debug)]
@@ -414,7 +416,7 @@ impl Watcher {
             arn,
         });
         let keeper = inner.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -430,7 +432,24 @@ impl Watcher {
                 }
             }
         });
-        Ok(Self { rx, inner })
+        Ok(Self {
+            rx,
+            inner,
+            task: Arc::new(std::sync::Mutex::new(Some(task))),
+        })
+    }
+
+    /// Waits until the keeper task has ended after the shutdown (it holds
+    /// the store: a restart on the same data dir needs it gone).
+    pub async fn stopped(&self) {
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
     }
 
     /// Rebuilds the view now (a new watcher starts from the store as it is).
