@@ -442,11 +442,7 @@ impl Watcher {
     /// Waits until the keeper task has ended after the shutdown (it holds
     /// the store: a restart on the same data dir needs it gone).
     pub async fn stopped(&self) {
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = task {
             let _ = t.await;
         }

@@ -38,7 +38,7 @@ use berth_proto::v1::{
     ListTasksRequest, LoadBalancer, LoadBalancerUpdate, UpdateContainerInstancesStateRequest,
     UpdateServiceRequest,
 };
-use berth_tests::multihost::Hosts;
+use berth_tests::multihost::{Hosts, HostsOptions};
 use berth_tests::{eventually, AuthedChannel};
 
 /// busybox httpd answering `<revision> <hostname>` on container port PORT.
@@ -400,7 +400,16 @@ fn assert_no_failures(t: &Tally, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_behind_haproxy_loses_no_request_while_it_changes() {
-    let mut hosts = Hosts::start(3).await;
+    // A lost host's tasks are replaced after 4 s, so the last phase finds
+    // the service whole again on the two hosts left.
+    let mut hosts = Hosts::start_with(
+        3,
+        HostsOptions {
+            scheduler_env: vec![("BERTH_LOST_AFTER".into(), "4s".into())],
+            ..Default::default()
+        },
+    )
+    .await;
     let ops = hosts.sched.authed_channel().await;
     let image = hosts.image.clone();
     berth_testkit::require_binary("curl", "curl");
@@ -664,19 +673,28 @@ async fn a_service_behind_haproxy_loses_no_request_while_it_changes() {
     let after = client.take();
     assert_no_failures(&after, "after the dead host's targets were marked down");
 
+    // The dead host's tasks are replaced on the two hosts left.
+    until_steady(&ops, 4, 8080, "the dead host's tasks replaced").await;
+    assert_no_failures(&client.take(), "replacing the dead host's tasks");
+
     // 7. Another host vanishes from the network (its link goes down: no
     // RST, no FIN, as in a power cut) while its tasks keep running: the
     // scheduler notices when its heartbeat TTL expires; until berth-lb
     // sets its targets to maint, HAProxy's connections to it time out.
     let busy = task_instances(&ops).await;
-    let gone = (0..hosts.len()).filter(|i| *i != victim).find(|i| {
-        let arn = hosts.instance(*i)["containerInstanceArn"]
+    let has_tasks = |i: usize| {
+        let arn = hosts.instance(i)["containerInstanceArn"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
         busy.contains(&arn)
-    });
-    if let Some(gone) = gone {
+    };
+    // A host with tasks whose loss leaves another host serving.
+    let gone = (0..hosts.len())
+        .filter(|i| *i != victim && has_tasks(*i))
+        .find(|g| (0..hosts.len()).any(|j| j != victim && j != *g && has_tasks(j)));
+    {
+        let gone = gone.expect("two live hosts with tasks after the replacement");
         let netns = hosts.host(gone).netns().to_owned();
         let out_before: Vec<String> = target_states(&ops)
             .await
