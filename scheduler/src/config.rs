@@ -45,6 +45,11 @@ pub const ENV_SECRETS_KEY_FILE: &str = "BERTH_SECRETS_KEY_FILE";
 pub const ENV_ECS_API_LISTEN: &str = "BERTH_ECS_API_LISTEN";
 /// The one SigV4 region the ECS API accepts (unset: any).
 pub const ENV_ECS_API_REGION: &str = "BERTH_ECS_API_REGION";
+/// The Prometheus endpoint's listen address (`GET /metrics`), or `off`.
+pub const ENV_METRICS_LISTEN: &str = "BERTH_METRICS_LISTEN";
+/// Where `/metrics` listens unless configured: loopback only.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
 /// The ECS API's port when its address is not configured: the gRPC
 /// listener's address with this port.
 pub const DEFAULT_ECS_API_PORT: u16 = 7443;
@@ -126,6 +131,14 @@ struct FileConfig {
     tls: Option<FileTls>,
     secrets: Option<FileSecrets>,
     ecs_api: Option<FileEcsApi>,
+    metrics: Option<FileMetrics>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMetrics {
+    /// `address:port`, or `off`; default `127.0.0.1:9464`.
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +209,7 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub ecs_api_listen: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 /// The ECS API's settings (`[ecs_api]`).
@@ -236,6 +250,8 @@ pub struct Config {
     /// The key that encrypts secrets at rest (created when missing).
     pub secrets_key_file: PathBuf,
     pub ecs_api: EcsApiSettings,
+    /// Where `GET /metrics` listens (`[metrics] listen`); None: off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -261,6 +277,7 @@ impl Config {
                 listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
                 region: None,
             },
+            metrics_listen: None,
         }
     }
 
@@ -439,6 +456,20 @@ impl Config {
                 )
             })?),
         };
+        let metrics_listen = match pick(
+            flags.metrics_listen.clone(),
+            ENV_METRICS_LISTEN,
+            file.metrics.and_then(|m| m.listen),
+        ) {
+            None => Some(DEFAULT_METRICS_LISTEN),
+            Some(v) if v.trim().eq_ignore_ascii_case("off") => None,
+            Some(v) => Some(v.trim().parse::<SocketAddr>().map_err(|e| {
+                invalid(
+                    "metrics.listen",
+                    format!("{v:?} is not an address:port or \"off\" ({e})"),
+                )
+            })?),
+        };
         let ecs_region = pick(None, ENV_ECS_API_REGION, fe.region).filter(|r| !r.is_empty());
         if let Some(r) = &ecs_region {
             if !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -453,6 +484,7 @@ impl Config {
                 listen: ecs_listen,
                 region: ecs_region,
             },
+            metrics_listen,
             listen,
             data_dir,
             log_format,
@@ -553,6 +585,35 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn metrics_listen_defaults_to_loopback_and_can_be_off() {
+        let c = Config::from_toml("", &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.metrics_listen, Some(DEFAULT_METRICS_LISTEN));
+        let c = Config::from_toml(
+            "[metrics]\nlisten = \"0.0.0.0:9100\"\n",
+            &Overrides::default(),
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.metrics_listen.map(|a| a.to_string()).as_deref(), Some("0.0.0.0:9100"));
+        let c = Config::from_toml(
+            "[metrics]\nlisten = \"0.0.0.0:9100\"\n",
+            &Overrides::default(),
+            &env(&[(ENV_METRICS_LISTEN, "off")]),
+        )
+        .unwrap();
+        assert_eq!(c.metrics_listen, None);
+        let flags = Overrides {
+            metrics_listen: Some("127.0.0.1:1".into()),
+            ..Overrides::default()
+        };
+        let c = Config::from_toml("", &flags, &env(&[(ENV_METRICS_LISTEN, "off")])).unwrap();
+        assert_eq!(c.metrics_listen.map(|a| a.port()), Some(1));
+        let err = Config::from_toml("[metrics]\nlisten = \"nowhere\"\n", &Overrides::default(), &env(&[]))
+            .unwrap_err();
+        assert!(err.to_string().contains("metrics.listen"), "{err}");
     }
 
     #[test]

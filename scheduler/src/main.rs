@@ -35,6 +35,10 @@ struct Cli {
     /// default the gRPC address with port 7443.
     #[arg(long)]
     ecs_api_listen: Option<String>,
+    /// Address to serve Prometheus' `GET /metrics` on, or `off`; default
+    /// 127.0.0.1:9464.
+    #[arg(long)]
+    metrics_listen: Option<String>,
     /// Without a command: serve.
     #[command(subcommand)]
     command: Option<Command>,
@@ -95,6 +99,7 @@ async fn main() -> ExitCode {
         listen: cli.listen,
         data_dir: cli.data_dir,
         ecs_api_listen: cli.ecs_api_listen,
+        metrics_listen: cli.metrics_listen,
     };
     let env: HashMap<String, String> = std::env::vars().collect();
     let config = match Config::load(&flags, &env) {
