@@ -128,9 +128,24 @@ async fn main() -> ExitCode {
             }
         },
     };
+    let metrics_listener = match berth_scheduler::server::bind_metrics(&config).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(cause = %e, "set metrics.listen (BERTH_METRICS_LISTEN), or \"off\"");
+            return ExitCode::FAILURE;
+        }
+    };
     let token = CancellationToken::new();
     tokio::spawn(shutdown_signal(token.clone()));
-    match berth_scheduler::server::run_with(config, listener, ecs_listener, token).await {
+    match berth_scheduler::server::run_with_metrics(
+        config,
+        listener,
+        ecs_listener,
+        metrics_listener,
+        token,
+    )
+    .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(cause = %e, "berth-scheduler failed");
