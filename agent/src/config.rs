@@ -1298,6 +1298,7 @@ log_format = "json"
             cluster: Some("flag-cluster".into()),
             state_dir: Some(PathBuf::from("/flag/state")),
             advertise_address: Some("198.51.100.9".into()),
+            metrics_listen: None,
         };
         let cfg = from_sources(file(FULL_FILE), &e, &f).expect("valid");
         assert_eq!(cfg.scheduler, "https://flag-scheduler:7070");

@@ -466,46 +466,46 @@ mod tests {
         };
         let mut r = PromRegistry::with_prefix("berth");
         r.register_collector(Box::new(Fixed(reading)));
-        expect_test::expect![[r#"
-            # HELP berth_agent_tasks Tasks this agent reports, by lastStatus.
+        expect_test::expect![[r##"
+            # HELP berth_agent_tasks Tasks this agent reports, by lastStatus
             # TYPE berth_agent_tasks gauge
             berth_agent_tasks{status="RUNNING"} 1
-            # HELP berth_agent_containers Containers of the tasks this agent reports, by lastStatus.
+            # HELP berth_agent_containers Containers of the tasks this agent reports, by lastStatus
             # TYPE berth_agent_containers gauge
             berth_agent_containers{status="RUNNING"} 2
-            # HELP berth_task_cpu_seconds CPU time of the task's cgroup.
+            # HELP berth_task_cpu_seconds CPU time of the task's cgroup
             # TYPE berth_task_cpu_seconds counter
             berth_task_cpu_seconds_total{cluster="default",service="web",family="web",revision="3",task="0123abcd"} 1.5
-            # HELP berth_task_memory_usage_bytes Memory use of the task's cgroup.
+            # HELP berth_task_memory_usage_bytes Memory use of the task's cgroup
             # TYPE berth_task_memory_usage_bytes gauge
             berth_task_memory_usage_bytes{cluster="default",service="web",family="web",revision="3",task="0123abcd"} 4096
-            # HELP berth_task_memory_limit_bytes Memory limit of the task's cgroup (absent: none).
+            # HELP berth_task_memory_limit_bytes Memory limit of the task's cgroup (absent: none)
             # TYPE berth_task_memory_limit_bytes gauge
             berth_task_memory_limit_bytes{cluster="default",service="web",family="web",revision="3",task="0123abcd"} 67108864
-            # HELP berth_task_network_receive_bytes Bytes the task received on its interface.
+            # HELP berth_task_network_receive_bytes Bytes the task received on its interface
             # TYPE berth_task_network_receive_bytes counter
             berth_task_network_receive_bytes_total{cluster="default",service="web",family="web",revision="3",task="0123abcd"} 10.0
-            # HELP berth_task_network_transmit_bytes Bytes the task sent on its interface.
+            # HELP berth_task_network_transmit_bytes Bytes the task sent on its interface
             # TYPE berth_task_network_transmit_bytes counter
             berth_task_network_transmit_bytes_total{cluster="default",service="web",family="web",revision="3",task="0123abcd"} 20.0
-            # HELP berth_container_cpu_seconds CPU time of the container's cgroup.
+            # HELP berth_container_cpu_seconds CPU time of the container's cgroup
             # TYPE berth_container_cpu_seconds counter
             berth_container_cpu_seconds_total{cluster="default",service="web",family="web",revision="3",task="0123abcd",container="app"} 0.25
-            # HELP berth_container_memory_usage_bytes Memory use of the container's cgroup.
+            # HELP berth_container_memory_usage_bytes Memory use of the container's cgroup
             # TYPE berth_container_memory_usage_bytes gauge
             berth_container_memory_usage_bytes{cluster="default",service="web",family="web",revision="3",task="0123abcd",container="app"} 2048
-            # HELP berth_container_memory_limit_bytes Memory limit of the container's cgroup (absent: none).
+            # HELP berth_container_memory_limit_bytes Memory limit of the container's cgroup (absent: none)
             # TYPE berth_container_memory_limit_bytes gauge
-            # HELP berth_container_oom_kills Processes of the container the kernel's OOM killer killed.
+            # HELP berth_container_oom_kills Processes of the container the kernel's OOM killer killed
             # TYPE berth_container_oom_kills counter
             berth_container_oom_kills_total{cluster="default",service="web",family="web",revision="3",task="0123abcd",container="app"} 0.0
-            # HELP berth_container_block_read_bytes Bytes the container read from block devices.
+            # HELP berth_container_block_read_bytes Bytes the container read from block devices
             # TYPE berth_container_block_read_bytes counter
             berth_container_block_read_bytes_total{cluster="default",service="web",family="web",revision="3",task="0123abcd",container="app"} 512.0
-            # HELP berth_container_block_write_bytes Bytes the container wrote to block devices.
+            # HELP berth_container_block_write_bytes Bytes the container wrote to block devices
             # TYPE berth_container_block_write_bytes counter
             # EOF
-        "#]]
+        "##]]
         .assert_eq(&render(&r));
     }
 

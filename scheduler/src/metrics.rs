@@ -490,26 +490,26 @@ mod tests {
         let mut r = Registry::with_prefix("berth");
         r.register_collector(Box::new(Fixed(std::sync::Mutex::new(Some(g)))));
         let text = render(&r);
-        expect_test::expect![[r#"
-            # HELP berth_tasks Tasks in the store, by cluster and lastStatus.
+        expect_test::expect![[r##"
+            # HELP berth_tasks Tasks in the store, by cluster and lastStatus
             # TYPE berth_tasks gauge
             berth_tasks{cluster="default",status="RUNNING"} 3
-            # HELP berth_service_tasks Services' desired, running and pending task counts (count=desired|running|pending).
+            # HELP berth_service_tasks Services' desired, running and pending task counts (count=desired|running|pending)
             # TYPE berth_service_tasks gauge
             berth_service_tasks{cluster="default",service="web",count="desired"} 4
             berth_service_tasks{cluster="default",service="web",count="running"} 3
             berth_service_tasks{cluster="default",service="web",count="pending"} 1
-            # HELP berth_deployments Services' PRIMARY and ACTIVE deployments, by cluster and rolloutState.
+            # HELP berth_deployments Services' PRIMARY and ACTIVE deployments, by cluster and rolloutState
             # TYPE berth_deployments gauge
             berth_deployments{cluster="default",rollout_state="IN_PROGRESS"} 1
-            # HELP berth_container_instances Container instances, by cluster and status.
+            # HELP berth_container_instances Container instances, by cluster and status
             # TYPE berth_container_instances gauge
             berth_container_instances{cluster="default",status="ACTIVE"} 2
-            # HELP berth_agents_connected Container instances whose agent holds a live session now.
+            # HELP berth_agents_connected Container instances whose agent holds a live session now
             # TYPE berth_agents_connected gauge
             berth_agents_connected{cluster="default"} 1
             # EOF
-        "#]]
+        "##]]
         .assert_eq(&text);
     }
 }
