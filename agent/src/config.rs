@@ -23,10 +23,8 @@ pub const IDENTITY_FILE: &str = "identity.json";
 pub const DEFAULT_TASK_METADATA_PORT: u16 = 51679;
 /// Where `/metrics` listens unless configured: loopback only, so the
 /// per-task series are not on the host's public interfaces.
-pub const DEFAULT_METRICS_LISTEN: std::net::SocketAddr = std::net::SocketAddr::new(
-    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-    9465,
-);
+pub const DEFAULT_METRICS_LISTEN: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9465);
 
 /// When to pull, with the meanings of amazon-ecs-agent's
 /// `ECS_IMAGE_PULL_BEHAVIOR`.
@@ -1601,9 +1599,15 @@ mod runtime_settings_tests {
         let c = load_with("", &[]).unwrap();
         assert_eq!(c.metrics_listen, Some(DEFAULT_METRICS_LISTEN));
         let c = load_with("metrics_listen = \"0.0.0.0:9100\"", &[]).unwrap();
-        assert_eq!(c.metrics_listen.map(|a| a.to_string()).as_deref(), Some("0.0.0.0:9100"));
-        let c = load_with("metrics_listen = \"0.0.0.0:9100\"", &[(env::METRICS_LISTEN, "off")])
-            .unwrap();
+        assert_eq!(
+            c.metrics_listen.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:9100")
+        );
+        let c = load_with(
+            "metrics_listen = \"0.0.0.0:9100\"",
+            &[(env::METRICS_LISTEN, "off")],
+        )
+        .unwrap();
         assert_eq!(c.metrics_listen, None, "env beats file");
         let err = load_with("", &[(env::METRICS_LISTEN, "everywhere")])
             .unwrap_err()

@@ -189,7 +189,9 @@ impl HostCollector {
             }
             let labels = TaskLabels {
                 cluster: t.cluster.clone(),
-                service: groups.get(&t.arn).map_or_else(String::new, |g| service_of(g)),
+                service: groups
+                    .get(&t.arn)
+                    .map_or_else(String::new, |g| service_of(g)),
                 family: t.family.clone(),
                 revision: t.revision.to_string(),
                 task: t.task_id.clone(),

@@ -48,7 +48,10 @@ where
         body: body.to_owned(),
     };
     if path != "/metrics" {
-        return text(StatusCode::NOT_FOUND, "not found: only /metrics is served\n");
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found: only /metrics is served\n",
+        );
     }
     if method != Method::GET && method != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET /metrics\n");
@@ -165,13 +168,19 @@ mod tests {
                 .await
                 .unwrap();
             let mut text = String::new();
-            tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_string(&mut text))
-                .await
-                .unwrap()
-                .unwrap();
+            tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                s.read_to_string(&mut text),
+            )
+            .await
+            .unwrap()
+            .unwrap();
             assert!(text.starts_with(&format!("HTTP/1.0 {want}")), "{text}");
             if want == "200" {
-                assert!(text.contains("openmetrics-text") && text.ends_with("berth_up 1\n# EOF\n"), "{text}");
+                assert!(
+                    text.contains("openmetrics-text") && text.ends_with("berth_up 1\n# EOF\n"),
+                    "{text}"
+                );
             }
         }
         tx.send(()).unwrap();

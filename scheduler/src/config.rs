@@ -597,7 +597,10 @@ mod tests {
             &env(&[]),
         )
         .unwrap();
-        assert_eq!(c.metrics_listen.map(|a| a.to_string()).as_deref(), Some("0.0.0.0:9100"));
+        assert_eq!(
+            c.metrics_listen.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:9100")
+        );
         let c = Config::from_toml(
             "[metrics]\nlisten = \"0.0.0.0:9100\"\n",
             &Overrides::default(),
@@ -611,8 +614,12 @@ mod tests {
         };
         let c = Config::from_toml("", &flags, &env(&[(ENV_METRICS_LISTEN, "off")])).unwrap();
         assert_eq!(c.metrics_listen.map(|a| a.port()), Some(1));
-        let err = Config::from_toml("[metrics]\nlisten = \"nowhere\"\n", &Overrides::default(), &env(&[]))
-            .unwrap_err();
+        let err = Config::from_toml(
+            "[metrics]\nlisten = \"nowhere\"\n",
+            &Overrides::default(),
+            &env(&[]),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("metrics.listen"), "{err}");
     }
 

@@ -78,7 +78,12 @@ async fn run(db: Db, sessions: Sessions, mut rx: mpsc::Receiver<Job>) {
             Ok((st, out)) => {
                 state = Some(st);
                 db.metrics().placement_latency(began.elapsed());
-                for f in out.0.iter().flat_map(|r| r.as_ref().ok()).flat_map(|r| &r.failures) {
+                for f in out
+                    .0
+                    .iter()
+                    .flat_map(|r| r.as_ref().ok())
+                    .flat_map(|r| &r.failures)
+                {
                     db.metrics().placement_failure(&f.reason);
                 }
                 out

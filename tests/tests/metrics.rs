@@ -36,7 +36,9 @@ impl Prometheus {
     fn start(targets: &[(&str, u16)]) -> Self {
         let bin = berth_testkit::require_binary("prometheus", "prometheus");
         let dir = tempfile::tempdir().unwrap();
-        let mut config = String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n");
+        let mut config = String::from(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n",
+        );
         for (job, port) in targets {
             config.push_str(&format!(
                 "  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
@@ -209,7 +211,7 @@ async fn prometheus_scrapes_the_scheduler_and_the_agent() {
     // CPU time stops moving, so Prometheus and the cgroup can agree.
     let def = r#"{"family":"burn","containerDefinitions":[{"name":"burn","image":"IMAGE","memory":64,
         "entryPoint":["sh","-c"],
-        "command":["i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done; echo BURNT; exec sleep 600"]}]}"#;
+        "command":["i=0; while [ $i -lt 2000000 ]; do i=$((i+1)); done; echo BURNT; exec sleep 600"]}]}"#;
     let taskdef = c.register(def);
     let task = c.start(&taskdef);
     c.until_status(&task, "RUNNING").await;
@@ -231,7 +233,10 @@ async fn prometheus_scrapes_the_scheduler_and_the_agent() {
         if is_up("scheduler") && is_up("agent") {
             Ok(())
         } else {
-            Err(format!("up: {ups:?}\nprometheus log:\n{}", tail(&prom.log_text(), 20)))
+            Err(format!(
+                "up: {ups:?}\nprometheus log:\n{}",
+                tail(&prom.log_text(), 20)
+            ))
         }
     })
     .await;
@@ -250,7 +255,8 @@ async fn prometheus_scrapes_the_scheduler_and_the_agent() {
     .await;
 
     // (b) The task's CPU seconds, with its labels, as the cgroup says.
-    let cpu_query = format!("berth_container_cpu_seconds_total{{task=\"{task}\",container=\"burn\"}}");
+    let cpu_query =
+        format!("berth_container_cpu_seconds_total{{task=\"{task}\",container=\"burn\"}}");
     let series = eventually(
         Duration::from_secs(30),
         "Prometheus's CPU seconds to match the cgroup's",
@@ -259,6 +265,7 @@ async fn prometheus_scrapes_the_scheduler_and_the_agent() {
             let v = value(&result)?;
             let want = cgroup_cpu_seconds(&rel);
             if (v - want).abs() <= 0.02 + want * 0.02 {
+                eprintln!("CPU seconds: Prometheus {v}, cgroup {want}");
                 Ok(result[0].clone())
             } else {
                 Err(format!(
@@ -285,10 +292,14 @@ async fn prometheus_scrapes_the_scheduler_and_the_agent() {
             .unwrap(),
     )
     .unwrap();
-    assert!(task_cpu >= burnt * 0.98, "task {task_cpu} s < container {burnt} s");
+    assert!(
+        task_cpu >= burnt * 0.98,
+        "task {task_cpu} s < container {burnt} s"
+    );
 
     // (c) Memory as the cgroup says (a sleeping shell: it hardly moves).
-    let mem_query = format!("berth_container_memory_usage_bytes{{task=\"{task}\",container=\"burn\"}}");
+    let mem_query =
+        format!("berth_container_memory_usage_bytes{{task=\"{task}\",container=\"burn\"}}");
     eventually(
         Duration::from_secs(30),
         "Prometheus's memory to match the cgroup's",
@@ -296,6 +307,7 @@ async fn prometheus_scrapes_the_scheduler_and_the_agent() {
             let v = value(&prom.query(&mem_query)?)?;
             let want = cgroup_memory_bytes(&rel);
             if v > 0.0 && (v - want).abs() <= 1_048_576.0 + want * 0.10 {
+                eprintln!("memory bytes: Prometheus {v}, cgroup {want}");
                 Ok(())
             } else {
                 Err(format!("Prometheus {v} bytes, cgroup {want} bytes"))
@@ -311,7 +323,11 @@ async fn prometheus_scrapes_the_scheduler_and_the_agent() {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(limit, 64.0 * 1024.0 * 1024.0, "the container's memory hard limit");
+    assert_eq!(
+        limit,
+        64.0 * 1024.0 * 1024.0,
+        "the container's memory hard limit"
+    );
 
     // The scheduler's own series.
     eventually(Duration::from_secs(30), "the scheduler's series", || async {
@@ -335,13 +351,17 @@ async fn prometheus_scrapes_the_scheduler_and_the_agent() {
     let out = c.sched.ctl(&["task", "stop", &task]);
     assert!(out.status.success(), "{out:?}");
     c.until_status(&task, "STOPPED").await;
-    eventually(Duration::from_secs(30), "the stopped task's series to go", || async {
-        let body = http_get(agent_port, "/metrics")?;
-        if body.contains(&task) {
-            Err(format!("still exported:\n{}", tail(&body, 30)))
-        } else {
-            Ok(())
-        }
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the stopped task's series to go",
+        || async {
+            let body = http_get(agent_port, "/metrics")?;
+            if body.contains(&task) {
+                Err(format!("still exported:\n{}", tail(&body, 30)))
+            } else {
+                Ok(())
+            }
+        },
+    )
     .await;
 }

@@ -376,7 +376,10 @@ impl TaskService for TaskApi {
         req: Request<StartTaskRequest>,
     ) -> Result<Response<StartTaskResponse>, Status> {
         let req = req.into_inner();
-        self.shared.db.metrics().task_call(crate::metrics::TaskCall::Start);
+        self.shared
+            .db
+            .metrics()
+            .task_call(crate::metrics::TaskCall::Start);
         let cluster = cluster_arg(&req.cluster);
         let r = parse_ref("taskDefinition", &req.task_definition)?;
         if req.container_instances.is_empty() {
@@ -463,7 +466,10 @@ impl TaskService for TaskApi {
         req: Request<RunTaskRequest>,
     ) -> Result<Response<RunTaskResponse>, Status> {
         let req = req.into_inner();
-        self.shared.db.metrics().task_call(crate::metrics::TaskCall::Run);
+        self.shared
+            .db
+            .metrics()
+            .task_call(crate::metrics::TaskCall::Run);
         let cluster = cluster_arg(&req.cluster);
         let r = parse_ref("taskDefinition", &req.task_definition)?;
         let count = match req.count {
@@ -555,7 +561,10 @@ impl TaskService for TaskApi {
         req: Request<StopTaskRequest>,
     ) -> Result<Response<StopTaskResponse>, Status> {
         let req = req.into_inner();
-        self.shared.db.metrics().task_call(crate::metrics::TaskCall::Stop);
+        self.shared
+            .db
+            .metrics()
+            .task_call(crate::metrics::TaskCall::Stop);
         let cluster = cluster_arg(&req.cluster);
         let id = short_id(req.task.trim());
         if id.is_empty() {
