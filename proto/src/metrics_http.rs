@@ -126,8 +126,8 @@ pub async fn serve(listener: TcpListener, scrape: Scrape, shutdown: impl Future<
 mod tests {
     use super::*;
 
-    fn ok() -> impl Future<Output = Result<String, String>> {
-        async { Ok("# EOF\n".to_owned()) }
+    async fn ok() -> Result<String, String> {
+        Ok("# EOF\n".to_owned())
     }
 
     #[tokio::test]

@@ -231,9 +231,14 @@ impl StoreCollector {
                 .get(&(s.cluster.clone(), format!("service:{}", s.name)))
                 .copied()
                 .unwrap_or((0, 0));
-            g.services.push(((s.cluster.clone(), s.name.clone()), {
-                (i64::from(s.desired_count), running, pending)
-            }));
+            g.services.push((
+                (s.cluster.clone(), s.name.clone()),
+                ServiceCounts {
+                    desired: i64::from(s.desired_count),
+                    running,
+                    pending,
+                },
+            ));
             for d in &s.deployments {
                 if d.status == DeploymentStatus::Inactive {
                     continue;
@@ -259,14 +264,22 @@ impl StoreCollector {
 struct StoreGauges {
     /// (cluster, lastStatus) → tasks.
     tasks: BTreeMap<(String, String), i64>,
-    /// (cluster, service) → (desired, running, pending).
-    services: Vec<((String, String), (i64, i64, i64))>,
+    /// (cluster, service) → its task counts.
+    services: Vec<((String, String), ServiceCounts)>,
     /// (cluster, rolloutState) → deployments (PRIMARY and ACTIVE ones).
     deployments: BTreeMap<(String, String), i64>,
     /// (cluster, status) → container instances.
     instances: BTreeMap<(String, String), i64>,
     /// cluster → instances whose agent is connected now.
     connected: BTreeMap<String, i64>,
+}
+
+/// A service's task counts.
+#[derive(Debug, Clone, Copy)]
+struct ServiceCounts {
+    desired: i64,
+    running: i64,
+    pending: i64,
 }
 
 /// Writes one gauge family from `(labels, value)` rows, in their order
@@ -342,25 +355,23 @@ fn encode_store(encoder: &mut DescriptorEncoder, g: &StoreGauges) -> Result<(), 
         encoder,
         "service_tasks",
         "Services' desired, running and pending task counts (count=desired|running|pending)",
-        g.services
-            .iter()
-            .flat_map(|((cluster, service), (desired, running, pending))| {
-                [
-                    ("desired", *desired),
-                    ("running", *running),
-                    ("pending", *pending),
-                ]
-                .map(|(count, n)| {
-                    (
-                        ServiceCount {
-                            cluster: cluster.clone(),
-                            service: service.clone(),
-                            count,
-                        },
-                        n,
-                    )
-                })
-            }),
+        g.services.iter().flat_map(|((cluster, service), n)| {
+            [
+                ("desired", n.desired),
+                ("running", n.running),
+                ("pending", n.pending),
+            ]
+            .map(|(count, n)| {
+                (
+                    ServiceCount {
+                        cluster: cluster.clone(),
+                        service: service.clone(),
+                        count,
+                    },
+                    n,
+                )
+            })
+        }),
     )?;
     gauge_family(
         encoder,
@@ -473,8 +484,14 @@ mod tests {
     fn store_gauges_render_one_row_per_label_set() {
         let mut g = StoreGauges::default();
         g.tasks.insert(("default".into(), "RUNNING".into()), 3);
-        g.services
-            .push((("default".into(), "web".into()), (4, 3, 1)));
+        g.services.push((
+            ("default".into(), "web".into()),
+            ServiceCounts {
+                desired: 4,
+                running: 3,
+                pending: 1,
+            },
+        ));
         g.deployments
             .insert(("default".into(), "IN_PROGRESS".into()), 1);
         g.instances.insert(("default".into(), "ACTIVE".into()), 2);
