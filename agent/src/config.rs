@@ -21,6 +21,10 @@ use tonic::codegen::http::Uri;
 pub const IDENTITY_FILE: &str = "identity.json";
 /// The task metadata endpoint's port (the ECS agent's metadata port, 51679).
 pub const DEFAULT_TASK_METADATA_PORT: u16 = 51679;
+/// Where `/metrics` listens unless configured: loopback only, so the
+/// per-task series are not on the host's public interfaces.
+pub const DEFAULT_METRICS_LISTEN: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9465);
 
 /// When to pull, with the meanings of amazon-ecs-agent's
 /// `ECS_IMAGE_PULL_BEHAVIOR`.
@@ -150,6 +154,8 @@ pub mod env {
     /// (sent in Hello); unset: the scheduler uses the connection's peer
     /// address.
     pub const ADVERTISE_ADDRESS: &str = "BERTH_ADVERTISE_ADDRESS";
+    /// Where Prometheus' `GET /metrics` listens (`address:port`), or `off`.
+    pub const METRICS_LISTEN: &str = "BERTH_METRICS_LISTEN";
 }
 
 /// A duration written like `30s`, `5m`, `3h` (humantime).
@@ -289,6 +295,8 @@ pub struct Config {
     /// sent in Hello; `None`: the scheduler uses the connection's peer
     /// address.
     pub advertise_address: Option<std::net::Ipv4Addr>,
+    /// Where `GET /metrics` listens; `None`: off.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub log_format: LogFormat,
     pub runtime: RuntimeConfig,
 }
@@ -310,6 +318,7 @@ impl Config {
             custom_attributes: BTreeMap::new(),
             hostname: None,
             advertise_address: None,
+            metrics_listen: Some(DEFAULT_METRICS_LISTEN),
             log_format: LogFormat::Text,
             runtime: RuntimeConfig::default(),
         }
@@ -423,6 +432,7 @@ pub struct Flags {
     pub cluster: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub advertise_address: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 /// Where a setting's value came from, for error messages.
@@ -490,6 +500,7 @@ struct FileConfig {
     custom_attributes: Option<BTreeMap<String, String>>,
     hostname: Option<String>,
     advertise_address: Option<String>,
+    metrics_listen: Option<String>,
     log_format: Option<LogFormat>,
     containerd_socket: Option<PathBuf>,
     containerd_namespace: Option<String>,
@@ -697,6 +708,24 @@ pub fn from_sources(
         })
         .transpose()?;
 
+    let metrics_listen = match layers.string(
+        flags.metrics_listen.clone(),
+        "--metrics-listen",
+        env::METRICS_LISTEN,
+        file_cfg.metrics_listen,
+    ) {
+        None => Some(DEFAULT_METRICS_LISTEN),
+        Some((v, _)) if v.trim().eq_ignore_ascii_case("off") => None,
+        Some((v, origin)) => Some(v.trim().parse::<std::net::SocketAddr>().map_err(|e| {
+            invalid(
+                "metrics_listen",
+                &v,
+                &origin,
+                format!("not an address:port or \"off\" ({e})"),
+            )
+        })?),
+    };
+
     let log_format = layers
         .parsed(env::LOG_FORMAT, "log_format", file_cfg.log_format)?
         .map_or(LogFormat::Text, |(v, _)| v);
@@ -900,6 +929,7 @@ pub fn from_sources(
         custom_attributes: custom_attributes.0,
         hostname: hostname.map(|(v, _)| v),
         advertise_address,
+        metrics_listen,
         log_format,
         runtime,
     })
@@ -1266,6 +1296,7 @@ log_format = "json"
             cluster: Some("flag-cluster".into()),
             state_dir: Some(PathBuf::from("/flag/state")),
             advertise_address: Some("198.51.100.9".into()),
+            metrics_listen: None,
         };
         let cfg = from_sources(file(FULL_FILE), &e, &f).expect("valid");
         assert_eq!(cfg.scheduler, "https://flag-scheduler:7070");
@@ -1561,6 +1592,27 @@ mod runtime_settings_tests {
         assert!(err("", &[(env::TASK_METADATA, "yes")]).contains("invalid task_metadata"));
         assert!(err("", &[(env::TASK_METADATA_PORT, "0")]).contains("invalid task_metadata_port"));
         assert!(err("", &[(env::TASK_HOST_IP, "host")]).contains("invalid task_host_ip"));
+    }
+
+    #[test]
+    fn metrics_listen_defaults_to_loopback_and_can_be_off() {
+        let c = load_with("", &[]).unwrap();
+        assert_eq!(c.metrics_listen, Some(DEFAULT_METRICS_LISTEN));
+        let c = load_with("metrics_listen = \"0.0.0.0:9100\"", &[]).unwrap();
+        assert_eq!(
+            c.metrics_listen.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:9100")
+        );
+        let c = load_with(
+            "metrics_listen = \"0.0.0.0:9100\"",
+            &[(env::METRICS_LISTEN, "off")],
+        )
+        .unwrap();
+        assert_eq!(c.metrics_listen, None, "env beats file");
+        let err = load_with("", &[(env::METRICS_LISTEN, "everywhere")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid metrics_listen"), "{err}");
     }
 
     #[test]

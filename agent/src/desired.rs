@@ -35,6 +35,9 @@ pub struct DesiredTask {
     /// The target-group health checks to run while the task is RUNNING
     /// (valid ones only: the wire drops, with a warning, any it cannot run).
     pub target_checks: Vec<TargetCheck>,
+    /// ECS's task group: `service:NAME` for a service's tasks (the
+    /// `service` label of the task's metrics).
+    pub group: String,
 }
 
 /// One target of a task the agent probes: a container port a target group

@@ -287,6 +287,7 @@ pub async fn join(args: &JoinArgs, env: &HashMap<String, String>) -> Result<Join
         cluster: args.cluster.clone(),
         state_dir: args.state_dir.clone(),
         advertise_address: None,
+        metrics_listen: None,
     };
     let config = config::from_sources(
         existing.as_deref().map(|t| (args.config_path.as_path(), t)),

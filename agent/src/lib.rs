@@ -20,6 +20,8 @@
 //!   OCI specs, cgroups, CNI networking, containerd, image pulls and GC.
 //! - [`logs`]: container logs (the log-driver binary, json-files, the log server).
 //! - [`metadata`]: the task metadata endpoint v4 (HTTP on the bridge's gateway).
+//! - [`metrics`]: `/metrics` (Prometheus): image pulls, and this host's tasks read from
+//!   their cgroups at scrape time.
 //!
 //! Invariants: nothing here exits or panics on a scheduler outage (a lost
 //! connection is a [`ConnectionState`]); configuration, host and identity are
@@ -33,6 +35,7 @@ pub mod identity;
 pub mod join;
 pub mod logs;
 pub mod metadata;
+pub mod metrics;
 pub mod register;
 pub mod runtime;
 pub mod session;
@@ -282,6 +285,35 @@ pub fn start_runtime(
     } else {
         None
     };
+    // `/metrics`: a failure to listen costs the series, not the tasks.
+    let pull_metrics = metrics::AgentMetrics::default();
+    if let Some(addr) = config.metrics_listen {
+        match metadata::bind(addr) {
+            Ok(listener) => {
+                let registry = std::sync::Arc::new(metrics::registry(
+                    &pull_metrics,
+                    metrics::HostCollector {
+                        registry: registry.clone(),
+                        reporter: reporter.clone(),
+                        desired: desired.clone(),
+                        cgroups: cgroups.clone(),
+                        sys_class_net: std::path::PathBuf::from("/sys/class/net"),
+                    },
+                ));
+                let scrape: berth_proto::metrics_http::Scrape =
+                    std::sync::Arc::new(move || Box::pin(metrics::scrape(registry.clone())));
+                let stop = cancel.clone();
+                tasks.spawn(berth_proto::metrics_http::serve(
+                    listener,
+                    scrape,
+                    async move { stop.cancelled().await },
+                ));
+            }
+            Err(e) => {
+                tracing::error!(%addr, cause = %e, "cannot listen for /metrics (metrics_listen); serving no metrics");
+            }
+        }
+    }
     let host_ip = rc.task_host_ip.or_else(runtime::task_env::detect_host_ip);
     if host_ip.is_none() {
         tracing::warn!(
@@ -339,7 +371,8 @@ pub fn start_runtime(
                 tracing::warn!(cause = %e, "containerd answered the connection but not Version")
             }
         }
-        let images = runtime::image::ImageStore::new(ctd.clone(), runtime::image::ImageStoreConfig::from(&rc));
+        let images = runtime::image::ImageStore::new(ctd.clone(), runtime::image::ImageStoreConfig::from(&rc))
+            .with_metrics(pull_metrics);
         let ops = std::sync::Arc::new(
             runtime::host_ops::HostOps::new(ctd, images, networking, cgroups, host_cfg)
                 .with_metadata(registry),

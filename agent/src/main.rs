@@ -108,6 +108,10 @@ struct RunArgs {
     /// [env: BERTH_ADVERTISE_ADDRESS] [default: the address the scheduler sees].
     #[arg(long, value_name = "IPV4")]
     advertise_address: Option<String>,
+    /// Where Prometheus' `GET /metrics` listens, or `off`
+    /// [env: BERTH_METRICS_LISTEN] [default: 127.0.0.1:9465].
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<String>,
 }
 
 /// `berth-agent log-driver --file F --max-bytes N --max-files K`, as
@@ -191,6 +195,7 @@ fn main() -> ExitCode {
         cluster: args.cluster,
         state_dir: args.state_dir,
         advertise_address: args.advertise_address,
+        metrics_listen: args.metrics_listen,
     };
     let env: HashMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))

@@ -412,6 +412,7 @@ fn desired_state(d: v1::DesiredState) -> Result<DesiredState, WireError> {
                 ports,
                 stop_code,
                 stopped_reason: t.stopped_reason,
+                group: t.group,
             })
         })
         .collect::<Result<_, _>>()?;

@@ -16,6 +16,7 @@
 //! - [`systemd`]: the daemons' side of systemd's notify protocol (ready, stopping, watchdog).
 //! - [`snapshot`]: the clients' side of `SaveSnapshot`: the streamed snapshot to a file, atomically.
 //! - [`errors`]: an error and its sources on one line.
+//! - [`metrics_http`]: the daemons' `GET /metrics` listener (hyper 1); the text comes from each daemon.
 //! - [`fsutil`]: replacing a file atomically (temp file, fsync, rename, directory fsync).
 //! - `redact`: the `Debug` of the messages that carry secret values.
 
@@ -25,6 +26,7 @@ pub mod ecs;
 pub mod ecs_json;
 pub mod errors;
 pub mod fsutil;
+pub mod metrics_http;
 pub mod names;
 mod redact;
 pub mod secret_ref;

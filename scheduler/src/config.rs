@@ -53,6 +53,11 @@ pub const ENV_DNS_TTL: &str = "BERTH_DNS_TTL";
 pub const DEFAULT_DNS_TTL: Duration = Duration::from_secs(5);
 /// The longest TTL accepted (a day).
 pub const MAX_DNS_TTL: Duration = Duration::from_secs(86_400);
+/// The Prometheus endpoint's listen address (`GET /metrics`), or `off`.
+pub const ENV_METRICS_LISTEN: &str = "BERTH_METRICS_LISTEN";
+/// Where `/metrics` listens unless configured: loopback only.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
 /// The ECS API's port when its address is not configured: the gRPC
 /// listener's address with this port.
 pub const DEFAULT_ECS_API_PORT: u16 = 7443;
@@ -135,6 +140,7 @@ struct FileConfig {
     secrets: Option<FileSecrets>,
     ecs_api: Option<FileEcsApi>,
     dns: Option<FileDns>,
+    metrics: Option<FileMetrics>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +150,13 @@ struct FileDns {
     listen: Option<String>,
     /// e.g. "5s": records' and negative answers' TTL.
     ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMetrics {
+    /// `address:port`, or `off`; default `127.0.0.1:9464`.
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +228,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub ecs_api_listen: Option<String>,
     pub dns_listen: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 /// The DNS server's settings (`[dns]`, service discovery).
@@ -274,6 +288,8 @@ pub struct Config {
     pub secrets_key_file: PathBuf,
     pub ecs_api: EcsApiSettings,
     pub dns: DnsSettings,
+    /// Where `GET /metrics` listens (`[metrics] listen`); None: off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -300,6 +316,7 @@ impl Config {
                 region: None,
             },
             dns: DnsSettings::default(),
+            metrics_listen: None,
         }
     }
 
@@ -478,6 +495,20 @@ impl Config {
                 )
             })?),
         };
+        let metrics_listen = match pick(
+            flags.metrics_listen.clone(),
+            ENV_METRICS_LISTEN,
+            file.metrics.and_then(|m| m.listen),
+        ) {
+            None => Some(DEFAULT_METRICS_LISTEN),
+            Some(v) if v.trim().eq_ignore_ascii_case("off") => None,
+            Some(v) => Some(v.trim().parse::<SocketAddr>().map_err(|e| {
+                invalid(
+                    "metrics.listen",
+                    format!("{v:?} is not an address:port or \"off\" ({e})"),
+                )
+            })?),
+        };
         let ecs_region = pick(None, ENV_ECS_API_REGION, fe.region).filter(|r| !r.is_empty());
         if let Some(r) = &ecs_region {
             if !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -517,6 +548,7 @@ impl Config {
                 listen: ecs_listen,
                 region: ecs_region,
             },
+            metrics_listen,
             listen,
             data_dir,
             log_format,
@@ -617,6 +649,42 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn metrics_listen_defaults_to_loopback_and_can_be_off() {
+        let c = Config::from_toml("", &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.metrics_listen, Some(DEFAULT_METRICS_LISTEN));
+        let c = Config::from_toml(
+            "[metrics]\nlisten = \"0.0.0.0:9100\"\n",
+            &Overrides::default(),
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.metrics_listen.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:9100")
+        );
+        let c = Config::from_toml(
+            "[metrics]\nlisten = \"0.0.0.0:9100\"\n",
+            &Overrides::default(),
+            &env(&[(ENV_METRICS_LISTEN, "off")]),
+        )
+        .unwrap();
+        assert_eq!(c.metrics_listen, None);
+        let flags = Overrides {
+            metrics_listen: Some("127.0.0.1:1".into()),
+            ..Overrides::default()
+        };
+        let c = Config::from_toml("", &flags, &env(&[(ENV_METRICS_LISTEN, "off")])).unwrap();
+        assert_eq!(c.metrics_listen.map(|a| a.port()), Some(1));
+        let err = Config::from_toml(
+            "[metrics]\nlisten = \"nowhere\"\n",
+            &Overrides::default(),
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("metrics.listen"), "{err}");
     }
 
     #[test]

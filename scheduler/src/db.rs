@@ -144,6 +144,9 @@ pub struct Db {
     /// first sweep looks), `.1` is the count a sweep last found nothing
     /// left at.
     deletions: Arc<(AtomicU64, AtomicU64)>,
+    /// The scheduler's event counters (`/metrics`), shared by whatever
+    /// holds this `Db`.
+    metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for Db {
@@ -274,11 +277,17 @@ fn migrate(store: &dyn Store) -> Result<(), StoreError> {
 }
 
 impl Db {
+    /// The event counters of `/metrics` ([`crate::metrics`]).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
     /// Opens the database: migrates the schema, creates the `default`
     /// cluster on first start, and starts the group-commit flusher.
     pub async fn open(store: Arc<dyn Store>) -> Result<Self, DbError> {
         migrate(store.as_ref())?;
-        let commit = GroupCommit::start(store.clone());
+        let metrics = crate::metrics::Metrics::default();
+        let commit = GroupCommit::start(store.clone(), metrics.clone());
         let db = Self {
             store,
             commit,
@@ -287,6 +296,7 @@ impl Db {
             changes: Default::default(),
             writes: Arc::new(tokio::sync::watch::channel(0).0),
             deletions: Arc::new((AtomicU64::new(1), AtomicU64::new(0))),
+            metrics,
         };
         match db.create_cluster("default").await {
             Ok(_) | Err(DbError::AlreadyExists { .. }) => {}

@@ -18,6 +18,8 @@
 //!   the store.
 //! - [`services`]: the service controller (REPLICA deployments, circuit breaker, lost and
 //!   draining instances); its decisions are pure functions in `services::plan`.
+//! - [`metrics`]: `/metrics`: the event counters the hot paths call, and the store's gauges
+//!   read at scrape time.
 //! - [`paging`]: ECS's `maxResults`/`nextToken` paging of the List calls; pure.
 //! - [`reserve`]: what a task needs on an instance and whether it fits; pure functions.
 //! - [`records`]: the stored domain records.
@@ -41,6 +43,7 @@ pub mod config;
 pub mod db;
 pub mod dns;
 pub mod ecs_api;
+pub mod metrics;
 pub mod paging;
 pub mod placement;
 pub mod placer;

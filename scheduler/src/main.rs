@@ -39,6 +39,10 @@ struct Cli {
     /// 10.0.0.1:53, or `off` (the default).
     #[arg(long)]
     dns_listen: Option<String>,
+    /// Address to serve Prometheus' `GET /metrics` on, or `off`; default
+    /// 127.0.0.1:9464.
+    #[arg(long)]
+    metrics_listen: Option<String>,
     /// Without a command: serve.
     #[command(subcommand)]
     command: Option<Command>,
@@ -100,6 +104,7 @@ async fn main() -> ExitCode {
         data_dir: cli.data_dir,
         ecs_api_listen: cli.ecs_api_listen,
         dns_listen: cli.dns_listen,
+        metrics_listen: cli.metrics_listen,
     };
     let env: HashMap<String, String> = std::env::vars().collect();
     let config = match Config::load(&flags, &env) {
@@ -128,9 +133,24 @@ async fn main() -> ExitCode {
             }
         },
     };
+    let metrics_listener = match berth_scheduler::server::bind_metrics(&config).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(cause = %e, "set metrics.listen (BERTH_METRICS_LISTEN), or \"off\"");
+            return ExitCode::FAILURE;
+        }
+    };
     let token = CancellationToken::new();
     tokio::spawn(shutdown_signal(token.clone()));
-    match berth_scheduler::server::run_with(config, listener, ecs_listener, token).await {
+    match berth_scheduler::server::run_with_metrics(
+        config,
+        listener,
+        ecs_listener,
+        metrics_listener,
+        token,
+    )
+    .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(cause = %e, "berth-scheduler failed");

@@ -7,7 +7,9 @@
 //! Callers are answered, and agents told of their new desired sets, only
 //! once their batch is durable. One planner means placements never race one
 //! another: no instance is over-committed and no host port is given twice,
-//! and the store's checks catch the other writers (see `db::run`).
+//! and the store's checks catch the other writers (see `db::run`). Each
+//! batch's planning time and its failures by reason are counted
+//! ([`crate::metrics`]).
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -65,6 +67,7 @@ async fn run(db: Db, sessions: Sessions, mut rx: mpsc::Receiver<Job>) {
         let mut st = state.take().unwrap_or_default();
         let planner_db = db.clone();
         let planner_sessions = sessions.clone();
+        let began = tokio::time::Instant::now();
         let planned = tokio::task::spawn_blocking(move || {
             let connected = |id: &str| planner_sessions.liveness(id).connected;
             let out = planner_db.run_batch(&mut st, &specs, &connected);
@@ -74,6 +77,15 @@ async fn run(db: Db, sessions: Sessions, mut rx: mpsc::Receiver<Job>) {
         let (results, notes) = match planned {
             Ok((st, out)) => {
                 state = Some(st);
+                db.metrics().placement_latency(began.elapsed());
+                for f in out
+                    .0
+                    .iter()
+                    .flat_map(|r| r.as_ref().ok())
+                    .flat_map(|r| &r.failures)
+                {
+                    db.metrics().placement_failure(&f.reason);
+                }
                 out
             }
             Err(e) => {

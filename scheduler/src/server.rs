@@ -80,6 +80,12 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Dns(#[from] crate::dns::DnsError),
+    #[error("cannot bind the metrics endpoint on {addr}: {source}")]
+    BindMetrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("final flush of the store: {0}")]
     Flush(#[source] StoreError),
 }
@@ -139,8 +145,8 @@ fn store_probe(
     }
 }
 
-/// Runs the scheduler until `shutdown` is cancelled, with the ECS API on
-/// its configured address (bound here) if it is on.
+/// Runs the scheduler until `shutdown` is cancelled, with the ECS API and
+/// `/metrics` on their configured addresses (bound here) if they are on.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -154,16 +160,41 @@ pub async fn run(
                 .map_err(|source| ServerError::BindEcsApi { addr, source })?,
         ),
     };
-    run_with(config, listener, ecs, shutdown).await
+    let metrics = bind_metrics(&config).await?;
+    run_with_metrics(config, listener, ecs, metrics, shutdown).await
+}
+
+/// The `/metrics` listener of `[metrics] listen`, if it is on.
+pub async fn bind_metrics(config: &Config) -> Result<Option<TcpListener>, ServerError> {
+    match config.metrics_listen {
+        None => Ok(None),
+        Some(addr) => TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|source| ServerError::BindMetrics { addr, source }),
+    }
 }
 
 /// Runs the scheduler until `shutdown` is cancelled: gRPC on `listener`,
 /// the ECS API on `ecs_listener` when given, and DNS on its configured
-/// address (bound here, before anything is served) if it is on.
+/// address (bound here, before anything is served) if it is on; no `/metrics`.
 pub async fn run_with(
     config: Config,
     listener: TcpListener,
     ecs_listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    run_with_metrics(config, listener, ecs_listener, None, shutdown).await
+}
+
+/// Runs the scheduler until `shutdown` is cancelled: gRPC on `listener`,
+/// the ECS API on `ecs_listener` and `/metrics` on `metrics_listener` when
+/// given.
+pub async fn run_with_metrics(
+    config: Config,
+    listener: TcpListener,
+    ecs_listener: Option<TcpListener>,
+    metrics_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let dns_sockets = match config.dns.listen {
@@ -219,6 +250,18 @@ pub async fn run_with(
             config.dns.ttl,
             shutdown.child_token(),
         ))
+    });
+    let metrics = metrics_listener.map(|l| {
+        let registry = Arc::new(crate::metrics::registry(
+            db.metrics(),
+            crate::metrics::StoreCollector::new(db.clone(), shared.sessions.clone()),
+        ));
+        let scrape: berth_proto::metrics_http::Scrape =
+            Arc::new(move || Box::pin(crate::metrics::scrape(registry.clone())));
+        let stop = shutdown.child_token();
+        tokio::spawn(berth_proto::metrics_http::serve(l, scrape, async move {
+            stop.cancelled().await
+        }))
     });
     let addr = listener.local_addr().ok();
     tracing::info!(listen = ?addr, data_dir = %config.data_dir.display(), "berth-scheduler serving");
@@ -330,6 +373,9 @@ pub async fn run_with(
     }
     if let Some(w) = watchdog {
         w.abort();
+    }
+    if let Some(m) = metrics {
+        let _ = m.await;
     }
     if let Some(e) = ecs_api {
         // It stops at the shutdown signal, after its calls in flight.

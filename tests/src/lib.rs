@@ -202,6 +202,9 @@ impl Scheduler {
             .arg("/dev/null")
             .env("BERTH_HEARTBEAT_INTERVAL", "200ms")
             .env("BERTH_HEARTBEAT_TTL", "1s")
+            // Many schedulers share this host: `/metrics` only where a
+            // test asks for it (its env comes after and wins).
+            .env("BERTH_METRICS_LISTEN", "off")
             .env("BERTH_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -586,6 +589,9 @@ impl Agent {
             .arg("--config")
             .arg("/dev/null")
             .env("BERTH_LOG", "info")
+            // Many agents share this host: `/metrics` only where a test
+            // asks for it (its env comes after and wins).
+            .env("BERTH_METRICS_LISTEN", "off")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

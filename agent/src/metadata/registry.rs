@@ -202,6 +202,11 @@ impl Registry {
         self.read().tasks.values().any(|t| t.ip == Some(ip))
     }
 
+    /// Every registered task (the metrics' scrape).
+    pub fn tasks(&self) -> Vec<TaskEntry> {
+        self.read().tasks.values().cloned().collect()
+    }
+
     /// How many tasks are registered.
     pub fn len(&self) -> usize {
         self.read().tasks.len()

@@ -154,6 +154,16 @@ pub struct ContainerUsage {
     pub memory_stat: BTreeMap<String, u64>,
     pub pids: u64,
     pub pids_limit: Option<u64>,
+    /// Processes the kernel's OOM killer killed in this cgroup (v1
+    /// `memory.oom_control`'s `oom_kill`, kernels ≥ 4.13; v2
+    /// `memory.events`' `oom_kill`); `None` where the kernel lacks it.
+    pub oom_kills: Option<u64>,
+    /// Bytes read and written on block devices, summed over the devices
+    /// (v2 `io.stat` `rbytes`/`wbytes`; v1
+    /// `blkio.throttle.io_service_bytes` `Read`/`Write`); `None` where the
+    /// controller is absent.
+    pub io_read_bytes: Option<u64>,
+    pub io_write_bytes: Option<u64>,
 }
 
 /// Nanoseconds per `USER_HZ` tick (100 on Linux), for v1's `cpuacct.stat`.
@@ -254,6 +264,7 @@ impl CgroupManager {
                 "memory" => "memory",
                 "cpuacct" => "cpuacct",
                 "pids" => "pids",
+                "blkio" => "blkio",
                 _ => "cpu",
             },
         })?;
@@ -381,7 +392,16 @@ impl CgroupManager {
                 let ticks = flat(opt(&acct.join("cpuacct.stat")));
                 let throttle = flat(opt(&cpu.join("cpu.stat")));
                 let limit = read_u64(&mem.join("memory.limit_in_bytes"))?;
+                let io = self
+                    .dir("blkio", &rel)
+                    .ok()
+                    .and_then(|d| opt(&d.join("blkio.throttle.io_service_bytes")))
+                    .map(|t| io_bytes_v1(&t));
                 Ok(ContainerUsage {
+                    oom_kills: opt(&mem.join("memory.oom_control"))
+                        .and_then(|t| keyed_value(&t, "oom_kill")),
+                    io_read_bytes: io.map(|(r, _)| r),
+                    io_write_bytes: io.map(|(_, w)| w),
                     cpu_total_ns: read_u64(&acct.join("cpuacct.usage"))?,
                     cpu_user_ns: ticks.get("user").copied().unwrap_or(0) * NS_PER_TICK,
                     cpu_system_ns: ticks.get("system").copied().unwrap_or(0) * NS_PER_TICK,
@@ -406,7 +426,12 @@ impl CgroupManager {
                 let dir = self.dir("unified", &rel)?;
                 let cpu = flat(Some(read_file(&dir.join("cpu.stat"))?));
                 let us = |k: &str| cpu.get(k).copied().unwrap_or(0).saturating_mul(1000);
+                let io = opt(&dir.join("io.stat")).map(|t| io_bytes_v2(&t));
                 Ok(ContainerUsage {
+                    oom_kills: opt(&dir.join("memory.events"))
+                        .and_then(|t| keyed_value(&t, "oom_kill")),
+                    io_read_bytes: io.map(|(r, _)| r),
+                    io_write_bytes: io.map(|(_, w)| w),
                     cpu_total_ns: us("usage_usec"),
                     cpu_user_ns: us("user_usec"),
                     cpu_system_ns: us("system_usec"),
@@ -552,6 +577,43 @@ fn keyed_value(content: &str, key: &str) -> Option<u64> {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
     })
+}
+
+/// `(read, written)` bytes of v2's `io.stat` (`MAJ:MIN rbytes=… wbytes=…`
+/// per device), summed over devices.
+fn io_bytes_v2(text: &str) -> (u64, u64) {
+    let mut out = (0u64, 0u64);
+    for field in text.split_whitespace() {
+        let Some((k, v)) = field.split_once('=') else {
+            continue;
+        };
+        let v: u64 = v.parse().unwrap_or(0);
+        match k {
+            "rbytes" => out.0 = out.0.saturating_add(v),
+            "wbytes" => out.1 = out.1.saturating_add(v),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `(read, written)` bytes of v1's `blkio.throttle.io_service_bytes`
+/// (`MAJ:MIN Read N` lines, and a `Total` line), summed over devices.
+fn io_bytes_v1(text: &str) -> (u64, u64) {
+    let mut out = (0u64, 0u64);
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(_dev), Some(op), Some(v)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let v: u64 = v.parse().unwrap_or(0);
+        match op {
+            "Read" => out.0 = out.0.saturating_add(v),
+            "Write" => out.1 = out.1.saturating_add(v),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// v2's `max` or a number.

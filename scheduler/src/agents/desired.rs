@@ -53,6 +53,8 @@ pub struct DesiredTask {
     pub secrets: TaskSecrets,
     /// Its targets' health checks, which its agent runs while it runs.
     pub target_checks: Vec<TargetCheck>,
+    /// ECS's task group (`service:NAME` for a service's tasks).
+    pub group: String,
 }
 
 /// One health check of a task's target, for its agent to run.
@@ -116,6 +118,7 @@ pub fn desired_set(ctx: &Context, instance: &str) -> Result<DesiredSet, DbError>
                 t.stopped_reason.clone()
             },
             secrets,
+            group: t.group.clone(),
             target_checks: if runs {
                 target_checks(&t, &groups)
             } else {

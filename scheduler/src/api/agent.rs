@@ -612,6 +612,7 @@ fn desired_task(t: agents::DesiredTask) -> DesiredTask {
             .map(|c| c.as_str().to_owned())
             .unwrap_or_default(),
         stopped_reason: t.stopped_reason,
+        group: t.group,
         target_checks: t
             .target_checks
             .into_iter()

@@ -13,6 +13,10 @@
 //! - Missing, malformed, unknown, revoked or expired token: Unauthenticated.
 //!   Too small a role: PermissionDenied naming the role needed.
 //!
+//! Every call is also counted by method and answer code
+//! ([`crate::metrics::Metrics::grpc_request`]); paths outside `berth.v1`
+//! count as `other`, so clients cannot grow the label set.
+//!
 //! The layer only reads the `authorization` header, so it does not care
 //! whether the transport is plain HTTP/2 or TLS.
 
@@ -479,7 +483,13 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let db = self.db.clone();
-        Box::pin(gate(db, inner, req))
+        let path = req.uri().path().to_owned();
+        Box::pin(async move {
+            let metrics = db.metrics().clone();
+            let resp = gate(db, inner, req).await?;
+            metrics.grpc_request(&path, is_known(&path), response_code(&resp));
+            Ok(resp)
+        })
     }
 }
 
@@ -553,6 +563,25 @@ where
         .map_or_else(|| "OK".to_owned(), |s| status_outcome(&s));
     audit(&db, &principal, &path, resource, &outcome).await;
     Ok(resp)
+}
+
+/// Whether `path` names a method of `berth.v1` (the label's values stay
+/// the methods of the API, whatever paths clients send).
+fn is_known(path: &str) -> bool {
+    const AGENT_METHODS: &[&str] = &["Register", "Connect", "RenewCertificate", "DescribeSelf"];
+    rule(path).is_some()
+        || path
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(pb::agent_service_server::SERVICE_NAME))
+            .and_then(|p| p.strip_prefix('/'))
+            .is_some_and(|m| AGENT_METHODS.contains(&m))
+}
+
+/// The code of an answer as it leaves the layer: a handler's error comes as
+/// a trailers-only answer (grpc-status in the headers); headers without it
+/// start a successful answer (a stream that fails later counts as `Ok`).
+fn response_code(resp: &Resp) -> tonic::Code {
+    Status::from_header_map(resp.headers()).map_or(tonic::Code::Ok, |s| s.code())
 }
 
 fn status_outcome(s: &Status) -> String {

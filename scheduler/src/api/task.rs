@@ -376,6 +376,10 @@ impl TaskService for TaskApi {
         req: Request<StartTaskRequest>,
     ) -> Result<Response<StartTaskResponse>, Status> {
         let req = req.into_inner();
+        self.shared
+            .db
+            .metrics()
+            .task_call(crate::metrics::TaskCall::Start);
         let cluster = cluster_arg(&req.cluster);
         let r = parse_ref("taskDefinition", &req.task_definition)?;
         if req.container_instances.is_empty() {
@@ -438,6 +442,7 @@ impl TaskService for TaskApi {
             tracing::info!(task = %t.id, instance = %t.instance_id, cpu = t.reservation.cpu_units, memory_mib = t.reservation.memory_mib, ports = t.reservation.ports.len(), "task placed");
         }
         for f in &out.failures {
+            self.shared.db.metrics().placement_failure(&f.reason);
             tracing::info!(instance = %f.instance_id, reason = %f.reason, detail = %f.detail, "task not placed");
         }
         let arn = &self.shared.arn;
@@ -461,6 +466,10 @@ impl TaskService for TaskApi {
         req: Request<RunTaskRequest>,
     ) -> Result<Response<RunTaskResponse>, Status> {
         let req = req.into_inner();
+        self.shared
+            .db
+            .metrics()
+            .task_call(crate::metrics::TaskCall::Run);
         let cluster = cluster_arg(&req.cluster);
         let r = parse_ref("taskDefinition", &req.task_definition)?;
         let count = match req.count {
@@ -552,6 +561,10 @@ impl TaskService for TaskApi {
         req: Request<StopTaskRequest>,
     ) -> Result<Response<StopTaskResponse>, Status> {
         let req = req.into_inner();
+        self.shared
+            .db
+            .metrics()
+            .task_call(crate::metrics::TaskCall::Stop);
         let cluster = cluster_arg(&req.cluster);
         let id = short_id(req.task.trim());
         if id.is_empty() {

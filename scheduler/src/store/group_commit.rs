@@ -3,7 +3,9 @@
 //! A write handler commits to the store, then awaits [`GroupCommit::durable`]
 //! before replying. A single flusher task runs [`Store::flush`] whenever
 //! someone waits; every write committed before a flush *started* is covered
-//! by it, so concurrent handlers are answered by the same flush.
+//! by it, so concurrent handlers are answered by the same flush. Each
+//! flush's duration and the tickets it covered go to
+//! [`crate::metrics::Metrics::store_commit`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,7 +47,7 @@ struct Inner {
 impl GroupCommit {
     /// Starts the flusher task for `store`. It stops when every handle is
     /// dropped.
-    pub fn start(store: Arc<dyn Store>) -> Self {
+    pub fn start(store: Arc<dyn Store>, metrics: crate::metrics::Metrics) -> Self {
         let inner = Arc::new(Inner {
             requested: AtomicU64::new(0),
             done: watch::channel(Ok(0)).0,
@@ -72,11 +74,15 @@ impl GroupCommit {
                     // Every write committed before `target` was handed out
                     // precedes this flush.
                     let s = store.clone();
+                    let began = tokio::time::Instant::now();
                     let res = match tokio::task::spawn_blocking(move || s.flush()).await {
                         Ok(Ok(())) => Ok(target),
                         Ok(Err(e)) => Err(e.to_string()),
                         Err(e) => Err(format!("flush task failed: {e}")),
                     };
+                    if res.is_ok() {
+                        metrics.store_commit(began.elapsed(), target - covered);
+                    }
                     if let Err(cause) = &res {
                         tracing::error!(%cause, "store flush failed; acknowledged writes can no longer be made durable");
                     }
@@ -134,7 +140,7 @@ mod tests {
     async fn concurrent_waiters_all_complete() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
-        let gc = GroupCommit::start(store.clone());
+        let gc = GroupCommit::start(store.clone(), crate::metrics::Metrics::default());
         let mut handles = Vec::new();
         for i in 0..64u32 {
             let (s, gc) = (store.clone(), gc.clone());

@@ -112,3 +112,14 @@ fn names_are_checked() {
     assert!(check_name("3f2a-b9c1", false).is_ok());
     assert!(OOM_REASON.starts_with("OutOfMemoryError: "));
 }
+
+#[test]
+fn block_io_bytes_sum_over_devices() {
+    let v2 = "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n\
+              253:0 rbytes=100 wbytes=1 rios=1 wios=1 dbytes=0 dios=0\n";
+    assert_eq!(io_bytes_v2(v2), (4196, 8193));
+    let v1 = "8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 1\n8:0 Async 2\n8:0 Total 12288\n\
+              253:0 Read 100\n253:0 Write 1\nTotal 12389\n";
+    assert_eq!(io_bytes_v1(v1), (4196, 8193));
+    assert_eq!(io_bytes_v2(""), (0, 0));
+}

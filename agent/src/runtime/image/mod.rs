@@ -268,6 +268,8 @@ pub struct ImageStore {
     /// One lock per image name: concurrent `ensure`s of one image wait for
     /// each other instead of racing on the same content refs.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Pull durations and bytes (`/metrics`).
+    metrics: crate::metrics::AgentMetrics,
 }
 
 impl fmt::Debug for ImageStore {
@@ -285,7 +287,14 @@ impl ImageStore {
             ctd,
             cfg,
             locks: Mutex::new(HashMap::new()),
+            metrics: crate::metrics::AgentMetrics::default(),
         }
+    }
+
+    /// Counts pulls into `metrics` (the agent's `/metrics`).
+    pub fn with_metrics(mut self, metrics: crate::metrics::AgentMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn config(&self) -> &ImageStoreConfig {

@@ -37,7 +37,9 @@ impl ImageStore {
         let auth = self.registry_auth(reference, creds)?;
         let client = self.oci_client();
         let lease = self.create_lease(&name).await?;
+        let began = tokio::time::Instant::now();
         let result = self.pull_leased(&client, &auth, reference, &lease).await;
+        self.metrics.image_pull(began.elapsed(), result.is_ok());
         if let Err(s) = self
             .ctd
             .leases()
@@ -189,6 +191,8 @@ impl ImageStore {
             });
             self.write_content(&name, lease, layer, labels, source)
                 .await?;
+            self.metrics
+                .image_bytes(u64::try_from(layer.size).unwrap_or(0));
             fetched = true;
         }
 
