@@ -36,6 +36,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod ecs_api;
+pub mod exec_link;
 pub mod paging;
 pub mod placement;
 pub mod placer;

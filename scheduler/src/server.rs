@@ -195,6 +195,7 @@ pub async fn run_with(
         arn: Arc::new(config.arn.clone()),
         heartbeat_interval: config.heartbeat_interval,
         logs: LogRouter::default(),
+        execs: Default::default(),
         ca: ca.clone(),
         secrets,
         rendered: RenderCache::default(),
@@ -242,6 +243,13 @@ pub async fn run_with(
         .add_service(TaskServiceServer::new(TaskApi {
             shared: shared.clone(),
         }))
+        .add_service(
+            berth_proto::v1::exec_service_server::ExecServiceServer::new(
+                crate::api::exec::ExecApi {
+                    shared: shared.clone(),
+                },
+            ),
+        )
         .add_service(ServiceServiceServer::new(ServiceApi {
             shared: shared.clone(),
         }))

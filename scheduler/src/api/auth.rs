@@ -136,6 +136,9 @@ pub const METHODS: &[MethodRule] = &[
     read("/berth.v1.TaskService/ListTasks", ReadOnly),
     read("/berth.v1.TaskService/DescribeTasks", ReadOnly),
     read("/berth.v1.TaskService/GetTaskLogs", ReadOnly),
+    // ECS Exec: a stream, so the gate does not read its body; the handler
+    // audits each session itself (who, task, container, command).
+    read("/berth.v1.ExecService/ExecuteCommand", Operator),
     write("/berth.v1.ServiceService/CreateService", Operator),
     write("/berth.v1.ServiceService/UpdateService", Operator),
     write("/berth.v1.ServiceService/DeleteService", Operator),

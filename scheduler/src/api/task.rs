@@ -426,6 +426,7 @@ impl TaskService for TaskApi {
             started_by: req.started_by,
             group: Some(req.group).filter(|g| !g.is_empty()),
             tags,
+            enable_execute_command: req.enable_execute_command,
         };
         let sessions = &self.shared.sessions;
         let out = self
@@ -520,6 +521,7 @@ impl TaskService for TaskApi {
             fingerprint,
             tags,
             load_balancers: Vec::new(),
+            enable_execute_command: req.enable_execute_command,
         };
         let out = self.shared.placer.run(spec).await.map_err(ApiError::from)?;
         for t in &out.tasks {
