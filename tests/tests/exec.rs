@@ -140,7 +140,8 @@ async fn exec_runs_commands_in_tasks_that_allow_it() {
     let c = cluster().await;
     let td = c.register(SLEEPER);
     let task = start(&c, &td, &["--enable-execute-command"]);
-    c.until_status(&task, "RUNNING").await;
+    let t = c.until_status(&task, "RUNNING").await;
+    assert_eq!(t["enableExecuteCommand"], true, "{t:#}");
     let admin = c.sched.admin_token.clone();
 
     // Both streams, and berthctl exits with the command's code.
@@ -185,7 +186,8 @@ async fn exec_runs_commands_in_tasks_that_allow_it() {
 
     // A task started without the flag is refused, saying why.
     let plain = start(&c, &td, &[]);
-    c.until_status(&plain, "RUNNING").await;
+    let t = c.until_status(&plain, "RUNNING").await;
+    assert_eq!(t["enableExecuteCommand"], false, "{t:#}");
     let out = run(&c, &admin, &["task", "exec", &plain, "--", "true"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(

@@ -106,6 +106,7 @@ pub fn task_to_proto(arn: &ArnPrefix, t: &TaskRecord) -> Task {
         overrides: t.overrides.as_ref().map(overrides_to_proto),
         network_mode: network_mode(t).to_owned(),
         private_ipv4_address: t.private_ipv4.map(|ip| ip.to_string()).unwrap_or_default(),
+        enable_execute_command: t.enable_execute_command,
     }
 }
 
