@@ -18,6 +18,7 @@
 //! - [`backoff`], [`desired`]: retry pacing; what the scheduler wants here.
 //! - [`runtime`]: running tasks on this host: the supervisor and runners,
 //!   OCI specs, cgroups, CNI networking, containerd, image pulls and GC.
+//! - [`exec`]: ECS Exec, processes run in task containers for `berthctl task exec`.
 //! - [`logs`]: container logs (the log-driver binary, json-files, the log server).
 //! - [`metadata`]: the task metadata endpoint v4 (HTTP on the bridge's gateway).
 //! - [`metrics`]: `/metrics` (Prometheus): image pulls, and this host's tasks read from
@@ -30,6 +31,7 @@
 pub mod backoff;
 pub mod config;
 pub mod desired;
+pub mod exec;
 pub mod host;
 pub mod identity;
 pub mod join;
@@ -467,10 +469,20 @@ impl Agent {
             reporter: reporter.clone(),
         };
         tokio::spawn(log_server.run(log_rx, chunk_tx, cancel.child_token()));
+        let (exec_tx, exec_rx) = tokio::sync::mpsc::channel(64);
+        let (exec_out_tx, exec_out_rx) = tokio::sync::mpsc::channel(64);
+        let exec_server = exec::ExecServer {
+            containerd_socket: config.runtime.containerd_socket.clone(),
+            namespace: config.runtime.containerd_namespace.clone(),
+            fifo_dir: config.state_dir.join("exec"),
+        };
+        tokio::spawn(exec_server.run(exec_rx, exec_out_tx, cancel.child_token()));
         let link = session::RuntimeLink {
             reporter: reporter.clone(),
             logs: log_tx,
             chunks: chunk_rx,
+            exec: exec_tx,
+            exec_output: exec_out_rx,
         };
         let session = session::spawn(
             SessionConfig {

@@ -39,6 +39,7 @@ use tracing::Instrument;
 
 use crate::backoff::{Backoff, LogLimiter};
 use crate::desired::DesiredState;
+use crate::exec::{ExecCommand, ExecFrame};
 use crate::host::{HostError, HostProbe};
 use crate::identity::{Credentials, Identity, IdentityError, IdentityStore};
 use crate::logs::server::{LogChunk, LogCommand};
@@ -138,6 +139,9 @@ pub struct RuntimeLink {
     pub reporter: Reporter,
     pub logs: mpsc::Sender<LogCommand>,
     pub chunks: mpsc::Receiver<LogChunk>,
+    /// ECS Exec: commands down to the [`crate::exec::ExecServer`], output up.
+    pub exec: mpsc::Sender<ExecCommand>,
+    pub exec_output: mpsc::Receiver<ExecFrame>,
 }
 
 impl RuntimeLink {
@@ -145,10 +149,14 @@ impl RuntimeLink {
     pub fn detached() -> Self {
         let (logs, _) = mpsc::channel(1);
         let (_, chunks) = mpsc::channel(1);
+        let (exec, _) = mpsc::channel(1);
+        let (_, exec_output) = mpsc::channel(1);
         Self {
             reporter: Reporter::default(),
             logs,
             chunks,
+            exec,
+            exec_output,
         }
     }
 }
@@ -501,6 +509,13 @@ impl Session {
                                 tracing::debug!("no log server: log request dropped");
                             }
                         }
+                        Ok(Inbound::Exec(cmd)) => {
+                            // The exec server never waits long: its queue
+                            // per exec is bounded and refuses when full.
+                            if self.link.exec.send(cmd).await.is_err() {
+                                tracing::debug!("no exec server: exec message dropped");
+                            }
+                        }
                         Ok(Inbound::Unknown) => {
                             tracing::debug!("ignoring a message of a kind this agent does not know");
                         }
@@ -531,6 +546,11 @@ impl Session {
                 }
                 Some(chunk) = self.link.chunks.recv() => {
                     if outbound.send(wire::log_chunk(&chunk)).await.is_err() {
+                        break SessionError::OutboundClosed;
+                    }
+                }
+                Some(frame) = self.link.exec_output.recv() => {
+                    if outbound.send(wire::exec_output(frame)).await.is_err() {
                         break SessionError::OutboundClosed;
                     }
                 }
@@ -570,6 +590,8 @@ impl Session {
                 }
             }
         };
+        // The scheduler has told every exec's caller; nobody reads on.
+        let _ = self.link.exec.try_send(ExecCommand::CancelAll);
         Ended::Lost {
             error,
             connected_for: Some(since.elapsed()),

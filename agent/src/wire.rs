@@ -12,6 +12,7 @@ use crate::desired::{
     CheckPort, CheckProtocol, DesiredState, DesiredStatus, DesiredTask, PortAssignment, Protocol,
     SecretEnv, StopCode, TargetCheck, TargetHealthCheck, TaskSecrets,
 };
+use crate::exec::{ExecCommand, ExecFrame, ExecInput, ExecOutput, ExecStart, TermSize};
 use crate::host::HostFacts;
 use crate::identity::Identity;
 use crate::logs::server::{LogChunk, LogCommand, LogRequest};
@@ -49,6 +50,8 @@ pub enum Inbound {
     Welcome(Welcome),
     DesiredState(DesiredState),
     Logs(LogCommand),
+    /// ECS Exec: start, feed or stop a process in a container.
+    Exec(ExecCommand),
     /// A message kind this agent does not know (a newer scheduler): ignored.
     Unknown,
 }
@@ -269,6 +272,55 @@ pub fn log_chunk(c: &LogChunk) -> v1::AgentMessage {
     }
 }
 
+/// A terminal size; out-of-range dimensions are clamped (the scheduler
+/// checked them).
+fn term_size(s: &v1::TerminalSize) -> TermSize {
+    let dim = |v: u32| u16::try_from(v).unwrap_or(u16::MAX).max(1);
+    TermSize {
+        width: dim(s.width),
+        height: dim(s.height),
+    }
+}
+
+/// An exec start as is: what is wrong with it (no such container, no
+/// command) comes back as the exec's error, not as a broken stream.
+fn exec_start(s: v1::ExecStart) -> ExecStart {
+    ExecStart {
+        stream_id: s.stream_id,
+        task_arn: s.task_arn,
+        container: s.container,
+        command: s.command,
+        interactive: s.interactive,
+        tty: s.tty,
+        size: s.size.as_ref().map(term_size),
+    }
+}
+
+fn exec_input(i: Option<v1::exec_input::Input>) -> Option<ExecInput> {
+    use v1::exec_input::Input;
+    Some(match i? {
+        Input::Stdin(b) => ExecInput::Stdin(b),
+        Input::Resize(s) => ExecInput::Resize(term_size(&s)),
+        Input::Signal(s) => ExecInput::Signal(s),
+        Input::CloseStdin(_) => ExecInput::CloseStdin,
+    })
+}
+
+pub fn exec_output(f: ExecFrame) -> v1::AgentMessage {
+    use v1::exec_output::Output;
+    v1::AgentMessage {
+        msg: Some(v1::agent_message::Msg::ExecOutput(v1::ExecOutput {
+            stream_id: f.stream_id,
+            output: Some(match f.output {
+                ExecOutput::Stdout(b) => Output::Stdout(b),
+                ExecOutput::Stderr(b) => Output::Stderr(b),
+                ExecOutput::Exit(c) => Output::ExitCode(c),
+                ExecOutput::Error(e) => Output::Error(e),
+            }),
+        })),
+    }
+}
+
 pub fn inbound(m: v1::SchedulerMessage) -> Result<Inbound, WireError> {
     use v1::scheduler_message::Msg;
     match m.msg {
@@ -276,6 +328,15 @@ pub fn inbound(m: v1::SchedulerMessage) -> Result<Inbound, WireError> {
         Some(Msg::DesiredState(d)) => desired_state(d).map(Inbound::DesiredState),
         Some(Msg::LogRequest(r)) => Ok(Inbound::Logs(LogCommand::Read(log_request(r)))),
         Some(Msg::LogCancel(c)) => Ok(Inbound::Logs(LogCommand::Cancel(c.request_id))),
+        Some(Msg::ExecStart(s)) => Ok(Inbound::Exec(ExecCommand::Start(exec_start(s)))),
+        Some(Msg::ExecInput(i)) => Ok(match exec_input(i.input) {
+            Some(input) => Inbound::Exec(ExecCommand::Input {
+                stream_id: i.stream_id,
+                input,
+            }),
+            None => Inbound::Unknown,
+        }),
+        Some(Msg::ExecCancel(c)) => Ok(Inbound::Exec(ExecCommand::Cancel(c.stream_id))),
         None => Ok(Inbound::Unknown),
     }
 }

@@ -457,13 +457,25 @@ mod tests {
         check(
             "task start --taskdef web:3 --instance 4f1c --count 2",
             expect![[
-                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Task(Start { task_definition: TaskDefRef { family: "web", revision: Some(3) }, instances: ["4f1c"], count: 2, group: None, started_by: None, cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Task(Start { task_definition: TaskDefRef { family: "web", revision: Some(3) }, instances: ["4f1c"], count: 2, group: None, started_by: None, enable_execute_command: false, cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
             "task start --taskdef web --instance a --instance b --group g --started-by ci",
             expect![[
-                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Task(Start { task_definition: TaskDefRef { family: "web", revision: None }, instances: ["a", "b"], count: 1, group: Some("g"), started_by: Some("ci"), cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Task(Start { task_definition: TaskDefRef { family: "web", revision: None }, instances: ["a", "b"], count: 1, group: Some("g"), started_by: Some("ci"), enable_execute_command: false, cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+        check(
+            "task exec 0a1b -c app -i -t -- sh -c id",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Task(Exec(ExecArgs { id: "0a1b", container: Some("app"), interactive: true, tty: true, cluster: ClusterArg { cluster: None }, command: ["sh", "-c", "id"] }))"#
+            ]],
+        );
+        check(
+            "task run --taskdef web --enable-execute-command",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Task(Run { task_definition: TaskDefRef { family: "web", revision: None }, count: 1, group: None, started_by: None, strategies: [], constraints: [], overrides: None, client_token: None, wait: false, timeout: 600s, enable_execute_command: true, cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
@@ -526,12 +538,12 @@ mod tests {
         );
         check(
             "service create web --taskdef web:2 --desired-count 4 --min-healthy-percent 50 --max-percent 100 --circuit-breaker --rollback --wait",
-            expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Create { name: "web", task_definition: TaskDefRef { family: "web", revision: Some(2) }, desired_count: Some(4), daemon: false, deployment: DeploymentArgs { min_healthy: Some(50), max_percent: Some(100), circuit_breaker: true, rollback: true }, strategies: [], constraints: [], grace: 0, tags: [], load_balancers: [], dns: DnsArgs { dns_namespace: None, dns_name: None, dns_container: None }, wait: WaitArgs { wait: true, timeout: 600s }, cluster: ClusterArg { cluster: None } })"#]],
+            expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Create { name: "web", task_definition: TaskDefRef { family: "web", revision: Some(2) }, desired_count: Some(4), daemon: false, deployment: DeploymentArgs { min_healthy: Some(50), max_percent: Some(100), circuit_breaker: true, rollback: true }, strategies: [], constraints: [], grace: 0, tags: [], load_balancers: [], dns: DnsArgs { dns_namespace: None, dns_name: None, dns_container: None }, enable_execute_command: false, wait: WaitArgs { wait: true, timeout: 600s }, cluster: ClusterArg { cluster: None } })"#]],
         );
         check(
             "service create agentd --taskdef agentd --daemon",
             expect![[
-                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Create { name: "agentd", task_definition: TaskDefRef { family: "agentd", revision: None }, desired_count: None, daemon: true, deployment: DeploymentArgs { min_healthy: None, max_percent: None, circuit_breaker: false, rollback: false }, strategies: [], constraints: [], grace: 0, tags: [], load_balancers: [], dns: DnsArgs { dns_namespace: None, dns_name: None, dns_container: None }, wait: WaitArgs { wait: false, timeout: 600s }, cluster: ClusterArg { cluster: None } })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Create { name: "agentd", task_definition: TaskDefRef { family: "agentd", revision: None }, desired_count: None, daemon: true, deployment: DeploymentArgs { min_healthy: None, max_percent: None, circuit_breaker: false, rollback: false }, strategies: [], constraints: [], grace: 0, tags: [], load_balancers: [], dns: DnsArgs { dns_namespace: None, dns_name: None, dns_container: None }, enable_execute_command: false, wait: WaitArgs { wait: false, timeout: 600s }, cluster: ClusterArg { cluster: None } })"#
             ]],
         );
         check(
@@ -590,7 +602,7 @@ mod tests {
         );
         check(
             "service create web --taskdef web --desired-count 1 --load-balancer arn:berth:elasticloadbalancing:local:0:targetgroup/web/0a:app:80 --dns-namespace prod.internal --dns-name www",
-            expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Create { name: "web", task_definition: TaskDefRef { family: "web", revision: None }, desired_count: Some(1), daemon: false, deployment: DeploymentArgs { min_healthy: None, max_percent: None, circuit_breaker: false, rollback: false }, strategies: [], constraints: [], grace: 0, tags: [], load_balancers: [LoadBalancer { target_group_arn: "arn:berth:elasticloadbalancing:local:0:targetgroup/web/0a", container_name: "app", container_port: 80 }], dns: DnsArgs { dns_namespace: Some("prod.internal"), dns_name: Some("www"), dns_container: None }, wait: WaitArgs { wait: false, timeout: 600s }, cluster: ClusterArg { cluster: None } })"#]],
+            expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Service(Create { name: "web", task_definition: TaskDefRef { family: "web", revision: None }, desired_count: Some(1), daemon: false, deployment: DeploymentArgs { min_healthy: None, max_percent: None, circuit_breaker: false, rollback: false }, strategies: [], constraints: [], grace: 0, tags: [], load_balancers: [LoadBalancer { target_group_arn: "arn:berth:elasticloadbalancing:local:0:targetgroup/web/0a", container_name: "app", container_port: 80 }], dns: DnsArgs { dns_namespace: Some("prod.internal"), dns_name: Some("www"), dns_container: None }, enable_execute_command: false, wait: WaitArgs { wait: false, timeout: 600s }, cluster: ClusterArg { cluster: None } })"#]],
         );
         check(
             "service create web --taskdef web --desired-count 1 --load-balancer web:app",

@@ -90,6 +90,11 @@ pub enum CtlError {
     #[error("not deleted:{}", indented(&.items.iter().map(failure_line).collect::<Vec<_>>()))]
     NotDeleted { items: Vec<MissingItem> },
 
+    /// `task exec`: the remote command ended with a non-zero exit code,
+    /// which berthctl exits with (nothing is printed).
+    #[error("the command exited with {code}")]
+    RemoteExit { code: u8 },
+
     /// `--wait` saw a task stop, or gave up.
     #[error("{message}")]
     TaskFailed { message: String },
@@ -228,6 +233,7 @@ impl CtlError {
             | Self::InvalidCa { .. }
             | Self::InvalidInput { .. }
             | Self::Usage(_) => EXIT_USAGE,
+            Self::RemoteExit { code } => *code,
             _ => EXIT_ERROR,
         }
     }

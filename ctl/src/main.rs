@@ -34,6 +34,8 @@ fn main() -> ExitCode {
         Err(e) => match e.downcast::<CtlError>() {
             // A reader that went away (`berthctl ... | head -1`) is not an error.
             Ok(CtlError::Output(io)) if io.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            // `task exec`: the remote command's own code, and its own words.
+            Ok(CtlError::RemoteExit { code }) => ExitCode::from(code),
             Ok(e) => {
                 let _ = writeln!(io::stderr(), "{}", e.render());
                 ExitCode::from(e.exit_code())

@@ -4,7 +4,7 @@
 //!   after a durable write changed the instance's desired set; each stream
 //!   then sends the full set again (level-triggered).
 //! - [`Outbound`]: what the API asks a stream to send besides the desired
-//!   set (log requests); each session holds the sender ([`crate::agents::sessions`]).
+//!   set (log requests, exec sessions); each session holds the sender ([`crate::agents::sessions`]).
 //! - [`LogRouter`]: which caller waits for which log `request_id`, and from
 //!   which instance the answer must come.
 //!
@@ -76,6 +76,19 @@ pub enum Outbound {
     },
     LogCancel {
         request_id: u64,
+    },
+    /// Run a process in a container (ECS Exec, [`crate::exec_link`]).
+    ExecStart {
+        stream_id: u64,
+        spec: crate::exec_link::ExecSpec,
+    },
+    ExecInput {
+        stream_id: u64,
+        input: crate::exec_link::ExecInput,
+    },
+    /// The exec's caller went away: kill the process.
+    ExecCancel {
+        stream_id: u64,
     },
     /// End the stream with PermissionDenied (the instance was deregistered
     /// and its certificates revoked).

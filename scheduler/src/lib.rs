@@ -43,6 +43,7 @@ pub mod config;
 pub mod db;
 pub mod dns;
 pub mod ecs_api;
+pub mod exec_link;
 pub mod metrics;
 pub mod paging;
 pub mod placement;

@@ -416,6 +416,9 @@ pub struct TaskRecord {
     /// targets drain, and its agent keeps it running until this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_until: Option<UnixMillis>,
+    /// ECS's enableExecuteCommand: ExecuteCommand may run processes in it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_execute_command: bool,
 }
 
 /// ECS's `TaskOverride` (the container fields Berth honours).

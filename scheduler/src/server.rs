@@ -233,6 +233,7 @@ pub async fn run_with_metrics(
         arn: Arc::new(config.arn.clone()),
         heartbeat_interval: config.heartbeat_interval,
         logs: LogRouter::default(),
+        execs: Default::default(),
         ca: ca.clone(),
         secrets,
         rendered: RenderCache::default(),
@@ -300,6 +301,13 @@ pub async fn run_with_metrics(
         .add_service(TaskServiceServer::new(TaskApi {
             shared: shared.clone(),
         }))
+        .add_service(
+            berth_proto::v1::exec_service_server::ExecServiceServer::new(
+                crate::api::exec::ExecApi {
+                    shared: shared.clone(),
+                },
+            ),
+        )
         .add_service(ServiceServiceServer::new(ServiceApi {
             shared: shared.clone(),
         }))

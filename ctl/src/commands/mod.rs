@@ -16,6 +16,7 @@ pub mod snapshot;
 pub mod tag;
 pub mod targetgroup;
 pub mod task;
+pub mod task_exec;
 pub mod taskdef;
 pub mod token;
 pub mod version;
@@ -117,6 +118,14 @@ impl<'a> Ctx<'a> {
         self.out
             .write_all(text.as_bytes())
             .and_then(|()| self.out.flush())
+            .map_err(CtlError::Output)
+    }
+
+    /// Raw bytes on stdout or stderr, flushed (an exec's output).
+    pub fn write_bytes(&mut self, stderr: bool, bytes: &[u8]) -> Result<(), CtlError> {
+        let w: &mut dyn Write = if stderr { self.err } else { self.out };
+        w.write_all(bytes)
+            .and_then(|()| w.flush())
             .map_err(CtlError::Output)
     }
 

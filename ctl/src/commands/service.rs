@@ -203,6 +203,9 @@ pub enum ServiceCommand {
         load_balancers: Vec<pb::LoadBalancer>,
         #[command(flatten)]
         dns: DnsArgs,
+        /// Allow `berthctl task exec` into its tasks (ECS's enableExecuteCommand)
+        #[arg(long = "enable-execute-command")]
+        enable_execute_command: bool,
         #[command(flatten)]
         wait: WaitArgs,
         #[command(flatten)]
@@ -221,6 +224,10 @@ pub enum ServiceCommand {
         /// Replace every task, even with the same task definition
         #[arg(long = "force-new-deployment")]
         force_new_deployment: bool,
+        /// Allow (true) or forbid (false) `berthctl task exec` into tasks
+        /// started from now on (ECS's enableExecuteCommand)
+        #[arg(long = "enable-execute-command", value_name = "BOOL")]
+        enable_execute_command: Option<bool>,
         /// Seconds after a task starts before it must be healthy
         #[arg(long = "health-check-grace-period", value_name = "SECONDS")]
         grace: Option<u32>,
@@ -506,12 +513,14 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
             tags,
             load_balancers,
             dns,
+            enable_execute_command,
             wait,
             cluster,
         } => {
             let cluster = ctx.cluster(&cluster);
             let r = client
                 .create_service(pb::CreateServiceRequest {
+                    enable_execute_command,
                     cluster: cluster.clone(),
                     service_name: name,
                     task_definition: task_definition.to_string(),
@@ -536,6 +545,7 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
             desired_count,
             deployment,
             force_new_deployment,
+            enable_execute_command,
             grace,
             load_balancers,
             no_load_balancers,
@@ -552,6 +562,7 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
                 deployment_configuration: deployment.to_proto(),
                 placement: None,
                 force_new_deployment,
+                enable_execute_command,
                 health_check_grace_period_seconds: grace
                     .map(|g| i32::try_from(g).unwrap_or(i32::MAX)),
                 load_balancers: (no_load_balancers || !load_balancers.is_empty())

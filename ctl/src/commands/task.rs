@@ -1,7 +1,7 @@
-//! `berthctl task run|start|ls|describe|stop|logs`: ECS's RunTask (the
+//! `berthctl task run|start|ls|describe|stop|logs|exec`: ECS's RunTask (the
 //! scheduler places), StartTask (on named container instances), ListTasks,
-//! DescribeTasks, StopTask, and container logs streamed from the agent
-//! through the scheduler.
+//! DescribeTasks, StopTask, container logs streamed from the agent through
+//! the scheduler, and ECS Exec (in `task_exec.rs`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -53,6 +53,9 @@ pub enum TaskCommand {
         /// How long --wait waits
         #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        /// Allow `berthctl task exec` into the tasks (ECS's enableExecuteCommand)
+        #[arg(long = "enable-execute-command")]
+        enable_execute_command: bool,
         #[command(flatten)]
         cluster: ClusterArg,
     },
@@ -73,9 +76,14 @@ pub enum TaskCommand {
         /// Free-form tag naming who started the tasks
         #[arg(long = "started-by", value_name = "TAG")]
         started_by: Option<String>,
+        /// Allow `berthctl task exec` into the tasks (ECS's enableExecuteCommand)
+        #[arg(long = "enable-execute-command")]
+        enable_execute_command: bool,
         #[command(flatten)]
         cluster: ClusterArg,
     },
+    /// Run a command in a task's running container (ECS Exec); exits with its exit code
+    Exec(super::task_exec::ExecArgs),
     /// List tasks (JSON: as `aws ecs describe-tasks`)
     Ls {
         /// Only tasks on this container instance
@@ -331,6 +339,7 @@ pub async fn run(cmd: TaskCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
             client_token,
             wait,
             timeout,
+            enable_execute_command,
             cluster,
         } => {
             let cluster = ctx.cluster(&cluster);
@@ -345,6 +354,7 @@ pub async fn run(cmd: TaskCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
                     placement_strategy: strategies,
                     overrides,
                     client_token: client_token.unwrap_or_default(),
+                    enable_execute_command,
                     ..Default::default()
                 })
                 .await
@@ -392,10 +402,12 @@ pub async fn run(cmd: TaskCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
             count,
             group,
             started_by,
+            enable_execute_command,
             cluster,
         } => {
             let r = client
                 .start_task(pb::StartTaskRequest {
+                    enable_execute_command,
                     cluster: ctx.cluster(&cluster),
                     task_definition: task_definition.to_string(),
                     container_instances: instances,
@@ -468,6 +480,7 @@ pub async fn run(cmd: TaskCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
             }
             ctx.emit(&v, view::list_table)
         }
+        TaskCommand::Exec(args) => super::task_exec::run(args, ctx).await,
         TaskCommand::Describe { ids, cluster } => {
             let r = client
                 .describe_tasks(pb::DescribeTasksRequest {

@@ -378,7 +378,7 @@ impl From<&pb::Task> for Task {
             cpu: t.cpu.clone(),
             created_at: epoch(t.created_at.as_ref()),
             desired_status: t.desired_status.clone(),
-            enable_execute_command: false,
+            enable_execute_command: t.enable_execute_command,
             group: t.group.clone(),
             health_status: or(&t.health_status, "UNKNOWN"),
             last_status: t.last_status.clone(),

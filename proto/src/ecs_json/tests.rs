@@ -126,6 +126,7 @@ fn full_task(id: &str, network_mode: &str) -> pb::Task {
             "10.217.0.5".to_owned()
         },
         tags: vec![],
+        enable_execute_command: false,
     }
 }
 

@@ -18,6 +18,7 @@ use berth_proto::arn::ArnPrefix;
 
 use crate::agent_link::{LogPart, LogQuery, LogRouter};
 use crate::db::{Db, TaskReport};
+use crate::exec_link::{ExecFrame, ExecInput, ExecRouter, ExecSpec};
 use crate::secrets::Secrets;
 
 pub use desired::{DesiredSet, DesiredTask};
@@ -30,6 +31,7 @@ pub struct Context {
     pub arn: Arc<ArnPrefix>,
     pub secrets: Secrets,
     pub logs: LogRouter,
+    pub execs: ExecRouter,
     /// Definitions and secrets as last rendered for the agents.
     pub rendered: desired::RenderCache,
 }
@@ -47,6 +49,8 @@ pub enum AgentEvent {
     InvalidReport(String),
     /// Part of the answer to a log request.
     LogChunk { request_id: u64, part: LogPart },
+    /// Output of an exec.
+    ExecOutput { stream_id: u64, frame: ExecFrame },
 }
 
 /// One message to an agent.
@@ -60,6 +64,17 @@ pub enum ToAgent {
     },
     LogCancel {
         request_id: u64,
+    },
+    ExecStart {
+        stream_id: u64,
+        spec: ExecSpec,
+    },
+    ExecInput {
+        stream_id: u64,
+        input: ExecInput,
+    },
+    ExecCancel {
+        stream_id: u64,
     },
 }
 

@@ -2,7 +2,8 @@
 //! out, in one loop. Reports already waiting are made durable with one
 //! flush; the desired set is sent again whenever the instance's generation
 //! moves; log chunks go to whoever waits for them, and an agent is told to
-//! stop a log read nobody waits for any more.
+//! stop a log read nobody waits for any more; exec output likewise
+//! ([`crate::exec_link`]).
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -61,6 +62,9 @@ impl AgentSession {
                             ToAgent::LogRequest { request_id, query }
                         }
                         Outbound::LogCancel { request_id } => ToAgent::LogCancel { request_id },
+                        Outbound::ExecStart { stream_id, spec } => ToAgent::ExecStart { stream_id, spec },
+                        Outbound::ExecInput { stream_id, input } => ToAgent::ExecInput { stream_id, input },
+                        Outbound::ExecCancel { stream_id } => ToAgent::ExecCancel { stream_id },
                     };
                     if self.tx.send(Ok(m)).await.is_err() {
                         break End::AgentClosed;
@@ -106,6 +110,10 @@ impl AgentSession {
         self.ctx
             .logs
             .fail_instance(id, "the agent disconnected while its logs were being read");
+        self.ctx.execs.fail_instance(
+            id,
+            "the connection to the task's agent was lost; the command's fate is unknown",
+        );
         drop(self.guard);
     }
 
@@ -131,6 +139,17 @@ impl AgentSession {
                     if !delivered && !eof {
                         // Nobody reads this any more: tell the agent to stop.
                         let cancel = ToAgent::LogCancel { request_id };
+                        if self.tx.send(Ok(cancel)).await.is_err() {
+                            return Err(End::AgentClosed);
+                        }
+                    }
+                }
+                AgentEvent::ExecOutput { stream_id, frame } => {
+                    let last = frame.is_last();
+                    let delivered = self.ctx.execs.deliver(&self.id, stream_id, frame).await;
+                    if !delivered && !last {
+                        // Nobody waits for this exec any more: kill it.
+                        let cancel = ToAgent::ExecCancel { stream_id };
                         if self.tx.send(Ok(cancel)).await.is_err() {
                             return Err(End::AgentClosed);
                         }

@@ -18,11 +18,11 @@ use std::time::Duration;
 use berth_proto::arn::short_id;
 use berth_proto::ecs::{parse_optional, ContainerStatus, HealthStatus, StopCode};
 use berth_proto::v1::{
-    agent_message, agent_service_server::AgentService, scheduler_message, AgentMessage,
-    DescribeSelfRequest, DescribeSelfResponse, DesiredState, DesiredTask, Hello, LogCancel,
-    LogChunk, LogRequest, PortAssignment, RegisterRequest, RegisterResponse,
+    agent_message, agent_service_server::AgentService, exec_output, scheduler_message,
+    AgentMessage, DescribeSelfRequest, DescribeSelfResponse, DesiredState, DesiredTask, Hello,
+    LogCancel, LogChunk, LogRequest, PortAssignment, RegisterRequest, RegisterResponse,
     RenewCertificateRequest, RenewCertificateResponse, RepositoryCredentials, SchedulerMessage,
-    SecretValue, TargetCheck, TaskStatusReport, Welcome,
+    SecretValue, TargetCheck, TaskStatusReport, TerminalSize, Welcome,
 };
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -36,6 +36,7 @@ use super::{millis, timestamp, ApiError, Shared};
 use crate::agent_link::{LogLine, LogPart, Outbound};
 use crate::agents::{self, AgentEvent, AgentSession, DesiredSet, StreamError, ToAgent};
 use crate::db::{check_activation, TargetReport, TaskReport};
+use crate::exec_link::{ExecFrame, ExecInput, TermSize};
 use crate::records::{
     now_millis, ContainerRecord, HostResources, InstanceRecord, InstanceStatus, NetworkBinding,
     Protocol, TaskStatus,
@@ -372,6 +373,7 @@ impl AgentService for AgentApi {
             arn: self.shared.arn.clone(),
             secrets: self.shared.secrets.clone(),
             logs: self.shared.logs.clone(),
+            execs: self.shared.execs.clone(),
             rendered: self.shared.rendered.clone(),
         };
         // Subscribe before reading the set, so no change slips between.
@@ -557,6 +559,41 @@ fn agent_event(m: AgentMessage) -> AgentEvent {
             request_id: c.request_id,
             part: log_part(c),
         },
+        Some(agent_message::Msg::ExecOutput(o)) => AgentEvent::ExecOutput {
+            stream_id: o.stream_id,
+            frame: exec_frame(o.output),
+        },
+    }
+}
+
+fn exec_frame(o: Option<exec_output::Output>) -> ExecFrame {
+    match o {
+        Some(exec_output::Output::Stdout(b)) => ExecFrame::Stdout(b),
+        Some(exec_output::Output::Stderr(b)) => ExecFrame::Stderr(b),
+        Some(exec_output::Output::ExitCode(c)) => ExecFrame::Exit(c),
+        Some(exec_output::Output::Error(e)) => ExecFrame::Error(e),
+        // A newer agent's kind of output: nothing to pass on.
+        None => ExecFrame::Stdout(Vec::new()),
+    }
+}
+
+fn term_size(s: TermSize) -> TerminalSize {
+    TerminalSize {
+        width: u32::from(s.width),
+        height: u32::from(s.height),
+    }
+}
+
+fn exec_input(stream_id: u64, input: ExecInput) -> berth_proto::v1::ExecInput {
+    use berth_proto::v1::exec_input::Input;
+    berth_proto::v1::ExecInput {
+        stream_id,
+        input: Some(match input {
+            ExecInput::Stdin(b) => Input::Stdin(b),
+            ExecInput::Resize(s) => Input::Resize(term_size(s)),
+            ExecInput::Signal(s) => Input::Signal(s),
+            ExecInput::CloseStdin => Input::CloseStdin(true),
+        }),
     }
 }
 
@@ -577,6 +614,23 @@ fn scheduler_message(m: ToAgent) -> SchedulerMessage {
             }
             ToAgent::LogCancel { request_id } => {
                 scheduler_message::Msg::LogCancel(LogCancel { request_id })
+            }
+            ToAgent::ExecStart { stream_id, spec } => {
+                scheduler_message::Msg::ExecStart(berth_proto::v1::ExecStart {
+                    stream_id,
+                    task_arn: spec.task_arn,
+                    container: spec.container,
+                    command: spec.command,
+                    interactive: spec.interactive,
+                    tty: spec.tty,
+                    size: spec.size.map(term_size),
+                })
+            }
+            ToAgent::ExecInput { stream_id, input } => {
+                scheduler_message::Msg::ExecInput(exec_input(stream_id, input))
+            }
+            ToAgent::ExecCancel { stream_id } => {
+                scheduler_message::Msg::ExecCancel(berth_proto::v1::ExecCancel { stream_id })
             }
         }),
     }

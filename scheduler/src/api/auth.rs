@@ -7,6 +7,8 @@
 //! - `AgentService` is not under this gate: agents authenticate with their
 //!   client certificate (mutual TLS), `Register` with an activation code.
 //! - Open methods ([`Access::Open`]) need no token.
+//! - [`SELF_AUDITED`] streams (ECS Exec) are role-checked here and audited
+//!   by their handler, since their body lasts as long as the session.
 //! - A path that is not in the table is denied: a new RPC cannot be served
 //!   before it is classified. `every_operator_method_is_classified` proves
 //!   the table matches the services of the `.proto` files.
@@ -140,6 +142,9 @@ pub const METHODS: &[MethodRule] = &[
     read("/berth.v1.TaskService/ListTasks", ReadOnly),
     read("/berth.v1.TaskService/DescribeTasks", ReadOnly),
     read("/berth.v1.TaskService/GetTaskLogs", ReadOnly),
+    // ECS Exec: a stream, so the gate does not read its body; the handler
+    // audits each session itself (who, task, container, command).
+    write("/berth.v1.ExecService/ExecuteCommand", Operator),
     write("/berth.v1.ServiceService/CreateService", Operator),
     write("/berth.v1.ServiceService/UpdateService", Operator),
     write("/berth.v1.ServiceService/DeleteService", Operator),
@@ -189,6 +194,11 @@ pub const METHODS: &[MethodRule] = &[
     ),
     read("/berth.v1.TargetGroupService/WatchTargets", ReadOnly),
 ];
+
+/// Mutating methods that are long-lived streams: the gate checks the role
+/// but does not read their body (it lasts as long as the session), and the
+/// handler writes the audit record itself (`api::exec`).
+pub const SELF_AUDITED: &[&str] = &["/berth.v1.ExecService/ExecuteCommand"];
 
 /// Services outside this gate (their own authentication).
 pub const UNGATED_SERVICES: &[&str] = &[pb::agent_service_server::SERVICE_NAME];
@@ -335,6 +345,8 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
         "PutSecret" => format!("secret/{}", de::<pb::PutSecretRequest>(msg).name),
         "DeleteSecret" => format!("secret/{}", de::<pb::DeleteSecretRequest>(msg).name),
         "SaveSnapshot" => "snapshot".to_owned(),
+        // Audited by its handler, which reads the stream's first message.
+        "ExecuteCommand" => String::new(),
         "CreateTargetGroup" => format!(
             "targetgroup/{}",
             de::<pb::CreateTargetGroupRequest>(msg).name
@@ -544,7 +556,7 @@ where
         }
     }
     req.extensions_mut().insert(principal.clone());
-    if !rule.mutates {
+    if !rule.mutates || SELF_AUDITED.contains(&path.as_str()) {
         return inner.call(req).await;
     }
     // Mutating calls are unary and small: read the body to name the

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cluster;
 pub mod convert;
 pub mod error;
+pub mod exec;
 pub mod instance;
 pub mod secret;
 pub mod service;
@@ -46,6 +47,8 @@ pub struct Shared {
     pub arn: Arc<ArnPrefix>,
     pub heartbeat_interval: std::time::Duration,
     pub logs: LogRouter,
+    /// Exec sessions waiting for their agents' output.
+    pub execs: crate::exec_link::ExecRouter,
     /// The cluster CA: signs agents' certificates.
     pub ca: Arc<ClusterCa>,
     pub secrets: Secrets,

@@ -406,6 +406,7 @@ impl ServiceService for ServiceApi {
             service_deployments: Vec::new(),
             load_balancers,
             discovery,
+            enable_execute_command: req.enable_execute_command,
         };
         promote(&mut rec, new_deployment(&td.family, td.revision, now));
         history::record(&mut rec, now);
@@ -538,6 +539,9 @@ impl ServiceService for ServiceApi {
                     });
                 }
                 let daemon = rec.scheduling == SchedulingStrategy::Daemon;
+                if let Some(on) = req.enable_execute_command {
+                    rec.enable_execute_command = on;
+                }
                 if let Some(n) = req.desired_count {
                     if daemon {
                         return Err(DbError::InvalidArgument {

@@ -106,6 +106,7 @@ pub fn task_to_proto(arn: &ArnPrefix, t: &TaskRecord) -> Task {
         overrides: t.overrides.as_ref().map(overrides_to_proto),
         network_mode: network_mode(t).to_owned(),
         private_ipv4_address: t.private_ipv4.map(|ip| ip.to_string()).unwrap_or_default(),
+        enable_execute_command: t.enable_execute_command,
     }
 }
 
@@ -430,6 +431,7 @@ impl TaskService for TaskApi {
             started_by: req.started_by,
             group: Some(req.group).filter(|g| !g.is_empty()),
             tags,
+            enable_execute_command: req.enable_execute_command,
         };
         let sessions = &self.shared.sessions;
         let out = self
@@ -529,6 +531,7 @@ impl TaskService for TaskApi {
             fingerprint,
             tags,
             load_balancers: Vec::new(),
+            enable_execute_command: req.enable_execute_command,
         };
         let out = self.shared.placer.run(spec).await.map_err(ApiError::from)?;
         for t in &out.tasks {

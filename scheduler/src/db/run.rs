@@ -60,6 +60,8 @@ pub struct RunSpec {
     /// A service deployment's load balancers: each task gets a target per
     /// entry, on the host port placed for its container port.
     pub load_balancers: Vec<crate::records::LoadBalancerRecord>,
+    /// ECS's enableExecuteCommand, kept on each task.
+    pub enable_execute_command: bool,
 }
 
 /// Tasks that could not be placed: ECS's reason, and the closest instance.
@@ -440,6 +442,7 @@ impl Db {
                 },
             );
             task.tags = spec.tags.clone();
+            task.enable_execute_command = spec.enable_execute_command;
             task.targets = crate::records::targets_for(
                 &spec.load_balancers,
                 &task.reservation,

@@ -48,6 +48,8 @@ pub struct StartSpec {
     pub group: Option<String>,
     /// The tasks' tags (validated).
     pub tags: Vec<(String, String)>,
+    /// ECS's enableExecuteCommand, kept on each task.
+    pub enable_execute_command: bool,
 }
 
 /// An instance that could not take (all of) its tasks, with ECS's reason.
@@ -218,6 +220,7 @@ pub(super) fn placed_task(
         private_ipv4: None,
         targets: Vec::new(),
         drain_until: None,
+        enable_execute_command: false,
     }
 }
 
@@ -448,6 +451,7 @@ impl Db {
                 },
             );
             task.tags = spec.tags.clone();
+            task.enable_execute_command = spec.enable_execute_command;
             let txn = Txn::new()
                 .check_equals(Table::Instances, instance, inst_bytes)
                 .check_equals(Table::TaskDefinitions, td_key.clone(), td_bytes);
@@ -792,6 +796,7 @@ mod tests {
             started_by: String::new(),
             group: None,
             tags: Vec::new(),
+            enable_execute_command: false,
         }
     }
 

@@ -304,6 +304,9 @@ pub struct ServiceRecord {
     /// Its DNS name, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovery: Option<super::DiscoveryRecord>,
+    /// ECS's enableExecuteCommand: tasks started from now on get it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_execute_command: bool,
 }
 
 impl ServiceRecord {

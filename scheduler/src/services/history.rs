@@ -213,6 +213,7 @@ mod tests {
         ServiceRecord {
             load_balancers: Vec::new(),
             discovery: None,
+            enable_execute_command: false,
             cluster: "default".into(),
             name: "web".into(),
             status: ServiceStatus::Active,

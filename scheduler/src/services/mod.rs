@@ -503,6 +503,7 @@ impl Controller {
                     group: Some(rec.group()),
                     // ECS's propagateTags defaults to NONE.
                     tags: Vec::new(),
+                    enable_execute_command: rec.enable_execute_command,
                 };
                 let sessions = self.sessions.clone();
                 match self
@@ -588,6 +589,7 @@ impl Controller {
                 fingerprint: String::new(),
                 tags: Vec::new(),
                 load_balancers: p.load_balancers.clone(),
+                enable_execute_command: rec.enable_execute_command,
             })
             .await
     }

@@ -131,6 +131,8 @@ fn no_service_registries(v: Option<&[Value]>) -> Result<(), EcsError> {
 #[serde(rename_all = "camelCase")]
 pub struct CreateIn {
     #[serde(default)]
+    enable_execute_command: bool,
+    #[serde(default)]
     cluster: String,
     service_name: String,
     #[serde(default)]
@@ -168,6 +170,7 @@ pub async fn create(ctx: &mut Ctx<'_>, i: CreateIn) -> Result<Value, EcsError> {
         health_check_grace_period_seconds: i.health_check_grace_period_seconds.unwrap_or(0),
         load_balancers,
         service_discovery: None,
+        enable_execute_command: i.enable_execute_command,
         tags: i
             .tags
             .into_iter()
@@ -188,6 +191,7 @@ pub async fn create(ctx: &mut Ctx<'_>, i: CreateIn) -> Result<Value, EcsError> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateIn {
+    enable_execute_command: Option<bool>,
     #[serde(default)]
     cluster: String,
     service: String,
@@ -231,6 +235,7 @@ pub async fn update(ctx: &mut Ctx<'_>, i: UpdateIn) -> Result<Value, EcsError> {
         health_check_grace_period_seconds: i.health_check_grace_period_seconds,
         load_balancers: lbs,
         service_discovery: None,
+        enable_execute_command: i.enable_execute_command,
     });
     let out = api(ctx)
         .update_service(req)

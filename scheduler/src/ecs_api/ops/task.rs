@@ -145,6 +145,8 @@ pub struct RunIn {
     launch_type: Option<String>,
     #[serde(default)]
     tags: Vec<super::resource::TagIn>,
+    #[serde(default)]
+    enable_execute_command: bool,
 }
 
 pub async fn run(ctx: &mut Ctx<'_>, i: RunIn) -> Result<Value, EcsError> {
@@ -160,6 +162,7 @@ pub async fn run(ctx: &mut Ctx<'_>, i: RunIn) -> Result<Value, EcsError> {
         overrides: overrides(i.overrides),
         client_token: i.client_token,
         tags: super::resource::tags_in(i.tags),
+        enable_execute_command: i.enable_execute_command,
     });
     let out = api(ctx).run_task(req).await.map_err(status)?.into_inner();
     Ok(tasks_and_failures(&out.tasks, &out.failures))
@@ -179,6 +182,8 @@ pub struct StartIn {
     overrides: Option<OverridesIn>,
     #[serde(default)]
     tags: Vec<super::resource::TagIn>,
+    #[serde(default)]
+    enable_execute_command: bool,
 }
 
 pub async fn start(ctx: &mut Ctx<'_>, i: StartIn) -> Result<Value, EcsError> {
@@ -201,6 +206,7 @@ pub async fn start(ctx: &mut Ctx<'_>, i: StartIn) -> Result<Value, EcsError> {
         started_by: i.started_by,
         group: i.group,
         tags: super::resource::tags_in(i.tags),
+        enable_execute_command: i.enable_execute_command,
     });
     let out = api(ctx).start_task(req).await.map_err(status)?.into_inner();
     Ok(tasks_and_failures(&out.tasks, &out.failures))

@@ -12,6 +12,7 @@ fn service(desired: u32, min: u32, max: u32) -> ServiceRecord {
     let mut rec = ServiceRecord {
         load_balancers: Vec::new(),
         discovery: None,
+        enable_execute_command: false,
         cluster: "default".into(),
         name: "web".into(),
         status: ServiceStatus::Active,
