@@ -88,7 +88,7 @@ fn a_restore_holds_every_record_and_the_ca() {
     assert_eq!(restored.counts.records, before.len() as u64);
     assert_eq!(restored.files, vec!["tls/ca.pem", "tls/ca.key"]);
     assert_eq!(restored.tables.len(), Table::ALL.len());
-    let after = dump(&SledStore::open(&target).unwrap());
+    let after = dump(&SledStore::open_when_free(&target).unwrap());
     assert_eq!(after, before);
     assert_eq!(fs::read_to_string(target.join("tls/ca.pem")).unwrap(), CA);
     assert_eq!(fs::read_to_string(target.join("tls/ca.key")).unwrap(), KEY);
@@ -101,7 +101,7 @@ fn a_restore_holds_every_record_and_the_ca() {
     let empty = dir.path().join("empty");
     fs::create_dir(&empty).unwrap();
     restore(&file, &empty).unwrap();
-    assert_eq!(dump(&SledStore::open(&empty).unwrap()), before);
+    assert_eq!(dump(&SledStore::open_when_free(&empty).unwrap()), before);
 }
 
 #[test]
@@ -246,7 +246,7 @@ async fn an_older_schema_is_migrated_when_the_scheduler_opens_it() {
     let target = dir.path().join("restored");
     let restored = restore(&file, &target).unwrap();
     assert_eq!(restored.header.schema_version, 6);
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&target).unwrap());
+    let store: Arc<dyn Store> = Arc::new(SledStore::open_when_free(&target).unwrap());
     assert_eq!(db::stored_schema_version(store.as_ref()).unwrap(), Some(6));
     let db = crate::db::Db::open(store.clone()).await.unwrap();
     assert_eq!(
