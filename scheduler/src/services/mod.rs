@@ -184,21 +184,17 @@ impl Controller {
         let mut last_error_log: Option<tokio::time::Instant> = None;
         let mut last_sweep: Option<tokio::time::Instant> = None;
         loop {
-            // Drains that are due end first: their tasks stop now.
-            let next_drain = match self.end_drains().await {
+            let next_drain = match self.evaluate_all().await {
                 Ok(next) => next,
                 Err(e) => {
-                    tracing::warn!(cause = %e, "ending drains failed; retrying");
+                    // Rate-limited: a store that keeps failing logs once a minute.
+                    if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                        tracing::warn!(cause = %e, "service evaluation failed; retrying");
+                        last_error_log = Some(tokio::time::Instant::now());
+                    }
                     None
                 }
             };
-            if let Err(e) = self.evaluate_all().await {
-                // Rate-limited: a store that keeps failing logs once a minute.
-                if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                    tracing::warn!(cause = %e, "service evaluation failed; retrying");
-                    last_error_log = Some(tokio::time::Instant::now());
-                }
-            }
             // Deleted task definitions leave the store once unused; looked
             // for only while some may be left, and at most every SWEEP_EVERY.
             if self.db.deletions_pending() && last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY)
@@ -220,12 +216,15 @@ impl Controller {
         }
     }
 
-    /// Ends every drain that is due ([`Db::end_drain`]); returns when the
-    /// next one is.
-    async fn end_drains(&self) -> Result<Option<crate::records::UnixMillis>, DbError> {
+    /// Ends every drain among `tasks` that is due ([`Db::end_drain`]);
+    /// returns when the next one is.
+    async fn end_drains(
+        &self,
+        tasks: &HashMap<(String, String), Vec<TaskRecord>>,
+    ) -> Result<Option<crate::records::UnixMillis>, DbError> {
         let now = now_millis();
         let mut next: Option<crate::records::UnixMillis> = None;
-        for t in self.db.service_tasks()?.into_values().flatten() {
+        for t in tasks.values().flatten() {
             let Some(until) = t.drain_until else { continue };
             if until <= now {
                 self.db.end_drain(&t.id).await?;
@@ -256,7 +255,9 @@ impl Controller {
     }
 
     /// One pass over every service that is not INACTIVE.
-    pub async fn evaluate_all(&self) -> Result<(), DbError> {
+    /// Returns when the next drain of a service task ends (the loop wakes
+    /// up for it).
+    pub async fn evaluate_all(&self) -> Result<Option<crate::records::UnixMillis>, DbError> {
         let mut snaps: Vec<ServiceSnapshot> = self
             .db
             .service_snapshots()?
@@ -264,11 +265,18 @@ impl Controller {
             .filter(|s| s.record.status != ServiceStatus::Inactive)
             .collect();
         if snaps.is_empty() {
-            return Ok(());
+            // A draining task always has a service that is not INACTIVE.
+            return Ok(None);
         }
         // Daemons are placed first.
         snaps.sort_by_key(|s| s.record.scheduling != SchedulingStrategy::Daemon);
         let tasks = self.db.service_tasks()?;
+        // Drains that are due end first: their tasks stop now (the plan
+        // does not read `drain_until`, so this scan serves both).
+        let next_drain = self.end_drains(&tasks).await.unwrap_or_else(|e| {
+            tracing::warn!(cause = %e, "ending drains failed; retrying");
+            None
+        });
         let replica_groups: HashSet<(String, String)> = snaps
             .iter()
             .filter(|s| s.record.scheduling == SchedulingStrategy::Replica)
@@ -318,7 +326,7 @@ impl Controller {
                 tracing::warn!(service = %name, cause = %e, "service evaluation failed");
             }
         }
-        Ok(())
+        Ok(next_drain)
     }
 
     /// Deployments whose task definition has container health checks
