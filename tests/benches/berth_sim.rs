@@ -71,10 +71,18 @@ struct Counters {
     /// scheduler).
     running_reported: AtomicU64,
     desired_messages: AtomicU64,
+    /// Encoded bytes of those messages.
+    desired_bytes: AtomicU64,
     /// Per simulated agent, the last task it queued a RUNNING report for.
     /// The scheduler handles one stream's reports in order: once this task
     /// reads RUNNING, so do all that agent's earlier ones.
     last_running: Mutex<HashMap<usize, String>>,
+}
+
+/// Whether the simulated agents take desired-state deltas (`SIM_DELTAS`,
+/// default 1; 0 plays agents from before deltas, sent every whole set).
+fn deltas() -> bool {
+    std::env::var("SIM_DELTAS").map_or(true, |v| v != "0")
 }
 
 /// One simulated host: registers, connects, answers desired states.
@@ -111,6 +119,7 @@ async fn sim_agent(
             agent_version: "0.1.0-sim".into(),
             hostname: format!("sim-{i}"),
             address: String::new(),
+            desired_deltas: deltas(),
         })),
     })
     .await
@@ -144,6 +153,24 @@ async fn sim_agent(
             continue;
         };
         counters.desired_messages.fetch_add(1, Ordering::Relaxed);
+        counters
+            .desired_bytes
+            .fetch_add(prost::Message::encoded_len(&d) as u64, Ordering::Relaxed);
+        if deltas() {
+            // A delta's tasks are the ones that changed; every task is
+            // looked at once either way. The scheduler's bookkeeping wants
+            // the acknowledgement.
+            let ack = pb::DesiredAck {
+                generation: d.generation,
+                resync: false,
+            };
+            let ack = AgentMessage {
+                msg: Some(agent_message::Msg::DesiredAck(ack)),
+            };
+            if tx.send(ack).await.is_err() {
+                break;
+            }
+        }
         for t in &d.tasks {
             if t.desired_status == "STOPPED" && reported.insert(format!("{}/stopped", t.task_arn)) {
                 let r = report_for(t, "STOPPED");
@@ -484,8 +511,10 @@ async fn main() {
         all_running.as_secs_f64()
     );
     println!(
-        "  desired-state messages     {}",
-        counters.desired_messages.load(Ordering::Relaxed)
+        "  desired-state messages     {} ({} MiB encoded, deltas {})",
+        counters.desired_messages.load(Ordering::Relaxed),
+        counters.desired_bytes.load(Ordering::Relaxed) / (1 << 20),
+        deltas()
     );
     println!(
         "  CPU until all RUNNING      scheduler {:.1} s, simulator {:.1} s (of {:.1} s on 2 cores)",
