@@ -39,7 +39,6 @@ use tracing::Instrument;
 
 use crate::backoff::{Backoff, LogLimiter};
 use crate::desired::DesiredState;
-use berth_proto::delta::DeltaReceiver;
 use crate::exec::{ExecCommand, ExecFrame};
 use crate::host::{HostError, HostProbe};
 use crate::identity::{Credentials, Identity, IdentityError, IdentityStore};
@@ -47,6 +46,7 @@ use crate::logs::server::{LogChunk, LogCommand};
 use crate::runtime::report::Reporter;
 use crate::transport::{self, TransportError};
 use crate::wire::{self, Inbound, Welcome, WireError};
+use berth_proto::delta::DeltaReceiver;
 
 /// How long RenewCertificate may take.
 const RENEW_TIMEOUT: Duration = Duration::from_secs(15);

@@ -508,7 +508,11 @@ async fn registers_says_hello_heartbeats_and_reconnects_with_the_same_identity()
     assert_eq!(generation, Some((1, 0)));
     // It told the scheduler so (a heartbeat later, the ack has been read).
     h.expect_heartbeats(&[4]).await;
-    assert_eq!(h.acked, [1], "the agent acknowledges the desired state it applied");
+    assert_eq!(
+        h.acked,
+        [1],
+        "the agent acknowledges the desired state it applied"
+    );
 
     // The identity is persisted, and the key with mode 0600.
     let identity = store.load().expect("load").expect("identity persisted");

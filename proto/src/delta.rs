@@ -14,7 +14,6 @@
 //! Items are identified by [`Keyed::key`]; a delta changes items in place
 //! and adds new ones at the end.
 
-
 use std::collections::{HashMap, HashSet};
 
 use indexmap::IndexMap;

@@ -18,8 +18,8 @@ use berth_proto::v1::activation_service_client::ActivationServiceClient;
 use berth_proto::v1::agent_service_client::AgentServiceClient;
 use berth_proto::v1::{
     agent_message, scheduler_message, AgentMessage, ContainerStatus, CreateActivationRequest,
-    DesiredAck, DesiredState, DesiredTask, Heartbeat, Hello, HostResources, LogChunk, LogEntry, LogRequest, NetworkBinding,
-    RegisterRequest, RegisterResponse, TaskStatusReport,
+    DesiredAck, DesiredState, DesiredTask, Heartbeat, Hello, HostResources, LogChunk, LogEntry,
+    LogRequest, NetworkBinding, RegisterRequest, RegisterResponse, TaskStatusReport,
 };
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio_stream::wrappers::ReceiverStream;

@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::sessions::SessionGuard;
 use super::{desired, AgentEvent, Context, DesiredTask, StreamError, ToAgent};
-use berth_proto::delta::DeltaSender;
 use crate::agent_link::Outbound;
 use crate::db::{ReportOutcome, TaskReport};
+use berth_proto::delta::DeltaSender;
 
 /// Most reports made durable by one flush.
 const MAX_BATCH: usize = 256;

@@ -613,9 +613,7 @@ fn exec_input(stream_id: u64, input: ExecInput) -> berth_proto::v1::ExecInput {
 fn scheduler_message(m: ToAgent) -> SchedulerMessage {
     SchedulerMessage {
         msg: Some(match m {
-            ToAgent::Desired(update) => {
-                scheduler_message::Msg::DesiredState(desired_state(update))
-            }
+            ToAgent::Desired(update) => scheduler_message::Msg::DesiredState(desired_state(update)),
             ToAgent::LogRequest { request_id, query } => {
                 scheduler_message::Msg::LogRequest(LogRequest {
                     request_id,
