@@ -141,6 +141,7 @@ struct FileConfig {
     ecs_api: Option<FileEcsApi>,
     dns: Option<FileDns>,
     metrics: Option<FileMetrics>,
+    retention: Option<crate::retention::FileRetention>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -290,6 +291,8 @@ pub struct Config {
     pub dns: DnsSettings,
     /// Where `GET /metrics` listens (`[metrics] listen`); None: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// What is kept how long (`[retention]`).
+    pub retention: crate::retention::RetentionSettings,
 }
 
 impl Config {
@@ -317,6 +320,10 @@ impl Config {
             },
             dns: DnsSettings::default(),
             metrics_listen: None,
+            retention: crate::retention::RetentionSettings {
+                interval: Duration::from_millis(200),
+                ..Default::default()
+            },
         }
     }
 
@@ -539,7 +546,9 @@ impl Config {
                 ),
             ));
         }
+        let retention = crate::retention::RetentionSettings::resolve(file.retention, env)?;
         Ok(Self {
+            retention,
             dns: DnsSettings {
                 listen: dns_listen,
                 ttl: dns_ttl,
