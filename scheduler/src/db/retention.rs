@@ -63,7 +63,7 @@ pub struct Pruned {
 }
 
 /// Migration 9 → 10: index what the store already holds, in transactions
-/// of at most 1000 entries. Stopped tasks count from their `stoppedAt`
+/// of at most 1000 entries (one scan of tasks and tokens, once). Stopped tasks count from their `stoppedAt`
 /// (the most a store from before retention knows), tokens from their use.
 pub(super) fn index_stored_records(store: &dyn Store) -> Result<(), StoreError> {
     let now = crate::records::now_millis();
@@ -74,8 +74,18 @@ pub(super) fn index_stored_records(store: &dyn Store) -> Result<(), StoreError> 
         }
         Ok(())
     };
+    // A record that does not decode is left out (logged): it fails
+    // wherever it is read, and the index must not keep the store from
+    // opening.
+    let skip = |e: StoreError| tracing::warn!(cause = %e, "not indexed for retention");
     for (k, v) in store.scan_prefix(Table::Tasks, b"")? {
-        let t: TaskRecord = decode(Table::Tasks, &k, &v)?;
+        let t: TaskRecord = match decode(Table::Tasks, &k, &v) {
+            Ok(t) => t,
+            Err(e) => {
+                skip(e);
+                continue;
+            }
+        };
         if t.last_status == TaskStatus::Stopped {
             let at = t.stopped_at.unwrap_or(t.created_at).min(now);
             txn.add_put(Table::Retention, retention_key(KIND_TASK, at, &k), Vec::new());
@@ -87,7 +97,13 @@ pub(super) fn index_stored_records(store: &dyn Store) -> Result<(), StoreError> 
         created_at: UnixMillis,
     }
     for (k, v) in store.scan_prefix(Table::RunTokens, b"")? {
-        let t: Token = decode(Table::RunTokens, &k, &v)?;
+        let t: Token = match decode(Table::RunTokens, &k, &v) {
+            Ok(t) => t,
+            Err(e) => {
+                skip(e);
+                continue;
+            }
+        };
         txn.add_put(
             Table::Retention,
             retention_key(KIND_RUN_TOKEN, t.created_at.min(now), &k),
@@ -303,7 +319,333 @@ impl Db {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::db::{StartSpec, TaskReport};
+    use crate::records::{
+        now_millis, AuditRecord, HostResources, InstanceRecord, InstanceStatus, ServiceRecord,
+    };
+    use crate::store::SledStore;
+
+    async fn open(dir: &std::path::Path) -> Db {
+        Db::open(Arc::new(SledStore::open_when_free(dir).unwrap()))
+            .await
+            .unwrap()
+    }
+
+    async fn setup(db: &Db) {
+        db.create_instance(InstanceRecord {
+            address: None,
+            id: "i1".into(),
+            cluster: "default".into(),
+            hostname: "h".into(),
+            status: InstanceStatus::Active,
+            registered_at: 0,
+            agent_version: "0".into(),
+            resources: HostResources {
+                cpu_units: 4096,
+                memory_mib: 4096,
+                port_range: (20000, 20099),
+                reserved_tcp_ports: vec![],
+                reserved_udp_ports: vec![],
+            },
+            attributes: vec![],
+            cert_serials: vec![],
+            activation_id: String::new(),
+            custom_attributes: vec![],
+            tags: vec![],
+        })
+        .await
+        .unwrap();
+        let def = berth_proto::taskdef::parse_registration(
+            r#"{"family":"web","containerDefinitions":[{"name":"web","image":"x","memory":10}]}"#,
+        )
+        .unwrap()
+        .definition;
+        db.register_task_definition(def).await.unwrap();
+    }
+
+    async fn start(db: &Db, n: u32) -> Vec<TaskRecord> {
+        db.start_tasks(
+            &StartSpec {
+                cluster: "default".into(),
+                family: "web".into(),
+                revision: None,
+                instances: vec!["i1".into()],
+                count: n,
+                started_by: String::new(),
+                group: None,
+                tags: vec![],
+                enable_execute_command: false,
+            },
+            |_| true,
+        )
+        .await
+        .unwrap()
+        .tasks
+    }
+
+    fn report(id: &str, status: TaskStatus) -> TaskReport {
+        TaskReport {
+            task_id: id.to_owned(),
+            last_status: status,
+            stop_code: Some(berth_proto::ecs::StopCode::EssentialContainerExited),
+            stopped_reason: "exited".into(),
+            containers: vec![],
+            pull_started_at: None,
+            pull_stopped_at: None,
+            started_at: None,
+            stopped_at: None,
+            health_status: None,
+            private_ipv4: None,
+            target_health: vec![],
+        }
+    }
+
+    fn keys(db: &Db, table: Table) -> usize {
+        db.store.scan_prefix(table, b"").unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn stopped_tasks_leave_with_their_index_entries_running_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        setup(&db).await;
+        let tasks = start(&db, 4).await;
+        for t in &tasks[..3] {
+            db.apply_reports("i1", &[report(&t.id, TaskStatus::Stopped)])
+                .await
+                .unwrap();
+        }
+        assert_eq!(keys(&db, Table::Retention), 3);
+        // Nothing has expired yet.
+        let past = now_millis() - 60_000;
+        assert_eq!(db.prune_stopped_tasks(past, 10).await.unwrap(), Pruned::default());
+        assert!(db.task(&tasks[0].id).unwrap().is_some());
+        // Bounded batches: two, then one, then none.
+        let cutoff = now_millis() + 1;
+        let p = db.prune_stopped_tasks(cutoff, 2).await.unwrap();
+        assert_eq!(p, Pruned { removed: 2, more: true });
+        let p = db.prune_stopped_tasks(cutoff, 2).await.unwrap();
+        assert_eq!(p, Pruned { removed: 1, more: false });
+        assert_eq!(db.prune_stopped_tasks(cutoff, 2).await.unwrap(), Pruned::default());
+        for t in &tasks[..3] {
+            assert!(db.task(&t.id).unwrap().is_none());
+        }
+        // Only the running task is left, in every table that names tasks.
+        let running = db.task(&tasks[3].id).unwrap().unwrap();
+        assert_eq!(running.last_status, TaskStatus::Provisioning);
+        assert_eq!(keys(&db, Table::Tasks), 1);
+        assert_eq!(keys(&db, Table::InstanceTasks), 1);
+        assert_eq!(keys(&db, Table::Retention), 0);
+        assert_eq!(db.tasks_of_instance("i1").unwrap().len(), 1);
+        // Its reservation is intact, the stopped ones' were released.
+        assert_eq!(db.allocation_of("i1").unwrap().tasks, 1);
+        // A late report of a removed task is not resurrected.
+        let out = db
+            .apply_reports("i1", &[report(&tasks[0].id, TaskStatus::Stopped)])
+            .await
+            .unwrap();
+        assert_eq!(out, vec![crate::db::ReportOutcome::UnknownTask]);
+        assert!(db.task(&tasks[0].id).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_pruned_failure_of_a_service_task_stays_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        setup(&db).await;
+        use crate::records::{
+            CircuitBreaker, DeploymentConfig, SchedulingStrategy, ServiceStatus,
+        };
+        let mut rec = ServiceRecord {
+            load_balancers: Vec::new(),
+            discovery: None,
+            enable_execute_command: false,
+            cluster: "default".into(),
+            name: "svc".into(),
+            status: ServiceStatus::Active,
+            scheduling: SchedulingStrategy::Replica,
+            desired_count: 1,
+            constraints: vec![],
+            strategies: vec![],
+            deployment_config: DeploymentConfig {
+                minimum_healthy_percent: 100,
+                maximum_percent: 200,
+                circuit_breaker: CircuitBreaker::default(),
+            },
+            health_check_grace_period_secs: 0,
+            tags: vec![],
+            created_at: 0,
+            deployments: vec![],
+            events: vec![],
+            steady: false,
+            throttled_until: None,
+            throttle_failures: 0,
+            last_completed: None,
+            version: 1,
+            service_deployments: vec![],
+        };
+        let dep = crate::services::plan::new_deployment("web", 1, now_millis());
+        rec.deployments = vec![dep.clone()];
+        db.store
+            .commit(&Txn::new().put(
+                Table::Services,
+                service_key("default", "svc"),
+                encode(Table::Services, &rec).unwrap(),
+            ))
+            .unwrap();
+        let mut spec_tasks = Vec::new();
+        for _ in 0..2 {
+            let t = db
+                .start_tasks(
+                    &StartSpec {
+                        cluster: "default".into(),
+                        family: "web".into(),
+                        revision: None,
+                        instances: vec!["i1".into()],
+                        count: 1,
+                        started_by: dep.id.clone(),
+                        group: Some("service:svc".into()),
+                        tags: vec![],
+                        enable_execute_command: false,
+                    },
+                    |_| true,
+                )
+                .await
+                .unwrap()
+                .tasks
+                .remove(0);
+            spec_tasks.push(t);
+        }
+        // One failed (exited by itself), one stopped by the scheduler.
+        db.apply_reports("i1", &[report(&spec_tasks[0].id, TaskStatus::Stopped)])
+            .await
+            .unwrap();
+        db.stop_task_as(
+            "default",
+            &spec_tasks[1].id,
+            berth_proto::ecs::StopCode::ServiceSchedulerInitiated,
+            "scaled in",
+        )
+        .await
+        .unwrap();
+        db.apply_reports("i1", &[report(&spec_tasks[1].id, TaskStatus::Stopped)])
+            .await
+            .unwrap();
+        let p = db.prune_stopped_tasks(now_millis() + 1, 10).await.unwrap();
+        assert_eq!(p.removed, 2);
+        let svc = db.service("default", "svc").unwrap().unwrap();
+        let d = &svc.deployments[0];
+        assert_eq!(d.pruned_failures, 1, "only the failure counts");
+        assert!(d.last_pruned_failure_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn client_tokens_expire_by_their_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        let now = now_millis();
+        let mut txn = Txn::new();
+        for (i, at) in [now - 10_000, now - 5_000, now + 60_000].into_iter().enumerate() {
+            let key = crate::store::composite_key(&[b"default", format!("t{i}").as_bytes()], false);
+            txn.add_put(
+                Table::RunTokens,
+                key.clone(),
+                format!(r#"{{"fingerprint":"f","task_ids":[],"failures":[],"created_at":{at}}}"#),
+            )
+            .add_put(
+                Table::Retention,
+                retention_key(KIND_RUN_TOKEN, at, &key),
+                Vec::new(),
+            );
+        }
+        db.store.commit(&txn).unwrap();
+        let p = db.prune_run_tokens(now - 6_000, 10).await.unwrap();
+        assert_eq!(p, Pruned { removed: 1, more: false });
+        let p = db.prune_run_tokens(now, 10).await.unwrap();
+        assert_eq!(p.removed, 1);
+        assert_eq!(keys(&db, Table::RunTokens), 1, "the fresh token stays");
+        assert_eq!(keys(&db, Table::Retention), 1);
+    }
+
+    async fn audit(db: &Db, n: usize) {
+        for i in 0..n {
+            db.record_audit(AuditRecord {
+                id: String::new(),
+                time: 0,
+                token_id: "t".into(),
+                token_name: "t".into(),
+                method: "/berth.v1.ClusterService/CreateCluster".into(),
+                resource: format!("r{i}"),
+                outcome: "OK".into(),
+            })
+            .await
+            .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn audit_is_pruned_by_age_and_by_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        audit(&db, 10).await;
+        assert_eq!(db.count_audit_records().unwrap(), 10);
+        // By count: keep 4 of 10, in batches of 4.
+        let long_ago = now_millis() - 3_600_000;
+        let p = db.prune_audit(long_ago, 10, 4, 4).await.unwrap();
+        assert_eq!(p, Pruned { removed: 4, more: true });
+        let p = db.prune_audit(long_ago, 6, 4, 4).await.unwrap();
+        assert_eq!(p, Pruned { removed: 2, more: false });
+        let left = db.audit_events(&crate::db::AuditFilter::default()).unwrap();
+        let names: Vec<_> = left.events.iter().map(|e| e.resource.as_str()).collect();
+        assert_eq!(names, ["r6", "r7", "r8", "r9"], "the most recent stay");
+        // By age: everything older than the cutoff, whatever the count.
+        let p = db.prune_audit(now_millis() + 1, 4, 1000, 100).await.unwrap();
+        assert_eq!(p.removed, 4);
+        assert_eq!(db.count_audit_records().unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_pruner_keeps_the_audit_count_across_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        audit(&db, 5).await;
+        let settings = crate::retention::RetentionSettings {
+            audit_max_records: 3,
+            ..Default::default()
+        };
+        let mut pruner = crate::retention::Pruner::new(db.clone(), settings);
+        let never = tokio_util::sync::CancellationToken::new();
+        assert_eq!(pruner.pass(&never).await.unwrap().audit, 2);
+        audit(&db, 2).await;
+        assert_eq!(pruner.pass(&never).await.unwrap().audit, 2);
+        assert_eq!(db.count_audit_records().unwrap(), 3);
+        assert_eq!(pruner.pass(&never).await.unwrap().audit, 0);
+    }
+
+    #[tokio::test]
+    async fn the_migration_indexes_what_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        setup(&db).await;
+        let tasks = start(&db, 2).await;
+        db.apply_reports("i1", &[report(&tasks[0].id, TaskStatus::Stopped)])
+            .await
+            .unwrap();
+        // A store from before the index: no entries.
+        let entries = db.store.scan_prefix(Table::Retention, b"").unwrap();
+        let mut txn = Txn::new();
+        for (k, _) in entries {
+            txn.add_delete(Table::Retention, k);
+        }
+        db.store.commit(&txn).unwrap();
+        index_stored_records(db.store.as_ref()).unwrap();
+        let entries = db.store.scan_prefix(Table::Retention, b"").unwrap();
+        assert_eq!(entries.len(), 1, "the stopped task only");
+        assert_eq!(parse_key(KIND_TASK, &entries[0].0).unwrap().1, tasks[0].id.as_bytes());
+    }
 
     #[test]
     fn keys_order_by_kind_then_time() {
