@@ -297,14 +297,20 @@ impl Db {
         Ok(pruned)
     }
 
-    /// How many audit records the store holds: one scan of the keys, in
-    /// chunks (the pruner does it once, then keeps the count itself).
+    /// How many audit records the store holds (the pruner counts them
+    /// once, then keeps the count itself).
     pub fn count_audit_records(&self) -> Result<u64, DbError> {
+        self.count_records(Table::Audit)
+    }
+
+    /// How many records `table` holds: one read of the table, in chunks
+    /// (`berth_store_records`, the pruner's first audit count).
+    pub fn count_records(&self, table: Table) -> Result<u64, DbError> {
         const CHUNK: usize = 4096;
         let mut n = 0u64;
         let mut from: Vec<u8> = Vec::new();
         loop {
-            let chunk = self.store.scan_from(Table::Audit, &from, CHUNK)?;
+            let chunk = self.store.scan_from(table, &from, CHUNK)?;
             n += chunk.len() as u64;
             match chunk.last() {
                 Some((k, _)) if chunk.len() == CHUNK => {
