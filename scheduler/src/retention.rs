@@ -230,8 +230,7 @@ impl Pruner {
         let cutoff = now.saturating_sub(millis(self.settings.stopped_tasks));
         report.tasks = drain(shutdown, || self.db.prune_stopped_tasks(cutoff, BATCH)).await?;
         let cutoff = now.saturating_sub(millis(self.settings.client_tokens));
-        report.client_tokens =
-            drain(shutdown, || self.db.prune_run_tokens(cutoff, BATCH)).await?;
+        report.client_tokens = drain(shutdown, || self.db.prune_run_tokens(cutoff, BATCH)).await?;
         report.audit = self.prune_audit(now, shutdown).await?;
         Ok(report)
     }
@@ -314,17 +313,29 @@ mod tests {
         assert_eq!(s.client_tokens, Duration::from_secs(86_400));
         assert_eq!(s.audit_max_records, 10);
         assert_eq!(s.interval, Duration::from_secs(5));
-        let s = resolve("[retention]\nstopped_tasks = \"2h\"\n", &[(ENV_STOPPED_TASKS, "30s")])
-            .unwrap();
+        let s = resolve(
+            "[retention]\nstopped_tasks = \"2h\"\n",
+            &[(ENV_STOPPED_TASKS, "30s")],
+        )
+        .unwrap();
         assert_eq!(s.stopped_tasks, Duration::from_secs(30), "env wins");
     }
 
     #[test]
     fn bad_values_name_their_setting() {
         let cases = [
-            ("[retention]\nstopped_tasks = \"soon\"\n", "retention.stopped_tasks"),
-            ("[retention]\nclient_tokens = \"0s\"\n", "retention.client_tokens"),
-            ("[retention]\naudit_max_records = 0\n", "retention.audit_max_records"),
+            (
+                "[retention]\nstopped_tasks = \"soon\"\n",
+                "retention.stopped_tasks",
+            ),
+            (
+                "[retention]\nclient_tokens = \"0s\"\n",
+                "retention.client_tokens",
+            ),
+            (
+                "[retention]\naudit_max_records = 0\n",
+                "retention.audit_max_records",
+            ),
             (
                 "[retention]\nstopped_tasks = \"10s\"\ninterval = \"1m\"\n",
                 "retention.interval",

@@ -226,8 +226,8 @@ pub async fn run_with_metrics(
         config.services,
     )
     .start(shutdown.child_token());
-    let pruner = crate::retention::Pruner::new(db.clone(), config.retention)
-        .start(shutdown.child_token());
+    let pruner =
+        crate::retention::Pruner::new(db.clone(), config.retention).start(shutdown.child_token());
     let shared = Shared {
         db: db.clone(),
         placer,

@@ -19,9 +19,9 @@ use berth_proto::v1::service_service_client::ServiceServiceClient;
 use berth_proto::v1::task_definition_service_client::TaskDefinitionServiceClient;
 use berth_proto::v1::task_service_client::TaskServiceClient;
 use berth_proto::v1::{
-    CreateClusterRequest, CreateServiceRequest, DeploymentCircuitBreaker,
-    DeploymentConfiguration, DescribeTasksRequest, ListAuditEventsRequest, ListTasksRequest,
-    RegisterTaskDefinitionRequest, RunTaskRequest, StartTaskRequest, StopTaskRequest,
+    CreateClusterRequest, CreateServiceRequest, DeploymentCircuitBreaker, DeploymentConfiguration,
+    DescribeTasksRequest, ListAuditEventsRequest, ListTasksRequest, RegisterTaskDefinitionRequest,
+    RunTaskRequest, StartTaskRequest, StopTaskRequest,
 };
 use berth_scheduler::store::{SledStore, Store, Table};
 use berth_tests::fake_agent::{report_for, Autopilot, FakeAgent, FakeHost};
@@ -48,7 +48,10 @@ fn short(arn: &str) -> String {
 }
 
 /// (described lastStatus, or the failure's reason).
-async fn describe(tasks: &mut TaskServiceClient<AuthedChannel>, id: &str) -> Result<String, String> {
+async fn describe(
+    tasks: &mut TaskServiceClient<AuthedChannel>,
+    id: &str,
+) -> Result<String, String> {
     let r = tasks
         .describe_tasks(DescribeTasksRequest {
             tasks: vec![id.to_owned()],
@@ -216,7 +219,11 @@ async fn a_client_token_is_honoured_within_its_window_only() {
     let used_at = Instant::now();
     let first = short(&first.tasks[0].task_arn);
     let again = tasks.run_task(run()).await.unwrap().into_inner();
-    assert_eq!(short(&again.tasks[0].task_arn), first, "a retry within the window");
+    assert_eq!(
+        short(&again.tasks[0].task_arn),
+        first,
+        "a retry within the window"
+    );
     let deadline = Instant::now() + WINDOW + Duration::from_secs(10);
     let second = loop {
         let r = tasks.run_task(run()).await.unwrap().into_inner();
@@ -227,7 +234,11 @@ async fn a_client_token_is_honoured_within_its_window_only() {
         assert!(Instant::now() < deadline, "the token never expired");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(used_at.elapsed() >= WINDOW, "expired after {:?}", used_at.elapsed());
+    assert!(
+        used_at.elapsed() >= WINDOW,
+        "expired after {:?}",
+        used_at.elapsed()
+    );
     // The new use is remembered in its turn.
     let r = tasks.run_task(run()).await.unwrap().into_inner();
     assert_eq!(short(&r.tasks[0].task_arn), second);
@@ -267,13 +278,23 @@ async fn audit_records_are_kept_by_count_and_listed_in_pages() {
         if r.events.len() <= 5 {
             break r.events;
         }
-        assert!(Instant::now() < deadline, "{} audit records", r.events.len());
+        assert!(
+            Instant::now() < deadline,
+            "{} audit records",
+            r.events.len()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let resources: Vec<&str> = kept.iter().map(|e| e.resource.as_str()).collect();
     assert_eq!(
         resources,
-        ["cluster/c07", "cluster/c08", "cluster/c09", "cluster/c10", "cluster/c11"],
+        [
+            "cluster/c07",
+            "cluster/c08",
+            "cluster/c09",
+            "cluster/c10",
+            "cluster/c11"
+        ],
         "the most recent stay, oldest first"
     );
     // Pages of 2 walk back from the most recent.
@@ -296,10 +317,7 @@ async fn audit_records_are_kept_by_count_and_listed_in_pages() {
         }
         token = r.next_token;
     }
-    assert_eq!(
-        pages,
-        [vec!["c10", "c11"], vec!["c08", "c09"], vec!["c07"]]
-    );
+    assert_eq!(pages, [vec!["c10", "c11"], vec!["c08", "c09"], vec!["c07"]]);
     let bad = audit
         .list_audit_events(page(2, "not-a-token".to_owned()))
         .await
@@ -362,5 +380,8 @@ async fn failed_launches_removed_by_retention_still_trip_the_circuit_breaker() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(pruned_seen, "retention never removed a failed task before the breaker tripped");
+    assert!(
+        pruned_seen,
+        "retention never removed a failed task before the breaker tripped"
+    );
 }

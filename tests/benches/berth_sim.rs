@@ -329,9 +329,10 @@ async fn main() {
     let t0 = Instant::now();
     let counters = Arc::new(Counters::default());
     if churn {
-        counters
-            .lifetime_ms
-            .store(env_usize("SIM_LIFETIME_MS", 1000).max(1) as u64, Ordering::Relaxed);
+        counters.lifetime_ms.store(
+            env_usize("SIM_LIFETIME_MS", 1000).max(1) as u64,
+            Ordering::Relaxed,
+        );
     }
     let gate = Arc::new(Semaphore::new(64));
     let mut joins = Vec::with_capacity(instances);

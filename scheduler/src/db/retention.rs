@@ -50,7 +50,10 @@ fn parse_key(kind: u8, k: &[u8]) -> Option<(UnixMillis, &[u8])> {
     }
     let mut t = [0u8; 8];
     t.copy_from_slice(&k[1..9]);
-    Some((i64::try_from(u64::from_be_bytes(t)).unwrap_or(i64::MAX), &k[9..]))
+    Some((
+        i64::try_from(u64::from_be_bytes(t)).unwrap_or(i64::MAX),
+        &k[9..],
+    ))
 }
 
 /// What one bounded deletion did.
@@ -88,7 +91,11 @@ pub(super) fn index_stored_records(store: &dyn Store) -> Result<(), StoreError> 
         };
         if t.last_status == TaskStatus::Stopped {
             let at = t.stopped_at.unwrap_or(t.created_at).min(now);
-            txn.add_put(Table::Retention, retention_key(KIND_TASK, at, &k), Vec::new());
+            txn.add_put(
+                Table::Retention,
+                retention_key(KIND_TASK, at, &k),
+                Vec::new(),
+            );
             flush(&mut txn, false)?;
         }
     }
@@ -199,11 +206,7 @@ impl Db {
         let Some((rec, _)) = services.get_mut(&key) else {
             return Ok(());
         };
-        if let Some(d) = rec
-            .deployments
-            .iter_mut()
-            .find(|d| d.id == task.started_by)
-        {
+        if let Some(d) = rec.deployments.iter_mut().find(|d| d.id == task.started_by) {
             d.pruned_failures += 1;
             let at = task.stopped_at.unwrap_or(task.created_at);
             d.last_pruned_failure_at = Some(d.last_pruned_failure_at.map_or(at, |l| l.max(at)));
@@ -427,15 +430,33 @@ mod tests {
         assert_eq!(keys(&db, Table::Retention), 3);
         // Nothing has expired yet.
         let past = now_millis() - 60_000;
-        assert_eq!(db.prune_stopped_tasks(past, 10).await.unwrap(), Pruned::default());
+        assert_eq!(
+            db.prune_stopped_tasks(past, 10).await.unwrap(),
+            Pruned::default()
+        );
         assert!(db.task(&tasks[0].id).unwrap().is_some());
         // Bounded batches: two, then one, then none.
         let cutoff = now_millis() + 1;
         let p = db.prune_stopped_tasks(cutoff, 2).await.unwrap();
-        assert_eq!(p, Pruned { removed: 2, more: true });
+        assert_eq!(
+            p,
+            Pruned {
+                removed: 2,
+                more: true
+            }
+        );
         let p = db.prune_stopped_tasks(cutoff, 2).await.unwrap();
-        assert_eq!(p, Pruned { removed: 1, more: false });
-        assert_eq!(db.prune_stopped_tasks(cutoff, 2).await.unwrap(), Pruned::default());
+        assert_eq!(
+            p,
+            Pruned {
+                removed: 1,
+                more: false
+            }
+        );
+        assert_eq!(
+            db.prune_stopped_tasks(cutoff, 2).await.unwrap(),
+            Pruned::default()
+        );
         for t in &tasks[..3] {
             assert!(db.task(&t.id).unwrap().is_none());
         }
@@ -462,9 +483,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path()).await;
         setup(&db).await;
-        use crate::records::{
-            CircuitBreaker, DeploymentConfig, SchedulingStrategy, ServiceStatus,
-        };
+        use crate::records::{CircuitBreaker, DeploymentConfig, SchedulingStrategy, ServiceStatus};
         let mut rec = ServiceRecord {
             load_balancers: Vec::new(),
             discovery: None,
@@ -554,7 +573,10 @@ mod tests {
         let db = open(dir.path()).await;
         let now = now_millis();
         let mut txn = Txn::new();
-        for (i, at) in [now - 10_000, now - 5_000, now + 60_000].into_iter().enumerate() {
+        for (i, at) in [now - 10_000, now - 5_000, now + 60_000]
+            .into_iter()
+            .enumerate()
+        {
             let key = crate::store::composite_key(&[b"default", format!("t{i}").as_bytes()], false);
             txn.add_put(
                 Table::RunTokens,
@@ -569,7 +591,13 @@ mod tests {
         }
         db.store.commit(&txn).unwrap();
         let p = db.prune_run_tokens(now - 6_000, 10).await.unwrap();
-        assert_eq!(p, Pruned { removed: 1, more: false });
+        assert_eq!(
+            p,
+            Pruned {
+                removed: 1,
+                more: false
+            }
+        );
         let p = db.prune_run_tokens(now, 10).await.unwrap();
         assert_eq!(p.removed, 1);
         assert_eq!(keys(&db, Table::RunTokens), 1, "the fresh token stays");
@@ -601,14 +629,29 @@ mod tests {
         // By count: keep 4 of 10, in batches of 4.
         let long_ago = now_millis() - 3_600_000;
         let p = db.prune_audit(long_ago, 10, 4, 4).await.unwrap();
-        assert_eq!(p, Pruned { removed: 4, more: true });
+        assert_eq!(
+            p,
+            Pruned {
+                removed: 4,
+                more: true
+            }
+        );
         let p = db.prune_audit(long_ago, 6, 4, 4).await.unwrap();
-        assert_eq!(p, Pruned { removed: 2, more: false });
+        assert_eq!(
+            p,
+            Pruned {
+                removed: 2,
+                more: false
+            }
+        );
         let left = db.audit_events(&crate::db::AuditFilter::default()).unwrap();
         let names: Vec<_> = left.events.iter().map(|e| e.resource.as_str()).collect();
         assert_eq!(names, ["r6", "r7", "r8", "r9"], "the most recent stay");
         // By age: everything older than the cutoff, whatever the count.
-        let p = db.prune_audit(now_millis() + 1, 4, 1000, 100).await.unwrap();
+        let p = db
+            .prune_audit(now_millis() + 1, 4, 1000, 100)
+            .await
+            .unwrap();
         assert_eq!(p.removed, 4);
         assert_eq!(db.count_audit_records().unwrap(), 0);
     }
@@ -650,7 +693,10 @@ mod tests {
         index_stored_records(db.store.as_ref()).unwrap();
         let entries = db.store.scan_prefix(Table::Retention, b"").unwrap();
         assert_eq!(entries.len(), 1, "the stopped task only");
-        assert_eq!(parse_key(KIND_TASK, &entries[0].0).unwrap().1, tasks[0].id.as_bytes());
+        assert_eq!(
+            parse_key(KIND_TASK, &entries[0].0).unwrap().1,
+            tasks[0].id.as_bytes()
+        );
     }
 
     #[test]

@@ -286,8 +286,12 @@ pub trait Store: Send + Sync + 'static {
     fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError>;
     /// At most `limit` (key, value) pairs whose key is `from` or after it,
     /// in key order: a bounded read of an ordered index.
-    fn scan_from(&self, table: Table, from: &[u8], limit: usize)
-        -> Result<Vec<KeyValue>, StoreError>;
+    fn scan_from(
+        &self,
+        table: Table,
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError>;
     /// At most `limit` (key, value) pairs whose key is before `before`
     /// (`None`: from the last key), in descending key order.
     fn scan_back(

@@ -112,8 +112,7 @@ impl Store for SledStore {
         limit: usize,
     ) -> Result<Vec<KeyValue>, StoreError> {
         let tree = self.tree(table);
-        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match before
-        {
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match before {
             Some(b) => Box::new(tree.range(..b).rev()),
             None => Box::new(tree.iter().rev()),
         };
@@ -248,10 +247,22 @@ mod tests {
             s.commit(&Txn::new().put(Table::Audit, k, "v")).unwrap();
         }
         let keys = |kv: Vec<KeyValue>| -> Vec<Vec<u8>> { kv.into_iter().map(|(k, _)| k).collect() };
-        assert_eq!(keys(s.scan_from(Table::Audit, b"b", 2).unwrap()), [b"b", b"c"]);
-        assert_eq!(keys(s.scan_from(Table::Audit, b"bb", 10).unwrap()), [b"c", b"d"]);
-        assert_eq!(keys(s.scan_back(Table::Audit, None, 2).unwrap()), [b"d", b"c"]);
-        assert_eq!(keys(s.scan_back(Table::Audit, Some(b"c"), 10).unwrap()), [b"b", b"a"]);
+        assert_eq!(
+            keys(s.scan_from(Table::Audit, b"b", 2).unwrap()),
+            [b"b", b"c"]
+        );
+        assert_eq!(
+            keys(s.scan_from(Table::Audit, b"bb", 10).unwrap()),
+            [b"c", b"d"]
+        );
+        assert_eq!(
+            keys(s.scan_back(Table::Audit, None, 2).unwrap()),
+            [b"d", b"c"]
+        );
+        assert_eq!(
+            keys(s.scan_back(Table::Audit, Some(b"c"), 10).unwrap()),
+            [b"b", b"a"]
+        );
         assert!(s.scan_from(Table::Audit, b"e", 10).unwrap().is_empty());
     }
 
