@@ -16,148 +16,16 @@
 //! `crate::db::retention`), so an idle pass costs a few reads whatever the
 //! store holds. The audit count is read once, then kept here.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ConfigError;
+pub use crate::config::RetentionSettings;
 use crate::db::{Db, DbError, Pruned};
 use crate::records::now_millis;
 
 /// Records removed per transaction.
 pub const BATCH: usize = 512;
-
-pub const ENV_STOPPED_TASKS: &str = "BERTH_RETENTION_STOPPED_TASKS";
-pub const ENV_CLIENT_TOKENS: &str = "BERTH_RETENTION_CLIENT_TOKENS";
-pub const ENV_AUDIT_MAX_AGE: &str = "BERTH_RETENTION_AUDIT_MAX_AGE";
-pub const ENV_AUDIT_MAX_RECORDS: &str = "BERTH_RETENTION_AUDIT_MAX_RECORDS";
-pub const ENV_INTERVAL: &str = "BERTH_RETENTION_INTERVAL";
-
-/// `[retention]` in `scheduler.toml`; every key optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileRetention {
-    /// e.g. "1h": how long a STOPPED task stays describable.
-    stopped_tasks: Option<String>,
-    /// e.g. "8h": how long a RunTask clientToken is honoured.
-    client_tokens: Option<String>,
-    /// e.g. "90d": audit records older than this are removed.
-    audit_max_age: Option<String>,
-    /// Audit records beyond this many are removed, oldest first.
-    audit_max_records: Option<u64>,
-    /// e.g. "30s": how often the pruner looks.
-    interval: Option<String>,
-}
-
-/// The validated `[retention]` settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetentionSettings {
-    pub stopped_tasks: Duration,
-    pub client_tokens: Duration,
-    pub audit_max_age: Duration,
-    pub audit_max_records: u64,
-    pub interval: Duration,
-}
-
-impl Default for RetentionSettings {
-    fn default() -> Self {
-        Self {
-            stopped_tasks: Duration::from_secs(3600),
-            client_tokens: Duration::from_secs(8 * 3600),
-            audit_max_age: Duration::from_secs(90 * 24 * 3600),
-            audit_max_records: 100_000,
-            interval: Duration::from_secs(30),
-        }
-    }
-}
-
-/// The shortest window accepted for tasks and tokens.
-const MIN_WINDOW: Duration = Duration::from_secs(1);
-/// The longest window accepted (ten years; the store counts milliseconds).
-const MAX_WINDOW: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-
-impl RetentionSettings {
-    /// Reads `[retention]`, overridden by the `BERTH_RETENTION_*` variables.
-    pub fn resolve(
-        file: Option<FileRetention>,
-        env: &HashMap<String, String>,
-    ) -> Result<Self, ConfigError> {
-        let f = file.unwrap_or_default();
-        let d = Self::default();
-        let invalid = |setting: &str, message: String| ConfigError::Invalid {
-            setting: setting.to_owned(),
-            message,
-        };
-        let duration = |setting: &str, env_key: &str, v: Option<String>, default: Duration| {
-            let Some(s) = env.get(env_key).cloned().or(v) else {
-                return Ok(default);
-            };
-            let d = humantime::parse_duration(s.trim()).map_err(|e| {
-                invalid(
-                    setting,
-                    format!("{s:?} is not a duration like \"1h\" ({e})"),
-                )
-            })?;
-            if d < MIN_WINDOW || d > MAX_WINDOW {
-                return Err(invalid(
-                    setting,
-                    format!("{s:?} must be between 1s and 10 years"),
-                ));
-            }
-            Ok(d)
-        };
-        let audit_max_records = match env.get(ENV_AUDIT_MAX_RECORDS) {
-            Some(v) => v.trim().parse::<u64>().map_err(|_| {
-                invalid(
-                    "retention.audit_max_records",
-                    format!("{v:?} is not a whole number"),
-                )
-            })?,
-            None => f.audit_max_records.unwrap_or(d.audit_max_records),
-        };
-        if audit_max_records == 0 {
-            return Err(invalid(
-                "retention.audit_max_records",
-                "must be at least 1".to_owned(),
-            ));
-        }
-        let s = Self {
-            stopped_tasks: duration(
-                "retention.stopped_tasks",
-                ENV_STOPPED_TASKS,
-                f.stopped_tasks,
-                d.stopped_tasks,
-            )?,
-            client_tokens: duration(
-                "retention.client_tokens",
-                ENV_CLIENT_TOKENS,
-                f.client_tokens,
-                d.client_tokens,
-            )?,
-            audit_max_age: duration(
-                "retention.audit_max_age",
-                ENV_AUDIT_MAX_AGE,
-                f.audit_max_age,
-                d.audit_max_age,
-            )?,
-            audit_max_records,
-            interval: duration("retention.interval", ENV_INTERVAL, f.interval, d.interval)?,
-        };
-        if s.interval > s.stopped_tasks {
-            return Err(invalid(
-                "retention.interval",
-                format!(
-                    "{} must not be longer than retention.stopped_tasks ({})",
-                    humantime::format_duration(s.interval),
-                    humantime::format_duration(s.stopped_tasks)
-                ),
-            ));
-        }
-        Ok(s)
-    }
-}
 
 /// What one pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -286,19 +154,20 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+    use crate::config::{
+        Config, ConfigError, Overrides, ENV_RETENTION_AUDIT_MAX_RECORDS,
+        ENV_RETENTION_CLIENT_TOKENS, ENV_RETENTION_STOPPED_TASKS,
+    };
 
     fn resolve(text: &str, env: &[(&str, &str)]) -> Result<RetentionSettings, ConfigError> {
-        #[derive(Deserialize)]
-        struct F {
-            retention: Option<FileRetention>,
-        }
-        let f: F = toml::from_str(text).unwrap();
-        let env = env
+        let env: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        RetentionSettings::resolve(f.retention, &env)
+        Config::from_toml(text, &Overrides::default(), &env).map(|c| c.retention)
     }
 
     #[test]
@@ -306,7 +175,7 @@ mod tests {
         assert_eq!(resolve("", &[]).unwrap(), RetentionSettings::default());
         let s = resolve(
             "[retention]\nstopped_tasks = \"2h\"\naudit_max_records = 10\ninterval = \"5s\"\n",
-            &[(ENV_CLIENT_TOKENS, "1d")],
+            &[(ENV_RETENTION_CLIENT_TOKENS, "1d")],
         )
         .unwrap();
         assert_eq!(s.stopped_tasks, Duration::from_secs(7200));
@@ -315,7 +184,7 @@ mod tests {
         assert_eq!(s.interval, Duration::from_secs(5));
         let s = resolve(
             "[retention]\nstopped_tasks = \"2h\"\n",
-            &[(ENV_STOPPED_TASKS, "30s")],
+            &[(ENV_RETENTION_STOPPED_TASKS, "30s")],
         )
         .unwrap();
         assert_eq!(s.stopped_tasks, Duration::from_secs(30), "env wins");
@@ -347,7 +216,11 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
-        let e = resolve("", &[(ENV_AUDIT_MAX_RECORDS, "many")]).unwrap_err();
+        let e = resolve("", &[(ENV_RETENTION_AUDIT_MAX_RECORDS, "many")]).unwrap_err();
         assert!(e.to_string().contains("retention.audit_max_records"), "{e}");
+        assert!(matches!(
+            resolve("[retention]\nkeep = \"1h\"\n", &[]),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 }

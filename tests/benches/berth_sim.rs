@@ -250,6 +250,23 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
         .sum()
 }
 
+/// Bytes the files under `p` occupy on the file system (allocated blocks:
+/// what `du` shows; sled's files may be larger than what they hold).
+fn dir_allocated(p: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_allocated(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -766,7 +783,7 @@ async fn churn_scenario(
         "audit",
     ];
     println!(
-        "| elapsed | lifetimes | {} | store on disk | scheduler RSS |",
+        "| elapsed | lifetimes | {} | store files (allocated) | scheduler RSS |",
         tables.join(" | ")
     );
     println!("|---|---|{}---|---|", "---|".repeat(tables.len()));
@@ -778,7 +795,7 @@ async fn churn_scenario(
         let stopped = counters.stopped_reported.load(Ordering::Relaxed);
         let records = store_records(metrics).await;
         println!(
-            "| {:.0} s | {stopped} | {} | {:.1} MiB | {:.0} MiB |",
+            "| {:.0} s | {stopped} | {} | {:.1} MiB ({:.1} MiB) | {:.0} MiB |",
             t0.elapsed().as_secs_f64(),
             tables
                 .iter()
@@ -786,6 +803,7 @@ async fn churn_scenario(
                 .collect::<Vec<_>>()
                 .join(" | "),
             dir_bytes(&data.join("sled")) as f64 / (1024.0 * 1024.0),
+            dir_allocated(&data.join("sled")) as f64 / (1024.0 * 1024.0),
             status_kib(pid, "VmRSS") as f64 / 1024.0,
         );
         if finished.is_none() && stopped >= lifetimes {
