@@ -226,6 +226,8 @@ pub async fn run_with_metrics(
         config.services,
     )
     .start(shutdown.child_token());
+    let pruner =
+        crate::retention::Pruner::new(db.clone(), config.retention).start(shutdown.child_token());
     let shared = Shared {
         db: db.clone(),
         placer,
@@ -395,6 +397,7 @@ pub async fn run_with_metrics(
     // The controller stops at the shutdown signal; wait for its last
     // evaluation before the final flush.
     let _ = controller.await;
+    let _ = pruner.await;
     traffic.stopped().await;
     db.close().await;
     tokio::task::spawn_blocking(move || store.flush())

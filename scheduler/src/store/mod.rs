@@ -55,10 +55,14 @@ pub enum Table {
     Services,
     /// Target-group name → target-group record.
     TargetGroups,
+    /// `kind` (one byte) `time (big-endian u64 ms)` `key` → empty: what
+    /// retention removes, oldest first per kind (`crate::retention`).
+    /// Written in the same `Txn` as what it names.
+    Retention,
 }
 
 impl Table {
-    pub const ALL: [Table; 16] = [
+    pub const ALL: [Table; 17] = [
         Table::Meta,
         Table::Clusters,
         Table::Families,
@@ -75,6 +79,7 @@ impl Table {
         Table::RunTokens,
         Table::Services,
         Table::TargetGroups,
+        Table::Retention,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +100,7 @@ impl Table {
             Table::RunTokens => "run_tokens",
             Table::Services => "services",
             Table::TargetGroups => "target_groups",
+            Table::Retention => "retention",
         }
     }
 
@@ -121,6 +127,7 @@ impl Table {
             Table::RunTokens => 13,
             Table::Services => 14,
             Table::TargetGroups => 15,
+            Table::Retention => 16,
         }
     }
 }
@@ -277,6 +284,22 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every (key, value) whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError>;
+    /// At most `limit` (key, value) pairs whose key is `from` or after it,
+    /// in key order: a bounded read of an ordered index.
+    fn scan_from(
+        &self,
+        table: Table,
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError>;
+    /// At most `limit` (key, value) pairs whose key is before `before`
+    /// (`None`: from the last key), in descending key order.
+    fn scan_back(
+        &self,
+        table: Table,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError>;
     /// Applies `txn` atomically, or returns [`StoreError::Conflict`].
     fn commit(&self, txn: &Txn) -> Result<(), StoreError>;
     /// Blocks until everything committed so far is on stable storage.
