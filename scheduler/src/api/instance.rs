@@ -77,7 +77,7 @@ impl ContainerInstanceApi {
         let live = self.shared.sessions.liveness(&i.id);
         let registered = registered_resources(&i.resources);
         let alloc = self.shared.db.allocation_of(&i.id)?;
-        let (running, pending) = task_counts(self.shared.db.tasks_of_instance(&i.id)?.iter());
+        let (running, pending) = task_counts(self.shared.db.live_tasks_of_instance(&i.id)?.iter());
         Ok(ContainerInstance {
             container_instance_arn: self.shared.arn.container_instance(&i.cluster, &i.id),
             id: i.id.clone(),

@@ -6,7 +6,9 @@
 //! checked against the instance and allocation bytes it read: two
 //! concurrent placements can never share a host port or over-commit, one of
 //! them retries against the other's result. The report that records a task
-//! STOPPED releases its reservation in the same transaction.
+//! STOPPED releases its reservation in the same transaction, and marks its
+//! `InstanceTasks` entry ([`STOPPED_MARK`]) so that the instance's live tasks
+//! (its desired set) are read without the stopped ones of the retention window.
 //!
 //! Every change of an instance's desired set raises its stored generation;
 //! the [`DesiredNotifier`](crate::agent_link::DesiredNotifier) is told only
@@ -229,6 +231,12 @@ pub(super) fn instance_task_key(instance: &str, task: &str) -> Vec<u8> {
     index_key(instance, task)
 }
 
+/// The value of an `InstanceTasks` entry once its task is STOPPED (it is
+/// empty before): readers of the instance's live tasks skip the record
+/// without reading it. Entries written before this mark existed are empty
+/// whatever their task's status, so readers still check the record.
+pub(super) const STOPPED_MARK: &[u8] = b"S";
+
 impl Db {
     pub(super) fn allocation(
         &self,
@@ -256,6 +264,26 @@ impl Db {
     /// Every task, in id order.
     pub fn all_tasks(&self) -> Result<Vec<TaskRecord>, DbError> {
         Ok(self.scan(Table::Tasks, b"")?)
+    }
+
+    /// The tasks of one instance that are not STOPPED (through the
+    /// `InstanceTasks` index, skipping the entries marked STOPPED unread).
+    pub fn live_tasks_of_instance(&self, instance: &str) -> Result<Vec<TaskRecord>, DbError> {
+        let prefix = crate::store::composite_key(&[instance.as_bytes()], true);
+        let mut out = Vec::new();
+        for (k, v) in self.store.scan_prefix(Table::InstanceTasks, &prefix)? {
+            if v == STOPPED_MARK {
+                continue;
+            }
+            let id = &k[prefix.len()..];
+            if let Some(bytes) = self.store.get(Table::Tasks, id)? {
+                let t = decode::<TaskRecord>(Table::Tasks, id, &bytes)?;
+                if t.last_status != TaskStatus::Stopped {
+                    out.push(t);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The tasks of one instance (through the `InstanceTasks` index).
@@ -288,7 +316,7 @@ impl Db {
         // Read the generation first: a change racing this read raises it
         // again and the notifier makes the caller read once more.
         let generation = self.allocation(instance)?.0.generation;
-        let mut tasks = self.tasks_of_instance(instance)?;
+        let mut tasks = self.live_tasks_of_instance(instance)?;
         tasks.retain(TaskRecord::in_desired_set);
         tasks.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok((generation, tasks))
@@ -543,6 +571,11 @@ impl Db {
                 task.stopped_at = Some(now);
                 task.drain_until = None;
                 txn.add_put(
+                    Table::InstanceTasks,
+                    instance_task_key(&task.instance_id, id),
+                    STOPPED_MARK.to_vec(),
+                );
+                txn.add_put(
                     Table::Retention,
                     super::retention::retention_key(
                         super::retention::KIND_TASK,
@@ -650,6 +683,11 @@ impl Db {
                     Table::Allocations,
                     instance,
                     encode(Table::Allocations, &alloc)?,
+                )
+                .put(
+                    Table::InstanceTasks,
+                    instance_task_key(instance, &r.task_id),
+                    STOPPED_MARK.to_vec(),
                 )
                 // Kept for the retention window from now (`db::retention`).
                 .put(
@@ -890,6 +928,25 @@ mod tests {
         assert!(stopped.stopped_at.is_some());
         assert_eq!(db.desired_set("i1").unwrap().1.len(), 1);
         assert!(notified.has_changed().unwrap());
+        // Its index entry is marked: the live tasks are read without it.
+        let mark = db
+            .store
+            .get(Table::InstanceTasks, &instance_task_key("i1", &t.id))
+            .unwrap();
+        assert_eq!(mark.as_deref(), Some(STOPPED_MARK));
+        assert_eq!(db.tasks_of_instance("i1").unwrap().len(), 2);
+        let live = db.live_tasks_of_instance("i1").unwrap();
+        assert_eq!(live.len(), 1);
+        assert_ne!(live[0].id, t.id);
+        // An entry from before the mark (empty) still reads the record.
+        db.store
+            .commit(&Txn::new().put(
+                Table::InstanceTasks,
+                instance_task_key("i1", &t.id),
+                Vec::new(),
+            ))
+            .unwrap();
+        assert_eq!(db.live_tasks_of_instance("i1").unwrap().len(), 1);
     }
 
     #[tokio::test]

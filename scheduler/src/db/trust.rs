@@ -213,7 +213,7 @@ impl Db {
     ) -> Result<InstanceRecord, DbError> {
         if !force {
             let busy = self
-                .tasks_of_instance(id)?
+                .live_tasks_of_instance(id)?
                 .iter()
                 .filter(|t| t.holds_reservation())
                 .count();
