@@ -63,7 +63,7 @@ pub fn placed_task_for_tests(
 }
 
 /// The schema this code writes. Bump it together with a step in [`migrate`].
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 /// The `Meta` key of the schema version.
 pub(crate) const SCHEMA_KEY: &[u8] = b"schema_version";
 /// How many times an optimistic write retries on conflict before giving up.
@@ -127,6 +127,8 @@ impl Refusal {
 #[derive(Clone)]
 pub struct Db {
     store: Arc<dyn Store>,
+    /// The outbox `store` writes through, and its reader.
+    events: crate::events::EventLog,
     commit: GroupCommit,
     desired: DesiredNotifier,
     /// Instances whose instance or allocation record was written by
@@ -213,6 +215,10 @@ const MIGRATIONS: &[Migration] = &[
     // drop tags on its next write and fail to read a deleted revision, from
     // opening the store.
     |_| Ok(()),
+    // 8 → 9: the Events table starts empty (`crate::events`). The bump keeps
+    // an older scheduler, which would change tasks without their events,
+    // from opening the store.
+    |_| Ok(()),
 ];
 
 fn count_allocated_tasks(store: &dyn Store) -> Result<(), StoreError> {
@@ -286,10 +292,15 @@ impl Db {
     /// cluster on first start, and starts the group-commit flusher.
     pub async fn open(store: Arc<dyn Store>) -> Result<Self, DbError> {
         migrate(store.as_ref())?;
+        // Every write goes through the outbox: a change and its events
+        // commit in one `Txn` (`crate::events`).
+        let events = crate::events::EventLog::new(store)?;
+        let store: Arc<dyn Store> = Arc::new(events.clone());
         let metrics = crate::metrics::Metrics::default();
         let commit = GroupCommit::start(store.clone(), metrics.clone());
         let db = Self {
             store,
+            events,
             commit,
             desired: DesiredNotifier::default(),
             changed: Default::default(),
@@ -309,6 +320,11 @@ impl Db {
     /// the caller's).
     pub async fn close(&self) {
         self.commit.close().await;
+    }
+
+    /// The event log (`crate::events`).
+    pub fn events(&self) -> &crate::events::EventLog {
+        &self.events
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -8,6 +8,8 @@
 //!   operations call the gRPC services in-process and answer in ECS's shapes.
 //! - [`auth`]: roles, the operator-token format and its hash; no I/O.
 //! - [`db`]: typed, durable operations (clusters, task definitions, instances, tasks).
+//! - [`events`]: the event log, written in the same `Txn` as each change (an outbox), read by
+//!   cursor; `api::events` renders EventBridge's JSON.
 //! - [`store`]: the narrow storage trait and its sled implementation; the only place sled appears.
 //! - [`agents`]: an agent's `Connect` session loop over domain events, the desired set it is
 //!   sent, and the live sessions and heartbeats (in memory); `api::agent` converts at the edge.
@@ -43,6 +45,7 @@ pub mod config;
 pub mod db;
 pub mod dns;
 pub mod ecs_api;
+pub mod events;
 pub mod exec_link;
 pub mod metrics;
 pub mod paging;

@@ -55,10 +55,13 @@ pub enum Table {
     Services,
     /// Target-group name → target-group record.
     TargetGroups,
+    /// Event sequence (big-endian u64) → event of a state change, written in
+    /// the `Txn` of the change (`crate::events`).
+    Events,
 }
 
 impl Table {
-    pub const ALL: [Table; 16] = [
+    pub const ALL: [Table; 17] = [
         Table::Meta,
         Table::Clusters,
         Table::Families,
@@ -75,6 +78,7 @@ impl Table {
         Table::RunTokens,
         Table::Services,
         Table::TargetGroups,
+        Table::Events,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +99,7 @@ impl Table {
             Table::RunTokens => "run_tokens",
             Table::Services => "services",
             Table::TargetGroups => "target_groups",
+            Table::Events => "events",
         }
     }
 
@@ -121,6 +126,7 @@ impl Table {
             Table::RunTokens => 13,
             Table::Services => 14,
             Table::TargetGroups => 15,
+            Table::Events => 16,
         }
     }
 }
@@ -277,6 +283,14 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every (key, value) whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError>;
+    /// At most `limit` (key, value)s whose key is `>= start`, in key order
+    /// (an etcd range with a limit).
+    fn scan_from(
+        &self,
+        table: Table,
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError>;
     /// Applies `txn` atomically, or returns [`StoreError::Conflict`].
     fn commit(&self, txn: &Txn) -> Result<(), StoreError>;
     /// Blocks until everything committed so far is on stable storage.

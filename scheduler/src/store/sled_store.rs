@@ -89,6 +89,22 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn scan_from(
+        &self,
+        table: Table,
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        self.tree(table)
+            .range(start..)
+            .take(limit)
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(StoreError::from)
+            })
+            .collect()
+    }
+
     fn commit(&self, txn: &Txn) -> Result<(), StoreError> {
         // The guard protects no data, so a poisoned lock is still usable.
         let _commit = self.commits.read().unwrap_or_else(|p| p.into_inner());

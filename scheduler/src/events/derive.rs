@@ -1,0 +1,162 @@
+//! Which events a `Txn` causes: pure comparison of each written task,
+//! instance and service record with the bytes it replaces.
+//!
+//! The old bytes come from the `Txn`'s own check of the key (`Equals`: the
+//! old record; `Absent`: a new one); a `Put` without a check of its key
+//! reads the old bytes through `read` (the log's mutex is held then).
+//!
+//! - task: lastStatus or desiredStatus differ (or the task is new);
+//! - instance: status differs (or it is new). `agentConnected` lives in
+//!   memory (heartbeats never write the store), so it is not an event;
+//! - service: a deployment appears (IN_PROGRESS) or its rolloutState
+//!   changes (COMPLETED, FAILED); a new service event in ECS's words that
+//!   names an action (steady state, placement failure) is a service action.
+
+use serde::de::DeserializeOwned;
+
+use super::EventBody;
+use crate::records::{InstanceRecord, RolloutState, ServiceRecord, TaskRecord};
+use crate::store::{Check, Op, StoreError, Table, Txn};
+
+fn decode<T: DeserializeOwned>(table: Table, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        table: table.name(),
+        key: String::from_utf8_lossy(key).into_owned(),
+        source,
+    })
+}
+
+/// The events `txn` causes, in the order of its ops.
+pub fn derive(
+    txn: &Txn,
+    read: impl Fn(Table, &[u8]) -> Result<Option<Vec<u8>>, StoreError>,
+) -> Result<Vec<EventBody>, StoreError> {
+    let mut out = Vec::new();
+    for op in &txn.ops {
+        let Op::Put(table, key, new) = op else {
+            continue;
+        };
+        if !matches!(table, Table::Tasks | Table::Instances | Table::Services) {
+            continue;
+        }
+        let checked = txn.checks.iter().find_map(|c| match c {
+            Check::Absent(t, k) if t == table && k == key => Some(None),
+            Check::Equals(t, k, v) if t == table && k == key => Some(Some(v.clone())),
+            _ => None,
+        });
+        let old = match checked {
+            Some(old) => old,
+            None => read(*table, key)?,
+        };
+        match table {
+            Table::Tasks => task(key, old.as_deref(), new, &mut out)?,
+            Table::Instances => instance(key, old.as_deref(), new, &mut out)?,
+            Table::Services => service(key, old.as_deref(), new, &mut out)?,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn task(
+    key: &[u8],
+    old: Option<&[u8]>,
+    new: &[u8],
+    out: &mut Vec<EventBody>,
+) -> Result<(), StoreError> {
+    let new: TaskRecord = decode(Table::Tasks, key, new)?;
+    let changed = match old {
+        None => true,
+        Some(old) => {
+            let old: TaskRecord = decode(Table::Tasks, key, old)?;
+            old.last_status != new.last_status || old.desired_status != new.desired_status
+        }
+    };
+    if changed {
+        out.push(EventBody::Task {
+            task: Box::new(new),
+        });
+    }
+    Ok(())
+}
+
+fn instance(
+    key: &[u8],
+    old: Option<&[u8]>,
+    new: &[u8],
+    out: &mut Vec<EventBody>,
+) -> Result<(), StoreError> {
+    let new: InstanceRecord = decode(Table::Instances, key, new)?;
+    let changed = match old {
+        None => true,
+        Some(old) => decode::<InstanceRecord>(Table::Instances, key, old)?.status != new.status,
+    };
+    if changed {
+        out.push(EventBody::Instance {
+            instance: Box::new(new),
+        });
+    }
+    Ok(())
+}
+
+/// ECS's `eventName` and `eventType` of a service event's message, for the
+/// messages that are actions.
+fn action_of(message: &str) -> Option<(&'static str, &'static str)> {
+    if message.contains("has reached a steady state") {
+        Some(("INFO", "SERVICE_STEADY_STATE"))
+    } else if message.contains("was unable to place a task") {
+        Some(("WARN", "SERVICE_TASK_PLACEMENT_FAILURE"))
+    } else {
+        None
+    }
+}
+
+fn service(
+    key: &[u8],
+    old: Option<&[u8]>,
+    new: &[u8],
+    out: &mut Vec<EventBody>,
+) -> Result<(), StoreError> {
+    let new: ServiceRecord = decode(Table::Services, key, new)?;
+    let old: Option<ServiceRecord> = old.map(|b| decode(Table::Services, key, b)).transpose()?;
+    let old_deployments = old.as_ref().map_or(&[][..], |o| &o.deployments[..]);
+    // Oldest first, so that IN_PROGRESS of a new deployment follows the
+    // end of the one it replaces when both change at once.
+    for d in new.deployments.iter().rev() {
+        let before = old_deployments.iter().find(|o| o.id == d.id);
+        if before.is_some_and(|b| b.rollout_state == d.rollout_state) {
+            continue;
+        }
+        let (event_type, event_name) = match d.rollout_state {
+            RolloutState::InProgress => ("INFO", "SERVICE_DEPLOYMENT_IN_PROGRESS"),
+            RolloutState::Completed => ("INFO", "SERVICE_DEPLOYMENT_COMPLETED"),
+            RolloutState::Failed => ("ERROR", "SERVICE_DEPLOYMENT_FAILED"),
+        };
+        out.push(EventBody::Deployment {
+            cluster: new.cluster.clone(),
+            service: new.name.clone(),
+            deployment_id: d.id.clone(),
+            event_type: event_type.to_owned(),
+            event_name: event_name.to_owned(),
+            reason: d.rollout_state_reason.clone(),
+            updated_at: d.updated_at,
+        });
+    }
+    let old_events = old.as_ref().map_or(&[][..], |o| &o.events[..]);
+    for e in new.events.iter().rev() {
+        if old_events.iter().any(|o| o.id == e.id) {
+            continue;
+        }
+        if let Some((event_type, event_name)) = action_of(&e.message) {
+            out.push(EventBody::ServiceAction {
+                cluster: new.cluster.clone(),
+                service: new.name.clone(),
+                event_type: event_type.to_owned(),
+                event_name: event_name.to_owned(),
+                message: e.message.clone(),
+                created_at: e.created_at,
+            });
+        }
+    }
+    Ok(())
+}
