@@ -141,6 +141,7 @@ struct FileConfig {
     ecs_api: Option<FileEcsApi>,
     dns: Option<FileDns>,
     metrics: Option<FileMetrics>,
+    events: Option<FileEvents>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +158,15 @@ struct FileDns {
 struct FileMetrics {
     /// `address:port`, or `off`; default `127.0.0.1:9464`.
     listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEvents {
+    /// e.g. "24h": events older than this are pruned.
+    max_age: Option<String>,
+    /// At most this many events are kept (the newest).
+    max_count: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -290,6 +300,8 @@ pub struct Config {
     pub dns: DnsSettings,
     /// Where `GET /metrics` listens (`[metrics] listen`); None: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// The event log's retention (`[events]`).
+    pub events: crate::events::Retention,
 }
 
 impl Config {
@@ -317,6 +329,7 @@ impl Config {
             },
             dns: DnsSettings::default(),
             metrics_listen: None,
+            events: crate::events::Retention::default(),
         }
     }
 
@@ -463,6 +476,15 @@ impl Config {
         if services.resync < Duration::from_millis(50) {
             return Err(invalid("services.resync", "must be at least 50ms"));
         }
+        let fev = file.events.unwrap_or_default();
+        let defaults = crate::events::Retention::default();
+        let events = crate::events::Retention {
+            max_age: duration("events.max_age", fev.max_age, defaults.max_age)?,
+            max_count: fev.max_count.unwrap_or(defaults.max_count),
+        };
+        if events.max_count == 0 {
+            return Err(invalid("events.max_count", "must be at least 1"));
+        }
         let tls = resolve_tls(file.tls.unwrap_or_default(), env)?;
         let bootstrap_token = env
             .get(ENV_BOOTSTRAP_TOKEN)
@@ -559,6 +581,7 @@ impl Config {
             tls,
             bootstrap_token,
             secrets_key_file,
+            events,
         })
     }
 }

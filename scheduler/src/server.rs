@@ -226,6 +226,11 @@ pub async fn run_with_metrics(
         config.services,
     )
     .start(shutdown.child_token());
+    let pruner = tokio::spawn(crate::events::prune_loop(
+        db.events().clone(),
+        config.events,
+        shutdown.child_token(),
+    ));
     let shared = Shared {
         db: db.clone(),
         placer,
@@ -325,6 +330,14 @@ pub async fn run_with_metrics(
         .add_service(AuditServiceServer::new(AuditApi {
             shared: shared.clone(),
         }))
+        .add_service(
+            berth_proto::v1::event_service_server::EventServiceServer::new(
+                crate::api::events::EventApi {
+                    shared: shared.clone(),
+                    shutdown: streams.clone(),
+                },
+            ),
+        )
         .add_service(SnapshotServiceServer::new(SnapshotApi {
             store: store.clone(),
             ca: ca.snapshot_files(),
@@ -396,6 +409,7 @@ pub async fn run_with_metrics(
     // evaluation before the final flush.
     let _ = controller.await;
     traffic.stopped().await;
+    let _ = pruner.await;
     db.close().await;
     tokio::task::spawn_blocking(move || store.flush())
         .await

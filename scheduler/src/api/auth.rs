@@ -159,6 +159,8 @@ pub const METHODS: &[MethodRule] = &[
     read("/berth.v1.TokenService/ListTokens", Admin),
     write("/berth.v1.TokenService/RevokeToken", Admin),
     read("/berth.v1.AuditService/ListAuditEvents", ReadOnly),
+    read("/berth.v1.EventService/ListEvents", ReadOnly),
+    read("/berth.v1.EventService/WatchEvents", ReadOnly),
     // Trust: fetching the CA to pin it precedes having a token; activations
     // are admin business like tokens (listing them too).
     open("/berth.v1.ClusterCaService/GetClusterCa"),

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod convert;
 pub mod error;
 pub mod exec;
+pub mod events;
 pub mod instance;
 pub mod secret;
 pub mod service;

@@ -332,6 +332,10 @@ impl EventLog {
         if cursor > upto {
             return Err(EventsError::Ahead { cursor, last: upto });
         }
+        let first = self.first()?;
+        if cursor + 1 < first {
+            return Err(EventsError::Expired { cursor, first });
+        }
         let mut out = Vec::new();
         let mut at = cursor;
         // Look at a bounded number of events per call, admitted or not.
@@ -439,6 +443,33 @@ impl EventLog {
         store.commit(&full)?;
         self.inner.committed.store(seq - 1, Ordering::Release);
         Ok(())
+    }
+}
+
+/// How often the background pruner runs.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Prunes the log every [`PRUNE_EVERY`] (and once at start) until `stop`.
+pub async fn prune_loop(
+    log: EventLog,
+    retention: Retention,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(PRUNE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let l = log.clone();
+        let now = crate::records::now_millis();
+        match tokio::task::spawn_blocking(move || l.prune(retention, now)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(pruned = n, "pruned the event log"),
+            Ok(Err(e)) => tracing::warn!(cause = %e, "pruning the event log failed"),
+            Err(e) => tracing::warn!(cause = %e, "the event pruner panicked"),
+        }
     }
 }
 
