@@ -8,6 +8,7 @@ pub mod activation;
 pub mod audit;
 pub mod cluster;
 pub mod completion;
+pub mod events;
 pub mod instance;
 pub mod login;
 pub mod secret;
@@ -167,6 +168,7 @@ pub async fn run(
         Command::Login(args) => login::run(args, &mut ctx).await,
         Command::Token(cmd) => token::run(cmd, &mut ctx).await,
         Command::Audit(cmd) => audit::run(cmd, &mut ctx).await,
+        Command::Events(args) => events::run(args, &mut ctx).await,
         Command::Snapshot(cmd) => snapshot::run(cmd, &mut ctx).await,
         Command::Completion(args) => completion::run(&args, ctx.out),
     }

@@ -215,10 +215,12 @@ impl EventService for EventApi {
             .iter()
             .map(|e| render(&self.shared, e))
             .collect::<Result<Vec<_>, _>>()?;
+        let latest = log.last_durable();
         Ok(Response::new(pb::ListEventsResponse {
             events,
             next_cursor: next,
-            more: next < log.last_durable(),
+            more: next < latest,
+            latest_cursor: latest,
         }))
     }
 
