@@ -280,6 +280,24 @@ pub struct ServiceSettings {
     pub resync: Duration,
 }
 
+/// The event log's retention (`[events]`; `crate::events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventSettings {
+    /// Events older than this are pruned.
+    pub max_age: Duration,
+    /// At most this many events are kept, the newest.
+    pub max_count: u64,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            max_age: Duration::from_secs(24 * 3600),
+            max_count: 100_000,
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -301,7 +319,7 @@ pub struct Config {
     /// Where `GET /metrics` listens (`[metrics] listen`); None: off.
     pub metrics_listen: Option<SocketAddr>,
     /// The event log's retention (`[events]`).
-    pub events: crate::events::Retention,
+    pub events: EventSettings,
 }
 
 impl Config {
@@ -329,7 +347,7 @@ impl Config {
             },
             dns: DnsSettings::default(),
             metrics_listen: None,
-            events: crate::events::Retention::default(),
+            events: EventSettings::default(),
         }
     }
 
@@ -477,8 +495,8 @@ impl Config {
             return Err(invalid("services.resync", "must be at least 50ms"));
         }
         let fev = file.events.unwrap_or_default();
-        let defaults = crate::events::Retention::default();
-        let events = crate::events::Retention {
+        let defaults = EventSettings::default();
+        let events = EventSettings {
             max_age: duration("events.max_age", fev.max_age, defaults.max_age)?,
             max_count: fev.max_count.unwrap_or(defaults.max_count),
         };
@@ -739,6 +757,27 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("secrets.key_file:"), "{err}");
+    }
+
+    #[test]
+    fn events_section_sets_retention() {
+        let c = Config::from_toml("", &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.events, EventSettings::default());
+        assert_eq!(c.events.max_age, Duration::from_secs(24 * 3600));
+        assert_eq!(c.events.max_count, 100_000);
+        let text = "[events]\nmax_age = \"2h\"\nmax_count = 50\n";
+        let c = Config::from_toml(text, &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.events.max_age, Duration::from_secs(7200));
+        assert_eq!(c.events.max_count, 50);
+        for (bad, key) in [
+            ("[events]\nmax_age = \"a while\"", "events.max_age:"),
+            ("[events]\nmax_count = 0", "events.max_count:"),
+        ] {
+            let err = Config::from_toml(bad, &Overrides::default(), &env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(key), "{err}");
+        }
     }
 
     #[test]

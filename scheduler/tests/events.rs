@@ -331,6 +331,18 @@ async fn deployments_and_drains_are_events() {
     assert!(other.is_empty(), "{other:#?}");
 }
 
+/// Waits (bounded) until no handle of the stopped server (a connection's
+/// task finishing, say) still holds the store's lock.
+async fn until_store_free(dir: &std::path::Path) {
+    for _ in 0..500 {
+        match berth_scheduler::store::SledStore::open(dir) {
+            Ok(_) => return,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    panic!("the stopped scheduler still holds its store after 10 s");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restart_keeps_every_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -348,6 +360,7 @@ async fn a_restart_keeps_every_acknowledged_event() {
     let before_all = list(&s.ops, 0, None).await;
     drop(agent);
     s.stop().await;
+    until_store_free(dir.path()).await;
     let s = Server::start_in(dir.path(), &admin, false, |_| {}).await;
     let after = list(&s.ops, 0, filter(TASK)).await;
     assert_eq!(after[..before.len()], before[..]);

@@ -160,3 +160,28 @@ fn retryable(s: &tonic::Status) -> bool {
         Code::Unavailable | Code::Unknown | Code::Cancelled
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_per_event_or_its_json() {
+        let e = pb::Event {
+            cursor: 7,
+            detail_type: "ECS Task State Change".into(),
+            time: Some(prost_types::Timestamp {
+                seconds: 1_796_000_000,
+                nanos: 0,
+            }),
+            resource: "arn:berth:ecs:local:000000000000:task/default/abc".into(),
+            summary: "abc lastStatus=RUNNING desiredStatus=RUNNING".into(),
+            json: r#"{"version":"0"}"#.into(),
+        };
+        expect_test::expect![[r#"
+            2026-11-30T01:33:20Z  ECS Task State Change  arn:berth:ecs:local:000000000000:task/default/abc  abc lastStatus=RUNNING desiredStatus=RUNNING
+        "#]]
+        .assert_eq(&line(&e, OutputFormat::Table));
+        assert_eq!(line(&e, OutputFormat::Json), "{\"version\":\"0\"}\n");
+    }
+}

@@ -196,20 +196,7 @@ pub enum EventsError {
 }
 
 /// Retention of the log (`[events]` in `scheduler.toml`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    pub max_age: Duration,
-    pub max_count: u64,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Self {
-            max_age: Duration::from_secs(24 * 3600),
-            max_count: 100_000,
-        }
-    }
-}
+pub type Retention = crate::config::EventSettings;
 
 pub fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
