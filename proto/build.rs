@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "berth/v1/traffic.proto",
         "berth/v1/exec.proto",
         "berth/v1/events.proto",
+        "berth/v1/webhooks.proto",
         "berth/v1/agent.proto",
     ];
     for p in &protos {

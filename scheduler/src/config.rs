@@ -142,6 +142,7 @@ struct FileConfig {
     dns: Option<FileDns>,
     metrics: Option<FileMetrics>,
     events: Option<FileEvents>,
+    webhooks: Option<FileWebhooks>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +159,25 @@ struct FileDns {
 struct FileMetrics {
     /// `address:port`, or `off`; default `127.0.0.1:9464`.
     listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWebhooks {
+    /// How many deliveries may be under way at once, over all subscriptions.
+    concurrency: Option<usize>,
+    /// e.g. "5s": connecting (TCP and TLS).
+    connect_timeout: Option<String>,
+    /// e.g. "10s": one POST, from connecting to the answer's status.
+    request_timeout: Option<String>,
+    /// Attempts at one event before it is dead-lettered.
+    max_attempts: Option<u32>,
+    /// e.g. "1s": the first retry's delay; it doubles per attempt.
+    backoff_base: Option<String>,
+    /// e.g. "5m": the longest delay between two attempts.
+    backoff_max: Option<String>,
+    /// PEM file of extra CAs that receivers' certificates may chain to.
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -289,6 +309,37 @@ pub struct EventSettings {
     pub max_count: u64,
 }
 
+/// Webhook delivery (`[webhooks]`; `crate::webhooks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Deliveries under way at once, over all subscriptions.
+    pub concurrency: usize,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Attempts at one event before it is dead-lettered (1 = no retry).
+    pub max_attempts: u32,
+    /// The delay before the second attempt; it doubles per attempt, up to
+    /// `backoff_max`, and each delay is drawn at random from its upper half.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Extra CAs (PEM) for receivers' certificates, besides the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            max_attempts: 8,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            ca_file: None,
+        }
+    }
+}
+
 impl Default for EventSettings {
     fn default() -> Self {
         Self {
@@ -320,6 +371,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The event log's retention (`[events]`).
     pub events: EventSettings,
+    /// Webhook delivery (`[webhooks]`).
+    pub webhooks: WebhookSettings,
 }
 
 impl Config {
@@ -348,6 +401,7 @@ impl Config {
             dns: DnsSettings::default(),
             metrics_listen: None,
             events: EventSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 
@@ -503,6 +557,51 @@ impl Config {
         if events.max_count == 0 {
             return Err(invalid("events.max_count", "must be at least 1"));
         }
+        let fwh = file.webhooks.unwrap_or_default();
+        let wd = WebhookSettings::default();
+        let webhooks = WebhookSettings {
+            concurrency: fwh.concurrency.unwrap_or(wd.concurrency),
+            connect_timeout: duration(
+                "webhooks.connect_timeout",
+                fwh.connect_timeout,
+                wd.connect_timeout,
+            )?,
+            request_timeout: duration(
+                "webhooks.request_timeout",
+                fwh.request_timeout,
+                wd.request_timeout,
+            )?,
+            max_attempts: fwh.max_attempts.unwrap_or(wd.max_attempts),
+            backoff_base: duration("webhooks.backoff_base", fwh.backoff_base, wd.backoff_base)?,
+            backoff_max: duration("webhooks.backoff_max", fwh.backoff_max, wd.backoff_max)?,
+            ca_file: fwh.ca_file,
+        };
+        if webhooks.concurrency == 0 {
+            return Err(invalid("webhooks.concurrency", "must be at least 1"));
+        }
+        if webhooks.max_attempts == 0 {
+            return Err(invalid("webhooks.max_attempts", "must be at least 1"));
+        }
+        if webhooks.connect_timeout.is_zero() || webhooks.request_timeout.is_zero() {
+            return Err(invalid(
+                "webhooks.request_timeout",
+                "timeouts must be above 0",
+            ));
+        }
+        if webhooks.backoff_max < webhooks.backoff_base {
+            return Err(invalid(
+                "webhooks.backoff_max",
+                "must be at least webhooks.backoff_base",
+            ));
+        }
+        if let Some(ca) = &webhooks.ca_file {
+            if !ca.is_file() {
+                return Err(invalid(
+                    "webhooks.ca_file",
+                    format!("{} is not a readable file", ca.display()),
+                ));
+            }
+        }
         let tls = resolve_tls(file.tls.unwrap_or_default(), env)?;
         let bootstrap_token = env
             .get(ENV_BOOTSTRAP_TOKEN)
@@ -600,6 +699,7 @@ impl Config {
             bootstrap_token,
             secrets_key_file,
             events,
+            webhooks,
         })
     }
 }
@@ -777,6 +877,37 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.starts_with(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn webhooks_section_sets_delivery() {
+        let c = Config::from_toml("", &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.webhooks, WebhookSettings::default());
+        let text = "[webhooks]\nconcurrency = 2\nmax_attempts = 3\nbackoff_base = \"100ms\"\nbackoff_max = \"1s\"\nrequest_timeout = \"2s\"\n";
+        let c = Config::from_toml(text, &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.webhooks.concurrency, 2);
+        assert_eq!(c.webhooks.max_attempts, 3);
+        assert_eq!(c.webhooks.backoff_base, Duration::from_millis(100));
+        assert_eq!(c.webhooks.backoff_max, Duration::from_secs(1));
+        assert_eq!(c.webhooks.request_timeout, Duration::from_secs(2));
+        for (bad, key) in [
+            ("[webhooks]\nconcurrency = 0", "webhooks.concurrency:"),
+            ("[webhooks]\nmax_attempts = 0", "webhooks.max_attempts:"),
+            (
+                "[webhooks]\nbackoff_base = \"1m\"\nbackoff_max = \"1s\"",
+                "webhooks.backoff_max:",
+            ),
+            (
+                "[webhooks]\nca_file = \"/nonexistent/ca.pem\"",
+                "webhooks.ca_file:",
+            ),
+            ("[webhooks]\nretries = 3", "unknown field"),
+        ] {
+            let err = Config::from_toml(bad, &Overrides::default(), &env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(key) || err.contains(key), "{err}");
         }
     }
 

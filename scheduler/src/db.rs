@@ -27,6 +27,8 @@ mod tags;
 mod tasks;
 mod traffic;
 mod trust;
+mod webhooks;
+pub use webhooks::WorkerWrite;
 
 pub use attributes::InstanceAttribute;
 pub use auth::{AuditFilter, BOOTSTRAP_TOKEN_NAME, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
@@ -215,9 +217,9 @@ const MIGRATIONS: &[Migration] = &[
     // drop tags on its next write and fail to read a deleted revision, from
     // opening the store.
     |_| Ok(()),
-    // 8 → 9: the Events table starts empty (`crate::events`). The bump keeps
-    // an older scheduler, which would change tasks without their events,
-    // from opening the store.
+    // 8 → 9: the Events and Webhooks tables start empty (`crate::events`,
+    // `crate::webhooks`). The bump keeps an older scheduler, which would
+    // change tasks without their events, from opening the store.
     |_| Ok(()),
 ];
 

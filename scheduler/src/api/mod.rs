@@ -23,6 +23,7 @@ pub mod taskdef;
 pub mod token;
 pub mod traffic;
 pub mod trust;
+pub mod webhooks;
 
 use std::sync::Arc;
 

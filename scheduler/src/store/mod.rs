@@ -58,10 +58,13 @@ pub enum Table {
     /// Event sequence (big-endian u64) → event of a state change, written in
     /// the `Txn` of the change (`crate::events`).
     Events,
+    /// Webhook subscriptions, their delivery cursors, redrives and dead
+    /// letters (`crate::db::webhooks` names the keys).
+    Webhooks,
 }
 
 impl Table {
-    pub const ALL: [Table; 17] = [
+    pub const ALL: [Table; 18] = [
         Table::Meta,
         Table::Clusters,
         Table::Families,
@@ -79,6 +82,7 @@ impl Table {
         Table::Services,
         Table::TargetGroups,
         Table::Events,
+        Table::Webhooks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +104,7 @@ impl Table {
             Table::Services => "services",
             Table::TargetGroups => "target_groups",
             Table::Events => "events",
+            Table::Webhooks => "webhooks",
         }
     }
 
@@ -127,6 +132,7 @@ impl Table {
             Table::Services => 14,
             Table::TargetGroups => 15,
             Table::Events => 16,
+            Table::Webhooks => 17,
         }
     }
 }
