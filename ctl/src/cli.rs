@@ -8,7 +8,7 @@ use crate::commands::{
     completion::CompletionArgs, events::EventsArgs, instance::InstanceCommand, login::LoginArgs,
     secret::SecretCommand, service::ServiceCommand, snapshot::SnapshotCommand, tag::TagCommand,
     targetgroup::TargetGroupCommand, task::TaskCommand, taskdef::TaskdefCommand,
-    token::TokenCommand,
+    token::TokenCommand, webhook::WebhookCommand,
 };
 use crate::output::OutputFormat;
 
@@ -93,6 +93,9 @@ pub enum Command {
     Audit(AuditCommand),
     /// Print the event log: task, instance, deployment and service events (-f follows)
     Events(EventsArgs),
+    /// Send events to URLs by signed POST: subscriptions, dead letters, redrive
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Save a backup of the control plane (admin; restore with berth-scheduler snapshot restore)
     #[command(subcommand)]
     Snapshot(SnapshotCommand),

@@ -29,6 +29,10 @@ pub const ENV_SERVICE_THROTTLE_BASE: &str = "BERTH_SERVICE_THROTTLE_BASE";
 /// How often the service controller re-evaluates every service even when
 /// nothing woke it.
 pub const ENV_SERVICE_RESYNC: &str = "BERTH_SERVICE_RESYNC";
+/// `[webhooks]` max_attempts, backoff_base and backoff_max.
+pub const ENV_WEBHOOKS_MAX_ATTEMPTS: &str = "BERTH_WEBHOOKS_MAX_ATTEMPTS";
+pub const ENV_WEBHOOKS_BACKOFF_BASE: &str = "BERTH_WEBHOOKS_BACKOFF_BASE";
+pub const ENV_WEBHOOKS_BACKOFF_MAX: &str = "BERTH_WEBHOOKS_BACKOFF_MAX";
 /// Comma-separated extra names of the serving certificate.
 pub const ENV_TLS_SERVER_NAMES: &str = "BERTH_TLS_SERVER_NAMES";
 pub const ENV_TLS_CA_CERT: &str = "BERTH_TLS_CA_CERT";
@@ -571,9 +575,25 @@ impl Config {
                 fwh.request_timeout,
                 wd.request_timeout,
             )?,
-            max_attempts: fwh.max_attempts.unwrap_or(wd.max_attempts),
-            backoff_base: duration("webhooks.backoff_base", fwh.backoff_base, wd.backoff_base)?,
-            backoff_max: duration("webhooks.backoff_max", fwh.backoff_max, wd.backoff_max)?,
+            max_attempts: match env.get(ENV_WEBHOOKS_MAX_ATTEMPTS) {
+                Some(v) => v.parse().map_err(|_| {
+                    invalid(
+                        "webhooks.max_attempts",
+                        format!("{v:?} is not a whole number"),
+                    )
+                })?,
+                None => fwh.max_attempts.unwrap_or(wd.max_attempts),
+            },
+            backoff_base: duration(
+                "webhooks.backoff_base",
+                pick(None, ENV_WEBHOOKS_BACKOFF_BASE, fwh.backoff_base),
+                wd.backoff_base,
+            )?,
+            backoff_max: duration(
+                "webhooks.backoff_max",
+                pick(None, ENV_WEBHOOKS_BACKOFF_MAX, fwh.backoff_max),
+                wd.backoff_max,
+            )?,
             ca_file: fwh.ca_file,
         };
         if webhooks.concurrency == 0 {
@@ -891,6 +911,17 @@ mod tests {
         assert_eq!(c.webhooks.backoff_base, Duration::from_millis(100));
         assert_eq!(c.webhooks.backoff_max, Duration::from_secs(1));
         assert_eq!(c.webhooks.request_timeout, Duration::from_secs(2));
+        let c = Config::from_toml(
+            text,
+            &Overrides::default(),
+            &env(&[
+                (ENV_WEBHOOKS_MAX_ATTEMPTS, "5"),
+                (ENV_WEBHOOKS_BACKOFF_BASE, "50ms"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.webhooks.max_attempts, 5);
+        assert_eq!(c.webhooks.backoff_base, Duration::from_millis(50));
         for (bad, key) in [
             ("[webhooks]\nconcurrency = 0", "webhooks.concurrency:"),
             ("[webhooks]\nmax_attempts = 0", "webhooks.max_attempts:"),

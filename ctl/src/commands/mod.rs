@@ -21,6 +21,7 @@ pub mod task_exec;
 pub mod taskdef;
 pub mod token;
 pub mod version;
+pub mod webhook;
 
 #[cfg(test)]
 mod tests;
@@ -163,6 +164,7 @@ pub async fn run(
         Command::Service(cmd) => service::run(cmd, &mut ctx).await,
         Command::Targetgroup(cmd) => targetgroup::run(cmd, &mut ctx).await,
         Command::Secret(cmd) => secret::run(cmd, &mut ctx).await,
+        Command::Webhook(cmd) => webhook::run(cmd, &mut ctx).await,
         Command::Tag(cmd) => tag::run(cmd, &mut ctx).await,
         Command::Version => version::run(&mut ctx).await,
         Command::Login(args) => login::run(args, &mut ctx).await,

@@ -11,14 +11,23 @@
 //! neither the change nor its event.
 //!
 //! How sequences are allocated: the `Meta` record [`NEXT_KEY`] holds the next
-//! sequence. A commit that carries events takes the log's mutex, reads the
-//! counter, appends its events under consecutive big-endian `u64` keys in
-//! `Table::Events`, and puts the counter, checked against the value it read,
-//! in the same `Txn`. Under the mutex the check never fails in one process,
-//! and it still fences a second writer on a shared backend. The sequence is
-//! therefore gap-free, and commits become visible in sequence order (the
-//! mutex covers the commit), so a reader that has seen `n` never later finds
-//! an event below `n` appearing. Commits without events never take the mutex.
+//! sequence, and the log keeps a copy of it in memory, under its mutex. A
+//! commit that carries events takes the mutex, appends its events under
+//! consecutive big-endian `u64` keys in `Table::Events`, and puts the
+//! counter, checked against the value it holds, in the same `Txn`. Under
+//! the mutex the check never fails in one process, and it still fences a
+//! second writer on a shared backend (a failed commit reloads the counter).
+//! The sequence is therefore gap-free, and commits become visible in
+//! sequence order (the mutex covers the commit), so a reader that has seen
+//! `n` never later finds an event below `n` appearing. Commits without
+//! events never take the mutex.
+//!
+//! What it costs the hot path (every placement and report writes tasks):
+//! [`derive`] decodes only the status fields of the old and new records,
+//! outside the mutex when the `Txn` checks every record it writes (as the
+//! placer's and the reports' do), and a task or instance event is stored as
+//! the record's new bytes spliced into the event's JSON, not decoded and
+//! encoded again. `BENCHMARKS.md` ("The event log's cost") has the figures.
 //!
 //! How readers learn of new events: the group-commit flusher calls
 //! [`Store::flush`]; the log notes the last committed sequence before the
@@ -42,7 +51,7 @@ use tokio::sync::watch;
 use crate::records::{InstanceRecord, TaskRecord, UnixMillis};
 use crate::store::{KeyValue, Store, StoreError, Table, Txn};
 
-pub use derive::derive;
+pub use derive::{derive, Derived};
 
 /// The `Meta` key of the next sequence to allocate (big-endian u64).
 pub const NEXT_KEY: &[u8] = b"events_next";
@@ -243,10 +252,28 @@ fn decode_event((k, v): &KeyValue) -> Result<Sequenced, StoreError> {
     })
 }
 
+/// The next sequence to allocate, as `Meta` holds it.
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    next: u64,
+    /// Whether `Meta` holds [`NEXT_KEY`] yet (a new store has none).
+    stored: bool,
+}
+
+impl Counter {
+    fn load(store: &dyn Store) -> Result<Self, StoreError> {
+        let (next, bytes) = read_u64(store, NEXT_KEY, 1)?;
+        Ok(Self {
+            next,
+            stored: bytes.is_some(),
+        })
+    }
+}
+
 struct Inner {
     store: Arc<dyn Store>,
     /// Held by every commit that carries events (see the module doc).
-    append: Mutex<()>,
+    append: Mutex<Counter>,
     /// The last sequence committed (not necessarily durable).
     committed: AtomicU64,
     /// The last sequence known durable.
@@ -272,12 +299,12 @@ impl EventLog {
     /// Wraps `store`. What it holds on opening is on disk already, so the
     /// last event is durable from the start.
     pub fn new(store: Arc<dyn Store>) -> Result<Self, StoreError> {
-        let (next, _) = read_u64(store.as_ref(), NEXT_KEY, 1)?;
-        let last = next - 1;
+        let counter = Counter::load(store.as_ref())?;
+        let last = counter.next - 1;
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
-                append: Mutex::new(()),
+                append: Mutex::new(counter),
                 committed: AtomicU64::new(last),
                 durable: watch::channel(last).0,
             }),
@@ -402,35 +429,79 @@ impl EventLog {
 
     /// Commits `txn` with the events it causes (see the module doc).
     fn commit_with_events(&self, txn: &Txn) -> Result<(), StoreError> {
-        let _append = self.inner.append.lock().unwrap_or_else(|p| p.into_inner());
         let store = self.inner.store.as_ref();
-        let now = crate::records::now_millis();
-        let bodies = derive(txn, |t, k| store.get(t, k))?;
-        if bodies.is_empty() {
+        // With every record checked, the events hold whenever the commit
+        // does: derive them before taking the mutex.
+        let early = if derive::all_checked(txn) {
+            Some(derive(txn, |t, k| store.get(t, k))?)
+        } else {
+            None
+        };
+        let mut counter = self.inner.append.lock().unwrap_or_else(|p| p.into_inner());
+        let derived = match early {
+            Some(d) => d,
+            None => derive(txn, |t, k| store.get(t, k))?,
+        };
+        if derived.is_empty() {
             return store.commit(txn);
         }
-        let (next, next_bytes) = read_u64(store, NEXT_KEY, 1)?;
+        let now = crate::records::now_millis();
         let mut full = txn.clone();
-        let mut seq = next;
-        for body in bodies {
-            let rec = EventRecord {
-                id: uuid::Uuid::new_v4().to_string(),
-                time: now,
-                body,
-            };
+        let mut seq = counter.next;
+        for d in derived {
+            let value = encode_derived(&uuid::Uuid::new_v4().to_string(), now, d)?;
             full.add_check_absent(Table::Events, seq_key(seq).to_vec());
-            full.add_put(Table::Events, seq_key(seq).to_vec(), encode_event(&rec)?);
+            full.add_put(Table::Events, seq_key(seq).to_vec(), value);
             seq += 1;
         }
-        match next_bytes {
-            Some(b) => full.add_check_equals(Table::Meta, NEXT_KEY, b),
-            None => full.add_check_absent(Table::Meta, NEXT_KEY),
-        };
+        if counter.stored {
+            full.add_check_equals(Table::Meta, NEXT_KEY, seq_key(counter.next).to_vec());
+        } else {
+            full.add_check_absent(Table::Meta, NEXT_KEY);
+        }
         full.add_put(Table::Meta, NEXT_KEY, seq_key(seq).to_vec());
-        store.commit(&full)?;
-        self.inner.committed.store(seq - 1, Ordering::Release);
-        Ok(())
+        match store.commit(&full) {
+            Ok(()) => {
+                *counter = Counter {
+                    next: seq,
+                    stored: true,
+                };
+                self.inner.committed.store(seq - 1, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                // Another writer may have moved the counter (a shared
+                // backend): start again from what the store holds.
+                if let Ok(c) = Counter::load(store) {
+                    *counter = c;
+                }
+                Err(e)
+            }
+        }
     }
+}
+
+/// The stored JSON of one event, as `encode_event` writes it: a task's or
+/// instance's record bytes are spliced in as they are (they are that
+/// record's JSON already), the other bodies encoded.
+fn encode_derived(id: &str, time: UnixMillis, d: Derived<'_>) -> Result<Vec<u8>, StoreError> {
+    let (kind, field, record) = match d {
+        Derived::Task(bytes) => ("task", "task", bytes),
+        Derived::Instance(bytes) => ("instance", "instance", bytes),
+        Derived::Other(body) => {
+            return encode_event(&EventRecord {
+                id: id.to_owned(),
+                time,
+                body,
+            })
+        }
+    };
+    let head = format!(r#"{{"id":"{id}","time":{time},"kind":"{kind}","{field}":"#);
+    let mut out = Vec::with_capacity(head.len() + record.len() + 1);
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(record);
+    out.push(b'}');
+    Ok(out)
 }
 
 /// How often the background pruner runs.

@@ -252,3 +252,53 @@ fn a_reopened_store_keeps_every_flushed_event() {
     write(&log, &task("next"), None).unwrap();
     assert_eq!(all(&log).last().map(|e| e.seq), Some(21));
 }
+
+#[test]
+fn a_spliced_record_reads_back_as_the_encoded_event() {
+    let t = task("s");
+    let spliced = encode_derived("id-1", 42, Derived::Task(&bytes(&t))).unwrap();
+    let encoded = encode_event(&EventRecord {
+        id: "id-1".into(),
+        time: 42,
+        body: EventBody::Task {
+            task: Box::new(t.clone()),
+        },
+    })
+    .unwrap();
+    let a: serde_json::Value = serde_json::from_slice(&spliced).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&encoded).unwrap();
+    assert_eq!(a, b);
+    let back = decode_event(&(seq_key(7).to_vec(), spliced)).unwrap();
+    assert_eq!(back.seq, 7);
+    assert_eq!(back.event.body, EventBody::Task { task: Box::new(t) });
+}
+
+#[test]
+fn a_blind_write_reads_the_old_record_and_a_second_writer_is_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let t = task("b");
+    write(&log, &t, None).unwrap();
+    // A put without a check of its key: the old record is read under the
+    // mutex; an unchanged status is no event.
+    log.commit(&Txn::new().put(Table::Tasks, "b", bytes(&t)))
+        .unwrap();
+    assert_eq!(all(&log).len(), 1);
+    // Another writer moves the counter behind the log's back: the next
+    // commit conflicts, and the one after it succeeds from the new value.
+    log.inner
+        .store
+        .commit(&Txn::new().put(Table::Meta, NEXT_KEY, seq_key(10).to_vec()))
+        .unwrap();
+    let mut running = t.clone();
+    running.last_status = TaskStatus::Running;
+    assert!(matches!(
+        write(&log, &running, Some(&t)),
+        Err(StoreError::Conflict)
+    ));
+    write(&log, &running, Some(&t)).unwrap();
+    log.flush().unwrap();
+    let (rows, _) = log.read_after(9, &EventFilter::default(), 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].seq, 10);
+}
