@@ -69,7 +69,18 @@ async fn until_log(ch: &AuthedChannel, what: &str, done: impl Fn(&[Event]) -> bo
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the event log never showed {what}");
+    let summary: Vec<String> = log(ch)
+        .await
+        .iter()
+        .map(|e| {
+            let j = json(e);
+            format!(
+                "{} {} {} {}",
+                e.cursor, e.summary, j["detail"]["group"], j["detail"]["containerInstanceArn"]
+            )
+        })
+        .collect();
+    panic!("the event log never showed {what}: {summary:#?}");
 }
 
 fn is_task(e: &Value, last: &str) -> bool {
@@ -167,15 +178,17 @@ async fn the_receiver_gets_the_event_log_across_kill_9_and_an_outage() {
             .any(|e| json(e)["detail"]["eventName"] == "SERVICE_DEPLOYMENT_COMPLETED")
     })
     .await;
+    // The distinct service tasks on `instance` that reached `status`.
     let service_tasks_on = |l: &[Event], instance: &str, status: &str| {
         l.iter()
-            .filter(|e| {
+            .filter_map(|e| {
                 let j = json(e);
-                is_task(&j, status)
+                (is_task(&j, status)
                     && j["detail"]["group"] == "service:web"
-                    && j["detail"]["containerInstanceArn"] == instance
+                    && j["detail"]["containerInstanceArn"] == instance)
+                    .then(|| j["resources"][0].as_str().unwrap().to_owned())
             })
-            .count()
+            .collect::<std::collections::HashSet<_>>()
     };
     ContainerInstanceServiceClient::new(ops.clone())
         .update_container_instances_state(UpdateContainerInstancesStateRequest {
@@ -193,7 +206,7 @@ async fn the_receiver_gets_the_event_log_across_kill_9_and_an_outage() {
             drained
                 && service_tasks_on(l, &a1.arn, "STOPPED")
                     == service_tasks_on(l, &a1.arn, "RUNNING")
-                && service_tasks_on(l, &a2.arn, "RUNNING") >= 2
+                && service_tasks_on(l, &a2.arn, "RUNNING").len() >= 2
         },
     )
     .await;
@@ -218,6 +231,12 @@ async fn the_receiver_gets_the_event_log_across_kill_9_and_an_outage() {
     let got = rx
         .until(Duration::from_secs(60), |d| d.len() >= logged.len())
         .await;
+    eprintln!(
+        "{} events in the log at the kill, {} delivered before it; {} delivered in the end",
+        before_kill.len(),
+        delivered_before,
+        got.len()
+    );
     // Exactly the log, in its order (any later events follow the prefix).
     let latest = log(&ops).await;
     assert!(got.len() <= latest.len(), "nothing the log does not have");

@@ -179,7 +179,7 @@ mod tests {
             json: r#"{"version":"0"}"#.into(),
         };
         expect_test::expect![[r#"
-            2026-11-30T01:33:20Z  ECS Task State Change  arn:berth:ecs:local:000000000000:task/default/abc  abc lastStatus=RUNNING desiredStatus=RUNNING
+            2026-11-30T00:53:20Z  ECS Task State Change  arn:berth:ecs:local:000000000000:task/default/abc  abc lastStatus=RUNNING desiredStatus=RUNNING
         "#]]
         .assert_eq(&line(&e, OutputFormat::Table));
         assert_eq!(line(&e, OutputFormat::Json), "{\"version\":\"0\"}\n");

@@ -241,7 +241,7 @@ mod tests {
         };
         expect![[r#"
             NAME  URL                              CURSOR  DELIVERED  DEAD LETTERS  LAST SUCCESS          LAST ERROR
-            ops   https://hooks.example.com/berth  41/57   40         1             2024-03-01T10:00:00Z  answered HTTP 503 (attempt 3)
+            ops   https://hooks.example.com/berth  41/57   40         1             2024-05-01T12:00:00Z  answered HTTP 503 (attempt 3)
         "#]]
         .assert_eq(&list_table(&v));
         let text = describe_text(&hook());

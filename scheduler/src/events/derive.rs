@@ -95,20 +95,19 @@ pub fn derive<'a>(
                 read_old.as_deref()
             }
         };
-        match table {
+        let event = match table {
             Table::Tasks => {
-                if changed::<TaskStatuses>(*table, key, old, new)? {
-                    out.push(Derived::Task(new));
-                }
+                changed::<TaskStatuses>(*table, key, old, new)?.then_some(Derived::Task(new))
             }
-            Table::Instances => {
-                if changed::<InstanceStatuses>(*table, key, old, new)? {
-                    out.push(Derived::Instance(new));
-                }
+            Table::Instances => changed::<InstanceStatuses>(*table, key, old, new)?
+                .then_some(Derived::Instance(new)),
+            Table::Services => {
+                service(key, old, new, &mut out)?;
+                None
             }
-            Table::Services => service(key, old, new, &mut out)?,
-            _ => {}
-        }
+            _ => None,
+        };
+        out.extend(event);
     }
     Ok(out)
 }
