@@ -180,7 +180,8 @@ struct FileWebhooks {
     backoff_base: Option<String>,
     /// e.g. "5m": the longest delay between two attempts.
     backoff_max: Option<String>,
-    /// PEM file of extra CAs that receivers' certificates may chain to.
+    /// PEM file of extra CAs that receivers' certificates may chain to
+    /// (read when the scheduler starts; an unusable file stops it there).
     ca_file: Option<PathBuf>,
 }
 
@@ -614,14 +615,6 @@ impl Config {
                 "must be at least webhooks.backoff_base",
             ));
         }
-        if let Some(ca) = &webhooks.ca_file {
-            if !ca.is_file() {
-                return Err(invalid(
-                    "webhooks.ca_file",
-                    format!("{} is not a readable file", ca.display()),
-                ));
-            }
-        }
         let tls = resolve_tls(file.tls.unwrap_or_default(), env)?;
         let bootstrap_token = env
             .get(ENV_BOOTSTRAP_TOKEN)
@@ -928,10 +921,6 @@ mod tests {
             (
                 "[webhooks]\nbackoff_base = \"1m\"\nbackoff_max = \"1s\"",
                 "webhooks.backoff_max:",
-            ),
-            (
-                "[webhooks]\nca_file = \"/nonexistent/ca.pem\"",
-                "webhooks.ca_file:",
             ),
             ("[webhooks]\nretries = 3", "unknown field"),
         ] {

@@ -247,6 +247,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_unusable_ca_file_is_named() {
+        let t = Duration::from_secs(1);
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.pem");
+        let e = Client::new(t, t, Some(&missing)).unwrap_err().to_string();
+        assert!(e.starts_with("webhooks.ca_file "), "{e}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let e = Client::new(t, t, Some(&empty)).unwrap_err().to_string();
+        assert!(e.contains("holds no certificate"), "{e}");
+        let ca = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, ca.pem()).unwrap();
+        assert!(Client::new(t, t, Some(&good)).is_ok());
+    }
+
+    #[test]
     fn urls_are_checked() {
         let t = Target::parse("https://hooks.example.com/berth?x=1").unwrap();
         assert!(t.tls);
