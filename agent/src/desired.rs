@@ -1,11 +1,22 @@
 //! What the scheduler wants on this host: the full set of tasks with their
-//! desired status, as the last `DesiredState` message said. The session keeps
-//! the latest one in a `tokio::sync::watch`; the task runtime reconciles
-//! containerd to it (level-triggered: it always gets the whole set).
+//! desired status. The scheduler sends the whole set on each (re)connect and
+//! deltas after it; the session applies them ([`berth_proto::delta`]) and
+//! keeps the whole set in a `tokio::sync::watch`; the task runtime
+//! reconciles containerd to it (level-triggered: it always gets the whole set).
 
 use std::time::Duration;
 
 use crate::runtime::image::Credentials;
+
+/// What a `DesiredState` message carries: the whole set, or a delta from the
+/// generation the agent holds ([`berth_proto::delta`]).
+pub type DesiredUpdate = berth_proto::delta::Update<DesiredTask>;
+
+impl berth_proto::delta::Keyed for DesiredTask {
+    fn key(&self) -> &str {
+        &self.task_arn
+    }
+}
 
 /// The scheduler's full desired set for this instance.
 #[derive(Debug, Clone, PartialEq, Eq)]

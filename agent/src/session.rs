@@ -46,6 +46,7 @@ use crate::logs::server::{LogChunk, LogCommand};
 use crate::runtime::report::Reporter;
 use crate::transport::{self, TransportError};
 use crate::wire::{self, Inbound, Welcome, WireError};
+use berth_proto::delta::DeltaReceiver;
 
 /// How long RenewCertificate may take.
 const RENEW_TIMEOUT: Duration = Duration::from_secs(15);
@@ -484,6 +485,8 @@ impl Session {
             }
         }
 
+        // What the scheduler sent on this stream (it starts with the whole set).
+        let mut desired = DeltaReceiver::default();
         let error = loop {
             tokio::select! {
                 biased;
@@ -493,13 +496,22 @@ impl Session {
                 }
                 message = inbound.message() => match message {
                     Ok(Some(m)) => match wire::inbound(m) {
-                        Ok(Inbound::DesiredState(desired)) => {
-                            tracing::debug!(
-                                generation = desired.generation,
-                                tasks = desired.tasks.len(),
-                                "desired state"
-                            );
-                            self.desired_tx.send_replace(Some(desired));
+                        Ok(Inbound::DesiredState(update)) => {
+                            let ack = match desired.apply(update) {
+                                Ok(generation) => {
+                                    let tasks: Vec<_> = desired.items().cloned().collect();
+                                    tracing::debug!(generation, tasks = tasks.len(), "desired state");
+                                    self.desired_tx.send_replace(Some(DesiredState { generation, tasks }));
+                                    wire::desired_ack(generation, false)
+                                }
+                                Err(e) => {
+                                    tracing::warn!(cause = %e, "asking the scheduler for the whole desired set");
+                                    wire::desired_ack(0, true)
+                                }
+                            };
+                            if outbound.send(ack).await.is_err() {
+                                break SessionError::OutboundClosed;
+                            }
                         }
                         Ok(Inbound::Welcome(_)) => {
                             tracing::warn!("ignoring a second Welcome on the same stream");

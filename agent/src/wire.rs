@@ -6,10 +6,11 @@
 
 use std::time::{Duration, SystemTime};
 
+use berth_proto::delta::Update;
 use berth_proto::v1;
 
 use crate::desired::{
-    CheckPort, CheckProtocol, DesiredState, DesiredStatus, DesiredTask, PortAssignment, Protocol,
+    CheckPort, CheckProtocol, DesiredStatus, DesiredTask, DesiredUpdate, PortAssignment, Protocol,
     SecretEnv, StopCode, TargetCheck, TargetHealthCheck, TaskSecrets,
 };
 use crate::exec::{ExecCommand, ExecFrame, ExecInput, ExecOutput, ExecStart, TermSize};
@@ -48,7 +49,8 @@ pub struct Welcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
     Welcome(Welcome),
-    DesiredState(DesiredState),
+    /// The desired set, whole or as a delta from the generation held.
+    DesiredState(DesiredUpdate),
     Logs(LogCommand),
     /// ECS Exec: start, feed or stop a process in a container.
     Exec(ExecCommand),
@@ -150,6 +152,7 @@ pub fn hello(facts: &HostFacts) -> v1::AgentMessage {
             agent_version: berth_proto::VERSION.to_owned(),
             hostname: facts.hostname.clone(),
             address: facts.address.map(|a| a.to_string()).unwrap_or_default(),
+            desired_deltas: true,
         })),
     }
 }
@@ -363,7 +366,7 @@ fn welcome(w: v1::Welcome) -> Result<Welcome, WireError> {
     })
 }
 
-fn desired_state(d: v1::DesiredState) -> Result<DesiredState, WireError> {
+fn desired_state(d: v1::DesiredState) -> Result<DesiredUpdate, WireError> {
     const M: &str = "DesiredState";
     let tasks = d
         .tasks
@@ -477,10 +480,30 @@ fn desired_state(d: v1::DesiredState) -> Result<DesiredState, WireError> {
             })
         })
         .collect::<Result<_, _>>()?;
-    Ok(DesiredState {
-        generation: d.generation,
-        tasks,
+    Ok(if d.delta {
+        Update::Delta {
+            base: d.base_generation,
+            generation: d.generation,
+            upserts: tasks,
+            removed: d.removed_task_arns,
+        }
+    } else {
+        Update::Full {
+            generation: d.generation,
+            items: tasks,
+        }
     })
+}
+
+/// The agent applied the desired state at `generation` (`resync`: it could
+/// not apply a delta and needs the whole set).
+pub fn desired_ack(generation: u64, resync: bool) -> v1::AgentMessage {
+    v1::AgentMessage {
+        msg: Some(v1::agent_message::Msg::DesiredAck(v1::DesiredAck {
+            generation,
+            resync,
+        })),
+    }
 }
 
 /// One `TargetCheck`, validated; `at` is its path in the message.
@@ -700,13 +723,14 @@ mod tests {
                     task_definition_json: "{}".into(),
                     ..Default::default()
                 }],
+                ..Default::default()
             })),
         };
         let Ok(Inbound::DesiredState(state)) = inbound(d("RUNNING")) else {
             panic!("desired state");
         };
-        assert_eq!(state.generation, 3);
-        assert_eq!(state.tasks[0].desired_status, DesiredStatus::Running);
+        assert_eq!(state.generation(), 3);
+        assert_eq!(state.items()[0].desired_status, DesiredStatus::Running);
         let err = inbound(d("PAUSED")).expect_err("bad status");
         assert!(err.to_string().contains("tasks[0].desired_status"), "{err}");
 
@@ -719,19 +743,20 @@ mod tests {
                     stop_code: code.into(),
                     ..Default::default()
                 }],
+                ..Default::default()
             })),
         };
         let Ok(Inbound::DesiredState(state)) = inbound(stop("ServiceSchedulerInitiated")) else {
             panic!("desired state");
         };
         assert_eq!(
-            state.tasks[0].stop_code,
+            state.items()[0].stop_code,
             Some(StopCode::ServiceSchedulerInitiated)
         );
         let Ok(Inbound::DesiredState(state)) = inbound(stop("")) else {
             panic!("desired state");
         };
-        assert_eq!(state.tasks[0].stop_code, None);
+        assert_eq!(state.items()[0].stop_code, None);
         let err = inbound(stop("Bored")).expect_err("bad stop code");
         assert!(err.to_string().contains("tasks[0].stop_code"), "{err}");
     }
@@ -767,12 +792,13 @@ mod tests {
                     target_checks: checks,
                     ..Default::default()
                 }],
+                ..Default::default()
             })),
         };
-        let Ok(Inbound::DesiredState(mut state)) = inbound(m) else {
+        let Ok(Inbound::DesiredState(state)) = inbound(m) else {
             panic!("a bad check must not cost the task");
         };
-        state.tasks.remove(0).target_checks
+        state.items()[0].target_checks.clone()
     }
 
     #[test]

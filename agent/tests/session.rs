@@ -42,6 +42,8 @@ enum Event {
     },
     Hello(v1::Hello),
     Heartbeat(v1::Heartbeat),
+    /// The agent applied the desired state of this generation.
+    DesiredAck(u64),
     /// The agent closed its side of the stream (or it broke).
     StreamEnded,
 }
@@ -140,7 +142,7 @@ impl AgentService for Fake {
         });
         let desired = v1::scheduler_message::Msg::DesiredState(v1::DesiredState {
             generation: 1,
-            tasks: vec![],
+            ..Default::default()
         });
         for msg in [welcome, desired] {
             tx.send(Ok(v1::SchedulerMessage { msg: Some(msg) }))
@@ -159,6 +161,10 @@ impl AgentService for Fake {
                     m = inbound.message() => match m {
                         Ok(Some(v1::AgentMessage { msg: Some(v1::agent_message::Msg::Heartbeat(h)) })) => {
                             let _ = events.send(Event::Heartbeat(h));
+                        }
+                        Ok(Some(v1::AgentMessage { msg: Some(v1::agent_message::Msg::DesiredAck(a)) })) => {
+                            assert!(!a.resync, "a whole set needs no resync");
+                            let _ = events.send(Event::DesiredAck(a.generation));
                         }
                         Ok(Some(other)) => panic!("unexpected message {other:?}"),
                         Ok(None) | Err(_) => {
@@ -242,6 +248,8 @@ struct Harness {
     registrations: Arc<AtomicU32>,
     ca: Arc<ClusterCa>,
     _ca_dir: tempfile::TempDir,
+    /// Generations the agent acknowledged, in order.
+    acked: Vec<u64>,
 }
 
 impl Harness {
@@ -265,6 +273,7 @@ impl Harness {
         Self {
             events,
             events_tx,
+            acked: Vec::new(),
             registrations: Arc::default(),
             ca: Arc::new(ca),
             _ca_dir: dir,
@@ -324,11 +333,19 @@ impl Harness {
             .expect("save identity");
     }
 
+    /// The next event; acknowledgements of desired states are counted,
+    /// not returned.
     async fn next(&mut self) -> Event {
-        tokio::time::timeout(WAIT, self.events.recv())
-            .await
-            .expect("an event in time")
-            .expect("event channel open")
+        loop {
+            match tokio::time::timeout(WAIT, self.events.recv())
+                .await
+                .expect("an event in time")
+                .expect("event channel open")
+            {
+                Event::DesiredAck(g) => self.acked.push(g),
+                other => return other,
+            }
+        }
     }
 
     /// The next event that is not a heartbeat.
@@ -489,6 +506,13 @@ async fn registers_says_hello_heartbeats_and_reconnects_with_the_same_identity()
         .as_ref()
         .map(|d| (d.generation, d.tasks.len()));
     assert_eq!(generation, Some((1, 0)));
+    // It told the scheduler so (a heartbeat later, the ack has been read).
+    h.expect_heartbeats(&[4]).await;
+    assert_eq!(
+        h.acked,
+        [1],
+        "the agent acknowledges the desired state it applied"
+    );
 
     // The identity is persisted, and the key with mode 0600.
     let identity = store.load().expect("load").expect("identity persisted");

@@ -422,8 +422,17 @@ mod tests {
         check(
             "audit ls --since 1h --limit 5 --method CreateCluster --who ci",
             expect![[
-                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Audit(Ls { since: Some(3600s), limit: Some(5), method: Some("CreateCluster"), who: Some("ci") })"#
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Audit(Ls { since: Some(3600s), limit: Some(5), all: false, method: Some("CreateCluster"), who: Some("ci") })"#
             ]],
+        );
+        check("audit ls --all", expect!["GlobalArgs { endpoint: None, ca_cert: None, output: Table } Audit(Ls { since: None, limit: None, all: true, method: None, who: None })"]);
+        check(
+            "audit ls --all --limit 5",
+            expect!["error (exit 2): ArgumentConflict"],
+        );
+        check(
+            "audit ls --limit 0",
+            expect!["error (exit 2): ValueValidation"],
         );
     }
 

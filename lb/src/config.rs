@@ -28,6 +28,8 @@ pub const DEFAULT_SLOTS: u32 = 16;
 pub const MAX_SLOTS: u32 = 4096;
 /// How often the whole last snapshot is applied again to heal drift.
 pub const DEFAULT_REAPPLY_SECONDS: u64 = 10;
+/// How old a remembered snapshot may be to be served after a restart.
+pub const DEFAULT_REMEMBER_TARGETS_SECONDS: u64 = 3600;
 
 /// Why the config is unusable; each names the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,20 @@ struct RawHaproxy {
     config_file: Option<PathBuf>,
     slots: Option<u32>,
     reapply_seconds: Option<u64>,
+    remember_targets_seconds: Option<u64>,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    connect_seconds: Option<u64>,
+    idle_seconds: Option<u64>,
+    http_request_seconds: Option<u64>,
+    keep_alive_seconds: Option<u64>,
+    queue_seconds: Option<u64>,
+    tunnel_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,12 +191,53 @@ pub struct HaproxyConfig {
     pub slots: u32,
     /// How often the whole last snapshot is applied again.
     pub reapply: Duration,
+    /// How old the remembered snapshot may be for a restarted `berth-lb`
+    /// to serve it until the scheduler answers; `None`: never served.
+    pub remember_targets: Option<Duration>,
+    /// The proxy's timeouts (`[haproxy.timeouts]`).
+    pub timeouts: Timeouts,
+}
+
+/// HAProxy's timeouts, in seconds, as `[haproxy.timeouts]` sets them. `idle`
+/// is an ALB's `idle_timeout.timeout_seconds` (client and server inactivity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing a connection to a target (`timeout connect`).
+    pub connect: u64,
+    /// Inactivity on either side of a connection (`timeout client`/`server`).
+    pub idle: u64,
+    /// Receiving a whole HTTP request's headers (`timeout http-request`).
+    pub http_request: u64,
+    /// Waiting for the next request on a kept-alive connection.
+    pub keep_alive: u64,
+    /// Waiting for a free server slot (`timeout queue`).
+    pub queue: u64,
+    /// An upgraded (WebSocket) or TCP tunnel's inactivity (`timeout tunnel`).
+    pub tunnel: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: 5,
+            idle: 60,
+            http_request: 10,
+            keep_alive: 10,
+            queue: 30,
+            tunnel: 3600,
+        }
+    }
 }
 
 impl HaproxyConfig {
     /// Where HAProxy keeps server state across reloads.
     pub fn server_state_file(&self) -> PathBuf {
         self.state_dir.join("server-state")
+    }
+
+    /// The last snapshot of the targets, remembered across restarts.
+    pub fn remembered_targets_file(&self) -> PathBuf {
+        self.state_dir.join("last-targets.json")
     }
 
     /// The combined certificate and key of an HTTPS listener.
@@ -374,6 +431,16 @@ fn haproxy(raw: RawHaproxy) -> Result<HaproxyConfig, ConfigError> {
             format!("{reapply}: must be 1–3600"),
         ));
     }
+    let remember = raw
+        .remember_targets_seconds
+        .unwrap_or(DEFAULT_REMEMBER_TARGETS_SECONDS);
+    if remember > 7 * 86400 {
+        return Err(invalid(
+            "haproxy.remember_targets_seconds",
+            format!("{remember}: must be 0 (never) to 604800 (a week)"),
+        ));
+    }
+    let timeouts = timeouts(raw.timeouts)?;
     let master_socket = raw
         .master_socket
         .unwrap_or_else(|| state_dir.join("master.sock"));
@@ -403,6 +470,39 @@ fn haproxy(raw: RawHaproxy) -> Result<HaproxyConfig, ConfigError> {
         runtime_socket,
         slots,
         reapply: Duration::from_secs(reapply),
+        remember_targets: (remember > 0).then(|| Duration::from_secs(remember)),
+        timeouts,
+    })
+}
+
+fn timeouts(raw: RawTimeouts) -> Result<Timeouts, ConfigError> {
+    let d = Timeouts::default();
+    let pick = |key: &str, value: Option<u64>, default: u64, max: u64| match value {
+        None => Ok(default),
+        Some(v) if (1..=max).contains(&v) => Ok(v),
+        Some(v) => Err(invalid(
+            format!("haproxy.timeouts.{key}"),
+            format!("{v}: must be 1–{max} seconds"),
+        )),
+    };
+    Ok(Timeouts {
+        connect: pick("connect_seconds", raw.connect_seconds, d.connect, 60)?,
+        // An ALB's idle timeout may be 1–4000 seconds.
+        idle: pick("idle_seconds", raw.idle_seconds, d.idle, 4000)?,
+        http_request: pick(
+            "http_request_seconds",
+            raw.http_request_seconds,
+            d.http_request,
+            300,
+        )?,
+        keep_alive: pick(
+            "keep_alive_seconds",
+            raw.keep_alive_seconds,
+            d.keep_alive,
+            3600,
+        )?,
+        queue: pick("queue_seconds", raw.queue_seconds, d.queue, 3600)?,
+        tunnel: pick("tunnel_seconds", raw.tunnel_seconds, d.tunnel, 86400)?,
     })
 }
 
@@ -675,6 +775,14 @@ default_target_group = "web"
             PathBuf::from("/var/lib/berth/lb/admin.sock")
         );
         assert_eq!(c.listeners[0].protocol, ListenerProtocol::Http);
+        assert_eq!(c.haproxy.timeouts, Timeouts::default());
+        let set = parse(&format!(
+            "{MINIMAL}[haproxy.timeouts]\nconnect_seconds = 2\nidle_seconds = 350\n"
+        ))
+        .unwrap();
+        assert_eq!(set.haproxy.timeouts.connect, 2);
+        assert_eq!(set.haproxy.timeouts.idle, 350);
+        assert_eq!(set.haproxy.timeouts.tunnel, Timeouts::default().tunnel);
         assert_eq!(c.target_groups().into_iter().collect::<Vec<_>>(), ["web"]);
     }
 
@@ -717,6 +825,14 @@ default_target_group = "web"
             (
                 format!("{MINIMAL}[haproxy]\nslots = 0\n"),
                 "`haproxy.slots`: 0: must be 1–4096",
+            ),
+            (
+                format!("{MINIMAL}[haproxy.timeouts]\nidle_seconds = 4001\n"),
+                "`haproxy.timeouts.idle_seconds`: 4001: must be 1–4000 seconds",
+            ),
+            (
+                format!("{MINIMAL}[haproxy.timeouts]\nconnect_seconds = 0\n"),
+                "`haproxy.timeouts.connect_seconds`: 0: must be 1–60 seconds",
             ),
             (
                 format!("{MINIMAL}[haproxy]\nmode = \"systemd\"\n"),

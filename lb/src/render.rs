@@ -76,18 +76,17 @@ pub fn render(config: &Config, layout: &Layout) -> String {
     out.push_str("    hard-stop-after 5m\n");
     out.push_str("    log stderr format short local0 notice\n");
     out.push('\n');
+    let t = &h.timeouts;
+    out.push_str("defaults\n    log global\n    option dontlognull\n");
+    let _ = writeln!(out, "    timeout connect {}s", t.connect);
+    let _ = writeln!(out, "    timeout client {}s", t.idle);
+    let _ = writeln!(out, "    timeout server {}s", t.idle);
+    let _ = writeln!(out, "    timeout http-request {}s", t.http_request);
+    let _ = writeln!(out, "    timeout http-keep-alive {}s", t.keep_alive);
+    let _ = writeln!(out, "    timeout queue {}s", t.queue);
+    let _ = writeln!(out, "    timeout tunnel {}s", t.tunnel);
     out.push_str(
-        "defaults\n\
-         \x20   log global\n\
-         \x20   option dontlognull\n\
-         \x20   timeout connect 5s\n\
-         \x20   timeout client 60s\n\
-         \x20   timeout server 60s\n\
-         \x20   timeout http-request 10s\n\
-         \x20   timeout http-keep-alive 10s\n\
-         \x20   timeout queue 30s\n\
-         \x20   timeout tunnel 1h\n\
-         \x20   option redispatch\n\
+        "    option redispatch\n\
          \x20   retries 3\n\
          \x20   load-server-state-from-file global\n",
     );
@@ -271,7 +270,7 @@ default_target_group = "postgres"
                 timeout http-request 10s
                 timeout http-keep-alive 10s
                 timeout queue 30s
-                timeout tunnel 1h
+                timeout tunnel 3600s
                 option redispatch
                 retries 3
                 load-server-state-from-file global

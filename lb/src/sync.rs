@@ -5,7 +5,10 @@
 //! HAProxy reloads hitlessly; a reload or restart of HAProxy (its worker
 //! pid changes) or the periodic tick re-sends the whole last snapshot; a
 //! supervised HAProxy that dies is started again. While the scheduler is
-//! away nothing changes: the backends keep what they had.
+//! away nothing changes: the backends keep what they had. Each snapshot is
+//! also remembered in the state dir, so that a `berth-lb` started while the
+//! scheduler is unreachable serves the last known targets (if recent enough)
+//! instead of nothing.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -95,13 +98,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let watcher = tokio::spawn(crate::watch::run(settings, tx));
 
+    let remembered = remembered(&config);
     let mut state = State {
         layout,
         slots: BTreeMap::new(),
         told: BTreeMap::new(),
-        last: None,
+        last: remembered,
         config,
     };
+    if state.last.is_some() {
+        state.apply(&mut proxy).await;
+    }
     let mut reapply = tokio::time::interval(state.config.haproxy.reapply);
     reapply.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut probe = tokio::time::interval(PROBE_EVERY);
@@ -127,6 +134,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                             tracing::warn!(group = %group, "the scheduler sent no such target group; its backend gets no servers");
                         }
                     }
+                    remember(&state.config, &s).await;
                     state.last = Some(s);
                     state.apply(&mut proxy).await;
                 }
@@ -169,6 +177,58 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     watcher.abort();
     proxy.stop().await;
     Ok(())
+}
+
+/// The snapshot a former life remembered, if the config lets it be served
+/// and it is recent enough.
+fn remembered(config: &Config) -> Option<Snapshot> {
+    let max_age = config.haproxy.remember_targets?;
+    let path = config.haproxy.remembered_targets_file();
+    let meta = std::fs::metadata(&path).ok()?;
+    let age = meta.modified().ok()?.elapsed().unwrap_or_default();
+    if age > max_age {
+        tracing::info!(path = %path.display(), ?age, ?max_age, "the remembered targets are too old to serve");
+        return None;
+    }
+    let text = std::fs::read(&path).ok()?;
+    match serde_json::from_slice::<Snapshot>(&text) {
+        Ok(s) => {
+            tracing::info!(path = %path.display(), ?age, groups = s.groups.len(), "serving the remembered targets until the scheduler answers");
+            Some(s)
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), cause = %e, "cannot read the remembered targets; ignoring them");
+            None
+        }
+    }
+}
+
+/// Remembers `snapshot` in the state dir (atomically; a failure is logged:
+/// it only costs the next restart its head start).
+async fn remember(config: &Config, snapshot: &Snapshot) {
+    if config.haproxy.remember_targets.is_none() {
+        return;
+    }
+    let path = config.haproxy.remembered_targets_file();
+    let bytes = match serde_json::to_vec(snapshot) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(cause = %e, "cannot encode the targets to remember them");
+            return;
+        }
+    };
+    let target = path.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        berth_proto::fsutil::write_atomic_private(&target, &bytes, 0o600)
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(path = %path.display(), cause = %e, "cannot remember the targets")
+        }
+        Err(e) => tracing::warn!(cause = %e, "the task remembering the targets failed"),
+    }
 }
 
 /// The wait before starting HAProxy again after `restarts` failed starts.

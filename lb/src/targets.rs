@@ -10,7 +10,10 @@ use std::net::IpAddr;
 use berth_proto::v1;
 
 /// ELB's target health states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum TargetState {
     Initial,
     Healthy,
@@ -33,7 +36,9 @@ impl TargetState {
 }
 
 /// What identifies a target for as long as it lives: its slot stays its own.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct TargetKey {
     pub task_arn: String,
     pub container: String,
@@ -41,7 +46,7 @@ pub struct TargetKey {
 }
 
 /// One target of a group.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Target {
     pub key: TargetKey,
     pub addr: IpAddr,
@@ -50,14 +55,15 @@ pub struct Target {
 }
 
 /// One target group's targets.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Group {
     pub slow_start_seconds: u32,
     pub targets: Vec<Target>,
 }
 
-/// Every watched group by name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Every watched group by name. It is also what `berth-lb` remembers in
+/// its state dir (JSON), to serve after a restart while the scheduler is away.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     pub groups: BTreeMap<String, Group>,
 }

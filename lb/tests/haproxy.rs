@@ -412,6 +412,29 @@ impl Lb {
         self.dir.path().join("state")
     }
 
+    /// Stops `berth-lb` (SIGTERM; it stops its HAProxy) and starts it again
+    /// on the same config and state dir.
+    async fn restart(&mut self) {
+        stop_child(&mut self.child);
+        let socket = self.runtime_socket();
+        self.child = std::process::Command::new(env!("CARGO_BIN_EXE_berth-lb"))
+            .arg("--config")
+            .arg(self.dir.path().join("lb.toml"))
+            .arg("haproxy")
+            .env("BERTH_TOKEN", TOKEN)
+            .env("BERTH_LOG", "info,berth_lb=debug")
+            .spawn()
+            .unwrap();
+        eventually(
+            "the restarted haproxy answers on its runtime socket",
+            || {
+                let socket = socket.clone();
+                async move { berth_lb::runtime::worker_pid(&socket).await.is_ok() }
+            },
+        )
+        .await;
+    }
+
     fn runtime_socket(&self) -> PathBuf {
         self.state_dir().join("admin.sock")
     }
@@ -444,22 +467,27 @@ async fn servers(socket: &Path, backend: &str) -> Vec<(String, u16, u32)> {
 const FORCED_MAINT: u32 = 0x01;
 const FORCED_DRAIN: u32 = 0x08;
 
+/// SIGTERM, then a kill after 10 s.
+fn stop_child(child: &mut std::process::Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    for _ in 0..100 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 impl Drop for Lb {
     fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_child(&mut self.child);
     }
 }
 
@@ -728,6 +756,60 @@ async fn a_broken_scheduler_stream_keeps_the_backends_serving() {
     })
     .await;
     assert!(fake.watches.load(Ordering::SeqCst) >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restarted_while_the_scheduler_is_away_it_serves_the_remembered_targets() {
+    let (fake, endpoint) = Fake::serve().await;
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    fake.set(&[("web", &[(&a, "healthy"), (&b, "unhealthy")])]);
+    let port = berth_testkit::free_port();
+    let mut lb = Lb::start(&endpoint, 4, &http_listener("web", port, "web")).await;
+    eventually("a serves", || async {
+        get(port, "x", "/").await.is_ok_and(|(_, body)| body == "a")
+    })
+    .await;
+    let remembered = lb.state_dir().join("last-targets.json");
+    assert!(remembered.exists(), "berth-lb remembers the targets");
+
+    // The scheduler goes away, then berth-lb restarts (a host reboot, an
+    // upgrade): it serves what it remembered, the healthy target only.
+    fake.set_up(false);
+    lb.restart().await;
+    eventually("a serves again without the scheduler", || async {
+        get(port, "x", "/").await.is_ok_and(|(_, body)| body == "a")
+    })
+    .await;
+    assert_eq!(
+        spread(port, "x", "/", 6).await,
+        BTreeMap::from([("a".to_owned(), 6)]),
+        "only the remembered healthy target gets requests"
+    );
+
+    // The scheduler is back with a change: the live snapshot wins.
+    fake.set(&[("web", &[(&b, "healthy")])]);
+    fake.set_up(true);
+    eventually("b replaces a once the scheduler answers", || async {
+        spread(port, "x", "/", 4).await.keys().collect::<Vec<_>>() == ["b"]
+    })
+    .await;
+
+    // Too old to trust: a restarted berth-lb serves nothing until told.
+    fake.set_up(false);
+    let old = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&remembered)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    lb.restart().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let served = get(port, "x", "/").await;
+    assert!(
+        matches!(served, Ok((503, _))),
+        "a stale memory is not served: {served:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

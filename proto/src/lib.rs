@@ -15,6 +15,7 @@
 //! - [`secret_ref`]: secret names and the references to them in definitions.
 //! - [`systemd`]: the daemons' side of systemd's notify protocol (ready, stopping, watchdog).
 //! - [`snapshot`]: the clients' side of `SaveSnapshot`: the streamed snapshot to a file, atomically.
+//! - [`delta`]: the desired-state delta protocol of the agent link (both ends, pure).
 //! - [`errors`]: an error and its sources on one line.
 //! - [`metrics_http`]: the daemons' `GET /metrics` listener (hyper 1); the text comes from each daemon.
 //! - [`fsutil`]: replacing a file atomically (temp file, fsync, rename, directory fsync).
@@ -22,6 +23,7 @@
 
 pub mod arn;
 pub mod auth;
+pub mod delta;
 pub mod ecs;
 pub mod ecs_json;
 pub mod errors;

@@ -147,6 +147,7 @@ struct FileConfig {
     metrics: Option<FileMetrics>,
     events: Option<FileEvents>,
     webhooks: Option<FileWebhooks>,
+    retention: Option<FileRetention>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -378,6 +379,8 @@ pub struct Config {
     pub events: EventSettings,
     /// Webhook delivery (`[webhooks]`).
     pub webhooks: WebhookSettings,
+    /// What is kept how long (`[retention]`).
+    pub retention: RetentionSettings,
 }
 
 impl Config {
@@ -407,6 +410,10 @@ impl Config {
             metrics_listen: None,
             events: EventSettings::default(),
             webhooks: WebhookSettings::default(),
+            retention: RetentionSettings {
+                interval: Duration::from_millis(200),
+                ..Default::default()
+            },
         }
     }
 
@@ -691,7 +698,9 @@ impl Config {
                 ),
             ));
         }
+        let retention = resolve_retention(file.retention, env)?;
         Ok(Self {
+            retention,
             dns: DnsSettings {
                 listen: dns_listen,
                 ttl: dns_ttl,
@@ -715,6 +724,136 @@ impl Config {
             webhooks,
         })
     }
+}
+
+pub const ENV_RETENTION_STOPPED_TASKS: &str = "BERTH_RETENTION_STOPPED_TASKS";
+pub const ENV_RETENTION_CLIENT_TOKENS: &str = "BERTH_RETENTION_CLIENT_TOKENS";
+pub const ENV_RETENTION_AUDIT_MAX_AGE: &str = "BERTH_RETENTION_AUDIT_MAX_AGE";
+pub const ENV_RETENTION_AUDIT_MAX_RECORDS: &str = "BERTH_RETENTION_AUDIT_MAX_RECORDS";
+pub const ENV_RETENTION_INTERVAL: &str = "BERTH_RETENTION_INTERVAL";
+
+/// `[retention]` in `scheduler.toml`; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRetention {
+    /// e.g. "1h": how long a STOPPED task stays describable.
+    stopped_tasks: Option<String>,
+    /// e.g. "8h": how long a RunTask clientToken is honoured.
+    client_tokens: Option<String>,
+    /// e.g. "90d": audit records older than this are removed.
+    audit_max_age: Option<String>,
+    /// Audit records beyond this many are removed, oldest first.
+    audit_max_records: Option<u64>,
+    /// e.g. "30s": how often the pruner looks.
+    interval: Option<String>,
+}
+
+/// The validated `[retention]` settings (what the pruner keeps how long,
+/// `docs/retention.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionSettings {
+    pub stopped_tasks: Duration,
+    pub client_tokens: Duration,
+    pub audit_max_age: Duration,
+    pub audit_max_records: u64,
+    pub interval: Duration,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            stopped_tasks: Duration::from_secs(3600),
+            client_tokens: Duration::from_secs(8 * 3600),
+            audit_max_age: Duration::from_secs(90 * 24 * 3600),
+            audit_max_records: 100_000,
+            interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The shortest window accepted for tasks and tokens.
+const MIN_WINDOW: Duration = Duration::from_secs(1);
+/// The longest window accepted (ten years; the store counts milliseconds).
+const MAX_WINDOW: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Reads `[retention]`, overridden by the `BERTH_RETENTION_*` variables.
+fn resolve_retention(
+    file: Option<FileRetention>,
+    env: &HashMap<String, String>,
+) -> Result<RetentionSettings, ConfigError> {
+    let f = file.unwrap_or_default();
+    let d = RetentionSettings::default();
+    let duration = |setting: &str, env_key: &str, v: Option<String>, default: Duration| {
+        let Some(s) = env.get(env_key).cloned().or(v) else {
+            return Ok(default);
+        };
+        let d = humantime::parse_duration(s.trim()).map_err(|e| {
+            invalid(
+                setting,
+                format!("{s:?} is not a duration like \"1h\" ({e})"),
+            )
+        })?;
+        if d < MIN_WINDOW || d > MAX_WINDOW {
+            return Err(invalid(
+                setting,
+                format!("{s:?} must be between 1s and 10 years"),
+            ));
+        }
+        Ok(d)
+    };
+    let audit_max_records = match env.get(ENV_RETENTION_AUDIT_MAX_RECORDS) {
+        Some(v) => v.trim().parse::<u64>().map_err(|_| {
+            invalid(
+                "retention.audit_max_records",
+                format!("{v:?} is not a whole number"),
+            )
+        })?,
+        None => f.audit_max_records.unwrap_or(d.audit_max_records),
+    };
+    if audit_max_records == 0 {
+        return Err(invalid(
+            "retention.audit_max_records",
+            "must be at least 1".to_owned(),
+        ));
+    }
+    let s = RetentionSettings {
+        stopped_tasks: duration(
+            "retention.stopped_tasks",
+            ENV_RETENTION_STOPPED_TASKS,
+            f.stopped_tasks,
+            d.stopped_tasks,
+        )?,
+        client_tokens: duration(
+            "retention.client_tokens",
+            ENV_RETENTION_CLIENT_TOKENS,
+            f.client_tokens,
+            d.client_tokens,
+        )?,
+        audit_max_age: duration(
+            "retention.audit_max_age",
+            ENV_RETENTION_AUDIT_MAX_AGE,
+            f.audit_max_age,
+            d.audit_max_age,
+        )?,
+        audit_max_records,
+        interval: duration(
+            "retention.interval",
+            ENV_RETENTION_INTERVAL,
+            f.interval,
+            d.interval,
+        )?,
+    };
+    if s.interval > s.stopped_tasks {
+        return Err(invalid(
+            "retention.interval",
+            format!(
+                "{} must not be longer than retention.stopped_tasks ({})",
+                humantime::format_duration(s.interval),
+                humantime::format_duration(s.stopped_tasks)
+            ),
+        ));
+    }
+    Ok(s)
 }
 
 fn resolve_tls(file: FileTls, env: &HashMap<String, String>) -> Result<TlsSettings, ConfigError> {

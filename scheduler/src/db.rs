@@ -20,6 +20,7 @@ use crate::store::{GroupCommit, Op, Store, StoreError, Table, Txn};
 
 mod attributes;
 mod auth;
+mod retention;
 mod run;
 mod secrets;
 mod services;
@@ -33,6 +34,7 @@ pub use webhooks::WorkerWrite;
 pub use attributes::InstanceAttribute;
 pub use auth::{AuditFilter, BOOTSTRAP_TOKEN_NAME, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 
+pub use retention::Pruned;
 pub use run::{PlacerState, RunFailure, RunSpec, RunTasks, MAX_RUN_COUNT};
 pub use services::ServiceSnapshot;
 pub use tasks::{
@@ -65,7 +67,7 @@ pub fn placed_task_for_tests(
 }
 
 /// The schema this code writes. Bump it together with a step in [`migrate`].
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 /// The `Meta` key of the schema version.
 pub(crate) const SCHEMA_KEY: &[u8] = b"schema_version";
 /// How many times an optimistic write retries on conflict before giving up.
@@ -151,6 +153,8 @@ pub struct Db {
     /// The scheduler's event counters (`/metrics`), shared by whatever
     /// holds this `Db`.
     metrics: crate::metrics::Metrics,
+    /// Audit records written since open (for retention by count).
+    audit_written: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Db {
@@ -221,6 +225,10 @@ const MIGRATIONS: &[Migration] = &[
     // `crate::webhooks`). The bump keeps an older scheduler, which would
     // change tasks without their events, from opening the store.
     |_| Ok(()),
+    // 9 → 10: the Retention index (stopped tasks by the time they stopped,
+    // RunTask client tokens by the time they were used) for what is
+    // already stored; `crate::retention` removes them once expired.
+    retention::index_stored_records,
 ];
 
 fn count_allocated_tasks(store: &dyn Store) -> Result<(), StoreError> {
@@ -310,6 +318,7 @@ impl Db {
             writes: Arc::new(tokio::sync::watch::channel(0).0),
             deletions: Arc::new((AtomicU64::new(1), AtomicU64::new(0))),
             metrics,
+            audit_written: Arc::new(AtomicU64::new(0)),
         };
         match db.create_cluster("default").await {
             Ok(_) | Err(DbError::AlreadyExists { .. }) => {}

@@ -27,6 +27,8 @@
 //! - [`paging`]: ECS's `maxResults`/`nextToken` paging of the List calls; pure.
 //! - [`reserve`]: what a task needs on an instance and whether it fits; pure functions.
 //! - [`records`]: the stored domain records.
+//! - [`retention`]: bounded state: the pruner of expired stopped tasks, client tokens and
+//!   audit records, and its `[retention]` settings.
 //! - [`secrets`]: the secret store's key, sealing, and resolution for tasks.
 //! - [`snapshot`]: backups: a consistent snapshot of the store and the cluster CA, and its
 //!   restore; `berth-scheduler snapshot`.
@@ -56,6 +58,7 @@ pub mod placer;
 pub mod prometheus;
 pub mod records;
 pub mod reserve;
+pub mod retention;
 pub mod secrets;
 pub mod server;
 pub mod services;

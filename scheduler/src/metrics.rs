@@ -248,6 +248,9 @@ impl StoreCollector {
                     .or_insert(0) += 1;
             }
         }
+        for t in crate::store::Table::ALL {
+            g.records.push((t.name(), self.db.count_records(t)? as i64));
+        }
         for i in self.db.instances()? {
             *g.instances
                 .entry((i.cluster.clone(), i.status.as_str().to_owned()))
@@ -272,6 +275,8 @@ struct StoreGauges {
     instances: BTreeMap<(String, String), i64>,
     /// cluster → instances whose agent is connected now.
     connected: BTreeMap<String, i64>,
+    /// Store table → records (retention keeps these bounded).
+    records: Vec<(&'static str, i64)>,
 }
 
 /// A service's task counts.
@@ -314,6 +319,11 @@ struct ServiceCount {
 struct ClusterRollout {
     cluster: String,
     rollout_state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreTable {
+    table: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -400,6 +410,14 @@ fn encode_store(encoder: &mut DescriptorEncoder, g: &StoreGauges) -> Result<(), 
                 *n,
             )
         }),
+    )?;
+    gauge_family(
+        encoder,
+        "store_records",
+        "Records in the scheduler's store, by table",
+        g.records
+            .iter()
+            .map(|(table, n)| (StoreTable { table }, *n)),
     )?;
     gauge_family(
         encoder,
@@ -522,6 +540,8 @@ mod tests {
             # HELP berth_container_instances Container instances, by cluster and status
             # TYPE berth_container_instances gauge
             berth_container_instances{cluster="default",status="ACTIVE"} 2
+            # HELP berth_store_records Records in the scheduler's store, by table
+            # TYPE berth_store_records gauge
             # HELP berth_agents_connected Container instances whose agent holds a live session now
             # TYPE berth_agents_connected gauge
             berth_agents_connected{cluster="default"} 1

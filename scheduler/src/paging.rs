@@ -110,6 +110,16 @@ pub fn encode_token(listing: &str, key: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{listing}\n{key}"))
 }
 
+/// The key a `next_token` of `listing` resumes after (`None` for the
+/// empty token: the first page), for listings that page themselves (the
+/// audit log reads the store backwards from it).
+pub fn resume_key(listing: &str, next_token: &str) -> Result<Option<String>, PageError> {
+    match next_token.trim() {
+        "" => Ok(None),
+        t => decode_token(listing, t).map(Some),
+    }
+}
+
 fn decode_token(listing: &str, token: &str) -> Result<String, PageError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(token.trim())
@@ -272,6 +282,14 @@ mod tests {
         let p3 = paginate(items, key, Order::Descending, &req);
         assert_eq!(p3.items.iter().map(|t| t.0).collect::<Vec<_>>(), [0]);
         assert!(p3.next_token.is_empty());
+    }
+
+    #[test]
+    fn resume_keys_round_trip_and_refuse_other_listings() {
+        assert_eq!(resume_key("audit", "").unwrap(), None);
+        let t = encode_token("audit", "0001");
+        assert_eq!(resume_key("audit", &t).unwrap().as_deref(), Some("0001"));
+        assert_eq!(resume_key("tasks", &t), Err(PageError::Token));
     }
 
     #[test]

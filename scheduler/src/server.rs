@@ -228,11 +228,13 @@ pub async fn run_with_metrics(
         config.services,
     )
     .start(shutdown.child_token());
-    let pruner = tokio::spawn(crate::events::prune_loop(
+    let event_pruner = tokio::spawn(crate::events::prune_loop(
         db.events().clone(),
         config.events,
         shutdown.child_token(),
     ));
+    let pruner =
+        crate::retention::Pruner::new(db.clone(), config.retention).start(shutdown.child_token());
     let shared = Shared {
         db: db.clone(),
         placer,
@@ -436,8 +438,9 @@ pub async fn run_with_metrics(
     // The controller stops at the shutdown signal; wait for its last
     // evaluation before the final flush.
     let _ = controller.await;
-    traffic.stopped().await;
     let _ = pruner.await;
+    traffic.stopped().await;
+    let _ = event_pruner.await;
     let _ = webhooks.await;
     db.close().await;
     tokio::task::spawn_blocking(move || store.flush())

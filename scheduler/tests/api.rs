@@ -379,6 +379,8 @@ fn hello() -> AgentMessage {
             agent_version: "9.9.9".into(),
             hostname: "host-1".into(),
             address: String::new(),
+            // An agent of before deltas: every desired state is the whole set.
+            desired_deltas: false,
         })),
     }
 }

@@ -308,6 +308,25 @@ async fn start_report_describe_logs_and_stop_with_a_fake_agent() {
         .desired_where(|d| d.tasks.iter().all(|t| t.task_arn != web0.task_arn))
         .await;
 
+    // The agent takes deltas: after the whole set on connect, each message
+    // carried only what changed, based on the generation before it.
+    let sent = agent.desired_messages();
+    assert!(!sent[0].delta, "a new stream starts with the whole set");
+    for w in sent.windows(2) {
+        assert!(w[1].delta, "{sent:#?}");
+        assert_eq!(w[1].base_generation, w[0].generation, "{sent:#?}");
+    }
+    let stop = sent
+        .iter()
+        .position(|m| m.tasks == [web0.task_arn.clone()])
+        .expect("the stop carried the stopped task alone");
+    assert!(
+        sent[stop..]
+            .iter()
+            .any(|m| m.removed == [web0.task_arn.clone()] && m.tasks.is_empty()),
+        "the task left the set by a removal alone: {sent:#?}"
+    );
+
     // ListTasks: RUNNING by default, STOPPED on request, filters.
     let list = |desired: &str, family: &str| ListTasksRequest {
         desired_status: desired.into(),

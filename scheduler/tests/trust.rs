@@ -42,6 +42,8 @@ fn hello(attributes: Vec<Attribute>) -> AgentMessage {
             agent_version: "t".into(),
             hostname: "h".into(),
             address: String::new(),
+            // An agent of before deltas: every desired state is the whole set.
+            desired_deltas: false,
         })),
     }
 }

@@ -23,6 +23,17 @@
 //! at steady state, then a rolling deployment of a new revision with
 //! `SIM_MIN`/`SIM_MAX` percent (100/200) and the time until it completes.
 //! The simulated agents report every desired STOPPED task STOPPED.
+//!
+//! `SIM_SCENARIO=churn` measures retention: clients call RunTask (a unique
+//! `clientToken` each, so tokens and audit records accumulate too) until
+//! `SIM_LIFETIMES` (100000) tasks have run; each simulated task exits
+//! (STOPPED, EssentialContainerExited) `SIM_LIFETIME_MS` (1000) after its
+//! RUNNING report. The scheduler keeps stopped tasks and client tokens
+//! `SIM_RETENTION` (30s) and at most `SIM_AUDIT_MAX` (5000) audit records.
+//! Every `SIM_SAMPLE_SECS` (15) it prints the lifetimes so far, the
+//! store's records per table (`berth_store_records` on `/metrics`), the
+//! store's size on disk and the scheduler's RSS, then goes on sampling for
+//! `SIM_TAIL_SECS` (90) after the last task stopped.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly
 
@@ -71,10 +82,22 @@ struct Counters {
     /// scheduler).
     running_reported: AtomicU64,
     desired_messages: AtomicU64,
+    /// Encoded bytes of those messages.
+    desired_bytes: AtomicU64,
+    /// Churn: STOPPED reports queued after a task's lifetime.
+    stopped_reported: AtomicU64,
+    /// Churn: a task exits this long after its RUNNING report (0: never).
+    lifetime_ms: AtomicU64,
     /// Per simulated agent, the last task it queued a RUNNING report for.
     /// The scheduler handles one stream's reports in order: once this task
     /// reads RUNNING, so do all that agent's earlier ones.
     last_running: Mutex<HashMap<usize, String>>,
+}
+
+/// Whether the simulated agents take desired-state deltas (`SIM_DELTAS`,
+/// default 1; 0 plays agents from before deltas, sent every whole set).
+fn deltas() -> bool {
+    std::env::var("SIM_DELTAS").map_or(true, |v| v != "0")
 }
 
 /// One simulated host: registers, connects, answers desired states.
@@ -111,6 +134,7 @@ async fn sim_agent(
             agent_version: "0.1.0-sim".into(),
             hostname: format!("sim-{i}"),
             address: String::new(),
+            desired_deltas: deltas(),
         })),
     })
     .await
@@ -144,6 +168,24 @@ async fn sim_agent(
             continue;
         };
         counters.desired_messages.fetch_add(1, Ordering::Relaxed);
+        counters
+            .desired_bytes
+            .fetch_add(prost::Message::encoded_len(&d) as u64, Ordering::Relaxed);
+        if deltas() {
+            // A delta's tasks are the ones that changed; every task is
+            // looked at once either way. The scheduler's bookkeeping wants
+            // the acknowledgement.
+            let ack = pb::DesiredAck {
+                generation: d.generation,
+                resync: false,
+            };
+            let ack = AgentMessage {
+                msg: Some(agent_message::Msg::DesiredAck(ack)),
+            };
+            if tx.send(ack).await.is_err() {
+                break;
+            }
+        }
         for t in &d.tasks {
             if t.desired_status == "STOPPED" && reported.insert(format!("{}/stopped", t.task_arn)) {
                 let r = report_for(t, "STOPPED");
@@ -175,6 +217,20 @@ async fn sim_agent(
                     .lock()
                     .unwrap()
                     .insert(i, t.task_arn.clone());
+                let lifetime = counters.lifetime_ms.load(Ordering::Relaxed);
+                if lifetime > 0 {
+                    let (tx, counters, t) = (tx.clone(), counters.clone(), t.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(lifetime)).await;
+                        let r = report_for(&t, "STOPPED");
+                        let msg = AgentMessage {
+                            msg: Some(agent_message::Msg::TaskStatus(r)),
+                        };
+                        if tx.send(msg).await.is_ok() {
+                            counters.stopped_reported.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
             }
         }
     }
@@ -221,6 +277,23 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
         .sum()
 }
 
+/// Bytes the files under `p` occupy on the file system (allocated blocks:
+/// what `du` shows; sled's files may be larger than what they hold).
+fn dir_allocated(p: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_allocated(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -260,15 +333,28 @@ async fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sched");
-    let sched = Scheduler::start_with(
-        &data,
-        &[
-            ("BERTH_HEARTBEAT_INTERVAL", "5s"),
-            ("BERTH_HEARTBEAT_TTL", "60s"),
-            ("RUST_LOG", "warn"),
-        ],
-    )
-    .await;
+    let churn = std::env::var("SIM_SCENARIO").as_deref() == Ok("churn");
+    let retention = std::env::var("SIM_RETENTION").unwrap_or_else(|_| "30s".to_owned());
+    let audit_max = env_usize("SIM_AUDIT_MAX", 5000).to_string();
+    let metrics_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let mut env = vec![
+        ("BERTH_HEARTBEAT_INTERVAL", "5s"),
+        ("BERTH_HEARTBEAT_TTL", "60s"),
+        ("RUST_LOG", "warn"),
+    ];
+    if churn {
+        env.extend([
+            ("BERTH_RETENTION_STOPPED_TASKS", retention.as_str()),
+            ("BERTH_RETENTION_CLIENT_TOKENS", retention.as_str()),
+            ("BERTH_RETENTION_AUDIT_MAX_RECORDS", audit_max.as_str()),
+            ("BERTH_RETENTION_INTERVAL", "5s"),
+            ("BERTH_METRICS_LISTEN", metrics_addr.as_str()),
+        ]);
+    }
+    let sched = Scheduler::start_with(&data, &env).await;
     let pid = sched.pid();
     let ok = sched.ctl_stdin(&["taskdef", "register", "-f", "-"], TASK_DEF);
     assert!(
@@ -286,6 +372,12 @@ async fn main() {
     // Join: register (key, CSR, certificate) and connect, 64 at a time.
     let t0 = Instant::now();
     let counters = Arc::new(Counters::default());
+    if churn {
+        counters.lifetime_ms.store(
+            env_usize("SIM_LIFETIME_MS", 1000).max(1) as u64,
+            Ordering::Relaxed,
+        );
+    }
     let gate = Arc::new(Semaphore::new(64));
     let mut joins = Vec::with_capacity(instances);
     for i in 0..instances {
@@ -315,6 +407,14 @@ async fn main() {
     let join_time = t0.elapsed();
     let rss_joined = status_kib(pid, "VmRSS");
     eprintln!("joined {instances} agents in {join_time:.1?}");
+    if churn {
+        let metrics = metrics_addr.parse().unwrap();
+        churn_scenario(&sched, &data, metrics, &counters, &retention).await;
+        for j in joins {
+            j.abort();
+        }
+        return;
+    }
     if std::env::var("SIM_SCENARIO").as_deref() == Ok("service") {
         service_scenario(&sched, instances, tasks, join_time, rss_joined).await;
         for j in joins {
@@ -484,8 +584,10 @@ async fn main() {
         all_running.as_secs_f64()
     );
     println!(
-        "  desired-state messages     {}",
-        counters.desired_messages.load(Ordering::Relaxed)
+        "  desired-state messages     {} ({} MiB encoded, deltas {})",
+        counters.desired_messages.load(Ordering::Relaxed),
+        counters.desired_bytes.load(Ordering::Relaxed) / (1 << 20),
+        deltas()
     );
     println!(
         "  CPU until all RUNNING      scheduler {:.1} s, simulator {:.1} s (of {:.1} s on 2 cores)",
@@ -622,5 +724,135 @@ async fn service_scenario(
         rss_joined as f64 / 1024.0,
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0
+    );
+}
+
+/// `berth_store_records` from the scheduler's `/metrics`: table → records.
+async fn store_records(addr: std::net::SocketAddr) -> HashMap<String, u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut out = HashMap::new();
+    let Ok(mut conn) = tokio::net::TcpStream::connect(addr).await else {
+        return out;
+    };
+    if conn
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: berth-sim\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return out;
+    }
+    let mut text = String::new();
+    let _ = conn.read_to_string(&mut text).await;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("berth_store_records{table=\"") else {
+            continue;
+        };
+        if let Some((table, n)) = rest.split_once("\"} ") {
+            out.insert(table.to_owned(), n.trim().parse().unwrap_or(0));
+        }
+    }
+    out
+}
+
+/// The churn scenario (see the module doc): RunTask until `SIM_LIFETIMES`
+/// tasks have run and exited, sampling the store and the RSS.
+async fn churn_scenario(
+    sched: &Scheduler,
+    data: &std::path::Path,
+    metrics: std::net::SocketAddr,
+    counters: &Arc<Counters>,
+    retention: &str,
+) {
+    let lifetimes = env_usize("SIM_LIFETIMES", 100_000) as u64;
+    let count = env_usize("SIM_COUNT", 10).clamp(1, 10);
+    let clients = env_usize("SIM_CLIENTS", 8).max(1);
+    let sample = Duration::from_secs(env_usize("SIM_SAMPLE_SECS", 15) as u64);
+    let tail = Duration::from_secs(env_usize("SIM_TAIL_SECS", 90) as u64);
+    let pid = sched.pid();
+    let placed = Arc::new(AtomicU64::new(0));
+    let calls = Arc::new(AtomicU64::new(0));
+    println!(
+        "berth-sim churn: {lifetimes} task lifetimes of {} ms, retention {retention}, \
+         {clients} clients × RunTask of {count}",
+        counters.lifetime_ms.load(Ordering::Relaxed)
+    );
+    let t0 = Instant::now();
+    let cpu0 = cpu_secs(pid);
+    let mut drivers = Vec::new();
+    for c in 0..clients {
+        let channel = sched.authed_channel().await;
+        let (placed, calls) = (placed.clone(), calls.clone());
+        drivers.push(tokio::spawn(async move {
+            let mut client = TaskServiceClient::new(channel);
+            while placed.load(Ordering::Relaxed) < lifetimes {
+                let k = calls.fetch_add(1, Ordering::Relaxed);
+                let r = client
+                    .run_task(pb::RunTaskRequest {
+                        task_definition: "sim".into(),
+                        count: count as i32,
+                        client_token: format!("churn-{c}-{k}"),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("RunTask")
+                    .into_inner();
+                placed.fetch_add(r.tasks.len() as u64, Ordering::Relaxed);
+                if r.tasks.is_empty() {
+                    // Every instance is full: wait for exits.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }));
+    }
+    let tables = [
+        "tasks",
+        "instance_tasks",
+        "retention",
+        "run_tokens",
+        "audit",
+    ];
+    println!(
+        "| elapsed | lifetimes | {} | store files (allocated) | scheduler RSS |",
+        tables.join(" | ")
+    );
+    println!("|---|---|{}---|---|", "---|".repeat(tables.len()));
+    let mut finished: Option<Instant> = None;
+    let mut next = Instant::now();
+    loop {
+        tokio::time::sleep_until(next).await;
+        next += sample;
+        let stopped = counters.stopped_reported.load(Ordering::Relaxed);
+        let records = store_records(metrics).await;
+        println!(
+            "| {:.0} s | {stopped} | {} | {:.1} MiB ({:.1} MiB) | {:.0} MiB |",
+            t0.elapsed().as_secs_f64(),
+            tables
+                .iter()
+                .map(|t| records.get(*t).copied().unwrap_or(0).to_string())
+                .collect::<Vec<_>>()
+                .join(" | "),
+            dir_bytes(&data.join("sled")) as f64 / (1024.0 * 1024.0),
+            dir_allocated(&data.join("sled")) as f64 / (1024.0 * 1024.0),
+            status_kib(pid, "VmRSS") as f64 / 1024.0,
+        );
+        if finished.is_none() && stopped >= lifetimes {
+            finished = Some(Instant::now());
+            println!(
+                "all {stopped} lifetimes after {:.1} s ({:.0}/s), scheduler CPU {:.1} s",
+                t0.elapsed().as_secs_f64(),
+                stopped as f64 / t0.elapsed().as_secs_f64(),
+                cpu_secs(pid) - cpu0
+            );
+        }
+        if finished.is_some_and(|f| f.elapsed() >= tail) {
+            break;
+        }
+    }
+    for d in drivers {
+        d.await.unwrap();
+    }
+    println!(
+        "  scheduler RSS peak          {:.0} MiB",
+        status_kib(pid, "VmHWM") as f64 / 1024.0
     );
 }

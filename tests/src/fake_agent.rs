@@ -1,7 +1,8 @@
 //! A fake agent: the real `AgentService` protocol (an activation, Register
 //! with a CSR, Connect over mutual TLS with Hello, heartbeats) driven by the
-//! test instead of containerd. It records
-//! every `DesiredState` and `LogRequest` it receives and sends whatever
+//! test instead of containerd. It takes desired-state deltas as the real
+//! agent does (and acknowledges them), keeps the whole desired set, records
+//! every `LogRequest` it receives and sends whatever
 //! reports and log chunks the test tells it to; [`FakeAgent::autopilot`]
 //! plays a well-behaved agent (PENDING → RUNNING with the assigned ports as
 //! bindings, STOPPED when told, canned log lines).
@@ -12,12 +13,13 @@
 
 use std::time::Duration;
 
+use berth_proto::delta::{DeltaReceiver, Update};
 use berth_proto::v1::activation_service_client::ActivationServiceClient;
 use berth_proto::v1::agent_service_client::AgentServiceClient;
 use berth_proto::v1::{
     agent_message, scheduler_message, AgentMessage, ContainerStatus, CreateActivationRequest,
-    DesiredState, Heartbeat, Hello, HostResources, LogChunk, LogEntry, LogRequest, NetworkBinding,
-    RegisterRequest, RegisterResponse, TaskStatusReport,
+    DesiredAck, DesiredState, DesiredTask, Heartbeat, Hello, HostResources, LogChunk, LogEntry,
+    LogRequest, NetworkBinding, RegisterRequest, RegisterResponse, TaskStatusReport,
 };
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio_stream::wrappers::ReceiverStream;
@@ -170,8 +172,21 @@ pub struct FakeAgent {
     pub cert: AgentCert,
     tx: mpsc::Sender<AgentMessage>,
     desired: watch::Receiver<Option<DesiredState>>,
+    /// Every `DesiredState` message as it came on the wire, in order.
+    received: std::sync::Arc<std::sync::Mutex<Vec<WireDesired>>>,
     log_requests: Mutex<mpsc::Receiver<LogRequest>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// One `DesiredState` message as the scheduler sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireDesired {
+    pub delta: bool,
+    pub base_generation: u64,
+    pub generation: u64,
+    /// The ARNs of the tasks it carried (all, or the changed ones).
+    pub tasks: Vec<String>,
+    pub removed: Vec<String>,
 }
 
 impl Drop for FakeAgent {
@@ -230,6 +245,7 @@ impl FakeAgent {
                 agent_version: "fake".to_owned(),
                 hostname: "fake-host".to_owned(),
                 address: String::new(),
+                desired_deltas: true,
             })),
         })
         .await
@@ -238,11 +254,60 @@ impl FakeAgent {
         let mut down = client.connect(req).await.expect("connect").into_inner();
         let (desired_tx, desired) = watch::channel(None);
         let (log_tx, log_rx) = mpsc::channel(64);
+        let acks = tx.clone();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = received.clone();
         let reader = tokio::spawn(async move {
+            // Deltas applied as the real agent does: the watch holds the whole set.
+            let mut held = DeltaReceiver::<DesiredTask>::default();
             while let Ok(Some(m)) = down.message().await {
                 match m.msg {
                     Some(scheduler_message::Msg::DesiredState(d)) => {
-                        desired_tx.send_replace(Some(d));
+                        if let Ok(mut log) = log.lock() {
+                            log.push(WireDesired {
+                                delta: d.delta,
+                                base_generation: d.base_generation,
+                                generation: d.generation,
+                                tasks: d.tasks.iter().map(|t| t.task_arn.clone()).collect(),
+                                removed: d.removed_task_arns.clone(),
+                            });
+                        }
+                        let update = if d.delta {
+                            Update::Delta {
+                                base: d.base_generation,
+                                generation: d.generation,
+                                upserts: d.tasks,
+                                removed: d.removed_task_arns,
+                            }
+                        } else {
+                            Update::Full {
+                                generation: d.generation,
+                                items: d.tasks,
+                            }
+                        };
+                        let ack = match held.apply(update) {
+                            Ok(generation) => {
+                                desired_tx.send_replace(Some(DesiredState {
+                                    generation,
+                                    tasks: held.items().cloned().collect(),
+                                    ..Default::default()
+                                }));
+                                DesiredAck {
+                                    generation,
+                                    resync: false,
+                                }
+                            }
+                            Err(_) => DesiredAck {
+                                generation: 0,
+                                resync: true,
+                            },
+                        };
+                        let ack = AgentMessage {
+                            msg: Some(agent_message::Msg::DesiredAck(ack)),
+                        };
+                        if acks.send(ack).await.is_err() {
+                            return;
+                        }
                     }
                     Some(scheduler_message::Msg::LogRequest(r)) => {
                         let _ = log_tx.send(r).await;
@@ -274,9 +339,15 @@ impl FakeAgent {
             cert,
             tx,
             desired,
+            received,
             log_requests: Mutex::new(log_rx),
             tasks: vec![reader, beat],
         }
+    }
+
+    /// Every `DesiredState` message received so far, as sent.
+    pub fn desired_messages(&self) -> Vec<WireDesired> {
+        self.received.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// Waits (up to 10 s) for a desired state for which `want` holds.

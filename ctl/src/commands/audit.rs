@@ -1,4 +1,6 @@
-//! `berthctl audit ls`: the audit log of mutating calls, oldest first.
+//! `berthctl audit ls`: the audit log of mutating calls, oldest first. It
+//! follows `next_token` back from the most recent page until it has
+//! `--limit` events (or all of them with `--all`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,9 +19,12 @@ pub enum AuditCommand {
         /// Only events in this last stretch of time, e.g. 1h
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         since: Option<Duration>,
-        /// At most this many, the most recent [default: 100; at most 1000]
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
-        limit: Option<u16>,
+        /// At most this many, the most recent [default: 100]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "all")]
+        limit: Option<u32>,
+        /// Every event that matches (as far back as retention keeps them)
+        #[arg(long)]
+        all: bool,
         /// Only this method (`CreateCluster` or its full path)
         #[arg(long)]
         method: Option<String>,
@@ -29,15 +34,26 @@ pub enum AuditCommand {
     },
 }
 
+/// Events listed when neither `--limit` nor `--all` is given.
+const DEFAULT_LIMIT: usize = 100;
+/// The largest page the scheduler returns.
+const PAGE: usize = 1000;
+
 pub async fn run(cmd: AuditCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
     let mut client = AuditServiceClient::new(ctx.channel().await?);
     let rpc = ctx.rpc_error();
     let AuditCommand::Ls {
         since,
         limit,
+        all,
         method,
         who,
     } = cmd;
+    let wanted = if all {
+        usize::MAX
+    } else {
+        limit.map_or(DEFAULT_LIMIT, |n| n as usize)
+    };
     let since = since
         .and_then(|d| SystemTime::now().checked_sub(d))
         .map(|t| {
@@ -47,17 +63,30 @@ pub async fn run(cmd: AuditCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
                 nanos: d.subsec_nanos() as i32,
             }
         });
-    let events = client
-        .list_audit_events(pb::ListAuditEventsRequest {
-            since,
-            limit: limit.map_or(0, i32::from),
-            method: method.unwrap_or_default(),
-            who: who.unwrap_or_default(),
-        })
-        .await
-        .map_err(rpc)?
-        .into_inner()
-        .events;
+    // Pages come newest first; each page is oldest first.
+    let mut pages: Vec<Vec<pb::AuditEvent>> = Vec::new();
+    let mut got = 0usize;
+    let mut next_token = String::new();
+    while got < wanted {
+        let page = client
+            .list_audit_events(pb::ListAuditEventsRequest {
+                since,
+                limit: (wanted - got).min(PAGE) as i32,
+                method: method.clone().unwrap_or_default(),
+                who: who.clone().unwrap_or_default(),
+                next_token: next_token.clone(),
+            })
+            .await
+            .map_err(&rpc)?
+            .into_inner();
+        got += page.events.len();
+        pages.push(page.events);
+        if page.next_token.is_empty() {
+            break;
+        }
+        next_token = page.next_token;
+    }
+    let events: Vec<pb::AuditEvent> = pages.into_iter().rev().flatten().collect();
     let v = AuditEventsView {
         events: events.into_iter().map(Into::into).collect(),
     };

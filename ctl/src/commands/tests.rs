@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use berth_proto::v1 as pb;
 use berth_proto::v1::attribute_service_server::{AttributeService, AttributeServiceServer};
+use berth_proto::v1::audit_service_server::{AuditService, AuditServiceServer};
 use berth_proto::v1::cluster_service_server::{ClusterService, ClusterServiceServer};
 use berth_proto::v1::container_instance_service_server::{
     ContainerInstanceService, ContainerInstanceServiceServer,
@@ -44,6 +45,9 @@ struct State {
     modify_group_requests: Vec<pb::ModifyTargetGroupRequest>,
     create_service_requests: Vec<pb::CreateServiceRequest>,
     update_service_requests: Vec<pb::UpdateServiceRequest>,
+    /// Oldest first.
+    audit: Vec<pb::AuditEvent>,
+    audit_requests: Vec<pb::ListAuditEventsRequest>,
 }
 
 #[derive(Clone, Default)]
@@ -880,6 +884,37 @@ fn pki() -> &'static TestPki {
     })
 }
 
+/// Pages back from the most recent event, at most 2 a page (whatever the
+/// limit), each page oldest first; the token is the index of the oldest
+/// event returned.
+#[tonic::async_trait]
+impl AuditService for Fake {
+    async fn list_audit_events(
+        &self,
+        req: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let r = req.into_inner();
+        let mut st = self.state();
+        st.audit_requests.push(r.clone());
+        let end = match r.next_token.as_str() {
+            "" => st.audit.len(),
+            t => t
+                .parse::<usize>()
+                .map_err(|_| Status::invalid_argument("nextToken: invalid"))?,
+        };
+        let size = usize::try_from(r.limit).unwrap().clamp(1, 2);
+        let start = end.saturating_sub(size);
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: st.audit[start..end].to_vec(),
+            next_token: if start > 0 {
+                start.to_string()
+            } else {
+                String::new()
+            },
+        }))
+    }
+}
+
 /// Serves `fake` over TLS on a loopback port; returns the endpoint URL.
 async fn serve(fake: Fake) -> String {
     berth_proto::trust::install_crypto_provider();
@@ -898,6 +933,7 @@ async fn serve(fake: Fake) -> String {
         .add_service(AttributeServiceServer::new(fake.clone()))
         .add_service(TargetGroupServiceServer::new(fake.clone()))
         .add_service(ServiceServiceServer::new(fake.clone()))
+        .add_service(AuditServiceServer::new(fake.clone()))
         .add_service(SystemServiceServer::new(fake))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     tokio::spawn(server);
@@ -1689,5 +1725,59 @@ async fn services_attach_to_target_groups_and_dns_names() {
             u[2].service_discovery.as_ref()
         ),
         (None, None)
+    );
+}
+
+#[tokio::test]
+async fn audit_ls_follows_pages_back_to_its_limit() {
+    let fake = Fake::default();
+    fake.state().audit = (0..5)
+        .map(|i| pb::AuditEvent {
+            id: format!("id{i}"),
+            time: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000 + i,
+                nanos: 0,
+            }),
+            token_id: "t".to_owned(),
+            token_name: "ci".to_owned(),
+            method: "/berth.v1.ClusterService/CreateCluster".to_owned(),
+            resource: format!("cluster/c{i}"),
+            outcome: "OK".to_owned(),
+        })
+        .collect();
+    let url = serve(fake.clone()).await;
+    let resources = |o: &Outcome| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let out = berthctl(&url, &["-o", "json", "audit", "ls", "--limit", "3"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(resources(&out), ["cluster/c2", "cluster/c3", "cluster/c4"]);
+    let limits: Vec<i32> = fake
+        .state()
+        .audit_requests
+        .iter()
+        .map(|r| r.limit)
+        .collect();
+    assert_eq!(
+        limits,
+        [3, 1],
+        "the second page asks only for what is missing"
+    );
+    let out = berthctl(&url, &["-o", "json", "audit", "ls", "--all"]).await;
+    assert_eq!(
+        resources(&out),
+        [
+            "cluster/c0",
+            "cluster/c1",
+            "cluster/c2",
+            "cluster/c3",
+            "cluster/c4"
+        ]
     );
 }

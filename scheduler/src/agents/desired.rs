@@ -3,7 +3,9 @@
 //! (RunTask's overrides applied) and, while the task should run, the secret
 //! values and registry credentials it references.
 //!
-//! A desired set is sent again on every change of the instance's set, so
+//! A desired set is rebuilt on every change of the instance's set (and the
+//! session sends the agent only the tasks that differ from what it sent
+//! last, [`berth_proto::delta`]), so
 //! each task's rendering is kept in a [`RenderCache`] shared by every
 //! stream, keyed by (family, revision, overrides): the JSON is rendered
 //! again only when the revision's record changes (its status on
@@ -28,6 +30,15 @@ use crate::secrets::{Secrets, SecretsError, TaskSecrets};
 /// Renderings kept before the cache starts over (RunTask overrides can make
 /// every task's key its own).
 const MAX_RENDERED: usize = 1024;
+
+/// What the agent is sent: the whole set or a delta ([`berth_proto::delta`]).
+pub type DesiredUpdate = berth_proto::delta::Update<DesiredTask>;
+
+impl berth_proto::delta::Keyed for DesiredTask {
+    fn key(&self) -> &str {
+        &self.task_arn
+    }
+}
 
 /// An instance's desired set at one generation.
 #[derive(Debug, Clone, PartialEq)]

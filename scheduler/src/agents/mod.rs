@@ -21,7 +21,7 @@ use crate::db::{Db, TaskReport};
 use crate::exec_link::{ExecFrame, ExecInput, ExecRouter, ExecSpec};
 use crate::secrets::Secrets;
 
-pub use desired::{DesiredSet, DesiredTask};
+pub use desired::{DesiredSet, DesiredTask, DesiredUpdate};
 pub use session::AgentSession;
 
 /// What the agent link reads and writes besides the stream itself.
@@ -51,13 +51,17 @@ pub enum AgentEvent {
     LogChunk { request_id: u64, part: LogPart },
     /// Output of an exec.
     ExecOutput { stream_id: u64, frame: ExecFrame },
+    /// The agent applied a desired state (`resync`: it could not, and
+    /// needs the whole set).
+    DesiredAck { generation: u64, resync: bool },
 }
 
 /// One message to an agent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ToAgent {
-    /// The full desired set (level-triggered).
-    Desired(DesiredSet),
+    /// The desired set, whole or as a delta from what was sent last
+    /// (to agents that take deltas; [`berth_proto::delta`]).
+    Desired(DesiredUpdate),
     LogRequest {
         request_id: u64,
         query: LogQuery,

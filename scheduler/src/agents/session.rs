@@ -1,7 +1,9 @@
 //! One agent's welcomed `Connect` stream: [`AgentEvent`]s in, [`ToAgent`]s
 //! out, in one loop. Reports already waiting are made durable with one
-//! flush; the desired set is sent again whenever the instance's generation
-//! moves; log chunks go to whoever waits for them, and an agent is told to
+//! flush; whenever the instance's generation moves, the agent is sent what
+//! changed in its desired set (a delta, or the whole set to agents that
+//! take no deltas, that ask for it, or that left an update unacknowledged
+//! for a whole [`ACK_TICK`]); log chunks go to whoever waits for them, and an agent is told to
 //! stop a log read nobody waits for any more; exec output likewise
 //! ([`crate::exec_link`]).
 
@@ -9,12 +11,16 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::sessions::SessionGuard;
-use super::{desired, AgentEvent, Context, StreamError, ToAgent};
+use super::{desired, AgentEvent, Context, DesiredTask, StreamError, ToAgent};
 use crate::agent_link::Outbound;
 use crate::db::{ReportOutcome, TaskReport};
+use berth_proto::delta::DeltaSender;
 
 /// Most reports made durable by one flush.
 const MAX_BATCH: usize = 256;
+/// How often the session checks that the agent acknowledged its desired
+/// state; one unacknowledged for a whole tick is followed by the whole set.
+pub const ACK_TICK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// An agent's stream after its Hello and first desired set.
 #[derive(Debug)]
@@ -31,6 +37,8 @@ pub struct AgentSession {
     pub outbound: mpsc::Receiver<Outbound>,
     /// The instance's desired-set generation.
     pub desired: watch::Receiver<u64>,
+    /// What the agent was sent, for the next delta.
+    pub sender: DeltaSender<DesiredTask>,
 }
 
 /// Why a stream's loop ended.
@@ -44,6 +52,8 @@ enum End {
 
 impl AgentSession {
     pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut ack_tick = tokio::time::interval(ACK_TICK);
+        ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let end = loop {
             tokio::select! {
                 m = self.inbound.recv() => match m {
@@ -75,9 +85,17 @@ impl AgentSession {
                         break End::Failed("desired-state notifier gone".into());
                     }
                     self.desired.borrow_and_update();
-                    match desired::desired_set(&self.ctx, &self.id) {
-                        Ok(s) => if self.tx.send(Ok(ToAgent::Desired(s))).await.is_err() { break End::AgentClosed },
-                        Err(e) => break End::Failed(format!("reading the desired set: {e}")),
+                    if let Err(e) = self.send_desired().await {
+                        break e;
+                    }
+                }
+                _ = ack_tick.tick() => {
+                    if self.sender.overdue() {
+                        tracing::warn!(instance = %self.id, sent = ?self.sender.sent(), acked = ?self.sender.acked(), "the agent did not acknowledge its desired state; sending the whole set");
+                        self.sender.resync();
+                        if let Err(e) = self.send_desired().await {
+                            break e;
+                        }
                     }
                 }
                 _ = self.tx.closed() => break End::AgentClosed,
@@ -117,6 +135,19 @@ impl AgentSession {
         drop(self.guard);
     }
 
+    /// Sends the agent what changed in its desired set since it was sent
+    /// last (nothing when nothing did).
+    async fn send_desired(&mut self) -> Result<(), End> {
+        let set = desired::desired_set(&self.ctx, &self.id)
+            .map_err(|e| End::Failed(format!("reading the desired set: {e}")))?;
+        if let Some(update) = self.sender.update(set.generation, set.tasks) {
+            if self.tx.send(Ok(ToAgent::Desired(update))).await.is_err() {
+                return Err(End::AgentClosed);
+            }
+        }
+        Ok(())
+    }
+
     /// Handles `first` and every event already waiting, then makes their
     /// reports durable with one flush.
     async fn handle_batch(&mut self, first: AgentEvent) -> Result<(), End> {
@@ -130,6 +161,15 @@ impl AgentSession {
                     tracing::warn!(instance = %self.id, "second Hello on one stream ignored");
                 }
                 AgentEvent::Report(r) => reports.push(r),
+                AgentEvent::DesiredAck {
+                    generation,
+                    resync: false,
+                } => self.sender.ack(generation),
+                AgentEvent::DesiredAck { resync: true, .. } => {
+                    tracing::info!(instance = %self.id, "the agent asks for its whole desired set");
+                    self.sender.resync();
+                    self.send_desired().await?;
+                }
                 AgentEvent::InvalidReport(e) => {
                     tracing::warn!(instance = %self.id, cause = %e, "invalid task report ignored")
                 }

@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use berth_proto::arn::short_id;
+use berth_proto::delta::{DeltaSender, Update};
 use berth_proto::ecs::{parse_optional, ContainerStatus, HealthStatus, StopCode};
 use berth_proto::v1::{
     agent_message, agent_service_server::AgentService, exec_output, scheduler_message,
@@ -34,7 +35,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert::validate_attribute;
 use super::{millis, timestamp, ApiError, Shared};
 use crate::agent_link::{LogLine, LogPart, Outbound};
-use crate::agents::{self, AgentEvent, AgentSession, DesiredSet, StreamError, ToAgent};
+use crate::agents::{self, AgentEvent, AgentSession, DesiredUpdate, StreamError, ToAgent};
 use crate::db::{check_activation, TargetReport, TaskReport};
 use crate::exec_link::{ExecFrame, ExecInput, TermSize};
 use crate::records::{
@@ -66,6 +67,8 @@ pub struct HelloFacts {
     pub hostname: String,
     /// The agent's `advertise_address`, if it set one.
     pub address: Option<std::net::Ipv4Addr>,
+    /// Whether the agent takes desired-state deltas (and acknowledges).
+    pub desired_deltas: bool,
 }
 
 fn port(field: &str, p: u32) -> Result<u16, ApiError> {
@@ -136,6 +139,7 @@ pub fn validate_hello(h: Hello) -> Result<HelloFacts, ApiError> {
     };
     Ok(HelloFacts {
         address,
+        desired_deltas: h.desired_deltas,
         resources: HostResources {
             cpu_units: r.cpu_units,
             memory_mib: r.memory_mib,
@@ -380,11 +384,14 @@ impl AgentService for AgentApi {
         let mut desired = self.shared.db.desired_notifier().subscribe(&id);
         desired.borrow_and_update();
         // The full desired set follows every (re)connect.
-        let first = agents::desired::desired_set(&ctx, &id).map_err(ApiError::from)?;
+        let set = agents::desired::desired_set(&ctx, &id).map_err(ApiError::from)?;
+        let mut sender = DeltaSender::new(facts.desired_deltas);
         let (tx, rx) = mpsc::channel::<Result<ToAgent, StreamError>>(16);
-        tx.send(Ok(ToAgent::Desired(first)))
-            .await
-            .map_err(|_| Status::cancelled("agent went away"))?;
+        if let Some(first) = sender.update(set.generation, set.tasks) {
+            tx.send(Ok(ToAgent::Desired(first)))
+                .await
+                .map_err(|_| Status::cancelled("agent went away"))?;
+        }
         // A reader task feeds the loop, which can then take every report
         // already received and make them durable with one flush.
         let (in_tx, in_rx) = mpsc::channel::<Result<AgentEvent, String>>(INBOUND_BUFFER);
@@ -412,6 +419,7 @@ impl AgentService for AgentApi {
             inbound: in_rx,
             outbound: out_rx,
             desired,
+            sender,
         };
         tokio::spawn(session.run(self.shutdown.clone()));
         // The Welcome first, then whatever the session sends.
@@ -563,6 +571,10 @@ fn agent_event(m: AgentMessage) -> AgentEvent {
             stream_id: o.stream_id,
             frame: exec_frame(o.output),
         },
+        Some(agent_message::Msg::DesiredAck(a)) => AgentEvent::DesiredAck {
+            generation: a.generation,
+            resync: a.resync,
+        },
     }
 }
 
@@ -601,7 +613,7 @@ fn exec_input(stream_id: u64, input: ExecInput) -> berth_proto::v1::ExecInput {
 fn scheduler_message(m: ToAgent) -> SchedulerMessage {
     SchedulerMessage {
         msg: Some(match m {
-            ToAgent::Desired(set) => scheduler_message::Msg::DesiredState(desired_state(set)),
+            ToAgent::Desired(update) => scheduler_message::Msg::DesiredState(desired_state(update)),
             ToAgent::LogRequest { request_id, query } => {
                 scheduler_message::Msg::LogRequest(LogRequest {
                     request_id,
@@ -636,10 +648,25 @@ fn scheduler_message(m: ToAgent) -> SchedulerMessage {
     }
 }
 
-fn desired_state(set: DesiredSet) -> DesiredState {
-    DesiredState {
-        generation: set.generation,
-        tasks: set.tasks.into_iter().map(desired_task).collect(),
+fn desired_state(update: DesiredUpdate) -> DesiredState {
+    match update {
+        Update::Full { generation, items } => DesiredState {
+            generation,
+            tasks: items.into_iter().map(desired_task).collect(),
+            ..Default::default()
+        },
+        Update::Delta {
+            base,
+            generation,
+            upserts,
+            removed,
+        } => DesiredState {
+            generation,
+            tasks: upserts.into_iter().map(desired_task).collect(),
+            delta: true,
+            base_generation: base,
+            removed_task_arns: removed,
+        },
     }
 }
 
@@ -745,6 +772,7 @@ mod tests {
             agent_version: "0.1.0".into(),
             hostname: "h1".into(),
             address: String::new(),
+            desired_deltas: true,
         }
     }
 

@@ -1,4 +1,5 @@
-//! `AuditService`: the audit log of mutating calls, written by `api::auth`.
+//! `AuditService`: the audit log of mutating calls, written by `api::auth`,
+//! listed a page at a time from the most recent (`next_token`).
 
 use berth_proto::v1::{
     audit_service_server::AuditService, AuditEvent, ListAuditEventsRequest, ListAuditEventsResponse,
@@ -8,6 +9,9 @@ use tonic::{Request, Response, Status};
 use super::{millis, timestamp, ApiError, Shared};
 use crate::db::AuditFilter;
 use crate::records::AuditRecord;
+
+/// The paging tokens' listing name.
+const LISTING: &str = "audit";
 
 #[derive(Debug)]
 pub struct AuditApi {
@@ -36,19 +40,27 @@ impl AuditService for AuditApi {
         let limit = usize::try_from(r.limit)
             .map_err(|_| ApiError::invalid("limit", "must not be negative"))?;
         let non_empty = |s: String| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        let before = crate::paging::resume_key(LISTING, &r.next_token).map_err(ApiError::from)?;
         let filter = AuditFilter {
             since: r.since.as_ref().map(millis),
             limit,
             method: non_empty(r.method),
             who: non_empty(r.who),
+            before,
         };
-        let events = self
+        let page = self
             .shared
             .db
             .audit_events(&filter)
             .map_err(ApiError::from)?;
+        // The next page holds the events before the oldest of this one.
+        let next_token = match (page.more, page.events.first()) {
+            (true, Some(oldest)) => crate::paging::encode_token(LISTING, &oldest.id),
+            _ => String::new(),
+        };
         Ok(Response::new(ListAuditEventsResponse {
-            events: events.into_iter().map(to_proto).collect(),
+            events: page.events.into_iter().map(to_proto).collect(),
+            next_token,
         }))
     }
 }

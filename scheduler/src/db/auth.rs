@@ -27,6 +27,15 @@ pub struct AuditFilter {
     pub method: Option<String>,
     /// Token id or name.
     pub who: Option<String>,
+    /// Only events with an id before this one (the next page of a listing).
+    pub before: Option<String>,
+}
+
+/// One page of the audit log: oldest first, and whether older events match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditPage {
+    pub events: Vec<AuditRecord>,
+    pub more: bool,
 }
 
 impl AuditFilter {
@@ -176,34 +185,65 @@ impl Db {
     /// Records an audit event durably. `id` and `time` are filled here.
     pub async fn record_audit(&self, mut rec: AuditRecord) -> Result<AuditRecord, DbError> {
         rec.time = now_millis();
-        self.write("audit event", || {
-            rec.id = audit_id(rec.time);
-            Ok((
-                Txn::new().check_absent(Table::Audit, rec.id.as_str()).put(
-                    Table::Audit,
-                    rec.id.as_str(),
-                    encode(Table::Audit, &rec)?,
-                ),
-                rec.clone(),
-            ))
-        })
-        .await
+        let rec = self
+            .write("audit event", || {
+                rec.id = audit_id(rec.time);
+                Ok((
+                    Txn::new().check_absent(Table::Audit, rec.id.as_str()).put(
+                        Table::Audit,
+                        rec.id.as_str(),
+                        encode(Table::Audit, &rec)?,
+                    ),
+                    rec.clone(),
+                ))
+            })
+            .await?;
+        self.audit_written.fetch_add(1, Ordering::Relaxed);
+        Ok(rec)
     }
 
-    /// The most recent events that match, oldest first.
-    pub fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, DbError> {
+    /// Audit records written through this `Db` since it was opened.
+    pub(crate) fn audit_written(&self) -> u64 {
+        self.audit_written.load(Ordering::Relaxed)
+    }
+
+    /// The most recent `limit` events that match (before `filter.before`),
+    /// oldest first. Reads the log backwards from there, only as far as the
+    /// page (and `since`) needs.
+    pub fn audit_events(&self, filter: &AuditFilter) -> Result<AuditPage, DbError> {
+        const CHUNK: usize = 256;
         let limit = match filter.limit {
             0 => DEFAULT_AUDIT_LIMIT,
             n => n.min(MAX_AUDIT_LIMIT),
         };
-        let mut events: Vec<AuditRecord> = self
-            .scan::<AuditRecord>(Table::Audit, b"")?
-            .into_iter()
-            .filter(|e| filter.admits(e))
-            .collect();
-        let skip = events.len().saturating_sub(limit);
-        events.drain(..skip);
-        Ok(events)
+        let mut page = AuditPage::default();
+        let mut before: Option<Vec<u8>> = filter.before.clone().map(String::into_bytes);
+        'scan: loop {
+            let chunk = self
+                .store
+                .scan_back(Table::Audit, before.as_deref(), CHUNK)?;
+            let done = chunk.len() < CHUNK;
+            for (k, v) in &chunk {
+                let e: AuditRecord = super::decode(Table::Audit, k, v)?;
+                if filter.since.is_some_and(|s| e.time < s) {
+                    break 'scan;
+                }
+                if !filter.admits(&e) {
+                    continue;
+                }
+                if page.events.len() == limit {
+                    page.more = true;
+                    break 'scan;
+                }
+                page.events.push(e);
+            }
+            match chunk.last() {
+                Some((k, _)) if !done => before = Some(k.clone()),
+                _ => break,
+            }
+        }
+        page.events.reverse();
+        Ok(page)
     }
 }
 
@@ -324,7 +364,7 @@ mod tests {
             .await
             .unwrap();
         }
-        let all = db.audit_events(&AuditFilter::default()).unwrap();
+        let all = db.audit_events(&AuditFilter::default()).unwrap().events;
         let resources: Vec<_> = all.iter().map(|e| e.resource.as_str()).collect();
         assert_eq!(resources, ["r0", "r1", "r2"]);
         assert!(all.windows(2).all(|w| w[0].id < w[1].id));
@@ -332,22 +372,75 @@ mod tests {
             who: Some(w.to_owned()),
             ..Default::default()
         };
-        assert_eq!(db.audit_events(&who("a")).unwrap().len(), 2);
-        assert_eq!(db.audit_events(&who("idb")).unwrap().len(), 1);
+        assert_eq!(db.audit_events(&who("a")).unwrap().events.len(), 2);
+        assert_eq!(db.audit_events(&who("idb")).unwrap().events.len(), 1);
         let method = AuditFilter {
             method: Some("DeleteCluster".to_owned()),
             ..Default::default()
         };
-        assert_eq!(db.audit_events(&method).unwrap()[0].resource, "r1");
+        assert_eq!(db.audit_events(&method).unwrap().events[0].resource, "r1");
         let last = AuditFilter {
             limit: 1,
             ..Default::default()
         };
-        assert_eq!(db.audit_events(&last).unwrap()[0].resource, "r2");
+        assert_eq!(db.audit_events(&last).unwrap().events[0].resource, "r2");
         let future = AuditFilter {
             since: Some(now_millis() + 60_000),
             ..Default::default()
         };
-        assert!(db.audit_events(&future).unwrap().is_empty());
+        assert!(db.audit_events(&future).unwrap().events.is_empty());
+    }
+
+    #[tokio::test]
+    async fn audit_pages_walk_back_without_gaps_or_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).await;
+        for i in 0..7 {
+            db.record_audit(AuditRecord {
+                id: String::new(),
+                time: 0,
+                token_id: "id".to_owned(),
+                token_name: if i % 2 == 0 { "even" } else { "odd" }.to_owned(),
+                method: "/berth.v1.ClusterService/CreateCluster".to_owned(),
+                resource: format!("r{i}"),
+                outcome: "OK".to_owned(),
+            })
+            .await
+            .unwrap();
+        }
+        let pages = |who: Option<&str>| {
+            let mut out = Vec::new();
+            let mut before = None;
+            loop {
+                let page = db
+                    .audit_events(&AuditFilter {
+                        limit: 2,
+                        who: who.map(str::to_owned),
+                        before: before.clone(),
+                        ..Default::default()
+                    })
+                    .unwrap();
+                let names: Vec<String> = page.events.iter().map(|e| e.resource.clone()).collect();
+                out.push(names);
+                if !page.more {
+                    return out;
+                }
+                before = Some(page.events[0].id.clone());
+            }
+        };
+        assert_eq!(
+            pages(None),
+            [
+                vec!["r5", "r6"],
+                vec!["r3", "r4"],
+                vec!["r1", "r2"],
+                vec!["r0"]
+            ]
+        );
+        assert_eq!(
+            pages(Some("even")),
+            [vec!["r4", "r6"], vec!["r0", "r2"]],
+            "an exact last page has no next"
+        );
     }
 }

@@ -484,11 +484,18 @@ impl Db {
                 failures: failures.clone(),
                 created_at: now_millis(),
             };
-            txn = txn.check_absent(Table::RunTokens, key.clone()).put(
-                Table::RunTokens,
-                key,
-                encode(Table::RunTokens, &rec)?,
-            );
+            txn = txn
+                .check_absent(Table::RunTokens, key.clone())
+                .put(
+                    Table::Retention,
+                    super::retention::retention_key(
+                        super::retention::KIND_RUN_TOKEN,
+                        rec.created_at,
+                        &key,
+                    ),
+                    Vec::new(),
+                )
+                .put(Table::RunTokens, key, encode(Table::RunTokens, &rec)?);
         }
         batch.txn.checks.append(&mut txn.checks);
         batch.txn.ops.append(&mut txn.ops);

@@ -536,14 +536,24 @@ impl Db {
                 Some(i) if i.status != InstanceStatus::Inactive
             );
             let (mut alloc, alloc_bytes) = self.allocation(&task.instance_id)?;
+            let mut txn = Txn::new();
             if instance_gone && task.holds_reservation() {
                 alloc.release_task(&task.reservation, &task.group);
                 task.last_status = TaskStatus::Stopped;
                 task.stopped_at = Some(now);
                 task.drain_until = None;
+                txn.add_put(
+                    Table::Retention,
+                    super::retention::retention_key(
+                        super::retention::KIND_TASK,
+                        now,
+                        id.as_bytes(),
+                    ),
+                    Vec::new(),
+                );
             }
             alloc.generation += 1;
-            let txn = Txn::new().check_equals(Table::Tasks, id, task_bytes);
+            let txn = txn.check_equals(Table::Tasks, id, task_bytes);
             let txn = match alloc_bytes {
                 Some(b) => txn.check_equals(Table::Allocations, task.instance_id.as_str(), b),
                 None => txn.check_absent(Table::Allocations, task.instance_id.as_str()),
@@ -640,6 +650,16 @@ impl Db {
                     Table::Allocations,
                     instance,
                     encode(Table::Allocations, &alloc)?,
+                )
+                // Kept for the retention window from now (`db::retention`).
+                .put(
+                    Table::Retention,
+                    super::retention::retention_key(
+                        super::retention::KIND_TASK,
+                        now_millis(),
+                        r.task_id.as_bytes(),
+                    ),
+                    Vec::new(),
                 );
             Ok((txn, (ReportOutcome::Applied, Some(alloc.generation))))
         })

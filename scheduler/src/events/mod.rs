@@ -559,6 +559,15 @@ impl Store for EventLog {
         self.inner.store.scan_from(table, start, limit)
     }
 
+    fn scan_back(
+        &self,
+        table: Table,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        self.inner.store.scan_back(table, before, limit)
+    }
+
     fn commit(&self, txn: &Txn) -> Result<(), StoreError> {
         if may_have_events(txn) {
             self.commit_with_events(txn)

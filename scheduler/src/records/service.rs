@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::UnixMillis;
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// How many events a service keeps (ECS's DescribeServices shows 100).
 pub const MAX_SERVICE_EVENTS: usize = 100;
 /// How many service deployments (ECS's ListServiceDeployments) a service
@@ -132,6 +136,13 @@ pub struct DeploymentRecord {
     pub rollout_state_reason: String,
     /// Failed task launches counted so far (for the circuit breaker).
     pub failed_tasks: u32,
+    /// Failed launches whose task records retention has removed
+    /// (`crate::retention`); counted in `failed_tasks` still.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pruned_failures: u32,
+    /// When the latest of those stopped (for the start throttle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_pruned_failure_at: Option<UnixMillis>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
     /// The service's `loadBalancers` when it started: its tasks register

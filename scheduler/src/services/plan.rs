@@ -240,6 +240,8 @@ pub fn new_deployment(family: &str, revision: u32, now: UnixMillis) -> Deploymen
         rollout_state: RolloutState::InProgress,
         rollout_state_reason: "ECS deployment in progress.".to_owned(),
         failed_tasks: 0,
+        pruned_failures: 0,
+        last_pruned_failure_at: None,
         created_at: now,
         updated_at: now,
         load_balancers: Vec::new(),
@@ -459,7 +461,8 @@ fn breaker(rec: &mut ServiceRecord, inputs: &Inputs<'_>, desired: u32) {
     let cfg = rec.deployment_config;
     // Failed launches per deployment, and the circuit breaker.
     for d in &mut rec.deployments {
-        let n = failures(inputs.tasks, &d.id).len() as u32;
+        // Failures retention removed still count (`db::retention`).
+        let n = failures(inputs.tasks, &d.id).len() as u32 + d.pruned_failures;
         if n != d.failed_tasks {
             d.failed_tasks = n;
             d.updated_at = now;
@@ -546,12 +549,18 @@ fn throttle(
             .filter_map(|t| t.started_at)
             .max()
             .unwrap_or(i64::MIN);
-        let recent: Vec<UnixMillis> = failed
+        let mut recent: Vec<UnixMillis> = failed
             .iter()
             .filter_map(|t| t.stopped_at)
             .filter(|s| *s > last_success)
             .collect();
-        let consecutive = recent.len() as u32;
+        let mut consecutive = recent.len() as u32;
+        // Failures retention removed count while the latest of them is
+        // after the last success (all of them: their times are gone).
+        if let Some(at) = p.last_pruned_failure_at.filter(|at| *at > last_success) {
+            consecutive += p.pruned_failures;
+            recent.push(at);
+        }
         let delay = throttle_delay(consecutive, inputs.throttle_base_ms);
         let until = recent.iter().max().map(|m| m + delay);
         match until {

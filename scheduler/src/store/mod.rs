@@ -55,6 +55,10 @@ pub enum Table {
     Services,
     /// Target-group name → target-group record.
     TargetGroups,
+    /// `kind` (one byte) `time (big-endian u64 ms)` `key` → empty: what
+    /// retention removes, oldest first per kind (`crate::retention`).
+    /// Written in the same `Txn` as what it names.
+    Retention,
     /// Event sequence (big-endian u64) → event of a state change, written in
     /// the `Txn` of the change (`crate::events`).
     Events,
@@ -64,7 +68,7 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 18] = [
+    pub const ALL: [Table; 19] = [
         Table::Meta,
         Table::Clusters,
         Table::Families,
@@ -81,6 +85,7 @@ impl Table {
         Table::RunTokens,
         Table::Services,
         Table::TargetGroups,
+        Table::Retention,
         Table::Events,
         Table::Webhooks,
     ];
@@ -103,6 +108,7 @@ impl Table {
             Table::RunTokens => "run_tokens",
             Table::Services => "services",
             Table::TargetGroups => "target_groups",
+            Table::Retention => "retention",
             Table::Events => "events",
             Table::Webhooks => "webhooks",
         }
@@ -131,8 +137,9 @@ impl Table {
             Table::RunTokens => 13,
             Table::Services => 14,
             Table::TargetGroups => 15,
-            Table::Events => 16,
-            Table::Webhooks => 17,
+            Table::Retention => 16,
+            Table::Events => 17,
+            Table::Webhooks => 18,
         }
     }
 }
@@ -289,12 +296,20 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every (key, value) whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError>;
-    /// At most `limit` (key, value)s whose key is `>= start`, in key order
-    /// (an etcd range with a limit).
+    /// At most `limit` (key, value) pairs whose key is `from` or after it,
+    /// in key order: a bounded read of an ordered index.
     fn scan_from(
         &self,
         table: Table,
-        start: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError>;
+    /// At most `limit` (key, value) pairs whose key is before `before`
+    /// (`None`: from the last key), in descending key order.
+    fn scan_back(
+        &self,
+        table: Table,
+        before: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<KeyValue>, StoreError>;
     /// Applies `txn` atomically, or returns [`StoreError::Conflict`].

@@ -92,12 +92,31 @@ impl Store for SledStore {
     fn scan_from(
         &self,
         table: Table,
-        start: &[u8],
+        from: &[u8],
         limit: usize,
     ) -> Result<Vec<KeyValue>, StoreError> {
         self.tree(table)
-            .range(start..)
+            .range(from..)
             .take(limit)
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(StoreError::from)
+            })
+            .collect()
+    }
+
+    fn scan_back(
+        &self,
+        table: Table,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        let tree = self.tree(table);
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match before {
+            Some(b) => Box::new(tree.range(..b).rev()),
+            None => Box::new(tree.iter().rev()),
+        };
+        iter.take(limit)
             .map(|r| {
                 r.map(|(k, v)| (k.to_vec(), v.to_vec()))
                     .map_err(StoreError::from)
@@ -219,6 +238,32 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(keys, vec![b"b\x001".to_vec(), b"b\x002".to_vec()]);
+    }
+
+    #[test]
+    fn bounded_scans_walk_either_way() {
+        let (_d, s) = open();
+        for k in ["a", "b", "c", "d"] {
+            s.commit(&Txn::new().put(Table::Audit, k, "v")).unwrap();
+        }
+        let keys = |kv: Vec<KeyValue>| -> Vec<Vec<u8>> { kv.into_iter().map(|(k, _)| k).collect() };
+        assert_eq!(
+            keys(s.scan_from(Table::Audit, b"b", 2).unwrap()),
+            [b"b", b"c"]
+        );
+        assert_eq!(
+            keys(s.scan_from(Table::Audit, b"bb", 10).unwrap()),
+            [b"c", b"d"]
+        );
+        assert_eq!(
+            keys(s.scan_back(Table::Audit, None, 2).unwrap()),
+            [b"d", b"c"]
+        );
+        assert_eq!(
+            keys(s.scan_back(Table::Audit, Some(b"c"), 10).unwrap()),
+            [b"b", b"a"]
+        );
+        assert!(s.scan_from(Table::Audit, b"e", 10).unwrap().is_empty());
     }
 
     /// Writers commit the same counter to two tables in one `Txn` while
