@@ -21,6 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "berth/v1/operator.proto",
         "berth/v1/traffic.proto",
         "berth/v1/exec.proto",
+        "berth/v1/events.proto",
+        "berth/v1/webhooks.proto",
         "berth/v1/agent.proto",
     ];
     for p in &protos {

@@ -5,10 +5,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
     activation::ActivationCommand, audit::AuditCommand, cluster::ClusterCommand,
-    completion::CompletionArgs, instance::InstanceCommand, login::LoginArgs, secret::SecretCommand,
-    service::ServiceCommand, snapshot::SnapshotCommand, tag::TagCommand,
+    completion::CompletionArgs, events::EventsArgs, instance::InstanceCommand, login::LoginArgs,
+    secret::SecretCommand, service::ServiceCommand, snapshot::SnapshotCommand, tag::TagCommand,
     targetgroup::TargetGroupCommand, task::TaskCommand, taskdef::TaskdefCommand,
-    token::TokenCommand,
+    token::TokenCommand, webhook::WebhookCommand,
 };
 use crate::output::OutputFormat;
 
@@ -91,6 +91,11 @@ pub enum Command {
     /// Read the audit log of mutating calls
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print the event log: task, instance, deployment and service events (-f follows)
+    Events(EventsArgs),
+    /// Send events to URLs by signed POST: subscriptions, dead letters, redrive
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Save a backup of the control plane (admin; restore with berth-scheduler snapshot restore)
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -428,6 +433,32 @@ mod tests {
         check(
             "audit ls --limit 0",
             expect!["error (exit 2): ValueValidation"],
+        );
+    }
+
+    #[test]
+    fn events_command() {
+        let argv = [
+            "berthctl",
+            "events",
+            "-f",
+            "--since",
+            "10m",
+            "--type",
+            "ECS Task State Change",
+            "--cluster",
+            "prod",
+        ];
+        let cli = Cli::try_parse_from(argv).unwrap();
+        expect![[
+            r#"Events(EventsArgs { follow: true, since: Some(600s), detail_type: Some("ECS Task State Change"), cluster: Some("prod") })"#
+        ]]
+        .assert_eq(&format!("{:?}", cli.command));
+        check(
+            "events",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Events(EventsArgs { follow: false, since: None, detail_type: None, cluster: None })"#
+            ]],
         );
     }
 

@@ -29,6 +29,10 @@ pub const ENV_SERVICE_THROTTLE_BASE: &str = "BERTH_SERVICE_THROTTLE_BASE";
 /// How often the service controller re-evaluates every service even when
 /// nothing woke it.
 pub const ENV_SERVICE_RESYNC: &str = "BERTH_SERVICE_RESYNC";
+/// `[webhooks]` max_attempts, backoff_base and backoff_max.
+pub const ENV_WEBHOOKS_MAX_ATTEMPTS: &str = "BERTH_WEBHOOKS_MAX_ATTEMPTS";
+pub const ENV_WEBHOOKS_BACKOFF_BASE: &str = "BERTH_WEBHOOKS_BACKOFF_BASE";
+pub const ENV_WEBHOOKS_BACKOFF_MAX: &str = "BERTH_WEBHOOKS_BACKOFF_MAX";
 /// Comma-separated extra names of the serving certificate.
 pub const ENV_TLS_SERVER_NAMES: &str = "BERTH_TLS_SERVER_NAMES";
 pub const ENV_TLS_CA_CERT: &str = "BERTH_TLS_CA_CERT";
@@ -141,6 +145,8 @@ struct FileConfig {
     ecs_api: Option<FileEcsApi>,
     dns: Option<FileDns>,
     metrics: Option<FileMetrics>,
+    events: Option<FileEvents>,
+    webhooks: Option<FileWebhooks>,
     retention: Option<FileRetention>,
 }
 
@@ -158,6 +164,35 @@ struct FileDns {
 struct FileMetrics {
     /// `address:port`, or `off`; default `127.0.0.1:9464`.
     listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWebhooks {
+    /// How many deliveries may be under way at once, over all subscriptions.
+    concurrency: Option<usize>,
+    /// e.g. "5s": connecting (TCP and TLS).
+    connect_timeout: Option<String>,
+    /// e.g. "10s": one POST, from connecting to the answer's status.
+    request_timeout: Option<String>,
+    /// Attempts at one event before it is dead-lettered.
+    max_attempts: Option<u32>,
+    /// e.g. "1s": the first retry's delay; it doubles per attempt.
+    backoff_base: Option<String>,
+    /// e.g. "5m": the longest delay between two attempts.
+    backoff_max: Option<String>,
+    /// PEM file of extra CAs that receivers' certificates may chain to
+    /// (read when the scheduler starts; an unusable file stops it there).
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEvents {
+    /// e.g. "24h": events older than this are pruned.
+    max_age: Option<String>,
+    /// At most this many events are kept (the newest).
+    max_count: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -271,6 +306,55 @@ pub struct ServiceSettings {
     pub resync: Duration,
 }
 
+/// The event log's retention (`[events]`; `crate::events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventSettings {
+    /// Events older than this are pruned.
+    pub max_age: Duration,
+    /// At most this many events are kept, the newest.
+    pub max_count: u64,
+}
+
+/// Webhook delivery (`[webhooks]`; `crate::webhooks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Deliveries under way at once, over all subscriptions.
+    pub concurrency: usize,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Attempts at one event before it is dead-lettered (1 = no retry).
+    pub max_attempts: u32,
+    /// The delay before the second attempt; it doubles per attempt, up to
+    /// `backoff_max`, and each delay is drawn at random from its upper half.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Extra CAs (PEM) for receivers' certificates, besides the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            max_attempts: 8,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            ca_file: None,
+        }
+    }
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            max_age: Duration::from_secs(24 * 3600),
+            max_count: 100_000,
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -291,6 +375,10 @@ pub struct Config {
     pub dns: DnsSettings,
     /// Where `GET /metrics` listens (`[metrics] listen`); None: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// The event log's retention (`[events]`).
+    pub events: EventSettings,
+    /// Webhook delivery (`[webhooks]`).
+    pub webhooks: WebhookSettings,
     /// What is kept how long (`[retention]`).
     pub retention: RetentionSettings,
 }
@@ -320,6 +408,8 @@ impl Config {
             },
             dns: DnsSettings::default(),
             metrics_listen: None,
+            events: EventSettings::default(),
+            webhooks: WebhookSettings::default(),
             retention: RetentionSettings {
                 interval: Duration::from_millis(200),
                 ..Default::default()
@@ -470,6 +560,68 @@ impl Config {
         if services.resync < Duration::from_millis(50) {
             return Err(invalid("services.resync", "must be at least 50ms"));
         }
+        let fev = file.events.unwrap_or_default();
+        let defaults = EventSettings::default();
+        let events = EventSettings {
+            max_age: duration("events.max_age", fev.max_age, defaults.max_age)?,
+            max_count: fev.max_count.unwrap_or(defaults.max_count),
+        };
+        if events.max_count == 0 {
+            return Err(invalid("events.max_count", "must be at least 1"));
+        }
+        let fwh = file.webhooks.unwrap_or_default();
+        let wd = WebhookSettings::default();
+        let webhooks = WebhookSettings {
+            concurrency: fwh.concurrency.unwrap_or(wd.concurrency),
+            connect_timeout: duration(
+                "webhooks.connect_timeout",
+                fwh.connect_timeout,
+                wd.connect_timeout,
+            )?,
+            request_timeout: duration(
+                "webhooks.request_timeout",
+                fwh.request_timeout,
+                wd.request_timeout,
+            )?,
+            max_attempts: match env.get(ENV_WEBHOOKS_MAX_ATTEMPTS) {
+                Some(v) => v.parse().map_err(|_| {
+                    invalid(
+                        "webhooks.max_attempts",
+                        format!("{v:?} is not a whole number"),
+                    )
+                })?,
+                None => fwh.max_attempts.unwrap_or(wd.max_attempts),
+            },
+            backoff_base: duration(
+                "webhooks.backoff_base",
+                pick(None, ENV_WEBHOOKS_BACKOFF_BASE, fwh.backoff_base),
+                wd.backoff_base,
+            )?,
+            backoff_max: duration(
+                "webhooks.backoff_max",
+                pick(None, ENV_WEBHOOKS_BACKOFF_MAX, fwh.backoff_max),
+                wd.backoff_max,
+            )?,
+            ca_file: fwh.ca_file,
+        };
+        if webhooks.concurrency == 0 {
+            return Err(invalid("webhooks.concurrency", "must be at least 1"));
+        }
+        if webhooks.max_attempts == 0 {
+            return Err(invalid("webhooks.max_attempts", "must be at least 1"));
+        }
+        if webhooks.connect_timeout.is_zero() || webhooks.request_timeout.is_zero() {
+            return Err(invalid(
+                "webhooks.request_timeout",
+                "timeouts must be above 0",
+            ));
+        }
+        if webhooks.backoff_max < webhooks.backoff_base {
+            return Err(invalid(
+                "webhooks.backoff_max",
+                "must be at least webhooks.backoff_base",
+            ));
+        }
         let tls = resolve_tls(file.tls.unwrap_or_default(), env)?;
         let bootstrap_token = env
             .get(ENV_BOOTSTRAP_TOKEN)
@@ -568,6 +720,8 @@ impl Config {
             tls,
             bootstrap_token,
             secrets_key_file,
+            events,
+            webhooks,
         })
     }
 }
@@ -855,6 +1009,65 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("secrets.key_file:"), "{err}");
+    }
+
+    #[test]
+    fn events_section_sets_retention() {
+        let c = Config::from_toml("", &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.events, EventSettings::default());
+        assert_eq!(c.events.max_age, Duration::from_secs(24 * 3600));
+        assert_eq!(c.events.max_count, 100_000);
+        let text = "[events]\nmax_age = \"2h\"\nmax_count = 50\n";
+        let c = Config::from_toml(text, &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.events.max_age, Duration::from_secs(7200));
+        assert_eq!(c.events.max_count, 50);
+        for (bad, key) in [
+            ("[events]\nmax_age = \"a while\"", "events.max_age:"),
+            ("[events]\nmax_count = 0", "events.max_count:"),
+        ] {
+            let err = Config::from_toml(bad, &Overrides::default(), &env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn webhooks_section_sets_delivery() {
+        let c = Config::from_toml("", &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.webhooks, WebhookSettings::default());
+        let text = "[webhooks]\nconcurrency = 2\nmax_attempts = 3\nbackoff_base = \"100ms\"\nbackoff_max = \"1s\"\nrequest_timeout = \"2s\"\n";
+        let c = Config::from_toml(text, &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.webhooks.concurrency, 2);
+        assert_eq!(c.webhooks.max_attempts, 3);
+        assert_eq!(c.webhooks.backoff_base, Duration::from_millis(100));
+        assert_eq!(c.webhooks.backoff_max, Duration::from_secs(1));
+        assert_eq!(c.webhooks.request_timeout, Duration::from_secs(2));
+        let c = Config::from_toml(
+            text,
+            &Overrides::default(),
+            &env(&[
+                (ENV_WEBHOOKS_MAX_ATTEMPTS, "5"),
+                (ENV_WEBHOOKS_BACKOFF_BASE, "50ms"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.webhooks.max_attempts, 5);
+        assert_eq!(c.webhooks.backoff_base, Duration::from_millis(50));
+        for (bad, key) in [
+            ("[webhooks]\nconcurrency = 0", "webhooks.concurrency:"),
+            ("[webhooks]\nmax_attempts = 0", "webhooks.max_attempts:"),
+            (
+                "[webhooks]\nbackoff_base = \"1m\"\nbackoff_max = \"1s\"",
+                "webhooks.backoff_max:",
+            ),
+            ("[webhooks]\nretries = 3", "unknown field"),
+        ] {
+            let err = Config::from_toml(bad, &Overrides::default(), &env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(key) || err.contains(key), "{err}");
+        }
     }
 
     #[test]

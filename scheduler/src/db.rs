@@ -28,6 +28,8 @@ mod tags;
 mod tasks;
 mod traffic;
 mod trust;
+mod webhooks;
+pub use webhooks::WorkerWrite;
 
 pub use attributes::InstanceAttribute;
 pub use auth::{AuditFilter, BOOTSTRAP_TOKEN_NAME, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
@@ -129,6 +131,8 @@ impl Refusal {
 #[derive(Clone)]
 pub struct Db {
     store: Arc<dyn Store>,
+    /// The outbox `store` writes through, and its reader.
+    events: crate::events::EventLog,
     commit: GroupCommit,
     desired: DesiredNotifier,
     /// Instances whose instance or allocation record was written by
@@ -217,8 +221,9 @@ const MIGRATIONS: &[Migration] = &[
     // drop tags on its next write and fail to read a deleted revision, from
     // opening the store.
     |_| Ok(()),
-    // 8 → 9: reserved for the event log (branch `events`), which brings
-    // its own step here; nothing to do without it.
+    // 8 → 9: the Events and Webhooks tables start empty (`crate::events`,
+    // `crate::webhooks`). The bump keeps an older scheduler, which would
+    // change tasks without their events, from opening the store.
     |_| Ok(()),
     // 9 → 10: the Retention index (stopped tasks by the time they stopped,
     // RunTask client tokens by the time they were used) for what is
@@ -297,10 +302,15 @@ impl Db {
     /// cluster on first start, and starts the group-commit flusher.
     pub async fn open(store: Arc<dyn Store>) -> Result<Self, DbError> {
         migrate(store.as_ref())?;
+        // Every write goes through the outbox: a change and its events
+        // commit in one `Txn` (`crate::events`).
+        let events = crate::events::EventLog::new(store)?;
+        let store: Arc<dyn Store> = Arc::new(events.clone());
         let metrics = crate::metrics::Metrics::default();
         let commit = GroupCommit::start(store.clone(), metrics.clone());
         let db = Self {
             store,
+            events,
             commit,
             desired: DesiredNotifier::default(),
             changed: Default::default(),
@@ -321,6 +331,11 @@ impl Db {
     /// the caller's).
     pub async fn close(&self) {
         self.commit.close().await;
+    }
+
+    /// The event log (`crate::events`).
+    pub fn events(&self) -> &crate::events::EventLog {
+        &self.events
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -8,6 +8,10 @@
 //!   operations call the gRPC services in-process and answer in ECS's shapes.
 //! - [`auth`]: roles, the operator-token format and its hash; no I/O.
 //! - [`db`]: typed, durable operations (clusters, task definitions, instances, tasks).
+//! - [`events`]: the event log, written in the same `Txn` as each change (an outbox), read by
+//!   cursor; `api::events` renders EventBridge's JSON.
+//! - [`webhooks`]: the event log delivered by signed HTTP(S) POST, each subscription through
+//!   its own durable cursor, with retries and dead letters; EventBridge's event patterns.
 //! - [`store`]: the narrow storage trait and its sled implementation; the only place sled appears.
 //! - [`agents`]: an agent's `Connect` session loop over domain events, the desired set it is
 //!   sent, and the live sessions and heartbeats (in memory); `api::agent` converts at the edge.
@@ -45,6 +49,7 @@ pub mod config;
 pub mod db;
 pub mod dns;
 pub mod ecs_api;
+pub mod events;
 pub mod exec_link;
 pub mod metrics;
 pub mod paging;
@@ -61,3 +66,4 @@ pub mod snapshot;
 pub mod store;
 pub mod tls;
 pub mod traffic;
+pub mod webhooks;

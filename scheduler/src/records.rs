@@ -666,6 +666,8 @@ mod service;
 pub use service::*;
 mod traffic;
 pub use traffic::*;
+mod webhook;
+pub use webhook::*;
 
 #[cfg(test)]
 mod tests {

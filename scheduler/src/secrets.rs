@@ -146,6 +146,12 @@ impl SecretKey {
     }
 }
 
+/// The name a webhook's sealed signing secret is bound to (its creation
+/// time too, so a re-created subscription cannot take an old record's).
+fn webhook_aad_name(name: &str, created_at: i64) -> String {
+    format!("\0webhook\0{name}\0{created_at}")
+}
+
 /// The name a token's sealed secret is bound to.
 fn token_aad_name(token_id: &str) -> String {
     format!("\0token\0{token_id}")
@@ -380,6 +386,32 @@ impl Secrets {
                 None
             }
         }
+    }
+
+    /// A webhook's signing secret sealed for its record (base64).
+    pub fn seal_webhook_secret(&self, name: &str, created_at: i64, secret: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(seal(
+            &self.key,
+            &webhook_aad_name(name, created_at),
+            0,
+            secret,
+        ))
+    }
+
+    /// The signing secret of `rec`, opened.
+    pub fn webhook_secret(
+        &self,
+        rec: &crate::records::WebhookRecord,
+    ) -> Result<SecretBytes, SecretsError> {
+        let aad = webhook_aad_name(&rec.name, rec.created_at);
+        let fail = || SecretsError::Undecryptable {
+            name: format!("webhook {}", rec.name),
+            version: 0,
+        };
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(&rec.sealed_secret)
+            .map_err(|_| fail())?;
+        open(&self.key, &aad, 0, &sealed).map_err(|_| fail())
     }
 
     /// The values `def`'s containers need, and every reference that cannot

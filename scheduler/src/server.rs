@@ -80,6 +80,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Dns(#[from] crate::dns::DnsError),
+    #[error(transparent)]
+    WebhookCa(#[from] crate::webhooks::http::CaError),
     #[error("cannot bind the metrics endpoint on {addr}: {source}")]
     BindMetrics {
         addr: std::net::SocketAddr,
@@ -226,6 +228,11 @@ pub async fn run_with_metrics(
         config.services,
     )
     .start(shutdown.child_token());
+    let event_pruner = tokio::spawn(crate::events::prune_loop(
+        db.events().clone(),
+        config.events,
+        shutdown.child_token(),
+    ));
     let pruner =
         crate::retention::Pruner::new(db.clone(), config.retention).start(shutdown.child_token());
     let shared = Shared {
@@ -240,6 +247,24 @@ pub async fn run_with_metrics(
         secrets,
         rendered: RenderCache::default(),
     };
+    // Webhooks read the event log through their own cursors; the API edge
+    // renders each event as EventBridge's JSON for them.
+    let render_shared = shared.clone();
+    let render: crate::webhooks::Render = Arc::new(move |e| {
+        crate::api::events::render(&render_shared, e)
+            .map(|ev| crate::webhooks::Rendered {
+                json: ev.json,
+                resource: ev.resource,
+            })
+            .map_err(|err| err.to_string())
+    });
+    let (webhook_changes, webhooks) = crate::webhooks::start(
+        db.clone(),
+        shared.secrets.clone(),
+        config.webhooks.clone(),
+        render,
+        shutdown.child_token(),
+    )?;
     let traffic = crate::traffic::Watcher::start(
         db.clone(),
         shared.sessions.clone(),
@@ -327,6 +352,22 @@ pub async fn run_with_metrics(
         .add_service(AuditServiceServer::new(AuditApi {
             shared: shared.clone(),
         }))
+        .add_service(
+            berth_proto::v1::event_service_server::EventServiceServer::new(
+                crate::api::events::EventApi {
+                    shared: shared.clone(),
+                    shutdown: streams.clone(),
+                },
+            ),
+        )
+        .add_service(
+            berth_proto::v1::webhook_service_server::WebhookServiceServer::new(
+                crate::api::webhooks::WebhookApi {
+                    shared: shared.clone(),
+                    changes: webhook_changes,
+                },
+            ),
+        )
         .add_service(SnapshotServiceServer::new(SnapshotApi {
             store: store.clone(),
             ca: ca.snapshot_files(),
@@ -399,6 +440,8 @@ pub async fn run_with_metrics(
     let _ = controller.await;
     let _ = pruner.await;
     traffic.stopped().await;
+    let _ = event_pruner.await;
+    let _ = webhooks.await;
     db.close().await;
     tokio::task::spawn_blocking(move || store.flush())
         .await

@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod fake_agent;
 pub mod multihost;
 pub mod service_probe;
+pub mod webhook_receiver;
 
 pub use cluster::{Cluster, ClusterOptions};
 

@@ -8,6 +8,7 @@ pub mod activation;
 pub mod audit;
 pub mod cluster;
 pub mod completion;
+pub mod events;
 pub mod instance;
 pub mod login;
 pub mod secret;
@@ -20,6 +21,7 @@ pub mod task_exec;
 pub mod taskdef;
 pub mod token;
 pub mod version;
+pub mod webhook;
 
 #[cfg(test)]
 mod tests;
@@ -162,11 +164,13 @@ pub async fn run(
         Command::Service(cmd) => service::run(cmd, &mut ctx).await,
         Command::Targetgroup(cmd) => targetgroup::run(cmd, &mut ctx).await,
         Command::Secret(cmd) => secret::run(cmd, &mut ctx).await,
+        Command::Webhook(cmd) => webhook::run(cmd, &mut ctx).await,
         Command::Tag(cmd) => tag::run(cmd, &mut ctx).await,
         Command::Version => version::run(&mut ctx).await,
         Command::Login(args) => login::run(args, &mut ctx).await,
         Command::Token(cmd) => token::run(cmd, &mut ctx).await,
         Command::Audit(cmd) => audit::run(cmd, &mut ctx).await,
+        Command::Events(args) => events::run(args, &mut ctx).await,
         Command::Snapshot(cmd) => snapshot::run(cmd, &mut ctx).await,
         Command::Completion(args) => completion::run(&args, ctx.out),
     }

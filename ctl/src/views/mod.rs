@@ -25,6 +25,7 @@ pub mod tag;
 pub mod target_group;
 pub mod task;
 pub mod taskdef;
+pub mod webhook;
 
 use std::ops::Deref;
 

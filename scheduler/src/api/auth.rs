@@ -159,6 +159,16 @@ pub const METHODS: &[MethodRule] = &[
     read("/berth.v1.TokenService/ListTokens", Admin),
     write("/berth.v1.TokenService/RevokeToken", Admin),
     read("/berth.v1.AuditService/ListAuditEvents", ReadOnly),
+    read("/berth.v1.EventService/ListEvents", ReadOnly),
+    read("/berth.v1.EventService/WatchEvents", ReadOnly),
+    // Webhooks send every matching event to a URL: creating and deleting
+    // them is admin business; the secret never reaches the audit.
+    write("/berth.v1.WebhookService/CreateWebhook", Admin),
+    read("/berth.v1.WebhookService/ListWebhooks", ReadOnly),
+    read("/berth.v1.WebhookService/DescribeWebhook", ReadOnly),
+    write("/berth.v1.WebhookService/DeleteWebhook", Admin),
+    read("/berth.v1.WebhookService/ListDeadLetters", ReadOnly),
+    write("/berth.v1.WebhookService/RedriveDeadLetters", Operator),
     // Trust: fetching the CA to pin it precedes having a token; activations
     // are admin business like tokens (listing them too).
     open("/berth.v1.ClusterCaService/GetClusterCa"),
@@ -345,6 +355,15 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
         "PutSecret" => format!("secret/{}", de::<pb::PutSecretRequest>(msg).name),
         "DeleteSecret" => format!("secret/{}", de::<pb::DeleteSecretRequest>(msg).name),
         "SaveSnapshot" => "snapshot".to_owned(),
+        // Name and URL only: the secret stays out of the audit.
+        "CreateWebhook" => {
+            let r = de::<pb::CreateWebhookRequest>(msg);
+            format!("webhook/{} url/{}", r.name, r.url)
+        }
+        "DeleteWebhook" => format!("webhook/{}", de::<pb::DeleteWebhookRequest>(msg).name),
+        "RedriveDeadLetters" => {
+            format!("webhook/{}", de::<pb::RedriveDeadLettersRequest>(msg).name)
+        }
         // Audited by its handler, which reads the stream's first message.
         "ExecuteCommand" => String::new(),
         "CreateTargetGroup" => format!(
@@ -683,6 +702,8 @@ mod tests {
             if m.path.starts_with("/berth.v1.TokenService/")
                 || m.path.starts_with("/berth.v1.ActivationService/")
                 || m.path.starts_with("/berth.v1.SnapshotService/")
+                || m.path == "/berth.v1.WebhookService/CreateWebhook"
+                || m.path == "/berth.v1.WebhookService/DeleteWebhook"
             {
                 assert_eq!(m.access, Access::Token(Role::Admin), "{}", m.path);
             } else if m.mutates {

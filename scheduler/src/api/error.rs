@@ -45,6 +45,9 @@ pub enum ApiError {
     /// A snapshot could not be taken.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// The event log cannot answer from this cursor.
+    #[error(transparent)]
+    Events(#[from] crate::events::EventsError),
 }
 
 impl From<crate::paging::PageError> for ApiError {
@@ -95,6 +98,12 @@ impl From<ApiError> for Status {
                     tracing::error!(cause = %s, "secret store error");
                     Status::internal(msg)
                 }
+            },
+            ApiError::Events(ev) => match ev {
+                // The client lost events: it must start again knowingly.
+                crate::events::EventsError::Expired { .. } => Status::out_of_range(msg),
+                crate::events::EventsError::Ahead { .. } => Status::failed_precondition(msg),
+                crate::events::EventsError::Store(s) => ApiError::Db(DbError::Store(s)).into(),
             },
             ApiError::Db(db) => match db {
                 DbError::NotFound { kind, .. } => {

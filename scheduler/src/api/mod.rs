@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cluster;
 pub mod convert;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod instance;
 pub mod secret;
@@ -22,6 +23,7 @@ pub mod taskdef;
 pub mod token;
 pub mod traffic;
 pub mod trust;
+pub mod webhooks;
 
 use std::sync::Arc;
 

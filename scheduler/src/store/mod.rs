@@ -59,10 +59,16 @@ pub enum Table {
     /// retention removes, oldest first per kind (`crate::retention`).
     /// Written in the same `Txn` as what it names.
     Retention,
+    /// Event sequence (big-endian u64) → event of a state change, written in
+    /// the `Txn` of the change (`crate::events`).
+    Events,
+    /// Webhook subscriptions, their delivery cursors, redrives and dead
+    /// letters (`crate::db::webhooks` names the keys).
+    Webhooks,
 }
 
 impl Table {
-    pub const ALL: [Table; 17] = [
+    pub const ALL: [Table; 19] = [
         Table::Meta,
         Table::Clusters,
         Table::Families,
@@ -80,6 +86,8 @@ impl Table {
         Table::Services,
         Table::TargetGroups,
         Table::Retention,
+        Table::Events,
+        Table::Webhooks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -101,6 +109,8 @@ impl Table {
             Table::Services => "services",
             Table::TargetGroups => "target_groups",
             Table::Retention => "retention",
+            Table::Events => "events",
+            Table::Webhooks => "webhooks",
         }
     }
 
@@ -128,6 +138,8 @@ impl Table {
             Table::Services => 14,
             Table::TargetGroups => 15,
             Table::Retention => 16,
+            Table::Events => 17,
+            Table::Webhooks => 18,
         }
     }
 }
