@@ -21,6 +21,7 @@ use crate::store::{GroupCommit, Op, Store, StoreError, Table, Txn};
 mod attributes;
 mod auth;
 mod run;
+pub mod schedules;
 mod secrets;
 mod services;
 mod tags;

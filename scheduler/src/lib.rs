@@ -32,6 +32,8 @@
 //!   names, answered from the traffic view (`dns::Zone`, pure).
 //! - [`prometheus`]: Prometheus HTTP service discovery: the scrape targets of running tasks'
 //!   metrics ports (pure), served on the ECS API's listener at `/prometheus/targets`.
+//! - [`schedules`]: scheduled tasks (EventBridge Scheduler's at/rate/cron with time zones) and
+//!   the loop that fires them, once per fire time.
 //! - [`traffic`]: target groups' targets with ELB's states and services' DNS endpoints, as
 //!   one view kept fresh for WatchTargets, the DNS server and load balancers.
 
@@ -51,6 +53,7 @@ pub mod placer;
 pub mod prometheus;
 pub mod records;
 pub mod reserve;
+pub mod schedules;
 pub mod secrets;
 pub mod server;
 pub mod services;

@@ -55,10 +55,16 @@ pub enum Table {
     Services,
     /// Target-group name → target-group record.
     TargetGroups,
+    /// Schedule name → scheduled task (EventBridge Scheduler's schedule),
+    /// its last fires included.
+    Schedules,
+    /// `cluster` 0x00 `service name` → the service's scalable target: its
+    /// min/max, scaling policies, scheduled actions and activities.
+    ScalableTargets,
 }
 
 impl Table {
-    pub const ALL: [Table; 16] = [
+    pub const ALL: [Table; 18] = [
         Table::Meta,
         Table::Clusters,
         Table::Families,
@@ -75,6 +81,8 @@ impl Table {
         Table::RunTokens,
         Table::Services,
         Table::TargetGroups,
+        Table::Schedules,
+        Table::ScalableTargets,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +103,8 @@ impl Table {
             Table::RunTokens => "run_tokens",
             Table::Services => "services",
             Table::TargetGroups => "target_groups",
+            Table::Schedules => "schedules",
+            Table::ScalableTargets => "scalable_targets",
         }
     }
 
@@ -121,6 +131,8 @@ impl Table {
             Table::RunTokens => 13,
             Table::Services => 14,
             Table::TargetGroups => 15,
+            Table::Schedules => 16,
+            Table::ScalableTargets => 17,
         }
     }
 }
