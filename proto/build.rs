@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "berth/v1/traffic.proto",
         "berth/v1/exec.proto",
         "berth/v1/agent.proto",
+        "berth/v1/autoscaling.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

@@ -141,6 +141,15 @@ struct FileConfig {
     ecs_api: Option<FileEcsApi>,
     dns: Option<FileDns>,
     metrics: Option<FileMetrics>,
+    schedules: Option<FileSchedules>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSchedules {
+    /// e.g. "1h": how late a fire missed while the scheduler was down may
+    /// still run (the latest one only).
+    catch_up_window: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -290,6 +299,8 @@ pub struct Config {
     pub dns: DnsSettings,
     /// Where `GET /metrics` listens (`[metrics] listen`); None: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// The scheduled tasks' loop (`[schedules]`).
+    pub schedules: crate::schedules::ScheduleSettings,
 }
 
 impl Config {
@@ -317,6 +328,10 @@ impl Config {
             },
             dns: DnsSettings::default(),
             metrics_listen: None,
+            schedules: crate::schedules::ScheduleSettings {
+                tick: Duration::from_millis(100),
+                ..Default::default()
+            },
         }
     }
 
@@ -463,6 +478,14 @@ impl Config {
         if services.resync < Duration::from_millis(50) {
             return Err(invalid("services.resync", "must be at least 50ms"));
         }
+        let schedules = crate::schedules::ScheduleSettings {
+            catch_up_window: duration(
+                "schedules.catch_up_window",
+                file.schedules.and_then(|s| s.catch_up_window),
+                Duration::from_secs(3600),
+            )?,
+            ..Default::default()
+        };
         let tls = resolve_tls(file.tls.unwrap_or_default(), env)?;
         let bootstrap_token = env
             .get(ENV_BOOTSTRAP_TOKEN)
@@ -549,6 +572,7 @@ impl Config {
                 region: ecs_region,
             },
             metrics_listen,
+            schedules,
             listen,
             data_dir,
             log_format,

@@ -238,6 +238,12 @@ pub async fn run_with_metrics(
         secrets,
         rendered: RenderCache::default(),
     };
+    let schedules = crate::schedules::Runner::new(
+        db.clone(),
+        crate::api::schedule::RunTaskLauncher::new(shared.clone()),
+        config.schedules,
+    )
+    .start(shutdown.child_token());
     let traffic = crate::traffic::Watcher::start(
         db.clone(),
         shared.sessions.clone(),
@@ -341,6 +347,13 @@ pub async fn run_with_metrics(
             traffic: traffic.clone(),
             shutdown: streams.clone(),
         }))
+        .add_service(
+            berth_proto::v1::schedule_service_server::ScheduleServiceServer::new(
+                crate::api::schedule::ScheduleApi {
+                    shared: shared.clone(),
+                },
+            ),
+        )
         .add_service(AgentServiceServer::new(AgentApi {
             shared: shared.clone(),
             shutdown: streams.clone(),
@@ -395,6 +408,7 @@ pub async fn run_with_metrics(
     // The controller stops at the shutdown signal; wait for its last
     // evaluation before the final flush.
     let _ = controller.await;
+    let _ = schedules.await;
     traffic.stopped().await;
     db.close().await;
     tokio::task::spawn_blocking(move || store.flush())

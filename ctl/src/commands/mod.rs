@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod completion;
 pub mod instance;
 pub mod login;
+pub mod schedule;
 pub mod secret;
 pub mod service;
 pub mod snapshot;
@@ -162,6 +163,7 @@ pub async fn run(
         Command::Service(cmd) => service::run(cmd, &mut ctx).await,
         Command::Targetgroup(cmd) => targetgroup::run(cmd, &mut ctx).await,
         Command::Secret(cmd) => secret::run(cmd, &mut ctx).await,
+        Command::Schedule(cmd) => schedule::run(cmd, &mut ctx).await,
         Command::Tag(cmd) => tag::run(cmd, &mut ctx).await,
         Command::Version => version::run(&mut ctx).await,
         Command::Login(args) => login::run(args, &mut ctx).await,

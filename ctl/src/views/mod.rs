@@ -17,6 +17,7 @@ pub mod activation;
 pub mod auth;
 pub mod cluster;
 pub mod instance;
+pub mod schedule;
 pub mod secret;
 pub mod service;
 pub mod service_deployment;

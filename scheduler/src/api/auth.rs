@@ -193,6 +193,12 @@ pub const METHODS: &[MethodRule] = &[
         ReadOnly,
     ),
     read("/berth.v1.TargetGroupService/WatchTargets", ReadOnly),
+    // Scheduled tasks run tasks: operator business, like RunTask.
+    write("/berth.v1.ScheduleService/CreateSchedule", Operator),
+    write("/berth.v1.ScheduleService/UpdateScheduleState", Operator),
+    write("/berth.v1.ScheduleService/DeleteSchedule", Operator),
+    read("/berth.v1.ScheduleService/ListSchedules", ReadOnly),
+    read("/berth.v1.ScheduleService/GetSchedule", ReadOnly),
 ];
 
 /// Mutating methods that are long-lived streams: the gate checks the role

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod error;
 pub mod exec;
 pub mod instance;
+pub mod schedule;
 pub mod secret;
 pub mod service;
 pub mod snapshot;

@@ -123,7 +123,11 @@ impl Db {
     /// CreateSchedule: the name must be free.
     pub async fn create_schedule(&self, rec: ScheduleRecord) -> Result<ScheduleRecord, DbError> {
         self.write("schedule", || {
-            if self.store.get(Table::Schedules, rec.name.as_bytes())?.is_some() {
+            if self
+                .store
+                .get(Table::Schedules, rec.name.as_bytes())?
+                .is_some()
+            {
                 return Err(DbError::AlreadyExists {
                     kind: "schedule",
                     name: rec.name.clone(),

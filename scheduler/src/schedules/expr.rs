@@ -53,7 +53,9 @@ pub enum Expression {
     /// One time, at this wall-clock time in the schedule's zone.
     At(DateTime),
     /// Every `millis` from the anchor.
-    Rate { millis: i64 },
+    Rate {
+        millis: i64,
+    },
     Cron(Box<Cron>),
 }
 
@@ -499,12 +501,16 @@ fn parse_dow(s: &str) -> Result<DaySpec, ExprError> {
             last |= 1 << DAY_OF_WEEK.value(d)?;
         } else if let Some((d, n)) = u.split_once('#') {
             let d = DAY_OF_WEEK.value(d)? as u8;
-            let n: u8 = n.parse().ok().filter(|n| (1..=5).contains(n)).ok_or_else(|| {
-                err(
-                    "cron.day-of-week",
-                    format!("{item:?}: the week after # must be 1–5"),
-                )
-            })?;
+            let n: u8 = n
+                .parse()
+                .ok()
+                .filter(|n| (1..=5).contains(n))
+                .ok_or_else(|| {
+                    err(
+                        "cron.day-of-week",
+                        format!("{item:?}: the week after # must be 1–5"),
+                    )
+                })?;
             nth.push((d, n));
         } else {
             for v in DAY_OF_WEEK.set(item)? {
@@ -599,7 +605,12 @@ impl Schedule {
 
     /// The fire times in `(after, until]`, at most `limit` of them, oldest
     /// first.
-    pub fn fires_between(&self, after: UnixMillis, until: UnixMillis, limit: usize) -> Vec<UnixMillis> {
+    pub fn fires_between(
+        &self,
+        after: UnixMillis,
+        until: UnixMillis,
+        limit: usize,
+    ) -> Vec<UnixMillis> {
         let mut out = Vec::new();
         let mut t = after;
         while out.len() < limit {

@@ -57,7 +57,10 @@ fn a_rate_fires_at_creation_then_every_period() {
     );
     rec.last_fire = Some(created);
     assert_eq!(due_at(&rec, created + MIN - 1, 3_600_000), Due::default());
-    assert_eq!(due_at(&rec, created + MIN, 3_600_000).run, Some(created + MIN));
+    assert_eq!(
+        due_at(&rec, created + MIN, 3_600_000).run,
+        Some(created + MIN)
+    );
 }
 
 #[test]
@@ -91,7 +94,11 @@ fn a_long_outage_lists_a_bounded_number_of_missed_fires() {
     let now = rec.created_at + 10 * 24 * 60 * MIN;
     let d = due_at(&rec, now, 5 * MIN);
     assert_eq!(d.run, Some(now));
-    assert!(d.missed.len() <= MAX_MISSED_LISTED + 1, "{}", d.missed.len());
+    assert!(
+        d.missed.len() <= MAX_MISSED_LISTED + 1,
+        "{}",
+        d.missed.len()
+    );
     assert_eq!(d.missed[0], rec.created_at + MIN);
 }
 

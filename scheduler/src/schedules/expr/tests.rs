@@ -232,11 +232,21 @@ fn start_date_bounds_the_first_fire() {
 fn cron_follows_the_zone_offset() {
     // 09:00 in Paris is 08:00 UTC in winter and 07:00 UTC in summer.
     assert_eq!(
-        next_n("cron(0 9 * * ? *)", "Europe/Paris", "2026-03-28T12:00:00Z", 2),
+        next_n(
+            "cron(0 9 * * ? *)",
+            "Europe/Paris",
+            "2026-03-28T12:00:00Z",
+            2
+        ),
         ["2026-03-29T07:00:00Z", "2026-03-30T07:00:00Z"]
     );
     assert_eq!(
-        next_n("cron(0 9 * * ? *)", "Europe/Paris", "2026-01-10T12:00:00Z", 1),
+        next_n(
+            "cron(0 9 * * ? *)",
+            "Europe/Paris",
+            "2026-01-10T12:00:00Z",
+            1
+        ),
         ["2026-01-11T08:00:00Z"]
     );
     // A zone with a fixed offset.
