@@ -142,6 +142,14 @@ struct FileConfig {
     dns: Option<FileDns>,
     metrics: Option<FileMetrics>,
     schedules: Option<FileSchedules>,
+    autoscaling: Option<FileAutoscaling>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAutoscaling {
+    /// e.g. "60s": the metric period (one datapoint, one policy evaluation).
+    period: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -301,6 +309,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The scheduled tasks' loop (`[schedules]`).
     pub schedules: crate::schedules::ScheduleSettings,
+    /// Service auto scaling (`[autoscaling]`); tests may plug a metrics source in.
+    pub autoscaling: crate::autoscaling::AutoscalingSettings,
 }
 
 impl Config {
@@ -329,6 +339,10 @@ impl Config {
             dns: DnsSettings::default(),
             metrics_listen: None,
             schedules: crate::schedules::ScheduleSettings {
+                tick: Duration::from_millis(100),
+                ..Default::default()
+            },
+            autoscaling: crate::autoscaling::AutoscalingSettings {
                 tick: Duration::from_millis(100),
                 ..Default::default()
             },
@@ -486,6 +500,17 @@ impl Config {
             )?,
             ..Default::default()
         };
+        let autoscaling = crate::autoscaling::AutoscalingSettings {
+            period: duration(
+                "autoscaling.period",
+                file.autoscaling.and_then(|a| a.period),
+                Duration::from_secs(60),
+            )?,
+            ..Default::default()
+        };
+        if autoscaling.period < Duration::from_secs(1) {
+            return Err(invalid("autoscaling.period", "must be at least 1s"));
+        }
         let tls = resolve_tls(file.tls.unwrap_or_default(), env)?;
         let bootstrap_token = env
             .get(ENV_BOOTSTRAP_TOKEN)
@@ -573,6 +598,7 @@ impl Config {
             },
             metrics_listen,
             schedules,
+            autoscaling,
             listen,
             data_dir,
             log_format,

@@ -20,6 +20,7 @@ use crate::store::{GroupCommit, Op, Store, StoreError, Table, Txn};
 
 mod attributes;
 mod auth;
+pub mod autoscaling;
 mod run;
 pub mod schedules;
 mod secrets;

@@ -6,6 +6,9 @@
 //!   `api::auth` is the one gate of the operator API (tokens, roles, audit).
 //! - [`ecs_api`]: the second edge: Amazon ECS's own API (AWS JSON 1.1 over HTTPS, SigV4), whose
 //!   operations call the gRPC services in-process and answer in ECS's shapes.
+//! - [`autoscaling`]: service auto scaling (Application Auto Scaling's scalable targets,
+//!   target tracking, step scaling, scheduled actions); its decisions are pure in
+//!   `autoscaling::decide`, its datapoints come through `autoscaling::ServiceMetrics`.
 //! - [`auth`]: roles, the operator-token format and its hash; no I/O.
 //! - [`db`]: typed, durable operations (clusters, task definitions, instances, tasks).
 //! - [`store`]: the narrow storage trait and its sled implementation; the only place sled appears.
@@ -41,6 +44,7 @@ pub mod agent_link;
 pub mod agents;
 pub mod api;
 pub mod auth;
+pub mod autoscaling;
 pub mod config;
 pub mod db;
 pub mod dns;

@@ -244,6 +244,8 @@ pub async fn run_with_metrics(
         config.schedules,
     )
     .start(shutdown.child_token());
+    let autoscaler = crate::autoscaling::Autoscaler::new(db.clone(), config.autoscaling.clone())
+        .start(shutdown.child_token());
     let traffic = crate::traffic::Watcher::start(
         db.clone(),
         shared.sessions.clone(),
@@ -354,6 +356,13 @@ pub async fn run_with_metrics(
                 },
             ),
         )
+        .add_service(
+            berth_proto::v1::auto_scaling_service_server::AutoScalingServiceServer::new(
+                crate::api::autoscaling::AutoScalingApi {
+                    shared: shared.clone(),
+                },
+            ),
+        )
         .add_service(AgentServiceServer::new(AgentApi {
             shared: shared.clone(),
             shutdown: streams.clone(),
@@ -409,6 +418,7 @@ pub async fn run_with_metrics(
     // evaluation before the final flush.
     let _ = controller.await;
     let _ = schedules.await;
+    let _ = autoscaler.await;
     traffic.stopped().await;
     db.close().await;
     tokio::task::spawn_blocking(move || store.flush())

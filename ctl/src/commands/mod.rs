@@ -13,6 +13,7 @@ pub mod login;
 pub mod schedule;
 pub mod secret;
 pub mod service;
+pub mod service_autoscaling;
 pub mod snapshot;
 pub mod tag;
 pub mod targetgroup;

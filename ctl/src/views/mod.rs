@@ -15,6 +15,7 @@
 
 pub mod activation;
 pub mod auth;
+pub mod autoscaling;
 pub mod cluster;
 pub mod instance;
 pub mod schedule;

@@ -199,6 +199,17 @@ pub const METHODS: &[MethodRule] = &[
     write("/berth.v1.ScheduleService/DeleteSchedule", Operator),
     read("/berth.v1.ScheduleService/ListSchedules", ReadOnly),
     read("/berth.v1.ScheduleService/GetSchedule", ReadOnly),
+    // Service auto scaling changes desired counts: operator business.
+    write("/berth.v1.AutoScalingService/RegisterScalableTarget", Operator),
+    write("/berth.v1.AutoScalingService/DeregisterScalableTarget", Operator),
+    read("/berth.v1.AutoScalingService/DescribeScalableTargets", ReadOnly),
+    write("/berth.v1.AutoScalingService/PutScalingPolicy", Operator),
+    write("/berth.v1.AutoScalingService/DeleteScalingPolicy", Operator),
+    read("/berth.v1.AutoScalingService/DescribeScalingPolicies", ReadOnly),
+    write("/berth.v1.AutoScalingService/PutScheduledAction", Operator),
+    write("/berth.v1.AutoScalingService/DeleteScheduledAction", Operator),
+    read("/berth.v1.AutoScalingService/DescribeScheduledActions", ReadOnly),
+    read("/berth.v1.AutoScalingService/DescribeScalingActivities", ReadOnly),
 ];
 
 /// Mutating methods that are long-lived streams: the gate checks the role

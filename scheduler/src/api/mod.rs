@@ -7,6 +7,7 @@ pub mod agent;
 pub mod attribute;
 pub mod audit;
 pub mod auth;
+pub mod autoscaling;
 pub mod cluster;
 pub mod convert;
 pub mod error;
