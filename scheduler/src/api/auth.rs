@@ -404,8 +404,50 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
             let r = de::<pb::DeleteAttributesRequest>(msg);
             in_cluster(&r.cluster, &attributes(&r.attributes))
         }
+        "CreateSchedule" => format!("schedule/{}", de::<pb::CreateScheduleRequest>(msg).name),
+        "UpdateScheduleState" => {
+            let r = de::<pb::UpdateScheduleStateRequest>(msg);
+            format!("schedule/{} state/{}", r.name, r.state)
+        }
+        "DeleteSchedule" => format!("schedule/{}", de::<pb::DeleteScheduleRequest>(msg).name),
+        "RegisterScalableTarget" => scalable(de::<pb::RegisterScalableTargetRequest>(msg).target),
+        "DeregisterScalableTarget" => scalable(Some(de::<pb::ScalableTargetRef>(msg))),
+        "PutScalingPolicy" => {
+            let r = de::<pb::PutScalingPolicyRequest>(msg);
+            format!("{} policy/{}", scalable(r.target), r.policy_name)
+        }
+        "DeleteScalingPolicy" => {
+            let r = de::<pb::DeleteScalingPolicyRequest>(msg);
+            format!("{} policy/{}", scalable(r.target), r.policy_name)
+        }
+        "PutScheduledAction" => {
+            let r = de::<pb::PutScheduledActionRequest>(msg);
+            format!(
+                "{} scheduled-action/{}",
+                scalable(r.target),
+                r.scheduled_action_name
+            )
+        }
+        "DeleteScheduledAction" => {
+            let r = de::<pb::DeleteScheduledActionRequest>(msg);
+            format!(
+                "{} scheduled-action/{}",
+                scalable(r.target),
+                r.scheduled_action_name
+            )
+        }
         _ => return None,
     })
+}
+
+/// `cluster/C service/S` of a scalable target.
+fn scalable(r: Option<pb::ScalableTargetRef>) -> String {
+    let r = r.unwrap_or_default();
+    format!(
+        "cluster/{} service/{}",
+        super::cluster_arg(&r.cluster),
+        berth_proto::arn::resource_part(&r.service)
+    )
 }
 
 /// The message of a unary gRPC body: the first length-prefixed frame, if
