@@ -160,9 +160,9 @@ async fn bounds_and_scheduled_actions_clamp_the_desired_count() {
     assert!(put.next_fire_time.is_some());
     let svc = until_running(&s.ops, 4, Duration::from_secs(15)).await;
     assert!(
-        svc.events
-            .iter()
-            .any(|e| e.message.contains("was scaled out from 2 to 4 tasks by Application Auto Scaling")),
+        svc.events.iter().any(|e| e
+            .message
+            .contains("was scaled out from 2 to 4 tasks by Application Auto Scaling")),
         "{:?}",
         svc.events
     );
@@ -261,7 +261,11 @@ async fn target_tracking_scales_out_on_high_cpu_and_back_in() {
                 .into_inner()
                 .scaling_activities;
             acts.iter()
-                .any(|a| a.not_scaled_reasons.iter().any(|r| r == "AlreadyAtMaxCapacity"))
+                .any(|a| {
+                    a.not_scaled_reasons
+                        .iter()
+                        .any(|r| r == "AlreadyAtMaxCapacity")
+                })
                 .then_some(())
                 .ok_or_else(|| format!("{} activities", acts.len()))
         }

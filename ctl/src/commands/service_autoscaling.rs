@@ -44,7 +44,11 @@ pub enum AutoscalingCommand {
         policy: String,
         /// TargetTrackingScalingPolicyConfiguration, e.g. {"TargetValue":60,
         /// "PredefinedMetricSpecification":{"PredefinedMetricType":"ECSServiceAverageCPUUtilization"}}
-        #[arg(long = "target-tracking", value_name = "JSON", conflicts_with = "step_scaling")]
+        #[arg(
+            long = "target-tracking",
+            value_name = "JSON",
+            conflicts_with = "step_scaling"
+        )]
         target_tracking: Option<String>,
         /// StepScalingPolicyConfiguration; needs --alarm-metric, --comparison, --threshold
         #[arg(long = "step-scaling", value_name = "JSON", requires_all = ["alarm_metric", "comparison", "threshold"])]
@@ -269,7 +273,9 @@ pub async fn run(cmd: AutoscalingCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlEr
                 .map_err(rpc)?
                 .into_inner();
             let v = view::policy_view(r.policy.unwrap_or_default());
-            ctx.emit(&v, |p| format!("scaling policy {} deleted\n", p.policy_name))
+            ctx.emit(&v, |p| {
+                format!("scaling policy {} deleted\n", p.policy_name)
+            })
         }
         AutoscalingCommand::PutScheduledAction {
             service,

@@ -72,7 +72,12 @@ pub fn policy_view(p: pb::ScalingPolicy) -> PolicyView {
     } else {
         p.alarm
             .as_ref()
-            .map(|a| format!("{} {} {}", a.metric_name, a.comparison_operator, a.threshold))
+            .map(|a| {
+                format!(
+                    "{} {} {}",
+                    a.metric_name, a.comparison_operator, a.threshold
+                )
+            })
             .unwrap_or_default()
     };
     PolicyView {
@@ -274,7 +279,11 @@ pub fn describe(v: &DescribeView) -> String {
     }
     let mut policies = Table::new(&["POLICY", "TYPE", "METRIC"]);
     for p in &v.scaling_policies {
-        policies.row([p.policy_name.clone(), p.policy_type.clone(), p.summary.clone()]);
+        policies.row([
+            p.policy_name.clone(),
+            p.policy_type.clone(),
+            p.summary.clone(),
+        ]);
     }
     let mut actions = Table::new(&["SCHEDULED ACTION", "SCHEDULE", "TIMEZONE", "SET", "NEXT"]);
     for a in &v.scheduled_actions {

@@ -200,16 +200,37 @@ pub const METHODS: &[MethodRule] = &[
     read("/berth.v1.ScheduleService/ListSchedules", ReadOnly),
     read("/berth.v1.ScheduleService/GetSchedule", ReadOnly),
     // Service auto scaling changes desired counts: operator business.
-    write("/berth.v1.AutoScalingService/RegisterScalableTarget", Operator),
-    write("/berth.v1.AutoScalingService/DeregisterScalableTarget", Operator),
-    read("/berth.v1.AutoScalingService/DescribeScalableTargets", ReadOnly),
+    write(
+        "/berth.v1.AutoScalingService/RegisterScalableTarget",
+        Operator,
+    ),
+    write(
+        "/berth.v1.AutoScalingService/DeregisterScalableTarget",
+        Operator,
+    ),
+    read(
+        "/berth.v1.AutoScalingService/DescribeScalableTargets",
+        ReadOnly,
+    ),
     write("/berth.v1.AutoScalingService/PutScalingPolicy", Operator),
     write("/berth.v1.AutoScalingService/DeleteScalingPolicy", Operator),
-    read("/berth.v1.AutoScalingService/DescribeScalingPolicies", ReadOnly),
+    read(
+        "/berth.v1.AutoScalingService/DescribeScalingPolicies",
+        ReadOnly,
+    ),
     write("/berth.v1.AutoScalingService/PutScheduledAction", Operator),
-    write("/berth.v1.AutoScalingService/DeleteScheduledAction", Operator),
-    read("/berth.v1.AutoScalingService/DescribeScheduledActions", ReadOnly),
-    read("/berth.v1.AutoScalingService/DescribeScalingActivities", ReadOnly),
+    write(
+        "/berth.v1.AutoScalingService/DeleteScheduledAction",
+        Operator,
+    ),
+    read(
+        "/berth.v1.AutoScalingService/DescribeScheduledActions",
+        ReadOnly,
+    ),
+    read(
+        "/berth.v1.AutoScalingService/DescribeScalingActivities",
+        ReadOnly,
+    ),
 ];
 
 /// Mutating methods that are long-lived streams: the gate checks the role

@@ -7,12 +7,11 @@
 
 use berth_proto::v1::{
     auto_scaling_service_server::AutoScalingService, DeleteScalingPolicyRequest,
-    DeleteScheduledActionRequest, DescribeScalableTargetsRequest,
-    DescribeScalableTargetsResponse, DescribeScalingActivitiesRequest,
-    DescribeScalingActivitiesResponse, DescribeScalingPoliciesResponse,
-    DescribeScheduledActionsResponse, PutScalingPolicyRequest, PutScheduledActionRequest,
-    RegisterScalableTargetRequest, ScalableTarget, ScalableTargetRef, ScalableTargetResponse,
-    ScalingActivity, ScalingPolicy, ScalingPolicyResponse, ScheduledAction,
+    DeleteScheduledActionRequest, DescribeScalableTargetsRequest, DescribeScalableTargetsResponse,
+    DescribeScalingActivitiesRequest, DescribeScalingActivitiesResponse,
+    DescribeScalingPoliciesResponse, DescribeScheduledActionsResponse, PutScalingPolicyRequest,
+    PutScheduledActionRequest, RegisterScalableTargetRequest, ScalableTarget, ScalableTargetRef,
+    ScalableTargetResponse, ScalingActivity, ScalingPolicy, ScalingPolicyResponse, ScheduledAction,
     ScheduledActionResponse, StepAlarm as PbAlarm, SuspendedState,
 };
 use tonic::{Request, Response, Status};
@@ -152,7 +151,10 @@ fn action_to_proto(t: &ScalableTargetRecord, a: &ScheduledActionRecord) -> Sched
 /// The policy configuration of a PutScalingPolicy, from AAS's JSON.
 fn parse_policy(req: &PutScalingPolicyRequest) -> Result<PolicyConfig, ApiError> {
     let json_err = |e: serde_json::Error| {
-        ApiError::invalid("configurationJson", format!("not valid JSON for the policy: {e}"))
+        ApiError::invalid(
+            "configurationJson",
+            format!("not valid JSON for the policy: {e}"),
+        )
     };
     let cfg_err = |prefix: &str, e: decide::ConfigError| {
         ApiError::invalid(&format!("{prefix}.{}", e.path), e.message)
@@ -284,10 +286,7 @@ impl AutoScalingService for AutoScalingApi {
                 if rec.min > rec.max {
                     return Err(DbError::InvalidArgument {
                         field: "maxCapacity",
-                        message: format!(
-                            "{} is below minCapacity {}",
-                            rec.max, rec.min
-                        ),
+                        message: format!("{} is below minCapacity {}", rec.max, rec.min),
                     });
                 }
                 Ok(rec)

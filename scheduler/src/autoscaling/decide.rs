@@ -102,11 +102,11 @@ impl TargetTracking {
         {
             "ECSServiceAverageCPUUtilization" => Ok(Metric::Cpu),
             "ECSServiceAverageMemoryUtilization" => Ok(Metric::Memory),
-            "ALBRequestCountPerTarget" => Err(
-                "ALBRequestCountPerTarget is not supported yet; use \
+            "ALBRequestCountPerTarget" => {
+                Err("ALBRequestCountPerTarget is not supported yet; use \
                  ECSServiceAverageCPUUtilization or ECSServiceAverageMemoryUtilization"
-                    .to_owned(),
-            ),
+                    .to_owned())
+            }
             other => Err(format!(
                 "{other:?} is not an ECS predefined metric type \
                  (ECSServiceAverageCPUUtilization, ECSServiceAverageMemoryUtilization)"
@@ -277,7 +277,8 @@ pub fn validate_step(s: &StepScaling, a: &StepAlarm) -> Result<(), ConfigError> 
             ));
         }
     }
-    let opens = |f: &dyn Fn(&StepAdjustment) -> bool| s.step_adjustments.iter().filter(|x| f(x)).count();
+    let opens =
+        |f: &dyn Fn(&StepAdjustment) -> bool| s.step_adjustments.iter().filter(|x| f(x)).count();
     if opens(&|x| x.metric_interval_lower_bound.is_none()) > 1 {
         return Err(cerr(
             "StepAdjustments",

@@ -184,7 +184,9 @@ impl Autoscaler {
             } else {
                 // Bounds only (a manual UpdateService outside them).
                 self.db
-                    .scale_service(&t.cluster, &t.service, |target, svc| clamp(svc, target, now))
+                    .scale_service(&t.cluster, &t.service, |target, svc| {
+                        clamp(svc, target, now)
+                    })
                     .await?;
             }
         }
@@ -273,7 +275,10 @@ impl Autoscaler {
             })
             .collect();
         let resource = t.resource_id();
-        let seen = self.seen.get(&(t.cluster.clone(), t.service.clone())).map(|s| s.1.clone());
+        let seen = self
+            .seen
+            .get(&(t.cluster.clone(), t.service.clone()))
+            .map(|s| s.1.clone());
         let out = self
             .db
             .scale_service(&t.cluster, &t.service, |target, svc| {

@@ -231,11 +231,7 @@ impl Db {
             if svc != before_svc {
                 svc.version += 1;
                 txn.add_check_equals(Table::Services, key.clone(), s_bytes)
-                    .add_put(
-                        Table::Services,
-                        key.clone(),
-                        encode(Table::Services, &svc)?,
-                    );
+                    .add_put(Table::Services, key.clone(), encode(Table::Services, &svc)?);
             }
             if target != before_target {
                 txn.add_check_equals(Table::ScalableTargets, key.clone(), t_bytes)

@@ -96,7 +96,12 @@ enum Want {
     Not(&'static str),
 }
 
-fn case(why: &'static str, desired: u32, policies: Vec<(PolicyConfig, Vec<Option<f64>>)>, want: Want) -> Case {
+fn case(
+    why: &'static str,
+    desired: u32,
+    policies: Vec<(PolicyConfig, Vec<Option<f64>>)>,
+    want: Want,
+) -> Case {
     Case {
         why,
         desired,
@@ -174,96 +179,261 @@ fn target_tracking_rules() {
     };
     let mut cases = vec![
         // §3: AlarmHigh is 3 of 3 datapoints above the target.
-        case("3 high datapoints scale out proportionally (ceil)", 2, vec![(tt(50.0), flat(90.0, 3))], Want::Out(4)),
-        case("2 high datapoints are not enough", 2, vec![(tt(50.0), pts(&[Some(40.0), Some(90.0), Some(90.0)]))], Want::Idle),
-        case("exactly at the target does not breach", 2, vec![(tt(50.0), flat(50.0, 15))], Want::Idle),
-        case("rounding up on scale-out: 3 × 51/50 → 4", 3, vec![(tt(50.0), flat(51.0, 3))], Want::Out(4)),
+        case(
+            "3 high datapoints scale out proportionally (ceil)",
+            2,
+            vec![(tt(50.0), flat(90.0, 3))],
+            Want::Out(4),
+        ),
+        case(
+            "2 high datapoints are not enough",
+            2,
+            vec![(tt(50.0), pts(&[Some(40.0), Some(90.0), Some(90.0)]))],
+            Want::Idle,
+        ),
+        case(
+            "exactly at the target does not breach",
+            2,
+            vec![(tt(50.0), flat(50.0, 15))],
+            Want::Idle,
+        ),
+        case(
+            "rounding up on scale-out: 3 × 51/50 → 4",
+            3,
+            vec![(tt(50.0), flat(51.0, 3))],
+            Want::Out(4),
+        ),
         // §3: no scaling on INSUFFICIENT_DATA.
-        case("a missing datapoint blocks the high alarm", 2, vec![(tt(50.0), pts(&[Some(90.0), None, Some(90.0)]))], Want::Idle),
+        case(
+            "a missing datapoint blocks the high alarm",
+            2,
+            vec![(tt(50.0), pts(&[Some(90.0), None, Some(90.0)]))],
+            Want::Idle,
+        ),
         // §3: AlarmLow is 15 of 15 below 0.9 × target.
-        case("15 low datapoints scale in", 10, vec![(tt(60.0), flat(30.0, 15))], Want::In(5)),
-        case("14 low datapoints are not enough", 10, vec![(tt(60.0), {
-            let mut v = flat(30.0, 15);
-            v[0] = Some(59.0);
-            v
-        })], Want::Idle),
-        case("inside the band (between 0.9 × target and target) nothing happens", 10, vec![(tt(60.0), flat(55.0, 15))], Want::Idle),
-        case("scale-in removes at least one", 10, vec![(tt(60.0), flat(53.0, 15))], Want::In(9)),
-        case("missing data never scales in", 10, vec![(tt(60.0), {
-            let mut v = flat(30.0, 15);
-            v[7] = None;
-            v
-        })], Want::Idle),
-        case("no datapoints at all: idle", 10, vec![(tt(60.0), vec![None; 15])], Want::Idle),
+        case(
+            "15 low datapoints scale in",
+            10,
+            vec![(tt(60.0), flat(30.0, 15))],
+            Want::In(5),
+        ),
+        case(
+            "14 low datapoints are not enough",
+            10,
+            vec![(tt(60.0), {
+                let mut v = flat(30.0, 15);
+                v[0] = Some(59.0);
+                v
+            })],
+            Want::Idle,
+        ),
+        case(
+            "inside the band (between 0.9 × target and target) nothing happens",
+            10,
+            vec![(tt(60.0), flat(55.0, 15))],
+            Want::Idle,
+        ),
+        case(
+            "scale-in removes at least one",
+            10,
+            vec![(tt(60.0), flat(53.0, 15))],
+            Want::In(9),
+        ),
+        case(
+            "missing data never scales in",
+            10,
+            vec![(tt(60.0), {
+                let mut v = flat(30.0, 15);
+                v[7] = None;
+                v
+            })],
+            Want::Idle,
+        ),
+        case(
+            "no datapoints at all: idle",
+            10,
+            vec![(tt(60.0), vec![None; 15])],
+            Want::Idle,
+        ),
         // §3: DisableScaleIn.
-        case("disableScaleIn drops the scale-in", 10, vec![(tt_no_in(60.0), flat(30.0, 15))], Want::Idle),
+        case(
+            "disableScaleIn drops the scale-in",
+            10,
+            vec![(tt_no_in(60.0), flat(30.0, 15))],
+            Want::Idle,
+        ),
         // §3: several policies; scale out if any, largest wins.
-        case("any policy scales out; the largest capacity wins", 4, vec![
-            (tt(50.0), flat(75.0, 15)),
-            (tt(50.0), flat(100.0, 15)),
-        ], Want::Out(8)),
-        case("out wins over in", 4, vec![(tt(50.0), flat(10.0, 15)), (tt(50.0), flat(100.0, 15))], Want::Out(8)),
+        case(
+            "any policy scales out; the largest capacity wins",
+            4,
+            vec![(tt(50.0), flat(75.0, 15)), (tt(50.0), flat(100.0, 15))],
+            Want::Out(8),
+        ),
+        case(
+            "out wins over in",
+            4,
+            vec![(tt(50.0), flat(10.0, 15)), (tt(50.0), flat(100.0, 15))],
+            Want::Out(8),
+        ),
         // §3: scale in only if all (scale-in enabled) target-tracking policies agree.
-        case("scale-in needs every policy", 10, vec![(tt(60.0), flat(30.0, 15)), (tt(60.0), flat(57.0, 15))], Want::Not("NotAllPoliciesAgree")),
-        case("a disableScaleIn policy does not veto", 10, vec![(tt(60.0), flat(30.0, 15)), (tt_no_in(60.0), flat(57.0, 15))], Want::In(5)),
-        case("when all agree, the largest capacity (least removal) wins", 10, vec![(tt(60.0), flat(30.0, 15)), (tt(60.0), flat(48.0, 15))], Want::In(8)),
+        case(
+            "scale-in needs every policy",
+            10,
+            vec![(tt(60.0), flat(30.0, 15)), (tt(60.0), flat(57.0, 15))],
+            Want::Not("NotAllPoliciesAgree"),
+        ),
+        case(
+            "a disableScaleIn policy does not veto",
+            10,
+            vec![(tt(60.0), flat(30.0, 15)), (tt_no_in(60.0), flat(57.0, 15))],
+            Want::In(5),
+        ),
+        case(
+            "when all agree, the largest capacity (least removal) wins",
+            10,
+            vec![(tt(60.0), flat(30.0, 15)), (tt(60.0), flat(48.0, 15))],
+            Want::In(8),
+        ),
         // §1: min/max.
-        case("clamped to max", 2, vec![(tt(10.0), flat(90.0, 3))], Want::Out(18)),
+        case(
+            "clamped to max",
+            2,
+            vec![(tt(10.0), flat(90.0, 3))],
+            Want::Out(18),
+        ),
     ];
     cases.push(Case {
         max: 5,
-        ..case("scale-out stops at max", 2, vec![(tt(10.0), flat(90.0, 3))], Want::Out(5))
+        ..case(
+            "scale-out stops at max",
+            2,
+            vec![(tt(10.0), flat(90.0, 3))],
+            Want::Out(5),
+        )
     });
     cases.push(Case {
         max: 5,
-        ..case("already at max", 5, vec![(tt(10.0), flat(90.0, 3))], Want::Not("AlreadyAtMaxCapacity"))
+        ..case(
+            "already at max",
+            5,
+            vec![(tt(10.0), flat(90.0, 3))],
+            Want::Not("AlreadyAtMaxCapacity"),
+        )
     });
     cases.push(Case {
         min: 3,
-        ..case("already at min", 3, vec![(tt(60.0), flat(10.0, 15))], Want::Not("AlreadyAtMinCapacity"))
+        ..case(
+            "already at min",
+            3,
+            vec![(tt(60.0), flat(10.0, 15))],
+            Want::Not("AlreadyAtMinCapacity"),
+        )
     });
     cases.push(Case {
         min: 3,
-        ..case("scale-in stops at min", 10, vec![(tt(60.0), flat(6.0, 15))], Want::In(3))
+        ..case(
+            "scale-in stops at min",
+            10,
+            vec![(tt(60.0), flat(6.0, 15))],
+            Want::In(3),
+        )
     });
     // §1: no scale-in during a deployment; scale-out continues.
     cases.push(Case {
         deployment: true,
-        ..case("no scale-in while a deployment is in progress", 10, vec![(tt(60.0), flat(30.0, 15))], Want::Not("DeploymentInProgress"))
+        ..case(
+            "no scale-in while a deployment is in progress",
+            10,
+            vec![(tt(60.0), flat(30.0, 15))],
+            Want::Not("DeploymentInProgress"),
+        )
     });
     cases.push(Case {
         deployment: true,
-        ..case("scale-out goes on during a deployment", 2, vec![(tt(50.0), flat(90.0, 3))], Want::Out(4))
+        ..case(
+            "scale-out goes on during a deployment",
+            2,
+            vec![(tt(50.0), flat(90.0, 3))],
+            Want::Out(4),
+        )
     });
     // §1: suspended processes.
     cases.push(Case {
-        suspended: Suspended { dynamic_out: true, ..Default::default() },
-        ..case("scale-out suspended", 2, vec![(tt(50.0), flat(90.0, 3))], Want::Not("ScaleOutSuspended"))
+        suspended: Suspended {
+            dynamic_out: true,
+            ..Default::default()
+        },
+        ..case(
+            "scale-out suspended",
+            2,
+            vec![(tt(50.0), flat(90.0, 3))],
+            Want::Not("ScaleOutSuspended"),
+        )
     });
     cases.push(Case {
-        suspended: Suspended { dynamic_in: true, ..Default::default() },
-        ..case("scale-in suspended", 10, vec![(tt(60.0), flat(30.0, 15))], Want::Not("ScaleInSuspended"))
+        suspended: Suspended {
+            dynamic_in: true,
+            ..Default::default()
+        },
+        ..case(
+            "scale-in suspended",
+            10,
+            vec![(tt(60.0), flat(30.0, 15))],
+            Want::Not("ScaleInSuspended"),
+        )
     });
     // §3: cooldowns.
     cases.push(Case {
         policies: vec![(tt(50.0), out_cooldown.clone(), flat(90.0, 3))],
-        ..case("in the scale-out cooldown the same scale-out does not repeat (from 2: still 4)", 4, vec![], Want::Not("Cooldown"))
+        ..case(
+            "in the scale-out cooldown the same scale-out does not repeat (from 2: still 4)",
+            4,
+            vec![],
+            Want::Not("Cooldown"),
+        )
     });
     cases.push(Case {
         policies: vec![(tt(50.0), out_cooldown.clone(), flat(150.0, 3))],
-        ..case("in the scale-out cooldown a larger scale-out goes ahead (from 2: 6)", 4, vec![], Want::Out(6))
+        ..case(
+            "in the scale-out cooldown a larger scale-out goes ahead (from 2: 6)",
+            4,
+            vec![],
+            Want::Out(6),
+        )
     });
     cases.push(Case {
-        policies: vec![(tt(50.0), Cooldowns { last_out: Some((NOW - 301_000, 2)), last_in: None }, flat(90.0, 3))],
-        ..case("after the scale-out cooldown it counts from now (4 → 8)", 4, vec![], Want::Out(8))
+        policies: vec![(
+            tt(50.0),
+            Cooldowns {
+                last_out: Some((NOW - 301_000, 2)),
+                last_in: None,
+            },
+            flat(90.0, 3),
+        )],
+        ..case(
+            "after the scale-out cooldown it counts from now (4 → 8)",
+            4,
+            vec![],
+            Want::Out(8),
+        )
     });
     cases.push(Case {
         policies: vec![(tt(60.0), in_cooldown.clone(), flat(30.0, 15))],
-        ..case("scale-in waits for the scale-in cooldown", 10, vec![], Want::Not("Cooldown"))
+        ..case(
+            "scale-in waits for the scale-in cooldown",
+            10,
+            vec![],
+            Want::Not("Cooldown"),
+        )
     });
     cases.push(Case {
         policies: vec![(tt(50.0), in_cooldown, flat(90.0, 3))],
-        ..case("scale-out is not held by the scale-in cooldown", 2, vec![], Want::Out(4))
+        ..case(
+            "scale-out is not held by the scale-in cooldown",
+            2,
+            vec![],
+            Want::Out(4),
+        )
     });
     for c in &cases {
         assert_eq!(got(&run(c)), c.want, "{}", c.why);
@@ -275,13 +445,30 @@ fn step_scaling_follows_the_worked_example() {
     // §4: threshold 50 %, capacity 10: 60 → 11; 70 at 11 → 14; 40 at 14 →
     // 13; 30 at 13 → 10.
     let (s, _) = step_example();
-    for (desired, metric, want) in [(10, 60.0, 11), (11, 70.0, 14), (14, 40.0, 13), (13, 30.0, 10)] {
+    for (desired, metric, want) in [
+        (10, 60.0, 11),
+        (11, 70.0, 14),
+        (14, 40.0, 13),
+        (13, 30.0, 10),
+    ] {
         let st = step_for(&s.step_adjustments, metric - 50.0).unwrap();
-        assert_eq!(step_capacity(&s, st, desired), want, "{metric} at {desired}");
+        assert_eq!(
+            step_capacity(&s, st, desired),
+            want,
+            "{metric} at {desired}"
+        );
     }
     // And through `decide`, with an alarm that breaches both ways.
     let any = |desired, v: f64| {
-        got(&run(&case("example", desired, vec![(step(Comparison::GreaterThanOrEqualToThreshold), vec![Some(v)])], Want::Idle)))
+        got(&run(&case(
+            "example",
+            desired,
+            vec![(
+                step(Comparison::GreaterThanOrEqualToThreshold),
+                vec![Some(v)],
+            )],
+            Want::Idle,
+        )))
     };
     assert_eq!(any(10, 60.0), Want::Out(11));
     assert_eq!(any(11, 55.0), Want::Idle, "[0, 10) adjusts by 0");
@@ -329,7 +516,11 @@ fn step_bounds_and_rounding() {
     let c = one(AdjustmentType::ChangeInCapacity, 2);
     assert_eq!(step_capacity(&c, &c.step_adjustments[0], 3), 5);
     let c = one(AdjustmentType::ChangeInCapacity, -5);
-    assert_eq!(step_capacity(&c, &c.step_adjustments[0], 3), 0, "never below 0");
+    assert_eq!(
+        step_capacity(&c, &c.step_adjustments[0], 3),
+        0,
+        "never below 0"
+    );
     let e = one(AdjustmentType::ExactCapacity, 7);
     assert_eq!(step_capacity(&e, &e.step_adjustments[0], 3), 7);
 }
@@ -348,20 +539,38 @@ fn step_alarms_cooldowns_and_aggregation() {
         }))
     };
     // Two periods must breach; the maximum picks the step (+30 % past 70).
-    assert_eq!(at(10, vec![Some(40.0), Some(75.0)], Cooldowns::default()), Want::Idle);
-    assert_eq!(at(10, vec![Some(65.0), Some(75.0)], Cooldowns::default()), Want::Out(13));
-    assert_eq!(at(10, vec![None, Some(75.0)], Cooldowns::default()), Want::Idle, "missing data");
+    assert_eq!(
+        at(10, vec![Some(40.0), Some(75.0)], Cooldowns::default()),
+        Want::Idle
+    );
+    assert_eq!(
+        at(10, vec![Some(65.0), Some(75.0)], Cooldowns::default()),
+        Want::Out(13)
+    );
+    assert_eq!(
+        at(10, vec![None, Some(75.0)], Cooldowns::default()),
+        Want::Idle,
+        "missing data"
+    );
     // Cooldown: from 10 → 13 a minute ago; +10 % of 10 = 11 is not larger.
     let cd = Cooldowns {
         last_out: Some((NOW - 60_000, 10)),
         last_in: None,
     };
-    assert_eq!(at(13, vec![Some(62.0), Some(65.0)], cd.clone()), Want::Not("Cooldown"));
+    assert_eq!(
+        at(13, vec![Some(62.0), Some(65.0)], cd.clone()),
+        Want::Not("Cooldown")
+    );
     // Average of 65 and 75 = 70 → +30 %.
     s.metric_aggregation_type = Aggregation::Average;
     let avg = PolicyConfig::Step(s.clone(), a.clone());
     assert_eq!(
-        got(&run(&case("avg", 10, vec![(avg, vec![Some(65.0), Some(75.0)])], Want::Idle))),
+        got(&run(&case(
+            "avg",
+            10,
+            vec![(avg, vec![Some(65.0), Some(75.0)])],
+            Want::Idle
+        ))),
         Want::Out(13)
     );
     // A scale-in step waits for the cooldown after a scale-out too.
@@ -393,10 +602,22 @@ fn step_validation_follows_the_rules() {
     let bad = [
         (with(vec![]), "StepAdjustments"),
         (with(vec![st(None, None)]), "StepAdjustments[0]"),
-        (with(vec![st(Some(0.0), Some(10.0)), st(Some(5.0), None)]), "StepAdjustments"),
-        (with(vec![st(Some(0.0), Some(10.0)), st(Some(20.0), None)]), "StepAdjustments"),
-        (with(vec![st(None, Some(0.0)), st(None, Some(-5.0))]), "StepAdjustments"),
-        (with(vec![st(Some(10.0), Some(0.0))]), "StepAdjustments[0].MetricIntervalUpperBound"),
+        (
+            with(vec![st(Some(0.0), Some(10.0)), st(Some(5.0), None)]),
+            "StepAdjustments",
+        ),
+        (
+            with(vec![st(Some(0.0), Some(10.0)), st(Some(20.0), None)]),
+            "StepAdjustments",
+        ),
+        (
+            with(vec![st(None, Some(0.0)), st(None, Some(-5.0))]),
+            "StepAdjustments",
+        ),
+        (
+            with(vec![st(Some(10.0), Some(0.0))]),
+            "StepAdjustments[0].MetricIntervalUpperBound",
+        ),
         (
             StepScaling {
                 adjustment_type: AdjustmentType::ChangeInCapacity,
@@ -411,7 +632,10 @@ fn step_validation_follows_the_rules() {
     }
     let mut a0 = a.clone();
     a0.evaluation_periods = 0;
-    assert_eq!(validate_step(&s, &a0).unwrap_err().path, "alarm.evaluationPeriods");
+    assert_eq!(
+        validate_step(&s, &a0).unwrap_err().path,
+        "alarm.evaluationPeriods"
+    );
 }
 
 #[test]
@@ -423,7 +647,10 @@ fn target_tracking_json_is_aas_json() {
     )
     .unwrap();
     assert_eq!(t.metric(), Ok(Metric::Memory));
-    assert_eq!(t.scale_out_cooldown, DEFAULT_COOLDOWN_SECS, "§3 default 300 s");
+    assert_eq!(
+        t.scale_out_cooldown, DEFAULT_COOLDOWN_SECS,
+        "§3 default 300 s"
+    );
     assert_eq!(t.scale_in_cooldown, 60);
     assert!(!t.disable_scale_in);
     assert!(validate_target_tracking(&t).is_ok());
