@@ -287,6 +287,60 @@ pub struct ServiceSettings {
     pub resync: Duration,
 }
 
+/// The scheduled tasks' loop (`[schedules]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleSettings {
+    /// How often due fires are looked for.
+    pub tick: Duration,
+    /// How late a fire missed while the scheduler was down may still run.
+    pub catch_up_window: Duration,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_secs(1),
+            catch_up_window: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Datapoints given in code (tests): `(cluster, service, metric name,
+/// period index)` → the value, where the metric name is `CPUUtilization` or
+/// `MemoryUtilization`.
+pub type MetricsFn = std::sync::Arc<dyn Fn(&str, &str, &str, i64) -> Option<f64> + Send + Sync>;
+
+/// Service auto scaling (`[autoscaling]`).
+#[derive(Clone)]
+pub struct AutoscalingSettings {
+    /// The metric period: one datapoint and one policy evaluation each.
+    pub period: Duration,
+    /// How often scheduled actions and bounds are checked.
+    pub tick: Duration,
+    /// Replaces the scheduler's own readings (tests).
+    pub metrics_override: Option<MetricsFn>,
+}
+
+impl Default for AutoscalingSettings {
+    fn default() -> Self {
+        Self {
+            period: Duration::from_secs(60),
+            tick: Duration::from_secs(1),
+            metrics_override: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for AutoscalingSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AutoscalingSettings")
+            .field("period", &self.period)
+            .field("tick", &self.tick)
+            .field("metrics_override", &self.metrics_override.is_some())
+            .finish()
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -308,9 +362,9 @@ pub struct Config {
     /// Where `GET /metrics` listens (`[metrics] listen`); None: off.
     pub metrics_listen: Option<SocketAddr>,
     /// The scheduled tasks' loop (`[schedules]`).
-    pub schedules: crate::schedules::ScheduleSettings,
+    pub schedules: ScheduleSettings,
     /// Service auto scaling (`[autoscaling]`); tests may plug a metrics source in.
-    pub autoscaling: crate::autoscaling::AutoscalingSettings,
+    pub autoscaling: AutoscalingSettings,
 }
 
 impl Config {
@@ -338,11 +392,11 @@ impl Config {
             },
             dns: DnsSettings::default(),
             metrics_listen: None,
-            schedules: crate::schedules::ScheduleSettings {
+            schedules: ScheduleSettings {
                 tick: Duration::from_millis(100),
                 ..Default::default()
             },
-            autoscaling: crate::autoscaling::AutoscalingSettings {
+            autoscaling: AutoscalingSettings {
                 tick: Duration::from_millis(100),
                 ..Default::default()
             },
@@ -492,7 +546,7 @@ impl Config {
         if services.resync < Duration::from_millis(50) {
             return Err(invalid("services.resync", "must be at least 50ms"));
         }
-        let schedules = crate::schedules::ScheduleSettings {
+        let schedules = ScheduleSettings {
             catch_up_window: duration(
                 "schedules.catch_up_window",
                 file.schedules.and_then(|s| s.catch_up_window),
@@ -500,7 +554,7 @@ impl Config {
             )?,
             ..Default::default()
         };
-        let autoscaling = crate::autoscaling::AutoscalingSettings {
+        let autoscaling = AutoscalingSettings {
             period: duration(
                 "autoscaling.period",
                 file.autoscaling.and_then(|a| a.period),

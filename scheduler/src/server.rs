@@ -244,8 +244,13 @@ pub async fn run_with_metrics(
         config.schedules,
     )
     .start(shutdown.child_token());
-    let autoscaler = crate::autoscaling::Autoscaler::new(db.clone(), config.autoscaling.clone())
-        .start(shutdown.child_token());
+    // The per-task readings plug in here (until then policies see no data).
+    let autoscaler = crate::autoscaling::Autoscaler::new(
+        db.clone(),
+        config.autoscaling.clone(),
+        Arc::new(crate::autoscaling::NoMetrics),
+    )
+    .start(shutdown.child_token());
     let traffic = crate::traffic::Watcher::start(
         db.clone(),
         shared.sessions.clone(),

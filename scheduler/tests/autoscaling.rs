@@ -207,7 +207,13 @@ async fn target_tracking_scales_out_on_high_cpu_and_back_in() {
     let metrics = cpu.clone();
     let (s, _agent) = setup(move |c| {
         c.autoscaling.period = Duration::from_millis(300);
-        c.autoscaling.metrics = Some(metrics);
+        c.autoscaling.metrics_override = Some(Arc::new(move |cluster, service, metric, period| {
+            let metric = match metric {
+                "CPUUtilization" => Metric::Cpu,
+                _ => Metric::Memory,
+            };
+            metrics.datapoint(cluster, service, metric, period)
+        }));
     })
     .await;
     until_running(&s.ops, 1, Duration::from_secs(10)).await;

@@ -46,24 +46,20 @@ impl ServiceMetrics for NoMetrics {
     }
 }
 
-/// `[autoscaling]` in scheduler.toml.
-#[derive(Debug, Clone)]
-pub struct AutoscalingSettings {
-    /// The metric period: one datapoint and one policy evaluation each.
-    pub period: Duration,
-    /// How often scheduled actions and bounds are checked.
-    pub tick: Duration,
-    /// Where datapoints come from (None: [`NoMetrics`]).
-    pub metrics: Option<Arc<dyn ServiceMetrics>>,
+pub use crate::config::AutoscalingSettings;
+
+/// A [`crate::config::MetricsFn`] as a metrics source.
+struct FnMetrics(crate::config::MetricsFn);
+
+impl std::fmt::Debug for FnMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FnMetrics")
+    }
 }
 
-impl Default for AutoscalingSettings {
-    fn default() -> Self {
-        Self {
-            period: Duration::from_secs(60),
-            tick: Duration::from_secs(1),
-            metrics: None,
-        }
+impl ServiceMetrics for FnMetrics {
+    fn datapoint(&self, cluster: &str, service: &str, metric: Metric, period: i64) -> Option<f64> {
+        (self.0)(cluster, service, metric.name(), period)
     }
 }
 
@@ -133,11 +129,13 @@ pub struct Autoscaler {
 }
 
 impl Autoscaler {
-    pub fn new(db: Db, settings: AutoscalingSettings) -> Self {
-        let metrics = settings
-            .metrics
-            .clone()
-            .unwrap_or_else(|| Arc::new(NoMetrics));
+    /// `metrics`: the scheduler's readings; `settings.metrics_override`
+    /// replaces them when set.
+    pub fn new(db: Db, settings: AutoscalingSettings, metrics: Arc<dyn ServiceMetrics>) -> Self {
+        let metrics = match settings.metrics_override.clone() {
+            Some(f) => Arc::new(FnMetrics(f)),
+            None => metrics,
+        };
         Self {
             db,
             metrics,

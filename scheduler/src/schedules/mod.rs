@@ -28,23 +28,7 @@ use crate::db::schedules::{FireOutcome, FireRecord, ScheduleRecord, ScheduleStat
 use crate::db::{Db, DbError};
 use crate::records::{now_millis, UnixMillis};
 
-/// The loop's settings (`[schedules]` in scheduler.toml).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScheduleSettings {
-    /// How often due fires are looked for.
-    pub tick: Duration,
-    /// How late a missed fire may still run.
-    pub catch_up_window: Duration,
-}
-
-impl Default for ScheduleSettings {
-    fn default() -> Self {
-        Self {
-            tick: Duration::from_secs(1),
-            catch_up_window: Duration::from_secs(3600),
-        }
-    }
-}
+pub use crate::config::ScheduleSettings;
 
 /// Fires listed at most per pass (older missed ones are counted as one).
 const MAX_MISSED_LISTED: usize = 100;
