@@ -176,3 +176,70 @@ pub fn state_sentence(v: &ScheduleView) -> String {
 pub fn rm_sentence(v: &ScheduleView) -> String {
     format!("schedule {} deleted\n", v.name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::views::fixtures::{t0, t1};
+    use expect_test::expect;
+
+    fn nightly() -> ScheduleView {
+        pb::Schedule {
+            name: "nightly".into(),
+            expression: "cron(0 2 * * ? *)".into(),
+            timezone: "Europe/Paris".into(),
+            target: Some(pb::ScheduleTarget {
+                cluster: "default".into(),
+                task_definition: "report".into(),
+                count: 2,
+                ..Default::default()
+            }),
+            flexible_window_minutes: 5,
+            state: "ENABLED".into(),
+            creation_date: t0(),
+            last_fire_time: t0(),
+            next_fire_time: t1(),
+            fires: vec![pb::ScheduleFire {
+                fire_time: t0(),
+                handled_at: t0(),
+                outcome: "STARTED".into(),
+                task_arns: vec![
+                    "arn:aws:ecs:us-east-1:000000000000:task/default/a1".into(),
+                    "arn:aws:ecs:us-east-1:000000000000:task/default/b2".into(),
+                ],
+                messages: vec![],
+            }],
+            ..Default::default()
+        }
+        .into()
+    }
+
+    #[test]
+    fn describe_and_list() {
+        expect![[r#"
+            Name:             nightly
+            Expression:       cron(0 2 * * ? *)
+            Timezone:         Europe/Paris
+            State:            ENABLED
+            Cluster:          default
+            Task definition:  report
+            Count:            2
+            Flexible window:  5 minutes
+            Start:            -
+            End:              -
+            Last fire:        2024-05-01T12:00:00Z
+            Next fire:        2024-05-02T08:30:05Z
+
+            FIRE TIME             OUTCOME  TASKS  MESSAGE
+            2024-05-01T12:00:00Z  STARTED  a1,b2  -
+        "#]]
+        .assert_eq(&describe(&nightly()));
+        expect![[r#"
+            NAME     EXPRESSION         TIMEZONE      STATE    TASKDEF  LAST                  NEXT
+            nightly  cron(0 2 * * ? *)  Europe/Paris  ENABLED  report   2024-05-01T12:00:00Z  2024-05-02T08:30:05Z
+        "#]]
+        .assert_eq(&list_table(&SchedulesView {
+            schedules: vec![nightly()],
+        }));
+    }
+}

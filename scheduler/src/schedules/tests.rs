@@ -230,3 +230,64 @@ async fn a_refused_fire_is_recorded_failed_and_not_retried() {
     assert_eq!(stored.fires[0].messages, ["taskDefinition: not found"]);
     db.close().await;
 }
+
+/// Answers the first launch as a scheduler that placed the tasks and then
+/// died before recording the fire (the RunTask is durable, the caller never
+/// hears back); later launches answer with the tasks of the token, as
+/// RunTask's `clientToken` does.
+#[derive(Default)]
+struct CrashOnce {
+    placed: Mutex<std::collections::HashMap<String, String>>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl Launcher for CrashOnce {
+    fn launch<'a>(
+        &'a self,
+        _schedule: &'a ScheduleRecord,
+        client_token: String,
+    ) -> BoxFuture<'a, Result<Launched, LaunchError>> {
+        Box::pin(async move {
+            self.calls.lock().unwrap().push(client_token.clone());
+            let mut placed = self.placed.lock().unwrap();
+            let first = !placed.contains_key(&client_token);
+            let n = placed.len();
+            let task = placed
+                .entry(client_token)
+                .or_insert_with(|| format!("task-{n}"))
+                .clone();
+            if first {
+                return Err(LaunchError::Unavailable("connection lost".into()));
+            }
+            Ok(Launched {
+                task_ids: vec![task],
+                failures: vec![],
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_fire_retried_after_a_crash_reuses_its_token_and_gets_its_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path()).await;
+    let launcher = Arc::new(CrashOnce::default());
+    let rec = record("rate(1 hour)");
+    db.create_schedule(rec.clone()).await.unwrap();
+    let runner = Runner::new(db.clone(), launcher.clone(), ScheduleSettings::default());
+    runner.pass(rec.created_at + 10).await.unwrap();
+    assert_eq!(db.schedule("nightly").unwrap().unwrap().last_fire, None);
+    runner.pass(rec.created_at + 20).await.unwrap();
+    let calls = launcher.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0], calls[1], "the retry carries the fire's token");
+    let stored = db.schedule("nightly").unwrap().unwrap();
+    assert_eq!(stored.fires.len(), 1);
+    assert_eq!(
+        stored.fires[0].task_ids,
+        ["task-0"],
+        "one placement, not two"
+    );
+    assert_eq!(launcher.placed.lock().unwrap().len(), 1);
+    db.close().await;
+}
