@@ -203,7 +203,8 @@ impl Db {
 
     /// One scaling step: `change` sees the target and the ACTIVE service
     /// and edits both (desired count, event, activity, cooldowns); both
-    /// are written in one transaction checked against what was read.
+    /// are written in one transaction checked against what was read, and
+    /// nothing is written (nor anyone woken) when neither changed.
     /// `Ok(None)`: the target or the service is gone.
     pub async fn scale_service<R>(
         &self,
@@ -212,7 +213,9 @@ impl Db {
         mut change: impl FnMut(&mut ScalableTargetRecord, &mut ServiceRecord) -> R,
     ) -> Result<Option<R>, DbError> {
         let key = service_key(cluster, service);
-        self.write("service scaling", || {
+        let mut changed = false;
+        let out = self.commit_retrying("service scaling", || {
+            changed = false;
             let Some((mut target, t_bytes)) =
                 self.get::<ScalableTargetRecord>(Table::ScalableTargets, &key)?
             else {
@@ -241,8 +244,13 @@ impl Db {
                         encode(Table::ScalableTargets, &target)?,
                     );
             }
+            changed = !txn.ops.is_empty();
             Ok((txn, Some(out)))
-        })
-        .await
+        })?;
+        if changed {
+            self.commit.durable().await?;
+            self.wrote();
+        }
+        Ok(out)
     }
 }
