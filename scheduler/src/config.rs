@@ -823,6 +823,30 @@ mod tests {
     }
 
     #[test]
+    fn schedules_and_autoscaling_sections() {
+        let c = Config::from_toml("", &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.schedules.catch_up_window, Duration::from_secs(3600));
+        assert_eq!(c.autoscaling.period, Duration::from_secs(60));
+        let text = "[schedules]\ncatch_up_window = \"10m\"\n[autoscaling]\nperiod = \"30s\"\n";
+        let c = Config::from_toml(text, &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.schedules.catch_up_window, Duration::from_secs(600));
+        assert_eq!(c.autoscaling.period, Duration::from_secs(30));
+        for (text, key) in [
+            (
+                "[schedules]\ncatch_up_window = \"later\"",
+                "schedules.catch_up_window:",
+            ),
+            ("[autoscaling]\nperiod = \"10ms\"", "autoscaling.period:"),
+            ("[autoscaling]\nwindow = \"1m\"", ""),
+        ] {
+            let err = Config::from_toml(text, &Overrides::default(), &env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
     fn services_section_and_its_env_overrides() {
         let c = Config::from_toml("", &Overrides::default(), &env(&[])).unwrap();
         assert_eq!(c.services.lost_after, Duration::from_secs(60));
