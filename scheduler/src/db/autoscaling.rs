@@ -131,7 +131,15 @@ impl Db {
                     kind: "service",
                     name: format!("{cluster}/{service}"),
                 })?;
-            let _ = svc;
+            if svc.scheduling == crate::records::SchedulingStrategy::Daemon {
+                return Err(DbError::InvalidArgument {
+                    field: "target.service",
+                    message: format!(
+                        "{service} is a DAEMON service: its desired count follows the instances \
+                         and cannot be scaled"
+                    ),
+                });
+            }
             let old = self.get::<ScalableTargetRecord>(Table::ScalableTargets, &key)?;
             let mut txn = Txn::new().check_equals(Table::Services, key.clone(), svc_bytes);
             let rec = match old {
