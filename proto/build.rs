@@ -24,6 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "berth/v1/events.proto",
         "berth/v1/webhooks.proto",
         "berth/v1/agent.proto",
+        "berth/v1/autoscaling.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

@@ -6,9 +6,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::commands::{
     activation::ActivationCommand, audit::AuditCommand, cluster::ClusterCommand,
     completion::CompletionArgs, events::EventsArgs, instance::InstanceCommand, login::LoginArgs,
-    secret::SecretCommand, service::ServiceCommand, snapshot::SnapshotCommand, tag::TagCommand,
-    targetgroup::TargetGroupCommand, task::TaskCommand, taskdef::TaskdefCommand,
-    token::TokenCommand, webhook::WebhookCommand,
+    schedule::ScheduleCommand, secret::SecretCommand, service::ServiceCommand,
+    snapshot::SnapshotCommand, tag::TagCommand, targetgroup::TargetGroupCommand, task::TaskCommand,
+    taskdef::TaskdefCommand, token::TokenCommand, webhook::WebhookCommand,
 };
 use crate::output::OutputFormat;
 
@@ -75,6 +75,9 @@ pub enum Command {
     /// Create, list, describe, modify and delete target groups; their targets' health
     #[command(subcommand, name = "targetgroup")]
     Targetgroup(TargetGroupCommand),
+    /// Scheduled tasks: run a task definition at(…), every rate(…) or on a cron(…) in a time zone
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Store, list and delete secrets (values are never shown)
     #[command(subcommand)]
     Secret(SecretCommand),

@@ -148,6 +148,23 @@ struct FileConfig {
     events: Option<FileEvents>,
     webhooks: Option<FileWebhooks>,
     retention: Option<FileRetention>,
+    schedules: Option<FileSchedules>,
+    autoscaling: Option<FileAutoscaling>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAutoscaling {
+    /// e.g. "60s": the metric period (one datapoint, one policy evaluation).
+    period: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSchedules {
+    /// e.g. "1h": how late a fire missed while the scheduler was down may
+    /// still run (the latest one only).
+    catch_up_window: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -346,12 +363,66 @@ impl Default for WebhookSettings {
     }
 }
 
+/// The scheduled tasks' loop (`[schedules]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleSettings {
+    /// How often due fires are looked for.
+    pub tick: Duration,
+    /// How late a fire missed while the scheduler was down may still run.
+    pub catch_up_window: Duration,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_secs(1),
+            catch_up_window: Duration::from_secs(3600),
+        }
+    }
+}
+
 impl Default for EventSettings {
     fn default() -> Self {
         Self {
             max_age: Duration::from_secs(24 * 3600),
             max_count: 100_000,
         }
+    }
+}
+
+/// Datapoints given in code (tests): `(cluster, service, metric name,
+/// period index)` → the value, where the metric name is `CPUUtilization` or
+/// `MemoryUtilization`.
+pub type MetricsFn = std::sync::Arc<dyn Fn(&str, &str, &str, i64) -> Option<f64> + Send + Sync>;
+
+/// Service auto scaling (`[autoscaling]`).
+#[derive(Clone)]
+pub struct AutoscalingSettings {
+    /// The metric period: one datapoint and one policy evaluation each.
+    pub period: Duration,
+    /// How often scheduled actions and bounds are checked.
+    pub tick: Duration,
+    /// Replaces the scheduler's own readings (tests).
+    pub metrics_override: Option<MetricsFn>,
+}
+
+impl Default for AutoscalingSettings {
+    fn default() -> Self {
+        Self {
+            period: Duration::from_secs(60),
+            tick: Duration::from_secs(1),
+            metrics_override: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for AutoscalingSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AutoscalingSettings")
+            .field("period", &self.period)
+            .field("tick", &self.tick)
+            .field("metrics_override", &self.metrics_override.is_some())
+            .finish()
     }
 }
 
@@ -381,6 +452,10 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// What is kept how long (`[retention]`).
     pub retention: RetentionSettings,
+    /// The scheduled tasks' loop (`[schedules]`).
+    pub schedules: ScheduleSettings,
+    /// Service auto scaling (`[autoscaling]`); tests may plug a metrics source in.
+    pub autoscaling: AutoscalingSettings,
 }
 
 impl Config {
@@ -412,6 +487,14 @@ impl Config {
             webhooks: WebhookSettings::default(),
             retention: RetentionSettings {
                 interval: Duration::from_millis(200),
+                ..Default::default()
+            },
+            schedules: ScheduleSettings {
+                tick: Duration::from_millis(100),
+                ..Default::default()
+            },
+            autoscaling: AutoscalingSettings {
+                tick: Duration::from_millis(100),
                 ..Default::default()
             },
         }
@@ -622,6 +705,25 @@ impl Config {
                 "must be at least webhooks.backoff_base",
             ));
         }
+        let schedules = ScheduleSettings {
+            catch_up_window: duration(
+                "schedules.catch_up_window",
+                file.schedules.and_then(|s| s.catch_up_window),
+                Duration::from_secs(3600),
+            )?,
+            ..Default::default()
+        };
+        let autoscaling = AutoscalingSettings {
+            period: duration(
+                "autoscaling.period",
+                file.autoscaling.and_then(|a| a.period),
+                Duration::from_secs(60),
+            )?,
+            ..Default::default()
+        };
+        if autoscaling.period < Duration::from_secs(1) {
+            return Err(invalid("autoscaling.period", "must be at least 1s"));
+        }
         let tls = resolve_tls(file.tls.unwrap_or_default(), env)?;
         let bootstrap_token = env
             .get(ENV_BOOTSTRAP_TOKEN)
@@ -710,6 +812,8 @@ impl Config {
                 region: ecs_region,
             },
             metrics_listen,
+            schedules,
+            autoscaling,
             listen,
             data_dir,
             log_format,
@@ -1067,6 +1171,30 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.starts_with(key) || err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn schedules_and_autoscaling_sections() {
+        let c = Config::from_toml("", &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.schedules.catch_up_window, Duration::from_secs(3600));
+        assert_eq!(c.autoscaling.period, Duration::from_secs(60));
+        let text = "[schedules]\ncatch_up_window = \"10m\"\n[autoscaling]\nperiod = \"30s\"\n";
+        let c = Config::from_toml(text, &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.schedules.catch_up_window, Duration::from_secs(600));
+        assert_eq!(c.autoscaling.period, Duration::from_secs(30));
+        for (text, key) in [
+            (
+                "[schedules]\ncatch_up_window = \"later\"",
+                "schedules.catch_up_window:",
+            ),
+            ("[autoscaling]\nperiod = \"10ms\"", "autoscaling.period:"),
+            ("[autoscaling]\nwindow = \"1m\"", ""),
+        ] {
+            let err = Config::from_toml(text, &Overrides::default(), &env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
         }
     }
 

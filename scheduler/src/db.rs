@@ -20,8 +20,10 @@ use crate::store::{GroupCommit, Op, Store, StoreError, Table, Txn};
 
 mod attributes;
 mod auth;
+pub mod autoscaling;
 mod retention;
 mod run;
+pub mod schedules;
 mod secrets;
 mod services;
 mod tags;

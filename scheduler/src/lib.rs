@@ -6,6 +6,9 @@
 //!   `api::auth` is the one gate of the operator API (tokens, roles, audit).
 //! - [`ecs_api`]: the second edge: Amazon ECS's own API (AWS JSON 1.1 over HTTPS, SigV4), whose
 //!   operations call the gRPC services in-process and answer in ECS's shapes.
+//! - [`autoscaling`]: service auto scaling (Application Auto Scaling's scalable targets,
+//!   target tracking, step scaling, scheduled actions); its decisions are pure in
+//!   `autoscaling::decide`, its datapoints come through `autoscaling::ServiceMetrics`.
 //! - [`auth`]: roles, the operator-token format and its hash; no I/O.
 //! - [`db`]: typed, durable operations (clusters, task definitions, instances, tasks).
 //! - [`events`]: the event log, written in the same `Txn` as each change (an outbox), read by
@@ -38,6 +41,8 @@
 //!   names, answered from the traffic view (`dns::Zone`, pure).
 //! - [`prometheus`]: Prometheus HTTP service discovery: the scrape targets of running tasks'
 //!   metrics ports (pure), served on the ECS API's listener at `/prometheus/targets`.
+//! - [`schedules`]: scheduled tasks (EventBridge Scheduler's at/rate/cron with time zones) and
+//!   the loop that fires them, once per fire time.
 //! - [`traffic`]: target groups' targets with ELB's states and services' DNS endpoints, as
 //!   one view kept fresh for WatchTargets, the DNS server and load balancers.
 
@@ -45,6 +50,7 @@ pub mod agent_link;
 pub mod agents;
 pub mod api;
 pub mod auth;
+pub mod autoscaling;
 pub mod config;
 pub mod db;
 pub mod dns;
@@ -59,6 +65,7 @@ pub mod prometheus;
 pub mod records;
 pub mod reserve;
 pub mod retention;
+pub mod schedules;
 pub mod secrets;
 pub mod server;
 pub mod services;

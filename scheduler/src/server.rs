@@ -265,6 +265,19 @@ pub async fn run_with_metrics(
         render,
         shutdown.child_token(),
     )?;
+    let schedules = crate::schedules::Runner::new(
+        db.clone(),
+        crate::api::schedule::RunTaskLauncher::new(shared.clone()),
+        config.schedules,
+    )
+    .start(shutdown.child_token());
+    // The per-task readings plug in here (until then policies see no data).
+    let autoscaler = crate::autoscaling::Autoscaler::new(
+        db.clone(),
+        config.autoscaling.clone(),
+        Arc::new(crate::autoscaling::NoMetrics),
+    )
+    .start(shutdown.child_token());
     let traffic = crate::traffic::Watcher::start(
         db.clone(),
         shared.sessions.clone(),
@@ -384,6 +397,20 @@ pub async fn run_with_metrics(
             traffic: traffic.clone(),
             shutdown: streams.clone(),
         }))
+        .add_service(
+            berth_proto::v1::schedule_service_server::ScheduleServiceServer::new(
+                crate::api::schedule::ScheduleApi {
+                    shared: shared.clone(),
+                },
+            ),
+        )
+        .add_service(
+            berth_proto::v1::auto_scaling_service_server::AutoScalingServiceServer::new(
+                crate::api::autoscaling::AutoScalingApi {
+                    shared: shared.clone(),
+                },
+            ),
+        )
         .add_service(AgentServiceServer::new(AgentApi {
             shared: shared.clone(),
             shutdown: streams.clone(),
@@ -439,6 +466,8 @@ pub async fn run_with_metrics(
     // evaluation before the final flush.
     let _ = controller.await;
     let _ = pruner.await;
+    let _ = schedules.await;
+    let _ = autoscaler.await;
     traffic.stopped().await;
     let _ = event_pruner.await;
     let _ = webhooks.await;

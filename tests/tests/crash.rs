@@ -135,3 +135,72 @@ async fn concurrent_acknowledged_registrations_survive_sigkill_mid_flight() {
         "revision {next} reuses an acknowledged one (max {max})"
     );
 }
+
+/// Scheduled tasks: a `rate(1 minute)` schedule fires once per minute, no
+/// more and no less, while its scheduler is killed with SIGKILL right after
+/// each fire (no agent: each fire's RunTask answers with its placement
+/// failure, which the fire records like any outcome).
+#[tokio::test]
+async fn a_one_minute_schedule_fires_once_per_minute_across_sigkill() {
+    use berth_proto::v1::schedule_service_client::ScheduleServiceClient;
+    use berth_proto::v1::{CreateScheduleRequest, GetScheduleRequest, ScheduleTarget};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Scheduler::start(&dir.path().join("data")).await;
+    TaskDefinitionServiceClient::new(s.authed_channel().await)
+        .register_task_definition(RegisterTaskDefinitionRequest {
+            task_definition_json: body("cron-job", 0),
+        })
+        .await
+        .unwrap();
+    ScheduleServiceClient::new(s.authed_channel().await)
+        .create_schedule(CreateScheduleRequest {
+            name: "every-minute".into(),
+            expression: "rate(1 minute)".into(),
+            target: Some(ScheduleTarget {
+                task_definition: "cron-job".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // The fire times recorded, once there are `n` of them.
+    async fn fires(s: &Scheduler, n: usize, limit: std::time::Duration) -> Vec<i64> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let sched = ScheduleServiceClient::new(s.authed_channel().await)
+                .get_schedule(GetScheduleRequest {
+                    name: "every-minute".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .schedule
+                .unwrap();
+            if sched.fires.len() >= n || tokio::time::Instant::now() > deadline {
+                return sched
+                    .fires
+                    .iter()
+                    .map(|f| f.fire_time.as_ref().unwrap().seconds)
+                    .collect();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    let first = fires(&s, 1, std::time::Duration::from_secs(10)).await;
+    assert_eq!(first.len(), 1, "the first fire is at creation");
+    s.kill9();
+    s.restart().await;
+    // Nothing more until the minute has passed.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(fires(&s, 1, std::time::Duration::ZERO).await, first);
+    let two = fires(&s, 2, std::time::Duration::from_secs(75)).await;
+    assert_eq!(two.len(), 2, "{two:?}");
+    assert_eq!(two[0] - two[1], 60, "newest first, a minute apart: {two:?}");
+    s.kill9();
+    s.restart().await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let after = fires(&s, 2, std::time::Duration::ZERO).await;
+    assert_eq!(after, two, "no fire repeated after the second SIGKILL");
+}

@@ -11,8 +11,10 @@ pub mod completion;
 pub mod events;
 pub mod instance;
 pub mod login;
+pub mod schedule;
 pub mod secret;
 pub mod service;
+pub mod service_autoscaling;
 pub mod snapshot;
 pub mod tag;
 pub mod targetgroup;
@@ -165,6 +167,7 @@ pub async fn run(
         Command::Targetgroup(cmd) => targetgroup::run(cmd, &mut ctx).await,
         Command::Secret(cmd) => secret::run(cmd, &mut ctx).await,
         Command::Webhook(cmd) => webhook::run(cmd, &mut ctx).await,
+        Command::Schedule(cmd) => schedule::run(cmd, &mut ctx).await,
         Command::Tag(cmd) => tag::run(cmd, &mut ctx).await,
         Command::Version => version::run(&mut ctx).await,
         Command::Login(args) => login::run(args, &mut ctx).await,

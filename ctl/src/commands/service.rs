@@ -159,6 +159,10 @@ pub struct WaitArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
+    /// Application Auto Scaling: min/max, target-tracking and step policies, scheduled
+    /// actions, activities
+    #[command(subcommand)]
+    Autoscaling(super::service_autoscaling::AutoscalingCommand),
     /// Create a service: keep DESIRED copies of a task definition running
     Create {
         /// Service name
@@ -501,6 +505,7 @@ pub async fn run(cmd: ServiceCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError>
     let mut client = ServiceServiceClient::new(ctx.channel().await?);
     let rpc = ctx.rpc_error();
     match cmd {
+        ServiceCommand::Autoscaling(c) => super::service_autoscaling::run(c, ctx).await,
         ServiceCommand::Create {
             name,
             task_definition,

@@ -206,7 +206,7 @@ struct KeyValueJson {
     value: String,
 }
 
-fn parse_overrides(s: &str) -> Result<pb::TaskOverride, String> {
+pub(crate) fn parse_overrides(s: &str) -> Result<pb::TaskOverride, String> {
     let o: OverridesJson = serde_json::from_str(s).map_err(|e| e.to_string())?;
     Ok(pb::TaskOverride {
         container_overrides: o

@@ -15,8 +15,10 @@
 
 pub mod activation;
 pub mod auth;
+pub mod autoscaling;
 pub mod cluster;
 pub mod instance;
+pub mod schedule;
 pub mod secret;
 pub mod service;
 pub mod service_deployment;

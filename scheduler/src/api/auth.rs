@@ -203,6 +203,44 @@ pub const METHODS: &[MethodRule] = &[
         ReadOnly,
     ),
     read("/berth.v1.TargetGroupService/WatchTargets", ReadOnly),
+    // Scheduled tasks run tasks: operator business, like RunTask.
+    write("/berth.v1.ScheduleService/CreateSchedule", Operator),
+    write("/berth.v1.ScheduleService/UpdateScheduleState", Operator),
+    write("/berth.v1.ScheduleService/DeleteSchedule", Operator),
+    read("/berth.v1.ScheduleService/ListSchedules", ReadOnly),
+    read("/berth.v1.ScheduleService/GetSchedule", ReadOnly),
+    // Service auto scaling changes desired counts: operator business.
+    write(
+        "/berth.v1.AutoScalingService/RegisterScalableTarget",
+        Operator,
+    ),
+    write(
+        "/berth.v1.AutoScalingService/DeregisterScalableTarget",
+        Operator,
+    ),
+    read(
+        "/berth.v1.AutoScalingService/DescribeScalableTargets",
+        ReadOnly,
+    ),
+    write("/berth.v1.AutoScalingService/PutScalingPolicy", Operator),
+    write("/berth.v1.AutoScalingService/DeleteScalingPolicy", Operator),
+    read(
+        "/berth.v1.AutoScalingService/DescribeScalingPolicies",
+        ReadOnly,
+    ),
+    write("/berth.v1.AutoScalingService/PutScheduledAction", Operator),
+    write(
+        "/berth.v1.AutoScalingService/DeleteScheduledAction",
+        Operator,
+    ),
+    read(
+        "/berth.v1.AutoScalingService/DescribeScheduledActions",
+        ReadOnly,
+    ),
+    read(
+        "/berth.v1.AutoScalingService/DescribeScalingActivities",
+        ReadOnly,
+    ),
 ];
 
 /// Mutating methods that are long-lived streams: the gate checks the role
@@ -406,8 +444,50 @@ pub fn resource(path: &str, msg: &[u8]) -> Option<String> {
             let r = de::<pb::DeleteAttributesRequest>(msg);
             in_cluster(&r.cluster, &attributes(&r.attributes))
         }
+        "CreateSchedule" => format!("schedule/{}", de::<pb::CreateScheduleRequest>(msg).name),
+        "UpdateScheduleState" => {
+            let r = de::<pb::UpdateScheduleStateRequest>(msg);
+            format!("schedule/{} state/{}", r.name, r.state)
+        }
+        "DeleteSchedule" => format!("schedule/{}", de::<pb::DeleteScheduleRequest>(msg).name),
+        "RegisterScalableTarget" => scalable(de::<pb::RegisterScalableTargetRequest>(msg).target),
+        "DeregisterScalableTarget" => scalable(Some(de::<pb::ScalableTargetRef>(msg))),
+        "PutScalingPolicy" => {
+            let r = de::<pb::PutScalingPolicyRequest>(msg);
+            format!("{} policy/{}", scalable(r.target), r.policy_name)
+        }
+        "DeleteScalingPolicy" => {
+            let r = de::<pb::DeleteScalingPolicyRequest>(msg);
+            format!("{} policy/{}", scalable(r.target), r.policy_name)
+        }
+        "PutScheduledAction" => {
+            let r = de::<pb::PutScheduledActionRequest>(msg);
+            format!(
+                "{} scheduled-action/{}",
+                scalable(r.target),
+                r.scheduled_action_name
+            )
+        }
+        "DeleteScheduledAction" => {
+            let r = de::<pb::DeleteScheduledActionRequest>(msg);
+            format!(
+                "{} scheduled-action/{}",
+                scalable(r.target),
+                r.scheduled_action_name
+            )
+        }
         _ => return None,
     })
+}
+
+/// `cluster/C service/S` of a scalable target.
+fn scalable(r: Option<pb::ScalableTargetRef>) -> String {
+    let r = r.unwrap_or_default();
+    format!(
+        "cluster/{} service/{}",
+        super::cluster_arg(&r.cluster),
+        berth_proto::arn::resource_part(&r.service)
+    )
 }
 
 /// The message of a unary gRPC body: the first length-prefixed frame, if

@@ -122,7 +122,7 @@ fn network_mode(t: &TaskRecord) -> &'static str {
 }
 
 /// ECS's TaskOverride from a record.
-fn overrides_to_proto(o: &TaskOverrides) -> berth_proto::v1::TaskOverride {
+pub(super) fn overrides_to_proto(o: &TaskOverrides) -> berth_proto::v1::TaskOverride {
     let int = |v: Option<u32>| v.and_then(|v| i32::try_from(v).ok());
     berth_proto::v1::TaskOverride {
         container_overrides: o
@@ -204,7 +204,7 @@ fn spec_issues(errors: Vec<spec::SpecError>) -> ApiError {
 }
 
 /// RunTask's overrides, checked against the definition they apply to.
-fn run_overrides(
+pub(super) fn run_overrides(
     td: &TaskDefinitionRecord,
     req: Option<&berth_proto::v1::TaskOverride>,
 ) -> Result<Option<TaskOverrides>, ApiError> {

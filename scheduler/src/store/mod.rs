@@ -65,10 +65,16 @@ pub enum Table {
     /// Webhook subscriptions, their delivery cursors, redrives and dead
     /// letters (`crate::db::webhooks` names the keys).
     Webhooks,
+    /// Schedule name → scheduled task (EventBridge Scheduler's schedule),
+    /// its last fires included.
+    Schedules,
+    /// `cluster` 0x00 `service name` → the service's scalable target: its
+    /// min/max, scaling policies, scheduled actions and activities.
+    ScalableTargets,
 }
 
 impl Table {
-    pub const ALL: [Table; 19] = [
+    pub const ALL: [Table; 21] = [
         Table::Meta,
         Table::Clusters,
         Table::Families,
@@ -88,6 +94,8 @@ impl Table {
         Table::Retention,
         Table::Events,
         Table::Webhooks,
+        Table::Schedules,
+        Table::ScalableTargets,
     ];
 
     pub fn name(self) -> &'static str {
@@ -111,6 +119,8 @@ impl Table {
             Table::Retention => "retention",
             Table::Events => "events",
             Table::Webhooks => "webhooks",
+            Table::Schedules => "schedules",
+            Table::ScalableTargets => "scalable_targets",
         }
     }
 
@@ -140,6 +150,8 @@ impl Table {
             Table::Retention => 16,
             Table::Events => 17,
             Table::Webhooks => 18,
+            Table::Schedules => 19,
+            Table::ScalableTargets => 20,
         }
     }
 }
