@@ -21,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "berth/v1/operator.proto",
         "berth/v1/traffic.proto",
         "berth/v1/exec.proto",
+        "berth/v1/stats.proto",
         "berth/v1/agent.proto",
     ];
     for p in &protos {

@@ -34,6 +34,8 @@
 //!   metrics ports (pure), served on the ECS API's listener at `/prometheus/targets`.
 //! - [`traffic`]: target groups' targets with ELB's states and services' DNS endpoints, as
 //!   one view kept fresh for WatchTargets, the DNS server and load balancers.
+//! - [`usage`]: task stats in memory (the agents' usage samples, per-minute service
+//!   utilization for auto scaling); never stored.
 
 pub mod agent_link;
 pub mod agents;
@@ -58,3 +60,4 @@ pub mod snapshot;
 pub mod store;
 pub mod tls;
 pub mod traffic;
+pub mod usage;

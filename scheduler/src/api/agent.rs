@@ -374,6 +374,7 @@ impl AgentService for AgentApi {
             secrets: self.shared.secrets.clone(),
             logs: self.shared.logs.clone(),
             execs: self.shared.execs.clone(),
+            usage: self.shared.usage.clone(),
             rendered: self.shared.rendered.clone(),
         };
         // Subscribe before reading the set, so no change slips between.
@@ -563,6 +564,7 @@ fn agent_event(m: AgentMessage) -> AgentEvent {
             stream_id: o.stream_id,
             frame: exec_frame(o.output),
         },
+        Some(agent_message::Msg::Usage(u)) => AgentEvent::Usage(super::stats::usage_batch(u)),
     }
 }
 
@@ -631,6 +633,11 @@ fn scheduler_message(m: ToAgent) -> SchedulerMessage {
             }
             ToAgent::ExecCancel { stream_id } => {
                 scheduler_message::Msg::ExecCancel(berth_proto::v1::ExecCancel { stream_id })
+            }
+            ToAgent::StatsSampling { interval_ms } => {
+                scheduler_message::Msg::StatsSampling(berth_proto::v1::StatsSampling {
+                    interval_ms,
+                })
             }
         }),
     }
