@@ -13,6 +13,7 @@ pub mod login;
 pub mod secret;
 pub mod service;
 pub mod snapshot;
+pub mod stats;
 pub mod tag;
 pub mod targetgroup;
 pub mod task;
@@ -163,6 +164,7 @@ pub async fn run(
         Command::Targetgroup(cmd) => targetgroup::run(cmd, &mut ctx).await,
         Command::Secret(cmd) => secret::run(cmd, &mut ctx).await,
         Command::Tag(cmd) => tag::run(cmd, &mut ctx).await,
+        Command::Top(args) => stats::top(args, &mut ctx).await,
         Command::Version => version::run(&mut ctx).await,
         Command::Login(args) => login::run(args, &mut ctx).await,
         Command::Token(cmd) => token::run(cmd, &mut ctx).await,
