@@ -1,7 +1,7 @@
 //! A fake agent: the real `AgentService` protocol (an activation, Register
 //! with a CSR, Connect over mutual TLS with Hello, heartbeats) driven by the
 //! test instead of containerd. It records
-//! every `DesiredState` and `LogRequest` it receives and sends whatever
+//! every `DesiredState`, `LogRequest` and `StatsSampling` it receives and sends whatever
 //! reports and log chunks the test tells it to; [`FakeAgent::autopilot`]
 //! plays a well-behaved agent (PENDING → RUNNING with the assigned ports as
 //! bindings, STOPPED when told, canned log lines).
@@ -171,6 +171,8 @@ pub struct FakeAgent {
     tx: mpsc::Sender<AgentMessage>,
     desired: watch::Receiver<Option<DesiredState>>,
     log_requests: Mutex<mpsc::Receiver<LogRequest>>,
+    /// The latest `StatsSampling.interval_ms` received (`None`: none yet).
+    sampling: watch::Receiver<Option<u32>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -238,6 +240,7 @@ impl FakeAgent {
         let mut down = client.connect(req).await.expect("connect").into_inner();
         let (desired_tx, desired) = watch::channel(None);
         let (log_tx, log_rx) = mpsc::channel(64);
+        let (sampling_tx, sampling) = watch::channel(None);
         let reader = tokio::spawn(async move {
             while let Ok(Some(m)) = down.message().await {
                 match m.msg {
@@ -246,6 +249,9 @@ impl FakeAgent {
                     }
                     Some(scheduler_message::Msg::LogRequest(r)) => {
                         let _ = log_tx.send(r).await;
+                    }
+                    Some(scheduler_message::Msg::StatsSampling(s)) => {
+                        sampling_tx.send_replace(Some(s.interval_ms));
                     }
                     _ => {}
                 }
@@ -275,6 +281,7 @@ impl FakeAgent {
             tx,
             desired,
             log_requests: Mutex::new(log_rx),
+            sampling,
             tasks: vec![reader, beat],
         }
     }
@@ -297,6 +304,23 @@ impl FakeAgent {
                 self.desired.borrow()
             )
         })
+    }
+
+    /// Waits (up to 10 s) until the latest `StatsSampling` asked for
+    /// `interval_ms`.
+    pub async fn sampling_becomes(&self, interval_ms: u32) {
+        let mut rx = self.sampling.clone();
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            while *rx.borrow_and_update() != Some(interval_ms) {
+                rx.changed().await.expect("agent stream open");
+            }
+        })
+        .await;
+        assert!(
+            found.is_ok(),
+            "no StatsSampling of {interval_ms} ms within 10s; last: {:?}",
+            self.sampling.borrow()
+        );
     }
 
     pub async fn send(&self, msg: agent_message::Msg) {
