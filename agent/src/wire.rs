@@ -324,6 +324,7 @@ pub fn usage(s: &UsageSample) -> v1::AgentMessage {
         .map(|t| v1::TaskUsage {
             task_arn: t.arn.clone(),
             cpu_total_ns: t.usage.map(|u| u.cpu_usage_ns),
+            memory_limit_bytes: t.usage.and_then(|u| u.memory_limit_bytes),
             network: t.network.as_ref().map(network),
             containers: t
                 .containers

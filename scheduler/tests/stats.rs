@@ -76,6 +76,7 @@ fn task_usage(arn: &str, cpu_s: f64, mem_mib: u64) -> TaskUsage {
     TaskUsage {
         task_arn: arn.into(),
         cpu_total_ns: Some(ns),
+        memory_limit_bytes: None,
         network: Some(NetworkUsage {
             rx_bytes: 1000,
             rx_packets: 10,

@@ -338,6 +338,7 @@ pub fn usage_batch(u: v1::UsageSample) -> UsageBatch {
             .map(|t| TaskUsage {
                 task_id: short_id(t.task_arn.trim()).to_owned(),
                 cpu_total_ns: t.cpu_total_ns,
+                memory_limit_bytes: t.memory_limit_bytes,
                 network: t.network.map(|n| NetUsage {
                     rx_bytes: n.rx_bytes,
                     rx_packets: n.rx_packets,

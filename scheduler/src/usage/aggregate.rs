@@ -212,7 +212,10 @@ pub fn view(meta: &TaskMeta, prev: Option<&Sample>, cur: &Sample) -> TaskView {
                     .find(|x| x.name == c.name)
                     .map(|x| x.cpu_total_ns)
             });
-            let limit = c.memory_limit_bytes.unwrap_or(cur.host_memory_bytes);
+            let limit = c
+                .memory_limit_bytes
+                .or(cur.task.memory_limit_bytes)
+                .unwrap_or(cur.host_memory_bytes);
             let ws = c.working_set();
             ContainerView {
                 cpu_percent: rate(before, Some(c.cpu_total_ns), wall) * 100.0,
@@ -264,6 +267,7 @@ mod tests {
             task: TaskUsage {
                 task_id: "t".into(),
                 cpu_total_ns: Some(cpu_ns),
+                memory_limit_bytes: None,
                 network: None,
                 containers: vec![ContainerUsage {
                     name: "app".into(),
@@ -289,6 +293,11 @@ mod tests {
         let c = &v.containers[0];
         assert!((c.cpu_percent - 100.0).abs() < 1e-9);
         assert_eq!(c.memory_limit, 8 << 30, "no limit reads as the host's memory");
+        let mut capped = b.clone();
+        capped.task.memory_limit_bytes = Some(128 << 20);
+        let v = view(&m, Some(&a), &capped);
+        assert_eq!(v.containers[0].memory_limit, 128 << 20, "else the task's");
+        assert!((v.containers[0].memory_percent - 50.0).abs() < 1e-9);
         let first = view(&m, None, &b);
         assert_eq!(first.cpu_units, 0.0, "no rate from one sample");
         assert_eq!(first.preread_ms, None);

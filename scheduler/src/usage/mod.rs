@@ -65,6 +65,8 @@ pub struct TaskUsage {
     pub task_id: String,
     /// The task cgroup's CPU time, if it could be read.
     pub cpu_total_ns: Option<u64>,
+    /// The task cgroup's memory limit, if any.
+    pub memory_limit_bytes: Option<u64>,
     pub network: Option<NetUsage>,
     pub containers: Vec<ContainerUsage>,
 }
@@ -352,6 +354,7 @@ mod tests {
                 .map(|(id, cpu)| TaskUsage {
                     task_id: (*id).into(),
                     cpu_total_ns: Some(*cpu),
+                    memory_limit_bytes: None,
                     network: None,
                     containers: vec![ContainerUsage {
                         name: "app".into(),
