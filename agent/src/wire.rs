@@ -16,8 +16,8 @@ use crate::exec::{ExecCommand, ExecFrame, ExecInput, ExecOutput, ExecStart, Term
 use crate::host::HostFacts;
 use crate::identity::Identity;
 use crate::logs::server::{LogChunk, LogCommand, LogRequest};
-use crate::runtime::image::Credentials;
 use crate::metadata::stats::NetworkStats;
+use crate::runtime::image::Credentials;
 use crate::runtime::report::TaskReport;
 use crate::usage::UsageSample;
 
@@ -676,20 +676,31 @@ mod tests {
         assert_eq!(u.host_memory_bytes, 8 << 30);
         let t = &u.tasks[0];
         assert_eq!(t.cpu_total_ns, Some(7));
-        assert_eq!(t.network.as_ref().map(|n| (n.rx_bytes, n.tx_packets)), Some((1, 2)));
+        assert_eq!(
+            t.network.as_ref().map(|n| (n.rx_bytes, n.tx_packets)),
+            Some((1, 2))
+        );
         let c = &t.containers[0];
-        assert_eq!((c.memory_usage_bytes, c.memory_inactive_file_bytes), (4096, 1024));
-        assert_eq!((c.block_read_bytes, c.block_write_bytes, c.pids), (Some(3), None, 2));
+        assert_eq!(
+            (c.memory_usage_bytes, c.memory_inactive_file_bytes),
+            (4096, 1024)
+        );
+        assert_eq!(
+            (c.block_read_bytes, c.block_write_bytes, c.pids),
+            (Some(3), None, 2)
+        );
 
         let ask = |ms| {
             inbound(v1::SchedulerMessage {
-                msg: Some(v1::scheduler_message::Msg::StatsSampling(v1::StatsSampling {
-                    interval_ms: ms,
-                })),
+                msg: Some(v1::scheduler_message::Msg::StatsSampling(
+                    v1::StatsSampling { interval_ms: ms },
+                )),
             })
             .unwrap()
         };
-        assert!(matches!(ask(1000), Inbound::StatsSampling(Some(d)) if d == Duration::from_secs(1)));
+        assert!(
+            matches!(ask(1000), Inbound::StatsSampling(Some(d)) if d == Duration::from_secs(1))
+        );
         assert!(matches!(ask(0), Inbound::StatsSampling(None)));
     }
 

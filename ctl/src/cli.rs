@@ -518,11 +518,15 @@ mod tests {
         );
         check(
             "task stats 0a1b -f -o json",
-            expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Json } Task(Stats(StatsArgs { id: "0a1b", follow: true, cluster: ClusterArg { cluster: None } }))"#]],
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Json } Task(Stats(StatsArgs { id: "0a1b", follow: true, cluster: ClusterArg { cluster: None } }))"#
+            ]],
         );
         check(
             "top --service web --sort memory -n 5 --once",
-            expect![[r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Top(TopArgs { service: Some("web"), sort: Memory, limit: 5, once: true, interval: 2s, cluster: ClusterArg { cluster: None } })"#]],
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Top(TopArgs { service: Some("web"), sort: Memory, limit: 5, once: true, interval: 2s, cluster: ClusterArg { cluster: None } })"#
+            ]],
         );
         check("top --sort disk", expect!["error (exit 2): InvalidValue"]);
     }

@@ -177,7 +177,9 @@ async fn samples_come_back_as_stats_and_leave_with_the_task() {
     until_status(&ops, &web, "RUNNING").await;
     until_status(&ops, &batch, "RUNNING").await;
 
-    let e = get(&ops, "0123456789abcdef0123456789abcdef").await.unwrap_err();
+    let e = get(&ops, "0123456789abcdef0123456789abcdef")
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
     let e = get(&ops, &web).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
@@ -214,7 +216,11 @@ async fn samples_come_back_as_stats_and_leave_with_the_task() {
     assert!((app.cpu_percent - 50.0).abs() < 0.1, "{app:?}");
     assert_eq!(app.memory_usage_bytes, 64 * MIB);
     assert_eq!(app.memory_raw_usage_bytes, 66 * MIB);
-    assert_eq!(app.memory_limit_bytes, 4096 * MIB, "unlimited: the host's memory");
+    assert_eq!(
+        app.memory_limit_bytes,
+        4096 * MIB,
+        "unlimited: the host's memory"
+    );
     assert_eq!(app.network.as_ref().unwrap().rx_bytes, 1000);
     assert_eq!((app.block_read_bytes, app.pids), (Some(4096), 3));
     let side = &st.containers[1];
@@ -225,7 +231,7 @@ async fn samples_come_back_as_stats_and_leave_with_the_task() {
     // service filter keeps web.
     assert_eq!(list(&ops, "", "cpu").await, [web.clone(), batch.clone()]);
     assert_eq!(list(&ops, "", "memory").await, [batch.clone(), web.clone()]);
-    assert_eq!(list(&ops, "web", "").await, [web.clone()]);
+    assert_eq!(list(&ops, "web", "").await, vec![web.clone()]);
     let e = TaskStatsServiceClient::new(ops.clone())
         .list_task_stats(ListTaskStatsRequest {
             sort: "disk".into(),
@@ -295,8 +301,13 @@ async fn samples_come_back_as_stats_and_leave_with_the_task() {
     let e = get(&ops, &batch).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     assert!(e.message().contains("STOPPED, not RUNNING"), "{e:?}");
-    assert_eq!(list(&ops, "", "cpu").await, [web.clone()]);
-    sample(&agent, t2 + Duration::from_secs(1), vec![task_usage(&web, 8.0, 70)]).await;
+    assert_eq!(list(&ops, "", "cpu").await, vec![web.clone()]);
+    sample(
+        &agent,
+        t2 + Duration::from_secs(1),
+        vec![task_usage(&web, 8.0, 70)],
+    )
+    .await;
     reading_at(&ops, &web, t2 + Duration::from_secs(1)).await;
 
     // The agent goes: its readings go with it.

@@ -36,7 +36,9 @@ const IDLE: &str = r#"{"family":"idle","cpu":"256","memory":"512","containerDefi
 /// The container's memory use, as its cgroup says.
 fn cgroup_memory_bytes(rel: &str) -> f64 {
     let file = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        PathBuf::from("/sys/fs/cgroup").join(rel).join("memory.current")
+        PathBuf::from("/sys/fs/cgroup")
+            .join(rel)
+            .join("memory.current")
     } else {
         PathBuf::from("/sys/fs/cgroup/memory")
             .join(rel)
@@ -158,20 +160,25 @@ async fn task_stats_and_top_show_a_cpu_burner_and_its_memory() {
         assert!(header.contains(col), "{table}");
     }
     let row = lines.next().unwrap();
-    assert!(row.starts_with("burn ") && row.contains("/ 256MiB"), "{table}");
+    assert!(
+        row.starts_with("burn ") && row.contains("/ 256MiB"),
+        "{table}"
+    );
 
     // top: the burner first by CPU, the idle task (64 MiB) first by memory.
     let by_id = |arn: &Value| berth_proto::arn::short_id(arn.as_str().unwrap()).to_owned();
     eventually(Duration::from_secs(40), "top's order", || async {
         let cpu = json(&c.sched.ctl(&["top", "--once", "-o", "json"]));
-        let mem = json(&c.sched.ctl(&["top", "--once", "--sort", "memory", "-o", "json"]));
+        let mem = json(
+            &c.sched
+                .ctl(&["top", "--once", "--sort", "memory", "-o", "json"]),
+        );
         let ids = |v: &Value| -> Vec<String> {
             v.as_array()
                 .map(|a| a.iter().map(|t| by_id(&t["taskArn"])).collect())
                 .unwrap_or_default()
         };
-        if ids(&cpu) == [burn.clone(), idle.clone()] && ids(&mem) == [idle.clone(), burn.clone()]
-        {
+        if ids(&cpu) == [burn.clone(), idle.clone()] && ids(&mem) == [idle.clone(), burn.clone()] {
             Ok(())
         } else {
             Err(format!("by cpu {:?}, by memory {:?}", ids(&cpu), ids(&mem)))
@@ -218,10 +225,7 @@ async fn task_stats_and_top_show_a_cpu_burner_and_its_memory() {
     let reads = reads
         .expect("five readings within 30 s of --follow")
         .unwrap();
-    let secs: Vec<f64> = reads
-        .iter()
-        .map(|r| seconds_of_day(r))
-        .collect();
+    let secs: Vec<f64> = reads.iter().map(|r| seconds_of_day(r)).collect();
     // The first is the latest 10 s sample; the last three came at 1 s.
     let gaps: Vec<f64> = secs.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(

@@ -124,7 +124,10 @@ fn size(mut v: f64, base: f64, units: &[&str]) -> String {
         format!("{v:.3}")
     };
     let trimmed = if digits.contains('.') {
-        digits.trim_end_matches('0').trim_end_matches('.').to_owned()
+        digits
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned()
     } else {
         digits
     };
@@ -188,7 +191,14 @@ pub fn stats_table(tasks: &[TaskStatsView]) -> String {
 /// what service auto scaling averages.
 pub fn top_table(tasks: &[TaskStatsView]) -> String {
     let mut t = Table::new(&[
-        "TASK", "GROUP", "CPU %", "CPU/RES", "MEM USAGE", "MEM/RES", "NET I/O", "PIDS",
+        "TASK",
+        "GROUP",
+        "CPU %",
+        "CPU/RES",
+        "MEM USAGE",
+        "MEM/RES",
+        "NET I/O",
+        "PIDS",
     ]);
     for task in tasks {
         let net = task.containers.first().map_or_else(
@@ -204,7 +214,11 @@ pub fn top_table(tasks: &[TaskStatsView]) -> String {
             task.memory_utilization
                 .map_or_else(|| "-".to_owned(), percent),
             net,
-            task.containers.iter().map(|c| c.pids).sum::<u64>().to_string(),
+            task.containers
+                .iter()
+                .map(|c| c.pids)
+                .sum::<u64>()
+                .to_string(),
         ]);
     }
     t.render()

@@ -309,7 +309,7 @@ pub fn task_stats(arn: &berth_proto::arn::ArnPrefix, r: &TaskReading) -> v1::Tas
                 memory_max_usage_bytes: c.usage.memory_max_usage_bytes,
                 memory_percent: c.memory_percent,
                 oom_kills: c.usage.oom_kills,
-                network: network.clone(),
+                network,
                 block_read_bytes: c.usage.block_read_bytes,
                 block_write_bytes: c.usage.block_write_bytes,
                 pids: c.usage.pids,
@@ -402,7 +402,11 @@ mod tests {
 
     #[test]
     fn top_sorts_largest_first_and_keeps_the_limit() {
-        let mut r = vec![reading("a", 1.0, 30), reading("b", 900.0, 10), reading("c", 5.0, 20)];
+        let mut r = vec![
+            reading("a", 1.0, 30),
+            reading("b", 900.0, 10),
+            reading("c", 5.0, 20),
+        ];
         sort_readings(&mut r, SortBy::Cpu, 0);
         let ids = |r: &[TaskReading]| r.iter().map(|x| x.task_id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&r), ["b", "c", "a"]);
@@ -410,6 +414,9 @@ mod tests {
         assert_eq!(ids(&r), ["a", "c"]);
         assert_eq!(SortBy::parse("").unwrap(), SortBy::Cpu);
         assert_eq!(SortBy::parse("MEMORY").unwrap(), SortBy::Memory);
-        assert!(SortBy::parse("disk").unwrap_err().to_string().contains("sort"));
+        assert!(SortBy::parse("disk")
+            .unwrap_err()
+            .to_string()
+            .contains("sort"));
     }
 }

@@ -74,9 +74,9 @@ impl Minutes {
             .or_default();
         m.cpu_ns = m.cpu_ns.saturating_add(interval.cpu_ns);
         m.wall_ns = m.wall_ns.saturating_add(interval.wall_ns);
-        m.memory_byte_ns = m.memory_byte_ns.saturating_add(
-            u128::from(interval.memory_bytes) * u128::from(interval.wall_ns),
-        );
+        m.memory_byte_ns = m
+            .memory_byte_ns
+            .saturating_add(u128::from(interval.memory_bytes) * u128::from(interval.wall_ns));
         m.reserved_cpu_units = interval.reserved_cpu_units;
         m.reserved_memory_mib = interval.reserved_memory_mib;
         self.prune(minute);
@@ -287,12 +287,23 @@ mod tests {
         let b = sample(10_000, 10_000_000_000, 64 << 20);
         let v = view(&m, Some(&a), &b);
         assert!((v.cpu_units - 1024.0).abs() < 1e-9);
-        assert!((v.cpu_utilization.unwrap() - 200.0).abs() < 1e-9, "twice its 512 units");
-        assert_eq!(v.memory_used_bytes, 64 << 20, "working set: inactive file left out");
+        assert!(
+            (v.cpu_utilization.unwrap() - 200.0).abs() < 1e-9,
+            "twice its 512 units"
+        );
+        assert_eq!(
+            v.memory_used_bytes,
+            64 << 20,
+            "working set: inactive file left out"
+        );
         assert!((v.memory_utilization.unwrap() - 50.0).abs() < 1e-9);
         let c = &v.containers[0];
         assert!((c.cpu_percent - 100.0).abs() < 1e-9);
-        assert_eq!(c.memory_limit, 8 << 30, "no limit reads as the host's memory");
+        assert_eq!(
+            c.memory_limit,
+            8 << 30,
+            "no limit reads as the host's memory"
+        );
         let mut capped = b.clone();
         capped.task.memory_limit_bytes = Some(128 << 20);
         let v = view(&m, Some(&a), &capped);
@@ -310,8 +321,14 @@ mod tests {
         assert_eq!(v.cpu_units, 0.0);
         assert_eq!(v.cpu_utilization, None);
         assert_eq!(v.memory_utilization, None);
-        assert_eq!(interval(&m, &sample(0, 5_000, 1), &sample(1000, 10, 1)), None);
-        assert_eq!(interval(&m, &sample(1000, 0, 1), &sample(1000, 10, 1)), None);
+        assert_eq!(
+            interval(&m, &sample(0, 5_000, 1), &sample(1000, 10, 1)),
+            None
+        );
+        assert_eq!(
+            interval(&m, &sample(1000, 0, 1), &sample(1000, 10, 1)),
+            None
+        );
     }
 
     fn iv(cpu_ns: u64, wall_ns: u64, mem: u64, cpu: i64, memory: i64) -> Interval {
@@ -330,7 +347,11 @@ mod tests {
         // Task a: a full core (1024 units) over six 10 s intervals, 256
         // reserved; 100 MiB of 200.
         for _ in 0..6 {
-            m.add(100, "a", iv(10_000_000_000, 10_000_000_000, 100 << 20, 256, 200));
+            m.add(
+                100,
+                "a",
+                iv(10_000_000_000, 10_000_000_000, 100 << 20, 256, 200),
+            );
         }
         // Task b: idle, 768 reserved; 0 MiB of 56, seen for 20 s only.
         m.add(100, "b", iv(0, 10_000_000_000, 0, 768, 56));
@@ -341,7 +362,11 @@ mod tests {
         assert!((u.cpu.unwrap() - 100.0).abs() < 1e-9, "{u:?}");
         // (100 + 0) / (200 + 56) MiB.
         assert!((u.memory.unwrap() - 100.0 / 256.0 * 100.0).abs() < 1e-9);
-        assert_eq!(m.utilization(99), None, "a minute without readings is missing");
+        assert_eq!(
+            m.utilization(99),
+            None,
+            "a minute without readings is missing"
+        );
     }
 
     #[test]
