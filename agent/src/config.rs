@@ -1616,6 +1616,21 @@ mod runtime_settings_tests {
     fn bad_runtime_settings_name_themselves() {
         let err = |file: &str, e: &[(&str, &str)]| load_with(file, e).unwrap_err().to_string();
         assert!(err("", &[(env::STOP_TIMEOUT, "soon")]).contains("invalid stop_timeout"));
+        let e = err("stats_interval = \"2m\"", &[]);
+        assert!(
+            e.contains("invalid stats_interval") && e.contains("between 1s and 60s"),
+            "{e}"
+        );
+        assert!(err("", &[(env::STATS_INTERVAL, "0s")]).contains("invalid stats_interval"));
+        let ok = load_with("stats_interval = \"30s\"", &[]).unwrap();
+        assert_eq!(
+            ok.runtime.stats_interval,
+            std::time::Duration::from_secs(30)
+        );
+        assert_eq!(
+            load_with("", &[]).unwrap().runtime.stats_interval,
+            DEFAULT_STATS_INTERVAL
+        );
         assert!(err("image_pull_behavior = \"sometimes\"", &[]).contains("sometimes"));
         assert!(err("", &[(env::BRIDGE_SUBNET, "10.0.0.0/33")]).contains("invalid bridge_subnet"));
         assert!(err("", &[(env::BRIDGE, "a-very-long-bridge-name")]).contains("invalid bridge"));

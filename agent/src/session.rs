@@ -443,6 +443,9 @@ impl Session {
             welcome,
         } = est;
         let identity = self.identity.clone();
+        // A new stream: nobody follows this host's tasks until the
+        // scheduler says so (a renewal may have ended the last one early).
+        self.link.usage.sampling.send_replace(None);
         let mut renew_at =
             Instant::now() + renewal_delay(&self.credentials.cert_pem, SystemTime::now());
         let since = Instant::now();

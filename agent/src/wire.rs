@@ -689,6 +689,38 @@ mod tests {
             (c.block_read_bytes, c.block_write_bytes, c.pids),
             (Some(3), None, 2)
         );
+        // What docs/stats.md says a sample costs on the stream (about 70
+        // bytes per container, 130 per task), with realistic magnitudes.
+        let busy = v1::ContainerUsage {
+            name: "app".into(),
+            cpu_total_ns: 12_345_678_901_234,
+            cpu_user_ns: 10_000_000_000_000,
+            cpu_system_ns: 2_000_000_000_000,
+            memory_usage_bytes: 512 << 20,
+            memory_inactive_file_bytes: 64 << 20,
+            memory_limit_bytes: Some(1 << 30),
+            memory_max_usage_bytes: Some(600 << 20),
+            oom_kills: Some(0),
+            block_read_bytes: Some(10 << 30),
+            block_write_bytes: Some(10 << 30),
+            pids: 40,
+        };
+        let len = prost::Message::encoded_len(&busy);
+        assert!((60..=80).contains(&len), "{len} bytes per container");
+        let task = v1::TaskUsage {
+            task_arn: "arn:aws:ecs:eu-west-1:123456789012:task/production/0123456789abcdef0123456789abcdef".into(),
+            cpu_total_ns: Some(24_000_000_000_000),
+            memory_limit_bytes: Some(2 << 30),
+            network: Some(v1::NetworkUsage {
+                rx_bytes: 50 << 30,
+                rx_packets: 40_000_000,
+                tx_bytes: 50 << 30,
+                tx_packets: 40_000_000,
+            }),
+            containers: vec![],
+        };
+        let len = prost::Message::encoded_len(&task);
+        assert!((110..=140).contains(&len), "{len} bytes per task");
 
         let ask = |ms| {
             inbound(v1::SchedulerMessage {

@@ -190,6 +190,21 @@ impl UsageBook {
         mut meta_of: impl FnMut(&str) -> Option<TaskMeta>,
     ) {
         let minute = minute_of(received_ms);
+        // Tasks seen for the first time are looked up outside the lock.
+        let unknown: Vec<String> = {
+            let inner = self.lock();
+            batch
+                .tasks
+                .iter()
+                .filter(|t| !inner.tasks.contains_key(&t.task_id))
+                .map(|t| t.task_id.clone())
+                .collect()
+        };
+        let mut metas: HashMap<String, TaskMeta> = unknown
+            .into_iter()
+            .filter_map(|id| meta_of(&id).map(|m| (id, m)))
+            .filter(|(_, m)| m.instance == instance)
+            .collect();
         let mut inner = self.lock();
         let inner = &mut *inner;
         let present: std::collections::HashSet<&str> =
@@ -224,18 +239,16 @@ impl UsageBook {
                 // Another instance's task (it moved? never): keep the first.
                 Some(_) => {}
                 None => {
-                    if let Some(meta) = meta_of(&id) {
-                        if meta.instance == instance {
-                            inner.tasks.insert(
-                                id,
-                                Entry {
-                                    meta,
-                                    prev: None,
-                                    latest: sample,
-                                    seq: inner.seq,
-                                },
-                            );
-                        }
+                    if let Some(meta) = metas.remove(&id) {
+                        inner.tasks.insert(
+                            id,
+                            Entry {
+                                meta,
+                                prev: None,
+                                latest: sample,
+                                seq: inner.seq,
+                            },
+                        );
                     }
                 }
             }
