@@ -206,6 +206,9 @@ async fn samples_come_back_as_stats_and_leave_with_the_task() {
     assert_eq!(st.group, "service:web");
     assert!((st.cpu_units - 512.0).abs() < 1.0, "{st:?}");
     assert_eq!(st.cpu_reserved_units, 512);
+    assert_eq!(st.recent.len(), 1, "one interval so far");
+    assert!((st.recent[0].cpu_units - 512.0).abs() < 1.0);
+    assert_eq!(st.recent[0].read, st.read);
     assert!((st.cpu_utilization.unwrap() - 100.0).abs() < 0.5, "{st:?}");
     // The working sets: 64 MiB + 1 MiB, of 128 reserved.
     assert_eq!(st.memory_used_bytes, 65 * MIB);

@@ -29,6 +29,17 @@ pub struct TaskStatsView {
     pub memory_reserved_mib: i64,
     pub memory_utilization: Option<f64>,
     pub containers: Vec<ContainerStatsView>,
+    /// The task's last intervals, oldest first.
+    pub recent: Vec<PointView>,
+}
+
+/// One interval of a task, for JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PointView {
+    pub read: Option<String>,
+    pub cpu_units: f64,
+    pub memory_used_bytes: u64,
 }
 
 /// One container's reading, for JSON.
@@ -60,6 +71,15 @@ impl From<pb::TaskStats> for TaskStatsView {
         Self {
             read: rfc3339(t.read.as_ref()),
             preread: rfc3339(t.preread.as_ref()),
+            recent: t
+                .recent
+                .iter()
+                .map(|p| PointView {
+                    read: rfc3339(p.read.as_ref()),
+                    cpu_units: p.cpu_units,
+                    memory_used_bytes: p.memory_used_bytes,
+                })
+                .collect(),
             containers: t
                 .containers
                 .into_iter()

@@ -294,6 +294,15 @@ pub fn task_stats(arn: &berth_proto::arn::ArnPrefix, r: &TaskReading) -> v1::Tas
         memory_used_bytes: v.memory_used_bytes,
         memory_reserved_mib: m.reserved_memory_mib,
         memory_utilization: v.memory_utilization,
+        recent: r
+            .recent
+            .iter()
+            .map(|p| v1::UsagePoint {
+                read: Some(timestamp(p.read_ms)),
+                cpu_units: p.cpu_units,
+                memory_used_bytes: p.memory_used_bytes,
+            })
+            .collect(),
         containers: v
             .containers
             .iter()
@@ -396,6 +405,7 @@ mod tests {
                 containers: vec![],
             },
             network: None,
+            recent: vec![],
             seq: 1,
         }
     }

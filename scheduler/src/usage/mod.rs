@@ -6,7 +6,8 @@
 //! Nothing here is stored: readings are ephemeral, so a restarted scheduler
 //! starts empty and fills again with the agents' next samples (sled never
 //! sees them). Everything is bounded: per task, the latest sample and the
-//! one before it (for rates); per service, [`aggregate::MINUTES_KEPT`]
+//! one before it (for rates) and the last [`WINDOW`] intervals as
+//! [`Point`]s; per service, [`aggregate::MINUTES_KEPT`]
 //! minutes of per-task sums ([`aggregate::Minutes`]). A task leaves when
 //! its agent's next sample no longer has it (stopped there) or the agent's
 //! stream ends; a service's minutes age out.
@@ -108,6 +109,17 @@ impl TaskMeta {
     }
 }
 
+/// Intervals kept per task.
+pub const WINDOW: usize = 30;
+
+/// One interval of a task, as its window keeps it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub read_ms: i64,
+    pub cpu_units: f64,
+    pub memory_used_bytes: u64,
+}
+
 /// A task's latest reading.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskReading {
@@ -116,6 +128,8 @@ pub struct TaskReading {
     pub view: TaskView,
     /// The task's interface, as the task sees it.
     pub network: Option<NetUsage>,
+    /// The last [`WINDOW`] intervals, oldest first.
+    pub recent: Vec<Point>,
     /// Rises with every sample of this task (watchers send each once).
     pub seq: u64,
 }
@@ -125,6 +139,7 @@ struct Entry {
     meta: TaskMeta,
     prev: Option<Sample>,
     latest: Sample,
+    window: std::collections::VecDeque<Point>,
     seq: u64,
 }
 
@@ -135,6 +150,7 @@ impl Entry {
             meta: self.meta.clone(),
             view: aggregate::view(&self.meta, self.prev.as_ref(), &self.latest),
             network: self.latest.task.network,
+            recent: self.window.iter().copied().collect(),
             seq: self.seq,
         }
     }
@@ -223,10 +239,18 @@ impl UsageBook {
             match inner.tasks.get_mut(&id) {
                 Some(e) if e.meta.instance == instance => {
                     let prev = std::mem::replace(&mut e.latest, sample);
-                    if let (Some(iv), Some(service)) = (
-                        aggregate::interval(&e.meta, &prev, &e.latest),
-                        e.meta.service(),
-                    ) {
+                    let iv = aggregate::interval(&e.meta, &prev, &e.latest);
+                    if let Some(iv) = iv {
+                        if e.window.len() == WINDOW {
+                            e.window.pop_front();
+                        }
+                        e.window.push_back(Point {
+                            read_ms: e.latest.read_ms,
+                            cpu_units: iv.cpu_ns as f64 / iv.wall_ns as f64 * 1024.0,
+                            memory_used_bytes: iv.memory_bytes,
+                        });
+                    }
+                    if let (Some(iv), Some(service)) = (iv, e.meta.service()) {
                         inner
                             .services
                             .entry((e.meta.cluster.clone(), service.to_owned()))
@@ -246,6 +270,7 @@ impl UsageBook {
                                 meta,
                                 prev: None,
                                 latest: sample,
+                                window: Default::default(),
                                 seq: inner.seq,
                             },
                         );
@@ -391,6 +416,22 @@ mod tests {
         book.record("i-1", batch(10_000, &[("a", 5_000_000_000)]), 61_000, known);
         let a = book.task("a").unwrap();
         assert!((a.view.cpu_units - 512.0).abs() < 1e-9);
+        assert_eq!(a.recent.len(), 1);
+        assert!((a.recent[0].cpu_units - 512.0).abs() < 1e-9);
+        assert_eq!(a.recent[0].memory_used_bytes, 32 << 20);
+        // The window keeps the last WINDOW intervals.
+        for i in 2..=(WINDOW as i64 + 5) {
+            book.record(
+                "i-1",
+                batch(i * 10_000, &[("a", 5_000_000_000 * i as u64)]),
+                61_000,
+                known,
+            );
+        }
+        let a = book.task("a").unwrap();
+        assert_eq!(a.recent.len(), WINDOW);
+        assert_eq!(a.recent[WINDOW - 1].read_ms, (WINDOW as i64 + 5) * 10_000);
+        assert_eq!(a.recent[0].read_ms, 6 * 10_000);
         let u = book.service_utilization("default", "web", 1).unwrap();
         assert!((u.cpu.unwrap() - 50.0).abs() < 1e-9);
         assert!((u.memory.unwrap() - 50.0).abs() < 1e-9);
