@@ -132,7 +132,7 @@ impl AgentSession {
             id,
             "the connection to the task's agent was lost; the command's fate is unknown",
         );
-        self.ctx.usage.forget_instance(id);
+        self.ctx.usage.forget_instance(id, self.guard.conn());
         drop(self.guard);
     }
 
@@ -195,9 +195,13 @@ impl AgentSession {
     fn record_usage(&self, batch: crate::usage::UsageBatch) {
         let db = &self.ctx.db;
         let id = &self.id;
+        let from = crate::usage::Source {
+            instance: id,
+            conn: self.guard.conn(),
+        };
         self.ctx
             .usage
-            .record(id, batch, crate::records::now_millis(), |task| {
+            .record(from, batch, crate::records::now_millis(), |task| {
                 match db.task(task) {
                     Ok(Some(t)) if t.instance_id == *id && t.last_status != TaskStatus::Stopped => {
                         Some(TaskMeta {

@@ -134,9 +134,18 @@ pub struct TaskReading {
     pub seq: u64,
 }
 
+/// Who sent a sample: the instance, and which of its `Connect` streams.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub instance: &'a str,
+    pub conn: u64,
+}
+
 #[derive(Debug)]
 struct Entry {
     meta: TaskMeta,
+    /// The stream that sent the latest sample.
+    conn: u64,
     prev: Option<Sample>,
     latest: Sample,
     window: std::collections::VecDeque<Point>,
@@ -200,11 +209,12 @@ impl UsageBook {
     /// Tasks of `instance` the sample lacks are forgotten.
     pub fn record(
         &self,
-        instance: &str,
+        from: Source<'_>,
         batch: UsageBatch,
         received_ms: i64,
         mut meta_of: impl FnMut(&str) -> Option<TaskMeta>,
     ) {
+        let (instance, conn) = (from.instance, from.conn);
         let minute = minute_of(received_ms);
         // Tasks seen for the first time are looked up outside the lock.
         let unknown: Vec<String> = {
@@ -259,6 +269,7 @@ impl UsageBook {
                     }
                     e.prev = Some(prev);
                     e.seq = inner.seq;
+                    e.conn = conn;
                 }
                 // Another instance's task (it moved? never): keep the first.
                 Some(_) => {}
@@ -268,6 +279,7 @@ impl UsageBook {
                             id,
                             Entry {
                                 meta,
+                                conn,
                                 prev: None,
                                 latest: sample,
                                 window: Default::default(),
@@ -286,10 +298,13 @@ impl UsageBook {
         self.changed.send_replace(seq);
     }
 
-    /// The agent's stream ended: its tasks' readings go.
-    pub fn forget_instance(&self, instance: &str) {
+    /// The agent's stream `conn` ended: the readings it sent last go (not
+    /// those a newer stream of the same agent already sent).
+    pub fn forget_instance(&self, instance: &str, conn: u64) {
         let mut inner = self.lock();
-        inner.tasks.retain(|_, e| e.meta.instance != instance);
+        inner
+            .tasks
+            .retain(|_, e| e.meta.instance != instance || e.conn != conn);
         inner.seq += 1;
         let seq = inner.seq;
         drop(inner);
@@ -383,6 +398,10 @@ mod tests {
         }
     }
 
+    fn src(instance: &str) -> Source<'_> {
+        Source { instance, conn: 1 }
+    }
+
     fn batch(read_ms: i64, tasks: &[(&str, u64)]) -> UsageBatch {
         UsageBatch {
             read_ms,
@@ -409,11 +428,21 @@ mod tests {
     fn samples_make_readings_and_service_minutes_and_go_with_the_task() {
         let book = UsageBook::default();
         let known = |id: &str| (id != "stranger").then(|| meta("i-1"));
-        book.record("i-1", batch(0, &[("a", 0), ("stranger", 0)]), 60_000, known);
+        book.record(
+            src("i-1"),
+            batch(0, &[("a", 0), ("stranger", 0)]),
+            60_000,
+            known,
+        );
         assert!(book.task("stranger").is_none(), "unknown to the store");
         assert_eq!(book.task("a").unwrap().view.cpu_units, 0.0);
         // Half a core for 10 s.
-        book.record("i-1", batch(10_000, &[("a", 5_000_000_000)]), 61_000, known);
+        book.record(
+            src("i-1"),
+            batch(10_000, &[("a", 5_000_000_000)]),
+            61_000,
+            known,
+        );
         let a = book.task("a").unwrap();
         assert!((a.view.cpu_units - 512.0).abs() < 1e-9);
         assert_eq!(a.recent.len(), 1);
@@ -422,7 +451,7 @@ mod tests {
         // The window keeps the last WINDOW intervals.
         for i in 2..=(WINDOW as i64 + 5) {
             book.record(
-                "i-1",
+                src("i-1"),
                 batch(i * 10_000, &[("a", 5_000_000_000 * i as u64)]),
                 61_000,
                 known,
@@ -440,10 +469,12 @@ mod tests {
         assert_eq!(book.list("default", Some("web")).len(), 1);
         assert_eq!(book.list("default", Some("api")).len(), 0);
         // Another instance cannot speak for a's host.
-        book.record("i-2", batch(20_000, &[]), 62_000, |_| Some(meta("i-2")));
+        book.record(src("i-2"), batch(20_000, &[]), 62_000, |_| {
+            Some(meta("i-2"))
+        });
         assert!(book.task("a").is_some());
         // The next sample of i-1 lacks a: it stopped there.
-        book.record("i-1", batch(20_000, &[]), 62_000, known);
+        book.record(src("i-1"), batch(20_000, &[]), 62_000, known);
         assert!(book.task("a").is_none());
         // Its past minute stays for the autoscaler.
         assert!(book.service_utilization("default", "web", 1).is_some());
@@ -452,9 +483,12 @@ mod tests {
     #[test]
     fn a_lost_agent_takes_its_readings_and_followers_count() {
         let book = UsageBook::default();
-        book.record("i-1", batch(0, &[("a", 0)]), 0, |_| Some(meta("i-1")));
+        book.record(src("i-1"), batch(0, &[("a", 0)]), 0, |_| Some(meta("i-1")));
         let mut rx = book.subscribe();
-        book.forget_instance("i-1");
+        // An older stream's end leaves a newer stream's readings.
+        book.forget_instance("i-1", 0);
+        assert!(book.task("a").is_some());
+        book.forget_instance("i-1", 1);
         assert!(rx.has_changed().unwrap());
         rx.borrow_and_update();
         assert!(book.task("a").is_none());
