@@ -23,6 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "berth/v1/exec.proto",
         "berth/v1/events.proto",
         "berth/v1/webhooks.proto",
+        "berth/v1/stats.proto",
         "berth/v1/agent.proto",
         "berth/v1/autoscaling.proto",
     ];

@@ -141,6 +141,9 @@ pub mod env {
     pub const IMAGE_CLEANUP_MIN_AGE: &str = "BERTH_IMAGE_CLEANUP_MIN_AGE";
     /// A duration (ECS_IMAGE_CLEANUP_INTERVAL), e.g. `30m`.
     pub const IMAGE_CLEANUP_INTERVAL: &str = "BERTH_IMAGE_CLEANUP_INTERVAL";
+    /// A duration, 1s–60s (default 10s): how often running tasks' usage is
+    /// sent to the scheduler (`docs/stats.md`).
+    pub const STATS_INTERVAL: &str = "BERTH_STATS_INTERVAL";
     /// ECS_NUM_IMAGES_DELETE_PER_CYCLE.
     pub const IMAGE_CLEANUP_PER_CYCLE: &str = "BERTH_IMAGE_CLEANUP_PER_CYCLE";
     /// `true` (default) or `false`: the task metadata endpoint v4.
@@ -245,6 +248,8 @@ pub struct RuntimeConfig {
     pub task_metadata: bool,
     pub task_metadata_port: u16,
     pub task_host_ip: Option<std::net::IpAddr>,
+    /// How often running tasks' usage goes to the scheduler (1 s–60 s).
+    pub stats_interval: std::time::Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -269,9 +274,14 @@ impl Default for RuntimeConfig {
             task_metadata: true,
             task_metadata_port: DEFAULT_TASK_METADATA_PORT,
             task_host_ip: None,
+            stats_interval: DEFAULT_STATS_INTERVAL,
         }
     }
 }
+
+/// The default `stats_interval`: six samples per minute, so each minute's
+/// service average has several readings per task.
+pub const DEFAULT_STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The validated configuration the agent runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -518,6 +528,7 @@ struct FileConfig {
     image_cleanup_min_age: Option<HumanDuration>,
     image_cleanup_interval: Option<HumanDuration>,
     image_cleanup_per_cycle: Option<usize>,
+    stats_interval: Option<HumanDuration>,
     task_metadata: Option<bool>,
     task_metadata_port: Option<u16>,
     task_host_ip: Option<std::net::IpAddr>,
@@ -812,6 +823,26 @@ pub fn from_sources(
         file_cfg.image_cleanup_interval,
         d.image_cleanup_interval,
     )?;
+    let stats_interval = match layers.parsed::<HumanDuration>(
+        env::STATS_INTERVAL,
+        "stats_interval",
+        file_cfg.stats_interval,
+    )? {
+        None => d.stats_interval,
+        Some((v, origin)) => {
+            let range = std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(60);
+            if !range.contains(&v.0) {
+                return Err(invalid(
+                    "stats_interval",
+                    &format!("{:?}", v.0),
+                    &origin,
+                    "must be between 1s and 60s (service auto scaling needs a reading a minute)"
+                        .to_owned(),
+                ));
+            }
+            v.0
+        }
+    };
     let image_pull_behavior = layers
         .parsed(
             env::IMAGE_PULL_BEHAVIOR,
@@ -913,6 +944,7 @@ pub fn from_sources(
         task_metadata,
         task_metadata_port,
         task_host_ip,
+        stats_interval,
     };
 
     Ok(Config {
@@ -1584,6 +1616,21 @@ mod runtime_settings_tests {
     fn bad_runtime_settings_name_themselves() {
         let err = |file: &str, e: &[(&str, &str)]| load_with(file, e).unwrap_err().to_string();
         assert!(err("", &[(env::STOP_TIMEOUT, "soon")]).contains("invalid stop_timeout"));
+        let e = err("stats_interval = \"2m\"", &[]);
+        assert!(
+            e.contains("invalid stats_interval") && e.contains("between 1s and 60s"),
+            "{e}"
+        );
+        assert!(err("", &[(env::STATS_INTERVAL, "0s")]).contains("invalid stats_interval"));
+        let ok = load_with("stats_interval = \"30s\"", &[]).unwrap();
+        assert_eq!(
+            ok.runtime.stats_interval,
+            std::time::Duration::from_secs(30)
+        );
+        assert_eq!(
+            load_with("", &[]).unwrap().runtime.stats_interval,
+            DEFAULT_STATS_INTERVAL
+        );
         assert!(err("image_pull_behavior = \"sometimes\"", &[]).contains("sometimes"));
         assert!(err("", &[(env::BRIDGE_SUBNET, "10.0.0.0/33")]).contains("invalid bridge_subnet"));
         assert!(err("", &[(env::BRIDGE, "a-very-long-bridge-name")]).contains("invalid bridge"));

@@ -23,6 +23,7 @@
 //! - [`metadata`]: the task metadata endpoint v4 (HTTP on the bridge's gateway).
 //! - [`metrics`]: `/metrics` (Prometheus): image pulls, and this host's tasks read from
 //!   their cgroups at scrape time.
+//! - [`usage`]: the same readings sampled every `stats_interval` for the scheduler.
 //!
 //! Invariants: nothing here exits or panics on a scheduler outage (a lost
 //! connection is a [`ConnectionState`]); configuration, host and identity are
@@ -42,6 +43,7 @@ pub mod register;
 pub mod runtime;
 pub mod session;
 pub mod transport;
+pub mod usage;
 pub mod wire;
 
 use std::future::Future;
@@ -105,6 +107,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut agent = Agent::start(&config, HostProbe::new(&config))?;
     let (ping_tx, ping_rx) = tokio::sync::mpsc::channel(1);
     let started = Arc::new(AtomicBool::new(false));
+    let usage = agent.usage.take().ok_or_else(|| AgentError::Runtime {
+        what: "usage samples",
+        cause: "the runtime was started twice".to_owned(),
+    })?;
     let runtime = start_runtime(
         &config,
         agent.reporter.clone(),
@@ -114,6 +120,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             pings: ping_rx,
             started: started.clone(),
         },
+        usage,
     )?;
     let _watchdog = berth_proto::systemd::watchdog_period().map(|period| {
         AbortOnDrop(tokio::spawn(berth_proto::systemd::run_watchdog(
@@ -214,6 +221,8 @@ pub struct Agent {
     session: SessionHandle,
     cancel: CancellationToken,
     reporter: runtime::report::Reporter,
+    /// The runtime's ends of the usage samples, until the runtime takes them.
+    usage: Option<usage::UsagePorts>,
 }
 
 /// How long to wait between tries to reach containerd.
@@ -230,6 +239,7 @@ pub fn start_runtime(
     desired: watch::Receiver<Option<DesiredState>>,
     cancel: CancellationToken,
     liveness: Liveness,
+    usage: usage::UsagePorts,
 ) -> Result<RuntimeTasks, AgentError> {
     let mut tasks = tokio::task::JoinSet::new();
     use runtime::{cgroups::CgroupManager, network};
@@ -287,6 +297,22 @@ pub fn start_runtime(
     } else {
         None
     };
+    // Usage samples for the scheduler (`berthctl task stats`, `top`).
+    let collector = std::sync::Arc::new(metrics::HostCollector {
+        registry: registry.clone(),
+        reporter: reporter.clone(),
+        desired: desired.clone(),
+        cgroups: cgroups.clone(),
+        sys_class_net: std::path::PathBuf::from("/sys/class/net"),
+    });
+    tasks.spawn(
+        usage::Sampler {
+            collector,
+            interval: rc.stats_interval,
+            ports: usage,
+        }
+        .run(cancel.clone()),
+    );
     // `/metrics`: a failure to listen costs the series, not the tasks.
     let pull_metrics = metrics::AgentMetrics::default();
     if let Some(addr) = config.metrics_listen {
@@ -477,7 +503,9 @@ impl Agent {
             fifo_dir: config.state_dir.join("exec"),
         };
         tokio::spawn(exec_server.run(exec_rx, exec_out_tx, cancel.child_token()));
+        let (usage_ports, usage_link) = usage::channels();
         let link = session::RuntimeLink {
+            usage: usage_link,
             reporter: reporter.clone(),
             logs: log_tx,
             chunks: chunk_rx,
@@ -500,6 +528,7 @@ impl Agent {
             session,
             cancel,
             reporter,
+            usage: Some(usage_ports),
         })
     }
 

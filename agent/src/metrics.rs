@@ -118,6 +118,8 @@ struct StatusLabels {
 /// One running task as read at a scrape.
 #[derive(Debug, Clone, Default)]
 pub struct TaskSample {
+    /// The task's ARN (not a label: the usage samples carry it).
+    pub arn: String,
     pub labels: Option<TaskLabels>,
     /// The task cgroup's usage; `None` if it could not be read.
     pub usage: Option<Stats>,
@@ -157,7 +159,9 @@ fn service_of(group: &str) -> String {
 }
 
 impl HostCollector {
-    fn read(&self) -> HostReading {
+    /// Reads the reports and every running task's cgroups and veth now
+    /// (blocking); the usage samples ([`crate::usage`]) read through it too.
+    pub fn read(&self) -> HostReading {
         let mut out = HostReading::default();
         let (_, reports) = self.reporter.since(0);
         let mut status_of = BTreeMap::new();
@@ -207,6 +211,7 @@ impl HostCollector {
                 })
                 .collect();
             out.tasks.push(TaskSample {
+                arn: t.arn.clone(),
                 labels: Some(labels),
                 usage: self.cgroups.task_stats(&t.task_id).ok(),
                 network: t
@@ -440,6 +445,7 @@ mod tests {
             task_statuses: BTreeMap::from([("RUNNING".into(), 1)]),
             container_statuses: BTreeMap::from([("RUNNING".into(), 2)]),
             tasks: vec![TaskSample {
+                arn: String::new(),
                 labels: Some(labels),
                 usage: Some(Stats {
                     cpu_usage_ns: 1_500_000_000,

@@ -45,6 +45,7 @@ use crate::identity::{Credentials, Identity, IdentityError, IdentityStore};
 use crate::logs::server::{LogChunk, LogCommand};
 use crate::runtime::report::Reporter;
 use crate::transport::{self, TransportError};
+use crate::usage::UsageLink;
 use crate::wire::{self, Inbound, Welcome, WireError};
 use berth_proto::delta::DeltaReceiver;
 
@@ -143,6 +144,8 @@ pub struct RuntimeLink {
     /// ECS Exec: commands down to the [`crate::exec::ExecServer`], output up.
     pub exec: mpsc::Sender<ExecCommand>,
     pub exec_output: mpsc::Receiver<ExecFrame>,
+    /// Usage samples up, the scheduler's sampling requests down.
+    pub usage: UsageLink,
 }
 
 impl RuntimeLink {
@@ -152,7 +155,9 @@ impl RuntimeLink {
         let (_, chunks) = mpsc::channel(1);
         let (exec, _) = mpsc::channel(1);
         let (_, exec_output) = mpsc::channel(1);
+        let (_, usage) = crate::usage::channels();
         Self {
+            usage,
             reporter: Reporter::default(),
             logs,
             chunks,
@@ -439,6 +444,9 @@ impl Session {
             welcome,
         } = est;
         let identity = self.identity.clone();
+        // A new stream: nobody follows this host's tasks until the
+        // scheduler says so (a renewal may have ended the last one early).
+        self.link.usage.sampling.send_replace(None);
         let mut renew_at =
             Instant::now() + renewal_delay(&self.credentials.cert_pem, SystemTime::now());
         let since = Instant::now();
@@ -528,6 +536,10 @@ impl Session {
                                 tracing::debug!("no exec server: exec message dropped");
                             }
                         }
+                        Ok(Inbound::StatsSampling(interval)) => {
+                            tracing::debug!(?interval, "the scheduler set the usage sampling interval");
+                            self.link.usage.sampling.send_replace(interval);
+                        }
                         Ok(Inbound::Unknown) => {
                             tracing::debug!("ignoring a message of a kind this agent does not know");
                         }
@@ -559,6 +571,22 @@ impl Session {
                 Some(chunk) = self.link.chunks.recv() => {
                     if outbound.send(wire::log_chunk(&chunk)).await.is_err() {
                         break SessionError::OutboundClosed;
+                    }
+                }
+                Ok(()) = self.link.usage.samples.changed() => {
+                    let sample = self.link.usage.samples.borrow_and_update().clone();
+                    if let Some(sample) = sample {
+                        // Never waits: a sample the stream has no room for
+                        // is replaced by the next one anyway.
+                        match outbound.try_send(wire::usage(&sample)) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(_)) => {
+                                tracing::debug!("the stream to the scheduler is backed up; usage sample skipped");
+                            }
+                            Err(mpsc::error::TrySendError::Closed(_)) => {
+                                break SessionError::OutboundClosed
+                            }
+                        }
                     }
                 }
                 Some(frame) = self.link.exec_output.recv() => {
@@ -604,6 +632,8 @@ impl Session {
         };
         // The scheduler has told every exec's caller; nobody reads on.
         let _ = self.link.exec.try_send(ExecCommand::CancelAll);
+        // Nobody follows this host's tasks through a lost stream.
+        self.link.usage.sampling.send_replace(None);
         Ended::Lost {
             error,
             connected_for: Some(since.elapsed()),

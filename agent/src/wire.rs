@@ -17,8 +17,10 @@ use crate::exec::{ExecCommand, ExecFrame, ExecInput, ExecOutput, ExecStart, Term
 use crate::host::HostFacts;
 use crate::identity::Identity;
 use crate::logs::server::{LogChunk, LogCommand, LogRequest};
+use crate::metadata::stats::NetworkStats;
 use crate::runtime::image::Credentials;
 use crate::runtime::report::TaskReport;
+use crate::usage::UsageSample;
 
 /// A scheduler message the agent does not accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +56,8 @@ pub enum Inbound {
     Logs(LogCommand),
     /// ECS Exec: start, feed or stop a process in a container.
     Exec(ExecCommand),
+    /// How often to send usage samples; `None`: the configured interval.
+    StatsSampling(Option<Duration>),
     /// A message kind this agent does not know (a newer scheduler): ignored.
     Unknown,
 }
@@ -309,6 +313,58 @@ fn exec_input(i: Option<v1::exec_input::Input>) -> Option<ExecInput> {
     })
 }
 
+/// A usage sample of every running task (`berth/v1/stats.proto`).
+pub fn usage(s: &UsageSample) -> v1::AgentMessage {
+    let network = |n: &NetworkStats| v1::NetworkUsage {
+        rx_bytes: n.rx_bytes,
+        rx_packets: n.rx_packets,
+        tx_bytes: n.tx_bytes,
+        tx_packets: n.tx_packets,
+    };
+    let tasks = s
+        .tasks
+        .iter()
+        .map(|t| v1::TaskUsage {
+            task_arn: t.arn.clone(),
+            cpu_total_ns: t.usage.map(|u| u.cpu_usage_ns),
+            memory_limit_bytes: t.usage.and_then(|u| u.memory_limit_bytes),
+            network: t.network.as_ref().map(network),
+            containers: t
+                .containers
+                .iter()
+                .map(|(name, u)| v1::ContainerUsage {
+                    name: name.clone(),
+                    cpu_total_ns: u.cpu_total_ns,
+                    cpu_user_ns: u.cpu_user_ns,
+                    cpu_system_ns: u.cpu_system_ns,
+                    memory_usage_bytes: u.memory_usage,
+                    // v2 names it inactive_file, v1 total_inactive_file
+                    // (hierarchical) beside inactive_file.
+                    memory_inactive_file_bytes: u
+                        .memory_stat
+                        .get("total_inactive_file")
+                        .or_else(|| u.memory_stat.get("inactive_file"))
+                        .copied()
+                        .unwrap_or(0),
+                    memory_limit_bytes: u.memory_limit,
+                    memory_max_usage_bytes: u.memory_max_usage,
+                    oom_kills: u.oom_kills,
+                    block_read_bytes: u.io_read_bytes,
+                    block_write_bytes: u.io_write_bytes,
+                    pids: u.pids,
+                })
+                .collect(),
+        })
+        .collect();
+    v1::AgentMessage {
+        msg: Some(v1::agent_message::Msg::Usage(v1::UsageSample {
+            sampled_at: Some(s.sampled_at.into()),
+            host_memory_bytes: s.host_memory_bytes,
+            tasks,
+        })),
+    }
+}
+
 pub fn exec_output(f: ExecFrame) -> v1::AgentMessage {
     use v1::exec_output::Output;
     v1::AgentMessage {
@@ -340,6 +396,9 @@ pub fn inbound(m: v1::SchedulerMessage) -> Result<Inbound, WireError> {
             None => Inbound::Unknown,
         }),
         Some(Msg::ExecCancel(c)) => Ok(Inbound::Exec(ExecCommand::Cancel(c.stream_id))),
+        Some(Msg::StatsSampling(s)) => Ok(Inbound::StatsSampling(
+            (s.interval_ms > 0).then(|| Duration::from_millis(u64::from(s.interval_ms))),
+        )),
         None => Ok(Inbound::Unknown),
     }
 }
@@ -601,6 +660,104 @@ mod tests {
     use super::*;
     use crate::config::PortRange;
     use crate::host::{Attribute, HostResources};
+
+    #[test]
+    fn usage_samples_carry_the_working_set_and_the_sampling_request_reads_back() {
+        use crate::metrics::TaskSample;
+        use crate::runtime::cgroups::{ContainerUsage, Stats};
+        let sample = UsageSample {
+            sampled_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            host_memory_bytes: 8 << 30,
+            tasks: vec![TaskSample {
+                arn: "arn:aws:ecs:local:0:task/default/abc".into(),
+                labels: None,
+                usage: Some(Stats {
+                    cpu_usage_ns: 7,
+                    ..Stats::default()
+                }),
+                network: Some(NetworkStats {
+                    rx_bytes: 1,
+                    tx_packets: 2,
+                    ..NetworkStats::default()
+                }),
+                containers: vec![(
+                    "app".into(),
+                    ContainerUsage {
+                        cpu_total_ns: 5,
+                        memory_usage: 4096,
+                        memory_stat: [("inactive_file".to_owned(), 1024)].into(),
+                        io_read_bytes: Some(3),
+                        pids: 2,
+                        ..ContainerUsage::default()
+                    },
+                )],
+            }],
+        };
+        let Some(v1::agent_message::Msg::Usage(u)) = usage(&sample).msg else {
+            panic!("not a usage sample");
+        };
+        assert_eq!(u.host_memory_bytes, 8 << 30);
+        let t = &u.tasks[0];
+        assert_eq!(t.cpu_total_ns, Some(7));
+        assert_eq!(
+            t.network.as_ref().map(|n| (n.rx_bytes, n.tx_packets)),
+            Some((1, 2))
+        );
+        let c = &t.containers[0];
+        assert_eq!(
+            (c.memory_usage_bytes, c.memory_inactive_file_bytes),
+            (4096, 1024)
+        );
+        assert_eq!(
+            (c.block_read_bytes, c.block_write_bytes, c.pids),
+            (Some(3), None, 2)
+        );
+        // What docs/stats.md says a sample costs on the stream (about 70
+        // bytes per container, 130 per task), with realistic magnitudes.
+        let busy = v1::ContainerUsage {
+            name: "app".into(),
+            cpu_total_ns: 12_345_678_901_234,
+            cpu_user_ns: 10_000_000_000_000,
+            cpu_system_ns: 2_000_000_000_000,
+            memory_usage_bytes: 512 << 20,
+            memory_inactive_file_bytes: 64 << 20,
+            memory_limit_bytes: Some(1 << 30),
+            memory_max_usage_bytes: Some(600 << 20),
+            oom_kills: Some(0),
+            block_read_bytes: Some(10 << 30),
+            block_write_bytes: Some(10 << 30),
+            pids: 40,
+        };
+        let len = prost::Message::encoded_len(&busy);
+        assert!((60..=80).contains(&len), "{len} bytes per container");
+        let task = v1::TaskUsage {
+            task_arn: "arn:aws:ecs:eu-west-1:123456789012:task/production/0123456789abcdef0123456789abcdef".into(),
+            cpu_total_ns: Some(24_000_000_000_000),
+            memory_limit_bytes: Some(2 << 30),
+            network: Some(v1::NetworkUsage {
+                rx_bytes: 50 << 30,
+                rx_packets: 40_000_000,
+                tx_bytes: 50 << 30,
+                tx_packets: 40_000_000,
+            }),
+            containers: vec![],
+        };
+        let len = prost::Message::encoded_len(&task);
+        assert!((110..=140).contains(&len), "{len} bytes per task");
+
+        let ask = |ms| {
+            inbound(v1::SchedulerMessage {
+                msg: Some(v1::scheduler_message::Msg::StatsSampling(
+                    v1::StatsSampling { interval_ms: ms },
+                )),
+            })
+            .unwrap()
+        };
+        assert!(
+            matches!(ask(1000), Inbound::StatsSampling(Some(d)) if d == Duration::from_secs(1))
+        );
+        assert!(matches!(ask(0), Inbound::StatsSampling(None)));
+    }
 
     #[test]
     fn hello_carries_the_measured_facts() {

@@ -84,6 +84,8 @@ pub enum Command {
     /// List, add and remove the tags of clusters, services, tasks, task definitions and instances
     #[command(subcommand)]
     Tag(TagCommand),
+    /// Running tasks sorted by CPU or memory, redrawn in place (the agents' readings)
+    Top(crate::commands::stats::TopArgs),
     /// Print berthctl's version and the scheduler's
     Version,
     /// Pin the scheduler's CA, check a token and save them in the config file (0600)
@@ -557,6 +559,19 @@ mod tests {
             "task logs 0a1b --since yesterday",
             expect!["error (exit 2): ValueValidation"],
         );
+        check(
+            "task stats 0a1b -f -o json",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Json } Task(Stats(StatsArgs { id: "0a1b", follow: true, cluster: ClusterArg { cluster: None } }))"#
+            ]],
+        );
+        check(
+            "top --service web --sort memory -n 5 --once",
+            expect![[
+                r#"GlobalArgs { endpoint: None, ca_cert: None, output: Table } Top(TopArgs { service: Some("web"), sort: Memory, limit: 5, once: true, interval: 2s, cluster: ClusterArg { cluster: None } })"#
+            ]],
+        );
+        check("top --sort disk", expect!["error (exit 2): InvalidValue"]);
     }
 
     #[test]

@@ -90,6 +90,11 @@ pub enum Outbound {
     ExecCancel {
         stream_id: u64,
     },
+    /// Sample usage every `interval_ms`, 0: at the agent's own pace
+    /// (someone follows, or no longer follows, one of its tasks).
+    StatsSampling {
+        interval_ms: u32,
+    },
     /// End the stream with PermissionDenied (the instance was deregistered
     /// and its certificates revoked).
     Close {

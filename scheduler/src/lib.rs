@@ -45,6 +45,8 @@
 //!   the loop that fires them, once per fire time.
 //! - [`traffic`]: target groups' targets with ELB's states and services' DNS endpoints, as
 //!   one view kept fresh for WatchTargets, the DNS server and load balancers.
+//! - [`usage`]: task stats in memory (the agents' usage samples, per-minute service
+//!   utilization for auto scaling); never stored.
 
 pub mod agent_link;
 pub mod agents;
@@ -73,4 +75,5 @@ pub mod snapshot;
 pub mod store;
 pub mod tls;
 pub mod traffic;
+pub mod usage;
 pub mod webhooks;

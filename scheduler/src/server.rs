@@ -243,6 +243,7 @@ pub async fn run_with_metrics(
         heartbeat_interval: config.heartbeat_interval,
         logs: LogRouter::default(),
         execs: Default::default(),
+        usage: Default::default(),
         ca: ca.clone(),
         secrets,
         rendered: RenderCache::default(),
@@ -344,6 +345,13 @@ pub async fn run_with_metrics(
         .add_service(
             berth_proto::v1::exec_service_server::ExecServiceServer::new(
                 crate::api::exec::ExecApi {
+                    shared: shared.clone(),
+                },
+            ),
+        )
+        .add_service(
+            berth_proto::v1::task_stats_service_server::TaskStatsServiceServer::new(
+                crate::api::stats::StatsApi {
                     shared: shared.clone(),
                 },
             ),

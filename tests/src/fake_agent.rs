@@ -2,7 +2,7 @@
 //! with a CSR, Connect over mutual TLS with Hello, heartbeats) driven by the
 //! test instead of containerd. It takes desired-state deltas as the real
 //! agent does (and acknowledges them), keeps the whole desired set, records
-//! every `LogRequest` it receives and sends whatever
+//! every `LogRequest` and `StatsSampling` it receives and sends whatever
 //! reports and log chunks the test tells it to; [`FakeAgent::autopilot`]
 //! plays a well-behaved agent (PENDING → RUNNING with the assigned ports as
 //! bindings, STOPPED when told, canned log lines).
@@ -175,6 +175,8 @@ pub struct FakeAgent {
     /// Every `DesiredState` message as it came on the wire, in order.
     received: std::sync::Arc<std::sync::Mutex<Vec<WireDesired>>>,
     log_requests: Mutex<mpsc::Receiver<LogRequest>>,
+    /// The latest `StatsSampling.interval_ms` received (`None`: none yet).
+    sampling: watch::Receiver<Option<u32>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -257,6 +259,7 @@ impl FakeAgent {
         let acks = tx.clone();
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = received.clone();
+        let (sampling_tx, sampling) = watch::channel(None);
         let reader = tokio::spawn(async move {
             // Deltas applied as the real agent does: the watch holds the whole set.
             let mut held = DeltaReceiver::<DesiredTask>::default();
@@ -312,6 +315,9 @@ impl FakeAgent {
                     Some(scheduler_message::Msg::LogRequest(r)) => {
                         let _ = log_tx.send(r).await;
                     }
+                    Some(scheduler_message::Msg::StatsSampling(s)) => {
+                        sampling_tx.send_replace(Some(s.interval_ms));
+                    }
                     _ => {}
                 }
             }
@@ -341,6 +347,7 @@ impl FakeAgent {
             desired,
             received,
             log_requests: Mutex::new(log_rx),
+            sampling,
             tasks: vec![reader, beat],
         }
     }
@@ -368,6 +375,23 @@ impl FakeAgent {
                 self.desired.borrow()
             )
         })
+    }
+
+    /// Waits (up to 10 s) until the latest `StatsSampling` asked for
+    /// `interval_ms`.
+    pub async fn sampling_becomes(&self, interval_ms: u32) {
+        let mut rx = self.sampling.clone();
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            while *rx.borrow_and_update() != Some(interval_ms) {
+                rx.changed().await.expect("agent stream open");
+            }
+        })
+        .await;
+        assert!(
+            found.is_ok(),
+            "no StatsSampling of {interval_ms} ms within 10s; last: {:?}",
+            self.sampling.borrow()
+        );
     }
 
     pub async fn send(&self, msg: agent_message::Msg) {

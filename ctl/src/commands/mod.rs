@@ -16,6 +16,7 @@ pub mod secret;
 pub mod service;
 pub mod service_autoscaling;
 pub mod snapshot;
+pub mod stats;
 pub mod tag;
 pub mod targetgroup;
 pub mod task;
@@ -169,6 +170,7 @@ pub async fn run(
         Command::Webhook(cmd) => webhook::run(cmd, &mut ctx).await,
         Command::Schedule(cmd) => schedule::run(cmd, &mut ctx).await,
         Command::Tag(cmd) => tag::run(cmd, &mut ctx).await,
+        Command::Top(args) => stats::top(args, &mut ctx).await,
         Command::Version => version::run(&mut ctx).await,
         Command::Login(args) => login::run(args, &mut ctx).await,
         Command::Token(cmd) => token::run(cmd, &mut ctx).await,

@@ -1,7 +1,7 @@
 //! `berthctl task run|start|ls|describe|stop|logs|exec`: ECS's RunTask (the
 //! scheduler places), StartTask (on named container instances), ListTasks,
 //! DescribeTasks, StopTask, container logs streamed from the agent through
-//! the scheduler, and ECS Exec (in `task_exec.rs`).
+//! the scheduler, ECS Exec (in `task_exec.rs`) and stats (in `stats.rs`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -84,6 +84,8 @@ pub enum TaskCommand {
     },
     /// Run a command in a task's running container (ECS Exec); exits with its exit code
     Exec(super::task_exec::ExecArgs),
+    /// A running task's CPU, memory, network and block I/O per container, as `docker stats`
+    Stats(super::stats::StatsArgs),
     /// List tasks (JSON: as `aws ecs describe-tasks`)
     Ls {
         /// Only tasks on this container instance
@@ -481,6 +483,7 @@ pub async fn run(cmd: TaskCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {
             ctx.emit(&v, view::list_table)
         }
         TaskCommand::Exec(args) => super::task_exec::run(args, ctx).await,
+        TaskCommand::Stats(args) => super::stats::task_stats(args, ctx).await,
         TaskCommand::Describe { ids, cluster } => {
             let r = client
                 .describe_tasks(pb::DescribeTasksRequest {

@@ -22,6 +22,7 @@ pub mod schedule;
 pub mod secret;
 pub mod service;
 pub mod service_deployment;
+pub mod stats;
 pub mod system;
 pub mod tag;
 pub mod target_group;

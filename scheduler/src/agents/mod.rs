@@ -32,6 +32,8 @@ pub struct Context {
     pub secrets: Secrets,
     pub logs: LogRouter,
     pub execs: ExecRouter,
+    /// Task stats, in memory ([`crate::usage`]).
+    pub usage: crate::usage::UsageBook,
     /// Definitions and secrets as last rendered for the agents.
     pub rendered: desired::RenderCache,
 }
@@ -54,6 +56,8 @@ pub enum AgentEvent {
     /// The agent applied a desired state (`resync`: it could not, and
     /// needs the whole set).
     DesiredAck { generation: u64, resync: bool },
+    /// A usage sample of every task the agent runs.
+    Usage(crate::usage::UsageBatch),
 }
 
 /// One message to an agent.
@@ -79,6 +83,10 @@ pub enum ToAgent {
     },
     ExecCancel {
         stream_id: u64,
+    },
+    /// Sample usage every `interval_ms` (0: the agent's own interval).
+    StatsSampling {
+        interval_ms: u32,
     },
 }
 

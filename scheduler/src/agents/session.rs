@@ -5,7 +5,8 @@
 //! take no deltas, that ask for it, or that left an update unacknowledged
 //! for a whole [`ACK_TICK`]); log chunks go to whoever waits for them, and an agent is told to
 //! stop a log read nobody waits for any more; exec output likewise
-//! ([`crate::exec_link`]).
+//! ([`crate::exec_link`]). Usage samples go to the in-memory
+//! [`crate::usage::UsageBook`] (dropped when the stream ends).
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -14,7 +15,13 @@ use super::sessions::SessionGuard;
 use super::{desired, AgentEvent, Context, DesiredTask, StreamError, ToAgent};
 use crate::agent_link::Outbound;
 use crate::db::{ReportOutcome, TaskReport};
+use crate::records::TaskStatus;
+use crate::usage::TaskMeta;
 use berth_proto::delta::DeltaSender;
+
+/// The sampling interval asked of an agent while someone follows one of
+/// its tasks (`WatchTaskStats`).
+pub const FOLLOW_INTERVAL_MS: u32 = 1000;
 
 /// Most reports made durable by one flush.
 const MAX_BATCH: usize = 256;
@@ -54,6 +61,16 @@ impl AgentSession {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut ack_tick = tokio::time::interval(ACK_TICK);
         ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Someone still follows one of this instance's tasks from before a
+        // reconnect: the agent forgot, ask again.
+        if self.ctx.usage.followed(&self.id) {
+            let fast = ToAgent::StatsSampling {
+                interval_ms: FOLLOW_INTERVAL_MS,
+            };
+            if self.tx.send(Ok(fast)).await.is_err() {
+                return;
+            }
+        }
         let end = loop {
             tokio::select! {
                 m = self.inbound.recv() => match m {
@@ -75,6 +92,7 @@ impl AgentSession {
                         Outbound::ExecStart { stream_id, spec } => ToAgent::ExecStart { stream_id, spec },
                         Outbound::ExecInput { stream_id, input } => ToAgent::ExecInput { stream_id, input },
                         Outbound::ExecCancel { stream_id } => ToAgent::ExecCancel { stream_id },
+                        Outbound::StatsSampling { interval_ms } => ToAgent::StatsSampling { interval_ms },
                     };
                     if self.tx.send(Ok(m)).await.is_err() {
                         break End::AgentClosed;
@@ -132,6 +150,7 @@ impl AgentSession {
             id,
             "the connection to the task's agent was lost; the command's fate is unknown",
         );
+        self.ctx.usage.forget_instance(id, self.guard.conn());
         drop(self.guard);
     }
 
@@ -170,6 +189,7 @@ impl AgentSession {
                     self.sender.resync();
                     self.send_desired().await?;
                 }
+                AgentEvent::Usage(batch) => self.record_usage(batch),
                 AgentEvent::InvalidReport(e) => {
                     tracing::warn!(instance = %self.id, cause = %e, "invalid task report ignored")
                 }
@@ -208,6 +228,39 @@ impl AgentSession {
             }
         }
         self.apply(&reports).await
+    }
+
+    /// Keeps a usage sample; a task seen for the first time is looked up
+    /// once (its instance, group and reservation).
+    fn record_usage(&self, batch: crate::usage::UsageBatch) {
+        let db = &self.ctx.db;
+        let id = &self.id;
+        let from = crate::usage::Source {
+            instance: id,
+            conn: self.guard.conn(),
+        };
+        self.ctx
+            .usage
+            .record(from, batch, crate::records::now_millis(), |task| {
+                match db.task(task) {
+                    Ok(Some(t)) if t.instance_id == *id && t.last_status != TaskStatus::Stopped => {
+                        Some(TaskMeta {
+                            cluster: t.cluster,
+                            instance: t.instance_id,
+                            group: t.group,
+                            family: t.family,
+                            revision: t.revision,
+                            reserved_cpu_units: t.reservation.cpu_units,
+                            reserved_memory_mib: t.reservation.memory_mib,
+                        })
+                    }
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::warn!(instance = %id, %task, cause = %e, "cannot read a task for its usage sample");
+                        None
+                    }
+                }
+            });
     }
 
     async fn apply(&self, reports: &[TaskReport]) -> Result<(), End> {

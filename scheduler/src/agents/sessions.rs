@@ -60,6 +60,11 @@ impl SessionGuard {
     pub fn heartbeat(&self) {
         self.sessions.touch(&self.id, self.conn);
     }
+
+    /// Which `Connect` call this guard belongs to (a reconnect's is higher).
+    pub fn conn(&self) -> u64 {
+        self.conn
+    }
 }
 
 impl Drop for SessionGuard {

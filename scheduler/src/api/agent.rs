@@ -378,6 +378,7 @@ impl AgentService for AgentApi {
             secrets: self.shared.secrets.clone(),
             logs: self.shared.logs.clone(),
             execs: self.shared.execs.clone(),
+            usage: self.shared.usage.clone(),
             rendered: self.shared.rendered.clone(),
         };
         // Subscribe before reading the set, so no change slips between.
@@ -575,6 +576,7 @@ fn agent_event(m: AgentMessage) -> AgentEvent {
             generation: a.generation,
             resync: a.resync,
         },
+        Some(agent_message::Msg::Usage(u)) => AgentEvent::Usage(super::stats::usage_batch(u)),
     }
 }
 
@@ -643,6 +645,11 @@ fn scheduler_message(m: ToAgent) -> SchedulerMessage {
             }
             ToAgent::ExecCancel { stream_id } => {
                 scheduler_message::Msg::ExecCancel(berth_proto::v1::ExecCancel { stream_id })
+            }
+            ToAgent::StatsSampling { interval_ms } => {
+                scheduler_message::Msg::StatsSampling(berth_proto::v1::StatsSampling {
+                    interval_ms,
+                })
             }
         }),
     }

@@ -145,6 +145,10 @@ pub const METHODS: &[MethodRule] = &[
     // ECS Exec: a stream, so the gate does not read its body; the handler
     // audits each session itself (who, task, container, command).
     write("/berth.v1.ExecService/ExecuteCommand", Operator),
+    // Task stats (berth/v1/stats.proto): readings only.
+    read("/berth.v1.TaskStatsService/GetTaskStats", ReadOnly),
+    read("/berth.v1.TaskStatsService/WatchTaskStats", ReadOnly),
+    read("/berth.v1.TaskStatsService/ListTaskStats", ReadOnly),
     write("/berth.v1.ServiceService/CreateService", Operator),
     write("/berth.v1.ServiceService/UpdateService", Operator),
     write("/berth.v1.ServiceService/DeleteService", Operator),

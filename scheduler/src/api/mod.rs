@@ -18,6 +18,7 @@ pub mod schedule;
 pub mod secret;
 pub mod service;
 pub mod snapshot;
+pub mod stats;
 pub mod system;
 pub mod tags;
 pub mod task;
@@ -53,6 +54,8 @@ pub struct Shared {
     pub logs: LogRouter,
     /// Exec sessions waiting for their agents' output.
     pub execs: crate::exec_link::ExecRouter,
+    /// Task stats, in memory only ([`crate::usage`]).
+    pub usage: crate::usage::UsageBook,
     /// The cluster CA: signs agents' certificates.
     pub ca: Arc<ClusterCa>,
     pub secrets: Secrets,
