@@ -272,11 +272,14 @@ pub async fn run_with_metrics(
         config.schedules,
     )
     .start(shutdown.child_token());
-    // The per-task readings plug in here (until then policies see no data).
+    // Target tracking and step scaling read the agents' per-task readings.
     let autoscaler = crate::autoscaling::Autoscaler::new(
         db.clone(),
         config.autoscaling.clone(),
-        Arc::new(crate::autoscaling::NoMetrics),
+        Arc::new(crate::autoscaling::UsageMetrics::new(
+            shared.usage.clone(),
+            config.autoscaling.period,
+        )),
     )
     .start(shutdown.child_token());
     let traffic = crate::traffic::Watcher::start(

@@ -48,6 +48,42 @@ impl ServiceMetrics for NoMetrics {
 
 pub use crate::config::AutoscalingSettings;
 
+/// The agents' readings ([`crate::usage::UsageBook`], one datapoint per
+/// minute) as the autoscaler's datapoints: a period's value is the mean of
+/// the minutes it covers that have data (a period shorter than a minute
+/// reads the minute it starts in).
+#[derive(Debug, Clone)]
+pub struct UsageMetrics {
+    book: crate::usage::UsageBook,
+    period_ms: i64,
+}
+
+impl UsageMetrics {
+    pub fn new(book: crate::usage::UsageBook, period: Duration) -> Self {
+        Self {
+            book,
+            period_ms: i64::try_from(period.as_millis()).unwrap_or(i64::MAX).max(1),
+        }
+    }
+}
+
+impl ServiceMetrics for UsageMetrics {
+    fn datapoint(&self, cluster: &str, service: &str, metric: Metric, period: i64) -> Option<f64> {
+        let start = period.checked_mul(self.period_ms)?;
+        let end = start.checked_add(self.period_ms)?.checked_sub(1)?;
+        let (first, last) = (start.div_euclid(60_000), end.div_euclid(60_000));
+        let values: Vec<f64> = (first..=last)
+            .filter_map(|m| u64::try_from(m).ok())
+            .filter_map(|m| self.book.service_utilization(cluster, service, m))
+            .filter_map(|u| match metric {
+                Metric::Cpu => u.cpu,
+                Metric::Memory => u.memory,
+            })
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    }
+}
+
 /// A [`crate::config::MetricsFn`] as a metrics source.
 struct FnMetrics(crate::config::MetricsFn);
 
@@ -414,4 +450,74 @@ pub fn scheduled_action_schedule(
 pub fn next_action_fire(a: &crate::db::autoscaling::ScheduledActionRecord) -> Option<UnixMillis> {
     let s = scheduled_action_schedule(a).ok()?;
     s.next_after(a.last_fire.unwrap_or(a.created_at - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::{ContainerUsage, Source, TaskMeta, TaskUsage, UsageBatch, UsageBook};
+
+    /// A sample of task `a` (a service's, reserving a core and 64 MiB)
+    /// with `cpu_ns` of CPU used so far and 16 MiB of memory.
+    fn sample(book: &UsageBook, read_ms: i64, cpu_ns: u64, received_ms: i64) {
+        let batch = UsageBatch {
+            read_ms,
+            host_memory_bytes: 1 << 30,
+            tasks: vec![TaskUsage {
+                task_id: "a".into(),
+                cpu_total_ns: Some(cpu_ns),
+                memory_limit_bytes: None,
+                network: None,
+                containers: vec![ContainerUsage {
+                    name: "app".into(),
+                    cpu_total_ns: cpu_ns,
+                    memory_usage_bytes: 16 << 20,
+                    ..ContainerUsage::default()
+                }],
+            }],
+        };
+        let meta = TaskMeta {
+            cluster: "default".into(),
+            instance: "i-1".into(),
+            group: "service:web".into(),
+            family: "web".into(),
+            revision: 1,
+            reserved_cpu_units: 1024,
+            reserved_memory_mib: 64,
+        };
+        let from = Source {
+            instance: "i-1",
+            conn: 1,
+        };
+        book.record(from, batch, received_ms, |_| Some(meta.clone()));
+    }
+
+    #[test]
+    fn the_agents_readings_are_the_autoscalers_datapoints() {
+        let book = UsageBook::default();
+        // Minute 1: a quarter of a core; minute 2: three quarters.
+        sample(&book, 0, 0, 60_000);
+        sample(&book, 10_000, 2_500_000_000, 61_000);
+        sample(&book, 20_000, 10_000_000_000, 121_000);
+        let per_minute = UsageMetrics::new(book.clone(), Duration::from_secs(60));
+        let cpu = |m: &UsageMetrics, p| m.datapoint("default", "web", Metric::Cpu, p);
+        let near = |v: Option<f64>, want: f64| v.is_some_and(|v| (v - want).abs() < 1e-6);
+        assert!(near(cpu(&per_minute, 1), 25.0), "{:?}", cpu(&per_minute, 1));
+        assert!(near(cpu(&per_minute, 2), 75.0), "{:?}", cpu(&per_minute, 2));
+        assert!(near(
+            per_minute.datapoint("default", "web", Metric::Memory, 1),
+            25.0
+        ));
+        // Missing data is no datapoint (never a zero).
+        assert_eq!(cpu(&per_minute, 3), None);
+        assert_eq!(per_minute.datapoint("default", "api", Metric::Cpu, 1), None);
+        // A two-minute period averages its minutes; a 30 s one reads the
+        // minute it starts in.
+        let two = UsageMetrics::new(book.clone(), Duration::from_secs(120));
+        assert!(near(cpu(&two, 0), 25.0), "{:?}", cpu(&two, 0));
+        assert!(near(cpu(&two, 1), 75.0), "{:?}", cpu(&two, 1));
+        let half = UsageMetrics::new(book, Duration::from_secs(30));
+        assert!(near(cpu(&half, 3), 25.0), "{:?}", cpu(&half, 3));
+        assert!(near(cpu(&half, 4), 75.0), "{:?}", cpu(&half, 4));
+    }
 }
