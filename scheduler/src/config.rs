@@ -33,6 +33,8 @@ pub const ENV_SERVICE_RESYNC: &str = "BERTH_SERVICE_RESYNC";
 pub const ENV_WEBHOOKS_MAX_ATTEMPTS: &str = "BERTH_WEBHOOKS_MAX_ATTEMPTS";
 pub const ENV_WEBHOOKS_BACKOFF_BASE: &str = "BERTH_WEBHOOKS_BACKOFF_BASE";
 pub const ENV_WEBHOOKS_BACKOFF_MAX: &str = "BERTH_WEBHOOKS_BACKOFF_MAX";
+/// `[autoscaling] period` (a duration such as `60s`).
+pub const ENV_AUTOSCALING_PERIOD: &str = "BERTH_AUTOSCALING_PERIOD";
 /// Comma-separated extra names of the serving certificate.
 pub const ENV_TLS_SERVER_NAMES: &str = "BERTH_TLS_SERVER_NAMES";
 pub const ENV_TLS_CA_CERT: &str = "BERTH_TLS_CA_CERT";
@@ -716,7 +718,11 @@ impl Config {
         let autoscaling = AutoscalingSettings {
             period: duration(
                 "autoscaling.period",
-                file.autoscaling.and_then(|a| a.period),
+                pick(
+                    None,
+                    ENV_AUTOSCALING_PERIOD,
+                    file.autoscaling.and_then(|a| a.period),
+                ),
                 Duration::from_secs(60),
             )?,
             ..Default::default()
@@ -1183,6 +1189,13 @@ mod tests {
         let c = Config::from_toml(text, &Overrides::default(), &env(&[])).unwrap();
         assert_eq!(c.schedules.catch_up_window, Duration::from_secs(600));
         assert_eq!(c.autoscaling.period, Duration::from_secs(30));
+        let c = Config::from_toml(
+            text,
+            &Overrides::default(),
+            &env(&[(ENV_AUTOSCALING_PERIOD, "2s")]),
+        )
+        .unwrap();
+        assert_eq!(c.autoscaling.period, Duration::from_secs(2));
         for (text, key) in [
             (
                 "[schedules]\ncatch_up_window = \"later\"",
