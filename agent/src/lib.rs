@@ -378,7 +378,7 @@ pub fn start_runtime(
             )
             .await
             {
-                Ok(c) => break c,
+                Ok(c) => break c.observed(pull_metrics.containerd.clone()),
                 Err(e) => {
                     if !warned {
                         tracing::warn!(socket = %rc.containerd_socket.display(), cause = %e, "containerd is not reachable; tasks cannot run until it is (retrying)");

@@ -41,6 +41,8 @@ pub struct AgentMetrics {
     pull_seconds: Histogram,
     pull_bytes: Counter,
     pull_failures: Counter,
+    /// containerd calls, timed where the agent's clients share the channel.
+    pub containerd: crate::runtime::containerd::ContainerdCalls,
 }
 
 impl Default for AgentMetrics {
@@ -50,6 +52,7 @@ impl Default for AgentMetrics {
             pull_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 16)),
             pull_bytes: Counter::default(),
             pull_failures: Counter::default(),
+            containerd: Default::default(),
         }
     }
 }
@@ -85,6 +88,16 @@ impl AgentMetrics {
             "agent_image_pull_failures",
             "Image pulls that failed",
             self.pull_failures.clone(),
+        );
+        r.register(
+            "agent_containerd_call_duration_seconds",
+            "Time of each containerd call until its answer, by gRPC method",
+            self.containerd.duration.clone(),
+        );
+        r.register(
+            "agent_containerd_call_errors",
+            "containerd calls that failed, by gRPC method and code",
+            self.containerd.errors.clone(),
         );
     }
 }

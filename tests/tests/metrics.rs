@@ -329,6 +329,22 @@ async fn prometheus_scrapes_the_scheduler_and_the_agent() {
         "the container's memory hard limit"
     );
 
+    // The agent's containerd calls, timed by method: the task's start among them.
+    eventually(Duration::from_secs(30), "containerd call latency", || async {
+        let starts = value(&prom.query(
+            "berth_agent_containerd_call_duration_seconds_count{method=\"Tasks/Start\",job=\"agent\"}",
+        )?)?;
+        let creates = value(&prom.query(
+            "berth_agent_containerd_call_duration_seconds_count{method=\"Containers/Create\",job=\"agent\"}",
+        )?)?;
+        if starts >= 1.0 && creates >= 1.0 {
+            Ok(())
+        } else {
+            Err(format!("Tasks/Start {starts}, Containers/Create {creates}"))
+        }
+    })
+    .await;
+
     // The scheduler's own series.
     eventually(Duration::from_secs(30), "the scheduler's series", || async {
         let starts = value(&prom.query("berth_task_calls_total{call=\"StartTask\",job=\"scheduler\"}")?)?;

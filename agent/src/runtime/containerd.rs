@@ -3,8 +3,20 @@
 //! (`containerd-namespace` metadata; Berth's default is `berth`), and the
 //! service clients built from that channel. Works with containerd 1.6 and
 //! 1.7+: only the v1 services that both have are used.
+//!
+//! Every client goes through [`ObservedChannel`], one tower service around
+//! the channel that times each call and counts its failures by gRPC method
+//! ([`ContainerdCalls`], exported by the agent's `/metrics`).
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 use containerd_client::services::v1::{
     containers_client::ContainersClient, content_client::ContentClient, diff_client::DiffClient,
@@ -68,11 +80,123 @@ pub struct Version {
     pub revision: String,
 }
 
+/// The labels of a containerd call's series: its gRPC method, shortened to
+/// `Service/Method` (`Tasks/Start`), a bounded set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CallLabels {
+    pub method: String,
+}
+
+/// A failed call's labels: the method and the gRPC code's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CallErrorLabels {
+    pub method: String,
+    pub code: String,
+}
+
+/// containerd call latency and failures; cheap to clone (shared values).
+#[derive(Debug, Clone)]
+pub struct ContainerdCalls {
+    pub duration: Family<CallLabels, Histogram>,
+    pub errors: Family<CallErrorLabels, Counter>,
+}
+
+impl Default for ContainerdCalls {
+    fn default() -> Self {
+        Self {
+            // 0.5 ms … ~16 s.
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
+            errors: Family::default(),
+        }
+    }
+}
+
+impl ContainerdCalls {
+    /// One call to `path` (`/containerd.services.tasks.v1.Tasks/Start`)
+    /// answered after `took`; `code` is its gRPC code when it failed.
+    pub fn observe(&self, path: &str, took: std::time::Duration, code: Option<tonic::Code>) {
+        let method = short_method(path);
+        self.duration
+            .get_or_create(&CallLabels {
+                method: method.clone(),
+            })
+            .observe(took.as_secs_f64());
+        if let Some(code) = code {
+            self.errors
+                .get_or_create(&CallErrorLabels {
+                    method,
+                    code: format!("{code:?}"),
+                })
+                .inc();
+        }
+    }
+}
+
+/// `/containerd.services.tasks.v1.Tasks/Start` → `Tasks/Start`.
+fn short_method(path: &str) -> String {
+    let (service, method) = path
+        .trim_start_matches('/')
+        .rsplit_once('/')
+        .unwrap_or(("", path));
+    let service = service.rsplit('.').next().unwrap_or(service);
+    format!("{service}/{method}")
+}
+
+/// The code of a call's outcome as the response headers tell it (a failed
+/// unary call answers "trailers-only", with `grpc-status` in the headers);
+/// `None` for success.
+fn call_code<B, E>(out: &Result<http::Response<B>, E>) -> Option<tonic::Code> {
+    match out {
+        Err(_) => Some(tonic::Code::Unavailable),
+        Ok(resp) => resp
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i32>().ok())
+            .map(tonic::Code::from)
+            .filter(|c| *c != tonic::Code::Ok),
+    }
+}
+
+/// The channel every containerd client uses: times each call and counts
+/// its failures when the agent observes them.
+#[derive(Clone)]
+pub struct ObservedChannel {
+    inner: Channel,
+    calls: Option<ContainerdCalls>,
+}
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for ObservedChannel {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower_service::Service::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let Some(calls) = self.calls.clone() else {
+            return Box::pin(tower_service::Service::call(&mut self.inner, req));
+        };
+        let path = req.uri().path().to_owned();
+        let call = tower_service::Service::call(&mut self.inner, req);
+        let start = tokio::time::Instant::now();
+        Box::pin(async move {
+            let out = call.await;
+            calls.observe(&path, start.elapsed(), call_code(&out));
+            out
+        })
+    }
+}
+
 /// A connection to one containerd, in one namespace. Cheap to clone (the
 /// channel is shared).
 #[derive(Clone)]
 pub struct Containerd {
-    channel: Channel,
+    channel: ObservedChannel,
     namespace: String,
     socket: PathBuf,
 }
@@ -98,14 +222,24 @@ impl Containerd {
             }
         })?;
         Ok(Self {
-            channel,
+            channel: ObservedChannel {
+                inner: channel,
+                calls: None,
+            },
             namespace: namespace.to_owned(),
             socket: socket.to_path_buf(),
         })
     }
 
+    /// Times every call made through this connection (and its clones made
+    /// from now on) into `calls`.
+    pub fn observed(mut self, calls: ContainerdCalls) -> Self {
+        self.channel.calls = Some(calls);
+        self
+    }
+
     /// The shared channel.
-    pub fn channel(&self) -> Channel {
+    pub fn channel(&self) -> ObservedChannel {
         self.channel.clone()
     }
 
@@ -152,32 +286,32 @@ impl Containerd {
         })
     }
 
-    pub fn content(&self) -> ContentClient<Channel> {
+    pub fn content(&self) -> ContentClient<ObservedChannel> {
         // Layers can be large: lift tonic's 4 MiB default on reads.
         ContentClient::new(self.channel()).max_decoding_message_size(64 * 1024 * 1024)
     }
 
-    pub fn images(&self) -> ImagesClient<Channel> {
+    pub fn images(&self) -> ImagesClient<ObservedChannel> {
         ImagesClient::new(self.channel())
     }
 
-    pub fn snapshots(&self) -> SnapshotsClient<Channel> {
+    pub fn snapshots(&self) -> SnapshotsClient<ObservedChannel> {
         SnapshotsClient::new(self.channel())
     }
 
-    pub fn diff(&self) -> DiffClient<Channel> {
+    pub fn diff(&self) -> DiffClient<ObservedChannel> {
         DiffClient::new(self.channel())
     }
 
-    pub fn leases(&self) -> LeasesClient<Channel> {
+    pub fn leases(&self) -> LeasesClient<ObservedChannel> {
         LeasesClient::new(self.channel())
     }
 
-    pub fn containers(&self) -> ContainersClient<Channel> {
+    pub fn containers(&self) -> ContainersClient<ObservedChannel> {
         ContainersClient::new(self.channel())
     }
 
-    pub fn tasks(&self) -> TasksClient<Channel> {
+    pub fn tasks(&self) -> TasksClient<ObservedChannel> {
         TasksClient::new(self.channel())
     }
 }
@@ -230,11 +364,55 @@ mod tests {
         }
     }
 
+    #[test]
+    fn calls_are_named_by_service_and_method_and_failures_by_code() {
+        assert_eq!(
+            short_method("/containerd.services.tasks.v1.Tasks/Start"),
+            "Tasks/Start"
+        );
+        assert_eq!(short_method("/Version/Version"), "Version/Version");
+        let answer = |status: Option<&str>| {
+            let mut r = http::Response::new(());
+            if let Some(s) = status {
+                r.headers_mut().insert("grpc-status", s.parse().unwrap());
+            }
+            Ok::<_, ()>(r)
+        };
+        assert_eq!(call_code(&answer(None)), None);
+        assert_eq!(call_code(&answer(Some("0"))), None);
+        assert_eq!(call_code(&answer(Some("5"))), Some(tonic::Code::NotFound));
+        assert_eq!(
+            call_code(&Err::<http::Response<()>, _>(())),
+            Some(tonic::Code::Unavailable)
+        );
+        let calls = ContainerdCalls::default();
+        let path = "/containerd.services.tasks.v1.Tasks/Get";
+        calls.observe(path, std::time::Duration::from_millis(3), None);
+        calls.observe(
+            path,
+            std::time::Duration::from_millis(1),
+            Some(tonic::Code::NotFound),
+        );
+        let mut r = prometheus_client::registry::Registry::default();
+        r.register("d", "d", calls.duration.clone());
+        r.register("e", "e", calls.errors.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &r).unwrap();
+        assert!(text.contains("d_count{method=\"Tasks/Get\"} 2"), "{text}");
+        assert!(
+            text.contains("e_total{method=\"Tasks/Get\",code=\"NotFound\"} 1"),
+            "{text}"
+        );
+    }
+
     #[tokio::test]
     async fn requests_carry_namespace_and_lease() {
         let channel = Channel::from_static("http://[::]:1").connect_lazy();
         let ctd = Containerd {
-            channel,
+            channel: ObservedChannel {
+                inner: channel,
+                calls: None,
+            },
             namespace: "berth".to_owned(),
             socket: PathBuf::from("/run/containerd/containerd.sock"),
         };
