@@ -38,10 +38,15 @@ pub enum SecretCommand {
     },
 }
 
-/// The value to store: the file's bytes, or standard input without one
-/// trailing newline. Empty values are refused.
-fn read_value(from_file: Option<&str>, stdin: &mut dyn Read) -> Result<Vec<u8>, CtlError> {
-    let (what, mut value) = match from_file {
+/// A secret's bytes (a stored secret's value, a webhook's signing secret):
+/// the file's, or standard input's without one trailing newline. Empty is
+/// refused with the sentence `empty` makes of where it came from.
+pub(super) fn read_secret_input(
+    from_file: Option<&str>,
+    stdin: &mut dyn Read,
+    empty: impl FnOnce(&str) -> String,
+) -> Result<Vec<u8>, CtlError> {
+    let (what, value) = match from_file {
         Some(path) => (
             path.to_owned(),
             std::fs::read(path).map_err(|source| CtlError::ReadFile {
@@ -67,14 +72,20 @@ fn read_value(from_file: Option<&str>, stdin: &mut dyn Read) -> Result<Vec<u8>, 
         }
     };
     if value.is_empty() {
-        value.clear();
         return Err(CtlError::InvalidInput {
-            message: format!(
-                "the secret's value from {what} is empty; pipe the value in or use --from-file FILE"
-            ),
+            message: empty(&what),
         });
     }
     Ok(value)
+}
+
+/// The value to store (`secret put`).
+fn read_value(from_file: Option<&str>, stdin: &mut dyn Read) -> Result<Vec<u8>, CtlError> {
+    read_secret_input(from_file, stdin, |what| {
+        format!(
+            "the secret's value from {what} is empty; pipe the value in or use --from-file FILE"
+        )
+    })
 }
 
 pub async fn run(cmd: SecretCommand, ctx: &mut Ctx<'_>) -> Result<(), CtlError> {

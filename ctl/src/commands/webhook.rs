@@ -67,39 +67,11 @@ pub enum WebhookCommand {
 /// The bytes of `--secret-file`, or standard input without one trailing
 /// newline.
 fn read_secret(from_file: Option<&str>, stdin: &mut dyn Read) -> Result<Vec<u8>, CtlError> {
-    let (what, value) = match from_file {
-        Some(path) => (
-            path.to_owned(),
-            std::fs::read(path).map_err(|source| CtlError::ReadFile {
-                path: path.to_owned(),
-                source,
-            })?,
-        ),
-        None => {
-            let mut v = Vec::new();
-            stdin
-                .read_to_end(&mut v)
-                .map_err(|source| CtlError::ReadFile {
-                    path: "standard input".to_owned(),
-                    source,
-                })?;
-            if v.ends_with(b"\n") {
-                v.pop();
-                if v.ends_with(b"\r") {
-                    v.pop();
-                }
-            }
-            ("standard input".to_owned(), v)
-        }
-    };
-    if value.is_empty() {
-        return Err(CtlError::InvalidInput {
-            message: format!(
-                "the webhook's secret from {what} is empty; pipe it in or use --secret-file FILE (e.g. from `openssl rand -hex 32`)"
-            ),
-        });
-    }
-    Ok(value)
+    super::secret::read_secret_input(from_file, stdin, |what| {
+        format!(
+            "the webhook's secret from {what} is empty; pipe it in or use --secret-file FILE (e.g. from `openssl rand -hex 32`)"
+        )
+    })
 }
 
 fn no_webhook() -> CtlError {
