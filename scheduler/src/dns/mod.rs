@@ -60,24 +60,42 @@ pub struct Sockets {
 
 impl Sockets {
     /// Binds UDP and TCP on `addr`. With port 0 the TCP listener takes the
-    /// port the UDP socket got.
+    /// port the UDP socket got; when that port is taken for TCP, another
+    /// is tried (a few times).
     pub async fn bind(addr: SocketAddr) -> Result<Self, DnsError> {
-        let udp = UdpSocket::bind(addr)
-            .await
-            .map_err(|source| DnsError::Bind {
-                proto: "udp",
-                addr,
-                source,
-            })?;
-        let tcp_addr = udp.local_addr().unwrap_or(addr);
-        let tcp = TcpListener::bind(tcp_addr)
-            .await
-            .map_err(|source| DnsError::Bind {
-                proto: "tcp",
-                addr: tcp_addr,
-                source,
-            })?;
-        Ok(Self { udp, tcp })
+        const ATTEMPTS: usize = 16;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let udp = UdpSocket::bind(addr)
+                .await
+                .map_err(|source| DnsError::Bind {
+                    proto: "udp",
+                    addr,
+                    source,
+                })?;
+            let tcp_addr = udp.local_addr().unwrap_or(addr);
+            match TcpListener::bind(tcp_addr).await {
+                Ok(tcp) => return Ok(Self { udp, tcp }),
+                Err(e)
+                    if addr.port() == 0
+                        && e.kind() == std::io::ErrorKind::AddrInUse
+                        && attempt < ATTEMPTS =>
+                {
+                    tracing::debug!(
+                        port = tcp_addr.port(),
+                        "the UDP port is taken for TCP; trying another"
+                    );
+                }
+                Err(source) => {
+                    return Err(DnsError::Bind {
+                        proto: "tcp",
+                        addr: tcp_addr,
+                        source,
+                    })
+                }
+            }
+        }
     }
 
     /// The address both are bound to.
